@@ -1,0 +1,368 @@
+"""The streams interface every backend implements: producer, consumer, admin.
+
+These Protocols are the whole contract; ``tests/contracts/`` tests backends through them
+only. What each method promises (ordering, idempotence, what it raises) is written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from millstream.records import Headers, Position, Record, StreamPartition
+
+__all__ = [
+    "Admin",
+    "BatchHandle",
+    "Consumer",
+    "GroupInfo",
+    "MemberInfo",
+    "OffsetReset",
+    "PartitionInfo",
+    "PartitionLag",
+    "Producer",
+    "RebalanceCallback",
+    "Retention",
+    "SendHandle",
+    "StreamInfo",
+    "Streams",
+]
+
+OffsetReset = Literal["earliest", "latest"]
+RebalanceCallback = Callable[[list[StreamPartition]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a stream keeps its records.
+
+    The default keeps everything forever: streams are the system of record. ``max_age_ms``
+    and ``max_bytes`` (per partition) delete the oldest records beyond the bound; whole
+    stored batches go at once, so a little more than the bound may be kept. ``compact`` keeps
+    the latest record per key; a tombstone (value ``None``) removes its key, and is itself
+    removed ``tombstone_ms`` after it was written. Offsets never change; a compacted stream's
+    offsets have gaps.
+    """
+
+    max_age_ms: int | None = None
+    max_bytes: int | None = None
+    compact: bool = False
+    tombstone_ms: int = 24 * 3600 * 1000
+
+    def __post_init__(self) -> None:
+        from millstream.errors import InvalidRequestError
+
+        for name in ("max_age_ms", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise InvalidRequestError(
+                    f"retention {name}={value!r} must be a positive integer, or None for no bound"
+                )
+        if not isinstance(self.tombstone_ms, int) or self.tombstone_ms < 0:
+            raise InvalidRequestError(
+                f"retention tombstone_ms={self.tombstone_ms!r} must be an integer ≥ 0"
+            )
+
+    @property
+    def forever(self) -> bool:
+        return self.max_age_ms is None and self.max_bytes is None and not self.compact
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_age_ms is not None:
+            parts.append(f"age ≤ {self.max_age_ms} ms")
+        if self.max_bytes is not None:
+            parts.append(f"size ≤ {self.max_bytes} B/partition")
+        if self.compact:
+            parts.append("compacted")
+        return ", ".join(parts) or "forever"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    """One partition's retained range: offsets ``start`` (first kept) to ``end`` (next to write)."""
+
+    partition: int
+    start: int
+    end: int
+    bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A stream's configuration and the retained range of each partition."""
+
+    name: str
+    partitions: tuple[PartitionInfo, ...]
+    retention: Retention = field(default_factory=Retention)
+
+    @property
+    def partition_count(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def records(self) -> int:
+        """Offsets retained over all partitions (an upper bound on compacted streams)."""
+        return sum(p.end - p.start for p in self.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """A live member of a consumer group."""
+
+    member_id: str
+    client: str
+    streams: tuple[str, ...]
+    partitions: tuple[StreamPartition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """A group's progress on one partition: committed offset (None if never) and lag."""
+
+    stream: str
+    partition: int
+    committed: int | None
+    end: int
+    owner: str | None
+
+    @property
+    def lag(self) -> int:
+        start = self.committed if self.committed is not None else 0
+        return max(self.end - start, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A consumer group: its members and, per partition, committed offset and lag."""
+
+    name: str
+    members: tuple[MemberInfo, ...]
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+
+class SendHandle(Protocol):
+    """The acknowledgement of one sent record; resolves once the record is durably stored."""
+
+    def done(self) -> bool:
+        """True once the record is stored or failed; never blocks."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> Position:
+        """Block until the record is stored and return where it is.
+
+        Raises ``DeliveryError`` if it could not be stored, ``OperationTimeoutError`` if
+        ``timeout`` seconds pass first (the record may still be stored later).
+        """
+        ...
+
+
+class BatchHandle(Protocol):
+    """The acknowledgement of a batch sent with ``send_batch``."""
+
+    def done(self) -> bool:
+        """True once every record of the batch is stored or the batch failed."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> list[Position]:
+        """Block until every record is stored; return their positions in the order sent."""
+        ...
+
+
+class Producer(Protocol):
+    """Appends records to streams.
+
+    ``send`` and ``send_batch`` return at once; records sent by one producer to one partition
+    are stored in the order sent. A record is *acknowledged* once its handle resolved or a
+    later ``flush()`` returned; an acknowledged record is never lost. A record over the size
+    limit raises ``RecordTooLargeError`` at the call, and nothing of it is sent. Sending to a
+    stream that does not exist raises ``UnknownStreamError``.
+    """
+
+    def send(
+        self,
+        stream: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+        timestamp: int | None = None,
+    ) -> SendHandle:
+        """Queue one record. The partition is ``partition`` if given, else the key's murmur2
+        partition, else one chosen by the producer (records without a key spread over
+        partitions in batches)."""
+        ...
+
+    def send_batch(
+        self,
+        stream: str,
+        values: Sequence[bytes | None],
+        *,
+        keys: Sequence[bytes | None] | None = None,
+        partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
+    ) -> BatchHandle:
+        """Queue many records at once (the cheap path). ``keys`` and ``headers``, when given,
+        have one entry per value. Either every record is accepted or, if one is invalid,
+        none is."""
+        ...
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every record sent before the call is acknowledged; raise
+        ``DeliveryError`` if any could not be stored."""
+        ...
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush and release resources; idempotent."""
+        ...
+
+    def __enter__(self) -> Producer: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class Consumer(Protocol):
+    """Reads records from streams, alone or as a member of a consumer group.
+
+    With a group, each partition of the subscribed streams is owned by one live member at a
+    time; partitions move when members join, leave or stop heartbeating. A member that lost a
+    partition can no longer commit for it (``FencedError``). Without a group, the consumer
+    reads every partition and cannot commit. Within a partition, records come in offset order.
+    Reading from an offset below the retained start raises ``OffsetOutOfRangeError``.
+    """
+
+    @property
+    def group(self) -> str | None: ...
+
+    def subscribe(
+        self,
+        streams: Iterable[str],
+        *,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+    ) -> None:
+        """Start reading ``streams``. ``on_revoke`` runs inside ``poll`` before partitions are
+        given up (commit there); ``on_assign`` after new ones are taken."""
+        ...
+
+    def assignment(self) -> list[StreamPartition]:
+        """The partitions this consumer currently owns, sorted."""
+        ...
+
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Return up to ``max_records`` records, waiting up to ``timeout`` seconds for the
+        first. Advances the consumer's position past what it returns."""
+        ...
+
+    def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
+        """Durably record the group's progress: by default the position after the last
+        record returned by ``poll`` on each owned partition; else the given next offsets."""
+        ...
+
+    def committed(
+        self, partitions: Iterable[StreamPartition] | None = None
+    ) -> dict[StreamPartition, int | None]:
+        """The group's committed next offsets (None where never committed)."""
+        ...
+
+    def position(self, partition: StreamPartition) -> int:
+        """The offset of the next record ``poll`` returns for ``partition``."""
+        ...
+
+    def seek(self, partition: StreamPartition, offset: int) -> None:
+        """Read ``partition`` from ``offset`` next; it must lie in the retained range."""
+        ...
+
+    def seek_to_beginning(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        """Read from the first retained record (of every owned partition by default)."""
+        ...
+
+    def seek_to_end(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        """Read only records written from now on."""
+        ...
+
+    def seek_to_timestamp(
+        self, timestamp_ms: int, partitions: Iterable[StreamPartition] | None = None
+    ) -> None:
+        """Read from the first record whose timestamp is ≥ ``timestamp_ms`` (the end if none)."""
+        ...
+
+    def lag(self) -> dict[StreamPartition, int]:
+        """Per owned partition: records between this consumer's position and the end."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group (its partitions move at once) and release resources; idempotent."""
+        ...
+
+    def __enter__(self) -> Consumer: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class Admin(Protocol):
+    """Creates, inspects and deletes streams; inspects consumer groups."""
+
+    def create_stream(
+        self, name: str, partitions: int = 1, retention: Retention | None = None
+    ) -> StreamInfo:
+        """Create a stream. Raises ``AlreadyExistsError`` if it exists."""
+        ...
+
+    def ensure_stream(
+        self, name: str, partitions: int = 1, retention: Retention | None = None
+    ) -> StreamInfo:
+        """Create the stream unless it exists; return its description either way."""
+        ...
+
+    def list_streams(self) -> list[str]:
+        """Names of all streams, sorted."""
+        ...
+
+    def describe_stream(self, name: str) -> StreamInfo:
+        """Partitions, retained offsets and retention. Raises ``UnknownStreamError``."""
+        ...
+
+    def delete_stream(self, name: str) -> None:
+        """Delete a stream, its records and its groups' offsets. Raises ``UnknownStreamError``."""
+        ...
+
+    def list_groups(self) -> list[str]:
+        """Names of consumer groups that have members or committed offsets, sorted."""
+        ...
+
+    def describe_group(self, group: str) -> GroupInfo:
+        """Members, and committed offset and lag for every partition the group has touched."""
+        ...
+
+
+class Streams(Protocol):
+    """An open streams backend: the factory for producers, consumers and the admin."""
+
+    @property
+    def url(self) -> str: ...
+
+    def admin(self) -> Admin: ...
+
+    def open_producer(self) -> Producer:
+        """A new producer; use it with ``with`` or call ``close()``."""
+        ...
+
+    def open_consumer(
+        self, group: str | None = None, *, offset_reset: OffsetReset = "earliest"
+    ) -> Consumer:
+        """A new consumer in ``group`` (or standalone when None). ``offset_reset`` applies to
+        partitions the group never committed."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Streams: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...

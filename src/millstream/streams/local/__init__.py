@@ -1,0 +1,97 @@
+"""The embedded stream log: SQLite in WAL mode, the default backend (``local:`` URLs).
+
+``local:`` keeps the database at ``$MILLSTREAM_HOME/streams.db`` (``./.millstream`` when
+unset); ``local:PATH`` or ``local:///abs/path`` put it in that directory. Query options tune
+it, e.g. ``local:?durability=process&session_timeout_ms=5000`` (see ``LocalOptions``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from millstream.errors import ClosedError, ConfigError
+from millstream.streams.base import OffsetReset
+from millstream.streams.local.admin import LocalAdmin
+from millstream.streams.local.consumer import LocalConsumer
+from millstream.streams.local.db import LocalOptions, connect
+from millstream.streams.local.producer import LocalProducer
+
+__all__ = ["DB_NAME", "LocalOptions", "LocalStreams", "parse_local_url"]
+
+DB_NAME = "streams.db"
+
+
+def parse_local_url(url: str, home: Path) -> tuple[Path, LocalOptions]:
+    """The database path and options a ``local:`` URL names; ``ConfigError`` if it is bad."""
+    parts = urlsplit(url)
+    if parts.scheme != "local":
+        raise ConfigError(f"{url!r} is not a local: URL (expected local: or local:PATH)")
+    raw = unquote((parts.netloc + parts.path) if parts.netloc else parts.path)
+    directory = Path(raw).expanduser() if raw else home
+    fields = {f.name: f for f in dataclasses.fields(LocalOptions)}
+    values: dict[str, object] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in fields:
+            raise ConfigError(
+                f"unknown option {name!r} in {url!r}; known: {', '.join(sorted(fields))}"
+            )
+        if name == "durability":
+            if value not in ("full", "process"):
+                raise ConfigError(
+                    f"durability={value!r} in {url!r}: use 'full' (survives OS crashes, the "
+                    "default) or 'process' (survives process crashes only, faster)"
+                )
+            values[name] = value
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if number <= 0:
+            raise ConfigError(f"option {name}={value!r} in {url!r} must be a positive integer")
+        values[name] = number
+    return directory.absolute() / DB_NAME, LocalOptions(**values)  # type: ignore[arg-type]
+
+
+class LocalStreams:
+    """An open embedded log; see ``millstream.streams.base.Streams``."""
+
+    def __init__(self, url: str, home: Path) -> None:
+        self._url = url
+        self.path, self.options = parse_local_url(url, home)
+        self._conn: sqlite3.Connection | None = connect(self.path, self.options)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ClosedError(f"the streams handle for {self._url} is closed")
+        return self._conn
+
+    def admin(self) -> LocalAdmin:
+        return LocalAdmin(self._live(), self.path)
+
+    def open_producer(self) -> LocalProducer:
+        self._live()
+        return LocalProducer(self.path, self.options)
+
+    def open_consumer(self, group: str | None = None, *,
+                      offset_reset: OffsetReset = "earliest") -> LocalConsumer:
+        self._live()
+        return LocalConsumer(self.path, self.options, group, offset_reset)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> LocalStreams:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

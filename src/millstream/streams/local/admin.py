@@ -1,0 +1,168 @@
+"""The embedded log's admin: create, list, describe and delete streams; inspect groups."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from millstream.errors import AlreadyExistsError, InvalidRequestError, UnknownStreamError
+from millstream.names import check_group_name, check_stream_name
+from millstream.records import StreamPartition
+from millstream.streams.base import (
+    GroupInfo,
+    MemberInfo,
+    PartitionInfo,
+    PartitionLag,
+    Retention,
+    StreamInfo,
+)
+from millstream.streams.local import catalog, retention
+from millstream.streams.local.db import translate, write_txn
+
+__all__ = ["MAX_PARTITIONS", "LocalAdmin"]
+
+MAX_PARTITIONS = 10_000
+
+
+class LocalAdmin:
+    """Admin operations on the embedded log; see ``millstream.streams.base.Admin``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._path = path
+
+    def create_stream(
+        self, name: str, partitions: int = 1, retention: Retention | None = None
+    ) -> StreamInfo:
+        check_stream_name(name)
+        if type(partitions) is not int or not 1 <= partitions <= MAX_PARTITIONS:
+            raise InvalidRequestError(
+                f"partitions={partitions!r} for stream {name!r}: give an integer from 1 to "
+                f"{MAX_PARTITIONS}"
+            )
+        r = retention or Retention()
+        try:
+            with write_txn(self._conn):
+                if catalog.lookup(self._conn, name) is not None:
+                    raise AlreadyExistsError(
+                        f"stream {name!r} already exists; use ensure_stream to accept that, "
+                        "or delete it first"
+                    )
+                cur = self._conn.execute(
+                    "INSERT INTO streams (name, partitions, retention_ms, retention_bytes, "
+                    "compact, tombstone_ms, created_ms) VALUES (?,?,?,?,?,?,?)",
+                    (name, partitions, r.max_age_ms, r.max_bytes, int(r.compact),
+                     r.tombstone_ms, time.time_ns() // 1_000_000),
+                )
+                self._conn.executemany(
+                    "INSERT INTO partitions (stream_id, partition) VALUES (?, ?)",
+                    [(cur.lastrowid, p) for p in range(partitions)],
+                )
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, f"creating stream {name!r}") from exc
+        return self.describe_stream(name)
+
+    def ensure_stream(
+        self, name: str, partitions: int = 1, retention: Retention | None = None
+    ) -> StreamInfo:
+        try:
+            return self.create_stream(name, partitions, retention)
+        except AlreadyExistsError:
+            return self.describe_stream(name)
+
+    def list_streams(self) -> list[str]:
+        try:
+            return [m.name for m in catalog.all_streams(self._conn)]
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, "listing streams") from exc
+
+    def describe_stream(self, name: str) -> StreamInfo:
+        try:
+            meta = catalog.require(self._conn, name)
+            rows = self._conn.execute(
+                "SELECT partition, start_offset, next_offset, bytes FROM partitions "
+                "WHERE stream_id=? ORDER BY partition", (meta.id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, f"describing stream {name!r}") from exc
+        return StreamInfo(
+            name=meta.name,
+            partitions=tuple(PartitionInfo(p, s, e, b) for p, s, e, b in rows),
+            retention=meta.retention,
+        )
+
+    def delete_stream(self, name: str) -> None:
+        check_stream_name(name)
+        try:
+            with write_txn(self._conn):
+                meta = catalog.lookup(self._conn, name)
+                if meta is None:
+                    raise UnknownStreamError(name)
+                for table in ("batches", "partitions"):
+                    self._conn.execute(f"DELETE FROM {table} WHERE stream_id=?", (meta.id,))
+                for table in ("group_owners", "group_offsets"):
+                    self._conn.execute(f"DELETE FROM {table} WHERE stream_id=?", (meta.id,))
+                self._conn.execute("DELETE FROM streams WHERE id=?", (meta.id,))
+                self._conn.execute("UPDATE groups SET version=version+1")
+            self._conn.execute("PRAGMA incremental_vacuum")
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, f"deleting stream {name!r}") from exc
+
+    def list_groups(self) -> list[str]:
+        try:
+            rows = self._conn.execute(
+                "SELECT group_name FROM group_members UNION "
+                "SELECT group_name FROM group_offsets ORDER BY 1"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, "listing groups") from exc
+        return [r[0] for r in rows]
+
+    def describe_group(self, group: str) -> GroupInfo:
+        check_group_name(group)
+        try:
+            names = {m.id: m.name for m in catalog.all_streams(self._conn)}
+            now = time.time_ns() // 1_000_000
+            members = self._conn.execute(
+                "SELECT member_id, client, streams FROM group_members "
+                "WHERE group_name=? AND deadline_ms >= ? ORDER BY member_id", (group, now),
+            ).fetchall()
+            owners = self._conn.execute(
+                "SELECT stream_id, partition, member_id FROM group_owners WHERE group_name=?",
+                (group,),
+            ).fetchall()
+            offsets = dict(((s, p), o) for s, p, o in self._conn.execute(
+                "SELECT stream_id, partition, next_offset FROM group_offsets WHERE group_name=?",
+                (group,),
+            ))
+            ends = {(s, p): e for s, p, e in self._conn.execute(
+                "SELECT stream_id, partition, next_offset FROM partitions")}
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, f"describing group {group!r}") from exc
+        owner_of = {(s, p): m for s, p, m in owners}
+        live = {m for m, _, _ in members}
+        member_infos = tuple(
+            MemberInfo(
+                member_id=m, client=client, streams=tuple(streams.split(",")),
+                partitions=tuple(sorted(
+                    StreamPartition(names[s], p) for (s, p), o in owner_of.items()
+                    if o == m and s in names
+                )),
+            )
+            for m, client, streams in members
+        )
+        touched = sorted(set(owner_of) | set(offsets), key=lambda sp: (names.get(sp[0], ""), sp[1]))
+        lags = tuple(
+            PartitionLag(
+                stream=names[s], partition=p, committed=offsets.get((s, p)),
+                end=ends.get((s, p), 0),
+                owner=owner_of.get((s, p)) if owner_of.get((s, p)) in live else None,
+            )
+            for s, p in touched if s in names
+        )
+        return GroupInfo(name=group, members=member_infos, partitions=lags)
+
+    def enforce_retention(self, *, force_compact: bool = False) -> int:
+        """Apply every stream's retention now (writers also do it periodically)."""
+        return retention.enforce(self._conn, self._path, force_compact=force_compact)
