@@ -341,6 +341,19 @@ class Admin(Protocol):
         """Members, and committed offset and lag for every partition the group has touched."""
         ...
 
+    def reset_offsets(
+        self, group: str, stream: str, to: Literal["earliest", "latest"] | int
+    ) -> dict[StreamPartition, int]:
+        """Set the group's committed offsets for every partition of the stream; refused with
+        InvalidRequestError while the group has live members, as Kafka does.
+
+        ``to`` is ``"earliest"`` (each partition's retained start), ``"latest"`` (its end) or
+        an offset, which must lie in every partition's retained range (start..end), else
+        ``OffsetOutOfRangeError`` naming the range and nothing is changed. Returns the offsets
+        set. Raises ``UnknownStreamError`` if the stream does not exist.
+        """
+        ...
+
 
 class Streams(Protocol):
     """An open streams backend: the factory for producers, consumers and the admin."""

@@ -5,8 +5,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Literal
 
-from millstream.errors import AlreadyExistsError, InvalidRequestError, UnknownStreamError
+from millstream.errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    OffsetOutOfRangeError,
+    UnknownStreamError,
+)
 from millstream.names import check_group_name, check_stream_name
 from millstream.records import StreamPartition
 from millstream.streams.base import (
@@ -162,6 +168,56 @@ class LocalAdmin:
             for s, p in touched if s in names
         )
         return GroupInfo(name=group, members=member_infos, partitions=lags)
+
+    def reset_offsets(
+        self, group: str, stream: str, to: Literal["earliest", "latest"] | int
+    ) -> dict[StreamPartition, int]:
+        check_group_name(group)
+        check_stream_name(stream)
+        if to not in ("earliest", "latest") and (type(to) is not int or to < 0):
+            raise InvalidRequestError(
+                f"reset offsets of group {group!r} to {to!r}: give 'earliest', 'latest' or an "
+                "offset (an integer ≥ 0)"
+            )
+        now = time.time_ns() // 1_000_000
+        try:
+            with write_txn(self._conn):
+                meta = catalog.require(self._conn, stream)
+                live = [r[0] for r in self._conn.execute(
+                    "SELECT client FROM group_members WHERE group_name=? AND deadline_ms >= ? "
+                    "ORDER BY member_id", (group, now),
+                )]
+                if live:
+                    raise InvalidRequestError(
+                        f"group {group!r} has {len(live)} live member(s) ({', '.join(live)}); "
+                        "stop them (or wait for their session to expire), then reset again"
+                    )
+                ranges = self._conn.execute(
+                    "SELECT partition, start_offset, next_offset FROM partitions "
+                    "WHERE stream_id=? ORDER BY partition", (meta.id,),
+                ).fetchall()
+                chosen: dict[StreamPartition, int] = {}
+                for p, start, end in ranges:
+                    if to == "earliest":
+                        chosen[StreamPartition(stream, p)] = start
+                    elif to == "latest":
+                        chosen[StreamPartition(stream, p)] = end
+                    elif not start <= to <= end:
+                        raise OffsetOutOfRangeError(
+                            f"offset {to} is outside {stream}[{p}]'s retained range "
+                            f"{start}..{end} (the end, {end}, is where the next record will go); "
+                            "reset to an offset within it, or to 'earliest' or 'latest'"
+                        )
+                    else:
+                        chosen[StreamPartition(stream, p)] = to
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO group_offsets (group_name, stream_id, partition, "
+                    "next_offset, committed_ms) VALUES (?,?,?,?,?)",
+                    [(group, meta.id, sp.partition, off, now) for sp, off in chosen.items()],
+                )
+        except sqlite3.Error as exc:
+            raise translate(exc, self._path, f"resetting offsets of group {group!r}") from exc
+        return chosen
 
     def enforce_retention(self, *, force_compact: bool = False) -> int:
         """Apply every stream's retention now (writers also do it periodically)."""
