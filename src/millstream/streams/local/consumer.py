@@ -86,7 +86,8 @@ class LocalConsumer:
     def _sp(self, slot: groups.Slot) -> StreamPartition:
         return StreamPartition(self._metas[slot[0]].name, slot[1])
 
-    def _slot(self, sp: StreamPartition) -> groups.Slot:
+    def _slot(self, sp: StreamPartition, *, owned: bool = True) -> groups.Slot:
+        """The slot of ``sp``; with ``owned``, it must be assigned to this consumer."""
         if not isinstance(sp, tuple) or len(sp) != 2:
             raise InvalidRequestError(
                 f"{sp!r} is not a StreamPartition(stream, partition)"
@@ -94,7 +95,7 @@ class LocalConsumer:
         for sid, meta in self._metas.items():
             if meta.name == sp[0]:
                 slot = (sid, sp[1])
-                if slot in self._positions:
+                if slot in self._positions or (not owned and 0 <= sp[1] < meta.partitions):
                     return slot
         raise InvalidRequestError(
             f"{sp[0]}[{sp[1]}] is not assigned to this consumer (it owns "
@@ -497,7 +498,7 @@ class LocalConsumer:
         else:
             chosen = {}
             for sp, off in offsets.items():
-                slot = self._slot(sp)
+                slot = self._slot(sp, owned=False)
                 if type(off) is not int or off < 0:
                     raise InvalidRequestError(f"commit offset {off!r} for {sp}: give an int ≥ 0")
                 chosen[slot] = off

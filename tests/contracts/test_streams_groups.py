@@ -1,0 +1,227 @@
+"""Streams contract: consumer groups — sharing, moving partitions, fencing, many processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import millstream
+from millstream import Consumer, Record, StreamPartition
+from tests.support.backends import BackendUnderTest
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def drain(consumers: list[Consumer], seen: list[Record], until: int, timeout: float) -> None:
+    """Poll every consumer in turn until ``seen`` holds ``until`` records."""
+    deadline = time.monotonic() + timeout
+    while len(seen) < until:
+        assert time.monotonic() < deadline, f"only {len(seen)} of {until} records arrived"
+        for c in consumers:
+            seen.extend(c.poll(100, timeout=0.05))
+
+
+def all_partitions(stream: str, n: int) -> set[StreamPartition]:
+    return {StreamPartition(stream, p) for p in range(n)}
+
+
+def test_members_share_partitions_and_each_record_is_read_once(
+        backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=4)
+    group = backend.new_group()
+    streams = backend.open()
+    with streams.open_consumer(group) as a, streams.open_consumer(group) as b:
+        a.subscribe([stream])
+        b.subscribe([stream])
+
+        def split() -> bool:
+            a.poll(10, timeout=0.05)
+            b.poll(10, timeout=0.05)
+            return len(a.assignment()) == 2 and len(b.assignment()) == 2
+
+        wait_until(split, backend.rebalance_s, "two members to own two partitions each")
+        assert set(a.assignment()) | set(b.assignment()) == all_partitions(stream, 4)
+        with streams.open_producer() as producer:
+            producer.send_batch(stream, [f"{i}".encode() for i in range(400)],
+                                keys=[f"{i}".encode() for i in range(400)])
+        seen: list[Record] = []
+        drain([a, b], seen, 400, 30)
+        assert sorted(int(r.value or b"") for r in seen) == list(range(400))
+        assert Counter(r.position for r in seen).most_common(1)[0][1] == 1
+
+
+def test_a_member_that_leaves_hands_its_partitions_over(backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=2)
+    group = backend.new_group()
+    streams = backend.open()
+    revoked: list[StreamPartition] = []
+    with streams.open_consumer(group) as a:
+        a.subscribe([stream], on_revoke=revoked.extend)
+        b = streams.open_consumer(group)
+        b.subscribe([stream])
+
+        def balanced() -> bool:
+            a.poll(10, timeout=0.05)
+            b.poll(10, timeout=0.05)
+            return len(a.assignment()) == 1 and len(b.assignment()) == 1
+
+        wait_until(balanced, backend.rebalance_s, "the partitions to split")
+        assert len(revoked) == 1  # a gave one partition up, through on_revoke
+        start = time.monotonic()
+        b.close()
+
+        def took_over() -> bool:
+            a.poll(10, timeout=0.05)
+            return set(a.assignment()) == all_partitions(stream, 2)
+
+        wait_until(took_over, backend.rebalance_s, "the remaining member to own everything")
+        assert time.monotonic() - start < backend.rebalance_s
+
+
+def test_a_revoked_member_can_commit_in_on_revoke_and_the_next_owner_resumes_there(
+        backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=1)
+    with backend.open().open_producer() as producer:
+        producer.send_batch(stream, [f"{i}".encode() for i in range(10)])
+    group = backend.new_group()
+    streams = backend.open()
+    sp = StreamPartition(stream, 0)
+    a = streams.open_consumer(group)
+
+    def commit_on_revoke(parts: list[StreamPartition]) -> None:
+        a.commit({p: 7 for p in parts})
+
+    a.subscribe([stream], on_revoke=commit_on_revoke)
+    assert [r.offset for r in a.poll(7, timeout=5)] == list(range(7))
+    a.close()  # leaving revokes: a commits 7 on the way out
+    with streams.open_consumer(group) as b:
+        b.subscribe([stream])
+        assert b.committed([sp]) == {sp: 7}
+        assert b.poll(10, timeout=5)[0].offset == 7
+
+
+def test_a_member_that_lost_a_partition_cannot_commit_for_it(backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=2)
+    group = backend.new_group()
+    streams = backend.open()
+    with streams.open_consumer(group) as a, streams.open_consumer(group) as b:
+        a.subscribe([stream])
+        b.subscribe([stream])
+
+        def split() -> bool:
+            a.poll(1, timeout=0.05)
+            b.poll(1, timeout=0.05)
+            return len(a.assignment()) == 1 and len(b.assignment()) == 1
+
+        wait_until(split, backend.rebalance_s, "the partitions to split")
+        theirs = b.assignment()[0]
+        with pytest.raises(millstream.FencedError, match=f"{theirs.stream}\\[{theirs.partition}\\]"):
+            a.commit({theirs: 0})
+        assert b.committed([theirs]) == {theirs: None}  # nothing was committed
+        b.commit({theirs: 0})
+        assert a.committed([theirs]) == {theirs: 0}
+
+
+def _spawn(*args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.stream_worker", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+class _Reader:
+    """Collects a consumer child's output lines on a thread."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        self.thread.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+    def records(self) -> list[tuple[int, int, str]]:
+        out = []
+        for line in list(self.lines):
+            if line.startswith("rec "):
+                _, p, o, v = line.split(" ", 3)
+                out.append((int(p), int(o), v))
+        return out
+
+
+@pytest.mark.multiprocess
+def test_producer_processes_and_a_consumer_group_with_a_member_killed(
+        backend: BackendUnderTest) -> None:
+    """Three producer processes, a group of three consumer processes, one SIGKILLed midway:
+    every acknowledged record is consumed, no offset is skipped, and the group's committed
+    offsets reach the end of every partition."""
+    stream = backend.new_stream(partitions=6)
+    group = backend.new_group()
+    consumers = [_Reader(_spawn("consume", backend.url, stream, group, stderr=subprocess.STDOUT))
+                 for _ in range(3)]
+    try:
+        _run_group_with_a_kill(backend, stream, group, consumers)
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def _run_group_with_a_kill(backend: BackendUnderTest, stream: str, group: str,
+                           consumers: list[_Reader]) -> None:
+    for c in consumers:
+        wait_until(lambda c=c: "joined" in c.lines, 30, "a consumer to join")
+    producers = [_spawn("produce", backend.url, stream, "3000", f"p{i}") for i in range(3)]
+    wait_until(lambda: len(consumers[0].records()) > 50, 60, "the first consumer to read")
+    victim = consumers[0]
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait()
+    acked: set[str] = set()
+    for p in producers:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        acked |= {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("ack ")}
+    assert len(acked) == 9000
+    survivors = consumers[1:]
+
+    def everything_read() -> bool:
+        values = {v for c in consumers for _, _, v in c.records()}
+        return acked <= values
+
+    wait_until(everything_read, 60 + backend.rebalance_s, "every acknowledged record to be read")
+    info = backend.open().admin().describe_stream(stream)
+
+    def committed_to_end() -> bool:
+        g = backend.open().admin().describe_group(group)
+        return sum(p.committed or 0 for p in g.partitions) == info.records
+
+    wait_until(committed_to_end, 30, "the group to commit up to the end")
+    for c in survivors:
+        c.proc.send_signal(signal.SIGTERM)
+        assert c.proc.wait(30) == 0, c.lines[-20:]
+    # nothing skipped: every offset of every partition was delivered at least once
+    seen = {(p, o) for c in consumers for p, o, _ in c.records()}
+    expected = {(p.partition, o) for p in info.partitions for o in range(p.start, p.end)}
+    assert seen == expected
+    # values seen are exactly the acknowledged ones (duplicates allowed: at-least-once)
+    assert {v for c in consumers for _, _, v in c.records()} == acked
