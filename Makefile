@@ -1,0 +1,85 @@
+# millstream — developer entry points. `make test` and `make demo` work from a fresh clone
+# on a machine with python3 ≥ 3.11 (and, for the venv, its venv/ensurepip module).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+SERVICES := scripts/services.sh
+# The interpreter for the venv: PYTHON if given, else the first of python3, python3.13,
+# python3.12, python3.11 on PATH that is Python ≥ 3.11.
+PYTHON   ?=
+# Soak tests (marker `slow`) run in `make test` too, but briefly; `make reliability` runs
+# them at their own default length.
+SOAK_SECONDS ?= 20
+PYTEST_ARGS  ?=
+
+# Start the external services the tests need (scripts/services.sh, if present), run a
+# command, and stop the services whatever happened — also on Ctrl-C.
+define with_services
+	if [[ -f $(SERVICES) ]]; then \
+	  trap 'bash $(SERVICES) stop' EXIT; \
+	  bash $(SERVICES) start; \
+	fi; \
+	$(1)
+endef
+
+.PHONY: help venv test demo bench reliability lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+venv: $(STAMP)  ## create .venv and install millstream[dev] (again only when pyproject.toml changed)
+
+$(STAMP): pyproject.toml
+	@ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }; \
+	if [[ -x $(PY) ]] && ! ok $(PY); then \
+	  echo "$(VENV) is broken or older than Python 3.11: recreating it"; rm -rf $(VENV); fi; \
+	if [[ ! -x $(PY) ]]; then \
+	  python="$(PYTHON)"; \
+	  if [[ -z "$$python" ]]; then \
+	    for p in python3 python3.13 python3.12 python3.11; do \
+	      if command -v "$$p" >/dev/null && ok "$$p"; then python=$$p; break; fi; done; fi; \
+	  if [[ -z "$$python" ]] || ! ok "$$python"; then \
+	    echo "error: no Python ≥ 3.11 found; install one or run: make PYTHON=/path/to/python3.11" >&2; \
+	    exit 1; fi; \
+	  echo "creating $(VENV) with $$("$$python" -c 'import sys; print(sys.executable, sys.version.split()[0])')"; \
+	  "$$python" -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "error: '$$python -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
+	    exit 1; }; fi
+	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev]'
+	@touch $@
+
+test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20), stop services
+	@$(call with_services, \
+	  MILLSTREAM_SOAK_SECONDS=$${MILLSTREAM_SOAK_SECONDS:-$(SOAK_SECONDS)} \
+	  $(PY) -m pytest -q --durations=30 $(PYTEST_ARGS))
+
+demo: venv  ## the producer → consumer-group demonstration on the embedded log
+	$(VENV)/bin/millstream demo
+
+bench: venv  ## stream benchmarks (results go in docs/benchmarks.md)
+	$(PY) bench/streams.py
+
+# pytest exits 5 when a selection matches no test: not a failure here.
+reliability: venv  ## crash/kill tests 50 rounds each, then the soak tests at full length
+	@$(call with_services, \
+	  rc=0; MILLSTREAM_KILL_ROUNDS=50 $(PY) -m pytest tests/streams -q -m 'not slow' \
+	    --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then exit $$rc; fi; \
+	  rc=0; $(PY) -m pytest tests -q -m slow --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	  if [[ $$rc -eq 5 ]]; then echo "no slow tests yet"; rc=0; fi; \
+	  exit $$rc)
+
+lint: venv  ## ruff and mypy --strict
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src
+
+clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 \
+	  | xargs -0 rm -rf
