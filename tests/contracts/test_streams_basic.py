@@ -315,3 +315,26 @@ def test_independent_groups_each_read_everything(backend: BackendUnderTest) -> N
             assert len(got) == 80
             assert consumer.committed() == {StreamPartition(stream, 0): 40,
                                              StreamPartition(stream, 1): 40}
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_small_polls_return_every_record_once_in_order(
+        backend: BackendUnderTest, batch_size: int) -> None:
+    stream = backend.new_stream()
+    with backend.open().open_producer() as producer:
+        for start in range(0, 21, batch_size):
+            producer.send_batch(stream, [f"{i}".encode()
+                                         for i in range(start, min(start + batch_size, 21))])
+            producer.flush(30)
+    got: list[Record] = []
+    with backend.open().open_consumer(backend.new_group()) as consumer:
+        consumer.subscribe([stream])
+        deadline = time.monotonic() + 20
+        while len(got) < 21 and time.monotonic() < deadline:
+            batch = consumer.poll(2, timeout=1)
+            assert len(batch) <= 2
+            got.extend(batch)
+            consumer.commit()
+            assert consumer.committed()[StreamPartition(stream, 0)] == got[-1].offset + 1
+    assert [r.offset for r in got] == list(range(21))
+    assert [r.value for r in got] == [f"{i}".encode() for i in range(21)]

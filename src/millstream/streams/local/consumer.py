@@ -334,6 +334,8 @@ class LocalConsumer:
             if rows[0][0] > pos:
                 self._check_start(slot, pos)
             for base, end, count, crc, payload in rows:
+                if len(out) >= need:
+                    return out
                 ts, keys, values, headers, offsets = batchfmt.decode(
                     payload, crc, sid, p, base, count, where)
                 hs = headers if headers is not None else repeat((), count)
