@@ -76,7 +76,7 @@ reliability: venv  ## crash/kill tests 50 rounds each, then the soak tests at fu
 	  exit $$rc)
 
 lint: venv  ## ruff and mypy --strict
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check $(wildcard src tests bench)
 	$(VENV)/bin/mypy src
 
 clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
