@@ -22,6 +22,7 @@ from pathlib import Path
 
 from millstream.errors import (
     ClosedError,
+    CorruptDataError,
     FencedError,
     InvalidRequestError,
     MillstreamError,
@@ -302,7 +303,12 @@ class LocalConsumer:
         n = len(owned)
         for i in range(n):
             slot = owned[(self._rr + i) % n]
-            out.extend(self._read(slot, max_records - len(out)))
+            try:
+                out.extend(self._read(slot, max_records - len(out)))
+            except CorruptDataError:
+                if not out:
+                    raise
+                break  # return what was read before the damage; a later poll raises
             if len(out) >= max_records:
                 break
         if n:
@@ -336,8 +342,13 @@ class LocalConsumer:
             for base, end, count, crc, payload in rows:
                 if len(out) >= need:
                     return out
-                ts, keys, values, headers, offsets = batchfmt.decode(
-                    payload, crc, sid, p, base, count, where)
+                try:
+                    ts, keys, values, headers, offsets = batchfmt.decode(
+                        payload, crc, sid, p, base, count, where)
+                except CorruptDataError:
+                    if out:  # the position is at the damaged batch: the next poll raises
+                        return out
+                    raise
                 hs = headers if headers is not None else repeat((), count)
                 if offsets is None:
                     skip = pos - base if pos > base else 0
