@@ -126,6 +126,8 @@ def compact_partition(
 
     Runs when the bytes written since the last compaction reach the compacted size (at least
     1 MiB), or always with ``force``. Holds the write lock while it rewrites the partition.
+    The newest batch stays as written (like Kafka's active segment): its end offset is the
+    partition's end, so a reader's position still reaches the end (lag 0) after compaction.
     """
     where = f"stream {meta.name!r} partition {partition}"
     conn.execute("BEGIN IMMEDIATE")
@@ -153,12 +155,13 @@ def compact_partition(
         tombstone_before = now - meta.retention.tombstone_ms
         removed = 0
         new_total = 0
+        newest = decoded[-1][0] if decoded else None
         for rid, base, ts, keys, values, headers, offs in decoded:
             keep = [
                 i for i, (key, off) in enumerate(zip(keys, offs, strict=True))
                 if latest[key] == off and (values[i] is not None or ts[i] >= tombstone_before)
             ]
-            if len(keep) == len(offs):
+            if len(keep) == len(offs) or rid == newest:
                 new_total += _size(keys, values, headers, range(len(offs)))
                 continue
             if not keep:
