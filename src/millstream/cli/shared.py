@@ -49,9 +49,9 @@ def table(*columns: str, title: str | None = None) -> Table:
     by a leading ``>`` in their name (``">End"``)."""
     t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False,
               show_edge=False)
-    for name in columns:
+    for name in columns:  # fold long names and paths on narrow terminals, never cut them
         if name.startswith(">"):
-            t.add_column(name[1:], justify="right")
+            t.add_column(name[1:], justify="right", overflow="fold")
         else:
-            t.add_column(name)
+            t.add_column(name, overflow="fold")
     return t
