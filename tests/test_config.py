@@ -47,7 +47,7 @@ def test_a_bad_config_file_is_named(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_a_missing_config_file_named_by_the_environment_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(millstream.ConfigError, match="nope.toml"):
+    with pytest.raises(millstream.ConfigError, match=r"nope\.toml"):
         load_config(environ={"MILLSTREAM_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
 
 
@@ -96,5 +96,5 @@ def test_an_unwritable_home_is_a_config_error(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "streams.db").write_bytes(b"this is not sqlite" * 300)
-    with pytest.raises(millstream.CorruptDataError, match="streams.db"):
+    with pytest.raises(millstream.CorruptDataError, match=r"streams\.db"):
         millstream.open_streams(f"local:{tmp_path}/bad")
