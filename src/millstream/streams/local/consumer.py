@@ -359,15 +359,16 @@ class LocalConsumer:
                 if skip:
                     ts, keys, values = ts[skip:], keys[skip:], values[skip:]
                     hs = list(hs)[skip:]
-                records = list(map(_new, repeat(Record), zip(
-                    repeat(meta.name), repeat(p), offs, ts, keys, values, hs)))
+                built = map(_new, repeat(Record), zip(
+                    repeat(meta.name), repeat(p), offs, ts, keys, values, hs))
                 room = need - len(out)
-                if len(records) > room:
+                if len(ts) > room:
+                    records = list(built)
                     out.extend(records[:room])
                     self._buffers[slot] = (records, room)
                     self._positions[slot] = records[room - 1].offset + 1
                     return out
-                out.extend(records)
+                out.extend(built)  # straight into the result: no intermediate list
                 self._positions[slot] = pos = end
             if len(rows) < _ROWS_PER_QUERY:
                 break
