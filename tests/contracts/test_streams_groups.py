@@ -166,9 +166,10 @@ class _Reader:
     def records(self) -> list[tuple[int, int, str]]:
         out = []
         for line in list(self.lines):
-            if line.startswith("rec "):
-                _, p, o, v = line.split(" ", 3)
-                out.append((int(p), int(o), v))
+            parts = line.split(" ")
+            if len(parts) == 4 and parts[0] == "rec" and parts[1].isdigit() \
+                    and parts[2].isdigit():
+                out.append((int(parts[1]), int(parts[2]), parts[3]))
         return out
 
 

@@ -74,6 +74,8 @@ def test_a_group_left_behind_by_retention_gets_a_clear_error(tmp_path: Path) -> 
             assert len(consumer.poll(2, timeout=2)) == 2
             consumer.commit()
         streams.admin().enforce_retention()
+        behind = streams.admin().describe_group("slow-readers").partitions[0]
+        assert (behind.committed, behind.start, behind.end, behind.lag) == (2, 6, 7, 1)
         with streams.open_consumer("slow-readers") as consumer:
             consumer.subscribe(["audit"])
             with pytest.raises(millstream.OffsetOutOfRangeError) as info:

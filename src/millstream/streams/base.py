@@ -126,11 +126,13 @@ class PartitionLag:
     committed: int | None
     end: int
     owner: str | None
+    start: int = 0
 
     @property
     def lag(self) -> int:
-        start = self.committed if self.committed is not None else 0
-        return max(self.end - start, 0)
+        """Records still to read: from the committed offset (or the retained start) to the end."""
+        position = self.committed if self.committed is not None else self.start
+        return max(self.end - max(position, self.start), 0)
 
 
 @dataclass(frozen=True, slots=True)

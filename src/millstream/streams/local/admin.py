@@ -142,8 +142,8 @@ class LocalAdmin:
                 "SELECT stream_id, partition, next_offset FROM group_offsets WHERE group_name=?",
                 (group,),
             ))
-            ends = {(s, p): e for s, p, e in self._conn.execute(
-                "SELECT stream_id, partition, next_offset FROM partitions")}
+            ranges = {(s, p): (b, e) for s, p, b, e in self._conn.execute(
+                "SELECT stream_id, partition, start_offset, next_offset FROM partitions")}
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"describing group {group!r}") from exc
         owner_of = {(s, p): m for s, p, m in owners}
@@ -162,7 +162,7 @@ class LocalAdmin:
         lags = tuple(
             PartitionLag(
                 stream=names[s], partition=p, committed=offsets.get((s, p)),
-                end=ends.get((s, p), 0),
+                end=ranges.get((s, p), (0, 0))[1], start=ranges.get((s, p), (0, 0))[0],
                 owner=owner_of.get((s, p)) if owner_of.get((s, p)) in live else None,
             )
             for s, p in touched if s in names
