@@ -65,6 +65,7 @@ class LocalConsumer:
         self._conn = connect(path, options)
         self._client = f"{socket.gethostname()}:{os.getpid()}"
         self._member_id: str | None = None
+        self._owned_member: str | None = None  # the membership the positions were taken in
         self._member_lock = threading.Lock()
         self._streams: list[str] = []
         self._metas: dict[int, catalog.StreamMeta] = {}
@@ -161,6 +162,12 @@ class LocalConsumer:
             member_id = self._member_id
         if member_id is None:
             return
+        if member_id != self._owned_member:
+            # the heartbeat rejoined under a new id after this member expired: every partition
+            # it held is lost (even one that comes back) and restarts from the group's commit
+            self._set_owned(set(), set())
+            self._owned_member = member_id
+            self._version = -2
         try:
             current = groups.version(self._conn, self._group)
             if current == self._version and not force:
@@ -522,6 +529,13 @@ class LocalConsumer:
             raise FencedError(
                 f"this consumer left group {self._group!r} (no poll within "
                 f"max_poll_interval_ms); poll again to rejoin, then commit"
+            )
+        if member_id != self._owned_member:
+            raise FencedError(
+                f"this consumer's membership of group {self._group!r} expired (no heartbeat "
+                "within session_timeout_ms, e.g. the process was paused) and it rejoined; its "
+                "partitions may have moved in between, so nothing was committed — poll again "
+                "to get the current assignment"
             )
         now = _now_ms()
         try:
