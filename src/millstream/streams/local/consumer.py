@@ -286,7 +286,10 @@ class LocalConsumer:
         sleep = 0.0002
         seen = -1
         while True:
+            owned = self._owned
             self._refresh()
+            if self._owned is not owned:
+                seen = -1  # partitions were gained: read them even if no new data came
             try:
                 version = self._conn.execute("PRAGMA data_version").fetchone()[0]
                 out = self._fetch(max_records) if version != seen else []
