@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import sqlite3
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -393,6 +394,40 @@ def test_g1_member_killed_between_processing_and_commit_rereads_from_last_commit
             assert consumer.poll(timeout=0.2) == []
         assert sorted((r.partition, r.offset) for r in fresh) == [
             (p, o) for p in (0, 1) for o in range(200, 205)]
+
+
+def test_g1_partition_handed_over_by_a_leaving_member_is_read_at_once(log_url: str) -> None:
+    """When a member leaves, the partition it gives up is read by the member polling at that
+    moment within the same poll call, not only after some later commit to the database."""
+    url = log_url + "?heartbeat_interval_ms=10000&session_timeout_ms=30000"  # no heartbeats
+    _fill_work(url, partitions=2, per_partition=10)
+    rng = random.Random(SEED)
+    with millstream.open_streams(url) as streams:
+        for rnd in range(6):
+            leaving = streams.open_consumer(group=f"handover-{rnd}")
+            staying = streams.open_consumer(group=f"handover-{rnd}")
+            leaving.subscribe(["work"])
+            staying.subscribe(["work"])
+
+            def split() -> bool:
+                leaving.poll(timeout=0.01)
+                staying.poll(timeout=0.01)
+                return len(leaving.assignment()) == len(staying.assignment()) == 1
+
+            wait_until(split, 10, "the two members to own one partition each")
+            staying.seek_to_end()  # its own partition holds nothing more to read
+            moved = leaving.assignment()
+            assert staying.assignment() != moved
+            closer = threading.Timer(rng.uniform(0.05, 0.25), leaving.close)
+            closer.start()
+            started = time.monotonic()
+            got = staying.poll(timeout=5)
+            waited = time.monotonic() - started
+            closer.join()
+            staying.close()
+            assert [(r.partition, r.offset) for r in got] == [
+                (moved[0].partition, o) for o in range(10)]
+            assert waited < 1.5, f"round {rnd}: the handed-over partition was read after {waited} s"
 
 
 def test_g3_paused_member_is_fenced_after_its_partitions_moved(
