@@ -133,6 +133,39 @@ def test_l1_kill_loop_keeps_every_acknowledged_record_exactly_once(
     assert integrity(db_path(log_url)) == "ok"
 
 
+def test_l1_kill_inside_retention_keeps_a_consistent_retained_range(
+        tmp_path: Path, log_url: str) -> None:
+    """A producer that dies while its writer thread applies retention (after the delete,
+    before COMMIT): the retained range stays consistent with the stored batches."""
+    rng = random.Random(SEED)
+    url = log_url + "?retention_check_ms=1"  # retention after every append
+    with millstream.open_streams(url) as streams:
+        streams.admin().create_stream("bounded", retention=Retention(max_bytes=4000))
+    acked: dict[str, tuple[int, int]] = {}
+    for rnd in range(3):
+        with Child("produce", "--url", url, "--stream", "bounded", "--prefix", f"r{rnd}",
+                   "--seed", str(rnd), out=tmp_path / f"retention{rnd}.out",
+                   env={"MILLSTREAM_FAULT": f"log.retention.before_commit:"
+                                            f"{rng.randint(2, 20)}"}) as child:
+            assert child.wait(60) == FAULT_EXIT_CODE, child.stderr()
+            assert "'log.retention.before_commit' reached" in child.stderr()
+            acked.update((rid, (p, off)) for rid, p, off in acks_of(child))
+        with millstream.open_streams(url) as streams:
+            info = streams.admin().describe_stream("bounded").partitions[0]
+            assert 0 < info.start < info.end
+            records = read_all(streams, "bounded")
+            assert [r.offset for r in records] == list(range(info.start, info.end))
+            stored = {(r.value or b"").decode(): (r.partition, r.offset) for r in records}
+            kept = {rid: pos for rid, pos in acked.items() if pos[1] >= info.start}
+            assert kept == {rid: pos for rid, pos in stored.items() if rid in acked}
+            assert set(kept) <= set(stored) and len(kept) > 0
+    with millstream.open_streams(url) as streams:
+        end = streams.admin().describe_stream("bounded").partitions[0].end
+        with streams.open_producer() as producer:
+            assert producer.send("bounded", b"next").wait(10).offset == end
+    assert integrity(db_path(url)) == "ok"
+
+
 # -- L3: torn tail of the WAL -------------------------------------------------------------------
 
 
@@ -409,7 +442,8 @@ def test_g1_partition_handed_over_by_a_leaving_member_is_read_at_once(log_url: s
             leaving.subscribe(["work"])
             staying.subscribe(["work"])
 
-            def split() -> bool:
+            def split(leaving: millstream.Consumer = leaving,
+                      staying: millstream.Consumer = staying) -> bool:
                 leaving.poll(timeout=0.01)
                 staying.poll(timeout=0.01)
                 return len(leaving.assignment()) == len(staying.assignment()) == 1
