@@ -228,3 +228,32 @@ def _run_group_with_a_kill(backend: BackendUnderTest, stream: str, group: str,
     assert seen == expected
     # values seen are exactly the acknowledged ones (duplicates allowed: at-least-once)
     assert {v for c in consumers for _, _, v in c.records()} == acked
+
+
+@pytest.mark.multiprocess
+def test_a_killed_members_partitions_move_within_the_bound(backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=3)
+    group = backend.new_group()
+    child = _Reader(_spawn("consume", backend.url, stream, group, stderr=subprocess.STDOUT))
+    try:
+        wait_until(lambda: "joined" in child.lines, 30, "the child consumer to join")
+        with backend.open().open_consumer(group) as survivor:
+            survivor.subscribe([stream])
+
+            def shared() -> bool:
+                survivor.poll(10, timeout=0.05)
+                return 0 < len(survivor.assignment()) < 3
+
+            wait_until(shared, backend.rebalance_s, "the child and the survivor to share")
+            os.kill(child.proc.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+
+            def took_all() -> bool:
+                survivor.poll(10, timeout=0.05)
+                return set(survivor.assignment()) == all_partitions(stream, 3)
+
+            wait_until(took_all, backend.rebalance_s + 5, "the survivor to take every partition")
+            moved_after = time.monotonic() - killed_at
+            assert backend.session_s * 0.5 <= moved_after <= backend.rebalance_s, moved_after
+    finally:
+        child.close()
