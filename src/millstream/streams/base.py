@@ -41,8 +41,9 @@ class Retention:
     and ``max_bytes`` (per partition) delete the oldest records beyond the bound; whole
     stored batches go at once, so a little more than the bound may be kept. ``compact`` keeps
     the latest record per key; a tombstone (value ``None``) removes its key, and is itself
-    removed ``tombstone_ms`` after it was written. Offsets never change; a compacted stream's
-    offsets have gaps.
+    removed once it is ``tombstone_ms`` old. A partition's newest batch is never compacted
+    (like Kafka's active segment), so a reader can always reach the end. Offsets never change;
+    a compacted stream's offsets have gaps.
     """
 
     max_age_ms: int | None = None
