@@ -40,7 +40,6 @@ __all__ = ["LocalConsumer"]
 
 log = logging.getLogger(__name__)
 _new = tuple.__new__
-_ROWS_PER_QUERY = 32
 _REFRESH_S = 0.01
 _RANGE_CHECK_S = 1.0
 
@@ -72,6 +71,7 @@ class LocalConsumer:
         self._owned: list[groups.Slot] = []
         self._positions: dict[groups.Slot, int] = {}
         self._buffers: dict[groups.Slot, tuple[list[Record], int]] = {}
+        self._buffer_ends: dict[groups.Slot, int] = {}  # end offset of each buffered batch
         self._on_assign: RebalanceCallback | None = None
         self._on_revoke: RebalanceCallback | None = None
         self._version = -2
@@ -137,7 +137,7 @@ class LocalConsumer:
             return
         member_id = groups.new_member_id(_now_ms())
         try:
-            groups.join(self._conn, self._group, member_id, self._client, names, _now_ms(),
+            groups.join(self._conn, self._group, member_id, self._client, names,
                         self._options.session_timeout_ms)
         except sqlite3.Error as exc:
             raise self._error(exc, f"joining group {self._group!r}") from exc
@@ -253,14 +253,14 @@ class LocalConsumer:
                     with self._member_lock:
                         self._member_id = None
                     continue
-                alive = groups.heartbeat(conn, self._group, member_id, _now_ms(),
+                alive = groups.heartbeat(conn, self._group, member_id,
                                          self._options.session_timeout_ms)
                 if not alive:
                     log.warning("member %s of group %s was expired; rejoining", member_id,
                                 self._group)
                     fresh = groups.new_member_id(_now_ms())
                     groups.join(conn, self._group, fresh, self._client, self._streams,
-                                _now_ms(), self._options.session_timeout_ms)
+                                self._options.session_timeout_ms)
                     with self._member_lock:
                         self._member_id = fresh
         except (sqlite3.Error, MillstreamError):
@@ -305,7 +305,7 @@ class LocalConsumer:
                 self._ranges_at = now
                 self._check_ranges()
             time.sleep(min(sleep, deadline - now))
-            sleep = min(sleep * 1.5, 0.005)
+            sleep = min(sleep * 1.5, 0.001)
 
     def _fetch(self, max_records: int) -> list[Record]:
         out: list[Record] = []
@@ -326,32 +326,36 @@ class LocalConsumer:
         return out
 
     def _read(self, slot: groups.Slot, need: int) -> list[Record]:
+        out: list[Record] = []
         buffered = self._buffers.pop(slot, None)
         if buffered is not None:
             records, index = buffered
-            taken = records[index:index + need]
+            out = records[index:index + need]
             if index + need < len(records):
                 self._buffers[slot] = (records, index + need)
-            self._positions[slot] = taken[-1].offset + 1
-            return taken
-        out: list[Record] = []
+                self._positions[slot] = out[-1].offset + 1
+                return out
+            self._positions[slot] = self._buffer_ends.pop(slot)
+            if len(out) >= need:
+                return out
         sid, p = slot
         meta = self._metas[sid]
         where = f"stream {meta.name!r} partition {p}"
-        while len(out) < need:
-            pos = self._positions[slot]
-            rows = self._conn.execute(
-                "SELECT base_offset, end_offset, count, crc, payload FROM batches "
-                "WHERE stream_id=? AND partition=? AND end_offset>? ORDER BY end_offset LIMIT ?",
-                (sid, p, pos, _ROWS_PER_QUERY),
-            ).fetchall()
-            if not rows:
-                break
-            if rows[0][0] > pos:
-                self._check_start(slot, pos)
-            for base, end, count, crc, payload in rows:
-                if len(out) >= need:
-                    return out
+        pos = self._positions[slot]
+        # Rows are read one at a time from the cursor and it is closed as soon as enough
+        # records are in: no row is fetched that this poll does not use, and the read
+        # snapshot is released at once (an open statement would hold back checkpoints).
+        cursor = self._conn.execute(
+            "SELECT base_offset, end_offset, count, crc, payload FROM batches "
+            "WHERE stream_id=? AND partition=? AND end_offset>? ORDER BY end_offset",
+            (sid, p, pos),
+        )
+        try:
+            first = True
+            for base, end, count, crc, payload in cursor:
+                if first and base > pos:
+                    self._check_start(slot, pos)
+                first = False
                 try:
                     ts, keys, values, headers, offsets = batchfmt.decode(
                         payload, crc, sid, p, base, count, where)
@@ -376,12 +380,15 @@ class LocalConsumer:
                     records = list(built)
                     out.extend(records[:room])
                     self._buffers[slot] = (records, room)
+                    self._buffer_ends[slot] = end
                     self._positions[slot] = records[room - 1].offset + 1
                     return out
                 out.extend(built)  # straight into the result: no intermediate list
                 self._positions[slot] = pos = end
-            if len(rows) < _ROWS_PER_QUERY:
-                break
+                if len(out) >= need:
+                    return out
+        finally:
+            cursor.close()
         return out
 
     def _check_start(self, slot: groups.Slot, pos: int) -> None:
@@ -591,13 +598,15 @@ class LocalConsumer:
     def close(self) -> None:
         if self._closed:
             return
+        # stop heartbeats first: one in flight after the leave would find the member row
+        # gone and rejoin as a fresh member, holding partitions until its lease ran out
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         try:
             self._leave()
         finally:
             self._closed = True
-            self._stop.set()
-            if self._heartbeat is not None:
-                self._heartbeat.join()
             self._conn.close()
 
     def __enter__(self) -> LocalConsumer:

@@ -10,6 +10,7 @@ process crash and fsyncs at checkpoints.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from millstream.errors import (
     UnavailableError,
 )
 
-__all__ = ["SCHEMA_VERSION", "LocalOptions", "connect", "translate", "write_txn"]
+__all__ = ["SCHEMA_VERSION", "LocalOptions", "begin_immediate", "connect", "translate", "write_txn"]
 
 SCHEMA_VERSION = 1
 Durability = Literal["full", "process"]
@@ -195,10 +196,40 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
+def begin_immediate(conn: sqlite3.Connection) -> None:
+    """Take the write lock, retrying every ~1 ms up to the connection's busy timeout.
+
+    SQLite's own busy handler backs off to 100 ms sleeps and keeps no queue, so a small
+    transaction (a heartbeat, an offset commit) could wait seconds behind a busy producer.
+    Here the handler is cut to a few milliseconds for the attempt and this loop retries
+    finely. Only small transactions use this; bulk writers (producers, retention) keep
+    SQLite's own handler, which also lets a writer restart the WAL from its beginning — with
+    every writer polling like this, the -wal file was measured growing tenfold in the soak test.
+    """
+    timeout_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute("PRAGMA busy_timeout=4")
+    try:
+        deadline = time.monotonic() + timeout_ms / 1000
+        pause = 0.0002
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.001)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={timeout_ms}")
+
+
 @contextmanager
 def write_txn(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction: ``BEGIN IMMEDIATE`` (waits up to the busy timeout), commit or undo."""
-    conn.execute("BEGIN IMMEDIATE")
+    """A write transaction: ``BEGIN IMMEDIATE`` (see ``begin_immediate``), commit or undo."""
+    begin_immediate(conn)
     try:
         yield conn
     except BaseException:

@@ -13,6 +13,7 @@ at once. Only the holder may commit offsets for a partition: that is the fencing
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from collections import defaultdict
 
@@ -40,10 +41,15 @@ def new_member_id(now_ms: int) -> str:
     return f"{now_ms:013d}-{uuid.uuid4().hex[:10]}"
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def join(conn: sqlite3.Connection, group: str, member_id: str, client: str,
-         streams: list[str], now_ms: int, session_ms: int) -> None:
+         streams: list[str], session_ms: int) -> None:
     """Add a member and rebalance."""
     with write_txn(conn):
+        now_ms = _now_ms()  # read once the lock is held, so a wait for it cannot eat the lease
         conn.execute("INSERT OR IGNORE INTO groups (name) VALUES (?)", (group,))
         conn.execute(
             "INSERT OR REPLACE INTO group_members (group_name, member_id, client, streams, "
@@ -54,10 +60,10 @@ def join(conn: sqlite3.Connection, group: str, member_id: str, client: str,
         _rebalance(conn, group)
 
 
-def heartbeat(conn: sqlite3.Connection, group: str, member_id: str, now_ms: int,
-              session_ms: int) -> bool:
+def heartbeat(conn: sqlite3.Connection, group: str, member_id: str, session_ms: int) -> bool:
     """Renew the lease, expire dead members; False if this member was itself expired."""
     with write_txn(conn):
+        now_ms = _now_ms()
         renewed = conn.execute(
             "UPDATE group_members SET deadline_ms=? WHERE group_name=? AND member_id=?",
             (now_ms + session_ms, group, member_id),

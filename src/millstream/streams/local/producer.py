@@ -128,6 +128,7 @@ class LocalProducer:
         self._batch_errors: list[tuple[int, MillstreamError]] = []
         self._closed = False
         self._stopping = False
+        self._writer_idle = False
         self._writer = threading.Thread(target=self._run, name="millstream-producer", daemon=True)
         self._writer.start()
 
@@ -233,7 +234,8 @@ class LocalProducer:
                 b.headers.append(())
             b.size += size
             self._buffered += size
-            self._cond.notify()
+            if self._writer_idle:
+                self._cond.notify()
         return _RecordHandle(b, index)
 
     def send_batch(
@@ -367,7 +369,9 @@ class LocalProducer:
             while True:
                 with self._cond:
                     while not self._open and not self._sealed and not self._stopping:
+                        self._writer_idle = True
                         self._cond.wait()
+                        self._writer_idle = False
                     if not self._open and not self._sealed:
                         return
                     batches = self._take()
