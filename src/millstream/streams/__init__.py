@@ -6,17 +6,23 @@ lazily so their client libraries are only needed when used.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from millstream.config import load_config
 from millstream.errors import ConfigError
 from millstream.streams.base import Streams
 
 __all__ = ["SCHEMES", "open_streams"]
 
-SCHEMES = ("local",)
+SCHEMES = ("local", "kafka")
 
 
-def open_streams(url: str | None = None) -> Streams:
-    """Open the streams backend named by ``url`` (default: the configured one)."""
+def open_streams(url: str | None = None, *, options: Mapping[str, str] | None = None) -> Streams:
+    """Open the streams backend named by ``url`` (default: the configured one).
+
+    ``options`` are client properties for backends that take them (Kafka), merged over the
+    URL's query.
+    """
     config = load_config(streams=url)
     target = config.streams
     scheme = target.split(":", 1)[0] if ":" in target else ""
@@ -24,6 +30,10 @@ def open_streams(url: str | None = None) -> Streams:
         from millstream.streams.local import LocalStreams
 
         return LocalStreams(target, config.home)
+    if scheme == "kafka":
+        from millstream.streams.kafka import KafkaStreams
+
+        return KafkaStreams(target, options)
     raise ConfigError(
         f"streams URL {target!r} has scheme {scheme or '(none)'!r}; supported: "
         + ", ".join(f"{s}:" for s in SCHEMES)

@@ -1,0 +1,255 @@
+"""The Kafka admin: topics as streams (create, list, describe, delete) and consumer groups.
+
+Creation and deletion are asynchronous in Kafka; these calls wait until the cluster's
+metadata shows the change, so a stream is usable (or gone) when they return. Retention maps
+to topic configs: ``retention.ms``, ``retention.bytes`` (per partition, as in the embedded
+log), ``cleanup.policy=compact`` and ``delete.retention.ms`` for tombstones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Literal, TypeVar
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from millstream.errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    MillstreamError,
+    NotFoundError,
+    OffsetOutOfRangeError,
+    OperationTimeoutError,
+    UnknownStreamError,
+)
+from millstream.names import check_group_name, check_stream_name
+from millstream.records import StreamPartition
+from millstream.streams.base import (
+    GroupInfo,
+    MemberInfo,
+    PartitionInfo,
+    PartitionLag,
+    Retention,
+    StreamInfo,
+)
+from millstream.streams.kafka.errors import translate
+from millstream.streams.kafka.options import KafkaOptions
+
+__all__ = ["KafkaAdmin"]
+
+T = TypeVar("T")
+MAX_PARTITIONS = 10_000
+
+
+class KafkaAdmin:
+    """Admin operations on Kafka; see ``millstream.streams.base.Admin``."""
+
+    def __init__(self, client: AdminClient, options: KafkaOptions) -> None:
+        self._client = client
+        self._options = options
+
+    def _result(self, future: Future[T], doing: str) -> T:
+        try:
+            return future.result(timeout=self._options.timeout_s)
+        except KafkaException as exc:
+            raise translate(exc, doing) from exc
+        except TimeoutError as exc:
+            raise OperationTimeoutError(
+                f"Kafka did not answer within {self._options.timeout_s} s while {doing}; "
+                "check the brokers, or raise millstream.timeout_ms"
+            ) from exc
+
+    def _wait_until(self, check: Callable[[], bool], doing: str) -> None:
+        deadline = time.monotonic() + self._options.timeout_s
+        while not check():
+            if time.monotonic() > deadline:
+                raise OperationTimeoutError(f"Kafka did not finish {doing} in time")
+            time.sleep(0.05)
+
+    def _topics(self) -> dict[str, Any]:
+        try:
+            meta = self._client.list_topics(timeout=self._options.timeout_s)
+        except KafkaException as exc:
+            raise translate(exc, "listing streams") from exc
+        return {name: t for name, t in meta.topics.items() if not name.startswith("__")}
+
+    def create_stream(self, name: str, partitions: int = 1,
+                      retention: Retention | None = None) -> StreamInfo:
+        check_stream_name(name)
+        if type(partitions) is not int or not 1 <= partitions <= MAX_PARTITIONS:
+            raise InvalidRequestError(
+                f"partitions={partitions!r} for stream {name!r}: give an integer from 1 to "
+                f"{MAX_PARTITIONS}"
+            )
+        r = retention or Retention()
+        config = {
+            "retention.ms": str(r.max_age_ms if r.max_age_ms is not None else -1),
+            "retention.bytes": str(r.max_bytes if r.max_bytes is not None else -1),
+            "cleanup.policy": "compact" if r.compact else "delete",
+            "delete.retention.ms": str(r.tombstone_ms),
+        }
+        topic = NewTopic(name, num_partitions=partitions,
+                         replication_factor=self._options.replication_factor, config=config)
+        futures = self._client.create_topics([topic], request_timeout=self._options.timeout_s)
+        try:
+            self._result(futures[name], f"creating stream {name!r}")
+        except MillstreamError as exc:
+            if isinstance(exc, AlreadyExistsError):
+                raise AlreadyExistsError(
+                    f"stream {name!r} already exists; use ensure_stream to accept that, "
+                    "or delete it first"
+                ) from exc
+            raise
+        self._wait_until(lambda: self._ready(name, partitions), f"creating stream {name!r}")
+        return self.describe_stream(name)
+
+    def _ready(self, name: str, partitions: int) -> bool:
+        topic = self._topics().get(name)
+        return topic is not None and len(topic.partitions) == partitions and all(
+            p.leader >= 0 for p in topic.partitions.values())
+
+    def ensure_stream(self, name: str, partitions: int = 1,
+                      retention: Retention | None = None) -> StreamInfo:
+        try:
+            return self.create_stream(name, partitions, retention)
+        except AlreadyExistsError:
+            return self.describe_stream(name)
+
+    def list_streams(self) -> list[str]:
+        return sorted(self._topics())
+
+    def describe_stream(self, name: str) -> StreamInfo:
+        check_stream_name(name)
+        topic = self._topics().get(name)
+        if topic is None:
+            raise UnknownStreamError(name)
+        tps = [TopicPartition(name, p) for p in sorted(topic.partitions)]
+        starts = self._offsets(tps, OffsetSpec.earliest(), f"describing stream {name!r}")
+        ends = self._offsets(tps, OffsetSpec.latest(), f"describing stream {name!r}")
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        configs = self._result(self._client.describe_configs([resource])[resource],
+                               f"reading the configuration of stream {name!r}")
+
+        def number(key: str) -> int | None:
+            entry = configs.get(key)
+            value = int(entry.value) if entry is not None and entry.value is not None else -1
+            return value if value > 0 else None
+
+        policy = configs.get("cleanup.policy")
+        retention = Retention(
+            max_age_ms=number("retention.ms"),
+            max_bytes=number("retention.bytes"),
+            compact="compact" in (policy.value if policy is not None else ""),
+            tombstone_ms=number("delete.retention.ms") or 0,
+        )
+        return StreamInfo(
+            name=name,
+            partitions=tuple(PartitionInfo(tp.partition, starts[tp.partition],
+                                           ends[tp.partition]) for tp in tps),
+            retention=retention,
+        )
+
+    def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec, doing: str) -> dict[int, int]:
+        futures = self._client.list_offsets({tp: spec for tp in tps},
+                                            request_timeout=self._options.timeout_s)
+        return {tp.partition: int(self._result(f, doing).offset) for tp, f in futures.items()}
+
+    def delete_stream(self, name: str) -> None:
+        check_stream_name(name)
+        if name not in self._topics():
+            raise UnknownStreamError(name)
+        futures = self._client.delete_topics([name], operation_timeout=self._options.timeout_s)
+        self._result(futures[name], f"deleting stream {name!r}")
+        self._wait_until(lambda: name not in self._topics(), f"deleting stream {name!r}")
+
+    def list_groups(self) -> list[str]:
+        result = self._result(self._client.list_consumer_groups(), "listing groups")
+        return sorted(g.group_id for g in result.valid
+                      if not g.group_id.startswith("millstream-solo-"))
+
+    def describe_group(self, group: str) -> GroupInfo:
+        check_group_name(group)
+        described = self._result(self._client.describe_consumer_groups([group])[group],
+                                 f"describing group {group!r}")
+        offsets = self._result(
+            self._client.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)])[group],
+            f"reading the offsets of group {group!r}")
+        committed = {StreamPartition(tp.topic, tp.partition): tp.offset
+                     for tp in offsets.topic_partitions or [] if tp.offset >= 0}
+        owner: dict[StreamPartition, str] = {}
+        members = []
+        for m in described.members:
+            parts = tuple(sorted(StreamPartition(tp.topic, tp.partition)
+                                 for tp in (m.assignment.topic_partitions if m.assignment else [])))
+            for sp in parts:
+                owner[sp] = m.member_id
+            members.append(MemberInfo(member_id=m.member_id, client=f"{m.host} {m.client_id}",
+                                      streams=tuple(sorted({sp.stream for sp in parts})),
+                                      partitions=parts))
+        touched = sorted(set(committed) | set(owner))
+        tps = [TopicPartition(sp.stream, sp.partition) for sp in touched]
+        ranges: dict[StreamPartition, tuple[int, int]] = {}
+        if tps:
+            doing = f"reading the ends of group {group!r}'s partitions"
+            for spec, slot in ((OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 1)):
+                futures = self._client.list_offsets({tp: spec for tp in tps},
+                                                    request_timeout=self._options.timeout_s)
+                for tp, f in futures.items():
+                    sp = StreamPartition(tp.topic, tp.partition)
+                    low_high = list(ranges.get(sp, (0, 0)))
+                    low_high[slot] = int(self._result(f, doing).offset)
+                    ranges[sp] = (low_high[0], low_high[1])
+        return GroupInfo(
+            name=group, members=tuple(members),
+            partitions=tuple(
+                PartitionLag(stream=sp.stream, partition=sp.partition,
+                             committed=committed.get(sp), end=ranges[sp][1],
+                             owner=owner.get(sp), start=ranges[sp][0])
+                for sp in touched),
+        )
+
+    def reset_offsets(self, group: str, stream: str,
+                      to: Literal["earliest", "latest"] | int) -> dict[StreamPartition, int]:
+        check_group_name(group)
+        info = self.describe_stream(stream)
+        described = self._result(self._client.describe_consumer_groups([group])[group],
+                                  f"describing group {group!r}")
+        if described.members:
+            raise InvalidRequestError(
+                f"group {group!r} has {len(described.members)} live member(s); stop them "
+                "before resetting its offsets"
+            )
+        chosen: dict[StreamPartition, int] = {}
+        for p in info.partitions:
+            if to == "earliest":
+                off = p.start
+            elif to == "latest":
+                off = p.end
+            elif type(to) is int:
+                if not p.start <= to <= p.end:
+                    raise OffsetOutOfRangeError(
+                        f"offset {to} is outside {stream}[{p.partition}]'s retained range "
+                        f"{p.start}..{p.end}"
+                    )
+                off = to
+            else:
+                raise InvalidRequestError(f"to={to!r}: give 'earliest', 'latest' or an offset")
+            chosen[StreamPartition(stream, p.partition)] = off
+        request = ConsumerGroupTopicPartitions(
+            group, [TopicPartition(sp.stream, sp.partition, off) for sp, off in chosen.items()])
+        try:
+            self._result(self._client.alter_consumer_group_offsets([request])[group],
+                         f"resetting group {group!r}")
+        except NotFoundError:
+            pass
+        return chosen

@@ -1,0 +1,361 @@
+"""The Kafka consumer: confluent-kafka's consumer behind millstream's ``Consumer`` Protocol.
+
+With a group it subscribes (classic protocol, ``range`` assignment so equally partitioned
+streams are co-assigned) and commits synchronously; without one it assigns itself every
+partition. Offsets are never committed automatically. ``auto.offset.reset`` is ``error``:
+where the group has no committed offset the adapter places the reader itself (earliest or
+latest, from ``offset_reset``), and a committed offset that retention removed surfaces as
+``OffsetOutOfRangeError`` instead of a silent jump. A commit for a partition this member
+does not currently own is refused locally (the broker would accept it within a generation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka import (
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from millstream.errors import (
+    ClosedError,
+    FencedError,
+    InvalidRequestError,
+    OffsetOutOfRangeError,
+)
+from millstream.names import check_group_name
+from millstream.records import Record, StreamPartition
+from millstream.streams.base import OffsetReset, RebalanceCallback
+from millstream.streams.kafka.errors import error_of, translate
+from millstream.streams.kafka.metadata import PartitionCounts
+from millstream.streams.kafka.options import KafkaOptions
+
+__all__ = ["KafkaConsumer"]
+
+log = logging.getLogger(__name__)
+_new = tuple.__new__
+
+
+def _sp(tp: TopicPartition) -> StreamPartition:
+    return StreamPartition(tp.topic, tp.partition)
+
+
+class KafkaConsumer:
+    """A consumer on Kafka; see ``millstream.streams.base.Consumer``."""
+
+    def __init__(self, options: KafkaOptions, group: str | None,
+                 offset_reset: OffsetReset = "earliest") -> None:
+        if offset_reset not in ("earliest", "latest"):
+            raise InvalidRequestError(f"offset_reset={offset_reset!r}: use 'earliest' or 'latest'")
+        self._options = options
+        self._group = check_group_name(group) if group is not None else None
+        self._reset = offset_reset
+        config = options.consumer()
+        config["group.id"] = group if group is not None else f"millstream-solo-{uuid.uuid4().hex}"
+        config["auto.offset.reset"] = "error"
+        try:
+            self._consumer = _Consumer(config)
+        except KafkaException as exc:
+            raise translate(exc, "creating a consumer") from exc
+        self._counts = PartitionCounts(self._consumer, options.timeout_s)
+        self._positions: dict[StreamPartition, int] = {}
+        self._owned: set[StreamPartition] = set()
+        self._streams: list[str] = []
+        self._on_assign: RebalanceCallback | None = None
+        self._on_revoke: RebalanceCallback | None = None
+        self._closed = False
+
+    @property
+    def group(self) -> str | None:
+        return self._group
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this consumer is closed; open a new one")
+
+    def _timeout(self) -> float:
+        return self._options.timeout_s
+
+    # -- subscription ----------------------------------------------------------------------
+
+    def subscribe(self, streams: Iterable[str], *, on_assign: RebalanceCallback | None = None,
+                  on_revoke: RebalanceCallback | None = None) -> None:
+        self._check_open()
+        names = sorted(set([streams] if isinstance(streams, str) else streams))
+        if not names:
+            raise InvalidRequestError("subscribe needs at least one stream name")
+        counts = {name: self._counts.get(name) for name in names}
+        self._streams = names
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        try:
+            if self._group is None:
+                tps = [TopicPartition(n, p) for n, c in counts.items() for p in range(c)]
+                self._place(tps)
+                self._consumer.assign(tps)
+                self._owned = {_sp(tp) for tp in tps}
+                if on_assign is not None:
+                    on_assign(sorted(self._owned))
+            else:
+                self._consumer.subscribe(names, on_assign=self._assigned,
+                                         on_revoke=self._revoked, on_lost=self._lost)
+        except KafkaException as exc:
+            raise translate(exc, "subscribing") from exc
+
+    def _place(self, tps: list[TopicPartition]) -> None:
+        """Set each partition's starting offset: the group's commit, else offset_reset."""
+        committed: dict[StreamPartition, int] = {}
+        if self._group is not None:
+            for tp in self._consumer.committed(tps, timeout=self._timeout()):
+                if tp.offset >= 0:
+                    committed[_sp(tp)] = tp.offset
+        for tp in tps:
+            sp = _sp(tp)
+            if sp in committed:
+                tp.offset = committed[sp]
+                self._positions[sp] = committed[sp]
+            else:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout())
+                tp.offset = low if self._reset == "earliest" else high
+                self._positions[sp] = tp.offset
+
+    def _assigned(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._place(tps)
+        consumer.assign(tps)
+        gained = {_sp(tp) for tp in tps}
+        self._owned = gained
+        if self._on_assign is not None and gained:
+            self._on_assign(sorted(gained))
+
+    def _revoked(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        lost = {_sp(tp) for tp in tps}
+        if self._on_revoke is not None and lost:
+            self._on_revoke(sorted(lost))
+        self._drop(lost)
+        consumer.unassign()
+
+    def _lost(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        lost = {_sp(tp) for tp in tps}
+        log.warning("consumer lost partitions without revocation (session expired): %s",
+                    ", ".join(map(str, sorted(lost))))
+        self._drop(lost)
+        consumer.unassign()
+
+    def _drop(self, lost: set[StreamPartition]) -> None:
+        self._owned -= lost
+        for sp in lost:
+            self._positions.pop(sp, None)
+
+    def assignment(self) -> list[StreamPartition]:
+        return sorted(self._owned)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        self._check_open()
+        if not self._streams:
+            raise InvalidRequestError("poll before subscribe: call subscribe([...]) first")
+        if type(max_records) is not int or max_records < 1:
+            raise InvalidRequestError(f"max_records={max_records!r}: give an integer ≥ 1")
+        if timeout < 0:
+            raise InvalidRequestError(f"timeout={timeout!r}: give seconds ≥ 0")
+        try:
+            messages = self._consumer.consume(max_records, 0)
+            if not messages and timeout > 0:
+                deadline = time.monotonic() + timeout
+                while not messages:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    first = self._consumer.poll(min(left, 0.1))
+                    if first is not None:
+                        messages = [first, *self._consumer.consume(max_records - 1, 0)]
+        except KafkaException as exc:
+            raise translate(exc, "polling") from exc
+        return self._records(messages)
+
+    def _records(self, messages: list[Any]) -> list[Record]:
+        out: list[Record] = []
+        positions = self._positions
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                self._raise_message_error(err, m)
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            sp = StreamPartition(topic, partition)
+            if sp not in positions:
+                continue  # fetched before a rebalance took the partition away
+            headers = m.headers()
+            out.append(_new(Record, (topic, partition, offset, m.timestamp()[1], m.key(),
+                                     m.value(), tuple(headers) if headers else ())))
+            positions[sp] = offset + 1
+        return out
+
+    def _raise_message_error(self, err: KafkaError, m: Any) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            sp = StreamPartition(m.topic(), m.partition())
+            low, high = self._watermarks(sp)
+            who = f"group {self._group!r}" if self._group else "this consumer"
+            raise OffsetOutOfRangeError(
+                f"{who} is at offset {self._positions.get(sp)} of {sp}, outside the retained "
+                f"range {low}..{high}; records before {low} are gone — seek_to_beginning() to "
+                f"continue from {low}, or reset the group "
+                f"(`millstream groups reset {self._group or 'GROUP'} {sp.stream} --to earliest`)"
+            )
+        raise error_of(err, "polling")
+
+    # -- positions ---------------------------------------------------------------------------
+
+    def _watermarks(self, sp: StreamPartition) -> tuple[int, int]:
+        try:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(sp.stream, sp.partition), timeout=self._timeout(), cached=False)
+        except KafkaException as exc:
+            raise translate(exc, f"reading the offsets of {sp}") from exc
+        return int(low), int(high)
+
+    def _owned_list(self, partitions: Iterable[StreamPartition] | None) -> list[StreamPartition]:
+        self._check_open()
+        if partitions is None:
+            return sorted(self._owned)
+        out = []
+        for sp in partitions:
+            sp = StreamPartition(*sp)
+            if sp not in self._owned:
+                raise InvalidRequestError(
+                    f"{sp} is not assigned to this consumer (it owns "
+                    f"{', '.join(map(str, sorted(self._owned))) or 'nothing'})"
+                )
+            out.append(sp)
+        return out
+
+    def _seek(self, sp: StreamPartition, offset: int) -> None:
+        try:
+            self._consumer.seek(TopicPartition(sp.stream, sp.partition, offset))
+        except KafkaException as exc:
+            raise translate(exc, f"seeking {sp}") from exc
+        if offset >= 0:
+            self._positions[sp] = offset
+
+    def position(self, partition: StreamPartition) -> int:
+        sp = self._owned_list([partition])[0]
+        return self._positions[sp]
+
+    def seek(self, partition: StreamPartition, offset: int) -> None:
+        sp = self._owned_list([partition])[0]
+        if type(offset) is not int or offset < 0:
+            raise InvalidRequestError(f"offset {offset!r} for {sp}: give an integer ≥ 0")
+        low, high = self._watermarks(sp)
+        if not low <= offset <= high:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside {sp}'s retained range {low}..{high} (the end, "
+                f"{high}, is where the next record will go); seek within it"
+            )
+        self._seek(sp, offset)
+
+    def seek_to_beginning(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        for sp in self._owned_list(partitions):
+            self._seek(sp, self._watermarks(sp)[0])
+
+    def seek_to_end(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        for sp in self._owned_list(partitions):
+            self._seek(sp, self._watermarks(sp)[1])
+
+    def seek_to_timestamp(self, timestamp_ms: int,
+                          partitions: Iterable[StreamPartition] | None = None) -> None:
+        if type(timestamp_ms) is not int or timestamp_ms < 0:
+            raise InvalidRequestError(
+                f"timestamp {timestamp_ms!r}: give milliseconds since the epoch as an int ≥ 0")
+        targets = self._owned_list(partitions)
+        try:
+            found = self._consumer.offsets_for_times(
+                [TopicPartition(sp.stream, sp.partition, timestamp_ms) for sp in targets],
+                timeout=self._timeout())
+        except KafkaException as exc:
+            raise translate(exc, "seeking by time") from exc
+        for tp in found:
+            sp = _sp(tp)
+            self._seek(sp, tp.offset if tp.offset >= 0 else self._watermarks(sp)[1])
+
+    def lag(self) -> dict[StreamPartition, int]:
+        self._check_open()
+        return {sp: max(self._watermarks(sp)[1] - self._positions[sp], 0)
+                for sp in sorted(self._owned)}
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def committed(self, partitions: Iterable[StreamPartition] | None = None
+                  ) -> dict[StreamPartition, int | None]:
+        self._check_open()
+        wanted = [StreamPartition(*sp) for sp in partitions] if partitions is not None \
+            else sorted(self._owned)
+        if self._group is None or not wanted:
+            return dict.fromkeys(wanted)
+        try:
+            tps = self._consumer.committed(
+                [TopicPartition(sp.stream, sp.partition) for sp in wanted],
+                timeout=self._timeout())
+        except KafkaException as exc:
+            raise translate(exc, "reading committed offsets") from exc
+        return {_sp(tp): (tp.offset if tp.offset >= 0 else None) for tp in tps}
+
+    def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
+        self._check_open()
+        if self._group is None:
+            raise InvalidRequestError(
+                "this consumer has no group, so it cannot commit; open it with group=..."
+            )
+        if offsets is None:
+            chosen = {sp: self._positions[sp] for sp in self._owned if sp in self._positions}
+        else:
+            chosen = {}
+            for sp, off in offsets.items():
+                sp = StreamPartition(*sp)
+                if type(off) is not int or off < 0:
+                    raise InvalidRequestError(f"commit offset {off!r} for {sp}: give an int ≥ 0")
+                chosen[sp] = off
+        lost = sorted(set(chosen) - self._owned)
+        if lost:
+            raise FencedError(
+                f"group {self._group!r} moved {', '.join(map(str, lost))} to another member; "
+                "this consumer can no longer commit for them (nothing was committed) — poll "
+                "again to get the current assignment"
+            )
+        if not chosen:
+            return
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(sp.stream, sp.partition, off)
+                         for sp, off in chosen.items()],
+                asynchronous=False)
+        except KafkaException as exc:
+            raise translate(exc, f"committing offsets for group {self._group!r}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._group is None and self._on_revoke is not None and self._owned:
+                self._on_revoke(sorted(self._owned))
+            self._consumer.close()
+        except KafkaException as exc:
+            raise translate(exc, "closing the consumer") from exc
+
+    def __enter__(self) -> KafkaConsumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
