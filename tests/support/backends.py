@@ -51,3 +51,15 @@ def local_backend(directory: Path) -> BackendUnderTest:
     return BackendUnderTest(
         name="local", url=f"local:{directory}", rebalance_s=8.0, session_s=3.0,
     )
+
+
+def kafka_backend(bootstrap: str) -> BackendUnderTest:
+    """Kafka at ``bootstrap`` (``host:port[,host:port…]``).
+
+    A classic-protocol consumer's session timeout cannot go below the broker's
+    ``group.min.session.timeout.ms`` (6 s); a killed member's partitions move after that
+    plus a heartbeat and a rejoin round, which ``rebalance_s`` bounds.
+    """
+    return BackendUnderTest(
+        name="kafka", url=f"kafka://{bootstrap}", rebalance_s=15.0, session_s=6.0,
+    )
