@@ -2,8 +2,7 @@
 # The external services the test suite runs against: start | stop | status.
 #
 # `make test` calls `start` before pytest and `stop` afterwards (always, also on failure or
-# Ctrl-C); `.ci/run` goes through `make test`. Today the only backends are embedded (the
-# SQLite stream log, file:// files, SQLite tables), so nothing is managed here yet.
+# Ctrl-C); `.ci/run` goes through `make test`. Managed so far: kafka (its jars; see below).
 #
 # Adding a service (Kafka, PostgreSQL, …): append its name to SERVICES and write three
 # functions, start_<name>, stop_<name> and status_<name>. start must be idempotent (do nothing
@@ -16,8 +15,49 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # --- the managed services --------------------------------------------------------------------
-# Later issues add e.g.:  SERVICES+=(kafka)  and  SERVICES+=(postgresql)
+# Later issues add e.g.:  SERVICES+=(postgresql)
 SERVICES=()
+
+# kafka: only the jars are managed here. `start` copies Apache Kafka's runtime jars from Maven
+# Central once (scripts/kafka/fetch.sh; cached in $MILLSTREAM_KAFKA_LIB, default
+# ~/.cache/millstream/kafka-4.4.0/lib), so CI downloads them before pytest. The brokers are
+# started and stopped by pytest itself (tests/conftest.py, tests/support/kafka_cluster.py) on
+# free loopback ports; tests get them from the fixtures kafka_bootstrap / kafka_cluster3.
+# Without Java ≥ 17 or Maven this warns and the Kafka tests skip — unless
+# MILLSTREAM_REQUIRE_SERVICES=1 (CI), where it fails.
+SERVICES+=(kafka)
+
+kafka_missing() {
+    if [[ ${MILLSTREAM_REQUIRE_SERVICES:-} == 1 ]]; then
+        echo "services: kafka: $1" >&2
+        return 1
+    fi
+    echo "services: kafka: $1; the Kafka tests will be skipped" >&2
+}
+
+start_kafka() {
+    if [[ ${MILLSTREAM_KAFKA_DISABLE:-} == 1 ]]; then
+        kafka_missing "disabled by MILLSTREAM_KAFKA_DISABLE=1"
+        return
+    fi
+    command -v java >/dev/null 2>&1 || [[ -x ${JAVA_HOME:-/nonexistent}/bin/java ]] ||
+        { kafka_missing "no java (Java ≥ 17) on PATH"; return; }
+    bash scripts/kafka/fetch.sh >/dev/null || kafka_missing "could not fetch the Kafka jars"
+}
+
+stop_kafka() {
+    : # pytest stops the brokers it started (a killed session's: the next session does)
+}
+
+status_kafka() {
+    local lib=${MILLSTREAM_KAFKA_LIB:-$HOME/.cache/millstream/kafka-4.4.0/lib}
+    if [[ -f $lib/.complete ]]; then echo "kafka: jars in $lib"; else echo "kafka: no jars yet"; fi
+    local state
+    for state in "${TMPDIR:-/tmp}"/millstream-kafka-*/state.json; do
+        [[ -f $state ]] || continue
+        echo "kafka: $(dirname "$state"): $(grep -o '"status": "[a-z]*"' "$state")"
+    done
+}
 
 # --- dispatch ----------------------------------------------------------------------------------
 usage() {
