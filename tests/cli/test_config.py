@@ -132,7 +132,7 @@ def test_doctor_names_the_extra_a_scheme_needs(
 
 
 def test_doctor_reports_a_bad_streams_url_as_a_failed_check(run: Invoke) -> None:
-    out = run("--streams", "kafka://broker:9092", "doctor", code=1).stdout
+    out = run("--streams", "nats://broker:4222", "doctor", code=1).stdout
     status, detail = row(out, "streams")[2:]
     assert status == "FAIL"
-    assert detail.startswith("streams URL 'kafka://broker:9092' has scheme 'kafka'")
+    assert detail.startswith("streams URL 'nats://broker:4222' has scheme 'nats'")

@@ -65,8 +65,8 @@ def test_streams_option_selects_the_backend(run: Invoke, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("kafka://broker:9092", "error: streams URL 'kafka://broker:9092' has scheme 'kafka'; "
-                                "supported: local:"),
+        ("nats://broker:4222", "error: streams URL 'nats://broker:4222' has scheme 'nats'; "
+                               "supported: local:, kafka:"),
         ("local:?speed=fast", "error: unknown option 'speed' in 'local:?speed=fast'; known: "),
     ],
 )

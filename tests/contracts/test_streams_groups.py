@@ -76,7 +76,8 @@ def test_a_member_that_leaves_hands_its_partitions_over(backend: BackendUnderTes
             return len(a.assignment()) == 1 and len(b.assignment()) == 1
 
         wait_until(balanced, backend.rebalance_s, "the partitions to split")
-        assert len(revoked) == 1  # a gave one partition up, through on_revoke
+        # a gave up (at least) the partition b now owns, through on_revoke
+        assert set(b.assignment()) <= set(revoked)
         start = time.monotonic()
         b.close()
 

@@ -159,9 +159,19 @@ class KafkaAdmin:
         )
 
     def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec, doing: str) -> dict[int, int]:
-        futures = self._client.list_offsets({tp: spec for tp in tps},
-                                            request_timeout=self._options.timeout_s)
-        return {tp.partition: int(self._result(f, doing).offset) for tp, f in futures.items()}
+        """Each partition's offset per ``spec``; retried while leadership settles (a new
+        topic answers NOT_LEADER for a moment after its metadata already shows a leader)."""
+        deadline = time.monotonic() + self._options.timeout_s
+        while True:
+            futures = self._client.list_offsets({tp: spec for tp in tps},
+                                                request_timeout=self._options.timeout_s)
+            try:
+                return {tp.partition: int(self._result(f, doing).offset)
+                        for tp, f in futures.items()}
+            except MillstreamError as exc:
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
 
     def delete_stream(self, name: str) -> None:
         check_stream_name(name)
@@ -199,16 +209,14 @@ class KafkaAdmin:
         touched = sorted(set(committed) | set(owner))
         tps = [TopicPartition(sp.stream, sp.partition) for sp in touched]
         ranges: dict[StreamPartition, tuple[int, int]] = {}
-        if tps:
-            doing = f"reading the ends of group {group!r}'s partitions"
-            for spec, slot in ((OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 1)):
-                futures = self._client.list_offsets({tp: spec for tp in tps},
-                                                    request_timeout=self._options.timeout_s)
-                for tp, f in futures.items():
-                    sp = StreamPartition(tp.topic, tp.partition)
-                    low_high = list(ranges.get(sp, (0, 0)))
-                    low_high[slot] = int(self._result(f, doing).offset)
-                    ranges[sp] = (low_high[0], low_high[1])
+        doing = f"reading the ends of group {group!r}'s partitions"
+        for stream in sorted({sp.stream for sp in touched}):
+            mine = [tp for tp in tps if tp.topic == stream]
+            starts = self._offsets(mine, OffsetSpec.earliest(), doing)
+            ends = self._offsets(mine, OffsetSpec.latest(), doing)
+            for tp in mine:
+                ranges[StreamPartition(stream, tp.partition)] = (starts[tp.partition],
+                                                                 ends[tp.partition])
         return GroupInfo(
             name=group, members=tuple(members),
             partitions=tuple(

@@ -346,13 +346,14 @@ class KafkaConsumer:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
         try:
             if self._group is None and self._on_revoke is not None and self._owned:
                 self._on_revoke(sorted(self._owned))
-            self._consumer.close()
+            self._consumer.close()  # a group member's on_revoke runs in here, and may commit
         except KafkaException as exc:
             raise translate(exc, "closing the consumer") from exc
+        finally:
+            self._closed = True
 
     def __enter__(self) -> KafkaConsumer:
         return self

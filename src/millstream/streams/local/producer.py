@@ -363,7 +363,7 @@ class LocalProducer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        last_retention = 0.0
+        last_retention = time.monotonic()  # first pass one interval after opening
         try:
             conn = connect(self._path, self._options)
             while True:
