@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -132,7 +133,7 @@ def test_unknown_streams_and_bad_names_are_named_in_the_error(
     for bad in ["", ".", "..", "a/b", "ünï", "x" * 250]:
         with pytest.raises(millstream.InvalidRequestError):
             admin.create_stream(bad)
-    longest = "y" * 249
+    longest = f"longest-{uuid.uuid4().hex}".ljust(249, "y")
     assert admin.create_stream(longest).name == longest
     with pytest.raises(millstream.UnknownStreamError):
         admin.describe_stream("never-made")

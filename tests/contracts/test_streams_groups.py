@@ -196,7 +196,8 @@ def _run_group_with_a_kill(backend: BackendUnderTest, stream: str, group: str,
     for c in consumers:
         wait_until(lambda c=c: "joined" in c.lines, 30, "a consumer to join")
     producers = [_spawn("produce", backend.url, stream, "3000", f"p{i}") for i in range(3)]
-    wait_until(lambda: len(consumers[0].records()) > 50, 60, "the first consumer to read")
+    wait_until(lambda: len(consumers[0].records()) > 50, 60,
+               f"the first consumer to read ({[c.lines[-5:] for c in consumers]})")
     victim = consumers[0]
     os.kill(victim.proc.pid, signal.SIGKILL)
     victim.proc.wait()

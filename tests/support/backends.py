@@ -61,5 +61,7 @@ def kafka_backend(bootstrap: str) -> BackendUnderTest:
     plus a heartbeat and a rejoin round, which ``rebalance_s`` bounds.
     """
     return BackendUnderTest(
-        name="kafka", url=f"kafka://{bootstrap}", rebalance_s=15.0, session_s=6.0,
+        name="kafka",
+        url=f"kafka://{bootstrap}?session.timeout.ms=6000&heartbeat.interval.ms=1000",
+        rebalance_s=15.0, session_s=6.0,
     )
