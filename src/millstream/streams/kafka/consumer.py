@@ -243,7 +243,16 @@ class KafkaConsumer:
         try:
             self._consumer.seek(TopicPartition(sp.stream, sp.partition, offset))
         except KafkaException as exc:
-            raise translate(exc, f"seeking {sp}") from exc
+            if exc.args[0].code() != KafkaError._STATE:
+                raise translate(exc, f"seeking {sp}") from exc
+            # a partition whose fetch stopped on an error (e.g. its offset fell below the
+            # retained start) refuses seek(); assigning it again at the offset restarts it
+            self._positions[sp] = offset
+            try:
+                self._consumer.assign([TopicPartition(o.stream, o.partition, self._positions[o])
+                                       for o in sorted(self._owned)])
+            except KafkaException as again:
+                raise translate(again, f"seeking {sp}") from again
         if offset >= 0:
             self._positions[sp] = offset
 
