@@ -32,6 +32,13 @@ from millstream.faults import fault_point
 from millstream.names import check_group_name
 from millstream.records import Record, StreamPartition
 from millstream.streams.base import OffsetReset, RebalanceCallback
+from millstream.streams.checks import (
+    check_commit_offset,
+    check_offset,
+    check_poll,
+    check_timestamp,
+    stream_names,
+)
 from millstream.streams.local import batch as batchfmt
 from millstream.streams.local import catalog, groups
 from millstream.streams.local.db import LocalOptions, connect, translate, write_txn
@@ -120,9 +127,7 @@ class LocalConsumer:
     def subscribe(self, streams: Iterable[str], *, on_assign: RebalanceCallback | None = None,
                   on_revoke: RebalanceCallback | None = None) -> None:
         self._check_open()
-        names = sorted(set([streams] if isinstance(streams, str) else streams))
-        if not names:
-            raise InvalidRequestError("subscribe needs at least one stream name")
+        names = stream_names(streams)
         try:
             metas = [catalog.require(self._conn, n) for n in names]
         except sqlite3.Error as exc:
@@ -273,12 +278,7 @@ class LocalConsumer:
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         self._check_open()
-        if not self._streams:
-            raise InvalidRequestError("poll before subscribe: call subscribe([...]) first")
-        if type(max_records) is not int or max_records < 1:
-            raise InvalidRequestError(f"max_records={max_records!r}: give an integer ≥ 1")
-        if timeout < 0:
-            raise InvalidRequestError(f"timeout={timeout!r}: give seconds ≥ 0")
+        check_poll(bool(self._streams), max_records, timeout)
         self._last_poll = time.monotonic()
         if self._group is not None and self._member_id is None:
             self.subscribe(self._streams, on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -433,8 +433,7 @@ class LocalConsumer:
 
     def seek(self, partition: StreamPartition, offset: int) -> None:
         slot = self._targets([partition])[0]
-        if type(offset) is not int or offset < 0:
-            raise InvalidRequestError(f"offset {offset!r} for {partition}: give an integer ≥ 0")
+        check_offset(offset, partition)
         start, end = self._ranges([slot])[slot]
         if not start <= offset <= end:
             raise OffsetOutOfRangeError(
@@ -458,9 +457,7 @@ class LocalConsumer:
 
     def seek_to_timestamp(self, timestamp_ms: int,
                           partitions: Iterable[StreamPartition] | None = None) -> None:
-        if type(timestamp_ms) is not int or timestamp_ms < 0:
-            raise InvalidRequestError(
-                f"timestamp {timestamp_ms!r}: give milliseconds since the epoch as an int ≥ 0")
+        check_timestamp(timestamp_ms)
         slots = self._targets(partitions)
         try:
             for slot in slots:
@@ -530,9 +527,7 @@ class LocalConsumer:
             chosen = {}
             for sp, off in offsets.items():
                 slot = self._slot(sp, owned=False)
-                if type(off) is not int or off < 0:
-                    raise InvalidRequestError(f"commit offset {off!r} for {sp}: give an int ≥ 0")
-                chosen[slot] = off
+                chosen[slot] = check_commit_offset(off, sp)
         if not chosen:
             return
         if member_id is None:

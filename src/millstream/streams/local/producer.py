@@ -27,6 +27,7 @@ from millstream.errors import (
 )
 from millstream.faults import fault_point
 from millstream.records import Headers, Position, record_size
+from millstream.streams.checks import check_batch
 from millstream.streams.local import batch as batchfmt
 from millstream.streams.local import catalog, retention
 from millstream.streams.local.db import LocalOptions, connect, translate
@@ -248,20 +249,7 @@ class LocalProducer:
         headers: Sequence[Headers] | None = None,
     ) -> _BatchHandle:
         n = len(values)
-        for name, column in (("keys", keys), ("headers", headers)):
-            if column is not None and len(column) != n:
-                raise InvalidRequestError(
-                    f"send_batch got {n} values but {len(column)} {name}; give one per value"
-                )
-        sizes = [len(v) if v is not None else 0 for v in values]
-        if keys is not None or headers is not None:
-            sizes = [
-                record_size(keys[i] if keys else None, values[i], headers[i] if headers else None)
-                for i in range(n)
-            ]
-        largest = max(sizes, default=0)
-        if largest > self._limit:
-            raise RecordTooLargeError(largest, self._limit, stream)
+        sizes = check_batch(stream, values, keys, headers, self._limit)
         now = time.time_ns() // 1_000_000
         parts: list[tuple[_Batch, int, int]] = []
         with self._lock:
