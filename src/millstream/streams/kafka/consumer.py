@@ -28,6 +28,7 @@ from millstream.errors import (
     ClosedError,
     FencedError,
     InvalidRequestError,
+    MillstreamError,
     OffsetOutOfRangeError,
 )
 from millstream.names import check_group_name
@@ -70,6 +71,8 @@ class KafkaConsumer:
         self._streams: list[str] = []
         self._on_assign: RebalanceCallback | None = None
         self._on_revoke: RebalanceCallback | None = None
+        self._unplaced: list[TopicPartition] | None = None  # assigned, start not yet found
+        self._pending: MillstreamError | None = None  # raised by the next poll
         self._closed = False
 
     @property
@@ -109,24 +112,57 @@ class KafkaConsumer:
             raise translate(exc, "subscribing") from exc
 
     def _place(self, tps: list[TopicPartition]) -> None:
-        """Set each partition's starting offset: the group's commit, else offset_reset."""
+        """Set each partition's starting offset: the group's commit, else offset_reset.
+
+        The lookups go to the group coordinator and the partitions' leaders; while a broker is
+        down or leadership moves they fail for a while, so they are tried again until
+        ``millstream.timeout_ms`` has passed, then a millstream error is raised.
+        """
+        deadline = time.monotonic() + self._timeout()
+        while True:
+            try:
+                starts = self._starts(tps, max(deadline - time.monotonic(), 0.1))
+                break
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise translate(exc, "finding where assigned partitions start") from exc
+            time.sleep(0.1)
+        for tp in tps:
+            tp.offset = self._positions[_sp(tp)] = starts[_sp(tp)]
+
+    def _starts(self, tps: list[TopicPartition], timeout: float) -> dict[StreamPartition, int]:
         committed: dict[StreamPartition, int] = {}
         if self._group is not None:
-            for tp in self._consumer.committed(tps, timeout=self._timeout()):
+            for tp in self._consumer.committed(tps, timeout=timeout):
+                if tp.error is not None:  # unknown, not "never committed": never guess
+                    raise KafkaException(tp.error)
                 if tp.offset >= 0:
                     committed[_sp(tp)] = tp.offset
+        starts = {}
         for tp in tps:
             sp = _sp(tp)
             if sp in committed:
-                tp.offset = committed[sp]
-                self._positions[sp] = committed[sp]
-            else:
-                low, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout())
-                tp.offset = low if self._reset == "earliest" else high
-                self._positions[sp] = tp.offset
+                starts[sp] = committed[sp]
+                continue
+            marks = self._consumer.get_watermark_offsets(tp, timeout=timeout)
+            if marks is None:  # confluent-kafka's answer to a timeout
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
+                                                f"no watermark offsets for {sp}"))
+            starts[sp] = marks[0] if self._reset == "earliest" else marks[1]
+        return starts
 
     def _assigned(self, consumer: Any, tps: list[TopicPartition]) -> None:
-        self._place(tps)
+        # Nothing may leave a rebalance callback: confluent-kafka would then assign the
+        # partitions itself at offsets this adapter does not track (their records dropped)
+        # and re-raise a C-level error from poll() as an object no except clause catches.
+        # Instead take nothing yet; poll() tries again and raises the error meanwhile.
+        try:
+            self._place(tps)
+        except MillstreamError as exc:
+            consumer.unassign()
+            self._unplaced, self._pending = tps, exc
+            return
+        self._unplaced = None
         consumer.assign(tps)
         gained = {_sp(tp) for tp in tps}
         self._owned = gained
@@ -134,6 +170,7 @@ class KafkaConsumer:
             self._on_assign(sorted(gained))
 
     def _revoked(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._unplaced = None
         lost = {_sp(tp) for tp in tps}
         if self._on_revoke is not None and lost:
             self._on_revoke(sorted(lost))
@@ -141,6 +178,7 @@ class KafkaConsumer:
         consumer.unassign()
 
     def _lost(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._unplaced = None
         lost = {_sp(tp) for tp in tps}
         log.warning("consumer lost partitions without revocation (session expired): %s",
                     ", ".join(map(str, sorted(lost))))
@@ -165,6 +203,11 @@ class KafkaConsumer:
             raise InvalidRequestError(f"max_records={max_records!r}: give an integer ≥ 1")
         if timeout < 0:
             raise InvalidRequestError(f"timeout={timeout!r}: give seconds ≥ 0")
+        if self._unplaced is not None:  # an assignment whose start lookups failed
+            self._assigned(self._consumer, self._unplaced)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            raise pending
         try:
             messages = self._consumer.consume(max_records, 0)
             if not messages and timeout > 0:
@@ -178,6 +221,9 @@ class KafkaConsumer:
                         messages = [first, *self._consumer.consume(max_records - 1, 0)]
         except KafkaException as exc:
             raise translate(exc, "polling") from exc
+        if not messages and self._pending is not None:
+            pending, self._pending = self._pending, None
+            raise pending
         return self._records(messages)
 
     def _records(self, messages: list[Any]) -> list[Record]:
