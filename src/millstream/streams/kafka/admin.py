@@ -160,17 +160,36 @@ class KafkaAdmin:
 
     def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec, doing: str) -> dict[int, int]:
         """Each partition's offset per ``spec``; retried while leadership settles (a new
-        topic answers NOT_LEADER for a moment after its metadata already shows a leader)."""
+        topic answers NOT_LEADER for a moment after its metadata already shows a leader).
+
+        After a partition's leader died, librdkafka's ListOffsets keeps asking that leader
+        from its metadata cache until the request times out, then answers OFFSET_INVALID
+        (-1001) with no error. So each attempt is short, such an answer counts as a failure,
+        and the metadata is refreshed before the next attempt."""
         deadline = time.monotonic() + self._options.timeout_s
         while True:
+            left = max(deadline - time.monotonic(), 0.1)
             futures = self._client.list_offsets({tp: spec for tp in tps},
-                                                request_timeout=self._options.timeout_s)
+                                                request_timeout=min(left, 5.0))
             try:
-                return {tp.partition: int(self._result(f, doing).offset)
-                        for tp, f in futures.items()}
+                found = {tp.partition: int(self._result(f, doing).offset)
+                         for tp, f in futures.items()}
+                unknown = sorted(p for p, offset in found.items() if offset < 0)
+                if not unknown:
+                    return found
+                if time.monotonic() > deadline:
+                    raise OperationTimeoutError(
+                        f"Kafka gave no offset for partition(s) {unknown} of "
+                        f"{tps[0].topic!r} within {self._options.timeout_s} s while {doing}; "
+                        "check that their leaders are up, or raise millstream.timeout_ms")
             except MillstreamError as exc:
                 if not exc.retriable or time.monotonic() > deadline:
                     raise
+            for topic in {tp.topic for tp in tps}:  # fresh leaders into the metadata cache
+                try:
+                    self._client.list_topics(topic, timeout=min(left, 5.0))
+                except KafkaException:
+                    continue  # the next attempt reports what is wrong
             time.sleep(0.05)
 
     def delete_stream(self, name: str) -> None:
