@@ -1,9 +1,13 @@
 """The Kafka producer: confluent-kafka's producer behind millstream's ``Producer`` Protocol.
 
-Each send registers a delivery callback that resolves its handle; a background thread serves
-those callbacks (``poll``), so handles resolve without the caller's help. A full local queue
-blocks the sender (serving callbacks) up to ``millstream.timeout_ms``, then raises. Records
-that cannot be delivered are reported through their handle and by ``flush()``, never hidden.
+Each send registers a delivery callback that resolves its handle. A sending thread serves
+those callbacks itself (``poll(0)`` after every batch and every 1,000 ``send``s, as a direct
+user of confluent-kafka would); a background thread serves them whenever no sender has for
+``_IDLE_S`` and at once while a handle is waited on, so handles resolve without the caller's
+help. (Two threads serving at the same time would take turns on the GIL for every callback.)
+A full local queue blocks the sender (serving callbacks) up to ``millstream.timeout_ms``, then
+raises. Records that cannot be delivered are reported through their handle and by
+``flush()``, never hidden.
 """
 
 from __future__ import annotations
@@ -31,41 +35,82 @@ from millstream.streams.kafka.options import KafkaOptions
 
 __all__ = ["KafkaProducer"]
 
+_IDLE_S = 0.02  # the background thread serves callbacks once senders have not for this long
+_SERVE_EVERY = 1000  # send() serves callbacks every this many records
+
+
+class _Target:
+    """What the records a producer sends to one stream share: the stream's name and
+    partition count, the producer's failure list, and the handles being waited for."""
+
+    __slots__ = ("cond", "failures", "partitions", "stream", "watched")
+
+    def __init__(self, stream: str, partitions: int, failures: list[MillstreamError],
+                 cond: threading.Condition, watched: dict[_Handle, int]) -> None:
+        self.stream = stream
+        self.partitions = partitions
+        self.failures = failures
+        self.cond = cond
+        self.watched = watched
+
 
 class _Handle:
-    """One record's acknowledgement, resolved by the delivery callback."""
+    """One record's acknowledgement. Built without ``__init__`` (the cheap path): ``_state``
+    is the record's ``_Target`` until the delivery callback replaces it with a plain
+    ``(stream, partition, offset)`` tuple (made a ``Position`` on first use) or the
+    ``MillstreamError``. Nothing else is allocated per record: a waiting thread registers the
+    handle in ``watched`` and sleeps on the producer's condition; the callback wakes it only
+    for a watched handle."""
 
-    __slots__ = ("_event", "_failures", "error", "position", "stream")
+    __slots__ = ("_state",)
 
-    def __init__(self, stream: str, failures: list[MillstreamError]) -> None:
-        self.stream = stream
-        self._failures = failures
-        self.position: Position | None = None
-        self.error: MillstreamError | None = None
-        self._event = threading.Event()
+    _state: Any
 
-    def delivered(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None:
-            self.error = error_of(err, f"producing to {self.stream!r}")
-            self._failures.append(self.error)
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        """The delivery callback; the handle itself is the callable given to ``produce``,
+        which saves a bound-method object (one more for the garbage collector) per record."""
+        target: _Target = self._state
+        if err is None:
+            self._state = (target.stream, msg.partition(), msg.offset())
         else:
-            self.position = Position(self.stream, msg.partition(), msg.offset())
-        self._event.set()
+            error = error_of(err, f"producing to {target.stream!r}")
+            self._state = error
+            target.failures.append(error)
+        watched = target.watched
+        if watched and self in watched:
+            with target.cond:
+                target.cond.notify_all()
 
     def done(self) -> bool:
-        return self._event.is_set()
+        return type(self._state) is not _Target
 
     def wait(self, timeout: float | None = None) -> Position:
-        if not self._event.wait(timeout):
-            raise OperationTimeoutError(
-                f"a record for {self.stream!r} was not acknowledged within {timeout} s; "
-                "it may still be delivered — wait again or flush()"
-            )
-        if self.error is not None:
-            raise DeliveryError(f"a record for {self.stream!r} was not stored: {self.error}") \
-                from self.error
-        assert self.position is not None
-        return self.position
+        state = self._state
+        if type(state) is _Target:
+            with state.cond:
+                watched = state.watched
+                watched[self] = watched.get(self, 0) + 1
+                state.cond.notify_all()  # the background thread serves callbacks now
+                try:
+                    resolved = state.cond.wait_for(self.done, timeout)
+                finally:
+                    if watched[self] == 1:
+                        del watched[self]
+                    else:
+                        watched[self] -= 1
+            if not resolved:
+                raise OperationTimeoutError(
+                    f"a record for {state.stream!r} was not acknowledged within {timeout} s; "
+                    "it may still be delivered — wait again or flush()"
+                )
+            state = self._state
+        if type(state) is Position:
+            return state
+        if isinstance(state, MillstreamError):
+            raise DeliveryError(f"a record was not stored: {state}") from state
+        position = Position(*state)
+        self._state = position
+        return position
 
 
 class _BatchHandle:
@@ -75,7 +120,7 @@ class _BatchHandle:
         self._handles = handles
 
     def done(self) -> bool:
-        return all(h.done() for h in self._handles)
+        return all(type(h._state) is not _Target for h in self._handles)
 
     def wait(self, timeout: float | None = None) -> list[Position]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -98,6 +143,11 @@ class KafkaProducer:
         self._counts = PartitionCounts(self._producer, options.timeout_s)
         self._lock = threading.Lock()
         self._failures: list[MillstreamError] = []
+        self._acked = threading.Condition()
+        self._watched: dict[_Handle, int] = {}
+        self._targets: dict[str, _Target] = {}
+        self._sends = 0  # send() calls since callbacks were last served in a sending thread
+        self._served = 0.0  # when they were (time.monotonic())
         self._closed = False
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="millstream-kafka-acks",
@@ -105,28 +155,46 @@ class KafkaProducer:
         self._poller.start()
 
     def _serve(self) -> None:
+        """The background thread: serve callbacks while a handle is waited on or when no
+        sender has served them for ``_IDLE_S``; otherwise stay out of the senders' way."""
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            quiet = time.monotonic() - self._served
+            if self._watched or quiet >= _IDLE_S:
+                self._producer.poll(0.05)
+            else:
+                with self._acked:
+                    if not self._watched and not self._stop.is_set():
+                        self._acked.wait(_IDLE_S - quiet)
 
-    def _check(self, stream: str, partition: int | None) -> None:
+    def _serve_here(self) -> None:
+        """Serve the callbacks that are ready in the sending thread (never blocks)."""
+        self._sends = 0
+        self._served = time.monotonic()
+        self._producer.poll(0)
+
+    def _check(self, stream: str, partition: int | None) -> _Target:
         if self._closed:
             raise ClosedError("this producer is closed; open a new one")
-        count = self._counts.get(stream)
+        target = self._targets.get(stream)
+        if target is None:
+            count = self._counts.get(stream)
+            target = _Target(stream, count, self._failures, self._acked, self._watched)
+            self._targets[stream] = target
         if partition is not None and (type(partition) is not int
-                                      or not 0 <= partition < count):
+                                      or not 0 <= partition < target.partitions):
             raise InvalidRequestError(
                 f"partition {partition!r} is out of range for stream {stream!r}, which has "
-                f"partitions 0..{count - 1}"
+                f"partitions 0..{target.partitions - 1}"
             )
+        return target
 
     def _produce(self, stream: str, value: bytes | None, key: bytes | None,
-                 partition: int | None, headers: Headers | None, timestamp: int | None,
+                 partition: int, headers: Headers | None, timestamp: int | None,
                  handle: _Handle) -> None:
-        kwargs: dict[str, Any] = {"on_delivery": handle.delivered}
-        if key is not None:
-            kwargs["key"] = key
-        if partition is not None:
-            kwargs["partition"] = partition
+        """One ``produce`` with the full options; waits (serving callbacks) while the local
+        queue is full. The hot paths call ``produce`` themselves and come here on
+        ``BufferError`` or when headers or a timestamp are given."""
+        kwargs: dict[str, Any] = {}
         if headers:
             kwargs["headers"] = list(headers)
         if timestamp is not None:
@@ -134,7 +202,7 @@ class KafkaProducer:
         deadline = time.monotonic() + self._options.timeout_s
         while True:
             try:
-                self._producer.produce(stream, value, **kwargs)
+                self._producer.produce(stream, value, key, partition, handle, **kwargs)
                 return
             except BufferError:
                 if time.monotonic() > deadline:
@@ -142,6 +210,7 @@ class KafkaProducer:
                         f"the Kafka producer's queue stayed full for {self._options.timeout_s} s "
                         "while sending: the brokers are not keeping up or are unreachable"
                     ) from None
+                self._served = time.monotonic()
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {stream!r}") from exc
@@ -149,12 +218,30 @@ class KafkaProducer:
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None,
              timestamp: int | None = None) -> _Handle:
-        size = record_size(key, value, headers)
+        if key is None and value is not None and not headers:
+            size = len(value)
+        else:
+            size = record_size(key, value, headers)
         if size > self._limit:
             raise RecordTooLargeError(size, self._limit, stream)
-        self._check(stream, partition)
-        handle = _Handle(stream, self._failures)
-        self._produce(stream, value, key, partition, headers, timestamp, handle)
+        target = self._targets.get(stream)
+        if target is None or partition is not None or self._closed:
+            target = self._check(stream, partition)
+        handle = _Handle()
+        handle._state = target
+        part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
+        try:
+            if headers or timestamp is not None:
+                self._produce(stream, value, key, part, headers, timestamp, handle)
+            else:
+                self._producer.produce(stream, value, key, part, handle)
+        except BufferError:
+            self._produce(stream, value, key, part, None, None, handle)
+        except KafkaException as exc:
+            raise translate(exc, f"producing to {stream!r}") from exc
+        self._sends += 1
+        if self._sends >= _SERVE_EVERY:
+            self._serve_here()
         return handle
 
     def send_batch(self, stream: str, values: Sequence[bytes | None], *,
@@ -166,16 +253,42 @@ class KafkaProducer:
                 raise InvalidRequestError(
                     f"send_batch got {n} values but {len(column)} {name}; give one per value"
                 )
-        for i in range(n):
-            size = record_size(keys[i] if keys else None, values[i],
-                               headers[i] if headers else None)
-            if size > self._limit:
-                raise RecordTooLargeError(size, self._limit, stream)
-        self._check(stream, partition)
-        handles = [_Handle(stream, self._failures) for _ in range(n)]
-        for i in range(n):
-            self._produce(stream, values[i], keys[i] if keys else None, partition,
-                          headers[i] if headers else None, None, handles[i])
+        limit = self._limit
+        if keys is None and headers is None:  # one pass in C; sizes only if one is too big
+            too_big = max(map(len, filter(None, values)), default=0) > limit
+        else:
+            too_big = True
+        if too_big:
+            for i in range(n):
+                size = record_size(keys[i] if keys else None, values[i],
+                                   headers[i] if headers else None)
+                if size > limit:
+                    raise RecordTooLargeError(size, limit, stream)
+        target = self._check(stream, partition)
+        part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
+        produce = self._producer.produce
+        handles: list[_Handle] = []
+        append = handles.append
+        try:
+            if keys is None and headers is None:
+                for value in values:
+                    handle = _Handle()
+                    handle._state = target
+                    append(handle)
+                    try:
+                        produce(stream, value, None, part, handle)
+                    except BufferError:
+                        self._produce(stream, value, None, part, None, None, handle)
+            else:
+                for i in range(n):
+                    handle = _Handle()
+                    handle._state = target
+                    append(handle)
+                    self._produce(stream, values[i], keys[i] if keys else None, part,
+                                  headers[i] if headers else None, None, handle)
+        except KafkaException as exc:
+            raise translate(exc, f"producing to {stream!r}") from exc
+        self._serve_here()
         return _BatchHandle(handles)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -210,6 +323,8 @@ class KafkaProducer:
             remaining = self._producer.flush(limit)
         finally:
             self._stop.set()
+            with self._acked:
+                self._acked.notify_all()
             self._poller.join()
         if remaining:
             raise DeliveryError(
