@@ -64,7 +64,8 @@ def error_of(err: KafkaError, doing: str) -> MillstreamError:
     elif code in _INVALID:
         result = InvalidRequestError(text)
     elif code == KafkaError._MSG_TIMED_OUT:
-        result = DeliveryError(text + " — the record was not acknowledged in time")
+        result = DeliveryError(text + " — the record was not acknowledged in time; it may "
+                               "still have been stored (sending it again may duplicate it)")
     else:
         result = DeliveryError(text) if "produc" in doing else UnavailableError(text)
     if err.retriable() and not isinstance(result, UnavailableError | OperationTimeoutError):

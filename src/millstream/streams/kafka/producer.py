@@ -107,7 +107,7 @@ class _Handle:
         if type(state) is Position:
             return state
         if isinstance(state, MillstreamError):
-            raise DeliveryError(f"a record was not stored: {state}") from state
+            raise DeliveryError(f"a record was not acknowledged: {state}") from state
         position = Position(*state)
         self._state = position
         return position
