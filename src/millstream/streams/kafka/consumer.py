@@ -15,12 +15,16 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import partial
+from itertools import repeat
+from operator import is_not, itemgetter
 from typing import Any
 
 from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import (
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 
@@ -42,6 +46,12 @@ __all__ = ["KafkaConsumer"]
 
 log = logging.getLogger(__name__)
 _new = tuple.__new__
+# Message accessors as plain functions, for map() over a whole poll's messages in C.
+_error, _topic, _partition, _offset, _timestamp, _key, _value, _headers = (
+    Message.error, Message.topic, Message.partition, Message.offset, Message.timestamp,
+    Message.key, Message.value, Message.headers)
+_second = itemgetter(1)
+_is_not_none = partial(is_not, None)  # by identity: KafkaError's == fails against None
 
 
 def _sp(tp: TopicPartition) -> StreamPartition:
@@ -227,6 +237,29 @@ class KafkaConsumer:
         return self._records(messages)
 
     def _records(self, messages: list[Any]) -> list[Record]:
+        """The poll's records, built column by column in C (``map`` over the messages) when
+        no message is an error and every partition is still owned; else record by record."""
+        if not messages or any(map(_is_not_none, map(_error, messages))):
+            return self._records_one_by_one(messages)
+        topics: list[Any] = list(map(_topic, messages))
+        partitions: list[Any] = list(map(_partition, messages))
+        offsets: list[Any] = list(map(_offset, messages))
+        # each partition's last offset
+        last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+        positions = self._positions
+        if any(tp not in positions for tp in last):
+            return self._records_one_by_one(messages)  # a rebalance took a partition away
+        headers = list(map(_headers, messages))
+        out: list[Record] = list(map(_new, repeat(Record), zip(
+            topics, partitions, offsets, map(_second, map(_timestamp, messages)),
+            map(_key, messages), map(_value, messages),
+            [tuple(h) if h else () for h in headers] if any(map(_is_not_none, headers))
+            else repeat(()), strict=False)))
+        for (topic, partition), offset in last.items():
+            positions[StreamPartition(topic, partition)] = offset + 1
+        return out
+
+    def _records_one_by_one(self, messages: list[Any]) -> list[Record]:
         out: list[Record] = []
         positions = self._positions
         for m in messages:
