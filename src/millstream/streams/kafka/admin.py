@@ -99,6 +99,9 @@ class KafkaAdmin:
         }
         topic = NewTopic(name, num_partitions=partitions,
                          replication_factor=self._options.replication_factor, config=config)
+        # Fresh metadata first: librdkafka sends CreateTopics to the controller it has cached,
+        # and if that broker died, every create only times out until something refreshes it.
+        self._topics()
         futures = self._client.create_topics([topic], request_timeout=self._options.timeout_s)
         try:
             self._result(futures[name], f"creating stream {name!r}")
