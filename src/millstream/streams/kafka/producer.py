@@ -12,9 +12,10 @@ raises. Records that cannot be delivered are reported through their handle and b
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -46,12 +47,30 @@ class _Target:
     __slots__ = ("cond", "failures", "partitions", "stream", "watched")
 
     def __init__(self, stream: str, partitions: int, failures: list[MillstreamError],
-                 cond: threading.Condition, watched: dict[_Handle, int]) -> None:
+                 cond: threading.Condition, watched: dict[object, int]) -> None:
         self.stream = stream
         self.partitions = partitions
         self.failures = failures
         self.cond = cond
         self.watched = watched
+
+    def wait_for(self, waiter: Any, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Sleep until ``done()`` (or ``timeout``), with ``waiter`` registered as watched so
+        that its delivery callback wakes this thread; True if done."""
+        with self.cond:
+            watched = self.watched
+            watched[waiter] = watched.get(waiter, 0) + 1
+            self.cond.notify_all()  # the background thread serves callbacks now
+            try:
+                return self.cond.wait_for(done, timeout)
+            finally:
+                if watched[waiter] == 1:
+                    del watched[waiter]
+                else:
+                    watched[waiter] -= 1
+
+
+_Delivered = Callable[[KafkaError | None, Any], None]
 
 
 class _Handle:
@@ -87,18 +106,7 @@ class _Handle:
     def wait(self, timeout: float | None = None) -> Position:
         state = self._state
         if type(state) is _Target:
-            with state.cond:
-                watched = state.watched
-                watched[self] = watched.get(self, 0) + 1
-                state.cond.notify_all()  # the background thread serves callbacks now
-                try:
-                    resolved = state.cond.wait_for(self.done, timeout)
-                finally:
-                    if watched[self] == 1:
-                        del watched[self]
-                    else:
-                        watched[self] -= 1
-            if not resolved:
+            if not state.wait_for(self, self.done, timeout):
                 raise OperationTimeoutError(
                     f"a record for {state.stream!r} was not acknowledged within {timeout} s; "
                     "it may still be delivered — wait again or flush()"
@@ -111,6 +119,62 @@ class _Handle:
         position = Position(*state)
         self._state = position
         return position
+
+
+class _OrderedBatch:
+    """The acknowledgement of a keyless batch sent to one partition by an idempotent producer.
+
+    Such a producer stores one partition's records in the order sent, so the batch's offsets,
+    sorted, are its records' offsets in order: one shared delivery callback (a bound method
+    made once per batch) collects them, and nothing is allocated per record. Used only with
+    ``enable.idempotence=true`` (the default); otherwise every record gets a ``_Handle``."""
+
+    __slots__ = ("_errors", "_n", "_offsets", "_partition", "_positions", "_target",
+                 "delivered")
+
+    def __init__(self, target: _Target, partition: int, n: int) -> None:
+        self._target = target
+        self._partition = partition
+        self._n = n
+        self._offsets: list[int] = []
+        self._errors: list[MillstreamError] = []
+        self._positions: list[Position] | None = None
+        self.delivered: _Delivered = self._delivered
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self._offsets.append(msg.offset())
+        else:
+            target = self._target
+            error = error_of(err, f"producing to {target.stream!r}")
+            self._errors.append(error)
+            target.failures.append(error)
+        watched = self._target.watched
+        if watched and self in watched and self.done():
+            with self._target.cond:
+                self._target.cond.notify_all()
+
+    def done(self) -> bool:
+        return len(self._offsets) + len(self._errors) >= self._n
+
+    def wait(self, timeout: float | None = None) -> list[Position]:
+        target = self._target
+        if not self.done() and not target.wait_for(self, self.done, timeout):
+            raise OperationTimeoutError(
+                f"{self._n - len(self._offsets) - len(self._errors)} of a batch's {self._n} "
+                f"records for {target.stream!r} were not acknowledged within {timeout} s; "
+                "they may still be delivered — wait again or flush()"
+            )
+        if self._errors:
+            first = self._errors[0]
+            raise DeliveryError(
+                f"{len(self._errors)} of a batch's {self._n} records were not acknowledged: "
+                f"{first}") from first
+        if self._positions is None:
+            stream, partition = target.stream, self._partition
+            self._positions = [Position(stream, partition, offset)
+                               for offset in sorted(self._offsets)]
+        return list(self._positions)
 
 
 class _BatchHandle:
@@ -136,15 +200,18 @@ class KafkaProducer:
     def __init__(self, options: KafkaOptions) -> None:
         self._options = options
         self._limit = options.max_record_bytes
+        config = options.producer()
+        # an idempotent producer keeps each partition's records in the order sent
+        self._ordered = str(config.get("enable.idempotence", "")).lower() == "true"
         try:
-            self._producer = _Producer(options.producer())
+            self._producer = _Producer(config)
         except KafkaException as exc:
             raise translate(exc, "creating a producer") from exc
         self._counts = PartitionCounts(self._producer, options.timeout_s)
         self._lock = threading.Lock()
         self._failures: list[MillstreamError] = []
         self._acked = threading.Condition()
-        self._watched: dict[_Handle, int] = {}
+        self._watched: dict[object, int] = {}
         self._targets: dict[str, _Target] = {}
         self._sends = 0  # send() calls since callbacks were last served in a sending thread
         self._served = 0.0  # when they were (time.monotonic())
@@ -190,7 +257,7 @@ class KafkaProducer:
 
     def _produce(self, stream: str, value: bytes | None, key: bytes | None,
                  partition: int, headers: Headers | None, timestamp: int | None,
-                 handle: _Handle) -> None:
+                 handle: _Delivered) -> None:
         """One ``produce`` with the full options; waits (serving callbacks) while the local
         queue is full. The hot paths call ``produce`` themselves and come here on
         ``BufferError`` or when headers or a timestamp are given."""
@@ -246,7 +313,7 @@ class KafkaProducer:
 
     def send_batch(self, stream: str, values: Sequence[bytes | None], *,
                    keys: Sequence[bytes | None] | None = None, partition: int | None = None,
-                   headers: Sequence[Headers] | None = None) -> _BatchHandle:
+                   headers: Sequence[Headers] | None = None) -> _BatchHandle | _OrderedBatch:
         n = len(values)
         for name, column in (("keys", keys), ("headers", headers)):
             if column is not None and len(column) != n:
@@ -265,8 +332,27 @@ class KafkaProducer:
                 if size > limit:
                     raise RecordTooLargeError(size, limit, stream)
         target = self._check(stream, partition)
-        part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
         produce = self._producer.produce
+        if keys is None and self._ordered:  # one partition, one callback for the batch
+            if partition is None:  # keyless records spread over partitions in batches
+                partition = random.randrange(target.partitions) if target.partitions > 1 else 0
+            batch = _OrderedBatch(target, partition, n)
+            delivered = batch.delivered
+            try:
+                if headers is None:
+                    for value in values:
+                        try:
+                            produce(stream, value, None, partition, delivered)
+                        except BufferError:
+                            self._produce(stream, value, None, partition, None, None, delivered)
+                else:
+                    for value, header in zip(values, headers, strict=True):
+                        self._produce(stream, value, None, partition, header, None, delivered)
+            except KafkaException as exc:
+                raise translate(exc, f"producing to {stream!r}") from exc
+            self._serve_here()
+            return batch
+        part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
         handles: list[_Handle] = []
         append = handles.append
         try:
