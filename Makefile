@@ -66,9 +66,12 @@ bench: venv  ## stream benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/streams.py
 
 # pytest exits 5 when a selection matches no test: not a failure here.
-reliability: venv  ## crash/kill tests 50 rounds each, then the soak tests at full length
+reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 runs, then the soak tests at full length
 	@$(call with_services, \
 	  rc=0; MILLSTREAM_KILL_ROUNDS=50 $(PY) -m pytest tests/streams -q -m 'not slow' \
+	    --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then exit $$rc; fi; \
+	  rc=0; MILLSTREAM_KAFKA_FAULT_RUNS=5 $(PY) -m pytest tests/kafka/test_faults.py -q \
 	    --durations=10 $(PYTEST_ARGS) || rc=$$?; \
 	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then exit $$rc; fi; \
 	  rc=0; $(PY) -m pytest tests -q -m slow --durations=10 $(PYTEST_ARGS) || rc=$$?; \
