@@ -1,0 +1,197 @@
+"""A single Kafka broker SIGKILLed and restarted under a live consumer and a live producer.
+
+The broker is this module's own (``KafkaCluster`` with one node in a temp dir): ``kill_node``
+SIGKILLs it, ``restart_node`` launches it again on the same ports and data dir (ports are
+chosen once, when the cluster is made), so clients keep their bootstrap address. A process
+kill, not a power loss: what Kafka had written is in the page cache and survives.
+
+Marker ``kafka_cluster``: the conftest hook sorts these after every single-node test. The
+marker alone does not stop the session's single node (only the ``kafka_cluster3`` fixture
+does), so the fixture here stops it first; and this file's name sorts before
+``test_broker_setup.py``, whose 3-node test starts the shared 3-node cluster — so two
+clusters never run at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+import millstream
+from millstream import MillstreamError, OperationTimeoutError, StreamPartition
+from tests.support.kafka_cluster import (
+    KafkaCluster,
+    KafkaStartError,
+    KafkaUnavailable,
+    find_runtime,
+    reap_stale,
+)
+
+pytestmark = pytest.mark.kafka_cluster
+
+GROUP_OPTIONS = "session.timeout.ms=6000&heartbeat.interval.ms=1000"
+
+
+@pytest.fixture(scope="module")
+def own_kafka() -> Iterator[KafkaCluster]:
+    """One broker of our own, killed and restarted by the tests."""
+    import tests.conftest as root  # the session's single node: stopped, as kafka_cluster3 does
+
+    if root._kafka_single is not None:
+        root._kafka_single.stop()
+    base = Path(tempfile.gettempdir())
+    reap_stale(base)
+    try:
+        cluster = KafkaCluster(Path(tempfile.mkdtemp(prefix="millstream-kafka-1n-", dir=base)),
+                               1, runtime=find_runtime(fetch=True), owner=os.getpid())
+        cluster.start()
+        cluster.wait_ready(180)
+    except (KafkaUnavailable, KafkaStartError) as exc:
+        if root.require_services():
+            pytest.fail(f"no Kafka broker of our own: {exc} [MILLSTREAM_REQUIRE_SERVICES=1]")
+        pytest.skip(f"no Kafka broker of our own: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+def _bounce(cluster: KafkaCluster) -> float:
+    """SIGKILL the broker and launch it again at once (it takes seconds to come up)."""
+    cluster.kill_node(0)
+    cluster.restart_node(0)
+    return time.monotonic()
+
+
+def test_a_group_consumer_reads_on_from_its_commits_after_the_broker_restarts(
+        own_kafka: KafkaCluster) -> None:
+    """What the adapter does while its only broker is down: ``poll`` keeps returning — the
+    records librdkafka had already fetched, then empty lists (librdkafka reconnects by
+    itself; its transport errors are logged, not raised). ``commit`` while the broker is down
+    raises a retriable millstream error (``UnavailableError``, e.g. "Waiting for
+    coordinator", or ``OperationTimeoutError``), never a confluent_kafka type. ``poll`` raises
+    only if the group reassigned partitions and their start could not be looked up within
+    ``millstream.timeout_ms`` — a retriable ``UnavailableError``; the next poll tries again.
+    Once the broker is back the consumer goes on from where it was — or, if its session
+    expired and it rejoined, from its last commit (at-least-once: records read twice, never
+    skipped) — and ends with every record."""
+    url = f"kafka://{own_kafka.bootstrap}?millstream.timeout_ms=5000&{GROUP_OPTIONS}"
+    stream, group = f"bounce-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    total = 4000
+    with millstream.open_streams(url) as streams:
+        streams.admin().create_stream(stream, 2)
+        with streams.open_producer() as producer:
+            for i in range(total):
+                producer.send(stream, f"v{i}".encode(), key=str(i % 50).encode())
+
+        order: dict[int, list[int]] = {0: [], 1: []}  # offsets per partition, as read
+        errors: list[str] = []
+        committed_half: dict[StreamPartition, int] = {}
+        with streams.open_consumer(group) as consumer:
+            consumer.subscribe([stream])
+            deadline = time.monotonic() + 60
+            while sum(map(len, order.values())) < total // 2:
+                assert time.monotonic() < deadline, "the first half did not arrive"
+                for r in consumer.poll(100, timeout=0.5):
+                    order[r.partition].append(r.offset)
+            consumer.commit()
+            committed_half = {sp: off for sp, off in consumer.committed().items()
+                              if off is not None}
+            assert sum(committed_half.values()) >= total // 2
+
+            t_bounce = _bounce(own_kafka)
+            deadline = time.monotonic() + 120
+            while sum(len(set(offsets)) for offsets in order.values()) < total:
+                assert time.monotonic() < deadline, \
+                    f"read {sum(map(len, order.values()))} of {total}; errors: {errors[-5:]}"
+                try:
+                    records = consumer.poll(200, timeout=0.5)
+                except MillstreamError as exc:
+                    errors.append(f"poll {type(exc).__name__}: {exc}")
+                    assert exc.retriable, exc
+                    continue
+                for r in records:
+                    order[r.partition].append(r.offset)
+                if records:
+                    try:
+                        consumer.commit()
+                    except MillstreamError as exc:
+                        errors.append(f"commit {type(exc).__name__}: {exc}")
+                        assert exc.retriable, exc
+            t_done = time.monotonic()
+            consumer.commit()
+        info = streams.admin().describe_group(group)
+        ends = {p.partition: p.end for p in streams.admin().describe_stream(stream).partitions}
+
+    assert sum(ends.values()) == total
+    assert {p.partition: p.committed for p in info.partitions} == ends
+    rewinds = 0
+    for p, offsets in order.items():
+        assert sorted(set(offsets)) == list(range(ends[p])), f"partition {p} misses records"
+        for before, after in pairwise(offsets):
+            assert after <= before + 1, f"partition {p} skipped from {before} to {after}"
+            if after <= before:  # a rewind: only back to a committed offset, never past it
+                rewinds += 1
+                assert after >= committed_half.get(StreamPartition(stream, p), 0), \
+                    f"partition {p} went back to {after}, before its commit"
+    duplicates = sum(n - 1 for n in Counter(
+        (p, o) for p, offsets in order.items() for o in offsets).values())
+    print(f"bounce: {t_done - t_bounce:.1f} s to read the second half, {rewinds} rewinds, "
+          f"{duplicates} records read twice, {len(errors)} errors: {errors[:5]}")
+    assert all(e.startswith(("commit", "poll UnavailableError")) for e in errors), \
+        errors
+
+
+def test_a_producer_holds_records_while_the_broker_is_down_and_delivers_them_after(
+        own_kafka: KafkaCluster) -> None:
+    """Records sent while the only broker is down are queued, not lost and not hidden:
+    ``wait(timeout)`` and ``flush(timeout)`` raise ``OperationTimeoutError`` within their
+    bounds (saying the records may still be delivered / to check the brokers); once the
+    broker is back, ``flush`` returns and every handle resolves to the position where the
+    record is, in send order per key."""
+    url = f"kafka://{own_kafka.bootstrap}?millstream.timeout_ms=5000"
+    stream = f"bounce-p-{uuid.uuid4().hex[:8]}"
+    with millstream.open_streams(url) as streams:
+        streams.admin().create_stream(stream, 2)
+        producer = streams.open_producer()
+        first = producer.send(stream, b"before", key=b"k0").wait(30)  # metadata is cached
+        own_kafka.kill_node(0)
+
+        handles = [producer.send(stream, f"during-{i}".encode(), key=f"k{i % 5}".encode())
+                   for i in range(500)]
+        t0 = time.monotonic()
+        with pytest.raises(OperationTimeoutError, match="may still be delivered"):
+            handles[0].wait(1.0)
+        with pytest.raises(OperationTimeoutError, match="brokers"):
+            producer.flush(2.0)
+        assert time.monotonic() - t0 < 1.0 + 2.0 + 2.0
+        assert not any(h.done() for h in handles)
+
+        own_kafka.restart_node(0)
+        producer.flush(120)  # raises DeliveryError if any record could not be stored
+        positions = [h.wait(0) for h in handles]
+        producer.close()
+
+        got: dict[tuple[int, int], bytes] = {}
+        ends = {p.partition: p.end for p in streams.admin().describe_stream(stream).partitions}
+        with streams.open_consumer() as reader:
+            reader.subscribe([stream])
+            deadline = time.monotonic() + 60
+            while len(got) < sum(ends.values()):
+                assert time.monotonic() < deadline
+                for r in reader.poll(1000, timeout=0.5):
+                    got[(r.partition, r.offset)] = r.value or b""
+    assert got[(first.partition, first.offset)] == b"before"
+    for i, pos in enumerate(positions):
+        assert got[(pos.partition, pos.offset)] == f"during-{i}".encode()
+    assert len(got) == 501  # nothing stored twice
+    for k in range(5):  # per key, in send order
+        mine = [positions[i] for i in range(k, 500, 5)]
+        assert mine == sorted(mine, key=lambda pos: pos.offset)
+        assert len({pos.partition for pos in mine}) == 1
