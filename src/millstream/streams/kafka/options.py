@@ -39,6 +39,12 @@ _UNSAFE: dict[str, Callable[[str], bool]] = {
     "acks": lambda v: v not in ("all", "-1"),
     "enable.idempotence": lambda v: v.lower() != "true",
     "partitioner": lambda v: v != "murmur2_random",
+    # A delivery timeout shorter than librdkafka's default (300 s) can expire while batches
+    # are in flight during a broker failover; librdkafka then bumps the idempotent producer's
+    # epoch and may write in-flight records twice, acknowledged ones included (librdkafka
+    # issue 4953; seen in tests/kafka/test_faults.py with 3 s). 0 means no timeout.
+    "message.timeout.ms": lambda v: v.isdigit() and 0 < int(v) < 300_000,
+    "delivery.timeout.ms": lambda v: v.isdigit() and 0 < int(v) < 300_000,
 }
 # Producer-only and consumer-only librdkafka properties, so one mapping can serve both.
 _PRODUCER_ONLY = {"acks", "enable.idempotence", "partitioner", "linger.ms", "batch.size",
@@ -74,7 +80,7 @@ class KafkaOptions:
         config = {**PRODUCER_DEFAULTS, **self.common()}
         config.update({k: v for k, v in self.client.items() if k in _PRODUCER_ONLY})
         for name, unsafe in _UNSAFE.items():
-            if unsafe(config[name]):
+            if name in config and unsafe(config[name]):
                 log.warning("Kafka producer runs with %s=%s: acknowledged records may be lost, "
                             "duplicated or placed on other partitions than the embedded log "
                             "would choose (opted in by configuration)", name, config[name])
