@@ -22,7 +22,12 @@ SIGKILLed. Then:
 Two producer settings: ``patient`` (librdkafka's 300 s delivery timeout outlasts the failover,
 so every record should be acknowledged) and ``impatient`` (``message.timeout.ms=3000``: the
 records of partitions led by the killed broker time out — they must be reported failed; a
-few may be stored anyway, which only a timeout may do, never a definite failure).
+few may be stored anyway, which only a timeout may do, never a definite failure). With the
+short timeout, in-flight requests to the live brokers time out too (they wait for the dead
+follower to leave the ISR), librdkafka bumps the idempotent producer's epoch and re-sends
+them: records, acknowledged ones included, can be stored twice (librdkafka issue 4953; 1,488
+acknowledged records in one run). That run asserts the adapter warned about the setting and
+lists the duplicates; the default (patient) run allows none.
 
 ``MILLSTREAM_KAFKA_FAULT_RUNS`` (default 1; ``make reliability`` sets 5) repeats the whole
 scenario, each run on a new stream and killing the leader of a different partition.
@@ -256,23 +261,30 @@ def test_every_acknowledged_record_survives_a_killed_broker(
 
     # per key in what is stored: one partition, sequence numbers increase with the offset
     stored = Counter(at.values())
-    dup_writes = sorted(r for r, n in stored.items() if n > 1)
-    assert not dup_writes, f"records stored twice (the idempotent producer failed): " \
-        f"{dup_writes[:10]}"
+    dup_writes = {r for r, n in stored.items() if n > 1}
+    if delivery == "patient":  # the idempotent producer with its default delivery timeout
+        assert not dup_writes, f"{len(dup_writes)} records stored twice " \
+            f"({len(dup_writes & set(acked))} acknowledged): {_key_ranges(dup_writes)[:500]}"
+    else:  # librdkafka's epoch bump after in-flight timeouts (issue 4953): loud, not silent
+        assert "message.timeout.ms=3000" in producer.stderr(), "no warning about the timeout"
+    first: dict[Rec, Pos] = {}
+    for pos, rec in sorted(at.items()):
+        first.setdefault(rec, pos)
     by_key: dict[int, list[tuple[Pos, int]]] = defaultdict(list)
-    for pos, (key, seq) in at.items():
+    for (key, seq), pos in first.items():  # a record written twice: its first copy
         by_key[key].append((pos, seq))
     for key, entries in by_key.items():
         assert len({p for (p, _), _ in entries}) == 1, f"key {key} is on several partitions"
         seqs = [seq for _, seq in sorted(entries)]
         assert seqs == sorted(seqs), f"key {key} stored out of order: {seqs}"
-    # per key in each member's consumption order: back only for a record consumed again
+    # per key in each member's consumption order: back only for a record consumed again (or
+    # the second copy of a record written twice)
     redelivered = sum(n - 1 for n in times.values())
     for c, mine in zip(consumers, consumed, strict=True):
         last: dict[int, int] = {}
         for pos, (key, seq) in mine:
             if key in last and seq <= last[key]:
-                assert times[pos] > 1, \
+                assert times[pos] > 1 or (key, seq) in dup_writes, \
                     f"{c.name} read key {key} seq {seq} at {pos} after seq {last[key]}"
             last[key] = seq
 
@@ -300,6 +312,7 @@ def test_every_acknowledged_record_survives_a_killed_broker(
               f"(leader of partition {victim_partition}) at {acks_at_kill} acks; "
               f"{len(acked)} acked, {len(failed)} reported failed "
               f"({len(stored_anyway)} of them stored anyway), {len(at)} stored, "
+              f"{len(dup_writes)} stored twice ({len(dup_writes & set(acked))} acked), "
               f"{redelivered} redelivered, {len(errors)} consumer errors; "
               f"produce {t_produced - t0:.1f} s (kill at {t_kill - t0:.1f} s), "
               f"group done {t_consumed - t0:.1f} s, ISR healed {t_healed - t_restart:.1f} s "
@@ -307,7 +320,8 @@ def test_every_acknowledged_record_survives_a_killed_broker(
         for reason, n in Counter(failed.values()).most_common():
             print(f"  {n} failed with: {reason.replace(stream, 'STREAM')}")
         for label, recs in (("failed, not stored", set(failed) - stored_anyway),
-                            ("failed, stored anyway", stored_anyway)):
+                            ("failed, stored anyway", stored_anyway),
+                            ("stored twice", dup_writes)):
             if recs:
                 print(textwrap.fill(_key_ranges(recs), 100, initial_indent=f"  {label}: ",
                                     subsequent_indent="    "))
