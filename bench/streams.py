@@ -22,6 +22,12 @@ Workloads:
      thread appends and fsyncs whatever is pending (group commit), publishes the durable length
      in shared memory, and the reader tails the file with the same adaptive sleep as the
      consumer (0.2 ms growing x1.5 to 5 ms).
+
+When a Kafka broker is reachable (``--kafka host:port`` or ``MILLSTREAM_KAFKA_BOOTSTRAP``),
+workloads 6-8 run the Kafka backend (``kafka://``) against confluent-kafka used directly with
+the same settings (``bench/kafka.py``): 6. produce with ``send_batch``, 7. produce with
+``send()``, 8. consume; the ratio is millstream / direct and the target is ≥ 0.9. Without a
+broker they are skipped, with the reason printed.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ from typing import Any
 
 import millstream
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kafka as kafka_bench  # bench/kafka.py, next to this file
+
 BATCH = 1_000  # records per send_batch / per baseline write + fsync
 SMALL = 100  # bytes
 LARGE = 10 * 1024  # bytes
@@ -62,6 +71,7 @@ TARGETS = {
     "consume_100": 1_500_000,
     "latency_p50_ms": 2.0,
     "latency_p99_ms": 10.0,
+    "kafka_ratio_vs_direct": 0.9,
 }
 
 
@@ -96,6 +106,8 @@ class Result:
     rounds: list[float] = field(default_factory=list)
     baseline_rounds: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    ratio_target: float | None = None  # a target on value / baseline instead of on value
+    baseline_name: str = "baseline"
 
     @property
     def ratio(self) -> float | None:
@@ -105,6 +117,9 @@ class Result:
 
     @property
     def verdict(self) -> str:
+        if self.ratio_target is not None:
+            ratio = self.ratio
+            return "-" if ratio is None else "PASS" if ratio >= self.ratio_target else "MISS"
         if self.target is None:
             return "-"
         ok = self.value >= self.target if self.higher_is_better else self.value <= self.target
@@ -521,23 +536,40 @@ def fmt(value: float, unit: str) -> str:
 
 def print_result(r: Result) -> None:
     target = "-"
-    if r.target is not None:
+    if r.ratio_target is not None:
+        target = f"ratio ≥ {r.ratio_target:.2f}"
+    elif r.target is not None:
         target = ("≥ " if r.higher_is_better else "≤ ") + fmt(r.target, r.unit)
     base = fmt(r.baseline, r.unit) if r.baseline is not None else "-"
     ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
     print(f"  {r.name:<34} {fmt(r.value, r.unit):>17}  target {target:<17} {r.verdict:<4}"
-          f"  baseline {base:>17}  ratio {ratio}", flush=True)
+          f"  {r.baseline_name} {base:>17}  ratio {ratio}", flush=True)
     if len(r.rounds) > 1:
         rounds = ", ".join(fmt(x, r.unit) for x in r.rounds)
         brounds = ", ".join(fmt(x, r.unit) for x in r.baseline_rounds)
-        print(f"  {'':<34} rounds: {rounds}  |  baseline rounds: {brounds}", flush=True)
+        print(f"  {'':<34} rounds: {rounds}  |  {r.baseline_name} rounds: {brounds}",
+              flush=True)
+    cpu = r.extra.get("cpu_us_per_record")
+    if cpu:
+        mine = median([m for _, m in cpu])
+        theirs = median([b for b, _ in cpu])
+        line = (f"  {'':<34} client CPU per record (process_time, all threads): "
+                f"{mine:.2f} µs, {r.baseline_name} {theirs:.2f} µs")
+        gc_ms = r.extra.get("gc_ms")
+        if gc_ms:
+            line += (f"; in the garbage collector: {median([m for _, m in gc_ms]):,.0f} ms, "
+                     f"{r.baseline_name} {median([b for b, _ in gc_ms]):,.0f} ms per run")
+        print(line, flush=True)
 
 
 def throughput(name: str, workload: str, unit: str, rounds: list[tuple[float, float]],
-               target: float | None = None, **extra: Any) -> Result:
+               target: float | None = None, *, ratio_target: float | None = None,
+               baseline_name: str = "baseline", **extra: Any) -> Result:
+    """Report (baseline, millstream) pairs, one per round, as their medians."""
     ms = [m for _, m in rounds]
     raw = [b for b, _ in rounds]
-    r = Result(workload, name, unit, median(ms), median(raw), target, True, ms, raw, extra)
+    r = Result(workload, name, unit, median(ms), median(raw), target, True, ms, raw, extra,
+               ratio_target, baseline_name)
     print_result(r)
     return r
 
@@ -686,6 +718,35 @@ def run(params: Params, base: Path, only: set[int]) -> tuple[list[Result], dict[
     return results, details
 
 
+def run_kafka(args: argparse.Namespace, only: set[int], results: list[Result]) -> dict[str, Any]:
+    """Workloads 6-8 (bench/kafka.py), or why they were skipped."""
+    print(f"\nKafka backend (kafka://) vs confluent-kafka used directly, same settings, "
+          f"same broker ({kafka_bench.versions()})", flush=True)
+    bootstrap, reason = kafka_bench.find_broker(args.kafka)
+    if bootstrap is None:
+        print(f"  skipped: {reason}", flush=True)
+        return {"skipped": reason}
+    params = kafka_bench.KAFKA_QUICK if args.quick else kafka_bench.KAFKA_FULL
+    if args.rounds is not None:
+        params = kafka_bench.KafkaParams(**{**asdict(params), "rounds": args.rounds})
+    print(f"  broker {bootstrap}; parameters: "
+          + ", ".join(f"{k}={v:,}" for k, v in asdict(params).items())
+          + f"; {kafka_bench.SIZE} B records, single-partition topics, fresh per client and "
+          "round; rounds alternate which client goes first", flush=True)
+
+    def report(*a: Any, **k: Any) -> Result:
+        results.append(throughput(*a, **k))
+        return results[-1]
+
+    steal = cpu_steal_ms()
+    details = kafka_bench.run(bootstrap, params, only, report)
+    details["parameters"] = asdict(params)
+    details["cpu_steal_ms"] = cpu_steal_ms() - steal
+    print(f"  CPU steal during the Kafka workloads: {details['cpu_steal_ms']:,.0f} ms; load "
+          "average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
+    return details
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller volumes, one round")
@@ -695,15 +756,19 @@ def main(argv: list[str] | None = None) -> int:
                              "system temp dir); it decides which disk is measured")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds of each throughput workload (default 3, 1 with --quick)")
-    parser.add_argument("--only", metavar="N,...", default="1,2,3,4,5",
-                        help="run only these workloads (default: all of 1,2,3,4,5)")
+    parser.add_argument("--only", metavar="N,...", default="1,2,3,4,5,6,7,8",
+                        help="run only these workloads (default: all of 1-8; 6-8 are Kafka)")
+    parser.add_argument("--kafka", metavar="HOST:PORT", default=None,
+                        help="the Kafka broker for workloads 6-8 (default: "
+                             "$MILLSTREAM_KAFKA_BOOTSTRAP; skipped when neither is set or the "
+                             "broker does not answer)")
     args = parser.parse_args(argv)
     try:
         only = {int(x) for x in args.only.split(",") if x.strip()}
     except ValueError:
         only = set()
-    if not only or not only <= {1, 2, 3, 4, 5}:
-        parser.error(f"--only {args.only!r}: give workload numbers from 1 to 5, e.g. --only 4,5")
+    if not only or not only <= set(range(1, 9)):
+        parser.error(f"--only {args.only!r}: give workload numbers from 1 to 8, e.g. --only 4,5")
     params = QUICK if args.quick else FULL
     if args.rounds is not None:
         if args.rounds < 1:
@@ -714,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="millstream-bench-", dir=args.dir))
     info["filesystem"] = filesystem_of(base.resolve())
     print("millstream stream benchmark — embedded log (local:, durability=full) vs raw "
-          "framed file appends")
+          "framed file appends; Kafka backend vs confluent-kafka used directly")
     print(f"machine: {info['cpus']} CPUs ({info['cpus_usable']} usable), {info['cpu_model']}; "
           f"{info['python_impl']} {info['python']}; SQLite {info['sqlite']}; "
           f"{info['platform']}")
@@ -733,7 +798,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"disk: append 4 KB + fsync, 500 times: p50 {probe['p50']:.2f} ms, p99 "
               f"{probe['p99']:.2f} ms, max {probe['max']:.2f} ms; load average before: "
               + " ".join(f"{x:.2f}" for x in info["loadavg_before"]), flush=True)
-        results, details = run(params, base, only)
+        results: list[Result] = []
+        details: dict[str, Any] = {}
+        if only & {1, 2, 3, 4, 5}:
+            results, details = run(params, base, only)
+        if only & {6, 7, 8}:
+            details["kafka"] = run_kafka(args, only, results)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     took = time.perf_counter() - started
