@@ -21,7 +21,7 @@ Workloads:
      polls and records receive - send. The baseline does the same over a raw file: a writer
      thread appends and fsyncs whatever is pending (group commit), publishes the durable length
      in shared memory, and the reader tails the file with the same adaptive sleep as the
-     consumer (0.2 ms growing x1.5 to 5 ms).
+     consumer (0.2 ms growing x1.5 to 1 ms).
 
 When a Kafka broker is reachable (``--kafka host:port`` or ``MILLSTREAM_KAFKA_BOOTSTRAP``),
 workloads 6-8 run the Kafka backend (``kafka://``) against confluent-kafka used directly with
@@ -418,7 +418,7 @@ def _latency_consumer(kind: str, target: str, stream: str, total: int, warmup: i
             end = durable.value
             if end <= pos:
                 time.sleep(sleep)
-                sleep = min(sleep * 1.5, 0.005)
+                sleep = min(sleep * 1.5, 0.001)  # as LocalConsumer.poll (since ca8707d)
                 continue
             sleep = 0.0002
             data = rest + os.pread(fd, end - pos, pos)
