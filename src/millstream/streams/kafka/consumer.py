@@ -262,10 +262,16 @@ class KafkaConsumer:
     def _records_one_by_one(self, messages: list[Any]) -> list[Record]:
         out: list[Record] = []
         positions = self._positions
+        failure: MillstreamError | None = None
         for m in messages:
             err = m.error()
             if err is not None:
-                self._raise_message_error(err, m)
+                # keep every record of this batch (librdkafka will not hand them out again);
+                # the first error is raised now if nothing was read, else by the next poll
+                try:
+                    self._raise_message_error(err, m)
+                except MillstreamError as exc:
+                    failure = failure or exc
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             sp = StreamPartition(topic, partition)
@@ -275,6 +281,10 @@ class KafkaConsumer:
             out.append(_new(Record, (topic, partition, offset, m.timestamp()[1], m.key(),
                                      m.value(), tuple(headers) if headers else ())))
             positions[sp] = offset + 1
+        if failure is not None:
+            if not out:
+                raise failure
+            self._pending = self._pending or failure
         return out
 
     def _raise_message_error(self, err: KafkaError, m: Any) -> None:
