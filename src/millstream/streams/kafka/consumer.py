@@ -244,8 +244,12 @@ class KafkaConsumer:
         topics: list[Any] = list(map(_topic, messages))
         partitions: list[Any] = list(map(_partition, messages))
         offsets: list[Any] = list(map(_offset, messages))
-        # each partition's last offset
-        last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+        # each partition's last offset; most polls hold one partition only
+        topic, partition = topics[0], partitions[0]
+        if partitions.count(partition) == len(partitions) and topics.count(topic) == len(topics):
+            last = {(topic, partition): offsets[-1]}
+        else:
+            last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
         positions = self._positions
         if any(tp not in positions for tp in last):
             return self._records_one_by_one(messages)  # a rebalance took a partition away
