@@ -38,6 +38,13 @@ from millstream.errors import (
 from millstream.names import check_group_name
 from millstream.records import Record, StreamPartition
 from millstream.streams.base import OffsetReset, RebalanceCallback
+from millstream.streams.checks import (
+    check_commit_offset,
+    check_offset,
+    check_poll,
+    check_timestamp,
+    stream_names,
+)
 from millstream.streams.kafka.errors import error_of, translate
 from millstream.streams.kafka.metadata import PartitionCounts
 from millstream.streams.kafka.options import KafkaOptions
@@ -101,9 +108,7 @@ class KafkaConsumer:
     def subscribe(self, streams: Iterable[str], *, on_assign: RebalanceCallback | None = None,
                   on_revoke: RebalanceCallback | None = None) -> None:
         self._check_open()
-        names = sorted(set([streams] if isinstance(streams, str) else streams))
-        if not names:
-            raise InvalidRequestError("subscribe needs at least one stream name")
+        names = stream_names(streams)
         counts = {name: self._counts.get(name) for name in names}
         self._streams = names
         self._on_assign, self._on_revoke = on_assign, on_revoke
@@ -207,12 +212,7 @@ class KafkaConsumer:
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         self._check_open()
-        if not self._streams:
-            raise InvalidRequestError("poll before subscribe: call subscribe([...]) first")
-        if type(max_records) is not int or max_records < 1:
-            raise InvalidRequestError(f"max_records={max_records!r}: give an integer ≥ 1")
-        if timeout < 0:
-            raise InvalidRequestError(f"timeout={timeout!r}: give seconds ≥ 0")
+        check_poll(bool(self._streams), max_records, timeout)
         if self._unplaced is not None:  # an assignment whose start lookups failed
             self._assigned(self._consumer, self._unplaced)
         if self._pending is not None:
@@ -355,8 +355,7 @@ class KafkaConsumer:
 
     def seek(self, partition: StreamPartition, offset: int) -> None:
         sp = self._owned_list([partition])[0]
-        if type(offset) is not int or offset < 0:
-            raise InvalidRequestError(f"offset {offset!r} for {sp}: give an integer ≥ 0")
+        check_offset(offset, sp)
         low, high = self._watermarks(sp)
         if not low <= offset <= high:
             raise OffsetOutOfRangeError(
@@ -375,9 +374,7 @@ class KafkaConsumer:
 
     def seek_to_timestamp(self, timestamp_ms: int,
                           partitions: Iterable[StreamPartition] | None = None) -> None:
-        if type(timestamp_ms) is not int or timestamp_ms < 0:
-            raise InvalidRequestError(
-                f"timestamp {timestamp_ms!r}: give milliseconds since the epoch as an int ≥ 0")
+        check_timestamp(timestamp_ms)
         targets = self._owned_list(partitions)
         try:
             found = self._consumer.offsets_for_times(
@@ -423,9 +420,7 @@ class KafkaConsumer:
             chosen = {}
             for sp, off in offsets.items():
                 sp = StreamPartition(*sp)
-                if type(off) is not int or off < 0:
-                    raise InvalidRequestError(f"commit offset {off!r} for {sp}: give an int ≥ 0")
-                chosen[sp] = off
+                chosen[sp] = check_commit_offset(off, sp)
         lost = sorted(set(chosen) - self._owned)
         if lost:
             raise FencedError(
