@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from millstream.records import Headers, Position, Record, StreamPartition
 
@@ -27,6 +27,8 @@ __all__ = [
     "SendHandle",
     "StreamInfo",
     "Streams",
+    "SupportsTransactions",
+    "TransactionalProducer",
 ]
 
 OffsetReset = Literal["earliest", "latest"]
@@ -355,6 +357,36 @@ class Admin(Protocol):
         ``OffsetOutOfRangeError`` naming the range and nothing is changed. Returns the offsets
         set. Raises ``UnknownStreamError`` if the stream does not exist.
         """
+        ...
+
+
+class TransactionalProducer(Protocol):
+    """Records and a consumer group's offsets that become visible together, or not at all.
+
+    ``send`` adds a record to the open transaction (it needs a key or a partition); nothing is
+    visible to readers until ``commit(consumer, offsets)`` stores every record sent since the
+    last commit together with ``consumer``'s group offsets. If the consumer lost one of those
+    partitions, or the process dies first, neither is stored (``FencedError`` for the first).
+    ``abort`` drops the open transaction. Readers of the output never see aborted records.
+    """
+
+    def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
+             partition: int | None = None, headers: Headers | None = None) -> None: ...
+
+    def commit(self, consumer: Consumer, offsets: Mapping[StreamPartition, int]) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsTransactions(Protocol):
+    """A backend that can commit outputs and input offsets atomically (exactly-once)."""
+
+    def open_transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        """A producer for one consume-transform-produce loop; ``transactional_id`` names it
+        stably across restarts of the same instance (a backend may fence older holders)."""
         ...
 
 

@@ -18,6 +18,7 @@ from millstream.streams.local.admin import LocalAdmin
 from millstream.streams.local.consumer import LocalConsumer
 from millstream.streams.local.db import LocalOptions, connect
 from millstream.streams.local.producer import LocalProducer
+from millstream.streams.local.transaction import LocalTransactionalProducer
 
 __all__ = ["DB_NAME", "LocalOptions", "LocalStreams", "parse_local_url"]
 
@@ -84,6 +85,10 @@ class LocalStreams:
                       offset_reset: OffsetReset = "earliest") -> LocalConsumer:
         self._live()
         return LocalConsumer(self.path, self.options, group, offset_reset)
+
+    def open_transactional_producer(self, transactional_id: str) -> LocalTransactionalProducer:
+        self._live()
+        return LocalTransactionalProducer(self.path, self.options, transactional_id)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import repeat
 from pathlib import Path
 
@@ -514,6 +514,17 @@ class LocalConsumer:
         return {StreamPartition(*sp): rows.get(ids[sp]) for sp in wanted}
 
     def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
+        self._commit(offsets, None)
+
+    def commit_with(self, offsets: Mapping[StreamPartition, int],
+                    appends: Callable[[sqlite3.Connection], None]) -> None:
+        """Commit ``offsets`` and run ``appends`` (which writes batch rows) in one write
+        transaction, after the same fencing checks as ``commit``: a transaction's records
+        become visible together with the group's progress, or not at all."""
+        self._commit(offsets, appends)
+
+    def _commit(self, offsets: Mapping[StreamPartition, int] | None,
+                appends: Callable[[sqlite3.Connection], None] | None) -> None:
         self._check_open()
         if self._group is None:
             raise InvalidRequestError(
@@ -528,7 +539,7 @@ class LocalConsumer:
             for sp, off in offsets.items():
                 slot = self._slot(sp, owned=False)
                 chosen[slot] = check_commit_offset(off, sp)
-        if not chosen:
+        if not chosen and appends is None:
             return
         if member_id is None:
             raise FencedError(
@@ -564,6 +575,8 @@ class LocalConsumer:
                     "next_offset, committed_ms) VALUES (?,?,?,?,?)",
                     [(self._group, s, p, off, now) for (s, p), off in chosen.items()],
                 )
+                if appends is not None:
+                    appends(self._conn)
                 fault_point("log.commit_offsets.before_commit")
         except sqlite3.Error as exc:
             raise self._error(exc, "committing offsets") from exc

@@ -28,8 +28,8 @@ from millstream.errors import (
 from millstream.faults import fault_point
 from millstream.records import Headers, Position, record_size
 from millstream.streams.checks import check_batch
+from millstream.streams.local import append, catalog, retention
 from millstream.streams.local import batch as batchfmt
-from millstream.streams.local import catalog, retention
 from millstream.streams.local.db import LocalOptions, connect, translate
 from millstream.streams.partitioner import partition_for_key
 
@@ -404,32 +404,17 @@ class LocalProducer:
                 for payload, pcrc, b in prepared:
                     slot = (b.meta.id, b.partition)
                     if slot not in next_offsets:
-                        row = conn.execute(
-                            "SELECT next_offset FROM partitions WHERE stream_id=? AND partition=?",
-                            slot,
-                        ).fetchone()
-                        next_offsets[slot] = row[0] if row else None
+                        next_offsets[slot] = append.next_offset(conn, *slot)
                     base = next_offsets[slot]
                     if base is None:
                         b.error = DeliveryError(
                             f"stream {b.meta.name!r} was deleted while records were buffered"
                         )
                         continue
-                    count = len(b.values)
-                    conn.execute(
-                        "INSERT INTO batches (stream_id, partition, base_offset, end_offset, "
-                        "count, max_ts, size, crc, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (b.meta.id, b.partition, base, base + count, count, max(b.timestamps),
-                         b.size, batchfmt.checksum(pcrc, b.meta.id, b.partition, base, count),
-                         payload),
-                    )
-                    next_offsets[slot] = base + count
+                    next_offsets[slot] = append.insert_batch(
+                        conn, b.meta.id, b.partition, base, len(b.values), max(b.timestamps),
+                        b.size, payload, pcrc)
                     b.base = base
-                    conn.execute(
-                        "UPDATE partitions SET next_offset=?, bytes=bytes+? "
-                        "WHERE stream_id=? AND partition=?",
-                        (base + count, b.size, b.meta.id, b.partition),
-                    )
                 fault_point("log.append.before_commit")
                 conn.execute("COMMIT")
             except BaseException:

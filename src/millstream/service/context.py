@@ -1,0 +1,85 @@
+"""What a handler sees besides its value: the input record, emit, state and the platform.
+
+One ``Context`` lives as long as the service; the runner points it at each record in turn.
+Outputs emitted during an attempt are kept aside and sent only if the attempt succeeds, so a
+retried record never sends twice what it emitted before failing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from millstream.errors import InvalidRequestError
+from millstream.records import Record
+from millstream.service.app import Emit
+from millstream.service.state import Shard
+from millstream.streams.base import Streams
+
+__all__ = ["Context"]
+
+
+class Context:
+    """The handler's view of the platform while it processes one record."""
+
+    def __init__(self, app: str, service: str, streams: Streams, outputs: tuple[str, ...],
+                 stateful: bool) -> None:
+        self.app = app
+        self.service = service
+        self.streams = streams
+        self.log = logging.getLogger(f"millstream.service.{service}")
+        self._outputs = outputs
+        self._stateful = stateful
+        self._record: Record | None = None
+        self._state: Shard | None = None
+        self.attempt = 1
+        self.emitted: list[Emit] = []
+        self.extras: dict[str, Any] = {}
+
+    @property
+    def record(self) -> Record:
+        """The input record being processed (stream, partition, offset, key, headers ...)."""
+        if self._record is None:
+            raise InvalidRequestError("no record is being processed")
+        return self._record
+
+    @property
+    def key(self) -> bytes | None:
+        return self.record.key
+
+    @property
+    def state(self) -> Shard:
+        """This partition's key-value state (declare the service ``stateful=True``)."""
+        if self._state is None:
+            raise InvalidRequestError(
+                f"service {self.service!r} has no state; declare it with stateful=True"
+            )
+        return self._state
+
+    def emit(self, stream: str | None, value: Any, *, key: bytes | str | None = None) -> None:
+        """Send ``value`` to ``stream`` (one of the service's outputs; None when it has one)
+        once this record's processing succeeds. ``key`` defaults to the input's key."""
+        if stream is None:
+            if len(self._outputs) != 1:
+                raise InvalidRequestError(
+                    f"service {self.service!r} has {len(self._outputs)} outputs; name the "
+                    "stream to emit to"
+                )
+            stream = self._outputs[0]
+        self.emitted.append(Emit(stream, value, key))
+
+    def __getattr__(self, name: str) -> Any:
+        # stores added by other parts of the platform (files, tables) live in ``extras``
+        try:
+            return self.__dict__["extras"][name]
+        except KeyError:
+            raise AttributeError(
+                f"the service context has no {name!r}; it offers record, key, emit, state, "
+                f"streams, log{''.join(', ' + k for k in self.__dict__.get('extras', {}))}"
+            ) from None
+
+    def _begin(self, record: Record, state: Shard | None, attempt: int) -> None:
+        self._record = record
+        self._state = state
+        self.attempt = attempt
+        self.emitted = []

@@ -1,0 +1,109 @@
+"""A running service's metrics: counters, the processing-time histogram and lag.
+
+The runner calls ``Metrics`` in its loop (plain attribute increments, no locks: one thread);
+``snapshot()`` turns the totals plus the interval since the last snapshot into the JSON
+document written to ``millstream.metrics`` and returned by ``statistics()``.
+
+A metrics record (``kind: "service"``)::
+
+    {"kind": "service", "app": ..., "service": ..., "group": ..., "instance": "host:pid",
+     "version": ..., "time_ms": ..., "started_ms": ..., "interval_ms": ...,
+     "totals":   {"in": n, "out": n, "errors": n, "retries": n, "exceptions": n},
+     "interval": {... same counters since the previous record ...},
+     "processing": {"count", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"},   # interval
+     "histogram": {"buckets": {...}, "count", "total_us", "max_us"},               # interval
+     "lag": {"stream/partition": records}, "assigned": ["stream/partition", ...],
+     "final": false}
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from millstream.records import StreamPartition
+from millstream.service.histogram import Histogram
+
+__all__ = ["COUNTERS", "Metrics", "Statistics", "instance_id"]
+
+COUNTERS = ("in", "out", "errors", "retries", "exceptions")
+
+
+def instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """What ``statistics()`` returns: totals since start and the latest interval."""
+
+    records_in: int
+    records_out: int
+    errors: int
+    retries: int
+    exceptions: int
+    processing: dict[str, float]
+    lag: dict[str, int]
+    assigned: tuple[str, ...]
+    uptime_s: float
+    document: dict[str, Any] = field(repr=False)
+
+
+class Metrics:
+    """Counters and histograms of one service instance."""
+
+    def __init__(self, app: str, service: str, group: str, version: str) -> None:
+        self.identity = {"app": app, "service": service, "group": group,
+                         "instance": instance_id(), "version": version}
+        self.records_in = 0
+        self.records_out = 0
+        self.errors = 0
+        self.retries = 0
+        self.exceptions = 0
+        self.histogram = Histogram()  # the current interval
+        self.total_histogram = Histogram()  # since start
+        self.started_ms = int(time.time() * 1000)
+        self._last_ms = self.started_ms
+        self._last_totals = dict.fromkeys(COUNTERS, 0)
+        self.lag: dict[StreamPartition, int] = {}
+        self.assigned: list[StreamPartition] = []
+
+    def totals(self) -> dict[str, int]:
+        return {"in": self.records_in, "out": self.records_out, "errors": self.errors,
+                "retries": self.retries, "exceptions": self.exceptions}
+
+    def snapshot(self, *, final: bool = False, advance: bool = True) -> dict[str, Any]:
+        """The metrics document for the interval since the previous snapshot; with
+        ``advance`` the interval restarts."""
+        now = int(time.time() * 1000)
+        totals = self.totals()
+        interval = {k: totals[k] - self._last_totals[k] for k in COUNTERS}
+        doc: dict[str, Any] = {
+            "kind": "service", **self.identity, "time_ms": now, "started_ms": self.started_ms,
+            "interval_ms": max(now - self._last_ms, 1), "totals": totals, "interval": interval,
+            "processing": self.histogram.summary(), "histogram": self.histogram.to_dict(),
+            "lag": {f"{sp.stream}/{sp.partition}": n for sp, n in sorted(self.lag.items())},
+            "assigned": [f"{sp.stream}/{sp.partition}" for sp in self.assigned],
+            "final": final,
+        }
+        if advance:
+            self.total_histogram.merge(self.histogram)
+            self.histogram = Histogram()
+            self._last_ms = now
+            self._last_totals = totals
+        return doc
+
+    def statistics(self) -> Statistics:
+        whole = Histogram()
+        whole.merge(self.total_histogram)
+        whole.merge(self.histogram)
+        doc = self.snapshot(advance=False)
+        return Statistics(
+            records_in=self.records_in, records_out=self.records_out, errors=self.errors,
+            retries=self.retries, exceptions=self.exceptions, processing=whole.summary(),
+            lag=doc["lag"], assigned=tuple(doc["assigned"]),
+            uptime_s=(time.time() * 1000 - self.started_ms) / 1000.0, document=doc,
+        )

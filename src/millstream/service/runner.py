@@ -1,0 +1,573 @@
+"""Running one service: the poll → decode → handle → encode → send → commit loop.
+
+Delivery is at-least-once by default: the input offsets a batch of records reached are
+committed only after every output those records produced is durably written (the producer is
+flushed first). With ``exactly_once`` on a backend that supports transactions, outputs,
+exception records, checkpoints and input offsets are committed in one transaction, so a crash
+anywhere leaves either all of them or none.
+
+Around the handler sits the universal microarchitecture:
+
+* a record that cannot be decoded goes to the exceptions stream at once (retrying cannot
+  change its bytes); a handler that raises is retried per the service's ``RetryPolicy`` and
+  then goes there too — processing continues either way, and the offset moves on only once the
+  exception record is written;
+* counters, a processing-time histogram and lag are written to the metrics stream every
+  ``metrics_interval_s`` and at shutdown (``statistics()`` reads them live);
+* a stateful service's state is checkpointed with the input offsets it matches every
+  ``checkpoint_interval_ms`` or ``checkpoint_records``, on revocation and at shutdown, and
+  reloaded when its partitions are assigned.
+
+``stop()`` (the CLI calls it on SIGTERM/SIGINT) lets the record in hand finish, then sends,
+commits, checkpoints, writes final metrics and leaves the group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from millstream.codecs import Codec, header
+from millstream.errors import FencedError, InvalidRequestError, RecordTooLargeError
+from millstream.faults import fault_point
+from millstream.records import Headers, Record, StreamPartition
+from millstream.service.app import App, Emit
+from millstream.service.context import Context
+from millstream.service.failures import describe_failure
+from millstream.service.metrics import Metrics, Statistics
+from millstream.service.state import CheckpointStore, Shard
+from millstream.service.wellknown import (
+    CHECKPOINTS,
+    EXCEPTIONS,
+    INPUT_HEADER,
+    METRICS,
+    REPLAY_HEADER,
+    ensure_platform_streams,
+    retry_stream,
+    shadow_stream,
+)
+from millstream.streams.base import (
+    Producer,
+    Streams,
+    SupportsTransactions,
+    TransactionalProducer,
+)
+
+__all__ = ["REPLAY_STREAM_HEADER", "ServiceRunner"]
+
+log = logging.getLogger(__name__)
+
+#: Header on a replayed record: the input stream it originally came from.
+REPLAY_STREAM_HEADER = "millstream-replay-stream"
+#: Header on a replayed record: its original partition (the state shard it belongs to).
+REPLAY_PARTITION_HEADER = "millstream-replay-partition"
+
+
+class _EncodeError(Exception):
+    """An output could not be encoded: a bug in the handler, not retried."""
+
+
+class ServiceRunner:
+    """Runs one service of an app on a streams backend, in the calling thread."""
+
+    def __init__(
+        self,
+        app: App,
+        service: str,
+        streams: Streams,
+        *,
+        version: str = "1",
+        shadow: str | None = None,
+        metrics_interval_s: float = 5.0,
+        plumbing: bool = True,
+        poll_timeout_s: float = 0.1,
+    ) -> None:
+        spec = app.get(service)
+        self.app = app
+        self.spec = spec
+        self.streams = streams
+        self.shadow = shadow
+        self.group = spec.group if shadow is None else f"{spec.group}.shadow.{shadow}"
+        self.version = shadow or version
+        self.retry_stream = retry_stream(self.group)
+        #: declared output name -> the stream actually written (shadow streams for a shadow)
+        self.output_streams = {
+            s: s if shadow is None else shadow_stream(s, shadow) for s in spec.outputs
+        }
+        self._in_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.inputs}
+        self._out_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.outputs}
+        self.metrics = Metrics(app.name, service, self.group, self.version)
+        self._identity = dict(self.metrics.identity)
+        self._metrics_interval = metrics_interval_s
+        self._plumbing = plumbing
+        self._poll_timeout = poll_timeout_s
+        self._stopping = False
+        self._running = False
+        self.ctx = Context(app.name, service, streams, spec.outputs, spec.stateful)
+        self._shards: dict[int, Shard] = {}
+        self._checkpoints = CheckpointStore(streams, self.group) if spec.stateful else None
+        self._done: dict[tuple[str, int], int] = {}  # next offset per input partition
+        self._committed_at: dict[StreamPartition, int] = {}
+        self._since_checkpoint = 0
+        self._consumer: Any = None
+        self._producer: Producer | None = None
+        self._txn: TransactionalProducer | None = None
+        self._out: dict[str, tuple[list[bytes | None], list[bytes | None], list[Headers]]] = {}
+        self._out_owner: list[tuple[Record, str, bytes | None, bytes | None, Headers]] = []
+        if spec.exactly_once and not isinstance(streams, SupportsTransactions):
+            raise InvalidRequestError(
+                f"service {service!r} asks for exactly_once, but the streams backend "
+                f"{streams.url} has no transactions; run it at-least-once or on a backend "
+                "that supports them"
+            )
+
+    # -- public -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the record in hand, commit and return (any thread)."""
+        self._stopping = True
+
+    def statistics(self) -> Statistics:
+        """Counters, the processing-time summary and lag of this run, now."""
+        return self.metrics.statistics()
+
+    def prepare(self) -> None:
+        """Create the streams the service reads and writes, and the platform's streams."""
+        admin = self.streams.admin()
+        ensure_platform_streams(admin)
+        for name in self.spec.inputs:
+            admin.ensure_stream(name, self.app.streams[name].partitions)
+        for declared, actual in self.output_streams.items():
+            admin.ensure_stream(actual, self.app.streams[declared].partitions)
+        admin.ensure_stream(self.retry_stream, 1)
+
+    def run(self, until: Callable[[ServiceRunner], bool] | None = None) -> None:
+        """Process records until ``stop()`` is called (or ``until(self)`` is true after a
+        batch), then shut down cleanly."""
+        self.prepare()
+        spec = self.spec
+        self._producer = self.streams.open_producer()
+        consumer = self._consumer = self.streams.open_consumer(self.group)
+        if spec.exactly_once:
+            assert isinstance(self.streams, SupportsTransactions)
+            self._txn = self.streams.open_transactional_producer(
+                f"{self.group}.{uuid.uuid4().hex[:12]}")
+        self._running = True
+        try:
+            consumer.subscribe([*spec.inputs, self.retry_stream],
+                               on_assign=self._on_assign, on_revoke=self._on_revoke)
+            now = time.monotonic()
+            next_commit = now + spec.commit_interval_ms / 1000
+            next_metrics = now + self._metrics_interval
+            next_checkpoint = now + spec.checkpoint_interval_ms / 1000
+            while not self._stopping:
+                records = consumer.poll(max_records=spec.max_batch, timeout=self._poll_timeout)
+                if records:
+                    self._process_batch(records)
+                now = time.monotonic()
+                if self._checkpoints is not None and not spec.exactly_once and (
+                        now >= next_checkpoint
+                        or self._since_checkpoint >= spec.checkpoint_records):
+                    self._checkpoint_all()
+                    next_checkpoint = now + spec.checkpoint_interval_ms / 1000
+                    next_commit = now + spec.commit_interval_ms / 1000
+                elif now >= next_commit:
+                    self._commit()
+                    next_commit = now + spec.commit_interval_ms / 1000
+                if self._plumbing and now >= next_metrics:
+                    self._emit_metrics(final=False)
+                    next_metrics = now + self._metrics_interval
+                if until is not None and until(self):
+                    break
+            self._shutdown()
+        finally:
+            self._running = False
+            self._close()
+
+    # -- processing -------------------------------------------------------------------------
+
+    def _process_batch(self, records: list[Record]) -> None:
+        done = self._done
+        plumbing = self._plumbing
+        metrics = self.metrics
+        clock = time.perf_counter_ns
+        handled = 0
+        for record in records:
+            if self._stopping:
+                break
+            try:
+                if plumbing:
+                    t0 = clock()
+                    self._process(record)
+                    metrics.histogram.record((clock() - t0) // 1000)
+                else:
+                    self._process(record)
+            except _Interrupted:
+                break
+            done[record.stream, record.partition] = record.offset + 1
+            handled += 1
+        if plumbing:
+            metrics.records_in += handled
+        self._since_checkpoint += handled
+        self._send_outputs()
+        fault_point("service.batch.after_send")
+
+    def _process(self, record: Record) -> None:
+        stream = record.stream
+        codec = self._in_codecs.get(stream)
+        replay_of: int | None = None
+        shard_number = record.partition
+        if codec is None:  # from the retry stream
+            try:
+                stream, replay_of, shard_number = self._replayed(record)
+            except (InvalidRequestError, ValueError) as exc:
+                self._failed(record, "decode", exc, 1, None)
+                return
+            codec = self._in_codecs[stream]
+        try:
+            value = codec.decode(record.value, record.headers)
+        except Exception as exc:  # any decoding failure: to the exceptions stream
+            self._failed(record, "decode", exc, 1, replay_of)
+            return
+        shard = None
+        if self._checkpoints is not None:
+            shard = self._shards.get(shard_number)
+            if shard is None:
+                self._failed(record, "state", InvalidRequestError(
+                    f"this instance does not hold the state of partition {shard_number}; "
+                    "replay it again when the service runs with one instance, or reset the "
+                    "group"), 1, replay_of)
+                return
+        ctx = self.ctx
+        handler = self.spec.handler
+        takes_ctx = self.spec.takes_context
+        policy = self.spec.retry
+        attempt = 1
+        while True:
+            ctx._begin(record, shard, attempt)
+            if shard is not None:
+                shard.begin()
+            try:
+                result = handler(value, ctx) if takes_ctx else handler(value)
+                self._collect(record, result, ctx.emitted)
+                if shard is not None:
+                    shard.keep()
+                return
+            except _EncodeError as exc:
+                if shard is not None:
+                    shard.drop()
+                self._failed(record, "encode", exc.__cause__ or exc, attempt, replay_of)
+                return
+            except Exception as exc:  # the handler's failure: retry, then give up loudly
+                if shard is not None:
+                    shard.drop()
+                if self._plumbing:
+                    self.metrics.errors += 1
+                if attempt >= policy.attempts or self._stopping:
+                    if self._stopping and attempt < policy.attempts:
+                        raise _Interrupted() from exc
+                    self._failed(record, "handle", exc, attempt, replay_of)
+                    return
+                attempt += 1
+                self.metrics.retries += 1
+                log.info("service %s: %s at %s/%d@%d, attempt %d of %d in %.3f s",
+                         self.spec.name, type(exc).__name__, record.stream, record.partition,
+                         record.offset, attempt, policy.attempts, policy.delay_s(attempt))
+                time.sleep(policy.delay_s(attempt))
+
+    def _replayed(self, record: Record) -> tuple[str, int | None, int]:
+        original = header(record.headers, REPLAY_STREAM_HEADER)
+        if original not in self._in_codecs:
+            raise InvalidRequestError(
+                f"record {record.position} on {self.retry_stream} names input stream "
+                f"{original!r}, which service {self.spec.name!r} does not read"
+            )
+        of = header(record.headers, REPLAY_HEADER)
+        part = header(record.headers, REPLAY_PARTITION_HEADER)
+        return original, int(of) if of else None, int(part) if part else 0
+
+    def _collect(self, record: Record, result: Any, emitted: list[Emit]) -> None:
+        items: Iterable[Any]
+        if result is None:
+            items = ()
+        elif isinstance(result, Emit):
+            items = (result,)
+        elif isinstance(result, list | tuple) or (
+                hasattr(result, "__next__") and not isinstance(result, bytes | str)):
+            items = result
+        else:
+            items = (result,)
+        pending: list[tuple[str, bytes | None, bytes | None, Headers]] = []
+        for item in (*emitted, *items):
+            pending.append(self._encode(record, item))
+        origin = (INPUT_HEADER, f"{record.stream}/{record.partition}/{record.offset}".encode())
+        out = self._out
+        for stream, key, value, headers in pending:
+            lists = out.get(stream)
+            if lists is None:
+                lists = out[stream] = ([], [], [])
+            full = (*headers, origin)
+            lists[0].append(value)
+            lists[1].append(key)
+            lists[2].append(full)
+            self._out_owner.append((record, stream, key, value, full))
+
+    def _encode(self, record: Record, item: Any) -> tuple[str, bytes | None, bytes | None,
+                                                           Headers]:
+        if isinstance(item, Emit):
+            declared, value, key = item.stream, item.value, item.key
+            if declared not in self.output_streams:
+                raise InvalidRequestError(
+                    f"service {self.spec.name!r} emitted to {declared!r}, which is not one of "
+                    f"its outputs ({', '.join(self.spec.outputs) or 'none'}); declare it"
+                )
+        else:
+            if len(self.spec.outputs) != 1:
+                raise InvalidRequestError(
+                    f"service {self.spec.name!r} returned a {type(item).__name__} but has "
+                    f"{len(self.spec.outputs)} outputs; return Emit(stream, value) instead"
+                )
+            declared, value, key = self.spec.outputs[0], item, None
+        if key is None:
+            key = record.key
+        elif isinstance(key, str):
+            key = key.encode()
+        try:
+            data, headers = self._out_codecs[declared].encode(value)
+        except Exception as exc:
+            raise _EncodeError(str(exc)) from exc
+        return self.output_streams[declared], key, data, headers
+
+    def _send_outputs(self) -> None:
+        if not self._out:
+            return
+        out, owners = self._out, self._out_owner
+        self._out, self._out_owner = {}, []
+        if self._txn is not None:
+            for record, stream, key, value, headers in owners:
+                try:
+                    self._txn.send(stream, value, key=key, headers=headers,
+                                   partition=None if key is not None else record.partition
+                                   % self._partitions(stream))
+                except RecordTooLargeError as exc:
+                    self._failed(record, "encode", exc, 1, None)
+            self._count_out(len(owners))
+            return
+        producer = self._producer
+        assert producer is not None
+        try:
+            for stream, (values, keys, all_headers) in out.items():
+                producer.send_batch(stream, values, keys=keys, headers=all_headers)
+        except RecordTooLargeError:
+            # one output is too large: send the rest one by one, and report that one's input
+            sent = 0
+            for record, stream, key, value, headers in owners:
+                try:
+                    producer.send(stream, value, key=key, headers=headers)
+                    sent += 1
+                except RecordTooLargeError as exc:
+                    self._failed(record, "encode", exc, 1, None)
+            self._count_out(sent)
+            return
+        self._count_out(len(owners))
+
+    def _count_out(self, n: int) -> None:
+        self.metrics.records_out += n
+
+    def _partitions(self, stream: str) -> int:
+        declared = next((d for d, a in self.output_streams.items() if a == stream), stream)
+        spec = self.app.streams.get(declared)
+        return spec.partitions if spec is not None else 1
+
+    def _failed(self, record: Record, stage: str, error: BaseException, attempts: int,
+                replay_of: int | None) -> None:
+        self.metrics.exceptions += 1
+        if stage != "handle":
+            self.metrics.errors += 1
+        log.warning("service %s gave up on %s/%d@%d after %d attempt(s) (%s): %s: %s",
+                    self.spec.name, record.stream, record.partition, record.offset, attempts,
+                    stage, type(error).__name__, error)
+        doc = describe_failure(self._identity, record, stage, error, attempts, replay_of)
+        key = self.group.encode()
+        if self._txn is not None:
+            self._txn.send(EXCEPTIONS, doc, key=key)
+        else:
+            assert self._producer is not None
+            self._producer.send(EXCEPTIONS, doc, key=key)
+
+    # -- commits, checkpoints, metrics -----------------------------------------------------
+
+    def _offsets(self, keys: Iterable[tuple[str, int]] | None = None) -> dict[StreamPartition,
+                                                                                int]:
+        done = self._done
+        chosen = done if keys is None else {k: done[k] for k in keys if k in done}
+        return {StreamPartition(s, p): o for (s, p), o in chosen.items()}
+
+    def _commit(self, only: set[StreamPartition] | None = None) -> None:
+        """Make outputs durable, then commit the input offsets they came from."""
+        if self._txn is not None:
+            self._commit_transaction(only)
+            return
+        assert self._producer is not None
+        self._send_outputs()
+        offsets = self._offsets()
+        if self._checkpoints is not None:
+            # a stateful service's input offsets move only with its checkpoints
+            offsets = {sp: o for sp, o in offsets.items() if sp.stream == self.retry_stream}
+        if only is not None:
+            offsets = {sp: o for sp, o in offsets.items() if sp in only}
+        self._producer.flush()
+        fault_point("service.commit.after_flush")
+        if not offsets:
+            return
+        offsets = {sp: o for sp, o in offsets.items()
+                   if self._committed_at.get(sp) != o}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+            self._committed_at.update(offsets)
+        except FencedError as exc:
+            log.warning("service %s: %s (the records will be processed again by their new "
+                        "owner)", self.spec.name, exc)
+        fault_point("service.commit.after_commit")
+
+    def _commit_transaction(self, only: set[StreamPartition] | None) -> None:
+        assert self._txn is not None
+        self._send_outputs()
+        written: list[tuple[int, dict[str, int], Shard]] = []
+        if self._checkpoints is not None:
+            # every shard whose offsets moved gets a checkpoint in the same transaction, so
+            # on restart state and committed offsets agree exactly
+            for number, shard in self._shards.items():
+                if only is not None and not any(sp.partition == number for sp in only):
+                    continue
+                moved = self._shard_offsets(number)
+                latest = self._checkpoints.latest(number)
+                if shard.changed or (latest.offsets if latest else {}) != moved:
+                    self._txn.send(CHECKPOINTS, self._checkpoints.encode(
+                        number, moved, shard.data, self._since_checkpoint),
+                        key=self._checkpoints.key(number))
+                    written.append((number, moved, shard))
+        offsets = self._offsets()
+        if only is not None:
+            offsets = {sp: o for sp, o in offsets.items() if sp in only}
+        offsets = {sp: o for sp, o in offsets.items() if self._committed_at.get(sp) != o}
+        fault_point("service.transaction.before_commit")
+        self._txn.commit(self._consumer, offsets)
+        self._committed_at.update(offsets)
+        if self._checkpoints is not None:
+            for number, shard_offsets, shard in written:
+                self._checkpoints.remember(number, shard_offsets, shard.data, 0)
+                shard.changed = False
+            self._since_checkpoint = 0
+        fault_point("service.transaction.after_commit")
+
+    def _shard_offsets(self, number: int) -> dict[str, int]:
+        return {s: self._done[s, number] for s in self.spec.inputs if (s, number) in self._done}
+
+    def _checkpoint_all(self, numbers: Iterable[int] | None = None) -> None:
+        """Flush outputs, write checkpoints of changed shards, then commit their offsets."""
+        assert self._checkpoints is not None and self._producer is not None
+        self._send_outputs()
+        self._producer.flush()
+        fault_point("service.checkpoint.before_write")
+        chosen = list(self._shards) if numbers is None else [n for n in numbers
+                                                             if n in self._shards]
+        commit: dict[StreamPartition, int] = {}
+        for number in chosen:
+            shard = self._shards[number]
+            offsets = self._shard_offsets(number)
+            latest = self._checkpoints.latest(number)
+            if not shard.changed and latest is not None and latest.offsets == offsets:
+                continue
+            self._checkpoints.write(self._producer, number, offsets, shard.data,
+                                    self._since_checkpoint)
+            shard.changed = False
+            commit.update({StreamPartition(s, number): o for s, o in offsets.items()})
+        fault_point("service.checkpoint.after_write")
+        self._since_checkpoint = 0
+        commit.update({sp: o for sp, o in self._offsets().items()
+                       if sp.stream == self.retry_stream})
+        commit = {sp: o for sp, o in commit.items() if self._committed_at.get(sp) != o}
+        if commit:
+            try:
+                self._consumer.commit(commit)
+                self._committed_at.update(commit)
+            except FencedError as exc:
+                log.warning("service %s: %s", self.spec.name, exc)
+
+    def _emit_metrics(self, *, final: bool) -> None:
+        consumer = self._consumer
+        try:
+            self.metrics.lag = dict(consumer.lag())
+            self.metrics.assigned = list(consumer.assignment())
+        except Exception as exc:  # lag is best effort; the record still goes out
+            log.debug("lag unavailable: %s", exc)
+        doc = self.metrics.snapshot(final=final)
+        assert self._producer is not None
+        self._producer.send(METRICS, json.dumps(doc, separators=(",", ":")).encode(),
+                            key=self.group.encode())
+
+    # -- rebalancing ------------------------------------------------------------------------
+
+    def _on_revoke(self, partitions: list[StreamPartition]) -> None:
+        gone = {sp for sp in partitions}
+        if self._checkpoints is not None and not self.spec.exactly_once:
+            numbers = {sp.partition for sp in gone if sp.stream in self._in_codecs}
+            self._checkpoint_all(numbers)
+            self._commit(gone)
+            for number in numbers:
+                self._shards.pop(number, None)
+        else:
+            self._commit(gone)
+            if self._checkpoints is not None:
+                for number in {sp.partition for sp in gone if sp.stream in self._in_codecs}:
+                    self._shards.pop(number, None)
+        for sp in gone:
+            self._done.pop((sp.stream, sp.partition), None)
+            self._committed_at.pop(sp, None)
+
+    def _on_assign(self, partitions: list[StreamPartition]) -> None:
+        if self._checkpoints is None:
+            return
+        self._checkpoints.refresh()
+        numbers = sorted({sp.partition for sp in partitions if sp.stream in self._in_codecs})
+        for number in numbers:
+            latest = self._checkpoints.latest(number)
+            self._shards[number] = Shard(dict(latest.state) if latest else {})
+            if latest is None:
+                continue
+            for sp in partitions:
+                if sp.partition == number and sp.stream in latest.offsets:
+                    self._consumer.seek(sp, latest.offsets[sp.stream])
+                    self._done[sp.stream, number] = latest.offsets[sp.stream]
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self._checkpoints is not None and not self.spec.exactly_once:
+            self._checkpoint_all()
+        self._commit()
+        if self._plumbing:
+            self._emit_metrics(final=True)
+        if self._producer is not None:
+            self._producer.flush()
+
+    def _close(self) -> None:
+        for closer in (self._consumer, self._txn, self._producer):
+            if closer is None:
+                continue
+            try:
+                closer.close()
+            except Exception as exc:  # closing is best effort after a failure
+                log.debug("closing %s: %s", type(closer).__name__, exc)
+        self._consumer = self._producer = self._txn = None
+
+
+class _Interrupted(Exception):
+    """Stop was requested while a record was being retried: leave it for the next run."""
