@@ -20,6 +20,7 @@ from millstream import __version__
 from millstream.cli.config import config_group, doctor
 from millstream.cli.groups import groups_group
 from millstream.cli.produce import produce
+from millstream.cli.run import run_command_cli, up_command
 from millstream.cli.shared import CliState, pass_state
 from millstream.cli.streams import streams_group
 from millstream.cli.tail import tail
@@ -116,6 +117,8 @@ cli.add_command(tail)
 cli.add_command(groups_group)
 cli.add_command(config_group)
 cli.add_command(doctor)
+cli.add_command(run_command_cli)
+cli.add_command(up_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
