@@ -116,6 +116,7 @@ class ServiceRunner:
         self._consumer: Any = None
         self._producer: Producer | None = None
         self._txn: TransactionalProducer | None = None
+        self._txn_dirty = False
         self._out: dict[str, tuple[list[bytes | None], list[bytes | None], list[Headers]]] = {}
         self._out_owner: list[tuple[Record, str, bytes | None, bytes | None, Headers]] = []
         if spec.exactly_once and not isinstance(streams, SupportsTransactions):
@@ -348,6 +349,7 @@ class ServiceRunner:
         out, owners = self._out, self._out_owner
         self._out, self._out_owner = {}, []
         if self._txn is not None:
+            self._txn_dirty = True
             for record, stream, key, value, headers in owners:
                 try:
                     self._txn.send(stream, value, key=key, headers=headers,
@@ -394,6 +396,7 @@ class ServiceRunner:
         doc = describe_failure(self._identity, record, stage, error, attempts, replay_of)
         key = self.group.encode()
         if self._txn is not None:
+            self._txn_dirty = True
             self._txn.send(EXCEPTIONS, doc, key=key)
         else:
             assert self._producer is not None
@@ -421,13 +424,10 @@ class ServiceRunner:
         if only is not None:
             offsets = {sp: o for sp, o in offsets.items() if sp in only}
         self._producer.flush()
+        offsets = {sp: o for sp, o in offsets.items() if self._committed_at.get(sp) != o}
+        if not offsets:
+            return
         fault_point("service.commit.after_flush")
-        if not offsets:
-            return
-        offsets = {sp: o for sp, o in offsets.items()
-                   if self._committed_at.get(sp) != o}
-        if not offsets:
-            return
         try:
             self._consumer.commit(offsets)
             self._committed_at.update(offsets)
@@ -457,8 +457,11 @@ class ServiceRunner:
         if only is not None:
             offsets = {sp: o for sp, o in offsets.items() if sp in only}
         offsets = {sp: o for sp, o in offsets.items() if self._committed_at.get(sp) != o}
+        if not offsets and not written and not self._txn_dirty:
+            return
         fault_point("service.transaction.before_commit")
         self._txn.commit(self._consumer, offsets)
+        self._txn_dirty = False
         self._committed_at.update(offsets)
         if self._checkpoints is not None:
             for number, shard_offsets, shard in written:
