@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 
 from millstream import __version__
 from millstream.cli.config import config_group, doctor
+from millstream.cli.exceptions import exceptions_group
 from millstream.cli.groups import groups_group
 from millstream.cli.produce import produce
 from millstream.cli.run import run_command_cli, up_command
@@ -119,6 +120,7 @@ cli.add_command(config_group)
 cli.add_command(doctor)
 cli.add_command(run_command_cli)
 cli.add_command(up_command)
+cli.add_command(exceptions_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
