@@ -67,7 +67,12 @@ def exceptions_group() -> None:
 @pass_state
 def list_command(state: CliState, service: str | None, group: str | None, since: str | None,
                  limit: int) -> None:
-    """List failures: id, time, service, input position, stage, error, attempts, replayed."""
+    """List failures: id, time, service, input position, stage, error, attempts, replayed.
+
+    \b
+    Example:
+      millstream exceptions list --service billing --since 1h
+    """
     _ensure(state)
     with open_streams(state) as streams:
         found = list_exceptions(streams, group=group, service=service,
@@ -97,7 +102,12 @@ def list_command(state: CliState, service: str | None, group: str | None, since:
 @click.argument("ident", metavar="ID", type=click.IntRange(min=0))
 @pass_state
 def show_command(state: CliState, ident: int) -> None:
-    """Print one failure whole, traceback included, as JSON."""
+    """Print one failure whole, traceback included, as JSON.
+
+    \b
+    Example:
+      millstream exceptions show 12
+    """
     _ensure(state)
     with open_streams(state) as streams:
         found = list_exceptions(streams, ids=[ident])

@@ -19,12 +19,14 @@ from rich.logging import RichHandler
 from millstream import __version__
 from millstream.cli.config import config_group, doctor
 from millstream.cli.exceptions import exceptions_group
+from millstream.cli.graph import graph_command
 from millstream.cli.groups import groups_group
 from millstream.cli.produce import produce
 from millstream.cli.run import run_command_cli, up_command
 from millstream.cli.shared import CliState, pass_state
 from millstream.cli.streams import streams_group
 from millstream.cli.tail import tail
+from millstream.cli.top import metrics_group, top_command
 from millstream.errors import MillstreamError
 
 __all__ = ["cli", "main"]
@@ -121,6 +123,9 @@ cli.add_command(doctor)
 cli.add_command(run_command_cli)
 cli.add_command(up_command)
 cli.add_command(exceptions_group)
+cli.add_command(graph_command)
+cli.add_command(top_command)
+cli.add_command(metrics_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

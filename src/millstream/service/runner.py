@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from types import GeneratorType
 from typing import Any
 
 from millstream.codecs import Codec, header
@@ -295,10 +296,9 @@ class ServiceRunner:
         items: Iterable[Any]
         if result is None:
             items = ()
-        elif isinstance(result, Emit):
+        elif isinstance(result, Emit):  # before tuple: Emit is a NamedTuple
             items = (result,)
-        elif isinstance(result, list | tuple) or (
-                hasattr(result, "__next__") and not isinstance(result, bytes | str)):
+        elif isinstance(result, list | tuple | GeneratorType):
             items = result
         else:
             items = (result,)

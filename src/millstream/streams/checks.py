@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from millstream.errors import InvalidRequestError, RecordTooLargeError
-from millstream.records import Headers, StreamPartition, record_size
+from millstream.records import Headers, StreamPartition
 
 __all__ = [
     "check_batch",
@@ -69,11 +69,25 @@ def check_batch(stream: str, values: Sequence[bytes | None],
             )
     if keys is None and headers is None:
         sizes = [len(v) if v is not None else 0 for v in values]
+    elif headers is None:
+        assert keys is not None
+        sizes = [(len(v) if v is not None else 0) + (len(k) if k is not None else 0)
+                 for v, k in zip(values, keys, strict=True)]
     else:
-        sizes = [
-            record_size(keys[i] if keys else None, values[i], headers[i] if headers else None)
-            for i in range(n)
-        ]
+        sizes = []
+        for i in range(n):
+            value = values[i]
+            size = len(value) if value is not None else 0
+            if keys is not None:
+                key = keys[i]
+                if key is not None:
+                    size += len(key)
+            for name, hvalue in headers[i]:
+                # as record_size counts: UTF-8 bytes of the name (ASCII: one per character)
+                size += len(name) if name.isascii() else len(name.encode())
+                if hvalue is not None:
+                    size += len(hvalue)
+            sizes.append(size)
     largest = max(sizes, default=0)
     if largest > limit:
         raise RecordTooLargeError(largest, limit, stream)

@@ -89,10 +89,12 @@ class _RecordHandle:
 
 
 class _BatchHandle:
-    __slots__ = ("_parts",)
+    __slots__ = ("_order", "_parts")
 
-    def __init__(self, parts: list[tuple[_Batch, int, int]]) -> None:
+    def __init__(self, parts: list[tuple[_Batch, int, int]],
+                 order: list[int] | None = None) -> None:
         self._parts = parts
+        self._order = order  # parts hold records grouped by partition: their original indexes
 
     def done(self) -> bool:
         return all(b.event.is_set() for b, _, _ in self._parts)
@@ -104,7 +106,12 @@ class _BatchHandle:
             b.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
             name, part, base = b.meta.name, b.partition, b.base
             out.extend(Position(name, part, base + i) for i in range(start, start + count))
-        return out
+        if self._order is None:
+            return out
+        ordered: list[Position] = out[:]
+        for position, index in zip(out, self._order, strict=True):
+            ordered[index] = position
+        return ordered
 
 
 class LocalProducer:
@@ -261,9 +268,24 @@ class LocalProducer:
                 self._append_run(meta, target, values, None, headers, sizes, now, 0, n, parts)
             else:
                 targets = [self._partition(meta, k, partition) for k in keys]
-                for i in range(n):
-                    self._append_run(meta, targets[i], values, keys, headers, sizes, now, i, i + 1,
-                                     parts)
+                spread: dict[int, list[int]] = {}
+                for i, target in enumerate(targets):
+                    spread.setdefault(target, []).append(i)
+                if len(spread) <= 1:
+                    self._append_run(meta, targets[0] if n else 0, values, keys, headers, sizes,
+                                     now, 0, n, parts)
+                else:
+                    # one run per partition, each in the order sent
+                    order: list[int] = []
+                    for target, indexes in spread.items():
+                        self._append_run(
+                            meta, target, [values[i] for i in indexes],
+                            [keys[i] for i in indexes],
+                            [headers[i] for i in indexes] if headers is not None else None,
+                            [sizes[i] for i in indexes], now, 0, len(indexes), parts)
+                        order.extend(indexes)
+                    self._cond.notify()
+                    return _BatchHandle(parts, order)
             self._cond.notify()
         return _BatchHandle(_merge(parts))
 
