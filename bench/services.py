@@ -4,11 +4,12 @@ Run with ``make bench`` or ``.venv/bin/python bench/services.py [--quick] [--rou
 
 All three variants read the same pre-written input (100-byte JSON records, 4 partitions) on
 the embedded log with its default durability, decode each record into a pydantic model,
-build the output model, encode it, send the outputs with ``send_batch`` per poll and commit
+return it from the handler, encode it, send the outputs with ``send_batch`` per poll and commit
 (flush first) every 200 ms — at-least-once, the same work:
 
-  A. hand-written: ``poll(500)`` → ``Model.model_validate_json`` → ``Out(...)`` →
-     ``__pydantic_serializer__.to_json`` → ``send_batch(values, keys, headers)``;
+  A. hand-written: ``poll(500)`` → ``Model.model_validate_json`` → the same function →
+     ``__pydantic_serializer__.to_json`` → ``send_batch(values, keys, headers)`` with the
+     same headers the runtime writes (content type, schema name and version);
   B. the service runtime with the universal microarchitecture switched off (``plumbing=False``:
      no per-record timing, no metrics records) — what the runtime itself costs;
   C. the service runtime as users run it (metrics, histogram, exception plumbing).
@@ -49,14 +50,6 @@ class Event(BaseModel):
     amount: float
 
 
-class Enriched(BaseModel):
-    id: int
-    user: str
-    action: str
-    amount: float
-    flagged: bool
-
-
 def make_input(streams: millstream.Streams, n: int) -> None:
     streams.admin().create_stream("events", PARTITIONS)
     codec = ModelCodec(Event)
@@ -79,19 +72,17 @@ def make_input(streams: millstream.Streams, n: int) -> None:
     print(f"  input: {n:,} records of ~{size} B JSON on {PARTITIONS} partitions")
 
 
-def enrich(event: Event) -> Enriched:
-    return Enriched(id=event.id, user=event.user, action=event.action, amount=event.amount,
-                    flagged=event.amount > 100)
+def passthrough(event: Event) -> Event:
+    return event
 
 
 def hand_written(streams: millstream.Streams, n: int, tag: str) -> float:
     """Variant A: the loop a careful user would write without the runtime."""
     out_stream = f"out-a-{tag}"
     streams.admin().create_stream(out_stream, PARTITIONS)
-    out_headers = ModelCodec(Enriched).encode(enrich(Event(id=0, user="", action="",
-                                                           amount=0)))[1]
+    out_headers = ModelCodec(Event).encode(Event(id=0, user="", action="", amount=0))[1]
     validate = Event.model_validate_json
-    to_json = Enriched.__pydantic_serializer__.to_json
+    to_json = Event.__pydantic_serializer__.to_json
     seen = 0
     start = time.perf_counter()
     with streams.open_producer() as producer, streams.open_consumer(f"a-{tag}") as consumer:
@@ -105,11 +96,9 @@ def hand_written(streams: millstream.Streams, n: int, tag: str) -> float:
             values, keys, headers = [], [], []
             for record in records:
                 event = validate(record.value or b"")
-                values.append(to_json(enrich(event)))
+                values.append(to_json(passthrough(event)))
                 keys.append(record.key)
-                headers.append((*out_headers, ("millstream-input",
-                                               f"{record.stream}/{record.partition}/"
-                                               f"{record.offset}".encode())))
+                headers.append(out_headers)
                 done[StreamPartition(record.stream, record.partition)] = record.offset + 1
             producer.send_batch(out_stream, values, keys=keys, headers=headers)
             seen += len(records)
@@ -125,9 +114,9 @@ def hand_written(streams: millstream.Streams, n: int, tag: str) -> float:
 def service(streams: millstream.Streams, n: int, tag: str, plumbing: bool) -> float:
     """Variants B and C: the same work declared as a service."""
     app = App("bench", partitions=PARTITIONS)
-    app.service("enrich", inputs={"events": Event}, outputs={f"out-s-{tag}": Enriched},
-                group=f"s-{tag}")(enrich)
-    runner = ServiceRunner(app, "enrich", streams, plumbing=plumbing, metrics_interval_s=2.0)
+    app.service("passthrough", inputs={"events": Event}, outputs={f"out-s-{tag}": Event},
+                group=f"s-{tag}")(passthrough)
+    runner = ServiceRunner(app, "passthrough", streams, plumbing=plumbing, metrics_interval_s=2.0)
     runner.prepare()
     processed = 0
 

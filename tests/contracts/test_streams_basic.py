@@ -91,6 +91,28 @@ def test_send_batch_returns_positions_in_order(backend: BackendUnderTest) -> Non
     assert [r.headers for r in records if r.key == b"k"] == [(("h", b"x"),)] * 10
 
 
+def test_keyed_send_batch_over_partitions_keeps_order_and_positions(
+        backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=4)
+    keys = [f"user-{i % 37}".encode() for i in range(600)]
+    values = [f"{i}".encode() for i in range(600)]
+    shared = (("content-type", b"text/plain"),)
+    headers = [shared if i % 2 else (("n", f"{i}".encode()),) for i in range(600)]
+    with backend.open().open_producer() as producer:
+        positions = producer.send_batch(stream, values, keys=keys, headers=headers).wait(60)
+    assert len(positions) == 600
+    for i, key in enumerate(keys):  # positions come back in the order sent
+        assert positions[i].partition == partition_for_key(key, 4)
+    for part in range(4):
+        offsets = [p.offset for p in positions if p.partition == part]
+        assert offsets == list(range(len(offsets)))  # dense, in the order sent
+    records = read_all(backend, stream, 600)
+    by_position = {(r.partition, r.offset): r for r in records}
+    for i, p in enumerate(positions):
+        r = by_position[(p.partition, p.offset)]
+        assert (r.key, r.value, r.headers) == (keys[i], values[i], headers[i])
+
+
 def test_send_batch_rejects_mismatched_columns(backend: BackendUnderTest) -> None:
     stream = backend.new_stream()
     with backend.open().open_producer() as producer, \

@@ -9,6 +9,7 @@ by whoever reads the metrics stream.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 __all__ = ["Histogram", "bucket_of", "bucket_value"]
@@ -53,6 +54,27 @@ class Histogram:
         if micros > self.max:
             self.max = micros
 
+    def record_many_ns(self, durations: list[int]) -> None:
+        """Record many values given in nanoseconds (the runner's per-batch call)."""
+        buckets = self.buckets
+        get = buckets.get
+        top = self.max
+        total = 0
+        for ns in durations:
+            us = ns // 1000
+            if us < _SUB:
+                index = us if us > 0 else 0
+            else:
+                shift = us.bit_length() - SUB_BITS - 1
+                index = ((shift + 1) << SUB_BITS) + ((us >> shift) - _SUB)
+            buckets[index] = get(index, 0) + 1
+            total += us
+            if us > top:
+                top = us
+        self.count += len(durations)
+        self.total += total
+        self.max = top
+
     def merge(self, other: Histogram) -> None:
         for index, n in other.buckets.items():
             self.buckets[index] = self.buckets.get(index, 0) + n
@@ -64,7 +86,7 @@ class Histogram:
         """The value (µs) at or below which a fraction ``q`` (0..1) of values lie; 0 if empty."""
         if self.count == 0:
             return 0
-        rank = max(1, round(q * self.count)) if q > 0 else 1
+        rank = max(1, math.ceil(q * self.count - 1e-9))  # nearest rank
         seen = 0
         for index in sorted(self.buckets):
             seen += self.buckets[index]

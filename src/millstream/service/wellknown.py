@@ -15,7 +15,6 @@ from millstream.streams.base import Admin, Retention
 __all__ = [
     "CHECKPOINTS",
     "EXCEPTIONS",
-    "INPUT_HEADER",
     "METRICS",
     "REPLAY_HEADER",
     "SHADOW_INFIX",
@@ -30,8 +29,6 @@ CHECKPOINTS = "millstream.checkpoints"
 RETRY_PREFIX = "millstream.retry."
 SHADOW_INFIX = ".shadow."
 
-#: Header on every output record: the input position it came from, ``stream/partition/offset``.
-INPUT_HEADER = "millstream-input"
 #: Header on a replayed record: the offset of the exception record it re-submits.
 REPLAY_HEADER = "millstream-replay-of"
 

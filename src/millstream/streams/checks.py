@@ -75,6 +75,8 @@ def check_batch(stream: str, values: Sequence[bytes | None],
                  for v, k in zip(values, keys, strict=True)]
     else:
         sizes = []
+        last: Headers | None = None
+        last_size = 0
         for i in range(n):
             value = values[i]
             size = len(value) if value is not None else 0
@@ -82,12 +84,15 @@ def check_batch(stream: str, values: Sequence[bytes | None],
                 key = keys[i]
                 if key is not None:
                     size += len(key)
-            for name, hvalue in headers[i]:
-                # as record_size counts: UTF-8 bytes of the name (ASCII: one per character)
-                size += len(name) if name.isascii() else len(name.encode())
-                if hvalue is not None:
-                    size += len(hvalue)
-            sizes.append(size)
+            record_headers = headers[i]
+            if record_headers is not last:  # typed payloads share one headers tuple
+                last, last_size = record_headers, 0
+                for name, hvalue in record_headers:
+                    # as record_size counts: UTF-8 bytes of the name (ASCII: one per character)
+                    last_size += len(name) if name.isascii() else len(name.encode())
+                    if hvalue is not None:
+                        last_size += len(hvalue)
+            sizes.append(size + last_size)
     largest = max(sizes, default=0)
     if largest > limit:
         raise RecordTooLargeError(largest, limit, stream)

@@ -125,7 +125,7 @@ class LocalProducer:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._streams: dict[str, catalog.StreamMeta] = {}
-        self._key_partitions: dict[tuple[int, bytes], int] = {}
+        self._key_partitions: dict[int, dict[bytes, int]] = {}  # stream id -> key -> partition
         self._sticky: dict[int, int] = {}
         self._open: dict[tuple[int, int], _Batch] = {}
         self._sealed: list[_Batch] = []
@@ -161,12 +161,10 @@ class LocalProducer:
                 )
             return partition
         if key is not None:
-            cached = self._key_partitions.get((meta.id, key))
+            cache = self._key_cache(meta)
+            cached = cache.get(key)
             if cached is None:
-                if len(self._key_partitions) > _KEY_CACHE_LIMIT:
-                    self._key_partitions.clear()
-                cached = partition_for_key(key, meta.partitions)
-                self._key_partitions[(meta.id, key)] = cached
+                cached = cache[key] = partition_for_key(key, meta.partitions)
             return cached
         if meta.retention.compact:
             raise InvalidRequestError(
@@ -176,6 +174,12 @@ class LocalProducer:
         if sticky is None:
             sticky = self._sticky[meta.id] = random.randrange(meta.partitions)
         return sticky
+
+    def _key_cache(self, meta: catalog.StreamMeta) -> dict[bytes, int]:
+        cache = self._key_partitions.get(meta.id)
+        if cache is None or len(cache) > _KEY_CACHE_LIMIT:
+            cache = self._key_partitions[meta.id] = {}
+        return cache
 
     def _batch_for(self, meta: catalog.StreamMeta, partition: int) -> _Batch:
         slot = (meta.id, partition)
@@ -267,19 +271,27 @@ class LocalProducer:
                 target = self._partition(meta, None, partition)
                 self._append_run(meta, target, values, None, headers, sizes, now, 0, n, parts)
             else:
-                targets = [self._partition(meta, k, partition) for k in keys]
-                spread: dict[int, list[int]] = {}
-                for i, target in enumerate(targets):
-                    spread.setdefault(target, []).append(i)
+                targets: list[int | None]
+                if partition is None and None not in keys:
+                    cache = self._key_cache(meta)
+                    targets = [cache.get(k) for k in keys]  # type: ignore[arg-type]
+                    if None in targets:
+                        targets = [self._partition(meta, k, None) for k in keys]
+                else:
+                    targets = [self._partition(meta, k, partition) for k in keys]
+                spread: dict[int | None, list[int]] = {}
+                for i, placed in enumerate(targets):
+                    spread.setdefault(placed, []).append(i)
                 if len(spread) <= 1:
-                    self._append_run(meta, targets[0] if n else 0, values, keys, headers, sizes,
-                                     now, 0, n, parts)
+                    self._append_run(meta, targets[0] or 0 if n else 0, values, keys, headers,
+                                     sizes, now, 0, n, parts)
                 else:
                     # one run per partition, each in the order sent
                     order: list[int] = []
-                    for target, indexes in spread.items():
+                    for placed, indexes in spread.items():
+                        assert placed is not None
                         self._append_run(
-                            meta, target, [values[i] for i in indexes],
+                            meta, placed, [values[i] for i in indexes],
                             [keys[i] for i in indexes],
                             [headers[i] for i in indexes] if headers is not None else None,
                             [sizes[i] for i in indexes], now, 0, len(indexes), parts)

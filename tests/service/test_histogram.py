@@ -1,0 +1,53 @@
+"""The log-linear histogram: bucket bounds, percentiles, batch recording, serialisation."""
+
+from __future__ import annotations
+
+import random
+
+from millstream.service.histogram import Histogram, bucket_of, bucket_value
+
+
+def test_every_value_lies_in_its_bucket_within_one_thirty_second() -> None:
+    for value in [*range(0, 2000), *random.Random(7).sample(range(2000, 10**9), 2000)]:
+        index = bucket_of(value)
+        assert value <= bucket_value(index)
+        assert bucket_value(index) - value <= max(value // 32, 0) + 1
+        if index > 0:
+            assert bucket_value(index - 1) < value
+
+
+def test_percentiles_of_a_known_distribution() -> None:
+    hist = Histogram()
+    for us in range(1, 1001):  # 1 µs .. 1 ms uniformly
+        hist.record(us)
+    assert hist.count == 1000 and hist.max == 1000 and hist.total == 500500
+    for q, exact in ((0.5, 500), (0.9, 900), (0.99, 990)):
+        assert exact <= hist.percentile(q) <= exact * 33 // 32 + 1
+    assert hist.percentile(1.0) == 1000
+    summary = hist.summary()
+    assert summary["count"] == 1000 and summary["max_ms"] == 1.0
+    assert summary["mean_ms"] == 0.5
+
+
+def test_record_many_ns_equals_recording_one_by_one() -> None:
+    rng = random.Random(3)
+    durations = [rng.randrange(0, 50_000_000) for _ in range(5000)] + [-5, 0, 999, 1000]
+    one, many = Histogram(), Histogram()
+    for ns in durations:
+        one.record(ns // 1000)
+    many.record_many_ns(durations)
+    assert (many.buckets, many.count, many.total, many.max) == (
+        one.buckets, one.count, one.total, one.max)
+
+
+def test_merge_and_round_trip() -> None:
+    a, b = Histogram(), Histogram()
+    for us in (5, 50, 500):
+        a.record(us)
+    for us in (7, 70_000):
+        b.record(us)
+    a.merge(b)
+    again = Histogram.from_dict(a.to_dict())
+    assert (again.buckets, again.count, again.total, again.max) == (
+        a.buckets, 5, 70_562, 70_000)
+    assert again.percentile(0.5) == 50
