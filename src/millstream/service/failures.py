@@ -43,13 +43,14 @@ def _headers_json(headers: Headers) -> list[list[str | None]]:
 
 
 def describe_failure(identity: dict[str, str], record: Record, stage: str,
-                     error: BaseException, attempts: int, replay_of: int | None) -> bytes:
+                     error: BaseException, attempts: int, replay_of: int | None,
+                     time_ms: int | None = None) -> bytes:
     """The exceptions-stream document for ``record`` (JSON bytes)."""
     value = record.value
     inline = value is None or len(value) <= INLINE_LIMIT
     doc: dict[str, Any] = {
         **identity,
-        "time_ms": int(time.time() * 1000),
+        "time_ms": time_ms if time_ms is not None else int(time.time() * 1000),
         "input": {
             "stream": record.stream, "partition": record.partition, "offset": record.offset,
             "timestamp": record.timestamp, "key_b64": _b64(record.key),

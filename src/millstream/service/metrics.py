@@ -12,6 +12,7 @@ A metrics record (``kind: "service"``)::
      "interval": {... same counters since the previous record ...},
      "processing": {"count", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"},   # interval
      "histogram": {"buckets": {...}, "count", "total_us", "max_us"},               # interval
+     "processing_total": {"count", "total_us"},                             # since start
      "lag": {"stream/partition": records}, "assigned": ["stream/partition", ...],
      "final": false}
 """
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from millstream.records import StreamPartition
+from millstream.service.clock import SYSTEM_CLOCK, Clock
 from millstream.service.histogram import Histogram
 
 __all__ = ["COUNTERS", "Metrics", "Statistics", "instance_id"]
@@ -55,7 +56,9 @@ class Statistics:
 class Metrics:
     """Counters and histograms of one service instance."""
 
-    def __init__(self, app: str, service: str, group: str, version: str) -> None:
+    def __init__(self, app: str, service: str, group: str, version: str, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self.identity = {"app": app, "service": service, "group": group,
                          "instance": instance_id(), "version": version}
         self.records_in = 0
@@ -65,7 +68,7 @@ class Metrics:
         self.exceptions = 0
         self.histogram = Histogram()  # the current interval
         self.total_histogram = Histogram()  # since start
-        self.started_ms = int(time.time() * 1000)
+        self.started_ms = int(clock.time() * 1000)
         self._last_ms = self.started_ms
         self._last_totals = dict.fromkeys(COUNTERS, 0)
         self.lag: dict[StreamPartition, int] = {}
@@ -78,13 +81,16 @@ class Metrics:
     def snapshot(self, *, final: bool = False, advance: bool = True) -> dict[str, Any]:
         """The metrics document for the interval since the previous snapshot; with
         ``advance`` the interval restarts."""
-        now = int(time.time() * 1000)
+        now = int(self._clock.time() * 1000)
         totals = self.totals()
         interval = {k: totals[k] - self._last_totals[k] for k in COUNTERS}
         doc: dict[str, Any] = {
             "kind": "service", **self.identity, "time_ms": now, "started_ms": self.started_ms,
             "interval_ms": max(now - self._last_ms, 1), "totals": totals, "interval": interval,
             "processing": self.histogram.summary(), "histogram": self.histogram.to_dict(),
+            "processing_total": {
+                "count": self.total_histogram.count + self.histogram.count,
+                "total_us": self.total_histogram.total + self.histogram.total},
             "lag": {f"{sp.stream}/{sp.partition}": n for sp, n in sorted(self.lag.items())},
             "assigned": [f"{sp.stream}/{sp.partition}" for sp in self.assigned],
             "final": final,
@@ -105,5 +111,5 @@ class Metrics:
             records_in=self.records_in, records_out=self.records_out, errors=self.errors,
             retries=self.retries, exceptions=self.exceptions, processing=whole.summary(),
             lag=doc["lag"], assigned=tuple(doc["assigned"]),
-            uptime_s=(time.time() * 1000 - self.started_ms) / 1000.0, document=doc,
+            uptime_s=(self._clock.time() * 1000 - self.started_ms) / 1000.0, document=doc,
         )

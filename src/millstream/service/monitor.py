@@ -288,14 +288,27 @@ class MetricsTable:
             return False
         track = self._tracks.get(key)
         if track is None:
-            self._tracks[key] = _Track(doc, None, count, total)
+            track = self._tracks[key] = _Track(doc, None, count, total)
+            self._lifetime(track, doc)
             return True
         if when < int(track.latest["time_ms"]):
             return False
         track.previous, track.latest = track.latest, doc
         track.processed_count += count
         track.processed_us += total
+        self._lifetime(track, doc)
         return True
+
+    @staticmethod
+    def _lifetime(track: _Track, doc: Doc) -> None:
+        """Prefer the instance's own since-start processing totals when it reports them."""
+        lifetime = doc.get("processing_total")
+        if isinstance(lifetime, dict):
+            try:
+                track.processed_count = int(lifetime["count"])
+                track.processed_us = int(lifetime["total_us"])
+            except (KeyError, TypeError, ValueError):
+                pass
 
     def add_bytes(self, value: bytes | None) -> bool:
         """Take one record value (JSON); False if it is not a metrics document."""
@@ -456,8 +469,8 @@ def prometheus_text(view: MetricsView | Snapshot) -> str:
             out.append(f"millstream_lag{labels} {lag}")
     name = "millstream_processing_seconds"
     _family(out, name, "summary",
-            "Handler time per record: quantiles over the latest interval; count and sum over "
-            "the intervals this reader has seen.")
+            "Handler time per record: quantiles over the latest interval; count and sum since "
+            "the instance started.")
     for inst in instances:
         for q in _QUANTILES:
             value = (inst.histogram.percentile(q) / 1e6 if inst.histogram.count else math.nan)

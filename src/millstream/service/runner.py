@@ -37,6 +37,7 @@ from millstream.errors import FencedError, InvalidRequestError, RecordTooLargeEr
 from millstream.faults import fault_point
 from millstream.records import Headers, Record, StreamPartition
 from millstream.service.app import App, Emit
+from millstream.service.clock import SYSTEM_CLOCK, Clock
 from millstream.service.context import Context
 from millstream.service.failures import describe_failure
 from millstream.service.metrics import Metrics, Statistics
@@ -85,6 +86,7 @@ class ServiceRunner:
         metrics_interval_s: float = 5.0,
         plumbing: bool = True,
         poll_timeout_s: float = 0.1,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         spec = app.get(service)
         self.app = app
@@ -100,7 +102,8 @@ class ServiceRunner:
         }
         self._in_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.inputs}
         self._out_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.outputs}
-        self.metrics = Metrics(app.name, service, self.group, self.version)
+        self.clock = clock
+        self.metrics = Metrics(app.name, service, self.group, self.version, clock=clock)
         self._identity = dict(self.metrics.identity)
         self._metrics_interval = metrics_interval_s
         self._plumbing = plumbing
@@ -169,7 +172,7 @@ class ServiceRunner:
         try:
             consumer.subscribe([*spec.inputs, self.retry_stream],
                                on_assign=self._on_assign, on_revoke=self._on_revoke)
-            now = time.monotonic()
+            now = self.clock.monotonic()
             next_commit = now + spec.commit_interval_ms / 1000
             next_metrics = now + self._metrics_interval
             next_checkpoint = now + spec.checkpoint_interval_ms / 1000
@@ -177,7 +180,7 @@ class ServiceRunner:
                 records = consumer.poll(max_records=spec.max_batch, timeout=self._poll_timeout)
                 if records:
                     self._process_batch(records)
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if self._checkpoints is not None and not spec.exactly_once and (
                         now >= next_checkpoint
                         or self._since_checkpoint >= spec.checkpoint_records):
@@ -301,7 +304,7 @@ class ServiceRunner:
                 log.info("service %s: %s at %s/%d@%d, attempt %d of %d in %.3f s",
                          self.spec.name, type(exc).__name__, record.stream, record.partition,
                          record.offset, attempt, policy.attempts, policy.delay_s(attempt))
-                time.sleep(policy.delay_s(attempt))
+                self.clock.sleep(policy.delay_s(attempt))
 
     def _replayed(self, record: Record) -> tuple[str, int | None, int]:
         original = header(record.headers, REPLAY_STREAM_HEADER)
@@ -434,7 +437,8 @@ class ServiceRunner:
         log.warning("service %s gave up on %s/%d@%d after %d attempt(s) (%s): %s: %s",
                     self.spec.name, record.stream, record.partition, record.offset, attempts,
                     stage, type(error).__name__, error)
-        doc = describe_failure(self._identity, record, stage, error, attempts, replay_of)
+        doc = describe_failure(self._identity, record, stage, error, attempts, replay_of,
+                               int(self.clock.time() * 1000))
         key = self.group.encode()
         if self._txn is not None:
             self._txn_dirty = True
