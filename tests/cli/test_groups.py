@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import time
+
 from millstream import StreamPartition, Streams
 from millstream.streams.partitioner import partition_for_key
 from tests.cli.conftest import Invoke
@@ -127,7 +130,7 @@ def test_reset_is_refused_while_the_group_has_live_members(
 
 def test_reset_bad_target_and_unknown_stream(run: Invoke) -> None:
     result = run("groups", "reset", "g", "log", "--to", "first", code=2)
-    assert "Invalid value for '--to': 'first' is not 'earliest', 'latest' or an offset" \
+    assert "Invalid value for '--to': 'first' is not 'beginning', 'end', an offset" \
         in result.stderr
     result = run("groups", "reset", "g", "nope", "--to", "earliest", code=1)
     assert result.stderr.startswith("error: stream 'nope' does not exist")
@@ -145,3 +148,40 @@ def test_tail_says_when_other_members_own_every_partition(run: Invoke, streams: 
         "0 record(s) from log; group 'shared' committed past them (this member got no "
         "partitions: other live members of the group own them)\n"
     )
+
+
+def test_reset_by_time_and_for_every_stream_of_the_group(run: Invoke, streams: Streams) -> None:
+    admin = streams.admin()
+    admin.create_stream("a", 2)
+    admin.create_stream("b")
+    with streams.open_producer() as producer:
+        for i in range(6):  # an hour ago: offsets 0..5 spread over a's partitions and b
+            producer.send("a", f"old{i}".encode(), partition=i % 2,
+                          timestamp=int(time.time() * 1000) - 3_600_000 + i)
+            producer.send("b", f"old{i}".encode(), timestamp=int(time.time() * 1000) - 3_600_000)
+        for i in range(4):  # now
+            producer.send("a", f"new{i}".encode(), partition=i % 2)
+            producer.send("b", f"new{i}".encode())
+    with streams.open_consumer("g") as consumer:
+        consumer.subscribe(["a", "b"])
+        while consumer.poll(max_records=100, timeout=0.2):
+            pass
+        consumer.commit()
+    # a time 30 minutes ago: the first record at or after it is the first "new" one
+    result = run("groups", "reset", "g", "a", "--to", "30m")
+    assert "group g now reads a from:" in result.stdout
+    committed = {(p.stream, p.partition): p.committed for p in admin.describe_group(
+        "g").partitions}
+    assert committed == {("a", 0): 3, ("a", 1): 3, ("b", 0): 10}
+    # without a stream: every stream the group has read; an ISO time before everything
+    early = datetime.datetime.fromtimestamp(time.time() - 7200).strftime("%Y-%m-%dT%H:%M:%S")
+    run("groups", "reset", "g", "--to", early)
+    committed = {(p.stream, p.partition): p.committed for p in admin.describe_group(
+        "g").partitions}
+    assert committed == {("a", 0): 0, ("a", 1): 0, ("b", 0): 0}
+    # a time after everything: the end
+    run("groups", "reset", "g", "--to", datetime.datetime.fromtimestamp(
+        time.time() + 600).isoformat(timespec="seconds"))
+    committed = {(p.stream, p.partition): p.committed for p in admin.describe_group(
+        "g").partitions}
+    assert committed == {("a", 0): 5, ("a", 1): 5, ("b", 0): 10}

@@ -259,3 +259,29 @@ def test_a_killed_members_partitions_move_within_the_bound(backend: BackendUnder
             assert backend.session_s * 0.5 <= moved_after <= backend.rebalance_s, moved_after
     finally:
         child.close()
+
+
+def test_reset_offsets_per_partition_and_refusals(backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=2)
+    group = backend.new_group()
+    streams = backend.open()
+    with streams.open_producer() as producer:
+        producer.send_batch(stream, [b"x"] * 5, partition=0).wait(60)
+        producer.send_batch(stream, [b"y"] * 3, partition=1).wait(60)
+    admin = streams.admin()
+    assert admin.reset_offsets(group, stream, {0: 4, 1: 1}) == {
+        StreamPartition(stream, 0): 4, StreamPartition(stream, 1): 1}
+    with streams.open_consumer(group) as consumer:
+        consumer.subscribe([stream])
+        got: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += [(r.partition, r.offset) for r in consumer.poll(timeout=0.5)]
+    assert sorted(got) == [(0, 4), (1, 1), (1, 2)]
+    with pytest.raises(millstream.InvalidRequestError, match=r"partitions \[0\], but the stream "
+                       r"has partitions 0\.\.1"):
+        admin.reset_offsets(group, stream, {0: 1})
+    with pytest.raises(millstream.OffsetOutOfRangeError, match=r"\[1\]'s retained range 0\.\.3"):
+        admin.reset_offsets(group, stream, {0: 0, 1: 7})
+    assert {p.partition: p.committed for p in admin.describe_group(group).partitions
+            if p.stream == stream} == {0: 4, 1: 1}  # a refused reset changed nothing

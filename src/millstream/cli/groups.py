@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
+from millstream.cli.exceptions import parse_since
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import NotFoundError
+from millstream.streams.base import Streams
 
 __all__ = ["ResetParam", "groups_group"]
 
-ResetTarget = Literal["earliest", "latest"] | int
+ResetTarget = Literal["earliest", "latest"] | int | tuple[Literal["time"], int]
 
 
 if TYPE_CHECKING:
@@ -21,13 +23,14 @@ else:  # ParamType is generic only in recent click; stay importable with older o
 
 
 class ResetParam(_ResetTargetBase):
-    """``--to``: ``earliest``, ``latest`` or an offset."""
+    """``--to``: ``earliest``/``beginning``, ``latest``/``end``, an offset, or a time (an ISO
+    time, or a span ago such as ``10m``, ``2h``, ``1d``)."""
 
-    name = "earliest|latest|OFFSET"
+    name = "beginning|end|OFFSET|TIME"
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> ResetTarget:
-        if isinstance(value, int):
+        if isinstance(value, int | tuple):
             return value
         text = str(value).strip().lower()
         if text in ("earliest", "beginning"):
@@ -36,8 +39,23 @@ class ResetParam(_ResetTargetBase):
             return "latest"
         if text.isdigit():
             return int(text)
-        self.fail(f"{value!r} is not 'earliest', 'latest' or an offset (an integer ≥ 0)",
-                  param, ctx)
+        try:
+            moment = parse_since(str(value).strip())
+        except click.BadParameter:
+            moment = None
+        if moment is None:
+            self.fail(f"{value!r} is not 'beginning', 'end', an offset (an integer ≥ 0), a time "
+                      "like 2026-11-27T10:00 or a span ago like 30m", param, ctx)
+        return ("time", moment)
+
+
+def offsets_at(streams: Streams, stream: str, timestamp_ms: int) -> dict[int, int]:
+    """Per partition, the offset of the first record at or after ``timestamp_ms`` (the end if
+    none)."""
+    with streams.open_consumer() as reader:
+        reader.subscribe([stream])
+        reader.seek_to_timestamp(timestamp_ms)
+        return {sp.partition: reader.position(sp) for sp in reader.assignment()}
 
 
 @click.group("groups")
@@ -111,26 +129,42 @@ def describe(state: CliState, group: str) -> None:
 
 @groups_group.command("reset")
 @click.argument("group")
-@click.argument("stream")
+@click.argument("stream", required=False)
 @click.option("--to", "target", type=ResetParam(), required=True,
-              metavar="earliest|latest|OFFSET",
-              help="The first retained record, the end (skip everything so far), or an "
-                   "offset that every partition holds.")
+              metavar="beginning|end|OFFSET|TIME",
+              help="The first retained record, the end (skip everything so far), an offset "
+                   "every partition holds, or a time: ISO (2026-11-27T10:00) or a span ago "
+                   "(30m, 2h, 1d) — the first record written at or after it.")
 @pass_state
-def reset(state: CliState, group: str, stream: str, target: ResetTarget) -> None:
-    """Set where GROUP next reads STREAM, in every partition.
+def reset(state: CliState, group: str, stream: str | None, target: ResetTarget) -> None:
+    """Set where GROUP next reads STREAM (every stream it has read, if omitted).
 
-    Stop the group's consumers first: a group with live members is refused.
+    Stop the group's consumers first: a group with live members is refused. Resetting to the
+    beginning lets a service re-read old records to rebuild its state.
 
     \b
     Example:
-      millstream groups reset billing orders --to earliest
+      millstream groups reset billing orders --to beginning
+      millstream groups reset billing --to 2h
     """
     with open_streams(state) as streams:
-        offsets = streams.admin().reset_offsets(group, stream, target)
+        admin = streams.admin()
+        if stream is None:
+            names = sorted({p.stream for p in admin.describe_group(group).partitions})
+            if not names:
+                raise NotFoundError(
+                    f"group {group!r} has read no stream yet; name the stream to reset")
+        else:
+            names = [stream]
+        results = {}
+        for name in names:
+            to: Literal["earliest", "latest"] | int | dict[int, int]
+            to = offsets_at(streams, name, target[1]) if isinstance(target, tuple) else target
+            results[name] = admin.reset_offsets(group, name, to)
     out = console()
-    out.print(f"group {group} now reads {stream} from:")
-    t = table(">Partition", ">Offset")
-    for sp, offset in sorted(offsets.items()):
-        t.add_row(str(sp.partition), str(offset))
-    out.print(t)
+    for name, offsets in results.items():
+        out.print(f"group {group} now reads {name} from:")
+        t = table(">Partition", ">Offset")
+        for sp, offset in sorted(offsets.items()):
+            t.add_row(str(sp.partition), str(offset))
+        out.print(t)

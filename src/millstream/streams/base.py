@@ -347,13 +347,15 @@ class Admin(Protocol):
         ...
 
     def reset_offsets(
-        self, group: str, stream: str, to: Literal["earliest", "latest"] | int
+        self, group: str, stream: str,
+        to: Literal["earliest", "latest"] | int | Mapping[int, int],
     ) -> dict[StreamPartition, int]:
         """Set the group's committed offsets for every partition of the stream; refused with
         InvalidRequestError while the group has live members, as Kafka does.
 
-        ``to`` is ``"earliest"`` (each partition's retained start), ``"latest"`` (its end) or
-        an offset, which must lie in every partition's retained range (start..end), else
+        ``to`` is ``"earliest"`` (each partition's retained start), ``"latest"`` (its end), an
+        offset, or a mapping of every partition number to its offset (for a reset by time);
+        offsets must lie in their partition's retained range (start..end), else
         ``OffsetOutOfRangeError`` naming the range and nothing is changed. Returns the offsets
         set. Raises ``UnknownStreamError`` if the stream does not exist.
         """

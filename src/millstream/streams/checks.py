@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
-from millstream.errors import InvalidRequestError, RecordTooLargeError
+from millstream.errors import InvalidRequestError, OffsetOutOfRangeError, RecordTooLargeError
 from millstream.records import Headers, StreamPartition
 
 __all__ = [
+    "ResetTo",
     "check_batch",
     "check_commit_offset",
     "check_offset",
     "check_poll",
+    "check_reset_partitions",
+    "check_reset_target",
     "check_timestamp",
+    "reset_offset_for",
     "stream_names",
 ]
+
+#: Where ``Admin.reset_offsets`` moves a group: the retained start, the end, one offset for
+#: every partition, or an offset per partition number (e.g. found by time).
+ResetTo = Literal["earliest", "latest"] | int | Mapping[int, int]
 
 
 def stream_names(streams: Iterable[str] | str) -> list[str]:
@@ -97,3 +106,44 @@ def check_batch(stream: str, values: Sequence[bytes | None],
     if largest > limit:
         raise RecordTooLargeError(largest, limit, stream)
     return sizes
+
+
+def check_reset_target(group: str, to: object) -> None:
+    """``reset_offsets``' target, before the backend looks at the stream."""
+    if isinstance(to, Mapping):
+        for p, off in to.items():
+            if type(p) is not int or p < 0 or type(off) is not int or off < 0:
+                raise InvalidRequestError(
+                    f"reset offsets of group {group!r}: partition {p!r} -> offset {off!r}: give "
+                    "integers ≥ 0")
+        return
+    if to not in ("earliest", "latest") and (type(to) is not int or to < 0):
+        raise InvalidRequestError(
+            f"reset offsets of group {group!r} to {to!r}: give 'earliest', 'latest', an "
+            "offset (an integer ≥ 0) or offsets per partition"
+        )
+
+
+def check_reset_partitions(stream: str, to: ResetTo, partitions: int) -> None:
+    """A per-partition target must name every partition of the stream, and only those."""
+    if isinstance(to, Mapping) and set(to) != set(range(partitions)):
+        raise InvalidRequestError(
+            f"offsets per partition for {stream!r} name partitions {sorted(to)}, but the stream "
+            f"has partitions 0..{partitions - 1}; give one offset for each")
+
+
+def reset_offset_for(stream: str, partition: int, start: int, end: int, to: ResetTo) -> int:
+    """The offset ``to`` means for one partition whose retained range is ``start..end``."""
+    if to == "earliest":
+        return start
+    if to == "latest":
+        return end
+    offset = to[partition] if isinstance(to, Mapping) else to
+    assert isinstance(offset, int)
+    if not start <= offset <= end:
+        raise OffsetOutOfRangeError(
+            f"offset {offset} is outside {stream}[{partition}]'s retained range {start}..{end} "
+            f"(the end, {end}, is where the next record will go); reset to an offset within "
+            "it, or to 'earliest' or 'latest'"
+        )
+    return offset

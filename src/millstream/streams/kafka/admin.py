@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import (
@@ -27,7 +27,6 @@ from millstream.errors import (
     InvalidRequestError,
     MillstreamError,
     NotFoundError,
-    OffsetOutOfRangeError,
     OperationTimeoutError,
     UnknownStreamError,
 )
@@ -40,6 +39,12 @@ from millstream.streams.base import (
     PartitionLag,
     Retention,
     StreamInfo,
+)
+from millstream.streams.checks import (
+    ResetTo,
+    check_reset_partitions,
+    check_reset_target,
+    reset_offset_for,
 )
 from millstream.streams.kafka.errors import translate
 from millstream.streams.kafka.options import KafkaOptions
@@ -249,8 +254,9 @@ class KafkaAdmin:
         )
 
     def reset_offsets(self, group: str, stream: str,
-                      to: Literal["earliest", "latest"] | int) -> dict[StreamPartition, int]:
+                      to: ResetTo) -> dict[StreamPartition, int]:
         check_group_name(group)
+        check_reset_target(group, to)
         info = self.describe_stream(stream)
         described = self._result(self._client.describe_consumer_groups([group])[group],
                                   f"describing group {group!r}")
@@ -259,22 +265,9 @@ class KafkaAdmin:
                 f"group {group!r} has {len(described.members)} live member(s); stop them "
                 "before resetting its offsets"
             )
-        chosen: dict[StreamPartition, int] = {}
-        for p in info.partitions:
-            if to == "earliest":
-                off = p.start
-            elif to == "latest":
-                off = p.end
-            elif type(to) is int:
-                if not p.start <= to <= p.end:
-                    raise OffsetOutOfRangeError(
-                        f"offset {to} is outside {stream}[{p.partition}]'s retained range "
-                        f"{p.start}..{p.end}"
-                    )
-                off = to
-            else:
-                raise InvalidRequestError(f"to={to!r}: give 'earliest', 'latest' or an offset")
-            chosen[StreamPartition(stream, p.partition)] = off
+        check_reset_partitions(stream, to, len(info.partitions))
+        chosen = {StreamPartition(stream, p.partition): reset_offset_for(
+            stream, p.partition, p.start, p.end, to) for p in info.partitions}
         request = ConsumerGroupTopicPartitions(
             group, [TopicPartition(sp.stream, sp.partition, off) for sp, off in chosen.items()])
         try:

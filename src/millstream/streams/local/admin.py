@@ -5,12 +5,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Literal
 
 from millstream.errors import (
     AlreadyExistsError,
     InvalidRequestError,
-    OffsetOutOfRangeError,
     UnknownStreamError,
 )
 from millstream.names import check_group_name, check_stream_name
@@ -22,6 +20,12 @@ from millstream.streams.base import (
     PartitionLag,
     Retention,
     StreamInfo,
+)
+from millstream.streams.checks import (
+    ResetTo,
+    check_reset_partitions,
+    check_reset_target,
+    reset_offset_for,
 )
 from millstream.streams.local import catalog, retention
 from millstream.streams.local.db import translate, write_txn
@@ -170,15 +174,11 @@ class LocalAdmin:
         return GroupInfo(name=group, members=member_infos, partitions=lags)
 
     def reset_offsets(
-        self, group: str, stream: str, to: Literal["earliest", "latest"] | int
+        self, group: str, stream: str, to: ResetTo
     ) -> dict[StreamPartition, int]:
         check_group_name(group)
         check_stream_name(stream)
-        if to not in ("earliest", "latest") and (type(to) is not int or to < 0):
-            raise InvalidRequestError(
-                f"reset offsets of group {group!r} to {to!r}: give 'earliest', 'latest' or an "
-                "offset (an integer ≥ 0)"
-            )
+        check_reset_target(group, to)
         now = time.time_ns() // 1_000_000
         try:
             with write_txn(self._conn):
@@ -197,19 +197,10 @@ class LocalAdmin:
                     "WHERE stream_id=? ORDER BY partition", (meta.id,),
                 ).fetchall()
                 chosen: dict[StreamPartition, int] = {}
+                check_reset_partitions(stream, to, len(ranges))
                 for p, start, end in ranges:
-                    if to == "earliest":
-                        chosen[StreamPartition(stream, p)] = start
-                    elif to == "latest":
-                        chosen[StreamPartition(stream, p)] = end
-                    elif not start <= to <= end:
-                        raise OffsetOutOfRangeError(
-                            f"offset {to} is outside {stream}[{p}]'s retained range "
-                            f"{start}..{end} (the end, {end}, is where the next record will go); "
-                            "reset to an offset within it, or to 'earliest' or 'latest'"
-                        )
-                    else:
-                        chosen[StreamPartition(stream, p)] = to
+                    chosen[StreamPartition(stream, p)] = reset_offset_for(stream, p, start,
+                                                                         end, to)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO group_offsets (group_name, stream_id, partition, "
                     "next_offset, committed_ms) VALUES (?,?,?,?,?)",
