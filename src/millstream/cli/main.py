@@ -23,6 +23,7 @@ from millstream.cli.graph import graph_command
 from millstream.cli.groups import groups_group
 from millstream.cli.produce import produce
 from millstream.cli.run import run_command_cli, up_command
+from millstream.cli.shadow import diff_command, promote_command
 from millstream.cli.shared import CliState, pass_state
 from millstream.cli.streams import streams_group
 from millstream.cli.tail import tail
@@ -126,6 +127,8 @@ cli.add_command(exceptions_group)
 cli.add_command(graph_command)
 cli.add_command(top_command)
 cli.add_command(metrics_group)
+cli.add_command(diff_command)
+cli.add_command(promote_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,7 +5,8 @@
 * ``millstream.exceptions`` — one JSON record per input record a service gave up on;
 * ``millstream.checkpoints`` — compacted; the latest state + input offsets per
   ``<group>/<partition>``;
-* ``millstream.retry.<group>`` — records replayed to one service only (its own group reads it).
+* ``millstream.retry.<group>`` — records replayed to one service only (its own group reads it);
+* ``millstream.deployments`` — one record per promotion of a shadow version.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from millstream.streams.base import Admin, Retention
 
 __all__ = [
     "CHECKPOINTS",
+    "DEPLOYMENTS",
     "EXCEPTIONS",
     "METRICS",
     "REPLAY_HEADER",
@@ -26,6 +28,7 @@ __all__ = [
 METRICS = "millstream.metrics"
 EXCEPTIONS = "millstream.exceptions"
 CHECKPOINTS = "millstream.checkpoints"
+DEPLOYMENTS = "millstream.deployments"
 RETRY_PREFIX = "millstream.retry."
 SHADOW_INFIX = ".shadow."
 

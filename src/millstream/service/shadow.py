@@ -1,0 +1,197 @@
+"""Side-by-side versions: comparing a shadow's outputs with production's, and promoting it.
+
+A shadow version of a service (``millstream run app SERVICE --shadow v2``) reads the same
+input in its own group (``<group>.shadow.v2``) and writes every output to
+``<stream>.shadow.v2``, so production never sees it.
+
+``diff`` pairs the two output streams record by record: the n-th record with a given key in
+production against the n-th record with that key in the shadow (a service processes a key's
+records in order, so equal code gives equal sequences per key). JSON values are compared as
+documents, field by field; others as bytes.
+
+``promote`` makes the shadow production: with both groups stopped, production's group takes
+over the shadow's committed input offsets (so the promoted code continues where the shadow
+got to, re-processing nothing) and, for a stateful service, the shadow's checkpoints; a
+record of the promotion goes to ``millstream.deployments``. Run the new code as production
+afterwards (``millstream run new_module:app SERVICE``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.records import Record, StreamPartition
+from millstream.service.app import App
+from millstream.service.state import CheckpointStore
+from millstream.service.wellknown import CHECKPOINTS, DEPLOYMENTS, shadow_stream
+from millstream.streams.base import Streams
+
+__all__ = ["Difference", "StreamDiff", "diff_outputs", "promote", "shadow_group"]
+
+
+def shadow_group(group: str, version: str) -> str:
+    return f"{group}.shadow.{version}"
+
+
+@dataclass
+class Difference:
+    """One pair that differs: the key, its occurrence and the two values (decoded)."""
+
+    key: bytes | None
+    occurrence: int
+    production: Any
+    shadow: Any
+    fields: tuple[str, ...]
+
+
+@dataclass
+class StreamDiff:
+    """The comparison of one output stream."""
+
+    stream: str
+    shadow_stream: str
+    production_records: int = 0
+    shadow_records: int = 0
+    equal: int = 0
+    differing: int = 0
+    only_production: int = 0
+    only_shadow: int = 0
+    fields: Counter[str] = field(default_factory=Counter)
+    examples: list[Difference] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return self.differing == 0 and self.only_production == 0 and self.only_shadow == 0
+
+
+def _records(streams: Streams, stream: str) -> Iterator[Record]:
+    info = streams.admin().describe_stream(stream)
+    remaining = {p.partition: p.end for p in info.partitions if p.end > p.start}
+    if not remaining:
+        return
+    with streams.open_consumer() as reader:
+        reader.subscribe([stream])
+        deadline = time.monotonic() + 120
+        while remaining and time.monotonic() < deadline:
+            yield from reader.poll(max_records=10_000, timeout=0.5)
+            for p in list(remaining):
+                if reader.position(StreamPartition(stream, p)) >= remaining[p]:
+                    del remaining[p]
+
+
+def _decode(value: bytes | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _by_key(streams: Streams, stream: str) -> tuple[dict[bytes | None, list[Any]], int]:
+    grouped: dict[bytes | None, list[Any]] = {}
+    count = 0
+    for record in _records(streams, stream):
+        grouped.setdefault(record.key, []).append(_decode(record.value))
+        count += 1
+    return grouped, count
+
+
+def _fields(a: Any, b: Any) -> tuple[str, ...]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return tuple(sorted(k for k in set(a) | set(b) if a.get(k, ...) != b.get(k, ...)))
+    return ("(value)",)
+
+
+def diff_outputs(streams: Streams, app: App, service: str, version: str, *,
+                 examples: int = 5) -> list[StreamDiff]:
+    """Compare each output stream of ``service`` with its shadow ``version``."""
+    spec = app.get(service)
+    if not spec.outputs:
+        raise InvalidRequestError(f"service {service!r} has no output streams to compare")
+    existing = set(streams.admin().list_streams())
+    results = []
+    for stream in spec.outputs:
+        shadow = shadow_stream(stream, version)
+        if shadow not in existing:
+            raise NotFoundError(
+                f"there is no {shadow!r}: run the shadow first (millstream run MODULE:APP "
+                f"{service} --shadow {version})")
+        result = StreamDiff(stream, shadow)
+        prod, result.production_records = _by_key(streams, stream)
+        shad, result.shadow_records = _by_key(streams, shadow)
+        for key in prod.keys() | shad.keys():
+            a, b = prod.get(key, []), shad.get(key, [])
+            for n in range(max(len(a), len(b))):
+                if n >= len(b):
+                    result.only_production += 1
+                elif n >= len(a):
+                    result.only_shadow += 1
+                elif a[n] == b[n]:
+                    result.equal += 1
+                else:
+                    result.differing += 1
+                    changed = _fields(a[n], b[n])
+                    result.fields.update(changed)
+                    if len(result.examples) < examples:
+                        result.examples.append(Difference(key, n, a[n], b[n], changed))
+        results.append(result)
+    return results
+
+
+def promote(streams: Streams, app: App, service: str, version: str) -> dict[str, Any]:
+    """Hand the shadow's input offsets (and state) to production's group; see the module
+    docstring. Returns the deployment record written."""
+    spec = app.get(service)
+    production, shadow = spec.group, shadow_group(spec.group, version)
+    admin = streams.admin()
+    for group in (production, shadow):
+        live = admin.describe_group(group).members
+        if live:
+            raise InvalidRequestError(
+                f"group {group!r} has {len(live)} live member(s); stop both the production "
+                f"service and its shadow {version!r}, then promote")
+    shadow_info = admin.describe_group(shadow)
+    committed = {(p.stream, p.partition): p.committed for p in shadow_info.partitions}
+    offsets: dict[str, dict[int, int]] = {}
+    for stream in spec.inputs:
+        info = admin.describe_stream(stream)
+        chosen: dict[int, int] = {}
+        for part in info.partitions:
+            got = committed.get((stream, part.partition))
+            if got is None:
+                if part.end > part.start:
+                    raise InvalidRequestError(
+                        f"the shadow {version!r} has not committed anything on "
+                        f"{stream}[{part.partition}]; let it process its input first")
+                got = part.start
+            chosen[part.partition] = got
+        offsets[stream] = chosen
+    for stream, chosen in offsets.items():
+        admin.reset_offsets(production, stream, chosen)
+    copied = 0
+    if spec.stateful:
+        source = CheckpointStore(streams, shadow)
+        source.refresh()
+        target = CheckpointStore(streams, production)
+        with streams.open_producer() as producer:
+            for number in range(app.streams[spec.inputs[0]].partitions):
+                latest = source.latest(number)
+                if latest is not None:
+                    producer.send(CHECKPOINTS, target.encode(number, latest.offsets,
+                                                             latest.state, latest.records),
+                                  key=target.key(number))
+                    copied += 1
+    record = {"kind": "promotion", "app": app.name, "service": service, "version": version,
+              "from_group": shadow, "to_group": production, "offsets": offsets,
+              "checkpoints": copied, "time_ms": int(time.time() * 1000)}
+    admin.ensure_stream(DEPLOYMENTS, 1)
+    with streams.open_producer() as producer:
+        producer.send(DEPLOYMENTS, json.dumps(record).encode(), key=production.encode()).wait()
+    return record
