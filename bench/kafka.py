@@ -13,7 +13,7 @@ millstream / direct.
      cb)``), which skips confluent-kafka's keyword parsing, as millstream's producer does.
   7. produce 100 B, ``send()`` one at a time, one ``flush()``; direct: as in 6.
   8. consume 100 B, standalone consumer, ``poll(max_records=10_000)`` until every record is
-     returned; direct: ``Consumer.consume(num_messages=10_000)`` touching ``msg.error()`` and
+     returned, touching every record's ``value``; direct: ``Consumer.consume(num_messages=10_000)`` touching ``msg.error()`` and
      ``msg.value()`` of every message. Both read the same topic (written untimed before).
 
 The direct clients use the configuration millstream uses (acks=all, idempotence, the
@@ -302,16 +302,18 @@ def direct_produce(bootstrap: str, topic: str, values: list[bytes], records: int
 def ours_consume(streams: Any, topic: str, expected: int) -> Measure:
     with streams.open_consumer() as consumer:
         consumer.subscribe([topic])
-        got = 0
+        got, size = 0, 0
 
-        def run() -> None:
-            nonlocal got
+        def run() -> None:  # touches every record's value, as the direct loop does
+            nonlocal got, size
             poll = consumer.poll
             while got < expected:
-                got += len(poll(max_records=MAX_POLL, timeout=1.0))
+                for r in poll(max_records=MAX_POLL, timeout=1.0):
+                    size += len(r.value)
+                    got += 1
 
         result = _timed(run, expected)
-    if got != expected:
+    if got != expected or size != expected * SIZE:
         raise RuntimeError(f"millstream consumer read {got} of {expected} records")
     return result
 
