@@ -1,10 +1,14 @@
 """The Kafka producer: confluent-kafka's producer behind millstream's ``Producer`` Protocol.
 
-Each send registers a delivery callback that resolves its handle. A sending thread serves
-those callbacks itself (``poll(0)`` after every batch and every 1,000 ``send``s, as a direct
-user of confluent-kafka would); a background thread serves them whenever no sender has for
-``_IDLE_S`` and at once while a handle is waited on, so handles resolve without the caller's
-help. (Two threads serving at the same time would take turns on the GIL for every callback.)
+Each send registers a delivery callback that resolves its handle: with the idempotent producer
+(the default) one callback shared by one thread's ``send``s to one partition, when the
+partition is given or there is no key (``_Lane``), or by a keyless batch (``_OrderedBatch``);
+otherwise one per record (``_Handle``: a key's partition is librdkafka's choice). A sending
+thread serves those callbacks itself (``poll(0)`` after every batch and every 512 or 1,000
+``send``s, as a direct user of confluent-kafka would); a background thread serves them
+whenever no sender has for ``_IDLE_S`` and at once while a handle is waited on, so handles
+resolve without the caller's help. Only one thread serves at a time (``_serving``): two would
+take turns on the GIL for every callback, and run callbacks out of the order reported.
 A full local queue blocks the sender (serving callbacks) up to ``millstream.timeout_ms``, then
 raises. Records that cannot be delivered are reported through their handle and by
 ``flush()``, never hidden.
@@ -121,6 +125,129 @@ class _Handle:
         return position
 
 
+class _Chunk(list[Any]):
+    """The results of up to ``_CHUNK`` consecutive records of one lane, in the order sent:
+    each an offset (``int``) or the ``MillstreamError`` of a failed record. ``next`` links
+    the chunk that follows, until this one is complete."""
+
+    __slots__ = ("lane", "next")
+
+    def __init__(self, lane: _Lane) -> None:
+        super().__init__()
+        self.lane = lane
+        self.next: _Chunk | None = None
+
+
+_CHUNK = 512
+_LAST = _CHUNK - 1
+
+
+class _Lane:
+    """The records one thread sends with ``send()`` to one partition, matched to their
+    delivery reports in the order sent.
+
+    An idempotent producer stores a partition's records in the order sent, librdkafka
+    reports their delivery in that order, and the producer's callbacks are served by one
+    thread at a time. So every record of a lane is produced with the same callback
+    (``delivered``, made once), which appends the result to the chunk being delivered, and
+    a record's handle is its chunk and its index there: librdkafka holds nothing made per
+    record, and a handle the caller drops dies at once. A lane belongs to one sending thread
+    (``_Lanes``), so "produce, then take the next index" needs no lock. The callback checks
+    that offsets rise: a report out of order fails loudly instead of misplacing records."""
+
+    __slots__ = ("_last", "delivered", "delivering", "filled", "partition", "sending",
+                 "target")
+
+    def __init__(self, target: _Target, partition: int) -> None:
+        self.target = target
+        self.partition = partition
+        self.sending = self.delivering = _Chunk(self)
+        self.filled = 0  # records sent into ``sending``
+        self._last = -1
+        self.delivered: _Delivered = self._delivered
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        chunk = self.delivering
+        if err is None:
+            offset = msg.offset()
+            if offset > self._last:
+                self._last = offset
+                chunk.append(offset)
+            else:
+                self._fail(chunk, MillstreamError(
+                    f"librdkafka reported offset {offset} of {self.target.stream}"
+                    f"[{self.partition}] after {self._last}, out of the order sent, so this "
+                    "producer cannot tell which record it belongs to"))
+        else:
+            self._fail(chunk, error_of(err, f"producing to {self.target.stream!r}"))
+        if len(chunk) == _CHUNK:
+            self.delivering = chunk.next  # type: ignore[assignment]  # linked when sent
+            chunk.next = None
+        watched = self.target.watched
+        if watched and self in watched:
+            with self.target.cond:
+                self.target.cond.notify_all()
+
+    def _fail(self, chunk: _Chunk, error: MillstreamError) -> None:
+        chunk.append(error)
+        self.target.failures.append(error)
+
+
+class _Lanes:
+    """One thread's lanes to one stream: by partition, and the one keyless records go to
+    (moved to another random partition every ``_CHUNK`` records)."""
+
+    __slots__ = ("by_partition", "sticky", "target")
+
+    def __init__(self, target: _Target) -> None:
+        self.target = target
+        self.by_partition: list[_Lane | None] = [None] * target.partitions
+        self.sticky = self.lane(random.randrange(target.partitions)
+                                if target.partitions > 1 else 0)
+
+    def lane(self, partition: int) -> _Lane:
+        lane = self.by_partition[partition]
+        if lane is None:
+            lane = self.by_partition[partition] = _Lane(self.target, partition)
+        return lane
+
+    def move_sticky(self) -> None:
+        if self.target.partitions > 1:
+            self.sticky = self.lane(random.randrange(self.target.partitions))
+
+
+class _ThreadLanes(threading.local):
+    """Each sending thread's ``_Lanes``, by stream."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, _Lanes] = {}
+
+
+class _Sent:
+    """The handle of a record sent through a lane: its chunk and its index there."""
+
+    __slots__ = ("_chunk", "_index")
+
+    _chunk: _Chunk
+    _index: int
+
+    def done(self) -> bool:
+        return len(self._chunk) > self._index
+
+    def wait(self, timeout: float | None = None) -> Position:
+        chunk, index = self._chunk, self._index
+        lane = chunk.lane
+        if len(chunk) <= index and not lane.target.wait_for(lane, self.done, timeout):
+            raise OperationTimeoutError(
+                f"a record for {lane.target.stream!r} was not acknowledged within {timeout} s; "
+                "it may still be delivered — wait again or flush()"
+            )
+        result = chunk[index]
+        if type(result) is int:
+            return Position(lane.target.stream, lane.partition, result)
+        raise DeliveryError(f"a record was not acknowledged: {result}") from result
+
+
 class _OrderedBatch:
     """The acknowledgement of a keyless batch sent to one partition by an idempotent producer.
 
@@ -211,8 +338,15 @@ class KafkaProducer:
         self._lock = threading.Lock()
         self._failures: list[MillstreamError] = []
         self._acked = threading.Condition()
+        # Callbacks are served by one thread at a time, so they run in the order librdkafka
+        # reports deliveries (lanes depend on it): whoever polls or flushes holds _serving.
+        # _wanted counts threads that must serve (flush, a full queue); the background
+        # thread stays out of their way.
+        self._serving = threading.Lock()
+        self._wanted = 0
         self._watched: dict[object, int] = {}
         self._targets: dict[str, _Target] = {}
+        self._lanes = _ThreadLanes()
         self._sends = 0  # send() calls since callbacks were last served in a sending thread
         self._served = 0.0  # when they were (time.monotonic())
         self._closed = False
@@ -226,18 +360,47 @@ class KafkaProducer:
         sender has served them for ``_IDLE_S``; otherwise stay out of the senders' way."""
         while not self._stop.is_set():
             quiet = time.monotonic() - self._served
-            if self._watched or quiet >= _IDLE_S:
-                self._producer.poll(0.05)
-            else:
-                with self._acked:
-                    if not self._watched and not self._stop.is_set():
-                        self._acked.wait(_IDLE_S - quiet)
+            if not self._wanted and (self._watched or quiet >= _IDLE_S):
+                with self._serving:
+                    self._producer.poll(0.05)
+                continue
+            with self._acked:
+                if self._stop.is_set():
+                    break
+                if self._wanted:
+                    self._acked.wait(_IDLE_S)
+                elif not self._watched:
+                    self._acked.wait(_IDLE_S - quiet)
 
     def _serve_here(self) -> None:
-        """Serve the callbacks that are ready in the sending thread (never blocks)."""
+        """Serve the callbacks that are ready in the sending thread, unless another thread
+        is serving them (never blocks)."""
         self._sends = 0
         self._served = time.monotonic()
-        self._producer.poll(0)
+        if self._serving.acquire(blocking=False):
+            try:
+                self._producer.poll(0)
+            finally:
+                self._serving.release()
+
+    def _serve_now(self, serve: Callable[[float], int], timeout: float) -> int:
+        """``serve(timeout)`` (``poll`` or ``flush``) in this thread, once no other thread
+        is serving callbacks; the background thread waits meanwhile."""
+        with self._acked:
+            self._wanted += 1
+        try:
+            with self._serving:
+                self._served = time.monotonic()
+                return serve(timeout)
+        finally:
+            with self._acked:
+                self._wanted -= 1
+                self._acked.notify_all()
+
+    def _flush(self, timeout: float) -> int:
+        """librdkafka's flush, served in this thread; at once when nothing is outstanding
+        (``len()``: records queued or in flight, and reports not yet served)."""
+        return self._serve_now(self._producer.flush, timeout) if len(self._producer) else 0
 
     def _check(self, stream: str, partition: int | None) -> _Target:
         if self._closed:
@@ -277,20 +440,49 @@ class KafkaProducer:
                         f"the Kafka producer's queue stayed full for {self._options.timeout_s} s "
                         "while sending: the brokers are not keeping up or are unreachable"
                     ) from None
-                self._served = time.monotonic()
-                self._producer.poll(0.05)
+                self._serve_now(self._producer.poll, 0.05)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {stream!r}") from exc
 
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None,
-             timestamp: int | None = None) -> _Handle:
+             timestamp: int | None = None) -> _Sent | _Handle:
         if key is None and value is not None and not headers:
             size = len(value)
         else:
             size = record_size(key, value, headers)
         if size > self._limit:
             raise RecordTooLargeError(size, self._limit, stream)
+        if self._ordered and (key is None or partition is not None):  # a lane, see _Lane
+            lanes = self._lanes.of.get(stream)
+            if lanes is None or partition is not None or self._closed:
+                checked = self._check(stream, partition)
+                if lanes is None:
+                    lanes = self._lanes.of[stream] = _Lanes(checked)
+                lane = lanes.sticky if partition is None else lanes.lane(partition)
+            else:
+                lane = lanes.sticky
+            try:
+                if headers or timestamp is not None:
+                    self._produce(stream, value, key, lane.partition, headers, timestamp,
+                                  lane.delivered)
+                else:
+                    self._producer.produce(stream, value, key, lane.partition, lane.delivered)
+            except BufferError:
+                self._produce(stream, value, key, lane.partition, None, None, lane.delivered)
+            except KafkaException as exc:
+                raise translate(exc, f"producing to {stream!r}") from exc
+            sent = _Sent()
+            sent._chunk = chunk = lane.sending
+            sent._index = index = lane.filled
+            if index < _LAST:
+                lane.filled = index + 1
+            else:  # the chunk is full: the next one, another partition, serve callbacks
+                chunk.next = lane.sending = _Chunk(lane)
+                lane.filled = 0
+                lanes.move_sticky()
+                self._serve_here()
+            return sent
         target = self._targets.get(stream)
         if target is None or partition is not None or self._closed:
             target = self._check(stream, partition)
@@ -381,7 +573,7 @@ class KafkaProducer:
         if self._closed:
             return
         limit = self._options.timeout_s if timeout is None else timeout
-        remaining = self._producer.flush(limit)
+        remaining = self._flush(limit)
         if remaining:
             raise OperationTimeoutError(
                 f"{remaining} records were still not acknowledged after {limit} s; "
@@ -406,7 +598,7 @@ class KafkaProducer:
             self._closed = True
         try:
             limit = self._options.timeout_s if timeout is None else timeout
-            remaining = self._producer.flush(limit)
+            remaining = self._flush(limit)
         finally:
             self._stop.set()
             with self._acked:
