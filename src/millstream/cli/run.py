@@ -49,10 +49,13 @@ def _supervise(children: list[tuple[str, list[str]]], state: CliState) -> int:
               help="Run as a shadow version: its own group, outputs to <stream>.shadow.VERSION.")
 @click.option("--metrics-interval", default=5.0, show_default=True,
               type=click.FloatRange(min=0.1), help="Seconds between metrics records.")
+@click.option("--instance-index", default=0, type=click.IntRange(min=0), hidden=True,
+              help="Which of N parallel instances this process is (set by the supervisor).")
 @pass_state
 @click.pass_context
 def run_command_cli(ctx: click.Context, state: CliState, target: str, service: str,
-                    instances: int, shadow: str | None, metrics_interval: float) -> None:
+                    instances: int, shadow: str | None, metrics_interval: float,
+                    instance_index: int) -> None:
     """Run SERVICE of the app MODULE:APP until Ctrl-C or SIGTERM.
 
     On a stop signal the service finishes the record in hand, commits and exits. With
@@ -69,12 +72,13 @@ def run_command_cli(ctx: click.Context, state: CliState, target: str, service: s
         extra = ["--metrics-interval", str(metrics_interval)]
         if shadow:
             extra += ["--shadow", shadow]
-        children = [(f"{service}#{i + 1}", run_command(target, service, extra))
+        children = [(f"{service}#{i + 1}",
+                     run_command(target, service, [*extra, "--instance-index", str(i)]))
                     for i in range(instances)]
         ctx.exit(_supervise(children, state))
     with open_streams(state) as streams:
         runner = ServiceRunner(app, service, streams, shadow=shadow,
-                               metrics_interval_s=metrics_interval)
+                               metrics_interval_s=metrics_interval, instance=instance_index)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()
@@ -112,7 +116,8 @@ def up_command(ctx: click.Context, state: CliState, target: str, instances: int)
     if not app.services:
         raise click.ClickException(f"app {app.name!r} declares no services")
     children = [
-        (name if instances == 1 else f"{name}#{i + 1}", run_command(target, name))
+        (name if instances == 1 else f"{name}#{i + 1}",
+         run_command(target, name, ["--instance-index", str(i)]))
         for name in app.services for i in range(instances)
     ]
     ctx.exit(_supervise(children, state))

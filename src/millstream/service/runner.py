@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from types import GeneratorType
 from typing import Any
@@ -87,6 +86,7 @@ class ServiceRunner:
         plumbing: bool = True,
         poll_timeout_s: float = 0.1,
         clock: Clock = SYSTEM_CLOCK,
+        instance: int = 0,
     ) -> None:
         spec = app.get(service)
         self.app = app
@@ -103,6 +103,9 @@ class ServiceRunner:
         self._in_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.inputs}
         self._out_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.outputs}
         self.clock = clock
+        #: which of the service's parallel instances this is (0 .. N-1); names its
+        #: transactional id, so two live instances must not share it
+        self.instance = instance
         self.metrics = Metrics(app.name, service, self.group, self.version, clock=clock)
         self._identity = dict(self.metrics.identity)
         self._metrics_interval = metrics_interval_s
@@ -166,8 +169,10 @@ class ServiceRunner:
         consumer = self._consumer = self.streams.open_consumer(self.group)
         if spec.exactly_once:
             assert isinstance(self.streams, SupportsTransactions)
+            # stable per instance slot: a restarted instance fences its dead predecessor and
+            # aborts its open transaction at once, instead of readers waiting for it to expire
             self._txn = self.streams.open_transactional_producer(
-                f"{self.group}.{uuid.uuid4().hex[:12]}")
+                f"{self.group}.{self.instance}")
         self._running = True
         try:
             consumer.subscribe([*spec.inputs, self.retry_stream],

@@ -24,6 +24,7 @@ from millstream.streams.kafka.consumer import KafkaConsumer
 from millstream.streams.kafka.errors import translate
 from millstream.streams.kafka.options import KafkaOptions, parse_kafka_url
 from millstream.streams.kafka.producer import KafkaProducer
+from millstream.streams.kafka.transaction import KafkaTransactionalProducer
 
 __all__ = ["KafkaOptions", "KafkaStreams", "parse_kafka_url"]
 
@@ -55,6 +56,9 @@ class KafkaStreams:
     def open_consumer(self, group: str | None = None, *,
                       offset_reset: OffsetReset = "earliest") -> KafkaConsumer:
         return KafkaConsumer(self.options, group, offset_reset)
+
+    def open_transactional_producer(self, transactional_id: str) -> KafkaTransactionalProducer:
+        return KafkaTransactionalProducer(self.options, transactional_id)
 
     def close(self) -> None:
         self._admin = None

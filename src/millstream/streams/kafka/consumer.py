@@ -440,6 +440,16 @@ class KafkaConsumer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def group_metadata(self) -> Any:
+        """The group generation for a transaction's ``send_offsets_to_transaction``."""
+        self._check_open()
+        if self._group is None:
+            raise InvalidRequestError("a consumer without a group cannot commit in a transaction")
+        try:
+            return self._consumer.consumer_group_metadata()
+        except KafkaException as exc:
+            raise translate(exc, f"reading group {self._group!r}'s metadata") from exc
+
     def close(self) -> None:
         if self._closed:
             return

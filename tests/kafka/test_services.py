@@ -1,0 +1,163 @@
+"""The service runtime on a real Kafka: the same app as on the embedded log.
+
+* at-least-once, in-process: outputs, metrics and exception records as on the embedded log;
+* exactly-once with Kafka transactions (``send_offsets_to_transaction``): the service is
+  killed at named fault points just before and just after a transaction commits, restarted,
+  and every input comes out exactly once for a ``read_committed`` reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import millstream
+from millstream.faults import FAULT_EXIT_CODE
+from millstream.service import App, RetryPolicy, ServiceRunner
+from millstream.service.failures import parse_exception
+from millstream.service.wellknown import EXCEPTIONS, METRICS
+from millstream.streams.base import Streams
+from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
+from tests.support.children import REPO
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.kafka
+
+N = 600
+
+APP_MODULE = '''
+import os, time
+from pydantic import BaseModel
+from millstream.service import App
+
+class Item(BaseModel):
+    id: int
+    n: int
+
+app = App("kt{suffix}", partitions=2)
+
+@app.service(inputs={{"items-{suffix}": Item}}, outputs={{"doubled-{suffix}": Item}},
+             exactly_once=True, max_batch=50)
+def double(item: Item) -> Item:
+    time.sleep(0.002)
+    return Item(id=item.id, n=item.n * 2)
+'''
+
+
+def url(bootstrap: str) -> str:
+    # Kafka's minimum session timeout: a killed member's partitions move within ~6 s
+    return f"kafka://{bootstrap}?session.timeout.ms=6000&heartbeat.interval.ms=1000"
+
+
+def committed(streams: Streams, group: str, stream: str) -> int:
+    info = streams.admin().describe_group(group)
+    return sum(p.committed or 0 for p in info.partitions if p.stream == stream)
+
+
+def test_the_runtime_on_kafka_at_least_once(kafka_bootstrap: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    app = App(f"k{suffix}", partitions=3)
+    orders, invoices = f"orders-{suffix}", f"invoices-{suffix}"
+
+    @app.service(inputs={orders: Order}, outputs={invoices: Invoice},
+                 retry=RetryPolicy(attempts=2, backoff_ms=1))
+    def billing(order: Order) -> Invoice:
+        if order.id == 13:
+            raise ValueError("unlucky")
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams(url(kafka_bootstrap)) as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        before_exceptions = streams.admin().describe_stream(EXCEPTIONS).records
+        send_orders(streams, [Order(id=i, total=i) for i in range(200)], stream=orders)
+        run_until(runner, lambda r: r.metrics.records_in >= 200, timeout=90)
+        got = sorted(Invoice.model_validate_json(r.value or b"").order_id
+                     for r in read_all(streams, invoices))
+        assert got == [i for i in range(200) if i != 13]
+        assert committed(streams, app.services["billing"].group, orders) == 200
+        failures = [f for f in map(parse_exception, read_all(streams, EXCEPTIONS))
+                    if f is not None and f.group == app.services["billing"].group]
+        assert len(failures) == 1 and failures[0].attempts == 2
+        assert failures[0].input["stream"] == orders
+        assert streams.admin().describe_stream(EXCEPTIONS).records == before_exceptions + 1
+        finals = [json.loads(r.value or b"") for r in read_all(streams, METRICS)
+                  if r.key == app.services["billing"].group.encode()]
+        assert finals[-1]["final"] and finals[-1]["totals"]["in"] == 200
+        assert finals[-1]["totals"]["out"] == 199 and finals[-1]["totals"]["exceptions"] == 1
+
+
+def read_ids(streams: Streams, stream: str) -> Counter[int]:
+    """Ids in ``stream`` as a read_committed reader sees them: until every id arrived, then
+    2 s more (a duplicate would come after its original)."""
+    ids: Counter[int] = Counter()
+    with streams.open_consumer() as reader:
+        reader.subscribe([stream])
+        deadline = time.monotonic() + 60
+        quiet_until = None
+        while time.monotonic() < deadline:
+            for r in reader.poll(max_records=1000, timeout=0.2):
+                ids[json.loads(r.value or b"")["id"]] += 1
+            if len(ids) >= N and quiet_until is None:
+                quiet_until = time.monotonic() + 2
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                break
+    return ids
+
+
+def _start(tmp_path: Path, suffix: str, bootstrap: str, fault: str | None,
+           out: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO), env.get("PYTHONPATH", "")])
+    env["MILLSTREAM_STREAMS"] = url(bootstrap)
+    env.pop("MILLSTREAM_FAULT", None)
+    if fault:
+        env["MILLSTREAM_FAULT"] = fault
+    with open(out, "ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "millstream", "run", f"eosapp_{suffix}:app", "double"],
+            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("fault", [
+    "service.transaction.before_commit:4",   # records produced in the open transaction
+    "service.transaction.after_commit:4",    # committed, nothing after it done
+])
+def test_exactly_once_on_kafka_survives_a_kill_at_the_transaction(
+        kafka_bootstrap: str, tmp_path: Path, fault: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    (tmp_path / f"eosapp_{suffix}.py").write_text(textwrap.dedent(
+        APP_MODULE.format(suffix=suffix)))
+    items, doubled, group = f"items-{suffix}", f"doubled-{suffix}", f"kt{suffix}.double"
+    log = tmp_path / "service.log"
+    with millstream.open_streams(url(kafka_bootstrap)) as streams:
+        streams.admin().create_stream(items, 2)
+        with streams.open_producer() as producer:
+            for i in range(N):
+                producer.send(items, json.dumps({"id": i, "n": i}).encode(),
+                              key=str(i).encode(),
+                              headers=(("content-type", b"application/json"),))
+        crashed = _start(tmp_path, suffix, kafka_bootstrap, fault, log)
+        assert crashed.wait(120) == FAULT_EXIT_CODE, log.read_text()
+        assert committed(streams, group, items) < N
+        proc = _start(tmp_path, suffix, kafka_bootstrap, None, log)
+        try:
+            wait_until(lambda: committed(streams, group, items) >= N or
+                       proc.poll() is not None, 120, "the restarted service to finish")
+            assert proc.poll() is None, log.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, log.read_text()
+        ids = read_ids(streams, doubled)
+        assert set(ids) == set(range(N))
+        assert max(ids.values()) == 1, [i for i, c in ids.items() if c > 1][:10]
