@@ -62,8 +62,9 @@ test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20)
 demo: venv  ## the producer → consumer-group demonstration on the embedded log
 	$(VENV)/bin/millstream demo
 
-bench: venv  ## stream benchmarks (results go in docs/benchmarks.md)
+bench: venv  ## stream and service benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/streams.py
+	$(PY) bench/services.py
 
 # pytest exits 5 when a selection matches no test: not a failure here.
 reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 runs, then the soak tests at full length
