@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +34,10 @@ __all__ = ["COUNTERS", "Metrics", "Statistics", "instance_id"]
 COUNTERS = ("in", "out", "errors", "retries", "exceptions")
 
 
-def instance_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def instance_id(index: int = 0) -> str:
+    """``host:pid``, plus ``#index`` for a second or later instance in one process."""
+    base = f"{socket.gethostname()}:{os.getpid()}"
+    return base if index == 0 else f"{base}#{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +60,12 @@ class Metrics:
     """Counters and histograms of one service instance."""
 
     def __init__(self, app: str, service: str, group: str, version: str, *,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, instance: int = 0) -> None:
         self._clock = clock
+        # the runner's thread records; statistics() may read from another thread
+        self._lock = threading.Lock()
         self.identity = {"app": app, "service": service, "group": group,
-                         "instance": instance_id(), "version": version}
+                         "instance": instance_id(instance), "version": version}
         self.records_in = 0
         self.records_out = 0
         self.errors = 0
@@ -74,6 +79,12 @@ class Metrics:
         self.lag: dict[StreamPartition, int] = {}
         self.assigned: list[StreamPartition] = []
 
+    def record_batch(self, durations_ns: list[int]) -> None:
+        """Count a batch of processed records and their processing times."""
+        with self._lock:
+            self.histogram.record_many_ns(durations_ns)
+            self.records_in += len(durations_ns)
+
     def totals(self) -> dict[str, int]:
         return {"in": self.records_in, "out": self.records_out, "errors": self.errors,
                 "retries": self.retries, "exceptions": self.exceptions}
@@ -81,6 +92,10 @@ class Metrics:
     def snapshot(self, *, final: bool = False, advance: bool = True) -> dict[str, Any]:
         """The metrics document for the interval since the previous snapshot; with
         ``advance`` the interval restarts."""
+        with self._lock:
+            return self._snapshot(final, advance)
+
+    def _snapshot(self, final: bool, advance: bool) -> dict[str, Any]:
         now = int(self._clock.time() * 1000)
         totals = self.totals()
         interval = {k: totals[k] - self._last_totals[k] for k in COUNTERS}
@@ -103,10 +118,11 @@ class Metrics:
         return doc
 
     def statistics(self) -> Statistics:
-        whole = Histogram()
-        whole.merge(self.total_histogram)
-        whole.merge(self.histogram)
-        doc = self.snapshot(advance=False)
+        with self._lock:
+            whole = Histogram()
+            whole.merge(self.total_histogram)
+            whole.merge(self.histogram)
+            doc = self._snapshot(False, False)
         return Statistics(
             records_in=self.records_in, records_out=self.records_out, errors=self.errors,
             retries=self.retries, exceptions=self.exceptions, processing=whole.summary(),

@@ -106,7 +106,8 @@ class ServiceRunner:
         #: which of the service's parallel instances this is (0 .. N-1); names its
         #: transactional id, so two live instances must not share it
         self.instance = instance
-        self.metrics = Metrics(app.name, service, self.group, self.version, clock=clock)
+        self.metrics = Metrics(app.name, service, self.group, self.version, clock=clock,
+                               instance=instance)
         self._identity = dict(self.metrics.identity)
         self._metrics_interval = metrics_interval_s
         self._plumbing = plumbing
@@ -229,8 +230,7 @@ class ServiceRunner:
                 last = now
                 done[record.stream, record.partition] = record.offset + 1
             handled = len(durations)
-            self.metrics.histogram.record_many_ns(durations)
-            self.metrics.records_in += handled
+            self.metrics.record_batch(durations)
         else:
             for record in records:
                 if self._stopping:

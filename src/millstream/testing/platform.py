@@ -167,7 +167,7 @@ class TestPlatform:
         ``RunningService.wait_assigned``)."""
         if not isinstance(instances, int) or instances < 1:
             raise InvalidRequestError(f"instances={instances!r} must be an integer ≥ 1")
-        runners = [self._runner(service, shadow) for _ in range(instances)]
+        runners = [self._runner(service, shadow, i) for i in range(instances)]
         runners[0][0].prepare()
         handle = RunningService(service, runners[0][0].group, self.app.get(service).inputs,
                                 self.streams.admin().describe_group)
@@ -214,13 +214,15 @@ class TestPlatform:
                     f"{timeout} s: {combine_statistics(runs)}"
                 )
 
-    def _runner(self, service: str, shadow: str | None) -> tuple[ServiceRunner, Streams]:
+    def _runner(self, service: str, shadow: str | None,
+                instance: int = 0) -> tuple[ServiceRunner, Streams]:
         self.streams  # noqa: B018  (raises unless the platform is open)
         streams = open_streams(self.url)
         try:
             runner = ServiceRunner(self.app, service, streams, shadow=shadow,
                                    metrics_interval_s=self.metrics_interval_s,
-                                   poll_timeout_s=_POLL_TIMEOUT_S, clock=self.clock)
+                                   poll_timeout_s=_POLL_TIMEOUT_S, clock=self.clock,
+                                   instance=instance)
         except BaseException:
             streams.close()
             raise
