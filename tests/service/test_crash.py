@@ -158,3 +158,48 @@ def test_stateful_kill_mid_stream_restores_state_and_rereads_at_most_one_interva
         for i in range(N):  # the run that was never killed: a plain fold over the input
             expected[str(i % 5)] = expected.get(str(i % 5), 0) + i
         assert state == expected
+
+
+def test_stateful_state_moves_with_its_partition_when_a_second_instance_joins(
+        tmp_path: Path) -> None:
+    env = {"MILLSTREAM_TEST_TRACE": "1", "MILLSTREAM_TEST_DELAY_MS": "3"}
+    with millstream.open_streams(STREAMS_URL) as streams:
+        produce_items(streams)
+        first = start("summer", tmp_path / "a.out", extra_env=env)
+        second = None
+        try:
+            wait_until(lambda: len((tmp_path / "a.out").read_text().splitlines()) >= 200, 60,
+                       "the first instance to get going")
+            second = start("summer", tmp_path / "b.out", extra_env=env)
+            wait_until(lambda: len((tmp_path / "b.out").read_text().splitlines()) >= 50, 60,
+                       "the second instance to take a partition over")
+
+            def applied() -> int:
+                return sum(line.startswith("seen ") for out in ("a.out", "b.out")
+                           for line in (tmp_path / out).read_text().splitlines())
+
+            # (a stateful service commits with its checkpoints: the stop writes the last ones)
+            wait_until(lambda: applied() >= N, 90, "every item to be applied")
+        finally:
+            for proc in (first, second):
+                if proc is not None:
+                    proc.send_signal(signal.SIGTERM)
+            codes = [p.wait(30) for p in (first, second) if p is not None]
+        assert codes == [0, 0], (tmp_path / "a.err").read_text()
+        assert committed(streams, "testapp.summer") == N
+        seen_a = [line for line in (tmp_path / "a.out").read_text().splitlines()
+                  if line.startswith("seen ")]
+        seen_b = [line for line in (tmp_path / "b.out").read_text().splitlines()
+                  if line.startswith("seen ")]
+        # handed over cleanly: the checkpoint at revocation means nothing is applied twice
+        assert len(seen_a) + len(seen_b) == N
+        assert {int(x.split()[1]) for x in seen_a + seen_b} == set(range(N))
+        store = CheckpointStore(streams, "testapp.summer")
+        store.refresh()
+        state: dict[str, int] = {}
+        for number in range(app.streams["items"].partitions):
+            latest = store.latest(number)
+            assert latest is not None
+            for bucket, total in latest.state.items():
+                state[bucket] = state.get(bucket, 0) + total
+        assert state == {str(b): sum(i for i in range(N) if i % 5 == b) for b in range(5)}
