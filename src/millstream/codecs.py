@@ -162,6 +162,11 @@ class ModelCodec(Generic[M]):
     def description(self) -> str:
         return f"{self.schema_name} v{self.schema_version}"
 
+    @property
+    def headers(self) -> Headers:
+        """The headers every record of this codec carries (one shared tuple)."""
+        return self._headers
+
     def encode(self, value: M) -> tuple[bytes | None, Headers]:
         if not isinstance(value, self.model):
             raise InvalidRequestError(
