@@ -20,6 +20,9 @@ from tests.support.kafka_cluster import (
     reap_stale,
 )
 
+# fixtures of the S3-compatible server and PostgreSQL live in their own modules
+pytest_plugins = ["tests.support.s3_fixtures", "tests.support.pg_fixtures"]
+
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True)
 settings.load_profile("ci")
 
