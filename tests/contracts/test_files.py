@@ -1,0 +1,316 @@
+"""File store contract: the same tests for file://, s3:// (a real S3 API server) and memory://.
+
+Only the ``FileStore`` Protocol is used, except where a test must reach under the store to
+damage it (``StoreUnderTest.corrupt``) or to kill a writer (a child process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from millstream.errors import ClosedError, CorruptDataError, InvalidRequestError, NotFoundError
+from millstream.faults import FAULT_EXIT_CODE
+from millstream.files import FileRef, FileStore, open_files
+from tests.files.put_worker import pattern
+from tests.support.s3_fixtures import S3Target
+
+REPO = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class StoreUnderTest:
+    name: str
+    url: str
+    options: dict[str, Any] | None
+    store: FileStore
+    corrupt: Callable[[str, int], None]  # flip the byte at an offset of an object, in place
+
+
+def _local(tmp_path: Path) -> StoreUnderTest:
+    root = tmp_path / "files"
+    store = open_files(root.as_uri())
+
+    def corrupt(name: str, offset: int) -> None:
+        with open(root / name, "r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0xFF]))
+
+    return StoreUnderTest("file", root.as_uri(), None, store, corrupt)
+
+
+def _s3(target: S3Target) -> StoreUnderTest:
+    import boto3
+    from botocore.config import Config
+
+    url = target.child()
+    store = open_files(url, options=target.options)
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+
+    def corrupt(name: str, offset: int) -> None:
+        client = boto3.client("s3", endpoint_url=target.endpoint,
+                              aws_access_key_id=target.options["key"],
+                              aws_secret_access_key=target.options["secret"],
+                              region_name="us-east-1",
+                              config=Config(**target.options["config_kwargs"]))
+        try:
+            key = f"{prefix}/{name}"
+            got = client.get_object(Bucket=bucket, Key=key)
+            data = bytearray(got["Body"].read())
+            data[offset] ^= 0xFF  # same size, same recorded SHA-256, different bytes
+            client.put_object(Bucket=bucket, Key=key, Body=bytes(data),
+                              Metadata=got["Metadata"])
+        finally:
+            client.close()
+
+    return StoreUnderTest("s3", url, target.options, store, corrupt)
+
+
+def _memory() -> StoreUnderTest:
+    import uuid
+
+    url = f"memory://millstream-tests/{uuid.uuid4().hex[:8]}"
+    store = open_files(url)
+
+    def corrupt(name: str, offset: int) -> None:
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        fs = MemoryFileSystem()
+        path = f"{url.removeprefix('memory:/')}/{name}"
+        data = bytearray(fs.cat_file(path))
+        data[offset] ^= 0xFF
+        fs.pipe_file(path, bytes(data))
+
+    return StoreUnderTest("memory", url, None, store, corrupt)
+
+
+@pytest.fixture(params=["file", "s3", "memory"])
+def sut(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
+    if request.param == "file":
+        s = _local(tmp_path)
+    elif request.param == "s3":
+        s = _s3(request.getfixturevalue("s3_url"))
+    else:
+        s = _memory()
+    yield s
+    s.store.close()
+
+
+def test_put_bytes_records_size_and_hash_and_reads_back(sut: StoreUnderTest) -> None:
+    data = b"hello, millstream\n" * 1000
+    ref = sut.store.put("docs/hello.txt", data, content_type="text/plain")
+    assert ref == FileRef(url=f"{sut.url}/docs/hello.txt", size=18_000, sha256=sha(data),
+                          content_type="text/plain")
+    assert sut.store.stat("docs/hello.txt") == ref
+    assert sut.store.stat(ref) == ref
+    assert sut.store.read_bytes(ref) == data
+    assert sut.store.read_bytes("docs/hello.txt") == data
+    assert sut.store.read_bytes(ref.url) == data
+
+
+def test_an_empty_object_has_the_empty_hash(sut: StoreUnderTest) -> None:
+    ref = sut.store.put("empty", b"")
+    assert (ref.size, ref.sha256) == (0, sha(b""))
+    assert sut.store.read_bytes("empty") == b""
+    assert sut.store.stat("empty").size == 0
+
+
+def test_put_from_a_path_and_a_stream_in_several_parts(sut: StoreUnderTest,
+                                                       tmp_path: Path) -> None:
+    data = pattern(19 * MiB + 123)  # over two S3 parts of 8 MiB
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    from_path = sut.store.put("big/from-path", src)
+    from_stream = sut.store.put("big/from-stream", io.BytesIO(data))
+    assert from_path.size == from_stream.size == len(data)
+    assert from_path.sha256 == from_stream.sha256 == sha(data)
+    with sut.store.open(from_stream) as f:
+        chunks = []
+        while chunk := f.read(3 * MiB + 7):
+            chunks.append(chunk)
+    assert [len(c) for c in chunks[:-1]] == [3 * MiB + 7] * (len(chunks) - 1)
+    assert b"".join(chunks) == data
+
+
+def test_byte_ranges(sut: StoreUnderTest) -> None:
+    data = pattern(9 * MiB + 5)
+    ref = sut.store.put("ranges.bin", data)
+    cases = [(0, 10), (10, 11), (8 * MiB - 3, 8 * MiB + 3), (len(data) - 5, None),
+             (len(data), None), (0, 0), (123, 9 * MiB)]
+    for start, end in cases:
+        with sut.store.open(ref, start=start, end=end) as f:
+            got = f.read()
+        assert got == data[start:end], (start, end)
+    for start, end in [(-1, 4), (5, 4), (0, len(data) + 1), (len(data) + 1, None)]:
+        with pytest.raises(InvalidRequestError, match="outside"):
+            sut.store.open(ref, start=start, end=end)
+
+
+def test_a_writer_commits_on_close_and_not_before(sut: StoreUnderTest) -> None:
+    w = sut.store.writer("w/obj", content_type="application/x-test")
+    w.write(b"abc")
+    w.write(b"def" * 100_000)
+    assert not sut.store.exists("w/obj")
+    assert w.ref is None
+    w.close()
+    w.close()  # idempotent
+    expected = b"abc" + b"def" * 100_000
+    assert w.ref == FileRef(url=f"{sut.url}/w/obj", size=len(expected), sha256=sha(expected),
+                            content_type="application/x-test")
+    assert sut.store.read_bytes("w/obj") == expected
+    with pytest.raises(ClosedError):
+        w.write(b"more")
+
+
+def test_a_failed_write_leaves_the_previous_object(sut: StoreUnderTest) -> None:
+    old = sut.store.put("keep", b"old contents")
+    with pytest.raises(RuntimeError, match="boom"), sut.store.writer("keep") as w:
+        w.write(b"new contents that never land")
+        raise RuntimeError("boom")
+    assert w.ref is None
+    assert sut.store.stat("keep") == old
+    assert sut.store.read_bytes("keep") == b"old contents"
+    aborted = sut.store.writer("never")
+    aborted.write(b"x")
+    aborted.abort()
+    aborted.close()
+    assert not sut.store.exists("never")
+    assert [r.url for r in sut.store.list()] == [old.url]
+
+
+def test_replacing_an_object_refuses_the_old_reference(sut: StoreUnderTest) -> None:
+    old = sut.store.put("doc", b"version 1")
+    new = sut.store.put("doc", b"version 2!")
+    assert (new.size, new.sha256) == (10, sha(b"version 2!"))
+    assert sut.store.stat("doc") == new
+    assert sut.store.read_bytes(new) == b"version 2!"
+    with pytest.raises(NotFoundError, match="changed since this reference"):
+        sut.store.open(old)
+
+
+def test_list_by_prefix_sorted_with_sizes_and_hashes(sut: StoreUnderTest) -> None:
+    assert list(sut.store.list()) == []
+    contents = {"b/2": b"bb", "a/1": b"a", "a/x/3": b"ccc", "ab": b"dddd", "c": b""}
+    for name, data in contents.items():
+        sut.store.put(name, data)
+    listing = list(sut.store.list())
+    assert [(r.url.removeprefix(sut.url + "/"), r.size, r.sha256) for r in listing] == [
+        (name, len(contents[name]), sha(contents[name])) for name in sorted(contents)]
+    names = lambda p: [r.url.removeprefix(sut.url + "/") for r in sut.store.list(p)]  # noqa: E731
+    assert names("a/") == ["a/1", "a/x/3"]
+    assert names("a") == ["a/1", "a/x/3", "ab"]
+    assert names("a/x") == ["a/x/3"]
+    assert names("zzz") == []
+
+
+def test_delete(sut: StoreUnderTest) -> None:
+    ref = sut.store.put("gone/soon", b"bye")
+    sut.store.put("gone/stays", b"hi")
+    assert sut.store.exists(ref) and sut.store.exists("gone/soon")
+    sut.store.delete(ref)
+    assert not sut.store.exists("gone/soon")
+    with pytest.raises(NotFoundError, match="gone/soon"):
+        sut.store.stat("gone/soon")
+    with pytest.raises(NotFoundError):
+        sut.store.delete("gone/soon")
+    with pytest.raises(NotFoundError):
+        sut.store.read_bytes("gone/soon")
+    assert [r.url for r in sut.store.list()] == [f"{sut.url}/gone/stays"]
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "../up", "a/../b", "a//b", "a/", "./a",
+                                  ".meta/x", ".tmp/x", "a\\b"])
+def test_bad_names_are_refused(sut: StoreUnderTest, name: str) -> None:
+    with pytest.raises(InvalidRequestError):
+        sut.store.put(name, b"x")
+    with pytest.raises(InvalidRequestError):
+        sut.store.stat(name)
+
+
+def test_a_url_of_another_store_is_refused(sut: StoreUnderTest) -> None:
+    with pytest.raises(InvalidRequestError, match="not in the file store"):
+        sut.store.stat("file:///elsewhere/x")
+
+
+def test_references_travel_as_json(sut: StoreUnderTest) -> None:
+    ref = sut.store.put("payload/ref", b"referenced bytes", content_type="text/plain")
+    wire = json.dumps({"video": ref.model_dump()})
+    back = FileRef.model_validate(json.loads(wire)["video"])
+    assert back == ref
+    assert sut.store.read_bytes(back) == b"referenced bytes"
+
+
+def test_local_path_holds_the_bytes(sut: StoreUnderTest) -> None:
+    data = pattern(3 * MiB)
+    ref = sut.store.put("media/clip.bin", data)
+    path = sut.store.local_path(ref)
+    assert path.read_bytes() == data
+    assert sut.store.local_path("media/clip.bin") == path  # cached / stable
+    if sut.name == "file":
+        assert path == Path(ref.url.removeprefix("file://"))
+
+
+def test_flipped_bytes_fail_a_full_read_naming_the_object(sut: StoreUnderTest) -> None:
+    data = pattern(2 * MiB)
+    ref = sut.store.put("victim.bin", data)
+    sut.corrupt("victim.bin", MiB + 17)
+    with pytest.raises(CorruptDataError, match=re.escape(ref.url) + ".*SHA-256 mismatch"):
+        sut.store.read_bytes(ref)
+    with pytest.raises(CorruptDataError, match=r"victim\.bin"), sut.store.open(ref) as f:
+        while f.read(100_000):
+            pass
+    # a range read does not verify, and shows the damage
+    with sut.store.open(ref, start=MiB, end=MiB + 32) as f:
+        damaged = f.read()
+    assert damaged != data[MiB:MiB + 32] and damaged[:17] == data[MiB:MiB + 17]
+    with sut.store.open(ref, verify=False) as f:
+        assert len(f.read()) == len(data)
+
+
+@pytest.mark.parametrize("sut", ["file", "s3"], indirect=True)  # memory:// is per process
+def test_a_writer_killed_before_commit_leaves_no_partial_object(
+        sut: StoreUnderTest) -> None:
+    before = sut.store.put("video/big.bin", b"the previous version")
+    size = 24 * MiB + 3
+    env = dict(os.environ, MILLSTREAM_FAULT="files.put.before_commit",
+               PYTHONPATH=str(REPO))
+    args = [sys.executable, "-m", "tests.files.put_worker", sut.url, "video/big.bin",
+            str(size)]
+    if sut.options is not None:
+        args.append(json.dumps(sut.options))
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == FAULT_EXIT_CODE, done.stderr
+    assert done.stdout.splitlines() == ["started"]
+    assert sut.store.stat("video/big.bin") == before
+    assert sut.store.read_bytes("video/big.bin") == b"the previous version"
+    assert [r.url for r in sut.store.list()] == [before.url]
+    assert not sut.store.exists("video/big.bin.part")
+
+    # without the fault the same child commits the whole object
+    env.pop("MILLSTREAM_FAULT")
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = sha(pattern(size))
+    assert done.stdout.splitlines() == ["started", f"committed {expected}"]
+    assert (sut.store.stat("video/big.bin").size, sut.store.stat("video/big.bin").sha256) == (
+        size, expected)
