@@ -1,0 +1,29 @@
+"""A child process for the tables crash tests: materialize a table from a stream.
+
+``python -m tests.tables.worker STREAMS_URL TABLES_URL TABLE STREAM BATCH`` prints ``READY``
+once open and ``B <records>`` after every committed batch, until the stream is caught up
+(then ``DONE``) — or until a fault point (``MILLSTREAM_FAULT``) or a SIGKILL ends it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import millstream
+from millstream.tables import open_tables
+from millstream.tables.materialize import Materializer
+
+
+def main(argv: list[str]) -> None:
+    streams_url, tables_url, table, stream, batch = argv
+    with millstream.open_streams(streams_url) as streams, open_tables(tables_url) as tables, \
+            Materializer(streams, tables, table, stream, batch_size=int(batch),
+                         indexes=["colour"]) as m:
+        print("READY", flush=True)
+        while (n := m.step(timeout=0.2)) > 0:
+            print(f"B {n}", flush=True)
+        print("DONE", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
