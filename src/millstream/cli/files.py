@@ -1,0 +1,218 @@
+"""``millstream files``: list, store, fetch, inspect and remove objects of the file store.
+
+The store is the configured one (``MILLSTREAM_FILES``, millstream.toml, default
+``file://$MILLSTREAM_HOME/files``) or the one ``--files URL`` names. Large transfers show a
+progress bar on a terminal's stderr; stdout carries only results (or the object, for
+``get NAME -``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+from rich.filesize import decimal
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from millstream.cli.shared import console, table
+from millstream.files import FileStore, open_files
+from millstream.files.core import CHUNK
+
+__all__ = ["files_group"]
+
+#: Transfers at least this large get a progress bar (on a terminal).
+PROGRESS_BYTES = 16 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _progress(what: str, total: int) -> Iterator[Progress | None]:
+    err = console(stderr=True)
+    if total < PROGRESS_BYTES or not err.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        progress.add_task(what, total=total)
+        yield progress
+
+
+class _Counting:
+    """A binary reader that advances a progress bar as it is read."""
+
+    def __init__(self, f: BinaryIO, progress: Progress | None) -> None:
+        self._f = f
+        self._progress = progress
+
+    def readinto(self, b: memoryview) -> int:
+        n: int = self._f.readinto(b)  # type: ignore[attr-defined]
+        if self._progress is not None and n:
+            self._progress.advance(self._progress.task_ids[0], n)
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if self._progress is not None:
+            self._progress.advance(self._progress.task_ids[0], len(data))
+        return data
+
+
+def _store(ctx: click.Context) -> FileStore:
+    url: str | None = ctx.find_root().meta.get("millstream.files_url")
+    return open_files(url)
+
+
+@click.group("files")
+@click.option("--files", "files_url", metavar="URL",
+              help="File store to use, overriding MILLSTREAM_FILES and millstream.toml "
+                   "(e.g. file:///data/files or s3://bucket/prefix).")
+@click.pass_context
+def files_group(ctx: click.Context, files_url: str | None) -> None:
+    """List, store, fetch and remove objects of the file store.
+
+    \b
+    Example:
+      millstream files put ./clip.mp4 videos/clip.mp4
+      millstream files ls videos/
+      millstream files get videos/clip.mp4 ./copy.mp4
+    """
+    ctx.find_root().meta["millstream.files_url"] = files_url
+
+
+@files_group.command("ls")
+@click.argument("prefix", default="")
+@click.pass_context
+def ls(ctx: click.Context, prefix: str) -> None:
+    """List objects whose names start with PREFIX: name, size, SHA-256, content type.
+
+    \b
+    Example:
+      millstream files ls videos/
+    """
+    store = _store(ctx)
+    with contextlib.closing(store):
+        refs = list(store.list(prefix))
+        base = store.url + "/"
+    if not refs:
+        where = f" under {prefix!r}" if prefix else ""
+        click.echo(f"no objects{where}; store one with: millstream files put PATH NAME",
+                   err=True)
+        return
+    t = table("Name", ">Size", "SHA-256", "Content type")
+    for ref in refs:
+        t.add_row(ref.url.removeprefix(base), str(ref.size), ref.sha256,
+                  ref.content_type or "-")
+    console().print(t)
+
+
+@files_group.command("put")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("--content-type", metavar="TYPE",
+              help="Media type to record (default: guessed from the file name).")
+@click.pass_context
+def put(ctx: click.Context, path: Path, name: str, content_type: str | None) -> None:
+    """Store the file PATH as the object NAME (atomically; replaces an existing one).
+
+    \b
+    Example:
+      millstream files put ./clip.mp4 videos/clip.mp4
+    """
+    content_type = content_type or mimetypes.guess_type(path.name)[0]
+    store = _store(ctx)
+    size = path.stat().st_size
+    with contextlib.closing(store), _progress(f"put {name}", size) as progress:
+        if progress is None:
+            ref = store.put(name, path, content_type=content_type)
+        else:
+            with open(path, "rb") as f:
+                ref = store.put(name, _Counting(f, progress),  # type: ignore[arg-type]
+                                content_type=content_type)
+    click.echo(f"stored {name} ({decimal(ref.size)}): {ref.url} sha256={ref.sha256}")
+
+
+@files_group.command("get")
+@click.argument("name")
+@click.argument("dest", required=False)
+@click.pass_context
+def get(ctx: click.Context, name: str, dest: str | None) -> None:
+    """Copy the object NAME to DEST (default: its base name here; '-' for stdout), verified.
+
+    The copy appears under DEST only once all of it was read and its SHA-256 matched.
+
+    \b
+    Example:
+      millstream files get videos/clip.mp4 ./copy.mp4
+      millstream files get notes/today.txt - | less
+    """
+    store = _store(ctx)
+    with contextlib.closing(store):
+        ref = store.stat(name)
+        with _progress(f"get {name}", ref.size) as progress, store.open(ref) as src:
+            reader = _Counting(src, progress)
+            if dest == "-":
+                out = sys.stdout.buffer
+                while chunk := reader.read(CHUNK):
+                    out.write(chunk)
+                out.flush()
+                return
+            target = Path(dest or name.rsplit("/", 1)[-1])
+            if target.is_dir():
+                target = target / name.rsplit("/", 1)[-1]
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+            try:
+                with open(tmp, "wb") as f:
+                    while chunk := reader.read(CHUNK):
+                        f.write(chunk)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    click.echo(f"wrote {target} ({decimal(ref.size)}, sha256={ref.sha256} verified)")
+
+
+@files_group.command("rm")
+@click.argument("name")
+@click.pass_context
+def rm(ctx: click.Context, name: str) -> None:
+    """Remove the object NAME.
+
+    \b
+    Example:
+      millstream files rm videos/old.mp4
+    """
+    store = _store(ctx)
+    with contextlib.closing(store):
+        ref = store.stat(name)
+        store.delete(name)
+    click.echo(f"removed {name} ({decimal(ref.size)})")
+
+
+@files_group.command("stat")
+@click.argument("name")
+@click.pass_context
+def stat(ctx: click.Context, name: str) -> None:
+    """Show the object NAME's URL, size, SHA-256 and content type (recorded at write).
+
+    \b
+    Example:
+      millstream files stat videos/clip.mp4
+    """
+    store = _store(ctx)
+    with contextlib.closing(store):
+        ref = store.stat(name)
+    click.echo(f"url           {ref.url}\nsize          {ref.size}\n"
+               f"sha256        {ref.sha256}\ncontent-type  {ref.content_type or '-'}")
