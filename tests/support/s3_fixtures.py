@@ -181,6 +181,15 @@ def _create_bucket(endpoint: str) -> None:
         client.close()
 
 
+_started: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the S3 server the session used, so a fake is never mistaken for the real one."""
+    for line in _started:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def s3_url() -> Iterator[S3Target]:
     """An S3 prefix of this session's own on a local S3-compatible server (see module doc)."""
@@ -204,6 +213,7 @@ def s3_url() -> Iterator[S3Target]:
     except Exception as exc:
         server.stop()
         _no_service(f"S3 test server ({name}) refused to create a bucket: {exc}")
+    _started.append(f"S3 test server: {name} at {server.endpoint}")
     yield S3Target(url=f"s3://{BUCKET}/run-{uuid.uuid4().hex[:8]}",
                    options=s3_options(server.endpoint), server=name, endpoint=server.endpoint)
     server.stop()
