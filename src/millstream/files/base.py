@@ -6,7 +6,11 @@ payload. ``FileStore`` is what every backend (``file://``, ``s3://``, any fsspec
 implements; ``tests/contracts/test_files.py`` tests them through it only.
 
 Names are relative, ``/``-separated paths inside the store (``videos/ab12/source.mp4``); a
-name with ``..``, a leading ``/`` or an empty part is refused with ``InvalidRequestError``.
+name with ``..``, ``.``, a leading ``/``, an empty part or a backslash is refused with
+``InvalidRequestError``, and so are names under ``.meta/`` and ``.tmp/`` (the store's own).
+Every method taking ``ref`` accepts a ``FileRef``, a full URL inside this store, or a name.
+Backends: ``local.py`` (``file://``), ``s3.py`` (``s3://``), ``fsspec_store.py`` (the rest);
+``core.py`` holds what they share.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class FileRef(BaseModel):
 class FileWriter(Protocol):
     """A file-like handle for writing one object; the object appears (atomically) on
     ``close()`` — never partially — and ``ref`` is set then. Leaving a ``with`` block by an
-    exception discards what was written."""
+    exception discards what was written, as ``abort()`` does. ``close()`` and ``abort()`` are
+    idempotent; ``write()`` after either raises ``ClosedError``."""
 
     ref: FileRef | None
 
@@ -72,9 +77,12 @@ class FileStore(Protocol):
     def open(self, ref: FileRef | str, *, start: int = 0, end: int | None = None,
              verify: bool = True) -> BinaryIO:
         """Read an object (by reference or name) as a stream, optionally the byte range
-        ``start``..``end`` (exclusive). A full read with ``verify`` checks the SHA-256 at the
-        end and raises ``CorruptDataError`` on a mismatch; a reference whose hash no longer
-        matches the stored object's is refused at open."""
+        ``start``..``end`` (exclusive; outside ``0..size`` is ``InvalidRequestError``). A
+        full read with ``verify`` checks the SHA-256 (and size) when its last byte is read and
+        raises ``CorruptDataError`` naming the object's URL on a mismatch; range reads are not
+        verified. A ``FileRef`` whose hash no longer matches the stored object's (the name was
+        overwritten since) is refused at open with ``NotFoundError``. ``NotFoundError`` if
+        there is no object."""
         ...
 
     def read_bytes(self, ref: FileRef | str) -> bytes:

@@ -79,8 +79,11 @@ class _RangeFetcher(io.RawIOBase):
             if self._pos >= self._end:
                 return 0
             stop = min(self._pos + self._chunk, self._end)
-            data = self._store.call(self._store.fs.cat_file, self._key, start=self._pos,
-                                    end=stop)
+            try:
+                data = self._store.call(self._store.fs.cat_file, self._key, start=self._pos,
+                                        end=stop)
+            except FileNotFoundError as exc:
+                raise NotFoundError(f"s3://{self._key} was deleted while being read") from exc
             self._pos += len(data)
             self._buffer = memoryview(data)
             if not data:
