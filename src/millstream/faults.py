@@ -9,6 +9,12 @@ when no fault is set. Points in use:
 - ``log.append.after_commit``    committed and synced, acknowledgement not yet given
 - ``log.commit_offsets.before_commit`` / ``log.commit_offsets.after_commit``
 - ``log.retention.before_commit`` retention deleted batches, transaction not committed
+- ``files.put.before_commit``     an object's bytes written and synced, not yet in place
+- ``files.put.after_commit``      in place (``file://``), its metadata not yet written
+- ``service.batch.after_send``    a batch's outputs handed to the producer, nothing committed
+- ``service.commit.after_flush`` / ``service.commit.after_commit``  around an at-least-once commit
+- ``service.transaction.before_commit`` / ``service.transaction.after_commit``  exactly-once
+- ``service.checkpoint.before_write`` / ``service.checkpoint.after_write``  state checkpoints
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from millstream import __version__
 from millstream.cli.config import config_group, doctor
 from millstream.cli.exceptions import exceptions_group
+from millstream.cli.files import files_group
 from millstream.cli.graph import graph_command
 from millstream.cli.groups import groups_group
 from millstream.cli.produce import produce
@@ -129,6 +130,7 @@ cli.add_command(top_command)
 cli.add_command(metrics_group)
 cli.add_command(diff_command)
 cli.add_command(promote_command)
+cli.add_command(files_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

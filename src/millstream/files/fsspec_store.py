@@ -58,7 +58,7 @@ class FsspecStore(StoreBase):
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None,
                  cache_dir: Path | None = None) -> None:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
 
         protocol = url.split("://", 1)[0]
         self.fs = fsspec.filesystem(protocol, **dict(options or {}))

@@ -101,7 +101,7 @@ class S3Store(StoreBase):
     def __init__(self, url: str, options: Mapping[str, Any] | None = None,
                  cache_dir: Path | None = None, part_size: int = PART_SIZE) -> None:
         try:
-            import s3fs  # type: ignore[import-untyped]
+            import s3fs
         except ImportError as exc:
             raise MissingDependencyError("the s3:// file store", "s3") from exc
         path = url.split("://", 1)[1].strip("/")
