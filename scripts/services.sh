@@ -59,6 +59,36 @@ status_kafka() {
     done
 }
 
+# s3proxy: a real S3-compatible server for the file store's s3:// tests. Only the jar is
+# managed here (fetched with Maven into ~/.m2 once, so CI downloads it before pytest); the
+# server is started and stopped by pytest (tests/support/s3_fixtures.py). Without Java or
+# Maven the tests fall back to moto's server (a fake) — refused when MILLSTREAM_REQUIRE_SERVICES=1.
+SERVICES+=(s3proxy)
+S3PROXY_ARTIFACT=org.gaul:s3proxy:2.1.0:jar:jar-with-dependencies
+
+start_s3proxy() {
+    if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+        if [[ ${MILLSTREAM_REQUIRE_SERVICES:-} == 1 ]]; then
+            echo "services: s3proxy: needs java and mvn" >&2
+            return 1
+        fi
+        echo "services: s3proxy: no java/mvn; the s3:// tests will use moto's server" >&2
+        return 0
+    fi
+    mvn -B -ntp -q dependency:get -Dartifact="$S3PROXY_ARTIFACT" -Dtransitive=false ||
+        { echo "services: s3proxy: could not fetch $S3PROXY_ARTIFACT" >&2
+          [[ ${MILLSTREAM_REQUIRE_SERVICES:-} != 1 ]]; }
+}
+
+stop_s3proxy() {
+    : # pytest stops the server it started
+}
+
+status_s3proxy() {
+    local jar=~/.m2/repository/org/gaul/s3proxy/2.1.0/s3proxy-2.1.0-jar-with-dependencies.jar
+    if [[ -f $jar ]]; then echo "s3proxy: $jar"; else echo "s3proxy: no jar yet"; fi
+}
+
 # --- dispatch ----------------------------------------------------------------------------------
 usage() {
     echo "usage: $0 start|stop|status" >&2
