@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state
+from millstream.files import open_files
 from millstream.service.loader import load_app
 from millstream.service.runner import ServiceRunner
 from millstream.service.supervisor import Supervisor, run_command
@@ -76,9 +77,11 @@ def run_command_cli(ctx: click.Context, state: CliState, target: str, service: s
                      run_command(target, service, [*extra, "--instance-index", str(i)]))
                     for i in range(instances)]
         ctx.exit(_supervise(children, state))
+    files = open_files()
     with open_streams(state) as streams:
         runner = ServiceRunner(app, service, streams, shadow=shadow,
-                               metrics_interval_s=metrics_interval, instance=instance_index)
+                               metrics_interval_s=metrics_interval, instance=instance_index,
+                               files=files)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()
@@ -93,6 +96,7 @@ def run_command_cli(ctx: click.Context, state: CliState, target: str, service: s
         console(stderr=True).print(
             f"millstream: {service} stopped: {stats.records_in} in, {stats.records_out} out, "
             f"{stats.exceptions} to exceptions")
+    files.close()
     sys.stdout.flush()
 
 

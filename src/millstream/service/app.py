@@ -103,7 +103,8 @@ class ServiceSpec:
 class App:
     """A set of services and the streams between them."""
 
-    def __init__(self, name: str, *, partitions: int = 4) -> None:
+    def __init__(self, name: str, *, partitions: int = 4,
+                 claim_check_bytes: int | None = None) -> None:
         if not isinstance(name, str) or not name or not name.replace("-", "").replace(
                 "_", "").isalnum():
             raise InvalidRequestError(
@@ -114,6 +115,12 @@ class App:
             raise InvalidRequestError(f"partitions={partitions!r} must be an integer ≥ 1")
         self.name = name
         self.partitions = partitions
+        if claim_check_bytes is not None and (not isinstance(claim_check_bytes, int)
+                                              or claim_check_bytes < 1):
+            raise InvalidRequestError(
+                f"claim_check_bytes={claim_check_bytes!r} must be a positive integer or None")
+        #: values larger than this go to the file store, a reference travels instead
+        self.claim_check_bytes = claim_check_bytes
         self.streams: dict[str, StreamSpec] = {}
         self.services: dict[str, ServiceSpec] = {}
 

@@ -35,6 +35,7 @@ class Context:
         self.attempt = 1
         self.emitted: list[Emit] = []
         self.extras: dict[str, Any] = {}
+        self._per_record: list[Any] = []
 
     @property
     def record(self) -> Record:
@@ -83,3 +84,12 @@ class Context:
         self._state = state
         self.attempt = attempt
         self.emitted = []
+        for extra in self._per_record:
+            extra._begin(record)
+
+    def add_store(self, name: str, store: Any) -> None:
+        """Offer ``store`` to handlers as ``ctx.<name>``; if it has ``_begin(record)`` it is
+        told each record processed (to name what it writes after the record)."""
+        self.extras[name] = store
+        if hasattr(store, "_begin"):
+            self._per_record.append(store)

@@ -34,11 +34,14 @@ from typing import Any
 from millstream.codecs import Codec, ModelCodec, header
 from millstream.errors import FencedError, InvalidRequestError, RecordTooLargeError
 from millstream.faults import fault_point
+from millstream.files.base import FileStore
+from millstream.files.claimcheck import ClaimCheck, claim_checked
 from millstream.records import Headers, Record, StreamPartition
 from millstream.service.app import App, Emit
 from millstream.service.clock import SYSTEM_CLOCK, Clock
 from millstream.service.context import Context
 from millstream.service.failures import describe_failure
+from millstream.service.files import ServiceFiles
 from millstream.service.metrics import Metrics, Statistics
 from millstream.service.state import CheckpointStore, Shard
 from millstream.service.wellknown import (
@@ -87,8 +90,16 @@ class ServiceRunner:
         poll_timeout_s: float = 0.1,
         clock: Clock = SYSTEM_CLOCK,
         instance: int = 0,
+        files: FileStore | None = None,
     ) -> None:
         spec = app.get(service)
+        if app.claim_check_bytes is not None:
+            if files is None:
+                raise InvalidRequestError(
+                    f"app {app.name!r} claim-checks values over {app.claim_check_bytes} bytes, "
+                    "which needs a file store: pass files=millstream.files.open_files()")
+            streams = claim_checked(streams, ClaimCheck(files,
+                                                        threshold_bytes=app.claim_check_bytes))
         self.app = app
         self.spec = spec
         self.streams = streams
@@ -115,8 +126,12 @@ class ServiceRunner:
         self._stopping = False
         self._running = False
         self.ctx = Context(app.name, service, streams, spec.outputs, spec.stateful)
+        self.files = files
+        if files is not None:
+            self.ctx.add_store("files", ServiceFiles(files, self.group))
         self._shards: dict[int, Shard] = {}
-        self._checkpoints = CheckpointStore(streams, self.group) if spec.stateful else None
+        self._checkpoints = (CheckpointStore(streams, self.group, files=files)
+                             if spec.stateful else None)
         self._done: dict[tuple[str, int], int] = {}  # next offset per input partition
         self._committed_at: dict[StreamPartition, int] = {}
         self._since_checkpoint = 0

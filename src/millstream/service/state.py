@@ -20,17 +20,22 @@ runner loads the latest checkpoint and resumes every input partition of that num
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from millstream.errors import CorruptDataError, InvalidRequestError
+from millstream.files.base import FileRef, FileStore
 from millstream.records import StreamPartition
 from millstream.service.wellknown import CHECKPOINTS
 from millstream.streams.base import Producer, Streams
 
-__all__ = ["Checkpoint", "CheckpointStore", "Shard"]
+__all__ = ["INLINE_STATE_LIMIT", "Checkpoint", "CheckpointStore", "Shard"]
+
+#: State up to this size (JSON) travels inside the checkpoint record; larger goes to a file.
+INLINE_STATE_LIMIT = 256 * 1024
 
 _DELETED = object()
 
@@ -123,9 +128,12 @@ class Checkpoint:
 class CheckpointStore:
     """Reads and writes one group's checkpoints on the checkpoints stream."""
 
-    def __init__(self, streams: Streams, group: str) -> None:
+    def __init__(self, streams: Streams, group: str, *, files: FileStore | None = None,
+                 inline_limit: int = INLINE_STATE_LIMIT) -> None:
         self._streams = streams
         self._group = group
+        self._files = files
+        self._inline_limit = inline_limit
         self._prefix = f"{group}/".encode()
         self._latest: dict[int, Checkpoint] = {}
         self._position = 0
@@ -164,8 +172,11 @@ class CheckpointStore:
     def _parse(self, value: bytes, key: bytes) -> Checkpoint:
         try:
             doc = json.loads(value)
+            state = doc["state"]
+            if state is None and doc.get("state_ref") is not None:
+                state = self._load_state(FileRef.model_validate(doc["state_ref"]), key)
             return Checkpoint({str(k): int(v) for k, v in doc["offsets"].items()},
-                              dict(doc["state"]), int(doc["time_ms"]), int(doc["records"]))
+                              dict(state), int(doc["time_ms"]), int(doc["records"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptDataError(
                 f"checkpoint {key.decode(errors='replace')!r} on {CHECKPOINTS} is not valid: "
@@ -175,18 +186,40 @@ class CheckpointStore:
     def latest(self, partition: int) -> Checkpoint | None:
         return self._latest.get(partition)
 
+    def _load_state(self, ref: FileRef, key: bytes) -> Any:
+        if self._files is None:
+            raise CorruptDataError(
+                f"checkpoint {key.decode(errors='replace')!r} keeps its state in the file store "
+                f"({ref.url}), but this service runs without one; give it the platform's files")
+        return json.loads(self._files.read_bytes(ref))
+
     def encode(self, partition: int, offsets: dict[str, int], state: dict[str, Any],
                records: int) -> bytes:
+        """The checkpoint record; state larger than the inline limit goes to the file store
+        (named by its hash, so an unchanged state is stored once) and the record keeps the
+        reference."""
         try:
-            return json.dumps({
-                "group": self._group, "partition": partition, "offsets": offsets,
-                "state": state, "time_ms": int(time.time() * 1000), "records": records,
-            }, separators=(",", ":")).encode()
+            body = json.dumps(state, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(
                 f"the state of {self._group} partition {partition} is not JSON-serialisable "
                 f"({exc}); store only JSON values (str, int, float, bool, None, list, dict)"
             ) from exc
+        head = {"group": self._group, "partition": partition, "offsets": offsets,
+                "time_ms": int(time.time() * 1000), "records": records}
+        if len(body) <= self._inline_limit:
+            return (json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"state":'
+                    + body + b"}")
+        if self._files is None:
+            raise InvalidRequestError(
+                f"the state of {self._group} partition {partition} is {len(body)} bytes, over "
+                f"the {self._inline_limit}-byte inline limit, and the service has no file "
+                "store to keep it in; run it with the platform's files")
+        name = (f"{self._group}/checkpoints/{partition}/"
+                f"{hashlib.sha256(body).hexdigest()}.json")
+        ref = self._files.put(name, body, content_type="application/json")
+        return json.dumps({**head, "state": None, "state_ref": ref.model_dump()},
+                          separators=(",", ":")).encode()
 
     def write(self, producer: Producer, partition: int, offsets: dict[str, int],
               state: dict[str, Any], records: int) -> None:

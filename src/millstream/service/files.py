@@ -1,0 +1,63 @@
+"""``ctx.files``: the file store as a service handler sees it.
+
+Objects a handler writes get deterministic names from the input record they came from —
+``<group>/<stream>/<partition>/<offset>/<name>`` — so a retried or re-processed record
+rewrites its objects instead of adding new ones, and a shadow version (its own group) writes
+under its own prefix. Reading is by reference, as with the store itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from millstream.errors import InvalidRequestError
+from millstream.files.base import FileRef, FileStore, FileWriter, Source
+from millstream.records import Record
+
+__all__ = ["ServiceFiles", "object_prefix"]
+
+
+def object_prefix(group: str, record: Record) -> str:
+    """Where the objects written while processing ``record`` go."""
+    return f"{group}/{record.stream}/{record.partition}/{record.offset}/"
+
+
+class ServiceFiles:
+    """The file store, with names derived from the record being processed."""
+
+    def __init__(self, store: FileStore, group: str) -> None:
+        self.store = store
+        self._group = group
+        self._record: Record | None = None
+
+    def _begin(self, record: Record) -> None:
+        self._record = record
+
+    def name(self, name: str) -> str:
+        """The full, deterministic name ``name`` gets for the current input record."""
+        if self._record is None:
+            raise InvalidRequestError("ctx.files names objects per input record; no record "
+                                      "is being processed")
+        if not name or name.startswith("/"):
+            raise InvalidRequestError(f"object name {name!r} must be a relative path")
+        return object_prefix(self._group, self._record) + name
+
+    def put(self, name: str, source: Source, *, content_type: str | None = None) -> FileRef:
+        """Store ``source`` as ``name`` for this input record (replacing a previous attempt's)."""
+        return self.store.put(self.name(name), source, content_type=content_type)
+
+    def writer(self, name: str, *, content_type: str | None = None) -> FileWriter:
+        return self.store.writer(self.name(name), content_type=content_type)
+
+    def open(self, ref: FileRef | str, *, start: int = 0, end: int | None = None) -> BinaryIO:
+        return self.store.open(ref, start=start, end=end)
+
+    def read_bytes(self, ref: FileRef | str) -> bytes:
+        return self.store.read_bytes(ref)
+
+    def local_path(self, ref: FileRef | str) -> Path:
+        return self.store.local_path(ref)
+
+    def stat(self, ref: FileRef | str) -> FileRef:
+        return self.store.stat(ref)
