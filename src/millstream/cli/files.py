@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -28,9 +29,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from millstream.cli.shared import console, table
+from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.files import FileStore, open_files
 from millstream.files.core import CHUNK
+from millstream.files.gc import collect_garbage, references_in_streams
 
 __all__ = ["files_group"]
 
@@ -216,3 +218,41 @@ def stat(ctx: click.Context, name: str) -> None:
         ref = store.stat(name)
     click.echo(f"url           {ref.url}\nsize          {ref.size}\n"
                f"sha256        {ref.sha256}\ncontent-type  {ref.content_type or '-'}")
+
+
+@files_group.command("gc")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--older-than", "older_than", default="1h", show_default=True,
+              metavar="SPAN", help="Keep objects younger than this (30m, 2h, 1d): a writer may "
+                                   "not have sent the record that refers to them yet.")
+@click.option("--prefix", default="", help="Only objects whose names start with this.")
+@pass_state
+@click.pass_context
+def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
+       prefix: str) -> None:
+    """Delete objects no record in any stream refers to any more.
+
+    Orphans of crashes (a service wrote an object, then died before its record) and expired
+    claim-checks go; every object a retained record refers to stays.
+
+    \b
+    Example:
+      millstream files gc --dry-run
+      millstream files gc --older-than 1d
+    """
+    match = re.fullmatch(r"(\d+)\s*([smhd])", older_than.strip())
+    if match is None:
+        raise click.BadParameter(f"{older_than!r} is not a span like 30m, 2h or 1d",
+                                 param_hint="--older-than")
+    seconds = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    store = _store(ctx)
+    with contextlib.closing(store), open_streams(state) as streams:
+        referenced = references_in_streams(
+            streams, lambda name, n: click.echo(f"scanned {name}: {n} record(s)", err=True))
+        garbage = collect_garbage(store, referenced, dry_run=dry_run, older_than_s=seconds,
+                                  prefix=prefix)
+    verb = "would delete" if dry_run else "deleted"
+    for ref in garbage:
+        click.echo(f"{verb} {ref.url} ({decimal(ref.size)})")
+    click.echo(f"{verb} {len(garbage)} object(s), {decimal(sum(r.size for r in garbage))}; "
+               f"{len(referenced)} referenced object(s) kept", err=True)

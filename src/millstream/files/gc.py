@@ -9,6 +9,7 @@ the record that refers to it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -17,8 +18,10 @@ from typing import Protocol, runtime_checkable
 
 from millstream.errors import InvalidRequestError, NotFoundError
 from millstream.files.base import FileRef, FileStore
+from millstream.records import StreamPartition
+from millstream.streams.base import Streams
 
-__all__ = ["collect_garbage", "find_references"]
+__all__ = ["collect_garbage", "find_references", "references_in_streams"]
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -77,3 +80,41 @@ def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = F
                  ref.size)
         garbage.append(ref)
     return garbage
+
+
+def references_in_streams(streams: Streams,
+                          progress: Callable[[str, int], None] | None = None) -> set[str]:
+    """URLs referred to by any record still retained in any stream (values decoded as JSON
+    where they are JSON; other values cannot hold references). ``progress(stream, records)``
+    is called after each stream."""
+    found: set[str] = set()
+    admin = streams.admin()
+    for name in admin.list_streams():
+        info = admin.describe_stream(name)
+        if info.records == 0:
+            continue
+        ends = {p.partition: p.end for p in info.partitions if p.end > p.start}
+        seen = 0
+        with streams.open_consumer() as reader:
+            reader.subscribe([name])
+            deadline = time.monotonic() + 300
+            while ends and time.monotonic() < deadline:
+                batch = reader.poll(max_records=10_000, timeout=0.5)
+                for record in batch:
+                    value = record.value
+                    if value and value[:1] in (b"{", b"["):
+                        try:
+                            found |= find_references(json.loads(value))
+                        except ValueError:
+                            pass  # not JSON after all: it can hold no reference
+                seen += len(batch)
+                for partition in list(ends):
+                    if reader.position(StreamPartition(name, partition)) >= ends[partition]:
+                        del ends[partition]
+                if not batch and ends and all(
+                        reader.position(StreamPartition(name, p)) >= e - 1
+                        for p, e in ends.items()):
+                    break  # the last offsets are transaction markers, not records
+        if progress is not None:
+            progress(name, seen)
+    return found
