@@ -269,6 +269,8 @@ def rebuild_command(ctx: click.Context, state: CliState, table_name: str, stream
 
     if into_tables and not into:
         into = table_name
+    if into == table_name and not into_tables:
+        into = None  # the table itself: a rebuild in place
     if into is None and not yes:
         click.confirm(f"empty table {table_name!r} and replay its stream into it?", abort=True,
                       err=True)
