@@ -218,23 +218,27 @@ class KafkaConsumer:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             raise pending
-        try:
-            messages = self._consumer.consume(max_records, 0)
-            if not messages and timeout > 0:
-                deadline = time.monotonic() + timeout
-                while not messages:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    first = self._consumer.poll(min(left, 0.1))
-                    if first is not None:
-                        messages = [first, *self._consumer.consume(max_records - 1, 0)]
-        except KafkaException as exc:
-            raise translate(exc, "polling") from exc
-        if not messages and self._pending is not None:
-            pending, self._pending = self._pending, None
-            raise pending
-        return self._records(messages)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                messages = self._consumer.consume(max_records, 0)
+                if not messages and timeout > 0:
+                    while not messages:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        first = self._consumer.poll(min(left, 0.1))
+                        if first is not None:
+                            messages = [first, *self._consumer.consume(max_records - 1, 0)]
+            except KafkaException as exc:
+                raise translate(exc, "polling") from exc
+            if not messages and self._pending is not None:
+                pending, self._pending = self._pending, None
+                raise pending
+            records = self._records(messages)
+            # a poll that fetched only end-of-partition events waits on for its timeout
+            if records or not messages or time.monotonic() >= deadline:
+                return records
 
     def _records(self, messages: list[Any]) -> list[Record]:
         """The poll's records, built column by column in C (``map`` over the messages) when
@@ -294,6 +298,11 @@ class KafkaConsumer:
     def _raise_message_error(self, err: KafkaError, m: Any) -> None:
         code = err.code()
         if code == KafkaError._PARTITION_EOF:
+            # the fetcher reached the end: past transaction markers and aborted records too,
+            # which occupy offsets but are never returned — so the position moves there
+            sp = StreamPartition(m.topic(), m.partition())
+            if sp in self._positions and m.offset() > self._positions[sp]:
+                self._positions[sp] = m.offset()
             return
         if code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
             sp = StreamPartition(m.topic(), m.partition())

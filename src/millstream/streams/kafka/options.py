@@ -37,6 +37,9 @@ CONSUMER_DEFAULTS = {
     # librdkafka's 1,000 ms default pauses fetching for a second after every ~100k
     # prefetched messages, which a consumer reading a backlog measures as a stall
     "fetch.queue.backoff.ms": "20",
+    # the end-of-partition event carries the fetch position past transaction markers, so a
+    # reader of a transactional stream sees its position reach the end
+    "enable.partition.eof": "true",
 }
 _UNSAFE: dict[str, Callable[[str], bool]] = {
     "acks": lambda v: v not in ("all", "-1"),
