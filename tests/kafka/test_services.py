@@ -23,8 +23,9 @@ import pytest
 
 import millstream
 from millstream.faults import FAULT_EXIT_CODE
-from millstream.service import App, RetryPolicy, ServiceRunner
+from millstream.service import App, Context, RetryPolicy, ServiceRunner
 from millstream.service.failures import parse_exception
+from millstream.service.state import CheckpointStore
 from millstream.service.wellknown import EXCEPTIONS, METRICS
 from millstream.streams.base import Streams
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
@@ -161,3 +162,53 @@ def test_exactly_once_on_kafka_survives_a_kill_at_the_transaction(
         ids = read_ids(streams, doubled)
         assert set(ids) == set(range(N))
         assert max(ids.values()) == 1, [i for i, c in ids.items() if c > 1][:10]
+
+
+def test_stateful_exactly_once_on_kafka_restores_state_from_transactional_checkpoints(
+        kafka_bootstrap: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    app = App(f"ks{suffix}", partitions=2)
+    orders, totals = f"orders-{suffix}", f"totals-{suffix}"
+
+    @app.service(inputs={orders: Order}, outputs={totals: Invoice}, stateful=True,
+                 exactly_once=True)
+    def running_total(order: Order, ctx: Context) -> Invoice:
+        total = ctx.state.get("total", 0.0) + order.total
+        ctx.state["total"] = total
+        return Invoice(order_id=order.id, amount=total)
+
+    with millstream.open_streams(url(kafka_bootstrap)) as streams:
+        first = ServiceRunner(app, "running-total", streams, metrics_interval_s=60)
+        first.prepare()
+        send_orders(streams, [Order(id=i, total=1.0) for i in range(40)], stream=orders)
+        run_until(first, lambda r: r.metrics.records_in >= 40, timeout=90)
+        send_orders(streams, [Order(id=i, total=1.0) for i in range(40, 50)], stream=orders)
+        started = time.monotonic()
+        second = ServiceRunner(app, "running-total", streams, metrics_interval_s=60)
+        run_until(second, lambda r: r.metrics.records_in >= 10, timeout=90)
+        # the checkpoints (written in transactions) were read to their end at once
+        assert time.monotonic() - started < 30
+        assert second.statistics().records_in == 10  # nothing re-processed
+        store = CheckpointStore(streams, app.services["running-total"].group)
+        store.refresh()
+        totals_by_partition = [store.latest(p).state["total"]  # type: ignore[union-attr]
+                               for p in (0, 1)]
+        assert sum(totals_by_partition) == 50.0
+        ids = read_ids_models(streams, totals, 50)
+        assert sorted(ids) == list(range(50))  # every output once
+
+
+def read_ids_models(streams: Streams, stream: str, want: int) -> list[int]:
+    ids: list[int] = []
+    with streams.open_consumer() as reader:
+        reader.subscribe([stream])
+        deadline = time.monotonic() + 60
+        quiet_until = None
+        while time.monotonic() < deadline:
+            ids += [Invoice.model_validate_json(r.value or b"").order_id
+                    for r in reader.poll(max_records=1000, timeout=0.2)]
+            if len(ids) >= want and quiet_until is None:
+                quiet_until = time.monotonic() + 2
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                break
+    return ids
