@@ -66,6 +66,7 @@ bench: venv  ## stream and service benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/streams.py
 	$(PY) bench/services.py
 	$(PY) bench/files.py
+	$(PY) bench/tables.py
 
 # pytest exits 5 when a selection matches no test: not a failure here.
 reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 runs, then the soak tests at full length

@@ -11,6 +11,8 @@ when no fault is set. Points in use:
 - ``log.retention.before_commit`` retention deleted batches, transaction not committed
 - ``files.put.before_commit``     an object's bytes written and synced, not yet in place
 - ``files.put.after_commit``      in place (``file://``), its metadata not yet written
+- ``tables.materialize.before_commit`` / ``tables.materialize.after_commit``  a table's rows and
+  offsets in one transaction
 - ``service.batch.after_send``    a batch's outputs handed to the producer, nothing committed
 - ``service.commit.after_flush`` / ``service.commit.after_commit``  around an at-least-once commit
 - ``service.transaction.before_commit`` / ``service.transaction.after_commit``  exactly-once

@@ -27,6 +27,7 @@ from millstream.cli.run import run_command_cli, up_command
 from millstream.cli.shadow import diff_command, promote_command
 from millstream.cli.shared import CliState, pass_state
 from millstream.cli.streams import streams_group
+from millstream.cli.tables import tables_group
 from millstream.cli.tail import tail
 from millstream.cli.top import metrics_group, top_command
 from millstream.errors import MillstreamError
@@ -131,6 +132,7 @@ cli.add_command(metrics_group)
 cli.add_command(diff_command)
 cli.add_command(promote_command)
 cli.add_command(files_group)
+cli.add_command(tables_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
