@@ -334,6 +334,7 @@ class KafkaProducer:
             self._producer = _Producer(config)
         except KafkaException as exc:
             raise translate(exc, "creating a producer") from exc
+        self._produce_now = self._producer.produce
         self._counts = PartitionCounts(self._producer, options.timeout_s)
         self._lock = threading.Lock()
         self._failures: list[MillstreamError] = []
@@ -397,6 +398,14 @@ class KafkaProducer:
                 self._wanted -= 1
                 self._acked.notify_all()
 
+    def _next_chunk(self, lane: _Lane, lanes: _Lanes) -> None:
+        """After a lane's chunk filled up: start the next, move keyless records to another
+        partition, serve callbacks."""
+        lane.sending.next = lane.sending = _Chunk(lane)
+        lane.filled = 0
+        lanes.move_sticky()
+        self._serve_here()
+
     def _flush(self, timeout: float) -> int:
         """librdkafka's flush, served in this thread; at once when nothing is outstanding
         (``len()``: records queued or in flight, and reports not yet served)."""
@@ -447,41 +456,53 @@ class KafkaProducer:
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None,
              timestamp: int | None = None) -> _Sent | _Handle:
+        lanes = self._lanes.of.get(stream)  # only with idempotence; see _Lane
+        if (lanes is not None and key is None and partition is None and not headers
+                and timestamp is None and value is not None and len(value) <= self._limit
+                and not self._closed):  # the hot path: a keyless record to the sticky lane
+            lane = lanes.sticky
+            try:
+                self._produce_now(stream, value, None, lane.partition, lane.delivered)
+            except BufferError:
+                self._produce(stream, value, None, lane.partition, None, None, lane.delivered)
+            except KafkaException as exc:
+                raise translate(exc, f"producing to {stream!r}") from exc
+            sent = _Sent()
+            sent._chunk = lane.sending
+            sent._index = index = lane.filled
+            if index < _LAST:
+                lane.filled = index + 1
+            else:
+                self._next_chunk(lane, lanes)
+            return sent
         if key is None and value is not None and not headers:
             size = len(value)
         else:
             size = record_size(key, value, headers)
         if size > self._limit:
             raise RecordTooLargeError(size, self._limit, stream)
-        if self._ordered and (key is None or partition is not None):  # a lane, see _Lane
-            lanes = self._lanes.of.get(stream)
-            if lanes is None or partition is not None or self._closed:
-                checked = self._check(stream, partition)
-                if lanes is None:
-                    lanes = self._lanes.of[stream] = _Lanes(checked)
-                lane = lanes.sticky if partition is None else lanes.lane(partition)
-            else:
-                lane = lanes.sticky
+        if self._ordered and (key is None or partition is not None):
+            checked = self._check(stream, partition)
+            if lanes is None:
+                lanes = self._lanes.of[stream] = _Lanes(checked)
+            lane = lanes.sticky if partition is None else lanes.lane(partition)
             try:
                 if headers or timestamp is not None:
                     self._produce(stream, value, key, lane.partition, headers, timestamp,
                                   lane.delivered)
                 else:
-                    self._producer.produce(stream, value, key, lane.partition, lane.delivered)
+                    self._produce_now(stream, value, key, lane.partition, lane.delivered)
             except BufferError:
                 self._produce(stream, value, key, lane.partition, None, None, lane.delivered)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {stream!r}") from exc
             sent = _Sent()
-            sent._chunk = chunk = lane.sending
+            sent._chunk = lane.sending
             sent._index = index = lane.filled
             if index < _LAST:
                 lane.filled = index + 1
-            else:  # the chunk is full: the next one, another partition, serve callbacks
-                chunk.next = lane.sending = _Chunk(lane)
-                lane.filled = 0
-                lanes.move_sticky()
-                self._serve_here()
+            else:
+                self._next_chunk(lane, lanes)
             return sent
         target = self._targets.get(stream)
         if target is None or partition is not None or self._closed:
