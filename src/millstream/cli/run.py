@@ -14,6 +14,7 @@ from millstream.files import open_files
 from millstream.service.loader import load_app
 from millstream.service.runner import ServiceRunner
 from millstream.service.supervisor import Supervisor, run_command
+from millstream.tables import open_tables
 
 __all__ = ["run_command_cli", "up_command"]
 
@@ -78,10 +79,11 @@ def run_command_cli(ctx: click.Context, state: CliState, target: str, service: s
                     for i in range(instances)]
         ctx.exit(_supervise(children, state))
     files = open_files()
+    tables = open_tables()
     with open_streams(state) as streams:
         runner = ServiceRunner(app, service, streams, shadow=shadow,
                                metrics_interval_s=metrics_interval, instance=instance_index,
-                               files=files)
+                               files=files, tables=tables)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()
@@ -97,6 +99,7 @@ def run_command_cli(ctx: click.Context, state: CliState, target: str, service: s
             f"millstream: {service} stopped: {stats.records_in} in, {stats.records_out} out, "
             f"{stats.exceptions} to exceptions")
     files.close()
+    tables.close()
     sys.stdout.flush()
 
 

@@ -44,6 +44,7 @@ from millstream.service.failures import describe_failure
 from millstream.service.files import ServiceFiles
 from millstream.service.metrics import Metrics, Statistics
 from millstream.service.state import CheckpointStore, Shard
+from millstream.service.tables import ServiceTables
 from millstream.service.wellknown import (
     CHECKPOINTS,
     EXCEPTIONS,
@@ -59,6 +60,7 @@ from millstream.streams.base import (
     SupportsTransactions,
     TransactionalProducer,
 )
+from millstream.tables.base import Tables
 
 __all__ = ["REPLAY_STREAM_HEADER", "ServiceRunner"]
 
@@ -91,6 +93,7 @@ class ServiceRunner:
         clock: Clock = SYSTEM_CLOCK,
         instance: int = 0,
         files: FileStore | None = None,
+        tables: Tables | None = None,
     ) -> None:
         spec = app.get(service)
         if app.claim_check_bytes is not None:
@@ -129,6 +132,8 @@ class ServiceRunner:
         self.files = files
         if files is not None:
             self.ctx.add_store("files", ServiceFiles(files, self.group))
+        if tables is not None:
+            self.ctx.add_store("tables", ServiceTables(tables, shadow))
         self._shards: dict[int, Shard] = {}
         self._checkpoints = (CheckpointStore(streams, self.group, files=files)
                              if spec.stateful else None)
