@@ -11,8 +11,10 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,3 +316,23 @@ def test_a_writer_killed_before_commit_leaves_no_partial_object(
     assert done.stdout.splitlines() == ["started", f"committed {expected}"]
     assert (sut.store.stat("video/big.bin").size, sut.store.stat("video/big.bin").sha256) == (
         size, expected)
+
+
+@pytest.mark.parametrize("sut", ["file", "s3"], indirect=True)
+def test_a_writer_sigkilled_mid_write_leaves_no_partial_object(sut: StoreUnderTest) -> None:
+    size = 24 * MiB
+    env = dict(os.environ, PYTHONPATH=str(REPO), MILLSTREAM_TEST_WRITE_PAUSE_S="0.05")
+    env.pop("MILLSTREAM_FAULT", None)
+    args = [sys.executable, "-m", "tests.files.put_worker", sut.url, "video/killed.bin",
+            str(size)]
+    if sut.options is not None:
+        args.append(json.dumps(sut.options))
+    child = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "started"  # 1 MiB of 24 written, more coming
+    time.sleep(0.3)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(30) == -signal.SIGKILL
+    child.stdout.close()
+    assert not sut.store.exists("video/killed.bin")
+    assert [r.url for r in sut.store.list("video/")] == []
