@@ -13,8 +13,9 @@ millstream / direct.
      cb)``), which skips confluent-kafka's keyword parsing, as millstream's producer does.
   7. produce 100 B, ``send()`` one at a time, one ``flush()``; direct: as in 6.
   8. consume 100 B, standalone consumer, ``poll(max_records=10_000)`` until every record is
-     returned, touching every record's ``value``; direct: ``Consumer.consume(num_messages=10_000)`` touching ``msg.error()`` and
-     ``msg.value()`` of every message. Both read the same topic (written untimed before).
+     returned, touching every record's ``value``; direct:
+     ``Consumer.consume(num_messages=10_000)`` touching ``msg.error()`` and ``msg.value()`` of
+     every message. Both read the same topic (written untimed before).
 
 The direct clients use the configuration millstream uses (acks=all, idempotence, the
 murmur2_random partitioner, the same linger); ``check_configs`` verifies it at start-up.
