@@ -42,7 +42,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def produce(url: str, stream: str, count: int, keys: int) -> None:
+def produce(url: str, stream: str, count: int, keys: int, keyless: bool = False) -> None:
     out: list[str] = []
     last_flush = time.monotonic()
     acked = failed = 0
@@ -74,7 +74,8 @@ def produce(url: str, stream: str, count: int, keys: int) -> None:
         for i in range(count):
             key, seq = i % keys, i // keys
             try:
-                handle = producer.send(stream, f"{key}:{seq}".encode(), key=str(key).encode())
+                handle = producer.send(stream, f"{key}:{seq}".encode(),
+                                       key=None if keyless else str(key).encode())
             except MillstreamError as exc:
                 failed += 1
                 emit(f"send-error {key} {seq} {type(exc).__name__} {_one_line(exc)}")
@@ -151,7 +152,7 @@ class KafkaChild(Child):
 def main(argv: list[str]) -> None:
     command, url, stream, *rest = argv
     if command == "produce":
-        produce(url, stream, int(rest[0]), int(rest[1]))
+        produce(url, stream, int(rest[0]), int(rest[1]), keyless=rest[2:] == ["keyless"])
     elif command == "consume":
         consume(url, stream, rest[0])
     else:
