@@ -118,7 +118,7 @@ def test_p50_brackets_an_injected_10_ms_delay() -> None:
         run_until(runner, lambda r: r.metrics.records_in >= 40)
         summary = runner.statistics().processing
         assert summary["count"] == 40
-        assert 10.0 <= summary["p50_ms"] <= 14.0, summary
+        assert 10.0 <= summary["p50_ms"] <= 16.0, summary
         assert summary["p99_ms"] >= summary["p50_ms"]
 
 
