@@ -34,7 +34,7 @@ from av.filter import Graph
 from av.video.frame import PictureType, VideoFrame
 from av.video.stream import VideoStream
 
-from .errors import MediaRejected, ProcessingError
+from .errors import MediaError, MediaRejected, ProcessingError
 from .mp4 import Fragment, read_layout
 from .orientation import display_size, transpose_filters
 from .probe import DEFAULT_LIMITS, MediaLimits, main_video_stream, probe, stream_fps
@@ -315,7 +315,7 @@ def transcode(
     except BaseException as exc:
         for output in outputs:
             output.abandon()
-        if isinstance(exc, av.FFmpegError | ValueError) and not isinstance(exc, MediaRejected):
+        if isinstance(exc, av.FFmpegError | ValueError) and not isinstance(exc, MediaError):
             raise ProcessingError(f"transcoding {Path(path).name} failed: {exc}") from exc
         raise
     if progress is not None:
