@@ -33,9 +33,9 @@ endef
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-venv: $(STAMP)  ## create .venv and install millstream[dev] (again only when pyproject.toml changed)
+venv: $(STAMP)  ## create .venv and install millstream[dev,video] and apps/video (again when a pyproject.toml changed)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml apps/video/pyproject.toml
 	@ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }; \
 	if [[ -x $(PY) ]] && ! ok $(PY); then \
 	  echo "$(VENV) is broken or older than Python 3.11: recreating it"; rm -rf $(VENV); fi; \
@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml
 	  "$$python" -m venv $(VENV) || { rm -rf $(VENV); \
 	    echo "error: '$$python -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
 	    exit 1; }; fi
-	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev,video]' -e apps/video
 	@touch $@
 
 test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20), stop services
@@ -82,8 +82,8 @@ reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 r
 	  exit $$rc)
 
 lint: venv  ## ruff and mypy --strict
-	$(VENV)/bin/ruff check $(wildcard src tests bench)
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/ruff check $(wildcard src tests bench apps/video)
+	$(VENV)/bin/mypy
 
 clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

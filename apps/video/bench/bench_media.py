@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import av
+
 from videosite.media import Rung, thumbnails, transcode
 from videosite.media.samples import make_clip
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
+
 from videosite import media
 from videosite.media import (
     MediaLimits,
