@@ -1,0 +1,163 @@
+"""The video site's processing pipeline as millstream services.
+
+    uploads ─► probe ─────► probes ─────┐
+            ├► thumbnail ─► thumbnails ─┼─► join ─► videos ─► catalog (table videos)
+            └► transcode ─► renditions ─┘                 └─► analytics (analytics.db)
+               probe, thumbnail, transcode ─► status (Progress)
+
+Every stream has the app's partition count and every record is keyed by the video id, so
+the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
+``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from millstream import Producer
+from millstream.service import App, Context
+from millstream.tables.materialize import Materializer
+
+from .analytics import AnalyticsDB
+from .config import analytics_db_path, media_limits
+from .join import PARTS, combine, processing
+from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
+from .stages import run_probe, run_thumbnails, run_transcode
+
+__all__ = ["app"]
+
+app = App("videosite", partitions=4)
+
+app.stream("uploads", Upload)
+app.stream("probes", Probed)
+app.stream("thumbnails", Thumbnails)
+app.stream("renditions", Transcoded)
+app.stream("status", Progress)
+app.stream("videos", Video)
+
+#: how much the transcode's fraction must grow before another Progress record is sent
+PROGRESS_STEP = 0.1
+
+# things a service keeps for as long as its runner (and so its Context) lives
+_per_service: weakref.WeakKeyDictionary[Context, Any] = weakref.WeakKeyDictionary()
+
+
+def _kept(ctx: Context, make: Callable[[], Any]) -> Any:
+    found = _per_service.get(ctx)
+    if found is None:
+        found = _per_service[ctx] = make()
+    return found
+
+
+def _done(stage: str, video_id: str, ok: bool, error: str | None) -> Progress:
+    return Progress(video_id=video_id, stage=stage, fraction=1.0,
+                    message="done" if ok else f"failed: {error}")
+
+
+@app.service(inputs={"uploads": Upload}, outputs={"probes": Probed, "status": Progress},
+             uses=("files",))
+def probe(upload: Upload, ctx: Context) -> None:
+    """Describes the original with PyAV and refuses media bombs.
+
+    Container, duration, codecs, size, frame rate, bit rate, rotation and audio."""
+    result = run_probe(upload, ctx.files, media_limits())
+    ctx.emit("probes", result)
+    ctx.emit("status", _done("probe", upload.video_id, result.ok, result.error))
+
+
+@app.service(inputs={"uploads": Upload}, outputs={"thumbnails": Thumbnails, "status": Progress},
+             uses=("files",))
+def thumbnail(upload: Upload, ctx: Context) -> None:
+    """Stills at several points of the video and a poster, as JPEGs in the file store."""
+    result = run_thumbnails(upload, ctx.files, media_limits())
+    ctx.emit("thumbnails", result)
+    ctx.emit("status", _done("thumbnail", upload.video_id, result.ok, result.error))
+
+
+class _LiveProgress:
+    """Sends Progress records at once, outside the attempt's outputs (which are sent only
+    when the record is done), so pages see a transcode advance while it runs."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._producer: Producer = ctx.streams.open_producer()
+        self._codec = app.streams["status"].codec
+
+    def send(self, progress: Progress) -> None:
+        data, headers = self._codec.encode(progress)
+        self._producer.send("status", data, key=progress.video_id.encode(), headers=headers)
+
+    def flush(self) -> None:
+        self._producer.flush(10.0)
+
+
+@app.service(inputs={"uploads": Upload},
+             outputs={"renditions": Transcoded, "status": Progress}, uses=("files",))
+def transcode(upload: Upload, ctx: Context) -> None:
+    """Encodes the H.264 + AAC rendition ladder (never upscaled) and its HLS playlists.
+
+    Progress goes to the status stream while it runs."""
+    live: _LiveProgress = _kept(ctx, lambda: _LiveProgress(ctx))
+    video_id = upload.video_id
+    sent = [0.0]
+    live.send(Progress(video_id=video_id, stage="transcode", fraction=0.0, message="started"))
+
+    def report(fraction: float) -> None:
+        if fraction < 1.0 and fraction - sent[0] < PROGRESS_STEP:
+            return
+        sent[0] = fraction
+        live.send(Progress(video_id=video_id, stage="transcode", fraction=fraction,
+                           message="encoding"))
+
+    try:
+        result = run_transcode(upload, ctx.files, media_limits(), progress=report)
+        if not result.ok or sent[0] < 1.0:
+            live.send(_done("transcode", video_id, result.ok, result.error))
+    finally:
+        live.flush()
+    ctx.emit("renditions", result)
+
+
+@app.service(inputs={"uploads": Upload, "probes": Probed, "thumbnails": Thumbnails,
+                     "renditions": Transcoded},
+             outputs={"videos": Video}, stateful=True)
+def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video | None:
+    """Waits for all parts of a video, then writes its description to videos.
+
+    The upload, probe, thumbnails and renditions; ready, or failed with the reason."""
+    name = {"uploads": "upload", "probes": "probe", "thumbnails": "thumbnail",
+            "renditions": "transcode"}[ctx.record.stream]
+    assert isinstance(part, PARTS[name])
+    video_id = part.video_id
+    parts = dict(ctx.state.get(video_id, {}))
+    parts[name] = part.model_dump(mode="json")
+    finished = combine(parts)
+    if finished is not None:
+        ctx.state.pop(video_id, None)  # done: the state holds only videos in flight
+        return finished
+    ctx.state[video_id] = parts
+    if isinstance(part, Upload):
+        return processing(part)
+    return None
+
+
+@app.service(inputs={"videos": Video}, uses=("tables:videos",))
+def catalog(video: Video, ctx: Context) -> None:
+    """Materializes the videos stream into the videos table.
+
+    The table and its offsets commit together, so it always equals the stream replayed;
+    `millstream tables snapshot videos` snapshots it."""
+    feeder: Materializer = _kept(ctx, lambda: Materializer(
+        ctx.streams, ctx.tables.backend, ctx.tables.name("videos"), "videos", model=Video,
+        indexes=["status"]))
+    feeder.catch_up()
+
+
+@app.service(inputs={"videos": Video}, uses=("sqlite:analytics.db",))
+def analytics(video: Video, ctx: Context) -> None:
+    """Writes flat SQL tables for analysts (SQLite), from the beginning of videos.
+
+    Tables videos and stage_times, views videos_per_day, failures_by_reason, stage_seconds."""
+    db: AnalyticsDB = _kept(ctx, lambda: AnalyticsDB(analytics_db_path()))
+    db.record(video)
