@@ -53,3 +53,15 @@ def test_merge_and_round_trip() -> None:
     assert (again.buckets, again.count, again.total, again.max) == (
         a.buckets, 5, 70_562, 70_000)
     assert again.percentile(0.5) == 50
+
+
+def test_sampled_batches_keep_the_exact_record_count() -> None:
+    from millstream.service.metrics import Metrics
+
+    for records, stride in [(500, 8), (1, 8), (7, 8), (9, 8), (500, 1), (3, 1)]:
+        metrics = Metrics("app", "svc", "group", "1")
+        samples = -(-records // stride)  # one in `stride`, the first included
+        metrics.record_batch([5_000] * samples, stride, records)
+        assert metrics.histogram.count == records
+        assert metrics.records_in == records
+        assert metrics.histogram.percentile(0.5) == 5

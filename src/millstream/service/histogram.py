@@ -59,10 +59,10 @@ class Histogram:
         if micros > self.max:
             self.max = micros
 
-    def record_many_ns(self, durations: list[int]) -> None:
-        """Record many values given in nanoseconds (the runner's per-batch call): buckets
-        from a table below 4 ms, counted by C code; ``total`` gains the batch's sum rounded
-        down to a microsecond once (not each value)."""
+    def record_many_ns(self, durations: list[int], weight: int = 1) -> None:
+        """Record many values given in nanoseconds (the runner's per-batch call), each
+        standing for ``weight`` values (sampling): buckets from a table below 4 ms, counted
+        by C code; ``total`` gains the batch's sum rounded down to a microsecond once."""
         if not durations:
             return
         table = _TABLE
@@ -71,9 +71,9 @@ class Histogram:
                    for ns in durations]
         buckets = self.buckets
         for index, n in Counter(indices).items():
-            buckets[index] = buckets.get(index, 0) + n
-        self.count += len(durations)
-        self.total += max(sum(durations), 0) // 1000
+            buckets[index] = buckets.get(index, 0) + n * weight
+        self.count += len(durations) * weight
+        self.total += max(sum(durations), 0) * weight // 1000
         self.max = max(self.max, max(durations) // 1000)
 
     def merge(self, other: Histogram) -> None:

@@ -79,11 +79,18 @@ class Metrics:
         self.lag: dict[StreamPartition, int] = {}
         self.assigned: list[StreamPartition] = []
 
-    def record_batch(self, durations_ns: list[int]) -> None:
-        """Count a batch of processed records and their processing times."""
+    def record_batch(self, durations_ns: list[int], weight: int, records: int) -> None:
+        """Count a batch of ``records`` processed records and the processing times sampled
+        from it, each standing for ``weight`` records."""
         with self._lock:
-            self.histogram.record_many_ns(durations_ns)
-            self.records_in += len(durations_ns)
+            if weight == 1 or len(durations_ns) <= 1:
+                self.histogram.record_many_ns(durations_ns, max(records, 1)
+                                              if len(durations_ns) == 1 else weight)
+            else:  # the last sample stands for the records after it, so counts stay exact
+                self.histogram.record_many_ns(durations_ns[:-1], weight)
+                self.histogram.record_many_ns(durations_ns[-1:],
+                                              records - weight * (len(durations_ns) - 1))
+            self.records_in += records
 
     def totals(self) -> dict[str, int]:
         return {"in": self.records_in, "out": self.records_out, "errors": self.errors,
