@@ -1,9 +1,11 @@
 """Flat SQL tables an analyst can query, fed from the ``videos`` stream.
 
-``AnalyticsDB`` keeps a SQLite file with one row per video (``videos``) and one per video
-and stage (``stage_times``), and views over them: ``videos_per_day``, ``failures_by_reason``
-and ``stage_seconds``. Every write is an upsert keyed by the video (and stage), so records
-read again after a crash, or a replay from the beginning, change nothing. ::
+``AnalyticsDB`` keeps a SQLite file with one row per video (``videos``), one per video and
+stage (``stage_times``) and one per metrics record of the app's services
+(``service_metrics``, from ``millstream.metrics``), and views over them: ``videos_per_day``,
+``failures_by_reason``, ``stage_seconds`` and ``processing_by_service``. Every write is an
+upsert keyed by the video (and stage), or by the metrics record's position, so records read
+again after a crash, or a replay from the beginning, change nothing. ::
 
     sqlite3 .millstream/analytics.db 'SELECT * FROM failures_by_reason'
 """
@@ -11,9 +13,11 @@ read again after a crash, or a replay from the beginning, change nothing. ::
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .models import Video
 
@@ -46,6 +50,30 @@ CREATE TABLE IF NOT EXISTS stage_times (
     ok          INTEGER NOT NULL,
     PRIMARY KEY (video_id, stage)
 );
+CREATE TABLE IF NOT EXISTS service_metrics (
+    position    TEXT PRIMARY KEY,  -- partition/offset of the metrics record
+    service     TEXT NOT NULL,
+    grp         TEXT NOT NULL,
+    instance    TEXT NOT NULL,
+    time_ms     INTEGER NOT NULL,
+    interval_ms INTEGER NOT NULL,
+    records_in  INTEGER NOT NULL,
+    records_out INTEGER NOT NULL,
+    errors      INTEGER NOT NULL,
+    exceptions  INTEGER NOT NULL,
+    processed   INTEGER NOT NULL,
+    mean_ms     REAL,
+    p50_ms      REAL,
+    p99_ms      REAL,
+    max_ms      REAL,
+    final       INTEGER NOT NULL
+);
+CREATE VIEW IF NOT EXISTS processing_by_service AS
+    SELECT service, SUM(records_in) AS records_in, SUM(errors) AS errors,
+           SUM(exceptions) AS exceptions,
+           SUM(mean_ms * processed) / NULLIF(SUM(processed), 0) AS mean_ms,
+           MAX(max_ms) AS max_ms
+    FROM service_metrics GROUP BY service;
 CREATE VIEW IF NOT EXISTS videos_per_day AS
     SELECT day, COUNT(*) AS uploaded,
            SUM(status = 'ready') AS ready, SUM(status = 'failed') AS failed,
@@ -84,6 +112,11 @@ ON CONFLICT (video_id, stage) DO UPDATE SET
 """
 
 
+_UPSERT_METRICS = """
+INSERT OR REPLACE INTO service_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
 class AnalyticsDB:
     """The analytics SQLite file, opened (and its schema created) on construction."""
 
@@ -114,6 +147,18 @@ class AnalyticsDB:
             self._db.executemany(_UPSERT_STAGE, [
                 (video.video_id, stage, t.started_at, t.finished_at, t.seconds, int(t.ok))
                 for stage, t in video.stages.items()])
+
+    def record_metrics(self, position: str, doc: Mapping[str, Any]) -> None:
+        """Upsert one ``millstream.metrics`` document (a service's) found at ``position``."""
+        interval = doc.get("interval") or {}
+        timing = doc.get("processing") or {}
+        row = (position, doc["service"], doc["group"], str(doc["instance"]), doc["time_ms"],
+               doc.get("interval_ms", 0), interval.get("in", 0), interval.get("out", 0),
+               interval.get("errors", 0), interval.get("exceptions", 0),
+               timing.get("count", 0), timing.get("mean_ms"), timing.get("p50_ms"),
+               timing.get("p99_ms"), timing.get("max_ms"), int(bool(doc.get("final"))))
+        with self._db:
+            self._db.execute(_UPSERT_METRICS, row)
 
     def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
         """Rows of a read query (for tests and tools)."""

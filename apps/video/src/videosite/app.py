@@ -36,6 +36,9 @@ app.stream("thumbnails", Thumbnails)
 app.stream("renditions", Transcoded)
 app.stream("status", Progress)
 app.stream("videos", Video)
+#: the platform's metrics stream (one partition), read by analytics
+METRICS = "millstream.metrics"
+app.stream(METRICS, dict, partitions=1)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
@@ -154,10 +157,14 @@ def catalog(video: Video, ctx: Context) -> None:
     feeder.catch_up()
 
 
-@app.service(inputs={"videos": Video}, uses=("sqlite:analytics.db",))
-def analytics(video: Video, ctx: Context) -> None:
+@app.service(inputs={"videos": Video, METRICS: dict}, uses=("sqlite:analytics.db",))
+def analytics(value: Video | dict[str, Any], ctx: Context) -> None:
     """Writes flat SQL tables for analysts (SQLite), from the beginning of videos.
 
-    Tables videos and stage_times, views videos_per_day, failures_by_reason, stage_seconds."""
+    Reads videos and millstream.metrics; tables videos, stage_times and service_metrics,
+    and views over them (videos_per_day, failures_by_reason, processing_by_service ...)."""
     db: AnalyticsDB = _kept(ctx, lambda: AnalyticsDB(analytics_db_path()))
-    db.record(video)
+    if isinstance(value, Video):
+        db.record(value)
+    elif value.get("kind") == "service" and value.get("app") == app.name:
+        db.record_metrics(f"{ctx.record.partition}/{ctx.record.offset}", value)
