@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from millstream.codecs import Codec, codec_for
 from millstream.errors import InvalidRequestError
 from millstream.names import check_stream_name
+from millstream.streams.base import Retention
 
 __all__ = ["App", "Emit", "RetryPolicy", "ServiceSpec", "StreamSpec"]
 
@@ -77,6 +78,7 @@ class StreamSpec:
     name: str
     codec: Codec[Any]
     partitions: int
+    retention: Retention | None = None
 
 
 @dataclass(slots=True)
@@ -127,8 +129,10 @@ class App:
     # -- streams ----------------------------------------------------------------------------
 
     def stream(self, name: str, payload: Payload = bytes, *,
-               partitions: int | None = None) -> StreamSpec:
-        """Declare a stream's payload (a pydantic model, ``bytes`` or ``dict``) and partitions.
+               partitions: int | None = None, retention: Retention | None = None) -> StreamSpec:
+        """Declare a stream's payload (a pydantic model, ``bytes`` or ``dict``), partitions
+        and retention (used when the runtime creates it; e.g. ``Retention(compact=True)``
+        for a stream that feeds a table).
 
         Declaring the same stream twice with another payload is an error; services that name
         a stream without declaring it get its first declaration."""
@@ -149,8 +153,15 @@ class App:
                     f"stream {name!r} is already declared with {existing.partitions} "
                     f"partitions, not {count}"
                 )
+            if retention is not None and existing.retention not in (None, retention):
+                raise InvalidRequestError(
+                    f"stream {name!r} is already declared with retention "
+                    f"{existing.retention.describe() if existing.retention else 'forever'}")
+            if retention is not None and existing.retention is None:
+                existing = self.streams[name] = StreamSpec(name, existing.codec,
+                                                           existing.partitions, retention)
             return existing
-        spec = StreamSpec(name, codec, count)
+        spec = StreamSpec(name, codec, count, retention)
         self.streams[name] = spec
         return spec
 

@@ -35,6 +35,8 @@ class Context:
         self.attempt = 1
         self.emitted: list[Emit] = []
         self.extras: dict[str, Any] = {}
+        #: the shadow version this service runs as (``--shadow``), or None in production
+        self.shadow: str | None = None
         self._per_record: list[Any] = []
 
     @property

@@ -133,6 +133,7 @@ class ServiceRunner:
         self._stopping = False
         self._running = False
         self.ctx = Context(app.name, service, streams, spec.outputs, spec.stateful)
+        self.ctx.shadow = shadow
         self.files = files
         if files is not None:
             self.ctx.add_store("files", ServiceFiles(files, self.group))
@@ -188,9 +189,11 @@ class ServiceRunner:
         admin = self.streams.admin()
         ensure_platform_streams(admin)
         for name in self.spec.inputs:
-            admin.ensure_stream(name, self.app.streams[name].partitions)
-        for declared, actual in self.output_streams.items():
-            admin.ensure_stream(actual, self.app.streams[declared].partitions)
+            declared = self.app.streams[name]
+            admin.ensure_stream(name, declared.partitions, declared.retention)
+        for name, actual in self.output_streams.items():
+            declared = self.app.streams[name]
+            admin.ensure_stream(actual, declared.partitions, declared.retention)
         admin.ensure_stream(self.retry_stream, 1)
 
     def run(self, until: Callable[[ServiceRunner], bool] | None = None) -> None:

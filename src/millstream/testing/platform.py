@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from millstream.errors import InvalidRequestError, UnknownStreamError
+from millstream.files import FileStore, open_files
 from millstream.records import Position, Record
 from millstream.service.app import App, ServiceSpec, StreamSpec
 from millstream.service.clock import Clock
@@ -41,6 +42,7 @@ from millstream.service.wellknown import (
 )
 from millstream.streams import open_streams
 from millstream.streams.base import Producer, Streams
+from millstream.tables import Tables, open_tables
 from millstream.testing.clock import ManualClock
 from millstream.testing.reading import StreamReader, decode_record
 from millstream.testing.running import RunningService, combine_statistics
@@ -65,6 +67,8 @@ class TestPlatform:
     ``advance`` it). ``partitions_override``:
     one partition count for every declared stream, or a mapping of stream name to count.
     ``metrics_interval_s``: how often (on ``clock``) running services write metrics records.
+    Services get a file store (``ctx.files``, also ``platform.files``) and tables
+    (``ctx.tables``, ``platform.tables``) in the same temporary directory.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -78,6 +82,8 @@ class TestPlatform:
         self.directory: Path | None = None
         self.url = ""
         self._streams: Streams | None = None
+        self._files: FileStore | None = None
+        self._tables: Tables | None = None
         self._producer: Producer | None = None
         self._readers: dict[str, StreamReader] = {}
         self._handles: list[RunningService] = []
@@ -91,10 +97,12 @@ class TestPlatform:
         try:
             self.url = f"local:{quote(str(self.directory))}?{_LOG_OPTIONS}"
             self._streams = open_streams(self.url)
+            self._files = open_files((self.directory / "files").as_uri())
+            self._tables = open_tables("sqlite:///" + str(self.directory / "tables.db"))
             admin = self._streams.admin()
             ensure_platform_streams(admin)
             for spec in self.app.streams.values():
-                admin.ensure_stream(spec.name, spec.partitions)
+                admin.ensure_stream(spec.name, spec.partitions, spec.retention)
         except BaseException:
             self._close()
             raise
@@ -120,11 +128,29 @@ class TestPlatform:
                 self._producer.close()
             if self._streams is not None:
                 self._streams.close()
+            for store in (self._files, self._tables):
+                if store is not None:
+                    store.close()
         finally:
             self._readers.clear()
             self._producer = self._streams = None
+            self._files = self._tables = None
             if self.directory is not None:
                 shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def files(self) -> FileStore:
+        """The platform's file store (what services see as ``ctx.files``)."""
+        self.streams  # noqa: B018  (raises unless the platform is open)
+        assert self._files is not None
+        return self._files
+
+    @property
+    def tables(self) -> Tables:
+        """The platform's tables (what services see as ``ctx.tables``)."""
+        self.streams  # noqa: B018  (raises unless the platform is open)
+        assert self._tables is not None
+        return self._tables
 
     @property
     def streams(self) -> Streams:
@@ -222,7 +248,8 @@ class TestPlatform:
             runner = ServiceRunner(self.app, service, streams, shadow=shadow,
                                    metrics_interval_s=self.metrics_interval_s,
                                    poll_timeout_s=_POLL_TIMEOUT_S, clock=self.clock,
-                                   instance=instance)
+                                   instance=instance, files=self._files,
+                                   tables=self._tables)
         except BaseException:
             streams.close()
             raise

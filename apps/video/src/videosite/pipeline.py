@@ -29,7 +29,7 @@ def ensure_streams(streams: Streams) -> None:
     admin = streams.admin()
     for spec in app.streams.values():
         if not spec.name.startswith("millstream."):  # the platform's: its services make them
-            admin.ensure_stream(spec.name, spec.partitions)
+            admin.ensure_stream(spec.name, spec.partitions, spec.retention)
 
 
 def new_video_id() -> str:
