@@ -1,0 +1,32 @@
+"""The main job (``python -m videosite.demo``) on a fresh embedded platform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from millstream.tables import open_tables
+from videosite.demo import SAMPLES, main
+from videosite.models import Video
+
+
+def test_the_demo_processes_every_sample_and_refuses_the_picture(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILLSTREAM_HOME", str(tmp_path / "home"))
+    for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
+                 "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--no-serve", "--timeout", "120"]) == 0
+    tables = open_tables()
+    videos = [Video.model_validate(doc) for _, doc in tables.table("videos").scan()]
+    tables.close()
+    by_status = sorted((v.status, v.title) for v in videos)
+    assert [s for s, _ in by_status].count("ready") == len(SAMPLES)
+    failed = [v for v in videos if v.status == "failed"]
+    assert len(failed) == 1 and failed[0].reason is not None
+    assert "not a video" in failed[0].reason
+    silent = next(v for v in videos if v.title.startswith("Silent"))
+    assert silent.metadata is not None and not silent.metadata.has_audio
+    assert all(r.width <= 640 for v in videos for r in v.renditions)  # never upscaled
