@@ -401,3 +401,27 @@ def test_runner_in_a_thread_stops_from_another_thread() -> None:
         assert not thread.is_alive()
         group = streams.admin().describe_group("threaded.sink")
         assert group.members == ()
+
+
+def test_on_start_and_on_stop_hooks_frame_the_records() -> None:
+    app = App("hooks", partitions=1)
+    events: list[str] = []
+
+    def opened(ctx: Context) -> None:
+        events.append("start")
+        ctx.add_store("seen", [])
+
+    def closed(ctx: Context) -> None:
+        events.append(f"stop after {len(ctx.seen)}")
+
+    @app.service(inputs={"orders": Order}, on_start=opened, on_stop=closed)
+    def count(order: Order, ctx: Context) -> None:
+        ctx.seen.append(order.id)
+        events.append("record")
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "count", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=0) for i in range(3)])
+        run_until(runner, lambda r: r.metrics.records_in >= 3)
+    assert events == ["start", "record", "record", "record", "stop after 3"]

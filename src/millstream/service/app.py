@@ -100,6 +100,8 @@ class ServiceSpec:
     checkpoint_interval_ms: int = 5_000
     checkpoint_records: int = 10_000
     description: str = ""
+    on_start: Callable[[Any], None] | None = None
+    on_stop: Callable[[Any], None] | None = None
 
 
 class App:
@@ -202,6 +204,8 @@ class App:
         commit_interval_ms: int = 200,
         checkpoint_interval_ms: int = 5_000,
         checkpoint_records: int = 10_000,
+        on_start: Callable[[Any], None] | None = None,
+        on_stop: Callable[[Any], None] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare the decorated function as a service.
 
@@ -209,7 +213,9 @@ class App:
         ``group`` defaults to ``<app>.<service>``. ``stateful`` gives the handler
         ``ctx.state`` (checkpointed). ``exactly_once`` commits outputs and input offsets in
         one transaction (stream-to-stream services). ``uses`` names stores the service touches
-        (``"files"``, ``"tables:videos"``), for the topology graph.
+        (``"files"``, ``"tables:videos"``), for the topology graph. ``on_start(ctx)`` runs
+        before the first record (open per-service resources, e.g. with ``ctx.add_store``);
+        ``on_stop(ctx)`` after the last, also when the service fails.
         """
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -243,6 +249,7 @@ class App:
                 checkpoint_interval_ms=checkpoint_interval_ms,
                 checkpoint_records=checkpoint_records,
                 description=(inspect.getdoc(fn) or "").split("\n")[0],
+                on_start=on_start, on_stop=on_stop,
             )
             self.services[sname] = spec
             return fn

@@ -201,6 +201,8 @@ class ServiceRunner:
         batch), then shut down cleanly."""
         self.prepare()
         spec = self.spec
+        if spec.on_start is not None:
+            spec.on_start(self.ctx)
         self._producer = self.streams.open_producer()
         consumer = self._consumer = self.streams.open_consumer(self.group)
         if spec.exactly_once:
@@ -239,7 +241,11 @@ class ServiceRunner:
             self._shutdown()
         finally:
             self._running = False
-            self._close()
+            try:
+                if spec.on_stop is not None:
+                    spec.on_stop(self.ctx)
+            finally:
+                self._close()
 
     # -- processing -------------------------------------------------------------------------
 
