@@ -59,8 +59,8 @@ test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20)
 	  MILLSTREAM_SOAK_SECONDS=$${MILLSTREAM_SOAK_SECONDS:-$(SOAK_SECONDS)} \
 	  $(PY) -m pytest -q --durations=30 $(PYTEST_ARGS))
 
-demo: venv  ## the producer → consumer-group demonstration on the embedded log
-	$(VENV)/bin/millstream demo
+demo: venv  ## the video site processing sample videos it generates, on the embedded log
+	$(PY) -m videosite.demo
 
 bench: venv  ## stream and service benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/streams.py
