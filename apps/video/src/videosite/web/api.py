@@ -1,0 +1,109 @@
+"""The JSON API: ``POST /api/videos`` (upload, needs the API token) and
+``GET /api/videos/{id}`` (status, progress per stage and metadata)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from videosite.models import Upload
+from videosite.pipeline import UPLOADS, new_video_id
+
+from .site import Site
+from .upload import UploadRefused, receive_upload
+
+__all__ = ["MAX_TITLE", "VIDEO_ID", "router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api")
+MAX_TITLE = 200
+VIDEO_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def site_of(request: Request) -> Site:
+    site: Site = request.app.state.site
+    return site
+
+
+def check_token(request: Request, site: Site) -> None:
+    """401 unless ``Authorization: Bearer <the configured token>``."""
+    expected = site.settings.token
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if (expected is None or scheme.lower() != "bearer"
+            or not hmac.compare_digest(given.strip().encode(), expected.encode())):
+        raise HTTPException(401, "an API token is needed (Authorization: Bearer ...)",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def _refused(exc: UploadRefused) -> JSONResponse:
+    # the rest of the body may never be read: do not keep the connection
+    return JSONResponse({"detail": exc.reason}, status_code=exc.status,
+                        headers={"Connection": "close"})
+
+
+@router.post("/videos", status_code=202)
+async def upload_video(request: Request) -> JSONResponse:
+    """Stream a multipart upload (fields ``file`` and ``title``) into the file store and
+    queue it for processing; 202 with the id and where to follow it."""
+    site = site_of(request)
+    check_token(request, site)
+    video_id = new_video_id()
+    try:
+        received = await receive_upload(request.receive, request.headers, site.files,
+                                        f"uploads/{video_id}/source", site.settings)
+    except UploadRefused as exc:
+        log.info("upload refused (%s): %s", exc.status, exc.reason)
+        return _refused(exc)
+    title = received.fields.get("title", "").strip()
+    if not title or len(title) > MAX_TITLE:
+        await asyncio.to_thread(site.files.delete, received.ref)
+        return _refused(UploadRefused(400, f"a title of 1 to {MAX_TITLE} characters is "
+                                           "needed"))
+    upload = Upload(video_id=video_id, title=title, source=received.ref,
+                    uploaded_at=time.time(), content_type=received.content_type,
+                    size=received.ref.size)
+    await site.writer.send(UPLOADS, upload, key=video_id)
+    status_url = str(request.url_for("video_status", video_id=video_id).path)
+    return JSONResponse({"id": video_id, "status_url": status_url,
+                         "page_url": f"/videos/{video_id}"}, status_code=202,
+                        headers={"Location": status_url})
+
+
+def describe(site: Site, video_id: str) -> dict[str, Any] | None:
+    """The status document of one video; None if no such video was uploaded."""
+    video = site.video(video_id)
+    progress = {stage: {"fraction": p.fraction, "message": p.message}
+                for stage, p in sorted(site.progress(video_id).items())}
+    if video is None:
+        if not site.uploaded(video_id):
+            return None
+        return {"id": video_id, "status": "queued", "progress": progress, "metadata": None}
+    return {
+        "id": video_id, "title": video.title, "status": video.status,
+        "reason": video.reason, "failed_stage": video.failed_stage,
+        "progress": progress,
+        "metadata": video.metadata.model_dump() if video.metadata else None,
+        "renditions": [{"name": r.name, "width": r.width, "height": r.height,
+                        "url": f"/media/{video_id}/{r.name}.mp4"} for r in video.renditions],
+        "hls": f"/media/{video_id}/master.m3u8" if video.hls_master else None,
+        "uploaded_at": video.uploaded_at, "finished_at": video.finished_at,
+    }
+
+
+@router.get("/videos/{video_id}", name="video_status")
+async def video_status(video_id: str, request: Request) -> JSONResponse:
+    """Status, progress per stage (latest Progress from the status stream) and metadata."""
+    if not VIDEO_ID.match(video_id):
+        raise HTTPException(404, "no such video")
+    found = await asyncio.to_thread(describe, site_of(request), video_id)
+    if found is None:
+        raise HTTPException(404, "no such video")
+    return JSONResponse(found, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,52 @@
+"""The web server's settings: a frozen dataclass, read from the environment by ``from_env``.
+
+``VIDEOSITE_API_TOKEN`` (writes need ``Authorization: Bearer <token>``; unset: writes are
+refused), ``VIDEOSITE_MAX_UPLOAD_BYTES`` (default 1 GiB), ``VIDEOSITE_UPLOAD_IDLE_TIMEOUT_S``
+(longest wait for the next piece of an upload, default 30) and ``VIDEOSITE_UPLOAD_TIMEOUT_S``
+(longest whole upload, default 3600).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+__all__ = ["WebSettings"]
+
+_VARS = {
+    "token": "VIDEOSITE_API_TOKEN",
+    "max_upload_bytes": "VIDEOSITE_MAX_UPLOAD_BYTES",
+    "idle_timeout_s": "VIDEOSITE_UPLOAD_IDLE_TIMEOUT_S",
+    "upload_timeout_s": "VIDEOSITE_UPLOAD_TIMEOUT_S",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """How the web server accepts uploads."""
+
+    token: str | None = None
+    max_upload_bytes: int = 1 << 30
+    idle_timeout_s: float = 30.0
+    upload_timeout_s: float = 3600.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any
+                 ) -> WebSettings:
+        """The defaults, each overridden by its ``VIDEOSITE_*`` variable, then by
+        ``overrides`` (keyword arguments that are not None)."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(_VARS[f.name])
+            if raw:
+                kind = str if f.name == "token" else type(getattr(cls(), f.name))
+                try:
+                    changes[f.name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{_VARS[f.name]}={raw!r} is not a {kind.__name__}"
+                                     ) from None
+        changes.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **changes)

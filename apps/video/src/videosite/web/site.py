@@ -1,0 +1,181 @@
+"""What the web server reads and writes: the platform's streams, files and tables, in one
+object the routes share (``request.app.state.site``).
+
+Reads that touch streams (the latest progress per stage, the services' metrics, the latest
+exceptions) catch up incrementally from consumers this object keeps; every blocking call is
+meant to run on a worker thread (``asyncio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from millstream import Consumer, MillstreamError, NotFoundError, Streams, UnknownStreamError
+from millstream.files import FileRef, FileStore
+from millstream.service.edge import AsyncWriter
+from millstream.service.failures import ExceptionRecord, parse_exception
+from millstream.service.monitor import MetricsView, Snapshot
+from millstream.service.wellknown import EXCEPTIONS
+from millstream.tables import Tables
+from videosite.app import app
+from videosite.models import Progress, Video
+from videosite.pipeline import ensure_streams
+
+from .settings import WebSettings
+
+__all__ = ["MEDIA_TYPES", "Site", "media_files"]
+
+VIDEOS_TABLE = "videos"
+STATUS = "status"
+#: content types the site serves inline; anything else goes out as an octet-stream download
+MEDIA_TYPES = {"video/mp4", "image/jpeg", "application/vnd.apple.mpegurl"}
+#: how many exceptions the ops page keeps
+LATEST_EXCEPTIONS = 20
+
+
+def media_files(video: Video) -> dict[str, FileRef]:
+    """The objects a video page may fetch, by the name they have under ``/media/<id>/``.
+
+    Renditions and playlists keep their own names (the HLS playlists name each other
+    relatively); the poster is ``poster.jpg`` and the stills ``thumb-<n>.jpg``. The
+    original upload is not among them."""
+    found: dict[str, FileRef] = {}
+    for rendition in video.renditions:
+        found[f"{rendition.name}.mp4"] = rendition.ref
+        found[f"{rendition.name}.m3u8"] = rendition.playlist
+    if video.hls_master is not None:
+        found["master.m3u8"] = video.hls_master
+    if video.poster is not None:
+        found["poster.jpg"] = video.poster
+    for n, thumb in enumerate(video.thumbnails):
+        found[f"thumb-{n}.jpg"] = thumb
+    return found
+
+
+class _Tail:
+    """A group-less consumer of one stream, read from the beginning as far as it reaches."""
+
+    def __init__(self, streams: Streams, stream: str) -> None:
+        self.streams = streams
+        self.stream = stream
+        self.lock = threading.Lock()
+        self._consumer: Consumer | None = None
+
+    def read(self) -> list[Any]:
+        """The records that arrived since the last call (the stream's start the first time);
+        nothing if the stream does not exist yet."""
+        with self.lock:
+            if self._consumer is None:
+                if self.stream not in self.streams.admin().list_streams():
+                    return []
+                consumer = self.streams.open_consumer(None)
+                consumer.subscribe([self.stream],
+                                   on_assign=lambda sps: consumer.seek_to_beginning(sps))
+                self._consumer = consumer
+            found: list[Any] = []
+            for _ in range(1000):
+                records = self._consumer.poll(max_records=1000, timeout=0.0)
+                found.extend(records)
+                if not records and sum(self._consumer.lag().values()) == 0:
+                    break
+            return found
+
+    def close(self) -> None:
+        with self.lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpsView:
+    """What the ops page shows."""
+
+    metrics: Snapshot | None
+    exceptions: list[ExceptionRecord]
+
+
+class Site:
+    """The platform as the web server uses it. ``close()`` closes what it opened itself."""
+
+    def __init__(self, streams: Streams, files: FileStore, tables: Tables,
+                 settings: WebSettings, *, owned: tuple[Any, ...] = ()) -> None:
+        self.streams = streams
+        self.files = files
+        self.tables = tables
+        self.settings = settings
+        self._owned = owned
+        ensure_streams(streams)
+        self.writer = AsyncWriter(streams, app)
+        self._status = _Tail(streams, STATUS)
+        self._progress: dict[str, dict[str, Progress]] = {}
+        self._exceptions_tail = _Tail(streams, EXCEPTIONS)
+        self._exceptions: list[ExceptionRecord] = []
+        self._metrics: MetricsView | None = None
+        self._metrics_lock = threading.Lock()
+
+    # -- the catalog ---------------------------------------------------------------------------
+
+    def video(self, video_id: str) -> Video | None:
+        try:
+            return self.tables.table(VIDEOS_TABLE).get(video_id, Video)
+        except NotFoundError:  # no video catalogued yet
+            return None
+
+    def videos(self, limit: int = 200) -> list[Video]:
+        """The newest ``limit`` videos of the catalog, newest first."""
+        try:
+            rows = self.tables.table(VIDEOS_TABLE).scan("", limit=10_000, model=Video)
+        except NotFoundError:
+            return []
+        return sorted((v for _, v in rows), key=lambda v: v.uploaded_at, reverse=True)[:limit]
+
+    def uploaded(self, video_id: str) -> bool:
+        """Whether an original was stored under this id (it may not be catalogued yet)."""
+        return any(True for _ in self.files.list(f"uploads/{video_id}/"))
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def progress(self, video_id: str) -> dict[str, Progress]:
+        """The latest Progress of each stage for one video, from the status stream."""
+        codec = app.streams[STATUS].codec
+        for record in self._status.read():
+            try:
+                p = codec.decode(record.value, record.headers)
+            except (MillstreamError, ValueError):  # a foreign record on the stream: skip it
+                continue
+            if isinstance(p, Progress):
+                self._progress.setdefault(p.video_id, {})[p.stage] = p
+        return dict(self._progress.get(video_id, {}))
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def ops(self) -> OpsView:
+        """The services' metrics (last 10 minutes) and the latest exceptions."""
+        with self._metrics_lock:
+            if self._metrics is None:
+                try:
+                    self._metrics = MetricsView(self.streams)
+                except UnknownStreamError:  # no service has run yet
+                    pass
+            snapshot = None
+            if self._metrics is not None:
+                self._metrics.refresh()
+                snapshot = self._metrics.snapshot()
+        for record in self._exceptions_tail.read():
+            failure = parse_exception(record)
+            if failure is not None:
+                self._exceptions.append(failure)
+        del self._exceptions[:-LATEST_EXCEPTIONS]
+        return OpsView(snapshot, list(reversed(self._exceptions)))
+
+    def close(self) -> None:
+        self._status.close()
+        self._exceptions_tail.close()
+        with self._metrics_lock:
+            if self._metrics is not None:
+                self._metrics.close()
+        for resource in self._owned:
+            resource.close()

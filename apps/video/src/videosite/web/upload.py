@@ -1,0 +1,254 @@
+"""Receiving one upload: the multipart body streamed, piece by piece, into the file store.
+
+The body is read from the ASGI ``receive`` channel (never whole in memory) and parsed by
+python-multipart's streaming parser. A declared ``Content-Length`` over the limit is refused
+before anything is read; the bytes are counted as they arrive too (chunked bodies). The file
+part's first bytes are sniffed before a single byte is stored — its name and declared type
+are never trusted — and the stored object is confirmed with PyAV before it is accepted. A
+client that sends nothing for ``idle_timeout_s`` (or takes longer than ``upload_timeout_s``)
+is dropped. Every refusal is an ``UploadRefused`` carrying the HTTP status and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from millstream.files import FileRef, FileStore, FileWriter
+from videosite.media import NotAVideo, sniff
+from videosite.media.sniff import HEAD_BYTES
+
+from .settings import WebSettings
+
+__all__ = ["CONTAINERS", "Received", "UploadRefused", "receive_upload"]
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+#: container (as sniff names it) -> (file suffix, content type) of the stored original
+CONTAINERS: dict[str, tuple[str, str]] = {
+    "mp4": (".mp4", "video/mp4"),
+    "mov": (".mov", "video/quicktime"),
+    "webm": (".webm", "video/webm"),
+    "matroska": (".mkv", "video/x-matroska"),
+    "avi": (".avi", "video/x-msvideo"),
+    "mpegts": (".ts", "video/mp2t"),
+    "flv": (".flv", "video/x-flv"),
+    "ogg": (".ogv", "video/ogg"),
+    "mpeg-ps": (".mpg", "video/mpeg"),
+    "asf": (".wmv", "video/x-ms-asf"),
+}
+MAX_FIELD_BYTES = 4096
+#: how much of the file part is gathered before it is handed to the store's writer
+WRITE_CHUNK = 1 << 20
+
+
+class UploadRefused(Exception):
+    """Raised when an upload is refused; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Received:
+    """A stored upload: the original's reference, the form's fields, and what it is."""
+
+    ref: FileRef
+    container: str
+    content_type: str
+    fields: dict[str, str]
+    filename: str | None
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    filename: str | None = None
+    value: bytearray = field(default_factory=bytearray)
+
+
+class _Form:
+    """The parser's callbacks: fields gathered (small), file bytes queued for the store."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.part = _Part()
+        self._header = [bytearray(), bytearray()]
+        self.file_seen = False
+        self.in_file = False
+        self.file_done = False
+        self.filename: str | None = None
+        self.pending = bytearray()
+        self.ended = False
+
+    def callbacks(self) -> Any:  # python-multipart's MultipartCallbacks (a TypedDict)
+        return {
+            "on_part_begin": self._part_begin, "on_part_data": self._part_data,
+            "on_part_end": self._part_end, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_end": self._end,
+        }
+
+    def _part_begin(self) -> None:
+        self.part = _Part()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header[0] += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header[1] += data[start:end]
+
+    def _header_end(self) -> None:
+        name, value = (bytes(h).decode("latin-1") for h in self._header)
+        self.part.headers[name.strip().lower()] = value.strip()
+        self._header = [bytearray(), bytearray()]
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.headers.get("content-disposition", ""))
+        self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        if filename is not None:
+            if self.file_seen:
+                raise UploadRefused(400, "send one file per upload")
+            self.file_seen = self.in_file = True
+            self.filename = filename.decode("utf-8", "replace")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.in_file:
+            self.pending += data[start:end]
+            return
+        self.part.value += data[start:end]
+        if len(self.part.value) > MAX_FIELD_BYTES:
+            raise UploadRefused(400, f"form field {self.part.name!r} is over "
+                                     f"{MAX_FIELD_BYTES} bytes")
+
+    def _part_end(self) -> None:
+        if self.in_file:
+            self.in_file, self.file_done = False, True
+        elif self.part.name:
+            self.fields[self.part.name] = self.part.value.decode("utf-8", "replace")
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+class _Upload:
+    """One upload in progress: the parser fed from ``receive``, the writer fed from it."""
+
+    def __init__(self, files: FileStore, name: str, settings: WebSettings) -> None:
+        self.files = files
+        self.name = name
+        self.settings = settings
+        self.form = _Form()
+        self.writer: FileWriter | None = None
+        self.container: str | None = None
+        self.head = bytearray()
+
+    async def drain(self, final: bool = False) -> None:
+        """Sniff the first bytes once there are enough, then pass queued bytes to the store."""
+        form = self.form
+        if self.container is None and (len(form.pending) >= HEAD_BYTES or form.file_done
+                                       or (final and form.pending)):
+            head = bytes(form.pending[:HEAD_BYTES])
+            try:
+                self.container = sniff(head) if head else ""
+            except NotAVideo as exc:
+                raise UploadRefused(415, f"not a video: {exc}") from None
+            if not head:
+                raise UploadRefused(415, "not a video: an empty file")
+            suffix, content_type = CONTAINERS[self.container]
+            self.writer = await asyncio.to_thread(
+                self.files.writer, self.name + suffix, content_type=content_type)
+        if self.writer is not None and form.pending and (
+                len(form.pending) >= WRITE_CHUNK or form.file_done or final):
+            data, form.pending = bytes(form.pending), bytearray()
+            await asyncio.to_thread(self.writer.write, data)
+
+    async def abort(self) -> None:
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.abort)
+
+
+async def _next_message(receive: Receive, idle: float, deadline: float
+                        ) -> MutableMapping[str, Any]:
+    loop = asyncio.get_running_loop()
+    wait = min(idle, deadline - loop.time())
+    try:
+        if wait <= 0:
+            raise TimeoutError
+        return await asyncio.wait_for(receive(), wait)
+    except TimeoutError:
+        raise UploadRefused(408, "the upload was too slow (timed out)") from None
+
+
+async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | Any,
+                         files: FileStore, name: str, settings: WebSettings) -> Received:
+    """Stream a ``multipart/form-data`` body into ``files`` as ``name`` + a suffix.
+
+    ``headers`` are the request's (case-insensitive mapping). Raises UploadRefused."""
+    kind, options = parse_options_header(headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise UploadRefused(415, "send the video as multipart/form-data")
+    declared = headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise UploadRefused(400, "a malformed Content-Length") from None
+        if size > settings.max_upload_bytes:
+            raise UploadRefused(413, f"the upload declares {size} bytes, over the limit of "
+                                     f"{settings.max_upload_bytes}")
+    upload = _Upload(files, name, settings)
+    parser = MultipartParser(boundary, upload.form.callbacks())
+    deadline = asyncio.get_running_loop().time() + settings.upload_timeout_s
+    count = 0
+    try:
+        while True:
+            message = await _next_message(receive, settings.idle_timeout_s, deadline)
+            if message["type"] == "http.disconnect":
+                raise UploadRefused(400, "the client went away")
+            body: bytes = message.get("body", b"")
+            count += len(body)
+            if count > settings.max_upload_bytes:
+                raise UploadRefused(413, "the upload is over the limit of "
+                                         f"{settings.max_upload_bytes} bytes")
+            try:
+                parser.write(body)
+            except MultipartParseError as exc:
+                raise UploadRefused(400, f"a malformed multipart body ({exc})") from None
+            more = bool(message.get("more_body"))
+            await upload.drain(final=not more)
+            if not more:
+                break
+        parser.finalize()
+        if not upload.form.file_seen:
+            raise UploadRefused(400, "no file in the upload (a part with a filename)")
+        if not upload.form.ended or upload.writer is None:
+            raise UploadRefused(400, "the multipart body ended early")
+        writer = upload.writer
+        await asyncio.to_thread(writer.close)
+    except BaseException:
+        await upload.abort()
+        raise
+    assert writer.ref is not None and upload.container is not None
+    ref = writer.ref
+    try:  # the magic bytes looked right; PyAV must also find a decodable video frame
+        await asyncio.to_thread(_confirm, files, ref)
+    except NotAVideo as exc:
+        await asyncio.to_thread(files.delete, ref)
+        raise UploadRefused(415, f"not a video: {exc}") from None
+    return Received(ref, upload.container, CONTAINERS[upload.container][1],
+                    upload.form.fields, upload.form.filename)
+
+
+def _confirm(files: FileStore, ref: FileRef) -> None:
+    sniff(files.local_path(ref))
