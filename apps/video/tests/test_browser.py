@@ -1,0 +1,165 @@
+"""The pages in a real browser: headless Chromium (``/usr/bin/chromium``) driven by Playwright.
+
+The app is served by uvicorn on a free port in a thread, over a real embedded platform. A
+clip is uploaded through the API and processed; the video page must play a rendition (time
+advances, the decoded width is the rendition's) and switch quality; a second clip uploaded
+through the form (XHR with progress) shows up in the gallery as processing, and the
+gallery's polling script follows it to ready without a reload. Skipped without Chromium or
+the playwright wheel, unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+
+from millstream.service.clock import SystemClock
+from millstream.testing import TestPlatform
+from videosite.app import app
+from videosite.web import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+TOKEN = "browser-token"
+#: the status label of a gallery card starts with the text (a function: the CSP forbids eval)
+STATUS_IS = """([id, text]) => document.querySelector(`[data-video-id='${id}'] .status`)
+    .textContent.startsWith(text)"""
+STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+
+
+def _need(reason: str) -> None:
+    if os.environ.get("MILLSTREAM_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (MILLSTREAM_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@dataclass
+class Served:
+    platform: TestPlatform
+    base: str
+    video_id: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
+           ) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("browser-home")
+    with pytest.MonkeyPatch.context() as env, TestPlatform(app, clock=SystemClock()) as platform:
+        env.setenv("MILLSTREAM_HOME", str(home))
+        web = create_app(platform.url, platform.files, platform.tables, token=TOKEN)
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port,
+                                               log_level="warning"))
+        thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with clips["portrait"].open("rb") as f:
+                res = httpx2.post(f"{base}/api/videos", data={"title": "Portrait"},
+                                  files={"file": ("p.mp4", f, "video/mp4")},
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
+            assert res.status_code == 202, res.text
+            for service in STAGES:
+                platform.run_until_idle(service, timeout=60.0)
+            yield Served(platform, base, res.json()["id"])
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        _need(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("the playwright wheel is not installed (pip install playwright)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """A fresh page; console errors (CSP violations and failed loads among them) fail the
+    test. A screenshot of the last state is kept in the test's tmp_path."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(15_000)
+    yield page
+    page.screenshot(path=str(tmp_path / "last.png"))
+    page.close()
+    assert errors == [], f"console errors: {errors} (screenshot in {tmp_path})"
+
+
+def test_the_video_page_plays_and_switches_quality(served: Served, page: Any) -> None:
+    page.goto(f"{served.base}/videos/{served.video_id}")
+    options = page.eval_on_selector_all("#quality option", "os => os.map(o => o.textContent)")
+    assert options == ["360p (360×640)", "240p (240×426)"]
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 0.3")
+    assert page.evaluate("document.getElementById('player').videoWidth") == 360
+    page.select_option("#quality", label="240p (240×426)")
+    page.wait_for_function("""() => { const v = document.getElementById('player');
+        return v.videoWidth === 240 && v.src.endsWith('/240p.mp4'); }""")
+    page.evaluate("document.getElementById('player').play()")
+    start = page.evaluate("document.getElementById('player').currentTime")
+    page.wait_for_function("t => document.getElementById('player').currentTime > t + 0.2",
+                           arg=start)
+    assert page.get_attribute("#hls", "href") == f"/media/{served.video_id}/master.m3u8"
+    assert page.eval_on_selector_all(".thumbs img", "is => is.every(i => i.naturalWidth > 0)")
+
+
+def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: Any,
+                                                         clips: dict[str, Path]) -> None:
+    page.goto(f"{served.base}/upload")
+    page.fill("input[name=title]", "From the <form>")
+    page.fill("input[name=token]", TOKEN)
+    page.set_input_files("input[name=file]", str(clips["tiny"]))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#upload-result a")
+    assert page.evaluate("document.getElementById('upload-progress').value") == 1
+    new_id = page.get_attribute("#upload-result a", "href").rsplit("/", 1)[-1]
+    for service in ("join", "catalog"):  # catalogued as processing, nothing processed yet
+        served.platform.run_until_idle(service, timeout=30.0)
+    page.goto(f"{served.base}/")
+    card = page.locator(f"[data-video-id='{new_id}']")
+    assert card.locator(".title").text_content() == "From the <form>"
+    assert page.locator(f"[data-video-id='{served.video_id}'] .status").text_content() \
+        == "ready"
+    page.wait_for_function(STATUS_IS, arg=[new_id, "processing"])
+    for service in ("probe", "thumbnail"):
+        served.platform.run_until_idle(service, timeout=30.0)
+    page.wait_for_function(STATUS_IS, arg=[new_id, "processing 67%"])
+    for service in ("transcode", "join", "catalog"):
+        served.platform.run_until_idle(service, timeout=30.0)
+    page.wait_for_function(STATUS_IS, arg=[new_id, "ready"])
+    assert card.locator("progress").count() == 0
