@@ -52,7 +52,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
-def _chunks(files: FileStore, ref: FileRef, start: int, end: int) -> Iterator[bytes]:
+def _chunks(files: FileStore, ref: FileRef, start: int, end: int | None) -> Iterator[bytes]:
+    """The bytes in pieces; a whole read (``end`` None) is verified against the SHA-256, and
+    a mismatch aborts the response rather than finish it with bad bytes."""
     with files.open(ref, start=start, end=end) as stream:
         while True:
             data = stream.read(CHUNK)
@@ -82,5 +84,6 @@ def serve_file(files: FileStore, ref: FileRef, range_header: str | None,
     if span is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    return StreamingResponse(_chunks(files, ref, start, end), status_code=status,
+    return StreamingResponse(_chunks(files, ref, start, end if span else None),
+                             status_code=status,
                              headers=headers, media_type=content_type)

@@ -111,6 +111,7 @@ class Site:
         self.writer = AsyncWriter(streams, app)
         self._status = _Tail(streams, STATUS)
         self._progress: dict[str, dict[str, Progress]] = {}
+        self._progress_lock = threading.Lock()
         self._exceptions_tail = _Tail(streams, EXCEPTIONS)
         self._exceptions: list[ExceptionRecord] = []
         self._metrics: MetricsView | None = None
@@ -141,14 +142,15 @@ class Site:
     def progress(self, video_id: str) -> dict[str, Progress]:
         """The latest Progress of each stage for one video, from the status stream."""
         codec = app.streams[STATUS].codec
-        for record in self._status.read():
-            try:
-                p = codec.decode(record.value, record.headers)
-            except (MillstreamError, ValueError):  # a foreign record on the stream: skip it
-                continue
-            if isinstance(p, Progress):
-                self._progress.setdefault(p.video_id, {})[p.stage] = p
-        return dict(self._progress.get(video_id, {}))
+        with self._progress_lock:
+            for record in self._status.read():
+                try:
+                    p = codec.decode(record.value, record.headers)
+                except (MillstreamError, ValueError):  # a foreign record: skip it
+                    continue
+                if isinstance(p, Progress):
+                    self._progress.setdefault(p.video_id, {})[p.stage] = p
+            return dict(self._progress.get(video_id, {}))
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -164,12 +166,14 @@ class Site:
             if self._metrics is not None:
                 self._metrics.refresh()
                 snapshot = self._metrics.snapshot()
-        for record in self._exceptions_tail.read():
-            failure = parse_exception(record)
-            if failure is not None:
-                self._exceptions.append(failure)
-        del self._exceptions[:-LATEST_EXCEPTIONS]
-        return OpsView(snapshot, list(reversed(self._exceptions)))
+        with self._progress_lock:
+            for record in self._exceptions_tail.read():
+                failure = parse_exception(record)
+                if failure is not None:
+                    self._exceptions.append(failure)
+            del self._exceptions[:-LATEST_EXCEPTIONS]
+            latest = list(reversed(self._exceptions))
+        return OpsView(snapshot, latest)
 
     def close(self) -> None:
         self._status.close()
