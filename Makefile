@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml apps/video/pyproject.toml
 	  "$$python" -m venv $(VENV) || { rm -rf $(VENV); \
 	    echo "error: '$$python -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
 	    exit 1; }; fi
-	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev,video]' -e apps/video
+	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev,video]' -e 'apps/video[test]'
 	@touch $@
 
 test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20), stop services

@@ -22,11 +22,14 @@ def test_the_demo_processes_every_sample_and_refuses_the_picture(
     tables = open_tables()
     videos = [Video.model_validate(doc) for _, doc in tables.table("videos").scan()]
     tables.close()
-    by_status = sorted((v.status, v.title) for v in videos)
-    assert [s for s, _ in by_status].count("ready") == len(SAMPLES)
+    assert sorted(v.title for v in videos if v.status == "ready") == sorted(
+        s.title for s in SAMPLES)
+    # the picture is refused: at upload (415) through the HTTP API, or by the probe stage
     failed = [v for v in videos if v.status == "failed"]
-    assert len(failed) == 1 and failed[0].reason is not None
-    assert "not a video" in failed[0].reason
+    assert len(videos) in (len(SAMPLES), len(SAMPLES) + 1)
+    if failed:
+        assert len(failed) == 1 and failed[0].reason is not None
+        assert "not a video" in failed[0].reason
     silent = next(v for v in videos if v.title.startswith("Silent"))
     assert silent.metadata is not None and not silent.metadata.has_audio
     assert all(r.width <= 640 for v in videos for r in v.renditions)  # never upscaled
