@@ -79,10 +79,16 @@ def make_samples(directory: Path) -> list[tuple[Path, str]]:
     return made
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_port(preferred: int = 8000) -> int:
+    """``preferred`` if it is free, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")
 
 
 class _Services:
