@@ -15,10 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,15 +151,26 @@ def _serve(files: FileStore, tables: Tables, token: str) -> tuple[str, Any] | No
 
 
 def _upload_http(base: str, token: str, path: Path, title: str) -> str:
-    import httpx
-
-    with path.open("rb") as body:
-        answer = httpx.post(f"{base}/api/videos", headers={"Authorization": f"Bearer {token}"},
-                            data={"title": title}, files={"file": (path.name, body)},
-                            timeout=60)
-    if answer.status_code == 202:
-        return str(answer.json()["id"])
-    return f"refused:{answer.status_code}:{answer.json().get('detail', answer.text)}"
+    """POST one file as multipart/form-data with the standard library; the id, or
+    ``refused:CODE:REASON``."""
+    boundary = uuid.uuid4().hex
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n{title}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n')
+    body = head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{base}/api/videos", data=body, method="POST",
+        headers={"Authorization": f"Bearer {token}",
+                 "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return str(json.loads(answer.read())["id"])
+    except urllib.error.HTTPError as refused:
+        try:
+            detail = json.loads(refused.read()).get("detail", refused.reason)
+        except ValueError:
+            detail = refused.reason
+        return f"refused:{refused.code}:{detail}"
 
 
 def _status(tables: Tables, video_id: str) -> Video | None:
