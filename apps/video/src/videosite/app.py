@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from millstream import Producer
+from millstream.faults import fault_point
 from millstream.service import App, Context
 from millstream.tables.materialize import Materializer
 
@@ -42,6 +43,8 @@ app.stream(METRICS, dict, partitions=1)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
+#: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
+HALFWAY_FAULT = "videosite.transcode.halfway"
 
 # things a service keeps for as long as its runner (and so its Context) lives
 _per_service: weakref.WeakKeyDictionary[Context, Any] = weakref.WeakKeyDictionary()
@@ -104,9 +107,13 @@ def transcode(upload: Upload, ctx: Context) -> None:
     live: _LiveProgress = _kept(ctx, lambda: _LiveProgress(ctx))
     video_id = upload.video_id
     sent = [0.0]
+    halfway = [False]
     live.send(Progress(video_id=video_id, stage="transcode", fraction=0.0, message="started"))
 
     def report(fraction: float) -> None:
+        if fraction >= 0.5 and not halfway[0]:
+            halfway[0] = True
+            fault_point(HALFWAY_FAULT)  # crash tests: die in the middle of a video
         if fraction < 1.0 and fraction - sent[0] < PROGRESS_STEP:
             return
         sent[0] = fraction
