@@ -1,0 +1,361 @@
+"""Bad input to ``POST /api/videos``, against a real embedded platform.
+
+Each bad upload gets a clear 4xx naming the problem and leaves nothing in the file store
+(no object, no temporary file); a file name with path tricks never reaches the stored
+name; a video that passes the upload's checks but is refused by the pipeline ends
+``failed`` with the reason in the API and on its page while a good clip uploaded in the
+same run ends ``ready``. Schemathesis, against the app's OpenAPI schema, finds no 5xx.
+
+The pipeline's stages report a refused or broken medium as a result with ``ok=False``
+(and so a ``failed`` video with the reason), not as an exception: only bugs raise. So a
+bad video leaves nothing in the exceptions stream, by design; the tests assert the failed
+record and an empty exceptions stream (and the ops page saying so).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import httpx2
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from markupsafe import escape
+from PIL import Image
+from schemathesis.checks import not_a_server_error
+
+from millstream.service.clock import SystemClock
+from millstream.testing import TestPlatform
+from videosite.app import app
+from videosite.web import create_app
+
+TOKEN = "bad-input-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_UPLOAD = 2 * 1024 * 1024
+STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+BOUNDARY = "x0b0undary"
+HTML_TITLE = '<img src=x onerror="alert(1)"><b>bold</b> & co'
+#: the pipeline refuses videos longer than this (VIDEOSITE_MAX_DURATION_S); uploads do not
+MAX_DURATION_S = 2.5
+UPLOAD_NAME = re.compile(r"^uploads/[0-9a-f]{16}/source\.mp4$")
+
+
+@dataclass
+class Web:
+    platform: TestPlatform
+    client: TestClient
+    accepted: list[str] = field(default_factory=list)  # ids of the uploads answered 202
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    home = tmp_path_factory.mktemp("bad-input-home")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MILLSTREAM_HOME", str(home))
+        env.delenv("VIDEOSITE_API_TOKEN", raising=False)
+        env.setenv("VIDEOSITE_MAX_DURATION_S", str(MAX_DURATION_S))
+        with TestPlatform(app, clock=SystemClock()) as platform:
+            site = create_app(platform.url, platform.files, platform.tables, token=TOKEN,
+                              max_upload_bytes=MAX_UPLOAD, idle_timeout_s=2.0)
+            with TestClient(site) as client:
+                yield Web(platform, client)
+
+
+# -- the bad files -----------------------------------------------------------------------------
+
+
+def _audio_only(path: Path, format: str | None = None) -> Path:
+    """An AAC tone, no video stream, muxed as MP4 (``isom`` brand) or M4A (``ipod``)."""
+    with av.open(str(path), "w", format=format) as container:
+        sound = container.add_stream("aac", rate=44100, layout="mono")
+        for n in range(20):
+            chunk = av.AudioFrame(format="s16", layout="mono", samples=1024)
+            chunk.planes[0].update(bytes(2048))
+            chunk.sample_rate, chunk.pts = 44100, n * 1024
+            container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+    return path
+
+
+def _faststart(source: Path, target: Path) -> Path:
+    """``source`` remuxed with its index (moov) before the media data."""
+    with av.open(str(source)) as src, av.open(str(target), "w", format="mp4",
+                                              options={"movflags": "faststart"}) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    return target
+
+
+def _half(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[:len(data) // 2])
+    return target
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
+              ) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad-files")
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    noise = folder / "noise.mp4"
+    noise.write_bytes(random.Random(7).randbytes(64 * 1024))
+    png = folder / "picture.mp4"
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(png, format="PNG")
+    jpeg = folder / "photo.mp4"
+    Image.new("RGB", (64, 48), (4, 5, 6)).save(jpeg, format="JPEG")
+    return {
+        "zero bytes": empty,
+        "random bytes": noise,
+        "PNG renamed": png,
+        "JPEG renamed": jpeg,
+        "truncated MP4": _half(clips["landscape"], folder / "truncated.mp4"),
+        "audio-only MP4": _audio_only(folder / "audio.mp4"),
+        "audio-only M4A": _audio_only(folder / "audio.m4a", format="ipod"),
+    }
+
+
+def multipart(content: bytes, filename: str = "clip.mp4", title: str | None = "a title",
+              content_type: str = "video/mp4") -> bytes:
+    """A ``multipart/form-data`` body (BOUNDARY) with a title field and one file part; the
+    file name goes into the header as given (quotes escaped), so it can carry anything."""
+    parts = b""
+    if title is not None:
+        parts += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n"
+                  f"{title}\r\n").encode()
+    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
+    parts += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+              f"filename=\"{quoted}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
+    return parts + content + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+FORM = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def post(web: Web, body: bytes, headers: dict[str, str] | None = None) -> httpx2.Response:
+    res = web.client.post("/api/videos", content=body,
+                          headers={**AUTH, **FORM, **(headers or {})})
+    if res.status_code == 202:
+        web.accepted.append(res.json()["id"])
+    return res
+
+
+# -- refused at upload -------------------------------------------------------------------------
+
+NOT_A_VIDEO = {
+    "zero bytes": "not a video: an empty file",
+    "random bytes": "not a video: not a recognised video container",
+    "PNG renamed": "not a video: an image (PNG), not a video",
+    "JPEG renamed": "not a video: an image (JPEG), not a video",
+    # the index (moov) is at the end of the clip: its first half does not open at all
+    "truncated MP4": "not a video: not a readable video (InvalidDataError)",
+    "audio-only MP4": "not a video: a mov container without a video stream",
+    "audio-only M4A": "not a video: an audio file (MP4 brand M4A), not a video",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_A_VIDEO))
+def test_a_file_that_is_not_a_video_is_refused(web: Web, bad_files: dict[str, Path],
+                                               kind: str) -> None:
+    res = post(web, multipart(bad_files[kind].read_bytes()))
+    assert res.status_code == 415, res.text
+    assert res.json() == {"detail": NOT_A_VIDEO[kind]}
+    assert res.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(("headers", "why"), [
+    ({}, "no Authorization header"),
+    ({"Authorization": "Bearer wrong-token"}, "a wrong token"),
+    ({"Authorization": f"Bearer {TOKEN}x"}, "the token with a suffix"),
+    ({"Authorization": f"Basic {TOKEN}"}, "another scheme"),
+    ({"Authorization": "Bearer"}, "the scheme alone"),
+    ({"Authorization": TOKEN}, "the token without a scheme"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_missing_or_wrong_token_is_401(web: Web, clips: dict[str, Path],
+                                         headers: dict[str, str], why: str) -> None:
+    res = web.client.post("/api/videos", content=multipart(clips["tiny"].read_bytes()),
+                          headers={**FORM, **headers})
+    assert res.status_code == 401, why
+    assert res.json() == {"detail": "an API token is needed (Authorization: Bearer ...)"}
+    assert res.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_huge_declared_size_is_refused_before_reading(web: Web, clips: dict[str, Path]
+                                                        ) -> None:
+    body = multipart(clips["tiny"].read_bytes())
+    huge = 10 ** 15
+    res = post(web, body, {"Content-Length": str(huge)})
+    assert res.request.headers["content-length"] == str(huge)
+    assert res.status_code == 413, res.text
+    assert res.json() == {"detail": f"the upload declares {huge} bytes, over the limit of "
+                                    f"{MAX_UPLOAD}"}
+    bogus = post(web, body, {"Content-Length": "lots"})
+    assert bogus.status_code == 400 and bogus.json() == {"detail": "a malformed Content-Length"}
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "detail"), [
+    (b'{"title": "json"}', {"Content-Type": "application/json"}, 415,
+     "send the video as multipart/form-data"),
+    (b"", {"Content-Type": "multipart/form-data"}, 415,
+     "send the video as multipart/form-data"),
+    ((f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nt\r\n"
+      f"--{BOUNDARY}--\r\n").encode(), {}, 400,
+     "no file in the upload (a part with a filename)"),
+    (multipart(b"\x00\x00\x00\x20ftypisom")[:-8], {}, 400, "the multipart body ended early"),
+], ids=["json", "no boundary", "no file part", "cut short"])
+def test_a_malformed_form_is_refused(web: Web, body: bytes, headers: dict[str, str],
+                                     status: int, detail: str) -> None:
+    res = post(web, body, headers)
+    assert res.status_code == status, res.text
+    assert res.json() == {"detail": detail}
+
+
+@pytest.mark.parametrize("title", [None, "", "   ", "t" * 201], ids=["none", "empty",
+                                                                      "blank", "too long"])
+def test_a_missing_or_overlong_title_is_refused(web: Web, clips: dict[str, Path],
+                                                title: str | None) -> None:
+    res = post(web, multipart(clips["tiny"].read_bytes(), title=title))
+    assert res.status_code == 400, res.text
+    assert res.json() == {"detail": "a title of 1 to 200 characters is needed"}
+
+
+def test_two_files_in_one_upload_are_refused(web: Web, clips: dict[str, Path]) -> None:
+    data = clips["tiny"].read_bytes()
+    twice = multipart(data)[:-len(f"--{BOUNDARY}--\r\n")] + multipart(data, title=None)
+    res = post(web, twice)
+    assert res.status_code == 400 and res.json() == {"detail": "send one file per upload"}
+
+
+# -- path tricks in the file name --------------------------------------------------------------
+
+TRICKS = ["../../etc/passwd.mp4", "/etc/passwd.mp4", "..\\..\\windows\\evil.mp4",
+          "C:\\evil.mp4", "evil\x00.mp4", "%2e%2e%2fevil.mp4", ".tmp/x.mp4", ".meta/x.mp4"]
+
+
+@pytest.mark.parametrize("filename", TRICKS, ids=[repr(t) for t in TRICKS])
+def test_path_tricks_never_reach_the_stored_name(web: Web, clips: dict[str, Path],
+                                                 filename: str) -> None:
+    res = post(web, multipart(clips["tiny"].read_bytes(), filename=filename,
+                              title=f"tricky {filename!r}"))
+    assert res.status_code == 202, res.text
+    video_id = res.json()["id"]
+    stored = [ref.url for ref in web.platform.files.list(f"uploads/{video_id}/")]
+    assert len(stored) == 1 and stored[0].endswith(f"/uploads/{video_id}/source.mp4")
+
+
+# -- what is stored, and the pipeline ----------------------------------------------------------
+
+
+def _stored(web: Web) -> list[str]:
+    """Every object's name in the file store (relative to its root)."""
+    root = (web.platform.directory / "files").as_uri()
+    return sorted(ref.url.removeprefix(root + "/") for ref in web.platform.files.list(""))
+
+
+@pytest.fixture(scope="module")
+def in_pipeline(web: Web, clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, str]:
+    """A good clip (titled with HTML), one over the pipeline's duration limit and a
+    truncated MP4 whose index comes first (so it opens and passes the upload's checks)."""
+    folder = tmp_path_factory.mktemp("pipeline-files")
+    truncated = _half(_faststart(clips["tiny"], folder / "fs.mp4"), folder / "cut.mp4")
+    ids = {}
+    for name, path, title in (("good", clips["landscape"], HTML_TITLE),
+                              ("too long", clips["wide"], "three seconds"),
+                              ("truncated", truncated, "the first half")):
+        res = post(web, multipart(path.read_bytes(), filename=path.name, title=title))
+        assert res.status_code == 202, res.text
+        ids[name] = res.json()["id"]
+    return ids
+
+
+def test_refused_uploads_leave_nothing_half_written(web: Web, in_pipeline: dict[str, str],
+                                                    bad_files: dict[str, Path]) -> None:
+    # after every other test of this module that uploads (they run first, in file order)
+    stored = _stored(web)
+    assert stored == sorted(f"uploads/{v}/source.mp4" for v in web.accepted)
+    assert all(UPLOAD_NAME.match(name) for name in stored)
+    assert len({u.video_id for u in web.platform.values("uploads")}) == len(web.accepted)
+    tmp = web.platform.directory / "files" / ".tmp"
+    assert sorted(os.listdir(tmp)) == []
+
+
+@pytest.fixture(scope="module")
+def processed(web: Web, in_pipeline: dict[str, str]) -> dict[str, str]:
+    for service in STAGES:
+        web.platform.run_until_idle(service, timeout=60.0)
+    return in_pipeline
+
+
+def test_a_video_over_the_limits_fails_and_the_others_are_processed(
+        web: Web, processed: dict[str, str]) -> None:
+    doc = web.client.get(f"/api/videos/{processed['too long']}").json()
+    assert doc["status"] == "failed"
+    assert doc["reason"].startswith("rejected: "), doc["reason"]
+    assert "duration" in doc["reason"] and str(MAX_DURATION_S) in doc["reason"]
+    page = web.client.get(f"/videos/{processed['too long']}")
+    assert page.status_code == 200
+    assert 'data-status="failed"' in page.text
+    assert f'<span class="reason">{escape(doc["reason"])}</span>' in page.text
+    good = web.client.get(f"/api/videos/{processed['good']}").json()
+    assert good["status"] == "ready" and good["reason"] is None
+    assert good["title"] == HTML_TITLE
+    # every path-trick upload was processed too
+    for video_id in web.accepted:
+        if video_id not in processed.values():
+            status = web.client.get(f"/api/videos/{video_id}").json()["status"]
+            assert status == "ready", video_id
+    # a failed medium is a failed record, not an exception (see the module docstring)
+    assert web.platform.exceptions() == []
+    assert "None." in web.client.get("/ops").text
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a known gap outside the web layer: the first half of an MP4 whose index comes first "
+    "opens, probes at the full duration (the index says so) and transcodes what is there "
+    "into a shorter rendition, so the video ends ready instead of failed"))
+def test_a_truncated_mp4_with_its_index_first_fails(web: Web, processed: dict[str, str]
+                                                    ) -> None:
+    doc = web.client.get(f"/api/videos/{processed['truncated']}").json()
+    assert doc["status"] == "failed", doc
+    assert doc["reason"], doc
+
+
+def test_an_html_title_is_shown_as_text(web: Web, processed: dict[str, str]) -> None:
+    for path in ("/", f"/videos/{processed['good']}"):
+        page = web.client.get(path).text
+        assert HTML_TITLE not in page and "<img src=x" not in page
+        assert str(escape(HTML_TITLE)) in page
+
+
+# -- schemathesis ------------------------------------------------------------------------------
+
+
+def test_the_api_gives_no_server_error(web: Web) -> None:
+    """Every operation of the app's OpenAPI schema, 30 generated requests each (with the
+    token, so writes get past the 401), and not one answered 5xx."""
+    api = schemathesis.openapi.from_asgi("/openapi.json", web.client.app)
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
+        "POST /api/videos", "GET /api/videos/{video_id}", "GET /videos/{video_id}",
+        "GET /media/{video_id}/{name}"}
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=30, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def no_server_error(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=AUTH, checks=[not_a_server_error])
+
+        no_server_error()
