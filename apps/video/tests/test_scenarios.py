@@ -230,6 +230,17 @@ def test_a_transcoder_killed_halfway_leaves_one_final_record_and_no_orphan(
         assert crashing.returncode == FAULT_EXIT_CODE, err.decode()
         assert f"fault point '{HALFWAY_FAULT}' reached" in err.decode()
         assert platform.lag("transcode") > 0
+        # the first video was transcoded and its objects stored; the second got to half
+        encoding: dict[str, list[float]] = {}
+        for p in platform.values("status"):
+            if p.stage == "transcode":
+                encoding.setdefault(p.video_id, []).append(p.fraction)
+        assert sorted(max(f) for f in encoding.values())[-1] == 1.0
+        [(halfway, fractions)] = [(v, f) for v, f in encoding.items() if max(f) < 1.0]
+        assert halfway in ids.values() and 0.4 <= max(fractions) < 0.5  # fault before 0.5
+        first = {ref.url for ref in platform.files.list("videosite.transcode/")}
+        assert len(first) == 3  # 240p.mp4, 240p.m3u8, master.m3u8 of the first video
+        assert len(platform.records("renditions")) <= 1
 
         restarted = _transcoder(platform, None)
         try:
@@ -264,7 +275,8 @@ def test_a_transcoder_killed_halfway_leaves_one_final_record_and_no_orphan(
             in_catalog.add(video.hls_master.url)
             for rendition in video.renditions:
                 in_catalog |= {rendition.ref.url, rendition.playlist.url}
-        assert stored == in_catalog
+        assert stored == in_catalog and len(stored) == 6
+        assert first <= stored  # the retry rewrote the first video's objects in place
         assert collect_garbage(platform.files, referenced, dry_run=True, older_than_s=0,
                                prefix="videosite.transcode/") == []
         result = CliRunner().invoke(cli, ["files", "gc", "--dry-run", "--older-than", "0s"],
