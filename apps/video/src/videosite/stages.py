@@ -23,6 +23,7 @@ from .media import (
     MediaRejected,
     NotAVideo,
     ProbeResult,
+    ProcessingError,
     hls_master,
     hls_media_playlist,
     poster,
@@ -33,6 +34,9 @@ from .media import (
 from .models import ErrorKind, Probed, RenditionInfo, Thumbnails, Transcoded, Upload, VideoMetadata
 
 __all__ = ["StageFiles", "describe_failure", "run_probe", "run_thumbnails", "run_transcode"]
+
+#: a transcode that decodes less than this share of the declared duration fails as truncated
+TRUNCATED_BELOW = 0.9
 
 Clock = Callable[[], float]
 HLS_TYPE = "application/vnd.apple.mpegurl"
@@ -110,8 +114,15 @@ def run_transcode(upload: Upload, files: StageFiles, limits: MediaLimits,
     started = clock()
     source = files.local_path(upload.source)
     try:
+        declared = probe(source, limits).duration_s
         with tempfile.TemporaryDirectory(prefix="videosite-renditions-") as work:
             made = transcode(source, work, progress=progress, limits=limits)
+            decoded = max((r.duration_s for r in made), default=0.0)
+            if decoded < declared * TRUNCATED_BELOW - 0.1:
+                # the index promises more than the file holds: a truncated upload
+                raise ProcessingError(
+                    f"the file is truncated: it declares {declared:.2f} s but only "
+                    f"{decoded:.2f} s could be decoded")
             renditions = []
             for rendition in made:
                 mp4 = f"{rendition.name}.mp4"
