@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from pydantic import BaseModel
 
-import millstream
 from millstream import (
     FencedError,
     InvalidRequestError,
@@ -20,18 +18,6 @@ from millstream import (
 from millstream.tables import Tables, open_tables
 from millstream.tables.materialize import Materializer, rebuild
 from tests.tables.helpers import produce_feed, replay
-
-
-@pytest.fixture
-def streams(streams_url: str) -> Iterator[Streams]:
-    with millstream.open_streams(streams_url) as handle:
-        yield handle
-
-
-@pytest.fixture
-def tables(tables_url: str) -> Iterator[Tables]:
-    with open_tables(tables_url) as handle:
-        yield handle
 
 
 def contents(tables: Tables, name: str) -> dict[str, object]:

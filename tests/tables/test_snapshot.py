@@ -9,10 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-import millstream
 from millstream import CorruptDataError, NotFoundError, StreamPartition, Streams
 from millstream.files import FileStore, open_files
-from millstream.tables import Tables, open_tables
+from millstream.tables import Tables
 from millstream.tables.materialize import Materializer
 from millstream.tables.snapshot import (
     latest_snapshot,
@@ -21,18 +20,6 @@ from millstream.tables.snapshot import (
     write_snapshot,
 )
 from tests.tables.helpers import produce_feed, replay
-
-
-@pytest.fixture
-def streams(streams_url: str) -> Iterator[Streams]:
-    with millstream.open_streams(streams_url) as handle:
-        yield handle
-
-
-@pytest.fixture
-def tables(tables_url: str) -> Iterator[Tables]:
-    with open_tables(tables_url) as handle:
-        yield handle
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 
 from millstream.errors import InvalidRequestError, NotFoundError
 from millstream.files.base import FileRef, FileStore
-from millstream.records import StreamPartition
 from millstream.streams.base import Streams
+from millstream.streams.reading import read_to_end
 
 __all__ = ["collect_garbage", "find_references", "references_in_streams"]
 
@@ -88,33 +88,16 @@ def references_in_streams(streams: Streams,
     where they are JSON; other values cannot hold references). ``progress(stream, records)``
     is called after each stream."""
     found: set[str] = set()
-    admin = streams.admin()
-    for name in admin.list_streams():
-        info = admin.describe_stream(name)
-        if info.records == 0:
-            continue
-        ends = {p.partition: p.end for p in info.partitions if p.end > p.start}
+    for name in streams.admin().list_streams():
         seen = 0
-        with streams.open_consumer() as reader:
-            reader.subscribe([name])
-            deadline = time.monotonic() + 300
-            while ends and time.monotonic() < deadline:
-                batch = reader.poll(max_records=10_000, timeout=0.5)
-                for record in batch:
-                    value = record.value
-                    if value and value[:1] in (b"{", b"["):
-                        try:
-                            found |= find_references(json.loads(value))
-                        except ValueError:
-                            pass  # not JSON after all: it can hold no reference
-                seen += len(batch)
-                for partition in list(ends):
-                    if reader.position(StreamPartition(name, partition)) >= ends[partition]:
-                        del ends[partition]
-                if not batch and ends and all(
-                        reader.position(StreamPartition(name, p)) >= e - 1
-                        for p, e in ends.items()):
-                    break  # the last offsets are transaction markers, not records
+        for record in read_to_end(streams, name):
+            seen += 1
+            value = record.value
+            if value and value[:1] in (b"{", b"["):
+                try:
+                    found |= find_references(json.loads(value))
+                except ValueError:
+                    pass  # not JSON after all: it can hold no reference
         if progress is not None:
             progress(name, seen)
     return found

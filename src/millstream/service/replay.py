@@ -10,43 +10,19 @@ retain it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from millstream.codecs import header
 from millstream.errors import NotFoundError, OffsetOutOfRangeError
-from millstream.records import Headers, Record, StreamPartition
+from millstream.records import Headers
 from millstream.service.failures import ExceptionRecord, parse_exception
 from millstream.service.runner import REPLAY_PARTITION_HEADER, REPLAY_STREAM_HEADER
 from millstream.service.wellknown import EXCEPTIONS, REPLAY_HEADER, retry_stream
 from millstream.streams.base import Streams
+from millstream.streams.reading import read_to_end
 
 __all__ = ["Replayed", "list_exceptions", "replay", "replayed_ids"]
-
-
-def _read(streams: Streams, stream: str, start: int = 0,
-          stop: int | None = None) -> Iterator[Record]:
-    """Every record of a one-partition-at-a-time read of ``stream`` from ``start``."""
-    admin = streams.admin()
-    info = admin.describe_stream(stream)
-    with streams.open_consumer() as reader:
-        reader.subscribe([stream])
-        for part in info.partitions:
-            sp = StreamPartition(stream, part.partition)
-            first = max(start, part.start)
-            end = part.end if stop is None else min(stop, part.end)
-            if first >= end:
-                continue
-            reader.seek(sp, first)
-            others = [p for p in reader.assignment() if p != sp]
-            if others:
-                reader.seek_to_end(others)
-            deadline = time.monotonic() + 60
-            while reader.position(sp) < end and time.monotonic() < deadline:
-                for record in reader.poll(max_records=5_000, timeout=0.5):
-                    if record.partition == part.partition and record.offset < end:
-                        yield record
 
 
 def list_exceptions(streams: Streams, *, group: str | None = None,
@@ -55,7 +31,7 @@ def list_exceptions(streams: Streams, *, group: str | None = None,
     """Exception records, oldest first, filtered by group, service, time or ids."""
     wanted = set(ids) if ids is not None else None
     found = []
-    for record in _read(streams, EXCEPTIONS):
+    for record in read_to_end(streams, EXCEPTIONS):
         if wanted is not None and record.offset not in wanted:
             continue
         if group is not None and record.key != group.encode():
@@ -75,7 +51,7 @@ def replayed_ids(streams: Streams, group: str) -> set[int]:
     if stream not in streams.admin().list_streams():
         return set()
     done = set()
-    for record in _read(streams, stream):
+    for record in read_to_end(streams, stream):
         for name, value in record.headers:
             if name == REPLAY_HEADER and value is not None:
                 done.add(int(value))
@@ -105,7 +81,7 @@ def _original_value(streams: Streams, failure: ExceptionRecord) -> bytes | None:
             f"stream no longer retains (kept: {part.start}..{part.end - 1}); it cannot be "
             "replayed"
         )
-    for record in _read(streams, stream, offset, offset + 1):
+    for record in read_to_end(streams, stream, start=offset, stop=offset + 1):
         if record.partition == partition and record.offset == offset:
             return record.value
     raise NotFoundError(f"could not re-read {stream}[{partition}]@{offset} for exception "

@@ -21,16 +21,15 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from millstream.errors import InvalidRequestError, NotFoundError
-from millstream.records import Record, StreamPartition
 from millstream.service.app import App
 from millstream.service.state import CheckpointStore
 from millstream.service.wellknown import CHECKPOINTS, DEPLOYMENTS, shadow_stream
 from millstream.streams.base import Streams
+from millstream.streams.reading import read_to_end
 
 __all__ = ["Difference", "StreamDiff", "diff_outputs", "promote", "shadow_group"]
 
@@ -70,21 +69,6 @@ class StreamDiff:
         return self.differing == 0 and self.only_production == 0 and self.only_shadow == 0
 
 
-def _records(streams: Streams, stream: str) -> Iterator[Record]:
-    info = streams.admin().describe_stream(stream)
-    remaining = {p.partition: p.end for p in info.partitions if p.end > p.start}
-    if not remaining:
-        return
-    with streams.open_consumer() as reader:
-        reader.subscribe([stream])
-        deadline = time.monotonic() + 120
-        while remaining and time.monotonic() < deadline:
-            yield from reader.poll(max_records=10_000, timeout=0.5)
-            for p in list(remaining):
-                if reader.position(StreamPartition(stream, p)) >= remaining[p]:
-                    del remaining[p]
-
-
 def _decode(value: bytes | None) -> Any:
     if value is None:
         return None
@@ -97,7 +81,7 @@ def _decode(value: bytes | None) -> Any:
 def _by_key(streams: Streams, stream: str) -> tuple[dict[bytes | None, list[Any]], int]:
     grouped: dict[bytes | None, list[Any]] = {}
     count = 0
-    for record in _records(streams, stream):
+    for record in read_to_end(streams, stream):
         grouped.setdefault(record.key, []).append(_decode(record.value))
         count += 1
     return grouped, count
