@@ -29,24 +29,11 @@ from videosite.analytics import AnalyticsDB
 from videosite.app import app
 from videosite.models import Progress, Video
 from videosite.pipeline import submit
+from videosite_testing import Idle
 
 STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
 #: seconds after the first upload that each of the five is uploaded: two days of two, one of one
 UPLOADED_AFTER = (0, 3_600, 90_000, 93_600, 180_000)
-
-
-class Idle:
-    """``until`` for ``ServiceRunner.run``: true once a poll read nothing."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.seen = -1
-
-    def __call__(self, runner: ServiceRunner) -> bool:
-        assert time.monotonic() < self.deadline, f"{runner.spec.name} still busy"
-        count = runner.statistics().records_in
-        quiet, self.seen = count == self.seen, count
-        return quiet
 
 
 def run_until_idle(platform: TestPlatform, service: str, files: FileStore, tables: Tables,

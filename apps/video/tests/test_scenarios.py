@@ -39,26 +39,13 @@ from videosite.config import media_limits
 from videosite.media import poster, probe, thumbnails
 from videosite.models import Progress, Thumbnails, Upload, Video
 from videosite.pipeline import submit
+from videosite_testing import Idle
 
 STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
 SHADOW = "v2"
 #: the v2 thumbnailer: five smaller stills instead of three
 V2_POINTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 V2_WIDTH = 160
-
-
-class Idle:
-    """``until`` for ``ServiceRunner.run``: true once a poll read nothing."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.seen = -1
-
-    def __call__(self, runner: ServiceRunner) -> bool:
-        assert time.monotonic() < self.deadline, f"{runner.spec.name} still busy"
-        count = runner.statistics().records_in
-        quiet, self.seen = count == self.seen, count
-        return quiet
 
 
 def run_until_idle(platform: TestPlatform, service: str, *, version: App | None = None,
