@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.backends import BackendUnderTest, kafka_backend, local_backend
 
-# The kafka param carries the `kafka` marker: tests/conftest.py moves it to the end of the run
+# The kafka param carries the `kafka` marker: the hooks in tests/support/platform_fixtures.py
+# move it to the end of the run
 # and its broker comes from the session fixture kafka_bootstrap (skipped without Java/jars).
 BACKENDS = ["local", pytest.param("kafka", marks=pytest.mark.kafka)]
 

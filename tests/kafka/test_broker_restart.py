@@ -43,7 +43,8 @@ GROUP_OPTIONS = "session.timeout.ms=6000&heartbeat.interval.ms=1000"
 @pytest.fixture(scope="module")
 def own_kafka() -> Iterator[KafkaCluster]:
     """One broker of our own, killed and restarted by the tests."""
-    import tests.conftest as root  # the session's single node: stopped, as kafka_cluster3 does
+    # the session's single node: stopped, as kafka_cluster3 does
+    import tests.support.platform_fixtures as root
 
     if root._kafka_single is not None:
         root._kafka_single.stop()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import millstream
-from tests.conftest import require_services
+from tests.support.platform_fixtures import require_services
 
 SHIM = Path(__file__).resolve().parents[1] / "support" / "syncspy.c"
 ROOT = Path(__file__).resolve().parents[2]

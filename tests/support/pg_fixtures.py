@@ -28,7 +28,7 @@ __all__ = ["PgCluster", "find_pg_bin", "pg_server", "pg_url"]
 
 
 def _no_service(reason: str) -> NoReturn:
-    from tests.conftest import _no_service as no_service
+    from tests.support.platform_fixtures import _no_service as no_service
 
     no_service(reason)
 

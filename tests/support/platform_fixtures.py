@@ -1,0 +1,139 @@
+"""The fixtures every test directory shares (registered by the root conftest.py).
+
+Every test gets its own MILLSTREAM_HOME and working directory, never the developer's.
+``require_services``/``_no_service`` decide between skipping and failing when a service
+cannot be started; the Kafka fixtures and collection hooks are described below.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+from hypothesis import settings
+
+from tests.support.kafka_cluster import (
+    BackgroundStart,
+    KafkaCluster,
+    KafkaStartError,
+    KafkaUnavailable,
+    find_runtime,
+    reap_stale,
+)
+
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True)
+settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("MILLSTREAM_HOME", str(home))
+    for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
+                 "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield home
+
+
+def require_services() -> bool:
+    """True when a test that cannot get its service must fail instead of skip (CI)."""
+    return os.environ.get("MILLSTREAM_REQUIRE_SERVICES") == "1"
+
+
+def _no_service(reason: str) -> NoReturn:
+    """Skip the test for a missing service — or fail it under MILLSTREAM_REQUIRE_SERVICES=1."""
+    if require_services():
+        pytest.fail(f"{reason} [MILLSTREAM_REQUIRE_SERVICES=1: not skipping]", pytrace=False)
+    pytest.skip(reason)
+
+
+# --- Kafka (tests/support/kafka_cluster.py) -------------------------------------------------------
+# Marker `kafka`: the test needs a broker, fixture `kafka_bootstrap` (one node, started in the
+# background as soon as collection shows a test wants it, so it boots while the embedded tests
+# run). Marker `kafka_cluster`: fixture `kafka_cluster3` (three nodes, for fault tests; implies
+# `kafka`). Both run at the end, three-node tests last: that fixture stops the single node
+# first, so two clusters never share the machine. MILLSTREAM_KAFKA_BOOTSTRAP=host:port uses a
+# broker you started yourself (python -m tests.support.kafka_cluster start ...) instead.
+_kafka_single: BackgroundStart | None = None
+
+
+def _kafka_dir(nodes: int) -> Path:
+    """A fresh base dir in $TMPDIR; dirs of finished sessions go (their logs stay until then)."""
+    root = Path(tempfile.gettempdir())
+    reap_stale(root)
+    return Path(tempfile.mkdtemp(prefix=f"millstream-kafka-{nodes}n-", dir=root))
+
+
+def _start_kafka_single() -> BackgroundStart:
+    return BackgroundStart(
+        lambda runtime: KafkaCluster(_kafka_dir(1), 1, runtime=runtime, owner=os.getpid()),
+    ).begin()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects, so the markers added here count
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the Kafka fixtures they use; move Kafka tests to the end, 3-node last."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "kafka_cluster3" in names and item.get_closest_marker("kafka_cluster") is None:
+            item.add_marker(pytest.mark.kafka_cluster)
+        needs = "kafka_bootstrap" in names or item.get_closest_marker("kafka_cluster")
+        if needs and item.get_closest_marker("kafka") is None:
+            item.add_marker(pytest.mark.kafka)
+    items.sort(key=lambda item: (item.get_closest_marker("kafka") is not None)
+               + (item.get_closest_marker("kafka_cluster") is not None))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the single Kafka node in the background if a selected test needs it."""
+    global _kafka_single
+    if session.config.option.collectonly or os.environ.get("MILLSTREAM_KAFKA_BOOTSTRAP"):
+        return
+    if any(item.get_closest_marker("kafka") and not item.get_closest_marker("kafka_cluster")
+           for item in session.items):
+        _kafka_single = _start_kafka_single()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _kafka_single is not None:
+        _kafka_single.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """``host:port`` of a ready single-node Kafka; skips (or fails, in CI) without one."""
+    global _kafka_single
+    external = os.environ.get("MILLSTREAM_KAFKA_BOOTSTRAP")
+    if external:
+        return external
+    if _kafka_single is None:  # not foreseen at collection (e.g. reached by getfixturevalue)
+        _kafka_single = _start_kafka_single()
+    try:
+        return _kafka_single.result(timeout=240).bootstrap  # < pytest-timeout (300 s)
+    except (KafkaUnavailable, KafkaStartError) as exc:
+        _no_service(f"no Kafka broker: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster3() -> Iterator[KafkaCluster]:
+    """Three Kafka nodes (replication factor 3, min ISR 2) with kill_node/restart_node."""
+    if _kafka_single is not None:
+        _kafka_single.stop()  # one cluster at a time: three JVMs already fill two cores
+    try:
+        runtime = find_runtime(fetch=True)
+        cluster = KafkaCluster(_kafka_dir(3), 3, runtime=runtime, owner=os.getpid())
+        cluster.start()
+    except (KafkaUnavailable, KafkaStartError) as exc:
+        _no_service(f"no 3-node Kafka cluster: {exc}")
+    try:
+        cluster.wait_ready(180)
+    except KafkaStartError as exc:
+        cluster.stop()
+        _no_service(f"no 3-node Kafka cluster: {exc}")
+    yield cluster
+    cluster.stop()
