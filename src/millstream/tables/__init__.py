@@ -3,6 +3,8 @@
 ``sqlite:///abs/path/tables.db`` (the default, under ``MILLSTREAM_HOME``) keeps every table in
 one SQLite file; ``postgresql://user@host:port/db`` uses PostgreSQL (JSONB) and needs the
 ``postgres`` extra. Backends are imported lazily.
+
+A ``Materializer`` feeds a table from a stream; ``rebuild`` recreates one by replaying it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from urllib.parse import urlsplit
 from millstream.config import load_config
 from millstream.errors import ConfigError
 from millstream.tables.base import Document, Export, Scalar, Table, TableInfo, Tables, Writes
+from millstream.tables.materialize import Materializer, MaterializerStatistics, rebuild
 
 __all__ = [
     "SCHEMES",
     "Document",
     "Export",
+    "Materializer",
+    "MaterializerStatistics",
     "Scalar",
     "Table",
     "TableInfo",
     "Tables",
     "Writes",
     "open_tables",
+    "rebuild",
 ]
 
 SCHEMES = ("sqlite", "postgresql")

@@ -19,7 +19,7 @@ from typing import Any
 from millstream import Producer
 from millstream.faults import fault_point
 from millstream.service import App, Context
-from millstream.tables.materialize import Materializer
+from millstream.tables import Materializer
 
 from .analytics import AnalyticsDB
 from .config import analytics_db_path, media_limits
