@@ -14,6 +14,7 @@ from millstream.errors import InvalidRequestError
 from millstream.records import Record
 from millstream.service.app import Emit
 from millstream.service.state import Shard
+from millstream.service.wellknown import shadow_stream
 from millstream.streams.base import Streams
 
 __all__ = ["Context"]
@@ -70,6 +71,18 @@ class Context:
                 )
             stream = self._outputs[0]
         self.emitted.append(Emit(stream, value, key))
+
+    def output_stream(self, name: str) -> str:
+        """The stream the service's output ``name`` is written to: ``name`` in production,
+        ``<name>.shadow.<version>`` when the service runs as a shadow. For records a handler
+        sends itself (with a producer of its own) rather than by ``emit``; the runner creates
+        that stream before the first record."""
+        if name not in self._outputs:
+            raise InvalidRequestError(
+                f"service {self.service!r} has no output {name!r}; its outputs: "
+                f"{', '.join(self._outputs) or 'none'}"
+            )
+        return name if self.shadow is None else shadow_stream(name, self.shadow)
 
     def __getattr__(self, name: str) -> Any:
         # stores added by other parts of the platform (files, tables) live in ``extras``
