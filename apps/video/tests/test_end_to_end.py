@@ -1,0 +1,261 @@
+"""The whole site end to end, on each platform, changed by configuration only.
+
+``InProcessSite`` — what ``millstream-video demo`` and ``serve`` run — starts every service
+and the web server from the platform configuration. The test sets nothing but environment
+variables: nothing for the embedded default, ``MILLSTREAM_STREAMS`` / ``_FILES`` /
+``_TABLES`` (and the usual ``AWS_*`` variables for the S3 endpoint) for Kafka + S3 +
+PostgreSQL. Clips are uploaded through the HTTP API, and each finished video is checked: the
+renditions' sizes, durations, audio, index position and bitrate band, that every frame
+decodes with PyAV; the thumbnails are valid JPEGs and distinct; the status API, a ranged
+media request, exactly one final ``videos`` record per video, and the analytics tables.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from PIL import Image, ImageChops, ImageStat
+from tests.support.s3_fixtures import KEY, SECRET, S3Target
+
+import millstream
+from millstream.streams.reading import read_to_end
+from videosite.analytics import AnalyticsDB
+from videosite.client import UploadRefused
+from videosite.inprocess import InProcessSite
+from videosite.media import DEFAULT_LADDER
+from videosite.media.mp4 import read_boxes
+from videosite.models import Video
+
+TOKEN = "e2e-token"
+#: what is uploaded: clip -> (expected ladder [(name, width, height)], audio, rotation)
+EXPECT = {
+    "landscape": ([("240p", 320, 240)], True, 0),
+    "rotated": ([("240p", 240, 320)], False, 90),
+    "portrait": ([("240p", 240, 426), ("360p", 360, 640)], True, 0),
+}
+RUNGS = {rung.name: rung for rung in DEFAULT_LADDER}
+FPS = 25  # the sample clips' frame rate
+PLATFORMS = ["embedded", pytest.param("kafka-s3-postgres", marks=pytest.mark.kafka)]
+
+
+def _kafka_s3_postgres(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that points the platform at Kafka, S3 and PostgreSQL."""
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    s3: S3Target = request.getfixturevalue("s3_url")
+    pg_server: str = request.getfixturevalue("pg_server")
+    import psycopg
+
+    database = f"e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"'.encode())
+    return {
+        "MILLSTREAM_STREAMS": f"kafka://{bootstrap}?session.timeout.ms=6000"
+                              "&heartbeat.interval.ms=1000",
+        "MILLSTREAM_FILES": f"{s3.child()}?endpoint_url={s3.endpoint}",
+        "MILLSTREAM_TABLES": pg_server.rsplit("/", 1)[0] + "/" + database,
+        # s3fs and botocore read these; S3Proxy implements no CRC checksums
+        "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+    }
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home() -> None:
+    """Replaces the per-test home of the shared fixtures: here the module's ``run`` sets
+    the home and platform once, and every test reads that same site."""
+
+
+@dataclass
+class Run:
+    platform: str
+    site: InProcessSite
+    ids: dict[str, str]  # clip -> video id
+    videos: dict[str, Video]  # clip -> the finished video
+    refused: UploadRefused
+    seconds: float
+
+
+@pytest.fixture(scope="module", params=PLATFORMS)
+def run(request: pytest.FixtureRequest, clips: dict[str, Path],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    home = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    env = {"MILLSTREAM_HOME": str(home / "home")}
+    if request.param != "embedded":
+        env.update(_kafka_s3_postgres(request))
+    png = home / "picture.mp4"  # an image, whatever its name says
+    Image.new("RGB", (64, 48), (0, 90, 200)).save(png, format="PNG")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(home)
+        for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
+                     "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT", "VIDEOSITE_ANALYTICS_DB"):
+            patch.delenv(name, raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with InProcessSite(token=TOKEN, poll_timeout_s=0.05) as site:
+            started = time.monotonic()
+            ids = {clip: site.upload(clips[clip], f"{clip} <b>clip</b>") for clip in EXPECT}
+            with pytest.raises(UploadRefused) as refused:
+                site.upload(png, "a picture")
+            finished = site.wait(ids.values(), timeout=240)
+            seconds = time.monotonic() - started
+            assert site.errors == []
+            assert set(finished) == set(ids.values()), f"not finished in 240 s: {ids}"
+            yield Run(request.param, site, ids,
+                      {clip: finished[vid] for clip, vid in ids.items()}, refused.value,
+                      seconds)
+
+
+def _get(run: Run, path: str, headers: dict[str, str] | None = None
+         ) -> tuple[int, Message, bytes]:
+    assert run.site.url is not None
+    request = urllib.request.Request(run.site.url + path, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+def test_the_platform_is_the_one_configured(run: Run) -> None:
+    streams, files, tables = (run.site.config.streams, run.site.config.files,
+                              run.site.config.tables)
+    if run.platform == "embedded":
+        assert (streams, files[:7], tables[:9]) == ("local:", "file://", "sqlite://")
+    else:
+        assert (streams[:8], files[:5], tables[:13]) == ("kafka://", "s3://", "postgresql://")
+    assert type(run.site.files).__name__ == ("LocalStore" if run.platform == "embedded"
+                                              else "S3Store")
+
+
+def test_every_clip_is_ready_and_the_picture_is_refused(run: Run) -> None:
+    assert {clip: v.status for clip, v in run.videos.items()} == dict.fromkeys(EXPECT, "ready")
+    assert (run.refused.status, run.refused.reason) == (
+        415, "not a video: an image (PNG), not a video")
+    for clip, video in run.videos.items():
+        assert video.title == f"{clip} <b>clip</b>"
+        assert set(video.stages) == {"probe", "thumbnail", "transcode"}
+        assert all(timing.ok for timing in video.stages.values())
+
+
+def test_renditions_have_their_size_duration_audio_index_and_bitrate(run: Run) -> None:
+    for clip, (ladder, audio, rotation) in EXPECT.items():
+        video = run.videos[clip]
+        meta = video.metadata
+        assert meta is not None and (meta.has_audio, meta.rotation) == (audio, rotation)
+        assert [(r.name, r.width, r.height) for r in video.renditions] == ladder
+        rates: list[float] = []
+        for rendition in video.renditions:
+            data = run.site.files.read_bytes(rendition.ref)
+            assert len(data) == rendition.ref.size == run.site.files.stat(rendition.ref).size
+            with tempfile.NamedTemporaryFile(suffix=".mp4") as local:
+                local.write(data)
+                local.flush()
+                kinds = [box.type for box in read_boxes(local.name)]
+                # the index first: ftyp, moov and the global sidx before any media data
+                assert kinds[:2] == ["ftyp", "moov"]
+                assert kinds.index("sidx") < kinds.index("mdat")
+                with av.open(local.name) as container:
+                    v = container.streams.video[0]
+                    assert (v.codec_context.name, v.width, v.height) == (
+                        "h264", rendition.width, rendition.height)
+                    assert (len(container.streams.audio) == 1) == audio
+                    duration = float(container.duration or 0) / av.time_base
+                    frames = sum(1 for _ in container.decode(video=0))
+            assert duration == pytest.approx(meta.duration_s, abs=0.1)
+            assert frames == round(meta.duration_s * FPS)  # every frame decodes
+            assert rendition.has_audio == audio
+            # the bitrate band: under the rung's cap (x264's maxrate, 1.5 x its video target,
+            # plus the audio), and what the catalog reports is what the file holds
+            rung = RUNGS[rendition.name]
+            cap = rung.video_bitrate * 3 // 2 + (rung.audio_bitrate if audio else 0)
+            measured = len(data) * 8 / duration
+            assert 20_000 < measured <= cap, (clip, rendition.name, measured)
+            assert rendition.bitrate == pytest.approx(measured, rel=0.15)
+            rates.append(measured)
+        # each rung up the ladder spends more bits on the same picture
+        assert rates == sorted(rates) and len(set(rates)) == len(rates)
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute pixel difference, 0..255."""
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
+
+
+def test_thumbnails_and_poster_are_valid_distinct_jpegs(run: Run) -> None:
+    for clip, video in run.videos.items():
+        assert len(video.thumbnails) == 3 and video.poster is not None
+        images = []
+        for ref in [*video.thumbnails, video.poster]:
+            data = run.site.files.read_bytes(ref)
+            image = Image.open(io.BytesIO(data))
+            assert image.format == "JPEG"
+            image.load()
+            images.append(image.convert("RGB"))
+        meta = video.metadata
+        assert meta is not None
+        stills = images[:3]
+        # upright, the displayed aspect ratio, never upscaled
+        for still in stills:
+            assert still.width <= meta.width
+            assert still.width / still.height == pytest.approx(meta.width / meta.height,
+                                                               rel=0.03)
+        assert min(_difference(a, b) for i, a in enumerate(stills)
+                   for b in stills[i + 1:]) > 2.0, clip
+
+
+def test_the_status_api_and_ranged_media_answer_from_the_platform(run: Run) -> None:
+    vid = run.ids["portrait"]
+    status, _, body = _get(run, f"/api/videos/{vid}")
+    doc = json.loads(body)
+    assert (status, doc["status"], doc["title"]) == (200, "ready", "portrait <b>clip</b>")
+    assert {stage: p["fraction"] for stage, p in doc["progress"].items()} == {
+        "probe": 1.0, "thumbnail": 1.0, "transcode": 1.0}
+    assert [r["name"] for r in doc["renditions"]] == ["240p", "360p"]
+    rendition = run.videos["portrait"].renditions[1]
+    status, headers, body = _get(run, f"/media/{vid}/360p.mp4", {"Range": "bytes=100-1099"})
+    assert (status, len(body), headers["Content-Range"]) == (
+        206, 1000, f"bytes 100-1099/{rendition.ref.size}")
+    assert body == run.site.files.read_bytes(rendition.ref)[100:1100]
+    status, _, page = _get(run, "/")
+    assert status == 200 and b"portrait &lt;b&gt;clip&lt;/b&gt;" in page
+
+
+def test_exactly_one_final_record_per_video(run: Run) -> None:
+    with millstream.open_streams(run.site.config.streams) as streams:
+        videos = [Video.model_validate_json(r.value)
+                  for r in read_to_end(streams, "videos", timeout_s=60)]
+    finals: dict[str, int] = {}
+    for video in videos:
+        if video.status != "processing":
+            finals[video.video_id] = finals.get(video.video_id, 0) + 1
+    assert finals == dict.fromkeys(run.ids.values(), 1)
+    assert sorted(v.video_id for v in videos if v.status == "processing") == sorted(
+        run.ids.values())
+
+
+def test_analytics_sees_every_video(run: Run) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        with AnalyticsDB(run.site.config.home / "analytics.db") as db:
+            rows = db.query("SELECT video_id, status, renditions, has_audio FROM videos "
+                            "ORDER BY video_id")
+        if len(rows) == len(EXPECT) and all(row[1] == "ready" for row in rows):
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+    expected: list[tuple[Any, ...]] = sorted(
+        (run.ids[clip], "ready", len(ladder), int(audio))
+        for clip, (ladder, audio, _) in EXPECT.items())
+    assert rows == expected
+
