@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from millstream.service.app import App, Emit, RetryPolicy, ServiceSpec, StreamSpec
 from millstream.service.context import Context
+from millstream.service.failures import ReportedFailure
 from millstream.service.metrics import Statistics
 from millstream.service.runner import ServiceRunner
 
-__all__ = ["App", "Context", "Emit", "RetryPolicy", "ServiceRunner", "ServiceSpec",
-           "Statistics", "StreamSpec"]
+__all__ = ["App", "Context", "Emit", "ReportedFailure", "RetryPolicy", "ServiceRunner",
+           "ServiceSpec", "Statistics", "StreamSpec"]

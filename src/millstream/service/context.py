@@ -13,6 +13,7 @@ from typing import Any
 from millstream.errors import InvalidRequestError
 from millstream.records import Record
 from millstream.service.app import Emit
+from millstream.service.failures import ReportedFailure
 from millstream.service.state import Shard
 from millstream.service.wellknown import shadow_stream
 from millstream.streams.base import Streams
@@ -35,6 +36,8 @@ class Context:
         self._state: Shard | None = None
         self.attempt = 1
         self.emitted: list[Emit] = []
+        #: failures reported with ``report`` during this attempt
+        self.reported: list[BaseException] = []
         self.extras: dict[str, Any] = {}
         #: the shadow version this service runs as (``--shadow``), or None in production
         self.shadow: str | None = None
@@ -72,6 +75,14 @@ class Context:
             stream = self._outputs[0]
         self.emitted.append(Emit(stream, value, key))
 
+    def report(self, error: BaseException | str) -> None:
+        """Record the input in the exceptions stream with ``error`` as the reason, without
+        failing it: it is not retried, what the handler emits or returns still goes out and
+        processing goes on. For inputs a service handles by design but someone should look
+        at (say, an upload that is not a video). Like ``emit``, it takes effect only if this
+        attempt succeeds. A string becomes a ``ReportedFailure``."""
+        self.reported.append(ReportedFailure(error) if isinstance(error, str) else error)
+
     def output_stream(self, name: str) -> str:
         """The stream the service's output ``name`` is written to: ``name`` in production,
         ``<name>.shadow.<version>`` when the service runs as a shadow. For records a handler
@@ -99,6 +110,8 @@ class Context:
         self._state = state
         self.attempt = attempt
         self.emitted = []
+        if self.reported:
+            self.reported = []
         for extra in self._per_record:
             extra._begin(record)
 

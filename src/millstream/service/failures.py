@@ -5,13 +5,14 @@ One JSON document per failed input record, on ``millstream.exceptions`` keyed by
     {"app", "service", "group", "instance", "version", "time_ms",
      "input": {"stream", "partition", "offset", "timestamp", "key_b64", "headers"},
      "value_b64": <the raw input, base64> | null, "value_size": n, "value_ref": null,
-     "stage": "decode" | "handle" | "encode",
+     "stage": "decode" | "handle" | "encode" | "state" | "reported",
      "error": {"type": "module.Class", "message": ..., "traceback": ...},
      "attempts": n, "replay_of": <exception offset> | null}
 
 The raw input is stored whole up to ``INLINE_LIMIT`` bytes; a larger one is stored as its
 position only (``value_b64`` null, ``value_ref`` = ``stream/partition/offset``), and replay
-re-reads it from the input stream while the stream still retains it.
+re-reads it from the input stream while the stream still retains it. Stage ``reported`` is
+an input the handler processed but reported with ``ctx.report`` (not a failure to process).
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ from typing import Any
 
 from millstream.records import Headers, Record
 
-__all__ = ["INLINE_LIMIT", "ExceptionRecord", "describe_failure", "parse_exception"]
+__all__ = ["INLINE_LIMIT", "ExceptionRecord", "ReportedFailure", "describe_failure",
+           "parse_exception"]
 
 INLINE_LIMIT = 256 * 1024
+
+
+class ReportedFailure(Exception):
+    """What ``ctx.report("reason")`` records: a reason given by the handler itself."""
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -369,6 +369,8 @@ class ServiceRunner:
                     self._collect(record, result, None)
                 elif takes_ctx:
                     self._collect(record, handler(value, ctx), ctx.emitted)
+                    for reported in ctx.reported:  # ctx.report: recorded, not retried
+                        self._failed(record, "reported", reported, attempt, replay_of)
                 else:
                     self._collect(record, handler(value), None)
                 if shard is not None:
@@ -522,11 +524,15 @@ class ServiceRunner:
     def _failed(self, record: Record, stage: str, error: BaseException, attempts: int,
                 replay_of: int | None) -> None:
         self.metrics.exceptions += 1
-        if stage != "handle":
-            self.metrics.errors += 1
-        log.warning("service %s gave up on %s/%d@%d after %d attempt(s) (%s): %s: %s",
-                    self.spec.name, record.stream, record.partition, record.offset, attempts,
-                    stage, type(error).__name__, error)
+        if stage == "reported":  # handled by design: an exception record, not an error
+            log.info("service %s reported %s/%d@%d: %s: %s", self.spec.name, record.stream,
+                     record.partition, record.offset, type(error).__name__, error)
+        else:
+            if stage != "handle":
+                self.metrics.errors += 1
+            log.warning("service %s gave up on %s/%d@%d after %d attempt(s) (%s): %s: %s",
+                        self.spec.name, record.stream, record.partition, record.offset,
+                        attempts, stage, type(error).__name__, error)
         doc = describe_failure(self._identity, record, stage, error, attempts, replay_of,
                                int(self.clock.time() * 1000))
         key = self.group.encode()
