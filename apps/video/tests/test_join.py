@@ -1,12 +1,23 @@
 """The join on its own: parts in any order, state checkpointed while a video is in flight,
-forgotten once it is done; failures reported by the first failing stage."""
+replaced by a tombstone once it is done (so a late duplicate part is dropped), tombstones
+pruned by age and count; failures reported by the first failing stage."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from millstream.files import FileRef
 from millstream.testing import TestPlatform
 from videosite.app import app
-from videosite.join import combine
+from videosite.join import (
+    FINISHED,
+    PRUNE_EVERY,
+    REMEMBER_FINISHED_MS,
+    combine,
+    forget_finished,
+    in_flight,
+    receive,
+)
 from videosite.models import Probed, RenditionInfo, Thumbnails, Transcoded, Upload, Video
 
 REF = FileRef(url="file:///x/source.mp4", size=10, sha256="0" * 64)
@@ -47,8 +58,63 @@ def test_state_holds_a_video_in_flight_across_restarts_and_forgets_it_when_done(
         videos = platform.values("videos")
         assert [v.status for v in videos] == ["processing", "ready"]
         assert videos[-1].renditions == made.renditions and videos[-1].poster == REF
-        assert platform.state("join") == {}
+        finished_at = platform.records("renditions")[-1].timestamp
+        assert platform.state("join") == {"v1": {FINISHED: finished_at}}  # a tombstone
         assert platform.exceptions() == []
+
+
+def test_a_part_sent_again_after_its_video_finished_is_dropped() -> None:
+    upload, probed, thumbs, made = parts("v3")
+    with TestPlatform(app) as platform:
+        platform.send("uploads", upload, key="v3")
+        platform.send("probes", probed, key="v3")
+        platform.send("thumbnails", thumbs, key="v3")
+        platform.send("renditions", made, key="v3")
+        platform.run_until_idle("join")
+        assert [v.status for v in platform.values("videos")] == ["processing", "ready"]
+        finished_at = platform.records("renditions")[-1].timestamp
+
+        # at-least-once: a transcoder and a prober that crashed before committing, retried,
+        # and the upload resubmitted
+        retried = made.model_copy(update={"started_at": 200.0, "finished_at": 201.0})
+        platform.send("renditions", retried, key="v3")
+        platform.send("probes", probed, key="v3")
+        platform.send("uploads", upload, key="v3")
+        platform.run_until_idle("join")
+
+        assert [v.status for v in platform.values("videos")] == ["processing", "ready"]
+        state = platform.state("join")
+        assert state == {"v3": {FINISHED: finished_at}}
+        assert in_flight(state) == {}
+        assert platform.exceptions() == []
+
+
+def test_tombstones_older_than_the_horizon_or_beyond_the_limit_are_forgotten() -> None:
+    day = REMEMBER_FINISHED_MS
+    waiting = {"upload": {"video_id": "w"}}
+    state: dict[str, Any] = {"a": {FINISHED: 0}, "b": {FINISHED: 10}, "c": {FINISHED: 20},
+                             "d": {FINISHED: 30}, "w": waiting}
+    assert forget_finished(state, day + 10) == 1  # "a" is older than a day; "b" is a day old
+    assert state == {"b": {FINISHED: 10}, "c": {FINISHED: 20}, "d": {FINISHED: 30},
+                     "w": waiting}
+    assert forget_finished(state, day + 10, at_most=1) == 2  # the newest stays
+    assert state == {"d": {FINISHED: 30}, "w": waiting}
+    assert forget_finished(state, 10 * day) == 1  # videos in flight stay, however old
+    assert state == {"w": waiting}
+
+
+def test_finishing_videos_prune_their_partition_now_and_then() -> None:
+    state: dict[str, Any] = {}
+    for part in parts("old"):
+        receive(state, part, now_ms=1_000)
+    assert state == {"old": {FINISHED: 1_000}}
+    later = 1_000 + REMEMBER_FINISHED_MS + 1
+    names = [f"new{i}" for i in range(10 * PRUNE_EVERY)]
+    for name in names:
+        for part in parts(name):
+            receive(state, part, now_ms=later)
+    assert sorted(state) == sorted(names)  # "old" was forgotten, the new ones remembered
+    assert all(entry == {FINISHED: later} for entry in state.values())
 
 
 def test_a_failed_video_names_the_first_failing_stage() -> None:

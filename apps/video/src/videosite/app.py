@@ -23,7 +23,7 @@ from millstream.tables import Materializer
 
 from .analytics import AnalyticsDB
 from .config import analytics_db_path, media_limits
-from .join import PARTS, combine, processing
+from .join import receive
 from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
 from .stages import run_probe, run_thumbnails, run_transcode
 
@@ -135,21 +135,9 @@ def transcode(upload: Upload, ctx: Context) -> None:
 def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video | None:
     """Waits for all parts of a video, then writes its description to videos.
 
-    The upload, probe, thumbnails and renditions; ready, or failed with the reason."""
-    name = {"uploads": "upload", "probes": "probe", "thumbnails": "thumbnail",
-            "renditions": "transcode"}[ctx.record.stream]
-    assert isinstance(part, PARTS[name])
-    video_id = part.video_id
-    parts = dict(ctx.state.get(video_id, {}))
-    parts[name] = part.model_dump(mode="json")
-    finished = combine(parts)
-    if finished is not None:
-        ctx.state.pop(video_id, None)  # done: the state holds only videos in flight
-        return finished
-    ctx.state[video_id] = parts
-    if isinstance(part, Upload):
-        return processing(part)
-    return None
+    The upload, probe, thumbnails and renditions; ready, or failed with the reason. A part
+    arriving again after its video finished (an at-least-once duplicate) is dropped."""
+    return receive(ctx.state, part, ctx.record.timestamp)
 
 
 @app.service(inputs={"videos": Video}, uses=("tables:videos",))
