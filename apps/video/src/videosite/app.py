@@ -8,12 +8,14 @@
 Every stream has the app's partition count and every record is keyed by the video id, so
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
 ``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
+
+What a service keeps between records — transcode's producer of live progress, catalog's
+materializer, analytics' database — is opened by its ``on_start`` hook, offered to the
+handler as ``ctx.<name>`` (``ctx.add_store``) and closed by its ``on_stop`` hook.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
 from typing import Any
 
 from millstream import Producer
@@ -46,16 +48,6 @@ PROGRESS_STEP = 0.1
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
-# things a service keeps for as long as its runner (and so its Context) lives
-_per_service: weakref.WeakKeyDictionary[Context, Any] = weakref.WeakKeyDictionary()
-
-
-def _kept(ctx: Context, make: Callable[[], Any]) -> Any:
-    found = _per_service.get(ctx)
-    if found is None:
-        found = _per_service[ctx] = make()
-    return found
-
 
 def _done(stage: str, video_id: str, ok: bool, error: str | None) -> Progress:
     return Progress(video_id=video_id, stage=stage, fraction=1.0,
@@ -84,27 +76,43 @@ def thumbnail(upload: Upload, ctx: Context) -> None:
 
 class _LiveProgress:
     """Sends Progress records at once, outside the attempt's outputs (which are sent only
-    when the record is done), so pages see a transcode advance while it runs."""
+    when the record is done), so pages see a transcode advance while it runs. They go to the
+    service's status output: ``status``, or a shadow's ``status.shadow.<version>``."""
 
     def __init__(self, ctx: Context) -> None:
-        self._producer: Producer = ctx.streams.open_producer()
+        self._stream = ctx.output_stream("status")
         self._codec = app.streams["status"].codec
+        self._producer: Producer = ctx.streams.open_producer()
 
     def send(self, progress: Progress) -> None:
         data, headers = self._codec.encode(progress)
-        self._producer.send("status", data, key=progress.video_id.encode(), headers=headers)
+        self._producer.send(self._stream, data, key=progress.video_id.encode(),
+                            headers=headers)
 
     def flush(self) -> None:
         self._producer.flush(10.0)
 
+    def close(self) -> None:
+        """Flush and close; idempotent."""
+        self._producer.close(10.0)
+
+
+def _open_live_progress(ctx: Context) -> None:
+    ctx.add_store("live_progress", _LiveProgress(ctx))
+
+
+def _close_live_progress(ctx: Context) -> None:
+    ctx.live_progress.close()
+
 
 @app.service(inputs={"uploads": Upload},
-             outputs={"renditions": Transcoded, "status": Progress}, uses=("files",))
+             outputs={"renditions": Transcoded, "status": Progress}, uses=("files",),
+             on_start=_open_live_progress, on_stop=_close_live_progress)
 def transcode(upload: Upload, ctx: Context) -> None:
     """Encodes the H.264 + AAC rendition ladder (never upscaled) and its HLS playlists.
 
     Progress goes to the status stream while it runs."""
-    live: _LiveProgress = _kept(ctx, lambda: _LiveProgress(ctx))
+    live: _LiveProgress = ctx.live_progress
     video_id = upload.video_id
     sent = [0.0]
     halfway = [False]
@@ -140,25 +148,43 @@ def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video
     return receive(ctx.state, part, ctx.record.timestamp)
 
 
-@app.service(inputs={"videos": Video}, uses=("tables:videos",))
+def _open_feeder(ctx: Context) -> None:
+    ctx.add_store("feeder", Materializer(
+        ctx.streams, ctx.tables.backend, ctx.tables.name("videos"), "videos", model=Video,
+        indexes=["status"]))
+
+
+def _close_feeder(ctx: Context) -> None:
+    ctx.feeder.close()
+
+
+@app.service(inputs={"videos": Video}, uses=("tables:videos",),
+             on_start=_open_feeder, on_stop=_close_feeder)
 def catalog(video: Video, ctx: Context) -> None:
     """Materializes the videos stream into the videos table.
 
     The table and its offsets commit together, so it always equals the stream replayed;
     `millstream tables snapshot videos` snapshots it."""
-    feeder: Materializer = _kept(ctx, lambda: Materializer(
-        ctx.streams, ctx.tables.backend, ctx.tables.name("videos"), "videos", model=Video,
-        indexes=["status"]))
+    feeder: Materializer = ctx.feeder
     feeder.catch_up()
 
 
-@app.service(inputs={"videos": Video, METRICS: dict}, uses=("sqlite:analytics.db",))
+def _open_analytics_db(ctx: Context) -> None:
+    ctx.add_store("analytics_db", AnalyticsDB(analytics_db_path()))
+
+
+def _close_analytics_db(ctx: Context) -> None:
+    ctx.analytics_db.close()
+
+
+@app.service(inputs={"videos": Video, METRICS: dict}, uses=("sqlite:analytics.db",),
+             on_start=_open_analytics_db, on_stop=_close_analytics_db)
 def analytics(value: Video | dict[str, Any], ctx: Context) -> None:
     """Writes flat SQL tables for analysts (SQLite), from the beginning of videos.
 
     Reads videos and millstream.metrics; tables videos, stage_times and service_metrics,
     and views over them (videos_per_day, failures_by_reason, processing_by_service ...)."""
-    db: AnalyticsDB = _kept(ctx, lambda: AnalyticsDB(analytics_db_path()))
+    db: AnalyticsDB = ctx.analytics_db
     if isinstance(value, Video):
         db.record(value)
     elif value.get("kind") == "service" and value.get("app") == app.name:
