@@ -2,7 +2,7 @@
 
     uploads ─► probe ─────► probes ─────┐
             ├► thumbnail ─► thumbnails ─┼─► join ─► videos ─► catalog (table videos)
-            └► transcode ─► renditions ─┘                 └─► analytics (analytics.db)
+            └► transcode ─► renditions ─┘                 └─► analytics (SQL tables)
                probe, thumbnail, transcode ─► status (Progress)
 
 Every stream has the app's partition count and every record is keyed by the video id, so
@@ -24,7 +24,7 @@ from millstream.service import App, Context
 from millstream.tables import Materializer
 
 from .analytics import AnalyticsDB
-from .config import analytics_db_path, media_limits
+from .config import analytics_db_url, media_limits
 from .join import receive
 from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
 from .stages import run_probe, run_thumbnails, run_transcode
@@ -170,17 +170,17 @@ def catalog(video: Video, ctx: Context) -> None:
 
 
 def _open_analytics_db(ctx: Context) -> None:
-    ctx.add_store("analytics_db", AnalyticsDB(analytics_db_path()))
+    ctx.add_store("analytics_db", AnalyticsDB(analytics_db_url()))
 
 
 def _close_analytics_db(ctx: Context) -> None:
     ctx.analytics_db.close()
 
 
-@app.service(inputs={"videos": Video, METRICS: dict}, uses=("sqlite:analytics.db",),
+@app.service(inputs={"videos": Video, METRICS: dict}, uses=("sql:analytics",),
              on_start=_open_analytics_db, on_stop=_close_analytics_db)
 def analytics(value: Video | dict[str, Any], ctx: Context) -> None:
-    """Writes flat SQL tables for analysts (SQLite), from the beginning of videos.
+    """Writes flat SQL tables for analysts (SQLite, or PostgreSQL), from the beginning of videos.
 
     Reads videos and millstream.metrics; tables videos, stage_times and service_metrics,
     and views over them (videos_per_day, failures_by_reason, processing_by_service ...)."""

@@ -2,8 +2,10 @@
 
 ``VIDEOSITE_MAX_WIDTH``, ``_MAX_HEIGHT``, ``_MAX_PIXELS``, ``_MAX_DURATION_S`` and
 ``_MAX_FRAMES`` lower (or raise) the media limits that refuse media bombs;
-``VIDEOSITE_ANALYTICS_DB`` names the analytics SQLite file (default
-``$MILLSTREAM_HOME/analytics.db``).
+``VIDEOSITE_ANALYTICS_DB`` names the analytics database: a SQLite file (a path, or
+``sqlite:///absolute/path.db``; default ``$MILLSTREAM_HOME/analytics.db``) or, at scale, a
+PostgreSQL database (``postgresql://user@host:port/database``; needs psycopg, ``pip install
+'millstream[postgres]'``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from millstream import load_config
 
 from .media import DEFAULT_LIMITS, MediaLimits
 
-__all__ = ["analytics_db_path", "media_limits"]
+__all__ = ["analytics_db_url", "media_limits"]
 
 _LIMIT_VARS = {f.name: f"VIDEOSITE_{f.name.upper()}" for f in fields(MediaLimits)}
 
@@ -38,10 +40,12 @@ def media_limits(environ: Mapping[str, str] | None = None) -> MediaLimits:
     return replace(DEFAULT_LIMITS, **changes)
 
 
-def analytics_db_path(environ: Mapping[str, str] | None = None) -> Path:
-    """Where the analytics tables live."""
+def analytics_db_url(environ: Mapping[str, str] | None = None) -> str:
+    """Where the analytics tables live: a ``postgresql://`` URL as given, else the SQLite
+    file as a ``sqlite:///`` URL with an absolute path."""
     env = os.environ if environ is None else environ
     explicit = env.get("VIDEOSITE_ANALYTICS_DB")
-    if explicit:
-        return Path(explicit)
-    return load_config(environ=env).home / "analytics.db"
+    if explicit and "://" in explicit:
+        return explicit
+    path = Path(explicit) if explicit else load_config(environ=env).home / "analytics.db"
+    return f"sqlite:///{path.resolve().as_posix().lstrip('/')}"
