@@ -7,9 +7,9 @@ name; a video that passes the upload's checks but is refused by the pipeline end
 same run ends ``ready``. Schemathesis, against the app's OpenAPI schema, finds no 5xx.
 
 The pipeline's stages report a refused or broken medium as a result with ``ok=False``
-(and so a ``failed`` video with the reason), not as an exception: only bugs raise. So a
-bad video leaves nothing in the exceptions stream, by design; the tests assert the failed
-record and an empty exceptions stream (and the ops page saying so).
+(and so a ``failed`` video with the reason), not as an exception: only bugs raise. The join
+reports each failed video once to the exceptions stream (``ctx.report``, stage
+``reported``) with its stage and reason, which the ops page lists.
 """
 
 from __future__ import annotations
@@ -316,9 +316,17 @@ def test_a_video_over_the_limits_fails_and_the_others_are_processed(
         if video_id not in processed.values():
             status = web.client.get(f"/api/videos/{video_id}").json()["status"]
             assert status == "ready", video_id
-    # a failed medium is a failed record, not an exception (see the module docstring)
-    assert web.platform.exceptions() == []
-    assert "None." in web.client.get("/ops").text
+    # each failed video is reported once to the exceptions stream, by the join
+    reported = {e.key(): (e.service, e.document["stage"], e.error_type, e.message)
+                for e in web.platform.exceptions()}
+    assert sorted(reported) == sorted(processed[n].encode() for n in ("too long", "truncated"))
+    vid = processed["too long"]
+    assert reported[vid.encode()] == (
+        "join", "reported", "videosite.join.VideoFailed",
+        f"video {vid} failed in probe (rejected): {doc['reason']}")
+    ops = web.client.get("/ops").text
+    assert "None." not in ops
+    assert str(escape(f"video {vid} failed in probe (rejected): {doc['reason']}")) in ops
 
 
 def test_a_truncated_mp4_with_its_index_first_fails(web: Web, processed: dict[str, str]

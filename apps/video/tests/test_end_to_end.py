@@ -2,11 +2,13 @@
 
 ``InProcessSite`` — what ``millstream-video demo`` and ``serve`` run — starts every service
 and the web server from the platform configuration. The test sets nothing but environment
-variables: nothing for the embedded default, ``MILLSTREAM_STREAMS`` / ``_FILES`` /
+variables: nothing for the embedded default; ``MILLSTREAM_STREAMS`` / ``_FILES`` /
 ``_TABLES`` (and the usual ``AWS_*`` variables for the S3 endpoint) for Kafka + S3 +
-PostgreSQL. Clips are uploaded through the HTTP API, and each finished video is checked: the
-renditions' sizes, durations, audio, index position and bitrate band, that every frame
-decodes with PyAV; the thumbnails are valid JPEGs and distinct; the status API, a ranged
+PostgreSQL, where analytics writes to PostgreSQL too.
+
+Clips are uploaded through the HTTP API, and each finished video is checked: the
+renditions' sizes, durations, audio, index position and bitrate band, and that every frame
+decodes with PyAV; the thumbnails are valid, distinct JPEGs; then the status API, a ranged
 media request, exactly one final ``videos`` record per video, and the analytics tables.
 """
 
@@ -33,6 +35,7 @@ import millstream
 from millstream.streams.reading import read_to_end
 from videosite.analytics import AnalyticsDB
 from videosite.client import UploadRefused
+from videosite.config import analytics_db_url
 from videosite.inprocess import InProcessSite
 from videosite.media import DEFAULT_LADDER
 from videosite.media.mp4 import read_boxes
@@ -60,11 +63,13 @@ def _kafka_s3_postgres(request: pytest.FixtureRequest) -> dict[str, str]:
     database = f"e2e_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"'.encode())
+    tables = pg_server.rsplit("/", 1)[0] + "/" + database
     return {
         "MILLSTREAM_STREAMS": f"kafka://{bootstrap}?session.timeout.ms=6000"
                               "&heartbeat.interval.ms=1000",
         "MILLSTREAM_FILES": f"{s3.child()}?endpoint_url={s3.endpoint}",
-        "MILLSTREAM_TABLES": pg_server.rsplit("/", 1)[0] + "/" + database,
+        "MILLSTREAM_TABLES": tables,
+        "VIDEOSITE_ANALYTICS_DB": tables,  # analytics at scale: PostgreSQL too
         # s3fs and botocore read these; S3Proxy implements no CRC checksums
         "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -245,9 +250,11 @@ def test_exactly_one_final_record_per_video(run: Run) -> None:
 
 
 def test_analytics_sees_every_video(run: Run) -> None:
+    assert analytics_db_url().split(":")[0] == (
+        "sqlite" if run.platform == "embedded" else "postgresql")
     deadline = time.monotonic() + 30
     while True:
-        with AnalyticsDB(run.site.config.home / "analytics.db") as db:
+        with AnalyticsDB(analytics_db_url()) as db:
             rows = db.query("SELECT video_id, status, renditions, has_audio FROM videos "
                             "ORDER BY video_id")
         if len(rows) == len(EXPECT) and all(row[1] == "ready" for row in rows):

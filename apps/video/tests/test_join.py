@@ -128,3 +128,23 @@ def test_a_failed_video_names_the_first_failing_stage() -> None:
         "failed", "probe", "rejected: too long", "rejected")
     assert video.renditions == [] and video.thumbnails == []
     assert video.stages["probe"].seconds == 1.5 and video.finished_at == 101.5
+
+
+def test_a_failed_video_is_reported_once_to_the_exceptions_stream() -> None:
+    upload, probed, thumbs, made = parts("v4", probe_ok=False, transcode_ok=False)
+    ok_parts = parts("v5")
+    with TestPlatform(app) as platform:
+        for part in (upload, probed, thumbs, made, *ok_parts):
+            stream = {Upload: "uploads", Probed: "probes", Thumbnails: "thumbnails",
+                      Transcoded: "renditions"}[type(part)]
+            platform.send(stream, part, key=part.video_id)
+        platform.send("probes", probed, key="v4")  # a duplicate after it failed: no report
+        stats = platform.run_until_idle("join")
+        assert [(v.video_id, v.status) for v in platform.values("videos")
+                if v.status != "processing"] == [("v4", "failed"), ("v5", "ready")]
+        [found] = platform.exceptions("join")
+        assert (found.document["stage"], found.error_type, found.message, found.key()) == (
+            "reported", "videosite.join.VideoFailed",
+            "video v4 failed in probe (rejected): rejected: too long", b"v4")
+        assert found.input["stream"] == "renditions"  # the part that completed it
+        assert (stats.exceptions, stats.errors) == (1, 0)

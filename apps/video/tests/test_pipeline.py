@@ -99,7 +99,11 @@ def test_every_upload_ends_ready_or_failed_in_the_catalog(pipeline: Pipeline) ->
     status = {name: videos[vid].status for name, vid in ids.items()}
     assert status == {"landscape": "ready", "silent": "ready", "portrait": "ready",
                       "png": "failed", "bomb": "failed"}
-    assert pipeline.platform.exceptions() == []
+    # the join reports each failed video once, with its stage and reason
+    assert sorted((e.key(), e.service, e.message) for e in pipeline.platform.exceptions()) \
+        == sorted((ids[n].encode(), "join", f"video {ids[n]} failed in probe ({kind}): "
+                   f"{videos[ids[n]].reason}")
+                  for n, kind in (("png", "not_a_video"), ("bomb", "rejected")))
 
 
 def test_ready_videos_carry_probe_thumbnails_and_renditions(pipeline: Pipeline) -> None:
@@ -202,7 +206,7 @@ def test_analytics_started_late_fills_from_the_beginning(
         # the services' metrics records, also from the beginning: every record they read
         assert db.query("SELECT service, records_in, exceptions FROM processing_by_service "
                         "WHERE service != 'analytics' ORDER BY service") == [
-            ("catalog", 10, 0), ("join", 20, 0), ("probe", 5, 0), ("thumbnail", 5, 0),
+            ("catalog", 10, 0), ("join", 20, 2), ("probe", 5, 0), ("thumbnail", 5, 0),
             ("transcode", 5, 0)]
         [(transcode_ms,)] = db.query(
             "SELECT mean_ms FROM processing_by_service WHERE service = 'transcode'")

@@ -25,7 +25,7 @@ from millstream.tables import Materializer
 
 from .analytics import AnalyticsDB
 from .config import analytics_db_url, media_limits
-from .join import receive
+from .join import VideoFailed, receive
 from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
 from .stages import run_probe, run_thumbnails, run_transcode
 
@@ -144,8 +144,12 @@ def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video
     """Waits for all parts of a video, then writes its description to videos.
 
     The upload, probe, thumbnails and renditions; ready, or failed with the reason. A part
-    arriving again after its video finished (an at-least-once duplicate) is dropped."""
-    return receive(ctx.state, part, ctx.record.timestamp)
+    arriving again after its video finished (an at-least-once duplicate) is dropped. A
+    failed video is also reported to the exceptions stream, with its stage and reason."""
+    video = receive(ctx.state, part, ctx.record.timestamp)
+    if video is not None and video.status == "failed":
+        ctx.report(VideoFailed.of(video))
+    return video
 
 
 def _open_feeder(ctx: Context) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "PRUNE_EVERY",
     "REMEMBER_AT_MOST",
     "REMEMBER_FINISHED_MS",
+    "VideoFailed",
     "combine",
     "forget_finished",
     "in_flight",
@@ -42,6 +43,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class VideoFailed(Exception):
+    """What the join reports to the exceptions stream for a video that ends ``failed``."""
+
+    @classmethod
+    def of(cls, video: Video) -> VideoFailed:
+        return cls(f"video {video.video_id} failed in {video.failed_stage} "
+                   f"({video.error_kind}): {video.reason}")
 
 #: state field -> the model of the part stored there
 PARTS: dict[str, type[Upload] | type[StageResult]] = {
