@@ -51,6 +51,10 @@ def diff_command(ctx: click.Context, state: CliState, target: str, service: str,
                   str(r.differing), str(r.only_production), str(r.only_shadow), fields)
     out.print(t)
     for r in results:
+        if r.other_writers:
+            out.print(f"{r.stream}: {r.other_writers} production record(s) written by other "
+                      f"services were left out (millstream-writer header)")
+    for r in results:
         for d in r.examples:
             key = d.key.decode(errors="replace") if d.key is not None else "(no key)"
             out.print(f"{r.stream} key {key} #{d.occurrence + 1}:")

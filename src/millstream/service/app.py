@@ -266,6 +266,11 @@ class App:
                 f"app {self.name!r} has no service {service!r}; its services: {known}"
             ) from None
 
+    def writers_of(self, stream: str) -> list[str]:
+        """The services that write ``stream``, in declaration order. A stream with several
+        writers gets a ``millstream-writer`` header on each record, naming the service."""
+        return [name for name, spec in self.services.items() if stream in spec.outputs]
+
     def __repr__(self) -> str:
         return f"App({self.name!r}, services={sorted(self.services)})"
 

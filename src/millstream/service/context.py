@@ -8,6 +8,7 @@ retried record never sends twice what it emitted before failing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from millstream.errors import InvalidRequestError
@@ -42,6 +43,8 @@ class Context:
         #: the shadow version this service runs as (``--shadow``), or None in production
         self.shadow: str | None = None
         self._per_record: list[Any] = []
+        #: set by the runner: sends (output, value, key) at once
+        self._emit_now: Callable[[str, Any, bytes | str | None], None] | None = None
 
     @property
     def record(self) -> Record:
@@ -66,14 +69,27 @@ class Context:
     def emit(self, stream: str | None, value: Any, *, key: bytes | str | None = None) -> None:
         """Send ``value`` to ``stream`` (one of the service's outputs; None when it has one)
         once this record's processing succeeds. ``key`` defaults to the input's key."""
+        self.emitted.append(Emit(self._resolve(stream), value, key))
+
+    def _resolve(self, stream: str | None) -> str:
         if stream is None:
             if len(self._outputs) != 1:
                 raise InvalidRequestError(
                     f"service {self.service!r} has {len(self._outputs)} outputs; name the "
                     "stream to emit to"
                 )
-            stream = self._outputs[0]
-        self.emitted.append(Emit(stream, value, key))
+            return self._outputs[0]
+        return stream
+
+    def emit_now(self, stream: str | None, value: Any, *,
+                 key: bytes | str | None = None) -> None:
+        """Send ``value`` to ``stream`` (one of the service's outputs) at once, not when the
+        record's processing succeeds: for progress and heartbeats while a long record is
+        handled. A retried attempt sends again, and the record is sent even if the attempt
+        then fails. A shadow's goes to its shadow stream, like every output."""
+        if self._emit_now is None:
+            raise InvalidRequestError("emit_now works only while the service runs")
+        self._emit_now(self._resolve(stream), value, key)
 
     def report(self, error: BaseException | str) -> None:
         """Record the input in the exceptions stream with ``error`` as the reason, without

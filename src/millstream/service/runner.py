@@ -50,6 +50,7 @@ from millstream.service.wellknown import (
     EXCEPTIONS,
     METRICS,
     REPLAY_HEADER,
+    WRITER_HEADER,
     ensure_platform_streams,
     retry_stream,
     shadow_stream,
@@ -120,6 +121,11 @@ class ServiceRunner:
         }
         self._in_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.inputs}
         self._out_codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.outputs}
+        # outputs other services of the app write too: each record names its writer, so
+        # `diff` (and readers) can tell whose it is
+        writer = (WRITER_HEADER, service.encode())
+        self._stamps: dict[str, tuple[str, bytes]] = {
+            s: writer for s in spec.outputs if len(app.writers_of(s)) > 1}
         self.clock = clock
         #: which of the service's parallel instances this is (0 .. N-1); names its
         #: transactional id, so two live instances must not share it
@@ -134,6 +140,7 @@ class ServiceRunner:
         self._running = False
         self.ctx = Context(app.name, service, streams, spec.outputs, spec.stateful)
         self.ctx.shadow = shadow
+        self.ctx._emit_now = self._emit_now
         self.files = files
         if files is not None:
             self.ctx.add_store("files", ServiceFiles(files, self.group))
@@ -148,6 +155,7 @@ class ServiceRunner:
         self._since_checkpoint = 0
         self._consumer: Any = None
         self._producer: Producer | None = None
+        self._live: Producer | None = None  # for ctx.emit_now, opened on first use
         self._txn: TransactionalProducer | None = None
         self._txn_dirty = False
         # outputs of the current batch, as parallel columns (one entry per output record)
@@ -160,11 +168,15 @@ class ServiceRunner:
         self._sole_output = (self.output_streams[spec.outputs[0]] if len(spec.outputs) == 1
                              else None)
         self._sole_codec = self._out_codecs[spec.outputs[0]] if len(spec.outputs) == 1 else None
+        self._sole_stamp = (self._stamps.get(spec.outputs[0]) if len(spec.outputs) == 1
+                            else None)
         # the inline path of _process_batch: a plain handler with one pydantic-model output
         self._fast = (not spec.takes_context and not spec.stateful and not spec.exactly_once
                       and isinstance(self._sole_codec, ModelCodec))
         self._fast_output: tuple[Any, str, Headers, Callable[[Any], bytes]] = (
-            (self._sole_codec.model, self._sole_output or "", self._sole_codec.headers,
+            (self._sole_codec.model, self._sole_output or "",
+             self._sole_codec.headers if self._sole_stamp is None
+             else (*self._sole_codec.headers, self._sole_stamp),
              self._sole_codec.model.__pydantic_serializer__.to_json)
             if isinstance(self._sole_codec, ModelCodec) else (_NoModel, "", (), bytes))
         if spec.exactly_once and not isinstance(streams, SupportsTransactions):
@@ -419,6 +431,8 @@ class ServiceRunner:
                 data, headers = self._sole_codec.encode(result)
             except Exception as exc:
                 raise _EncodeError(str(exc)) from exc
+            if self._sole_stamp is not None:
+                headers = (*headers, self._sole_stamp)
             self._o_streams.append(sole)
             self._o_keys.append(record.key)
             self._o_values.append(data)
@@ -466,7 +480,19 @@ class ServiceRunner:
             data, headers = self._out_codecs[declared].encode(value)
         except Exception as exc:
             raise _EncodeError(str(exc)) from exc
+        stamp = self._stamps.get(declared)
+        if stamp is not None:
+            headers = (*headers, stamp)
         return self.output_streams[declared], key, data, headers
+
+    def _emit_now(self, declared: str, value: Any, key: bytes | str | None) -> None:
+        """``ctx.emit_now``: encode like any output, send at once, outside the attempt (and
+        outside a transaction: with its own producer)."""
+        stream, key_bytes, data, headers = self._encode(self.ctx.record,
+                                                        Emit(declared, value, key))
+        if self._live is None:
+            self._live = self.streams.open_producer()
+        self._live.send(stream, data, key=key_bytes, headers=headers)
 
     def _send_outputs(self) -> None:
         if not self._o_values:
@@ -701,16 +727,18 @@ class ServiceRunner:
             self._emit_metrics(final=True)
         if self._producer is not None:
             self._producer.flush()
+        if self._live is not None:
+            self._live.flush()
 
     def _close(self) -> None:
-        for closer in (self._consumer, self._txn, self._producer):
+        for closer in (self._consumer, self._txn, self._producer, self._live):
             if closer is None:
                 continue
             try:
                 closer.close()
             except Exception as exc:  # closing is best effort after a failure
                 log.debug("closing %s: %s", type(closer).__name__, exc)
-        self._consumer = self._producer = self._txn = None
+        self._consumer = self._producer = self._txn = self._live = None
 
 
 class _NoModel:

@@ -7,7 +7,9 @@ input in its own group (``<group>.shadow.v2``) and writes every output to
 ``diff`` pairs the two output streams record by record: the n-th record with a given key in
 production against the n-th record with that key in the shadow (a service processes a key's
 records in order, so equal code gives equal sequences per key). JSON values are compared as
-documents, field by field; others as bytes.
+documents, field by field; others as bytes. On a stream several services write, only the
+records whose ``millstream-writer`` header names the service are compared; the others are
+counted as ``other_writers``.
 
 ``promote`` makes the shadow production: with both groups stopped, production's group takes
 over the shadow's committed input offsets (so the promoted code continues where the shadow
@@ -24,10 +26,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from millstream.codecs import header
 from millstream.errors import InvalidRequestError, NotFoundError
 from millstream.service.app import App
 from millstream.service.state import CheckpointStore
-from millstream.service.wellknown import CHECKPOINTS, DEPLOYMENTS, shadow_stream
+from millstream.service.wellknown import CHECKPOINTS, DEPLOYMENTS, WRITER_HEADER, shadow_stream
 from millstream.streams.base import Streams
 from millstream.streams.reading import read_to_end
 
@@ -56,6 +59,8 @@ class StreamDiff:
     stream: str
     shadow_stream: str
     production_records: int = 0
+    #: production records of the stream written by other services (not compared)
+    other_writers: int = 0
     shadow_records: int = 0
     equal: int = 0
     differing: int = 0
@@ -78,13 +83,19 @@ def _decode(value: bytes | None) -> Any:
         return value
 
 
-def _by_key(streams: Streams, stream: str) -> tuple[dict[bytes | None, list[Any]], int]:
+def _by_key(streams: Streams, stream: str, writer: str | None
+            ) -> tuple[dict[bytes | None, list[Any]], int, int]:
+    """The stream's values by key, how many there are and how many were skipped as written
+    by another service than ``writer`` (None: keep every record)."""
     grouped: dict[bytes | None, list[Any]] = {}
-    count = 0
+    count = skipped = 0
     for record in read_to_end(streams, stream):
+        if writer is not None and header(record.headers, WRITER_HEADER) != writer:
+            skipped += 1
+            continue
         grouped.setdefault(record.key, []).append(_decode(record.value))
         count += 1
-    return grouped, count
+    return grouped, count, skipped
 
 
 def _fields(a: Any, b: Any) -> tuple[str, ...]:
@@ -108,8 +119,10 @@ def diff_outputs(streams: Streams, app: App, service: str, version: str, *,
                 f"there is no {shadow!r}: run the shadow first (millstream run MODULE:APP "
                 f"{service} --shadow {version})")
         result = StreamDiff(stream, shadow)
-        prod, result.production_records = _by_key(streams, stream)
-        shad, result.shadow_records = _by_key(streams, shadow)
+        shared = len(app.writers_of(stream)) > 1
+        prod, result.production_records, result.other_writers = _by_key(
+            streams, stream, service if shared else None)
+        shad, result.shadow_records, _ = _by_key(streams, shadow, None)
         for key in prod.keys() | shad.keys():
             a, b = prod.get(key, []), shad.get(key, [])
             for n in range(max(len(a), len(b))):

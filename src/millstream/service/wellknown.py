@@ -20,6 +20,7 @@ __all__ = [
     "METRICS",
     "REPLAY_HEADER",
     "SHADOW_INFIX",
+    "WRITER_HEADER",
     "ensure_platform_streams",
     "retry_stream",
     "shadow_stream",
@@ -34,6 +35,8 @@ SHADOW_INFIX = ".shadow."
 
 #: Header on a replayed record: the offset of the exception record it re-submits.
 REPLAY_HEADER = "millstream-replay-of"
+#: Header naming the service that wrote a record, on streams several services of an app write.
+WRITER_HEADER = "millstream-writer"
 
 _METRICS_RETENTION = Retention(max_age_ms=7 * 24 * 3600 * 1000)
 _CHECKPOINT_RETENTION = Retention(compact=True)
