@@ -1,6 +1,6 @@
-"""The app's services as the runtime runs them: what a service opens for itself (its
-``on_start`` hook) is closed when it stops (``on_stop``), and a shadow transcoder's live
-progress goes to its own status stream, never to production's."""
+"""The app's services as the runtime runs them: whatever a service opens — by its
+``on_start`` hook, or the runtime's producer for ``emit_now`` — is closed when it stops, and
+a shadow transcoder's live progress goes to its own status stream, never to production's."""
 
 from __future__ import annotations
 

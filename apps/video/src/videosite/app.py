@@ -9,16 +9,18 @@ Every stream has the app's partition count and every record is keyed by the vide
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
 ``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
 
-What a service keeps between records — transcode's producer of live progress, catalog's
-materializer, analytics' database — is opened by its ``on_start`` hook, offered to the
-handler as ``ctx.<name>`` (``ctx.add_store``) and closed by its ``on_stop`` hook.
+What a service keeps between records — catalog's materializer, analytics' database — is
+opened by its ``on_start`` hook, offered to the handler as ``ctx.<name>``
+(``ctx.add_store``) and closed by its ``on_stop`` hook. Transcode's live progress goes out
+with ``ctx.emit_now``; ``status``, which three services write, names each record's writer
+(the ``millstream-writer`` header), so ``millstream diff`` compares a shadow with its own
+service's records only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from millstream import Producer
 from millstream.faults import fault_point
 from millstream.service import App, Context
 from millstream.tables import Materializer
@@ -74,49 +76,22 @@ def thumbnail(upload: Upload, ctx: Context) -> None:
     ctx.emit("status", _done("thumbnail", upload.video_id, result.ok, result.error))
 
 
-class _LiveProgress:
-    """Sends Progress records at once, outside the attempt's outputs (which are sent only
-    when the record is done), so pages see a transcode advance while it runs. They go to the
-    service's status output: ``status``, or a shadow's ``status.shadow.<version>``."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._stream = ctx.output_stream("status")
-        self._codec = app.streams["status"].codec
-        self._producer: Producer = ctx.streams.open_producer()
-
-    def send(self, progress: Progress) -> None:
-        data, headers = self._codec.encode(progress)
-        self._producer.send(self._stream, data, key=progress.video_id.encode(),
-                            headers=headers)
-
-    def flush(self) -> None:
-        self._producer.flush(10.0)
-
-    def close(self) -> None:
-        """Flush and close; idempotent."""
-        self._producer.close(10.0)
-
-
-def _open_live_progress(ctx: Context) -> None:
-    ctx.add_store("live_progress", _LiveProgress(ctx))
-
-
-def _close_live_progress(ctx: Context) -> None:
-    ctx.live_progress.close()
-
-
 @app.service(inputs={"uploads": Upload},
-             outputs={"renditions": Transcoded, "status": Progress}, uses=("files",),
-             on_start=_open_live_progress, on_stop=_close_live_progress)
+             outputs={"renditions": Transcoded, "status": Progress}, uses=("files",))
 def transcode(upload: Upload, ctx: Context) -> None:
     """Encodes the H.264 + AAC rendition ladder (never upscaled) and its HLS playlists.
 
-    Progress goes to the status stream while it runs."""
-    live: _LiveProgress = ctx.live_progress
+    Progress goes to the status stream while it runs (``emit_now``: at once, not when the
+    video is done; a shadow's to its own status stream)."""
     video_id = upload.video_id
     sent = [0.0]
     halfway = [False]
-    live.send(Progress(video_id=video_id, stage="transcode", fraction=0.0, message="started"))
+
+    def progress(fraction: float, message: str) -> None:
+        ctx.emit_now("status", Progress(video_id=video_id, stage="transcode",
+                                        fraction=fraction, message=message))
+
+    progress(0.0, "started")
 
     def report(fraction: float) -> None:
         if fraction >= 0.5 and not halfway[0]:
@@ -125,15 +100,11 @@ def transcode(upload: Upload, ctx: Context) -> None:
         if fraction < 1.0 and fraction - sent[0] < PROGRESS_STEP:
             return
         sent[0] = fraction
-        live.send(Progress(video_id=video_id, stage="transcode", fraction=fraction,
-                           message="encoding"))
+        progress(fraction, "encoding")
 
-    try:
-        result = run_transcode(upload, ctx.files, media_limits(), progress=report)
-        if not result.ok or sent[0] < 1.0:
-            live.send(_done("transcode", video_id, result.ok, result.error))
-    finally:
-        live.flush()
+    result = run_transcode(upload, ctx.files, media_limits(), progress=report)
+    if not result.ok or sent[0] < 1.0:
+        ctx.emit_now("status", _done("transcode", video_id, result.ok, result.error))
     ctx.emit("renditions", result)
 
 
