@@ -126,15 +126,20 @@ def show_command(state: CliState, ident: int) -> None:
 @click.option("--service", help="With --all: only this service's failures.")
 @click.option("--group", help="With --all: only this group's failures.")
 @click.option("--since", metavar="SPAN|TIME", help="With --all: only newer ones.")
+@click.option("--include-reported", is_flag=True,
+              help="With --all: also inputs a handler processed and reported (ctx.report); "
+                   "replaying them processes them again.")
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; send nothing.")
 @pass_state
 def replay_command(state: CliState, idents: tuple[int, ...], everything: bool,
                    service: str | None, group: str | None, since: str | None,
-                   dry_run: bool) -> None:
+                   include_reported: bool, dry_run: bool) -> None:
     """Re-submit failures to their service only (through its retry stream), after a fix.
 
     Other groups reading the same input never see the records again. A record that fails
-    again comes back as a new exception that names the one it replays.
+    again comes back as a new exception that names the one it replays. Inputs a handler
+    processed and only reported (stage ``reported``) were not failures: --all leaves them
+    out unless --include-reported, and naming one replays it with a warning.
 
     \b
     Example:
@@ -153,6 +158,11 @@ def replay_command(state: CliState, idents: tuple[int, ...], everything: bool,
                 if failure.group not in done:
                     done[failure.group] = replayed_ids(streams, failure.group)
             found = [f for f in found if f.id not in done[f.group]]
+            skipped = [f for f in found if f.reported and not include_reported]
+            if skipped:
+                click.echo(f"left out {len(skipped)} reported input(s) (processed, not "
+                           "failed; --include-reported replays them too)", err=True)
+                found = [f for f in found if not (f.reported and not include_reported)]
         else:
             found = list_exceptions(streams, ids=idents)
             missing = sorted(set(idents) - {f.id for f in found})
@@ -160,6 +170,10 @@ def replay_command(state: CliState, idents: tuple[int, ...], everything: bool,
                 raise NotFoundError(
                     f"no exception with id {', '.join(map(str, missing))}; nothing was "
                     "replayed — `millstream exceptions list` shows the ids")
+            for f in found:
+                if f.reported:
+                    click.echo(f"warning: {f.id} was reported by {f.service}, not a failure: "
+                               "its input was processed and will be processed again", err=True)
         if not found:
             click.echo("nothing to replay", err=True)
             return

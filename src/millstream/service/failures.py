@@ -107,6 +107,16 @@ class ExceptionRecord:
         return str(self.document.get("error", {}).get("message", ""))
 
     @property
+    def stage(self) -> str:
+        """Where it failed (``decode``, ``handle`` ...), or ``reported`` by the handler."""
+        return str(self.document.get("stage", ""))
+
+    @property
+    def reported(self) -> bool:
+        """A ``ctx.report``: the input was processed; replaying it processes it again."""
+        return self.stage == "reported"
+
+    @property
     def attempts(self) -> int:
         return int(self.document.get("attempts", 0))
 

@@ -381,13 +381,10 @@ class ServiceRunner:
                     self._collect(record, result, None)
                 elif takes_ctx:
                     self._collect(record, handler(value, ctx), ctx.emitted)
-                    for reported in ctx.reported:  # ctx.report: recorded, not retried
-                        self._failed(record, "reported", reported, attempt, replay_of)
                 else:
                     self._collect(record, handler(value), None)
                 if shard is not None:
                     shard.keep()
-                return
             except _EncodeError as exc:
                 if shard is not None:
                     shard.drop()
@@ -409,6 +406,13 @@ class ServiceRunner:
                          self.spec.name, type(exc).__name__, record.stream, record.partition,
                          record.offset, attempt, policy.attempts, policy.delay_s(attempt))
                 self.clock.sleep(policy.delay_s(attempt))
+                continue
+            # the attempt succeeded: what it reported (ctx.report) is recorded — outside the
+            # retry, so a failure to send it never runs the handler (and its outputs) again
+            if takes_ctx:
+                for reported in ctx.reported:
+                    self._failed(record, "reported", reported, attempt, replay_of)
+            return
 
     def _replayed(self, record: Record) -> tuple[str, int | None, int]:
         original = header(record.headers, REPLAY_STREAM_HEADER)
