@@ -63,6 +63,12 @@ def _kafka_s3_postgres(request: pytest.FixtureRequest) -> dict[str, str]:
     database = f"e2e_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"'.encode())
+
+    def drop() -> None:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'.encode())
+
+    request.addfinalizer(drop)
     tables = pg_server.rsplit("/", 1)[0] + "/" + database
     return {
         "MILLSTREAM_STREAMS": f"kafka://{bootstrap}?session.timeout.ms=6000"

@@ -37,9 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             while True:
                 time.sleep(1)
-                for error in site.errors:
+                errors, site.errors = site.errors, []
+                for error in errors:
                     print(f"service error: {error}", file=sys.stderr)
-                site.errors.clear()
         except KeyboardInterrupt:
             print("stopping")
     return 0
@@ -56,7 +56,7 @@ def _web(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from .client import UploadRefused, upload
+    from .client import UploadFailed, UploadRefused, upload
 
     token = args.token or os.environ.get("VIDEOSITE_API_TOKEN")
     if not token:
@@ -72,8 +72,8 @@ def _upload(args: argparse.Namespace) -> int:
     except UploadRefused as refusal:
         print(f"refused ({refusal.status}): {refusal.reason}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
+    except (UploadFailed, ValueError) as exc:
+        print(f"millstream-video upload: {exc}", file=sys.stderr)
         return 1
     print(f"{video_id}  {args.url.rstrip('/')}/videos/{video_id}")
     return 0

@@ -1,8 +1,10 @@
-"""Uploading to a running site over HTTP with the standard library (no extra dependency).
+"""Uploading to a running site over HTTP(S) with the standard library (no extra dependency).
 
 ``upload(base_url, token, path, title)`` posts one file to ``POST /api/videos`` as
-``multipart/form-data``, streaming it from disk, and returns the video id; a refusal raises
-``UploadRefused`` with the HTTP status and the server's reason.
+``multipart/form-data``, streaming it from disk, and returns the video id. A refusal raises
+``UploadRefused`` with the HTTP status and the server's reason; a connection the server
+closed before answering (it does that to a body over its size limit) raises
+``UploadFailed``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["UploadRefused", "upload"]
+__all__ = ["UploadFailed", "UploadRefused", "upload"]
 
 CHUNK = 1 << 20
 
@@ -26,6 +28,21 @@ class UploadRefused(Exception):
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+
+
+class UploadFailed(OSError):
+    """The upload did not get an answer: no connection, or the server closed it mid-way."""
+
+
+def _connection(base_url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """A connection to the site and the path prefix; ``ValueError`` for a URL it cannot be."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"site URL {base_url!r} is not an http:// or https:// URL with a "
+                         "host; e.g. http://127.0.0.1:8000")
+    kind = (http.client.HTTPSConnection if parts.scheme == "https"
+            else http.client.HTTPConnection)
+    return kind(parts.hostname, parts.port, timeout=timeout), parts.path.rstrip("/")
 
 
 def _escape(text: str) -> str:
@@ -53,16 +70,32 @@ def upload(base_url: str, token: str, path: str | Path, title: str, *,
                 yield chunk
         yield tail
 
-    parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
-                                            timeout=timeout)
+    connection, prefix = _connection(base_url, timeout)
     try:
-        connection.request("POST", f"{parts.path.rstrip('/')}/api/videos", body=body(),
-                           headers={"Authorization": f"Bearer {token}",
-                                    "Content-Type": f"multipart/form-data; boundary={boundary}",
-                                    "Content-Length": str(length)})
-        answer = connection.getresponse()
-        data = answer.read()
+        try:
+            connection.request("POST", f"{prefix}/api/videos", body=body(),
+                               headers={"Authorization": f"Bearer {token}",
+                                        "Content-Type": "multipart/form-data; "
+                                                        f"boundary={boundary}",
+                                        "Content-Length": str(length)})
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # the server answered early and closed (a body over its limit): read the answer
+            # if it is still there
+            try:
+                answer = connection.getresponse()
+                data = answer.read()
+            except (OSError, http.client.HTTPException):
+                raise UploadFailed(
+                    f"{base_url} closed the connection during the upload of {path.name} "
+                    f"({length} bytes) without an answer: {exc} — a file over the site's "
+                    "size limit (VIDEOSITE_MAX_UPLOAD_BYTES) is cut off like this") from exc
+        else:
+            answer = connection.getresponse()
+            data = answer.read()
+    except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, UploadFailed):
+            raise
+        raise UploadFailed(f"cannot upload to {base_url}: {exc}") from exc
     finally:
         connection.close()
     try:

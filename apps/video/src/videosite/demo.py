@@ -28,7 +28,7 @@ from rich.table import Table
 
 import millstream
 
-from .client import UploadRefused
+from .client import UploadFailed, UploadRefused
 from .inprocess import FINISHED, InProcessSite
 from .media.samples import make_clip
 from .models import Video
@@ -107,11 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"data under {config.home}")
     with console.status("generating sample clips with PyAV..."):
         samples = make_samples(config.home / "demo-clips")
-    site = InProcessSite(token=token, port=args.port).start()
-    try:
+    with InProcessSite(token=token, port=args.port) as site:
         return _run(console, site, samples, args.timeout, serve=not args.no_serve)
-    finally:
-        site.stop()
 
 
 def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
@@ -124,6 +121,8 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
             uploaded.append((site.upload(path, title), title))
         except UploadRefused as refusal:
             refused[title] = f"{refusal.status}: {refusal.reason}"
+        except UploadFailed as failure:
+            refused[title] = str(failure)
     console.print(f"uploaded {len(uploaded)} of {len(samples)} files through the HTTP API "
                   f"at {site.url}")
     for title, why in refused.items():

@@ -33,6 +33,8 @@ __all__ = ["FINISHED", "InProcessSite", "free_port"]
 
 #: the statuses a video does not leave
 FINISHED = ("ready", "failed")
+#: how long ``stop`` waits for each service to finish the record in hand
+STOP_WAIT_S = 300.0
 
 
 def free_port(preferred: int = 8000) -> int:
@@ -90,13 +92,18 @@ class InProcessSite:
             streams.close()
 
     def start(self) -> InProcessSite:
-        """Create the app's streams, start the services, then the web server."""
-        with millstream.open_streams(self.config.streams) as streams:
-            ensure_streams(streams)
-        for thread in self._threads:
-            thread.start()
-        if self._serve:
-            self._start_web()
+        """Create the app's streams, start the services, then the web server. If any of it
+        fails, what started is stopped again before the error goes on."""
+        try:
+            with millstream.open_streams(self.config.streams) as streams:
+                ensure_streams(streams)
+            for thread in self._threads:
+                thread.start()
+            if self._serve:
+                self._start_web()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _start_web(self) -> None:
@@ -128,9 +135,15 @@ class InProcessSite:
             self._server = None
         for runner in self._runners:
             runner.stop()
+        busy = []
         for thread in self._threads:
             if thread.is_alive():
-                thread.join(60)
+                thread.join(STOP_WAIT_S)
+                if thread.is_alive():
+                    busy.append(thread.name)
+        if busy:  # a service still holds a record: leave the stores to it (daemon threads)
+            self.errors.append(f"still running after {STOP_WAIT_S:.0f} s: {', '.join(busy)}")
+            return
         self.files.close()
         self.tables.close()
 
