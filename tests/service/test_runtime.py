@@ -425,3 +425,23 @@ def test_on_start_and_on_stop_hooks_frame_the_records() -> None:
         send_orders(streams, [Order(id=i, total=0) for i in range(3)])
         run_until(runner, lambda r: r.metrics.records_in >= 3)
     assert events == ["start", "record", "record", "record", "stop after 3"]
+
+
+def test_on_stop_runs_when_the_consumer_cannot_be_opened_after_on_start() -> None:
+    app = App("hooks", partitions=1)
+    events: list[str] = []
+
+    @app.service(inputs={"orders": Order}, on_start=lambda ctx: events.append("start"),
+                 on_stop=lambda ctx: events.append("stop"))
+    def count(order: Order) -> None:
+        events.append("record")
+
+    with millstream.open_streams() as streams:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise millstream.UnavailableError("no broker")
+
+        streams.open_consumer = refuse  # type: ignore[method-assign]
+        runner = ServiceRunner(app, "count", streams, metrics_interval_s=60)
+        with pytest.raises(millstream.UnavailableError):
+            runner.run()
+    assert events == ["start", "stop"]

@@ -215,16 +215,17 @@ class ServiceRunner:
         spec = self.spec
         if spec.on_start is not None:
             spec.on_start(self.ctx)
-        self._producer = self.streams.open_producer()
-        consumer = self._consumer = self.streams.open_consumer(self.group)
-        if spec.exactly_once:
-            assert isinstance(self.streams, SupportsTransactions)
-            # stable per instance slot: a restarted instance fences its dead predecessor and
-            # aborts its open transaction at once, instead of readers waiting for it to expire
-            self._txn = self.streams.open_transactional_producer(
-                f"{self.group}.{self.instance}")
         self._running = True
-        try:
+        try:  # from here on, on_stop runs and what was opened is closed, whatever happens
+            self._producer = self.streams.open_producer()
+            consumer = self._consumer = self.streams.open_consumer(self.group)
+            if spec.exactly_once:
+                assert isinstance(self.streams, SupportsTransactions)
+                # stable per instance slot: a restarted instance fences its dead predecessor
+                # and aborts its open transaction at once, instead of readers waiting for it
+                # to expire
+                self._txn = self.streams.open_transactional_producer(
+                    f"{self.group}.{self.instance}")
             consumer.subscribe([*spec.inputs, self.retry_stream],
                                on_assign=self._on_assign, on_revoke=self._on_revoke)
             now = self.clock.monotonic()
