@@ -56,15 +56,20 @@ def _run(app: App, streams: millstream.Streams, service: str, n: int,
     run_until(runner, lambda r: r.metrics.records_in >= n)
 
 
+def _run_both(app: App, streams: millstream.Streams, n: int) -> None:
+    """Items 0 .. n-1 through production's a, then b."""
+    ServiceRunner(app, "a", streams).prepare()
+    ServiceRunner(app, "b", streams).prepare()
+    send_orders(streams, [Item(id=i) for i in range(n)], stream="items")
+    _run(app, streams, "a", n)
+    _run(app, streams, "b", n)
+
+
 def test_shared_streams_name_the_writer_and_own_streams_do_not() -> None:
     app = make()
     assert app.writers_of("notes") == ["a", "b"] and app.writers_of("own") == ["b"]
     with millstream.open_streams() as streams:
-        ServiceRunner(app, "a", streams).prepare()
-        ServiceRunner(app, "b", streams).prepare()
-        send_orders(streams, [Item(id=i) for i in range(3)], stream="items")
-        _run(app, streams, "a", 3)
-        _run(app, streams, "b", 3)
+        _run_both(app, streams, 3)
         notes = [(Note.model_validate_json(r.value or b""), header(r.headers, WRITER_HEADER))
                  for r in read_all(streams, "notes")]
         seen = sorted((n.id, n.by, n.step, writer) for n, writer in notes)
@@ -81,11 +86,7 @@ def test_diff_compares_a_shadow_with_its_own_service_only() -> None:
     # within a key is not fixed, and diff pairs by order)
     prod, v2 = make(live=False), make(double_by="b2", live=False)
     with millstream.open_streams() as streams:
-        ServiceRunner(prod, "a", streams).prepare()
-        ServiceRunner(prod, "b", streams).prepare()
-        send_orders(streams, [Item(id=i) for i in range(4)], stream="items")
-        _run(prod, streams, "a", 4)
-        _run(prod, streams, "b", 4)
+        _run_both(prod, streams, 4)
         _run(v2, streams, "b", 4, shadow="v2")
         assert len(read_all(streams, "notes.shadow.v2")) == 4
         diffs = {d.stream: d for d in diff_outputs(streams, v2, "b", "v2")}
