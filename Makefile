@@ -62,11 +62,12 @@ test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20)
 demo: venv  ## the video site processing sample videos it generates, on the embedded log
 	$(PY) -m videosite.demo
 
-bench: venv  ## stream and service benchmarks (results go in docs/benchmarks.md)
+bench: venv  ## stream, service, files, tables and video site benchmarks (results go in docs/benchmarks.md)
 	$(PY) bench/streams.py
 	$(PY) bench/services.py
 	$(PY) bench/files.py
 	$(PY) bench/tables.py
+	$(PY) bench/video.py
 
 # pytest exits 5 when a selection matches no test: not a failure here.
 reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 runs, then the soak tests at full length
