@@ -19,8 +19,8 @@ detailed of 20/35/50 %, 640 px) as JPEGs, each from the key frame at or before i
 the same rendition ladder as the site (240p/360p/720p H.264 veryfast High, no B-frames, key
 frames every 2 s, maxrate/bufsize, AAC at the rung's bitrate) written as the same fragmented
 MP4 with a global ``sidx``. Same thread settings as the site: decoders
-``thread_type = "AUTO"`` (thread_count 0: FFmpeg picks), encoders at PyAV's defaults
-(thread_count 0, thread_type SLICE, so x264 runs sliced threads, as many as it picks). It
+``thread_type = "AUTO"`` (thread_count 0: FFmpeg picks), the x264 encoders
+``thread_type = "FRAME"`` (frame threads, as many as x264 picks; AAC at PyAV's defaults). It
 does not call ``videosite.media``; ``videosite.media``'s own functions run one after another
 as a third, diagnostic side ("media"), to tell the media layer's cost from the platform's.
 
@@ -173,6 +173,7 @@ def plain_transcode(path: Path, out: Path, meta: Meta) -> None:
             video.pix_fmt = "yuv420p"
             video.bit_rate = video_rate
             video.gop_size = gop
+            video.thread_type = "FRAME"  # as the site's encoder: x264 frame threads
             video.options = {"preset": "veryfast", "profile": "high",
                              "maxrate": str(video_rate * 3 // 2), "bufsize": str(video_rate * 2),
                              "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
