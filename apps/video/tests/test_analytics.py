@@ -188,3 +188,10 @@ def test_the_environment_names_a_file_or_a_url(tmp_path: Path) -> None:
 def test_other_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="analytics URL"):
         AnalyticsDB(url)
+
+
+def test_a_refused_url_does_not_show_its_password() -> None:
+    with pytest.raises(ConfigError) as refused:
+        AnalyticsDB("mysql://analyst:s3cret@db:3306/analytics")
+    assert "s3cret" not in str(refused.value)
+    assert "'mysql://analyst:***@db:3306/analytics'" in str(refused.value)

@@ -267,6 +267,15 @@ class _Postgres:
         self._db.close()
 
 
+def _redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _open(target: str | Path) -> _Connection:
     if isinstance(target, Path) or "://" not in target:
         return _Sqlite(Path(target))
@@ -278,7 +287,8 @@ def _open(target: str | Path) -> _Connection:
         return _Sqlite(Path(parts.path))
     if parts.scheme in ("postgresql", "postgres"):
         return _Postgres(target)
-    raise ConfigError(f"analytics URL {target!r} has scheme {parts.scheme!r}; supported: a "
+    raise ConfigError(f"analytics URL {_redacted(target)!r} has scheme {parts.scheme!r}; "
+                      "supported: a "
                       "path, sqlite:///path/to/analytics.db, postgresql://user@host:port/db")
 
 
