@@ -445,3 +445,26 @@ def test_on_stop_runs_when_the_consumer_cannot_be_opened_after_on_start() -> Non
         with pytest.raises(millstream.UnavailableError):
             runner.run()
     assert events == ["start", "stop"]
+
+
+def test_statistics_show_the_assignment_before_the_first_metrics_record() -> None:
+    app = App("assigned", partitions=2)
+
+    @app.service(inputs={"orders": Order})
+    def count(order: Order) -> None:
+        pass
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "count", streams, metrics_interval_s=600)
+        thread = threading.Thread(target=runner.run)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not runner.statistics().assigned and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert sorted(runner.statistics().assigned) == [
+                "millstream.retry.assigned.count/0", "orders/0", "orders/1"]
+            assert runner.metrics.records_in == 0
+        finally:
+            runner.stop()
+            thread.join(10)

@@ -704,6 +704,7 @@ class ServiceRunner:
 
     def _on_revoke(self, partitions: list[StreamPartition]) -> None:
         gone = {sp for sp in partitions}
+        self.metrics.assigned = [sp for sp in self.metrics.assigned if sp not in gone]
         if self._checkpoints is not None and not self.spec.exactly_once:
             numbers = {sp.partition for sp in gone if sp.stream in self._in_codecs}
             self._checkpoint_all(numbers)
@@ -720,6 +721,9 @@ class ServiceRunner:
             self._committed_at.pop(sp, None)
 
     def _on_assign(self, partitions: list[StreamPartition]) -> None:
+        # statistics() shows the assignment at once, not only from the next metrics record
+        self.metrics.assigned = [*self.metrics.assigned,
+                                 *(sp for sp in partitions if sp not in self.metrics.assigned)]
         if self._checkpoints is None:
             return
         self._checkpoints.refresh()
