@@ -3,8 +3,11 @@
 ``poll`` reads the batch rows past each owned partition's position, checks their CRC and
 turns them into records (``tuple.__new__`` over columns: no per-record Python frame). When
 nothing is new it waits on ``PRAGMA data_version`` (which changes when another connection
-commits) with a short adaptive sleep. A heartbeat thread with its own connection keeps the
-member's lease; the polling thread applies assignment changes between polls.
+commits) with a short adaptive sleep: 0.2 ms growing to 1 ms, and to ``IDLE_SLEEP_S`` once
+nothing came for ``IDLE_AFTER_S`` (across polls), so an idle consumer costs little CPU (a
+record arriving then waits up to that much longer). A heartbeat thread with its own
+connection keeps the member's lease; the polling thread applies assignment changes between
+polls.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 _new = tuple.__new__
 _REFRESH_S = 0.01
 _RANGE_CHECK_S = 1.0
+#: after this long without a record, an idle poll checks for new data every IDLE_SLEEP_S
+IDLE_AFTER_S = 1.0
+IDLE_SLEEP_S = 0.005
 
 
 def _now_ms() -> int:
@@ -86,6 +92,7 @@ class LocalConsumer:
         self._ranges_at = 0.0
         self._rr = 0
         self._last_poll = time.monotonic()
+        self._quiet_since: float | None = None  # when polls last started coming back empty
         self._closed = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -283,7 +290,9 @@ class LocalConsumer:
         if self._group is not None and self._member_id is None:
             self.subscribe(self._streams, on_assign=self._on_assign, on_revoke=self._on_revoke)
         deadline = self._last_poll + timeout
-        sleep = 0.0002
+        quiet = self._quiet_since
+        sleep = (IDLE_SLEEP_S if quiet is not None and self._last_poll - quiet >= IDLE_AFTER_S
+                 else 0.0002)
         seen = -1
         while True:
             owned = self._owned
@@ -296,16 +305,20 @@ class LocalConsumer:
             except sqlite3.Error as exc:
                 raise self._error(exc, "reading records") from exc
             if out:
+                self._quiet_since = None
                 return out
             seen = version
             now = time.monotonic()
+            if self._quiet_since is None:
+                self._quiet_since = now
             if now >= deadline:
                 return out
             if now - self._ranges_at >= _RANGE_CHECK_S:
                 self._ranges_at = now
                 self._check_ranges()
             time.sleep(min(sleep, deadline - now))
-            sleep = min(sleep * 1.5, 0.001)
+            idle = now - self._quiet_since >= IDLE_AFTER_S
+            sleep = IDLE_SLEEP_S if idle else min(sleep * 1.5, 0.001)
 
     def _fetch(self, max_records: int) -> list[Record]:
         out: list[Record] = []
