@@ -18,10 +18,17 @@ LIMIT = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[InProcessSite]:
-    with pytest.MonkeyPatch.context() as env:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSite]:
+    home = tmp_path_factory.mktemp("client-site")
+    with pytest.MonkeyPatch.context() as env:  # a module fixture: set up before the per-test home
+        env.setenv("MILLSTREAM_HOME", str(home / "home"))
+        env.chdir(home)
+        for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
+                     "MILLSTREAM_CONFIG"):
+            env.delenv(name, raising=False)
         env.setenv("VIDEOSITE_MAX_UPLOAD_BYTES", str(LIMIT))
         with InProcessSite(token="secret", services=()) as running:  # the web server only
+            assert running.config.home == home / "home"
             yield running
 
 
