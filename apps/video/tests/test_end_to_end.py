@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import tempfile
 import time
 import urllib.request
@@ -138,15 +139,39 @@ def _get(run: Run, path: str, headers: dict[str, str] | None = None
         return answer.status, answer.headers, answer.read()
 
 
-def test_the_platform_is_the_one_configured(run: Run) -> None:
-    streams, files, tables = (run.site.config.streams, run.site.config.files,
-                              run.site.config.tables)
+def test_the_data_is_where_the_configuration_says(run: Run) -> None:
+    """Read with each system's own client, not millstream's: the topics, the objects and the
+    catalog rows are really in Kafka, S3 and PostgreSQL (or the embedded files)."""
+    config = run.site.config
+    ids = sorted(run.ids.values())
     if run.platform == "embedded":
-        assert (streams, files[:7], tables[:9]) == ("local:", "file://", "sqlite://")
+        assert (config.streams, config.files[:7], config.tables[:9]) == (
+            "local:", "file://", "sqlite://")
+        stored = sorted(p.relative_to(config.home / "files").as_posix()
+                        for p in (config.home / "files" / "uploads").rglob("source.mp4"))
+        assert stored == [f"uploads/{vid}/source.mp4" for vid in ids]
+        with sqlite3.connect(config.home / "streams.db") as db:
+            names = {name for (name,) in db.execute("SELECT name FROM streams")}
+        with sqlite3.connect(config.home / "tables.db") as db:
+            rows = db.execute('SELECT COUNT(*) FROM "doc:videos"').fetchone()[0]
     else:
-        assert (streams[:8], files[:5], tables[:13]) == ("kafka://", "s3://", "postgresql://")
-    assert type(run.site.files).__name__ == ("LocalStore" if run.platform == "embedded"
-                                              else "S3Store")
+        import boto3
+        import psycopg
+        from confluent_kafka.admin import AdminClient
+
+        bootstrap = config.streams.removeprefix("kafka://").split("?")[0]
+        names = set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=20).topics)
+        bucket, prefix = config.files.removeprefix("s3://").split("?")[0].split("/", 1)
+        endpoint = config.files.split("endpoint_url=")[1]
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/uploads/")
+        s3.close()
+        stored = sorted(o["Key"].removeprefix(f"{prefix}/") for o in listed["Contents"])
+        assert stored == [f"uploads/{vid}/source.mp4" for vid in ids]
+        with psycopg.connect(config.tables) as conn:
+            rows = conn.execute('SELECT COUNT(*) FROM "doc:videos"').fetchone()[0]
+    assert {"uploads", "probes", "thumbnails", "renditions", "status", "videos"} <= names
+    assert rows == len(ids)
 
 
 def test_every_clip_is_ready_and_the_picture_is_refused(run: Run) -> None:
