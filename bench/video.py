@@ -48,7 +48,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,15 +59,15 @@ from av.video.frame import PictureType, VideoFrame
 from PIL import Image
 
 import millstream
-from millstream.files import FileStore, open_files
-from millstream.service import ServiceRunner
+from millstream.files import FileStore
 from millstream.streams.partitioner import partition_for_key
-from millstream.tables import Tables, open_tables
+from millstream.tables import Tables
 from videosite.app import app
+from videosite.inprocess import InProcessSite
 from videosite.media import DEFAULT_LADDER, poster, probe, thumbnails, transcode
 from videosite.media.samples import make_clip
 from videosite.models import Video
-from videosite.pipeline import ensure_streams, submit
+from videosite.pipeline import submit
 
 TARGET = 0.9
 FPS = 25
@@ -224,39 +223,23 @@ def plain_script(path: Path, out: Path) -> dict[str, float]:
 
 
 class Pipeline:
-    """Every service of ``videosite.app`` in a thread of its own, on the embedded default
-    under ``home``; ``transcoders`` instances of the transcode service (one group)."""
+    """Every service of ``videosite.app`` in a thread of its own (``InProcessSite``, no web
+    server), on the embedded default under ``home``; ``transcoders`` instances of the
+    transcode service (one group)."""
 
     def __init__(self, home: Path, transcoders: int = 1) -> None:
         for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
                      "MILLSTREAM_CONFIG", "VIDEOSITE_ANALYTICS_DB"):
             os.environ.pop(name, None)
         os.environ["MILLSTREAM_HOME"] = str(home)
-        self.files: FileStore = open_files()
-        self.tables: Tables = open_tables()
+        self.site = InProcessSite(token="bench", serve=False, metrics_interval_s=5.0,
+                                  instances={"transcode": transcoders}).start()
+        self.files: FileStore = self.site.files
+        self.tables: Tables = self.site.tables
+        self.runners = self.site.runners
+        self.errors = self.site.errors
         self.streams = millstream.open_streams()
-        ensure_streams(self.streams)
         self.producer = self.streams.open_producer()
-        self.runners: list[ServiceRunner] = []
-        self.threads: list[threading.Thread] = []
-        self.errors: list[str] = []
-        for name in app.services:
-            for instance in range(transcoders if name == "transcode" else 1):
-                runner = ServiceRunner(app, name, millstream.open_streams(), files=self.files,
-                                       tables=self.tables, instance=instance)
-                self.runners.append(runner)
-                self.threads.append(threading.Thread(target=self._run, args=(runner,),
-                                                     name=f"{name}-{instance}", daemon=True))
-        for thread in self.threads:
-            thread.start()
-
-    def _run(self, runner: ServiceRunner) -> None:
-        try:
-            runner.run()
-        except Exception as exc:
-            self.errors.append(f"{runner.spec.name}: {type(exc).__name__}: {exc}")
-        finally:
-            runner.streams.close()
 
     def submit(self, path: Path, video_id: str) -> None:
         submit(self.streams, self.files, path, video_id, producer=self.producer,
@@ -291,14 +274,9 @@ class Pipeline:
         return [r.statistics().assigned for r in self.runners if r.spec.name == "transcode"]
 
     def close(self) -> None:
-        for runner in self.runners:
-            runner.stop()
-        for thread in self.threads:
-            thread.join(60)
         self.producer.close()
         self.streams.close()
-        self.files.close()
-        self.tables.close()
+        self.site.stop()
 
 
 def ids_per_partition(prefix: str, count: int, partitions: int) -> list[str]:

@@ -29,15 +29,26 @@ settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True
 settings.load_profile("ci")
 
 
+#: the variables that point the platform elsewhere: unset in tests unless a test sets them
+PLATFORM_VARS = ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
+                 "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT")
+
+
+def isolate(patch: pytest.MonkeyPatch, folder: Path) -> Path:
+    """Work in ``folder`` on the embedded default, with ``folder/home`` as MILLSTREAM_HOME;
+    returns the home. Module-scoped fixtures call it themselves: they are set up before the
+    per-test home below."""
+    home = folder / "home"
+    patch.setenv("MILLSTREAM_HOME", str(home))
+    for name in PLATFORM_VARS:
+        patch.delenv(name, raising=False)
+    patch.chdir(folder)
+    return home
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("MILLSTREAM_HOME", str(home))
-    for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
-                 "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield home
+    yield isolate(monkeypatch, tmp_path)
 
 
 def require_services() -> bool:

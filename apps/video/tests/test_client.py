@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.platform_fixtures import isolate
 
 from videosite.client import UploadFailed, UploadRefused, upload
 from videosite.inprocess import InProcessSite
@@ -20,12 +21,8 @@ LIMIT = 1_000_000
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSite]:
     home = tmp_path_factory.mktemp("client-site")
-    with pytest.MonkeyPatch.context() as env:  # a module fixture: set up before the per-test home
-        env.setenv("MILLSTREAM_HOME", str(home / "home"))
-        env.chdir(home)
-        for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
-                     "MILLSTREAM_CONFIG"):
-            env.delenv(name, raising=False)
+    with pytest.MonkeyPatch.context() as env:
+        isolate(env, home)
         env.setenv("VIDEOSITE_MAX_UPLOAD_BYTES", str(LIMIT))
         with InProcessSite(token="secret", services=()) as running:  # the web server only
             assert running.config.home == home / "home"

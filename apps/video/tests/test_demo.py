@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from millstream.tables import open_tables
 from videosite.demo import SAMPLES, main
 from videosite.models import Video
 
 
-def test_the_demo_processes_every_sample_and_refuses_the_picture(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MILLSTREAM_HOME", str(tmp_path / "home"))
-    for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
-                 "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+def test_the_demo_processes_every_sample_and_refuses_the_picture() -> None:
+    # on the per-test home and working directory the shared fixtures give every test
     assert main(["--no-serve", "--timeout", "120"]) == 0
     tables = open_tables()
     videos = [Video.model_validate(doc) for _, doc in tables.table("videos").scan()]

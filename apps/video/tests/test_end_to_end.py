@@ -30,6 +30,7 @@ from typing import Any
 import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
+from tests.support.platform_fixtures import isolate
 from tests.support.s3_fixtures import KEY, SECRET, S3Target
 
 import millstream
@@ -105,16 +106,12 @@ class Run:
 def run(request: pytest.FixtureRequest, clips: dict[str, Path],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     home = tmp_path_factory.mktemp(f"e2e-{request.param}")
-    env = {"MILLSTREAM_HOME": str(home / "home")}
-    if request.param != "embedded":
-        env.update(_kafka_s3_postgres(request))
+    env = _kafka_s3_postgres(request) if request.param != "embedded" else {}
     png = home / "picture.mp4"  # an image, whatever its name says
     Image.new("RGB", (64, 48), (0, 90, 200)).save(png, format="PNG")
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(home)
-        for name in ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",
-                     "MILLSTREAM_CONFIG", "MILLSTREAM_FAULT", "VIDEOSITE_ANALYTICS_DB"):
-            patch.delenv(name, raising=False)
+        isolate(patch, home)
+        patch.delenv("VIDEOSITE_ANALYTICS_DB", raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
         with InProcessSite(token=TOKEN, poll_timeout_s=0.05) as site:

@@ -24,13 +24,20 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """``--token``, else VIDEOSITE_API_TOKEN; None (and why, on stderr) without either."""
+    token: str | None = args.token or os.environ.get("VIDEOSITE_API_TOKEN")
+    if not token:
+        print(f"millstream-video {args.command}: set VIDEOSITE_API_TOKEN or pass --token "
+              "(uploads need it)", file=sys.stderr)
+    return token
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .inprocess import InProcessSite
 
-    token = args.token or os.environ.get("VIDEOSITE_API_TOKEN")
+    token = _token(args)
     if not token:
-        print("millstream-video serve: set VIDEOSITE_API_TOKEN or pass --token (uploads "
-              "need it)", file=sys.stderr)
         return 2
     with InProcessSite(token=token, port=args.port) as site:
         print(f"serving {site.url}/ on streams {site.config.streams}; Ctrl-C to stop")
@@ -58,10 +65,8 @@ def _web(args: argparse.Namespace) -> int:
 def _upload(args: argparse.Namespace) -> int:
     from .client import UploadFailed, UploadRefused, upload
 
-    token = args.token or os.environ.get("VIDEOSITE_API_TOKEN")
+    token = _token(args)
     if not token:
-        print("millstream-video upload: set VIDEOSITE_API_TOKEN or pass --token",
-              file=sys.stderr)
         return 2
     path = Path(args.file)
     if not path.is_file():

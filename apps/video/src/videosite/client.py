@@ -71,6 +71,7 @@ def upload(base_url: str, token: str, path: str | Path, title: str, *,
         yield tail
 
     connection, prefix = _connection(base_url, timeout)
+    cut: OSError | None = None  # the server answered early and closed (a body over its limit)
     try:
         try:
             connection.request("POST", f"{prefix}/api/videos", body=body(),
@@ -79,22 +80,15 @@ def upload(base_url: str, token: str, path: str | Path, title: str, *,
                                                         f"boundary={boundary}",
                                         "Content-Length": str(length)})
         except (BrokenPipeError, ConnectionResetError) as exc:
-            # the server answered early and closed (a body over its limit): read the answer
-            # if it is still there
-            try:
-                answer = connection.getresponse()
-                data = answer.read()
-            except (OSError, http.client.HTTPException):
-                raise UploadFailed(
-                    f"{base_url} closed the connection during the upload of {path.name} "
-                    f"({length} bytes) without an answer: {exc} — a file over the site's "
-                    "size limit (VIDEOSITE_MAX_UPLOAD_BYTES) is cut off like this") from exc
-        else:
-            answer = connection.getresponse()
-            data = answer.read()
+            cut = exc  # its answer may still be there to read
+        answer = connection.getresponse()
+        data = answer.read()
     except (OSError, http.client.HTTPException) as exc:
-        if isinstance(exc, UploadFailed):
-            raise
+        if cut is not None:
+            raise UploadFailed(
+                f"{base_url} closed the connection during the upload of {path.name} "
+                f"({length} bytes) without an answer: {cut} — a file over the site's "
+                "size limit (VIDEOSITE_MAX_UPLOAD_BYTES) is cut off like this") from cut
         raise UploadFailed(f"cannot upload to {base_url}: {exc}") from exc
     finally:
         connection.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,13 +52,15 @@ def free_port(preferred: int = 8000) -> int:
 class InProcessSite:
     """Every service of ``videosite.app`` in a thread with its own consumer group, and —
     with ``serve`` — the web server on ``127.0.0.1:port`` (0: 8000 if free, else any).
+    ``instances`` runs that many instances of a service (one group), e.g. ``{"transcode": 2}``.
 
     Use as a context manager, or ``start()`` then ``stop()``. A service that dies is
     reported in ``errors``; the others keep running."""
 
     def __init__(self, *, token: str, serve: bool = True, port: int = 0,
                  metrics_interval_s: float = 2.0, poll_timeout_s: float = 0.1,
-                 services: Iterable[str] | None = None) -> None:
+                 services: Iterable[str] | None = None,
+                 instances: Mapping[str, int] | None = None) -> None:
         self.token = token
         self.config = millstream.load_config()
         self.files: FileStore = open_files()
@@ -72,14 +74,16 @@ class InProcessSite:
         self._runners: list[ServiceRunner] = []
         self._threads: list[threading.Thread] = []
         for name in services if services is not None else app.services:
-            streams = millstream.open_streams(self.config.streams)
-            runner = ServiceRunner(app, name, streams, files=self.files, tables=self.tables,
-                                   metrics_interval_s=metrics_interval_s,
-                                   poll_timeout_s=poll_timeout_s)
-            self._runners.append(runner)
-            self._threads.append(threading.Thread(
-                target=self._run, args=(runner, streams), name=f"service-{name}",
-                daemon=True))
+            for instance in range((instances or {}).get(name, 1)):
+                streams = millstream.open_streams(self.config.streams)
+                runner = ServiceRunner(app, name, streams, files=self.files,
+                                       tables=self.tables, instance=instance,
+                                       metrics_interval_s=metrics_interval_s,
+                                       poll_timeout_s=poll_timeout_s)
+                self._runners.append(runner)
+                self._threads.append(threading.Thread(
+                    target=self._run, args=(runner, streams),
+                    name=f"service-{name}-{instance}", daemon=True))
 
     # -- running -------------------------------------------------------------------------------
 
@@ -194,6 +198,12 @@ class InProcessSite:
                 time.sleep(interval)
         return finished
 
+    @property
+    def runners(self) -> list[ServiceRunner]:
+        """The services' runners, one per instance."""
+        return list(self._runners)
+
     def statistics(self) -> dict[str, Statistics]:
-        """Each service's live counters and timings."""
+        """Each service's live counters and timings (of its last instance, when several run;
+        ``runners`` has them all)."""
         return {runner.spec.name: runner.statistics() for runner in self._runners}

@@ -290,9 +290,7 @@ class LocalConsumer:
         if self._group is not None and self._member_id is None:
             self.subscribe(self._streams, on_assign=self._on_assign, on_revoke=self._on_revoke)
         deadline = self._last_poll + timeout
-        quiet = self._quiet_since
-        sleep = (IDLE_SLEEP_S if quiet is not None and self._last_poll - quiet >= IDLE_AFTER_S
-                 else 0.0002)
+        sleep = 0.0002
         seen = -1
         while True:
             owned = self._owned
@@ -316,9 +314,9 @@ class LocalConsumer:
             if now - self._ranges_at >= _RANGE_CHECK_S:
                 self._ranges_at = now
                 self._check_ranges()
-            time.sleep(min(sleep, deadline - now))
             idle = now - self._quiet_since >= IDLE_AFTER_S
-            sleep = IDLE_SLEEP_S if idle else min(sleep * 1.5, 0.001)
+            time.sleep(min(IDLE_SLEEP_S if idle else sleep, deadline - now))
+            sleep = min(sleep * 1.5, 0.001)
 
     def _fetch(self, max_records: int) -> list[Record]:
         out: list[Record] = []
