@@ -7,6 +7,9 @@ as user metadata (``x-amz-meta-sha256``) set when the upload starts — so it mu
 first: ``put`` of a path hashes the file, then uploads it; ``put`` of a stream and
 ``writer()`` spool to a local temporary file (disk, not memory) while hashing, then upload.
 
+Errors are translated by ``_s3_errors`` (a missing bucket or key is a ``NotFoundError``, refused
+credentials a ``ConfigError``, only an S3 that does not answer or is busy is retriable).
+
 Options (``endpoint_url``, ``key``, ``secret``, ``client_kwargs``, ``config_kwargs``…) are
 s3fs's own and pass through unchanged; s3fs and botocore also read the usual ``AWS_*``
 environment variables. Reads fetch ``part_size`` byte ranges as the caller consumes them.
@@ -26,9 +29,9 @@ from millstream.errors import (
     InvalidRequestError,
     MissingDependencyError,
     NotFoundError,
-    UnavailableError,
 )
 from millstream.faults import fault_point
+from millstream.files._s3_errors import MissingObjectError, translate
 from millstream.files.base import FileRef, Source
 from millstream.files.core import CHUNK, ObjectMeta, StoreBase, WriterBase, check_name, hash_file
 
@@ -81,8 +84,8 @@ class _RangeFetcher(io.RawIOBase):
             stop = min(self._pos + self._chunk, self._end)
             try:
                 data = self._store.call(self._store.fs.cat_file, self._key, start=self._pos,
-                                        end=stop)
-            except FileNotFoundError as exc:
+                                        end=stop, doing=f"reading s3://{self._key}")
+            except MissingObjectError as exc:
                 raise NotFoundError(f"s3://{self._key} was deleted while being read") from exc
             self._pos += len(data)
             self._buffer = memoryview(data)
@@ -110,6 +113,9 @@ class S3Store(StoreBase):
         self.bucket, _, prefix = path.partition("/")
         self.prefix = prefix.strip("/")
         self.fs = s3fs.S3FileSystem(**dict(options or {}))
+        given = dict(options or {})
+        client = given.get("client_kwargs") or {}
+        self.endpoint: str | None = given.get("endpoint_url") or client.get("endpoint_url")
         self.part_size = max(part_size, 5 * 1024 * 1024)
         self.spool_dir = str(cache_dir) if cache_dir is not None else None
         if cache_dir is not None:
@@ -117,20 +123,26 @@ class S3Store(StoreBase):
         super().__init__(f"s3://{path}", cache_dir)
 
     # --- s3 calls, with errors translated at this boundary ----------------------------------
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, fn: Callable[..., T], *args: Any, doing: str = "calling S3",
+             **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, its failures as millstream errors (``_s3_errors``)."""
         try:
             return fn(*args, **kwargs)
-        except FileNotFoundError:
-            raise
-        except PermissionError as exc:
-            raise ConfigError(f"{self.url}: access denied ({exc}); check the credentials "
-                              "(key/secret options or AWS_* variables)") from exc
-        except Exception as exc:  # botocore's and aiohttp's errors, whatever their type
-            raise UnavailableError(f"{self.url}: S3 request failed: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # s3fs's builtins, botocore's and aiohttp's errors
+            raise translate(exc, self.bucket, self.url, doing, self.endpoint) from exc
 
-    def _s3(self, method: str, **kwargs: Any) -> Any:
-        return self.call(self.fs.call_s3, method, Bucket=self.bucket, **kwargs)
+    def _s3(self, method: str, *, doing: str, **kwargs: Any) -> Any:
+        return self.call(self.fs.call_s3, method, Bucket=self.bucket, doing=doing, **kwargs)
+
+    def check(self) -> str:
+        """List one key under the prefix: proves the endpoint answers, the credentials are
+        accepted and the bucket exists (else the error says which, and what to do)."""
+        prefix = self.prefix + "/" if self.prefix else ""
+        out = self._s3("list_objects_v2", Prefix=prefix, MaxKeys=1,
+                       doing=f"listing bucket {self.bucket!r}")
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        some = "objects" if out.get("KeyCount") or out.get("Contents") else "no objects yet"
+        return f"bucket {self.bucket!r}{where} answers, credentials accepted, {some}"
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -145,23 +157,25 @@ class S3Store(StoreBase):
         if size <= self.part_size:
             body = f.read(size)
             fault_point("files.put.before_commit")
-            self._s3("put_object", Body=body, **extra)
+            self._s3("put_object", Body=body, doing=f"storing {name!r}", **extra)
             return self._after_upload(name, size, sha256, content_type)
-        upload_id = self._s3("create_multipart_upload", **extra)["UploadId"]
+        doing = f"storing {name!r}"
+        upload_id = self._s3("create_multipart_upload", doing=doing, **extra)["UploadId"]
         try:
             parts = []
             number = 1
             while chunk := f.read(self.part_size):
                 out = self._s3("upload_part", Key=self.key(name), UploadId=upload_id,
-                               PartNumber=number, Body=chunk)
+                               PartNumber=number, Body=chunk, doing=doing)
                 parts.append({"PartNumber": number, "ETag": out["ETag"]})
                 number += 1
             fault_point("files.put.before_commit")
             self._s3("complete_multipart_upload", Key=self.key(name), UploadId=upload_id,
-                     MultipartUpload={"Parts": parts})
+                     MultipartUpload={"Parts": parts}, doing=doing)
         except BaseException:
             with contextlib.suppress(Exception):
-                self._s3("abort_multipart_upload", Key=self.key(name), UploadId=upload_id)
+                self._s3("abort_multipart_upload", Key=self.key(name), UploadId=upload_id,
+                         doing=doing)
             raise
         return self._after_upload(name, size, sha256, content_type)
 
@@ -191,8 +205,8 @@ class S3Store(StoreBase):
     # --- reading ----------------------------------------------------------------------------
     def _head(self, name: str) -> ObjectMeta | None:
         try:
-            out = self._s3("head_object", Key=self.key(name))
-        except FileNotFoundError:
+            out = self._s3("head_object", Key=self.key(name), doing=f"looking up {name!r}")
+        except MissingObjectError:
             return None
         sha256 = out.get("Metadata", {}).get("sha256")
         size = int(out["ContentLength"])
@@ -208,7 +222,7 @@ class S3Store(StoreBase):
             _RangeFetcher(self, key, start, end, self.part_size), CHUNK)
 
     def _remove(self, name: str) -> None:
-        self._s3("delete_object", Key=self.key(name))
+        self._s3("delete_object", Key=self.key(name), doing=f"deleting {name!r}")
 
     def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
         start = self.key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
@@ -218,7 +232,7 @@ class S3Store(StoreBase):
             kwargs: dict[str, Any] = {"Prefix": start}
             if token:
                 kwargs["ContinuationToken"] = token
-            out = self._s3("list_objects_v2", **kwargs)
+            out = self._s3("list_objects_v2", doing=f"listing {self.url}", **kwargs)
             for item in out.get("Contents", []):
                 name = item["Key"][skip:]
                 try:
