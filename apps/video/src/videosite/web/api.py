@@ -8,7 +8,8 @@ import hmac
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -19,13 +20,33 @@ from videosite.pipeline import UPLOADS, new_video_id
 from .site import Site
 from .upload import UploadRefused, receive_upload
 
-__all__ = ["MAX_TITLE", "VIDEO_ID", "router"]
+__all__ = ["MAX_TITLE", "VIDEO_ID", "is_video_id", "readable", "router"]
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 MAX_TITLE = 200
-VIDEO_ID = re.compile(r"^[0-9a-f]{16}$")
+#: a video id, whole: use ``is_video_id`` (``^...$`` with ``match`` would let a trailing
+#: newline through, and the id would reach the stores)
+VIDEO_ID = re.compile(r"\A[0-9a-f]{16}\Z")
+
+
+def is_video_id(text: str) -> bool:
+    """Whether ``text`` is a video id, exactly (16 lowercase hex digits, nothing else)."""
+    return VIDEO_ID.fullmatch(text) is not None
+
+
+def readable(on: APIRouter, path: str, **options: Any) -> Callable[[F], F]:
+    """``on.get(path)``, and the same route for ``HEAD`` (its own operation in the schema):
+    every page, medium and status answers ``HEAD`` as it answers ``GET``, without the body
+    (``edge.HeadWithoutBody``)."""
+
+    def register(endpoint: F) -> F:
+        on.head(path, operation_id=f"{endpoint.__name__}_head", **options)(endpoint)
+        return on.get(path, operation_id=endpoint.__name__, **options)(endpoint)
+
+    return register
 
 
 def site_of(request: Request) -> Site:
@@ -98,10 +119,10 @@ def describe(site: Site, video_id: str) -> dict[str, Any] | None:
     }
 
 
-@router.get("/videos/{video_id}", name="video_status")
+@readable(router, "/videos/{video_id}", name="video_status")
 async def video_status(video_id: str, request: Request) -> JSONResponse:
     """Status, progress per stage (latest Progress from the status stream) and metadata."""
-    if not VIDEO_ID.match(video_id):
+    if not is_video_id(video_id):
         raise HTTPException(404, "no such video")
     found = await asyncio.to_thread(describe, site_of(request), video_id)
     if found is None:

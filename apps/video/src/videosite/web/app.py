@@ -3,7 +3,8 @@
 The platform comes from the arguments or, for what is not given, from the usual
 configuration (``MILLSTREAM_HOME``, ``MILLSTREAM_STREAMS``/``_FILES``/``_TABLES``). Every
 response carries a Content-Security-Policy that allows only the site's own scripts, styles
-and media, and ``X-Content-Type-Options: nosniff``.
+and media, ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` (``edge``: the
+middleware sits outside the error handling, so errors carry them too).
 """
 
 from __future__ import annotations
@@ -15,46 +16,28 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from millstream import open_streams
 from millstream.files import FileStore, open_files
 from millstream.tables import Tables, open_tables
 
 from . import api, pages
+from .edge import CSP, HeadWithoutBody, SecurityHeaders
 from .settings import WebSettings
 from .site import Site
+from .slashes import SlashRedirect
 
 __all__ = ["CSP", "SecurityHeaders", "create_app"]
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
-       "frame-ancestors 'none'")
-_HEADERS = [(b"content-security-policy", CSP.encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"same-origin"),
-            (b"x-frame-options", b"DENY")]
 
+class _SiteApp(FastAPI):
+    """The FastAPI app with the edge middleware outermost, around the framework's own error
+    handling (``ServerErrorMiddleware``); ``add_middleware`` would put it inside, where the
+    500s it builds never pass."""
 
-class SecurityHeaders:
-    """Middleware: adds the security headers to every HTTP response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []),
-                                      *(h for h in _HEADERS if h[0] not in present)]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(HeadWithoutBody(super().build_middleware_stack()))
 
 
 def create_app(streams_url: str | None = None, files: FileStore | None = None,
@@ -82,11 +65,12 @@ def create_app(streams_url: str | None = None, files: FileStore | None = None,
             await site.writer.aclose()
             site.close()
 
-    web = FastAPI(title="videosite", lifespan=lifespan, docs_url=None, redoc_url=None)
+    web = _SiteApp(title="videosite", lifespan=lifespan, docs_url=None, redoc_url=None,
+                   redirect_slashes=False)
+    web.router.default = SlashRedirect(web.router)
     web.state.site = site
     web.include_router(api.router)
     web.include_router(pages.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
-    web.add_middleware(SecurityHeaders)
     return web

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from .api import VIDEO_ID, site_of
+from .api import is_video_id, readable, site_of
 from .ranges import serve_file
 from .site import MEDIA_TYPES, media_files
 
@@ -41,41 +41,42 @@ def render(name: str, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates.get_template(name).render(**context))
 
 
-@router.get("/", response_class=HTMLResponse)
+@readable(router, "/", response_class=HTMLResponse)
 async def gallery(request: Request) -> HTMLResponse:
     videos = await asyncio.to_thread(site_of(request).videos)
     return render("gallery.html", videos=videos, title="Videos")
 
 
-@router.get("/videos/{video_id}", response_class=HTMLResponse)
+@readable(router, "/videos/{video_id}", response_class=HTMLResponse)
 async def video_page(video_id: str, request: Request) -> HTMLResponse:
     video = (await asyncio.to_thread(site_of(request).video, video_id)
-             if VIDEO_ID.match(video_id) else None)
+             if is_video_id(video_id) else None)
     if video is None:
         raise HTTPException(404, "no such video")
     return render("video.html", video=video, title=video.title)
 
 
-@router.get("/upload", response_class=HTMLResponse)
+@readable(router, "/upload", response_class=HTMLResponse)
 async def upload_page() -> HTMLResponse:
     return render("upload.html", title="Upload")
 
 
-@router.get("/ops", response_class=HTMLResponse)
+@readable(router, "/ops", response_class=HTMLResponse)
 async def ops_page(request: Request) -> HTMLResponse:
     view = await asyncio.to_thread(site_of(request).ops)
     services = view.metrics.services if view.metrics is not None else ()
     return render("ops.html", services=services, exceptions=view.exceptions, title="Ops")
 
 
-@router.get("/media/{video_id}/{name}")
+@readable(router, "/media/{video_id}/{name}")
 async def media(video_id: str, name: str, request: Request) -> Response:
     """A rendition, playlist, poster or still of a catalogued video; ranges honoured."""
     site = site_of(request)
     video = (await asyncio.to_thread(site.video, video_id)
-             if VIDEO_ID.match(video_id) else None)
+             if is_video_id(video_id) else None)
     ref = media_files(video).get(name) if video is not None else None
     if ref is None:
         raise HTTPException(404, "no such file")
-    return serve_file(site.files, ref, request.headers.get("range"), MEDIA_TYPES,
-                      download_name=name)
+    return serve_file(site.files, ref, MEDIA_TYPES, range_header=request.headers.get("range"),
+                      if_none_match=request.headers.get("if-none-match"),
+                      head=request.method == "HEAD", download_name=name)

@@ -2,7 +2,12 @@
 
 ``Range: bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` answer 206 with ``Content-Range``; a
 range past the end answers 416; several ranges, or a malformed header, get the whole object
-(as RFC 9110 allows). The content type comes from the object's stored metadata, and only
+(as RFC 9110 allows). A position of any length is understood: one with more digits than
+any object's size is past its end, and is never converted to an ``int`` (Python refuses
+to convert strings of over 4,300 digits). The ETag is the object's SHA-256; an
+``If-None-Match`` that matches it (weak comparison, or ``*``) answers 304 with no body,
+before any range is looked at. ``HEAD`` answers the headers ``GET`` would, without reading
+the object. The content type comes from the object's stored metadata, and only
 from an allow-list: anything else is sent as ``application/octet-stream`` for download, so
 stored bytes are never rendered as a page. The body is read in chunks on worker threads.
 """
@@ -16,10 +21,14 @@ from starlette.responses import Response, StreamingResponse
 
 from millstream.files import FileRef, FileStore
 
-__all__ = ["CHUNK", "parse_range", "serve_file"]
+__all__ = ["CHUNK", "RangeNotSatisfiable", "matches_etag", "parse_range", "serve_file"]
 
 CHUNK = 256 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: one range; ASCII digits only (``\d`` would take any script's digits), no trailing newline
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+#: a position with more significant digits than this is past the end of any object
+_MAX_DIGITS = 18
+_BEYOND = 10 ** _MAX_DIGITS
 
 
 class RangeNotSatisfiable(Exception):
@@ -32,24 +41,40 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     Raises RangeNotSatisfiable for a range that starts at or past ``size``."""
     if not header:
         return None
-    found = _RANGE.match(header.strip())
+    found = _RANGE.fullmatch(header.strip())
     if found is None:
         return None
     first, last = found.groups()
     if not first and not last:
         return None
     if not first:  # the last n bytes
-        n = int(last)
+        n = _position(last)
         if n == 0:
             raise RangeNotSatisfiable
         return max(size - n, 0), size
-    start = int(first)
-    end = size if not last else int(last) + 1
+    start = _position(first)
+    end = size if not last else _position(last) + 1
     if last and end <= start:
         return None  # invalid: ignore the header
     if start >= size:
         raise RangeNotSatisfiable
     return start, min(end, size)
+
+
+def _position(digits: str) -> int:
+    """The number ``digits`` (ASCII) stand for, or ``_BEYOND`` when it has more significant
+    digits than ``_MAX_DIGITS`` (past the end of anything stored)."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_DIGITS else _BEYOND
+
+
+def matches_etag(if_none_match: str, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag``: ``*``, or any tag of its list
+    equal to it by weak comparison (RFC 9110 8.8.3.2: ``W/`` is ignored on both sides)."""
+    if if_none_match.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))
 
 
 def _chunks(files: FileStore, ref: FileRef, start: int, end: int | None) -> Iterator[bytes]:
@@ -63,13 +88,18 @@ def _chunks(files: FileStore, ref: FileRef, start: int, end: int | None) -> Iter
             yield data
 
 
-def serve_file(files: FileStore, ref: FileRef, range_header: str | None,
-               allowed_types: set[str], *, download_name: str = "download") -> Response:
-    """The response for ``ref``: 200 whole, 206 one range, or 416."""
+def serve_file(files: FileStore, ref: FileRef, allowed_types: set[str], *,
+               range_header: str | None = None, if_none_match: str | None = None,
+               head: bool = False, download_name: str = "download") -> Response:
+    """The response for ``ref``: 200 whole, 206 one range, 304 or 416; with ``head``, the
+    same status and headers and no body (the object is not read)."""
     size = ref.size
     content_type = ref.content_type if ref.content_type in allowed_types else None
-    headers = {"Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff",
-               "Cache-Control": "public, max-age=3600", "ETag": f'"{ref.sha256}"'}
+    etag = f'"{ref.sha256}"'
+    cache = {"ETag": etag, "Cache-Control": "public, max-age=3600"}
+    if if_none_match is not None and matches_etag(if_none_match, etag):
+        return Response(status_code=304, headers=cache)
+    headers = {"Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff", **cache}
     if content_type is None:
         content_type = "application/octet-stream"
         headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
@@ -84,6 +114,8 @@ def serve_file(files: FileStore, ref: FileRef, range_header: str | None,
     if span is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    if head:
+        return Response(status_code=status, headers=headers, media_type=content_type)
     return StreamingResponse(_chunks(files, ref, start, end if span else None),
                              status_code=status,
                              headers=headers, media_type=content_type)

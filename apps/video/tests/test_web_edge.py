@@ -1,0 +1,261 @@
+"""The site's HTTP edge over real HTTP: the web server alone (``InProcessSite`` with no
+services: uvicorn on 127.0.0.1), spoken to with ``http.client`` and raw sockets.
+
+A ready video is put in the catalog directly (its rendition is a real clip in the file
+store), so media can be asked for without running the pipeline. Checked here: input that
+used to answer 500 (a ``Range`` with thousands of digits, an id with a trailing newline),
+the security headers on every answer, errors included.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from tests.support.platform_fixtures import isolate
+
+from millstream.tables import Table
+from videosite.inprocess import InProcessSite
+from videosite.models import RenditionInfo, Video
+from videosite.web.edge import HEADERS
+from videosite.web.ranges import RangeNotSatisfiable, parse_range
+
+TOKEN = "edge-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_UPLOAD = 4 * 1024 * 1024
+VIDEO_ID = "00000000000000aa"
+BROKEN_ID = "00000000000000bb"
+BOUNDARY = "edgeb0undary"
+FORM = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+@dataclass
+class Edge:
+    site: InProcessSite
+    port: int
+    medium: bytes  # the catalogued video's 240p rendition
+
+    @property
+    def videos(self) -> Table:
+        return self.site.tables.ensure_table("videos", indexes=["status"])
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+def call(edge: Edge, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None,
+         conn: http.client.HTTPConnection | None = None) -> Answer:
+    """One request over HTTP/1.1 (on ``conn`` when given, which stays open)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", edge.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        return Answer(res.status, {k.lower(): v for k, v in res.getheaders()}, res.read())
+    finally:
+        if own:
+            conn.close()
+
+
+def catalogue(edge: Edge, video_id: str, title: str, clip: Path) -> Video:
+    """A ready video in the catalog, its rendition ``clip`` stored as a real object."""
+    files = edge.site.files
+    mp4 = files.put(f"test/{video_id}/240p.mp4", clip, content_type="video/mp4")
+    playlist = files.put(f"test/{video_id}/240p.m3u8", b"#EXTM3U\n",
+                         content_type="application/vnd.apple.mpegurl")
+    video = Video(video_id=video_id, title=title, status="ready", source=mp4,
+                  renditions=[RenditionInfo(name="240p", width=320, height=240, bitrate=1,
+                                            peak_bitrate=1, has_audio=True, ref=mp4,
+                                            playlist=playlist)],
+                  uploaded_at=time.time())
+    edge.videos.put(video_id, video.model_dump(mode="json"))
+    return video
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> Iterator[Edge]:
+    with pytest.MonkeyPatch.context() as env:
+        isolate(env, tmp_path_factory.mktemp("edge"))
+        env.setenv("VIDEOSITE_MAX_UPLOAD_BYTES", str(MAX_UPLOAD))
+        with InProcessSite(token=TOKEN, services=()) as site:
+            assert site.url is not None
+            found = Edge(site, int(site.url.rsplit(":", 1)[1]), clips["landscape"].read_bytes())
+            catalogue(found, VIDEO_ID, "A landscape", clips["landscape"])
+            yield found
+
+
+MEDIUM = f"/media/{VIDEO_ID}/240p.mp4"
+
+
+# -- input that answered 500 -------------------------------------------------------------------
+
+DIGITS = "9" * 4301  # over Python's limit for converting a string to an int
+
+
+def test_a_range_with_thousands_of_digits_is_answered_not_crashed(edge: Edge) -> None:
+    size = len(edge.medium)
+    past = call(edge, "GET", MEDIUM, headers={"Range": f"bytes={DIGITS}-"})
+    assert (past.status, past.headers["content-range"], past.body) == (
+        416, f"bytes */{size}", b"")
+    to_huge = call(edge, "GET", MEDIUM, headers={"Range": f"bytes=0-{DIGITS}"})
+    assert (to_huge.status, to_huge.headers["content-range"]) == (206, f"bytes 0-{size - 1}/{size}")
+    assert to_huge.body == edge.medium
+    suffix = call(edge, "GET", MEDIUM, headers={"Range": f"bytes=-{DIGITS}"})
+    assert (suffix.status, suffix.body) == (206, edge.medium)
+    padded = call(edge, "GET", MEDIUM, headers={"Range": f"bytes={'0' * 5000}5-{'0' * 5000}9"})
+    assert (padded.status, padded.headers["content-range"], padded.body) == (
+        206, f"bytes 5-9/{size}", edge.medium[5:10])
+
+
+def test_a_range_in_other_digits_is_ignored() -> None:
+    # "\\d" matches Arabic-Indic digits too, and int() reads them: only ASCII digits count
+    # (over HTTP a header is latin-1, which has no other digits: this is the parser alone)
+    assert parse_range("bytes=\u0663-\u0669", 100) is None
+    assert parse_range("bytes=3-9", 100) == (3, 10)
+
+
+@pytest.mark.parametrize("path", [f"/videos/{VIDEO_ID}%0a", f"/api/videos/{VIDEO_ID}%0a",
+                                  f"/media/{VIDEO_ID}%0a/240p.mp4", f"/videos/{VIDEO_ID}%0d",
+                                  f"/api/videos/{VIDEO_ID}%00"])
+def test_an_id_with_a_trailing_control_character_is_not_found(edge: Edge, path: str) -> None:
+    answer = call(edge, "GET", path)
+    assert answer.status == 404, answer.body
+    detail = "no such file" if path.startswith("/media/") else "no such video"
+    assert answer.json() == {"detail": detail}
+
+
+@given(header=st.one_of(
+    st.text(),
+    st.from_regex(r"\A *[Bb][Yy][Tt][Ee][Ss]=[0-9]{0,30}-[0-9]{0,30} *\Z"),
+    st.builds(lambda a, b: f"bytes={'7' * a}-{'3' * b}",  # of any length, 4,300+ too
+              st.integers(0, 6000), st.integers(0, 6000))),
+    size=st.integers(0, 2 ** 63))
+@example(header=f"bytes={DIGITS}-", size=10)
+@example(header=f"bytes=0-{DIGITS}", size=10)
+@example(header=f"bytes=-{DIGITS}", size=10)
+@example(header="bytes=0-9\n", size=10)
+def test_the_range_parser_never_fails_on_any_header(header: str, size: int) -> None:
+    try:
+        span = parse_range(header, size)
+    except RangeNotSatisfiable:
+        return
+    if span is not None:
+        start, end = span
+        assert 0 <= start < end <= size
+
+
+# -- the security headers on every answer ------------------------------------------------------
+
+def _no_file_form() -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nt\r\n"
+            f"--{BOUNDARY}--\r\n").encode()
+
+
+def _forced_500(edge: Edge) -> Answer:
+    """A catalog row that is no video (as a bad migration would leave it): the page's
+    validation raises, and the framework answers 500."""
+    edge.videos.put(BROKEN_ID, {"video_id": BROKEN_ID, "title": ["not", "a", "title"]})
+    try:
+        return call(edge, "GET", f"/videos/{BROKEN_ID}")
+    finally:
+        edge.videos.delete(BROKEN_ID)
+
+
+ERRORS = {
+    404: lambda edge: call(edge, "GET", "/videos/0123456789abcdef"),
+    400: lambda edge: call(edge, "POST", "/api/videos", _no_file_form(), {**AUTH, **FORM}),
+    413: lambda edge: call(edge, "POST", "/api/videos", b"x" * 10,
+                           {**AUTH, **FORM, "Content-Length": str(10 * MAX_UPLOAD)}),
+    416: lambda edge: call(edge, "GET", MEDIUM, headers={"Range": f"bytes={10 ** 9}-"}),
+    500: _forced_500,
+    200: lambda edge: call(edge, "GET", "/"),
+}
+
+
+@pytest.mark.parametrize("status", sorted(ERRORS))
+def test_every_answer_carries_the_security_headers(edge: Edge, status: int) -> None:
+    answer = ERRORS[status](edge)
+    assert answer.status == status, answer.body
+    assert {name: answer.headers.get(name) for name in HEADERS} == HEADERS
+
+
+# -- HTTP manners ------------------------------------------------------------------------------
+
+READABLE = ["/", "/upload", f"/videos/{VIDEO_ID}", f"/api/videos/{VIDEO_ID}", MEDIUM,
+            f"/media/{VIDEO_ID}/240p.m3u8", "/static/site.css"]
+
+
+@pytest.mark.parametrize("path", READABLE)
+def test_head_answers_as_get_does_without_a_body(edge: Edge, path: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=30)
+    try:
+        got = call(edge, "GET", path, conn=conn)
+        head = call(edge, "HEAD", path, conn=conn)
+        # the connection is still in step: HEAD sent no body that this would read as a reply
+        again = call(edge, "GET", path, conn=conn)
+    finally:
+        conn.close()
+    assert (got.status, head.status, again.status) == (200, 200, 200)
+    assert head.body == b"" and again.body == got.body
+    assert int(head.headers["content-length"]) == len(got.body) > 0
+    del got.headers["date"], head.headers["date"]
+    assert head.headers == got.headers
+
+
+def test_head_of_a_range_answers_its_length(edge: Edge) -> None:
+    head = call(edge, "HEAD", MEDIUM, headers={"Range": "bytes=10-109"})
+    assert (head.status, head.headers["content-length"], head.body) == (206, "100", b"")
+    assert head.headers["content-range"] == f"bytes 10-109/{len(edge.medium)}"
+
+
+def test_a_matching_if_none_match_is_304_without_a_body(edge: Edge) -> None:
+    etag = call(edge, "GET", MEDIUM).headers["etag"]
+    assert etag.startswith('"') and len(etag) == 66  # the SHA-256, quoted
+    for given_tags in (etag, f"W/{etag}", "*", f'"other", W/{etag}', f' "x" ,{etag} '):
+        for headers in ({}, {"Range": "bytes=0-9"}):  # If-None-Match is decided first
+            answer = call(edge, "GET", MEDIUM, headers={"If-None-Match": given_tags, **headers})
+            assert (answer.status, answer.body) == (304, b""), given_tags
+            assert answer.headers["etag"] == etag
+            assert answer.headers["cache-control"] == "public, max-age=3600"
+            assert "content-length" not in answer.headers
+            assert {name: answer.headers.get(name) for name in HEADERS} == HEADERS
+    for other in ('"other"', etag[:-2] + '"', "W/\"\""):
+        answer = call(edge, "GET", MEDIUM, headers={"If-None-Match": other})
+        assert (answer.status, answer.body) == (200, edge.medium), other
+    assert call(edge, "HEAD", MEDIUM, headers={"If-None-Match": etag}).status == 304
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/upload/", "/upload"), ("/upload///", "/upload"),
+    ("/upload/?next=%2Fops", "/upload?next=%2Fops"),
+    (f"/api/videos/{VIDEO_ID}/", f"/api/videos/{VIDEO_ID}"), (f"{MEDIUM}/", MEDIUM),
+])
+def test_a_trailing_slash_redirect_is_relative_whatever_the_host(edge: Edge, path: str,
+                                                                 location: str) -> None:
+    for method in ("GET", "HEAD"):
+        answer = call(edge, method, path, headers={"Host": "evil.example"})
+        assert (answer.status, answer.headers["location"]) == (307, location), method
+        assert {name: answer.headers.get(name) for name in HEADERS} == HEADERS
+
+
+@pytest.mark.parametrize("path", ["//evil.example/", "/\\evil.example/", "//upload/",
+                                  "/nowhere/"])
+def test_a_path_that_could_leave_the_site_is_not_redirected(edge: Edge, path: str) -> None:
+    answer = call(edge, "GET", path, headers={"Host": "evil.example"})
+    assert (answer.status, answer.json()) == (404, {"detail": "Not Found"})
+    assert "location" not in answer.headers
