@@ -276,3 +276,32 @@ def test_manual_clock_moves_only_when_told_and_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert clock.elapsed == 8002.0
+
+
+class Photo(BaseModel):
+    name: str
+    pixels: str
+
+
+def test_wait_for_returns_claim_checked_values_whole_as_the_services_read_them() -> None:
+    # over the 1 MiB record limit: without the claim-check no such record could be stored
+    app = App("album", partitions=1, claim_check_bytes=64 * 1024)
+    big = "x" * (1024 * 1024 + 1)
+
+    @app.service(inputs={"photos": Photo}, outputs={"prints": Photo})
+    def enlarge(photo: Photo) -> Photo:
+        return Photo(name=photo.name + ".big", pixels=photo.pixels * (len(big) // 5))
+
+    with TestPlatform(app) as platform:
+        platform.send("photos", Photo(name="p1", pixels="abcde"))
+        with platform.running("enlarge"):
+            prints = platform.wait_for("prints", 1)
+        assert prints == [Photo(name="p1.big", pixels="abcde" * (len(big) // 5))]
+        # the platform's own sends are claim-checked as the services' are
+        platform.send("photos", Photo(name="p2", pixels=big))
+        assert platform.values("photos") == [Photo(name="p1", pixels="abcde"),
+                                             Photo(name="p2", pixels=big)]
+        assert platform.exceptions() == []
+        # what travelled in the streams were references to one object per large value
+        assert sorted(ref.size for ref in platform.files.list("claim-check/")) == [
+            25 + len(big), 29 + len(big) // 5 * 5]

@@ -35,8 +35,8 @@ from millstream.codecs import Codec, ModelCodec, header
 from millstream.errors import FencedError, InvalidRequestError, RecordTooLargeError
 from millstream.faults import fault_point
 from millstream.files.base import FileStore
-from millstream.files.claimcheck import ClaimCheck, claim_checked
 from millstream.records import Headers, Record, StreamPartition
+from millstream.service._claimed import app_streams
 from millstream.service.app import App, Emit
 from millstream.service.clock import SYSTEM_CLOCK, Clock
 from millstream.service.context import Context
@@ -101,13 +101,7 @@ class ServiceRunner:
         tables: Tables | None = None,
     ) -> None:
         spec = app.get(service)
-        if app.claim_check_bytes is not None:
-            if files is None:
-                raise InvalidRequestError(
-                    f"app {app.name!r} claim-checks values over {app.claim_check_bytes} bytes, "
-                    "which needs a file store: pass files=millstream.files.open_files()")
-            streams = claim_checked(streams, ClaimCheck(files,
-                                                        threshold_bytes=app.claim_check_bytes))
+        streams = app_streams(app, streams, files)
         self.app = app
         self.spec = spec
         self.streams = streams

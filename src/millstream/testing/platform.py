@@ -28,6 +28,7 @@ from urllib.parse import quote
 from millstream.errors import InvalidRequestError, UnknownStreamError
 from millstream.files import FileStore, open_files
 from millstream.records import Position, Record
+from millstream.service._claimed import app_streams
 from millstream.service.app import App, ServiceSpec, StreamSpec
 from millstream.service.clock import Clock
 from millstream.service.failures import ExceptionRecord, parse_exception
@@ -68,7 +69,9 @@ class TestPlatform:
     one partition count for every declared stream, or a mapping of stream name to count.
     ``metrics_interval_s``: how often (on ``clock``) running services write metrics records.
     Services get a file store (``ctx.files``, also ``platform.files``) and tables
-    (``ctx.tables``, ``platform.tables``) in the same temporary directory.
+    (``ctx.tables``, ``platform.tables``) in the same temporary directory. For an app with a
+    claim-check, ``send`` checks large values in and ``records``/``values``/``wait_for`` read
+    them back whole, as the services do.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -96,8 +99,9 @@ class TestPlatform:
         self.directory = Path(tempfile.mkdtemp(prefix=f"millstream-test-{self.app.name}-"))
         try:
             self.url = f"local:{quote(str(self.directory))}?{_LOG_OPTIONS}"
-            self._streams = open_streams(self.url)
             self._files = open_files((self.directory / "files").as_uri())
+            # as the services see them: a claim-checked value is sent and read back whole
+            self._streams = app_streams(self.app, open_streams(self.url), self._files)
             self._tables = open_tables("sqlite:///" + str(self.directory / "tables.db"))
             admin = self._streams.admin()
             ensure_platform_streams(admin)
