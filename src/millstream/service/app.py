@@ -3,7 +3,9 @@
 A service is a plain function decorated with ``@app.service``. It takes the decoded input
 value (and, if it has a second parameter, the ``Context``) and returns nothing, one value, a
 list of values, or ``Emit`` objects; values go to the service's only output stream, ``Emit``
-names the stream. Everything the runtime needs — group, codecs, retry policy, state, delivery
+names the stream. The handler is called synchronously, and its value parameter's annotation
+must hold what its inputs carry: both are checked when it is declared (``_handler``).
+Everything the runtime needs — group, codecs, retry policy, state, delivery
 mode — is read from the declaration, so the same declaration also draws the topology graph.
 
     app = App("shop")
@@ -16,6 +18,7 @@ mode — is read from the declaration, so the same declaration also draws the to
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -23,6 +26,7 @@ from typing import Any, NamedTuple
 from millstream.codecs import Codec, codec_for
 from millstream.errors import InvalidRequestError
 from millstream.names import check_stream_name
+from millstream.service._handler import check_handler, handler_function
 from millstream.streams.base import Retention
 
 __all__ = ["App", "Emit", "RetryPolicy", "ServiceSpec", "StreamSpec"]
@@ -219,7 +223,12 @@ class App:
         """
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            sname = name or fn.__name__.replace("_", "-")
+            target = handler_function(fn)
+            if name is None and not hasattr(target, "__name__"):
+                raise InvalidRequestError(
+                    f"a {type(target).__name__} object has no name to give its service; name "
+                    "it: @app.service('my-service', inputs=...)")
+            sname = name or target.__name__.replace("_", "-")
             if sname in self.services:
                 raise InvalidRequestError(f"app {self.name!r} already has a service {sname!r}")
             ins = self._declare(inputs, "input", sname)
@@ -240,15 +249,18 @@ class App:
                         f"service {sname!r}: batch and interval settings must be integers ≥ 1, "
                         f"got {number!r}"
                     )
+            takes_context = check_handler(
+                fn, sname, {s: self.streams[s].codec for s in ins},
+                namespace=sys._getframe(1).f_locals)  # where fn was written: its local names
             spec = ServiceSpec(
                 name=sname, handler=fn, inputs=ins, outputs=outs,
                 group=group or f"{self.name}.{sname}", stateful=stateful,
                 exactly_once=exactly_once, retry=retry or RetryPolicy(),
-                takes_context=_takes_context(fn), uses=tuple(uses), max_batch=max_batch,
+                takes_context=takes_context, uses=tuple(uses), max_batch=max_batch,
                 commit_interval_ms=commit_interval_ms,
                 checkpoint_interval_ms=checkpoint_interval_ms,
                 checkpoint_records=checkpoint_records,
-                description=(inspect.getdoc(fn) or "").split("\n")[0],
+                description=(inspect.getdoc(target) or "").split("\n")[0],
                 on_start=on_start, on_stop=on_stop,
             )
             self.services[sname] = spec
@@ -274,18 +286,3 @@ class App:
     def __repr__(self) -> str:
         return f"App({self.name!r}, services={sorted(self.services)})"
 
-
-def _takes_context(fn: Callable[..., Any]) -> bool:
-    try:
-        params = [
-            p for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        return False
-    if len(params) > 2 or not params:
-        raise InvalidRequestError(
-            f"service handler {getattr(fn, '__name__', fn)!r} must take (value) or "
-            f"(value, ctx), not {len(params)} positional parameters"
-        )
-    return len(params) == 2

@@ -1,0 +1,240 @@
+"""Checks a service handler against its declaration, so what is declared is what runs.
+
+The runtime calls a handler synchronously with the value its input's codec decodes, and a
+``Context`` when it takes a second parameter. ``check_handler`` refuses, when the service is
+declared, what would otherwise fail quietly at run time:
+
+* a handler that is asynchronous — an ``async def``, an async generator function, an object
+  whose ``__call__`` is one, or a ``functools.partial`` of any of these: it would return a
+  coroutine that nothing awaits;
+* a value parameter whose annotation cannot hold what an input stream decodes to — for
+  example ``def f(order: Order)`` reading a stream named without a payload type, which carries
+  ``bytes``.
+
+An annotation it cannot evaluate (a name imported only under ``TYPE_CHECKING``), or one whose
+runtime type it cannot tell (a ``TypeVar``, ``Literal``, a non-runtime ``Protocol``), is
+accepted: the check refuses only what it knows will not match.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from millstream.codecs import BytesCodec, Codec, JsonCodec, ModelCodec
+from millstream.errors import InvalidRequestError
+
+__all__ = ["check_handler", "handler_function"]
+
+#: the Python types a JSON payload decodes to
+_JSON_TYPES: tuple[type, ...] = (dict, list, str, int, float, bool, type(None))
+
+
+def check_handler(fn: Callable[..., Any], service: str, inputs: Mapping[str, Codec[Any]],
+                  namespace: Mapping[str, Any] | None = None) -> bool:
+    """Check ``fn`` as the handler of ``service`` reading ``inputs`` (stream name → codec);
+    True when it takes a ``Context`` as its second parameter.
+
+    ``namespace`` helps evaluate annotations written as strings (``from __future__ import
+    annotations``): the names visible where the handler was defined, besides its module's.
+    Raises ``InvalidRequestError`` naming the service and saying what to write instead."""
+    _refuse_async(fn, service)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return False
+    params = [p for p in signature.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(params) > 2 or not params:
+        raise InvalidRequestError(
+            f"service handler {_name(fn)!r} must take (value) or (value, ctx), not "
+            f"{len(params)} positional parameters"
+        )
+    value = params[0]
+    annotation = _evaluate(value.annotation, fn, namespace)
+    if annotation is not inspect.Parameter.empty:
+        _check_annotation(annotation, value.name, fn, service, inputs)
+    return len(params) == 2
+
+
+# -- synchronous only ----------------------------------------------------------------------
+
+
+def _refuse_async(fn: Callable[..., Any], service: str) -> None:
+    target = handler_function(fn)
+    kind = _async_kind(target)
+    if (kind is None and callable(target) and not inspect.isroutine(target)
+            and not isinstance(target, type)):
+        call = type(target).__call__  # the class's, which the object's call runs
+        if _async_kind(call) is not None:
+            kind = f"an object whose __call__ is {_async_kind(call)}"
+    if kind is None:
+        return
+    raise InvalidRequestError(
+        f"service {service!r}: handler {_name(fn)} is {kind}; the runtime "
+        "calls handlers synchronously and nothing would await it. Write the handler as a "
+        "plain `def` (call async code from it with asyncio.run(...) if you must); async "
+        "handlers are not supported yet"
+    )
+
+
+def _async_kind(fn: Any) -> str | None:
+    if inspect.isasyncgenfunction(fn):
+        return "an async generator function"
+    if inspect.iscoroutinefunction(fn):
+        return "an `async def` coroutine function"
+    return None
+
+
+# -- the value's annotation ----------------------------------------------------------------
+
+
+def _evaluate(annotation: Any, fn: Callable[..., Any],
+              namespace: Mapping[str, Any] | None) -> Any:
+    """The annotation as an object; a string is evaluated where the handler was written, and
+    one that cannot be evaluated counts as no annotation."""
+    if not isinstance(annotation, str):
+        return annotation
+    code = _code_of(fn)
+    globalns = getattr(code, "__globals__", {})
+    try:
+        return eval(annotation, dict(globalns), dict(namespace or {}))
+    except Exception:  # a name not visible at run time (TYPE_CHECKING imports): not checked
+        return inspect.Parameter.empty
+
+
+def _code_of(fn: Any) -> Any:
+    """The Python function whose source holds the handler's annotations."""
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif inspect.ismethod(fn):
+            fn = fn.__func__
+        elif not inspect.isroutine(fn) and not isinstance(fn, type) and callable(fn):
+            fn = type(fn).__call__
+        else:
+            return inspect.unwrap(fn)
+
+
+def _classes(annotation: Any) -> tuple[type, ...] | None:
+    """The runtime classes a value of ``annotation`` may be an instance of; None for 'any'."""
+    if annotation in (Any, object):
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _classes(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        found: list[type] = []
+        for member in typing.get_args(annotation):
+            classes = _classes(member)
+            if classes is None:
+                return None
+            found += classes
+        return tuple(found)
+    if annotation is None:
+        return (type(None),)
+    if isinstance(origin, type):  # dict[str, Any], list[Order], Mapping[str, int] ...
+        return (origin,)
+    if isinstance(annotation, type):
+        return (annotation,)
+    return None  # a TypeVar, Literal, NewType ...: not something this check can tell
+
+
+def _accepts(classes: tuple[type, ...], produced: tuple[type, ...]) -> bool:
+    for cls in classes:
+        for value_type in produced:
+            try:
+                if issubclass(value_type, cls):
+                    return True
+            except TypeError:  # a non-runtime Protocol or the like: cannot tell, so accept
+                return True
+    return False
+
+
+def _produced(codec: Codec[Any]) -> tuple[type, ...] | None:
+    """The types of the values ``codec`` decodes to; None when it cannot be known."""
+    if isinstance(codec, ModelCodec):
+        return (codec.model,)
+    if isinstance(codec, BytesCodec):
+        return (bytes,)
+    if isinstance(codec, JsonCodec):
+        return _JSON_TYPES
+    return None
+
+
+def _check_annotation(annotation: Any, param: str, fn: Callable[..., Any], service: str,
+                      inputs: Mapping[str, Codec[Any]]) -> None:
+    classes = _classes(annotation)
+    if classes is None:
+        return
+    wrong = {stream: codec for stream, codec in inputs.items()
+             if (produced := _produced(codec)) is not None and not _accepts(classes, produced)}
+    if not wrong:
+        return
+    carried = " and ".join(
+        f"input stream {stream!r} carries {_given(codec)}"
+        + (" (the payload of a stream declared without a type)"
+           if isinstance(codec, BytesCodec) else "")
+        for stream, codec in wrong.items())
+    name = _name(fn)
+    given = f", so {name} would be given {_article(_given(next(iter(wrong.values()))))}" \
+        if len(wrong) == 1 else ""
+    fixes: list[str] = []
+    models = [c for c in classes if issubclass(c, BaseModel)]
+    if len(models) == 1 and not any(isinstance(c, ModelCodec) for c in wrong.values()):
+        model = models[0].__name__
+        declared = ", ".join(f"{s!r}: {model if s in wrong else _given(c)}"
+                             for s, c in inputs.items())
+        fixes.append(f"write inputs={{{declared}}} to have it decoded as {model}")
+    union = " | ".join(dict.fromkeys(_given(c) for c in inputs.values()))
+    fixes.append(f"annotate `{param}: {union}`")
+    raise InvalidRequestError(
+        f"service {service!r}: handler {name} takes `{param}: {_describe(annotation)}` but "
+        f"{carried}{given}; {', or '.join(fixes)}"
+    )
+
+
+def _given(codec: Codec[Any]) -> str:
+    if isinstance(codec, ModelCodec):
+        return codec.model.__name__
+    if isinstance(codec, BytesCodec):
+        return "bytes"
+    if isinstance(codec, JsonCodec):
+        return "dict"
+    return type(codec).__name__
+
+
+def _article(given: str) -> str:
+    if given == "bytes":
+        return "bytes"
+    if given == "dict":
+        return "JSON values (a dict)"
+    return f"{'an' if given[:1].lower() in 'aeiou' else 'a'} {given}"
+
+
+def _describe(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _name(fn: Any) -> str:
+    target = handler_function(fn)
+    name = getattr(target, "__qualname__", None)
+    if name is None:
+        name = f"{type(target).__qualname__}()"
+    name = name.rsplit("<locals>.", 1)[-1]  # a function defined in a function: its own name
+    return f"functools.partial({name})" if target is not fn else str(name)
+
+
+def handler_function(fn: Any) -> Any:
+    """The callable a ``functools.partial`` (of a partial ...) calls; ``fn`` otherwise."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
