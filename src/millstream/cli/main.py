@@ -30,6 +30,7 @@ from millstream.cli.streams import streams_group
 from millstream.cli.tables import tables_group
 from millstream.cli.tail import tail
 from millstream.cli.top import metrics_group, top_command
+from millstream.cli.verify import verify_command
 from millstream.errors import MillstreamError
 
 __all__ = ["cli", "main"]
@@ -133,6 +134,7 @@ cli.add_command(diff_command)
 cli.add_command(promote_command)
 cli.add_command(files_group)
 cli.add_command(tables_group)
+cli.add_command(verify_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

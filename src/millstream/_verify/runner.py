@@ -1,0 +1,186 @@
+"""One verify run: a scratch stream, workers killed and restarted at random, broker kills
+when a test cluster is named, a final read from the start, and the analysis.
+
+The scratch stream (``verify-<time>-<random>``) is deleted in a ``finally``, whatever
+happened (a failure, Ctrl-C); every worker is stopped and every broker killed here restarted
+before that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import millstream
+from millstream._verify.analysis import Verdict, analyse
+from millstream._verify.brokers import TestCluster
+from millstream._verify.fleet import Exit, Fleet
+from millstream._verify.history import read_history
+from millstream._verify.workers import read_all
+
+__all__ = ["AckCounter", "Outcome", "Plan", "Tick", "run", "scratch_name"]
+
+log = logging.getLogger(__name__)
+
+#: How long workers get to stop cleanly (pending acknowledgements, leaving the group).
+STOP_GRACE_S = 15.0
+#: A killed broker stays down for a random time in this range.
+BROKER_DOWN_S = (1.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to run: backend, length, workers, faults, where histories go, the random seed."""
+
+    url: str
+    home: Path
+    history: Path
+    seconds: float = 60.0
+    producers: int = 3
+    consumers: int = 3
+    partitions: int = 6
+    kill_every: float = 2.0
+    broker_every: float = 15.0
+    cluster: TestCluster | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Progress while the workers run."""
+
+    elapsed: float
+    acked: int
+    kills: int
+    broker_kills: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened in a run and what the analysis found."""
+
+    stream: str
+    seconds: float
+    verdict: Verdict
+    process_kills: dict[str, int]
+    broker_kills: int
+    exits: tuple[Exit, ...]
+    history: Path
+
+
+def scratch_name() -> str:
+    return f"verify-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class AckCounter:
+    """Counts acknowledgements in the history files as they grow (for the progress bar)."""
+
+    folder: Path
+    acked: int = 0
+    _read: dict[Path, int] = field(default_factory=dict)
+
+    def update(self) -> int:
+        for path in self.folder.glob("*.jsonl"):
+            start = self._read.get(path, 0)
+            with open(path, "rb") as f:
+                f.seek(start)
+                chunk = f.read()
+            whole = chunk[: chunk.rfind(b"\n") + 1]
+            self._read[path] = start + len(whole)
+            self.acked += whole.count(b'{"op":"ack"')
+        return self.acked
+
+
+@dataclass
+class _Brokers:
+    """The broker-kill schedule: at most one node down at a time."""
+
+    cluster: TestCluster
+    rng: random.Random
+    every: float
+    kills: int = 0
+    next_kill: float = 0.0
+    down: int | None = None
+    back_at: float = 0.0
+
+    def step(self, now: float) -> None:
+        if self.down is not None:
+            if now >= self.back_at:
+                log.info("restarting broker node %s", self.down + 1)
+                self.cluster.restart(self.down)
+                self.down = None
+                self.next_kill = now + self.rng.expovariate(1 / self.every)
+        elif now >= self.next_kill:
+            node = self.rng.randrange(self.cluster.nodes)
+            log.info("killing broker node %s", node + 1)
+            self.cluster.kill(node)
+            self.kills += 1
+            self.down, self.back_at = node, now + self.rng.uniform(*BROKER_DOWN_S)
+
+
+def _drive(plan: Plan, fleet: Fleet, on_tick: Callable[[Tick], None]) -> tuple[float, int]:
+    """Run the workers for ``plan.seconds`` with kills; return elapsed seconds, broker kills."""
+    rng = random.Random(plan.seed)
+    for slot in range(plan.producers):
+        fleet.start("producer", slot)
+    for slot in range(plan.consumers):
+        fleet.start("consumer", slot)
+    brokers = None
+    if plan.cluster is not None:
+        brokers = _Brokers(plan.cluster, rng, plan.broker_every)
+        brokers.next_kill = rng.expovariate(1 / plan.broker_every)
+    counter = AckCounter(plan.history)
+    t0 = time.monotonic()
+    next_kill = rng.expovariate(1 / plan.kill_every) if plan.kill_every > 0 else float("inf")
+    elapsed = 0.0
+    while elapsed < plan.seconds:
+        time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        fleet.restart_exited()
+        if elapsed >= next_kill and fleet.workers:
+            fleet.kill_and_restart(rng.choice(fleet.workers))
+            next_kill = elapsed + rng.expovariate(1 / plan.kill_every)
+        if brokers is not None:
+            brokers.step(elapsed)
+        on_tick(Tick(min(elapsed, plan.seconds), counter.update(), sum(fleet.kills.values()),
+                     brokers.kills if brokers else 0))
+    return elapsed, brokers.kills if brokers else 0
+
+
+def run(plan: Plan, on_tick: Callable[[Tick], None] = lambda tick: None) -> Outcome:
+    """Carry out ``plan`` and analyse its histories (kept in ``plan.history``)."""
+    env = {k: v for k, v in os.environ.items() if k != "MILLSTREAM_FAULT"}
+    env["MILLSTREAM_HOME"] = str(plan.home)
+    stream = scratch_name()
+    plan.history.mkdir(parents=True, exist_ok=True)
+    fleet = Fleet(plan.url, stream, plan.history, env)
+    with millstream.open_streams(plan.url) as streams:
+        streams.admin().create_stream(stream, plan.partitions)
+        try:
+            elapsed, broker_kills = _drive(plan, fleet, on_tick)
+            fleet.stop(STOP_GRACE_S)
+            if plan.cluster is not None:
+                plan.cluster.heal()
+            read_all(plan.url, stream, plan.history / "reader.jsonl")
+            verdict = analyse([read_history(p) for p in sorted(plan.history.glob("*.jsonl"))])
+        finally:
+            fleet.kill_all()
+            if plan.cluster is not None:
+                with contextlib.suppress(Exception):  # the error in flight matters more
+                    plan.cluster.heal()
+                plan.cluster.close()
+            try:
+                streams.admin().delete_stream(stream)
+            except Exception:
+                log.warning("could not delete the scratch stream %r; delete it with: "
+                            "millstream streams delete %s", stream, stream, exc_info=True)
+    return Outcome(stream, elapsed, verdict, dict(fleet.kills), broker_kills,
+                   tuple(fleet.exits), plan.history)
