@@ -363,8 +363,20 @@ class KafkaCluster:
                 text += "".join(f.read_text(errors="replace").splitlines(True)[-lines:])
         return text
 
+    def refresh(self) -> None:
+        """Take the pids in state.json as the truth: another process (``millstream verify
+        --kill-brokers --cluster-dir DIR``) may have killed and restarted nodes. A node whose
+        pid changed is watched by pid from then on; its old process, if ours, is reaped."""
+        pids = json.loads((self.base_dir / "state.json").read_text())["pids"]
+        for node, pid in zip(self.nodes, pids, strict=True):
+            if pid != node.pid:
+                if node.proc is not None:
+                    node.proc.poll()
+                node.pid, node.proc = pid, None
+
     def kill_node(self, i: int) -> None:
         """SIGKILL node ``i`` (0-based) by its recorded pid and reap it."""
+        self.refresh()
         node = self.nodes[i]
         if node.pid is not None and node.running():
             os.kill(node.pid, signal.SIGKILL)
@@ -375,6 +387,7 @@ class KafkaCluster:
 
     def restart_node(self, i: int) -> None:
         """Launch node ``i`` again (after ``kill_node``); call ``wait_ready`` to wait for it."""
+        self.refresh()
         if self.nodes[i].running():
             raise RuntimeError(f"node {i + 1} still runs (pid {self.nodes[i].pid})")
         self._launch(i)
@@ -382,6 +395,8 @@ class KafkaCluster:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every node, SIGKILL those still running after ``grace`` s. Idempotent."""
+        if (self.base_dir / "state.json").exists():
+            self.refresh()
         live = [n for n in self.nodes if n.pid is not None and n.running()]
         for n in live:
             with contextlib.suppress(ProcessLookupError):

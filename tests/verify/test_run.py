@@ -1,0 +1,147 @@
+"""``millstream verify`` run for real, as a user runs it (a subprocess), on the embedded log,
+on one Kafka node, and on three Kafka nodes with brokers SIGKILLed too (V1 in
+/work/shared/notes/reliability.md). Each run is short (``VERIFY_SECONDS``); ``make
+reliability`` runs the long ones. Besides exit 0, the JSON outcome must account for every
+send exactly, agree with the raw history files, and the scratch stream must be gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import millstream
+from millstream._verify.history import Ack, Send, read_history
+from tests.support.kafka_cluster import KafkaCluster
+
+pytestmark = pytest.mark.multiprocess
+
+VERIFY_SECONDS = float(os.environ.get("MILLSTREAM_VERIFY_SECONDS", "10"))
+
+
+Done = subprocess.CompletedProcess[str]
+
+
+def verify(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[Done, dict[str, Any]]:
+    out = tmp_path / "outcome.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "millstream", "verify", "--seconds", str(VERIFY_SECONDS),
+         "--producers", "2", "--consumers", "2", "--partitions", "4", "--kill-every", "1.5",
+         "--history", str(tmp_path / "history"), "--json", str(out), *args],
+        capture_output=True, text=True, timeout=timeout, check=False)
+    outcome = json.loads(out.read_text()) if out.exists() else {}
+    return done, outcome
+
+
+def assert_exact_accounting(outcome: dict[str, Any], history: Path) -> None:
+    v = outcome["verdict"]
+    assert outcome["passed"] is True
+    for name in ("lost", "duplicated", "conflicting", "backwards", "unexpected", "skipped"):
+        assert v[name] == {"count": 0, "examples": []}, name
+    assert v["acknowledged"] > 0
+    assert v["stored_acknowledged"] == v["acknowledged"]  # every acked value, once
+    assert v["stored"] == v["stored_values"]  # no value twice
+    assert v["stored_values"] == (v["stored_acknowledged"] + v["stored_indeterminate"]
+                                  + v["stored_failed"])
+    assert v["attempted"] == v["acknowledged"] + v["failed"] + v["indeterminate"]
+    assert v["delivered"] + v["never_delivered"] == v["stored"]
+    # the report agrees with the raw histories the processes wrote
+    histories = [read_history(p) for p in sorted(history.glob("*.jsonl"))]
+    sends = [e for h in histories for e in h.events if isinstance(e, Send)]
+    acks = [e for h in histories for e in h.events if isinstance(e, Ack)]
+    assert len(sends) == len({e.value for e in sends}) == v["attempted"]
+    assert len(acks) == v["acknowledged"]
+    restarted = {h.process for h in histories if not h.process.endswith(".0")} - {"reader"}
+    assert sum(outcome["process_kills"].values()) >= 1
+    assert len(restarted) >= sum(outcome["process_kills"].values())
+
+
+def scratch_streams(url: str | None = None) -> list[str]:
+    with millstream.open_streams(url) as streams:
+        return [s for s in streams.admin().list_streams() if s.startswith("verify-")]
+
+
+def test_verify_passes_on_the_embedded_log_and_accounts_for_every_send(tmp_path: Path) -> None:
+    done, outcome = verify(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exact_accounting(outcome, tmp_path / "history")
+    assert "PASS: nothing acknowledged was lost" in done.stdout
+    assert f"stream {outcome['stream']}: ran " in done.stdout
+    assert scratch_streams() == []
+
+
+def test_ctrl_c_stops_the_run_and_still_deletes_the_scratch_stream(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "millstream", "verify", "--seconds", "120",
+         "--history", str(tmp_path / "history")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "history").glob("producer-*.jsonl")) or not scratch_streams():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "interrupted; the scratch stream was deleted" in err
+    assert scratch_streams() == []
+    assert _running_with(str(tmp_path / "history")) == []  # no worker outlived the run
+
+
+def _running_with(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text``."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in line:
+            out.append(line)
+    return out
+
+
+def test_kill_brokers_without_a_cluster_dir_is_refused(tmp_path: Path) -> None:
+    done, _ = verify(tmp_path, "--kill-brokers")
+    assert done.returncode == 2
+    assert "--kill-brokers needs --cluster-dir DIR" in done.stderr
+    assert "never kills a broker it was not pointed at" in " ".join(done.stderr.split())
+    assert scratch_streams() == []
+
+
+def test_a_cluster_dir_without_state_is_refused_naming_it(tmp_path: Path) -> None:
+    done, _ = verify(tmp_path, "--kill-brokers", "--cluster-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert f"{tmp_path}/state.json does not exist" in done.stderr
+
+
+def test_verify_passes_on_one_kafka_node(kafka_bootstrap: str, tmp_path: Path) -> None:
+    url = f"kafka://{kafka_bootstrap}"
+    done, outcome = verify(tmp_path, "--streams", url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exact_accounting(outcome, tmp_path / "history")
+    assert scratch_streams(url) == []
+
+
+@pytest.mark.kafka_cluster
+def test_verify_passes_on_three_kafka_nodes_with_a_broker_killed(
+        kafka_cluster3: KafkaCluster, tmp_path: Path) -> None:
+    url = f"kafka://{kafka_cluster3.bootstrap}"
+    done, outcome = verify(tmp_path, "--kill-brokers", "--cluster-dir",
+                           str(kafka_cluster3.base_dir), "--broker-every", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exact_accounting(outcome, tmp_path / "history")
+    assert outcome["broker_kills"] >= 1
+    assert "brokers SIGKILLed and restarted" in done.stdout
+    # every node runs again, under the pid verify recorded for the harness
+    kafka_cluster3.refresh()
+    assert all(node.running() for node in kafka_cluster3.nodes)
+    kafka_cluster3.wait_ready(120)
+    assert scratch_streams(url) == []
