@@ -69,9 +69,25 @@ bench: venv  ## stream, service, files, tables and video site benchmarks (result
 	$(PY) bench/tables.py
 	$(PY) bench/video.py
 
-# pytest exits 5 when a selection matches no test: not a failure here.
-reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 runs, then the soak tests at full length
+# pytest exits 5 when a selection matches no test: not a failure here. The property tests
+# (marker `property`) draw fresh examples from a seed printed first (HYPOTHESIS_SEED=N draws
+# the same again); `millstream verify` runs VERIFY_SECONDS on the embedded log, one Kafka node
+# and three Kafka nodes with broker kills (tests/verify/test_run.py).
+HYPOTHESIS_SEED ?=
+VERIFY_SECONDS  ?= 60
+reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 runs, property tests with a fresh seed, millstream verify for VERIFY_SECONDS per backend, then the soak tests at full length
 	@$(call with_services, \
+	  seed=$${HYPOTHESIS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	  rerun="make reliability HYPOTHESIS_SEED=$$seed"; \
+	  echo "property tests: hypothesis seed $$seed (to draw the same examples again: $$rerun)"; \
+	  rc=0; MILLSTREAM_HYPOTHESIS_PROFILE=reliability $(PY) -m pytest tests apps/video/tests \
+	    -q -m property --hypothesis-seed=$$seed --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then \
+	    echo "property tests failed with hypothesis seed $$seed; rerun: $$rerun" >&2; \
+	    exit $$rc; fi; \
+	  rc=0; MILLSTREAM_VERIFY_SECONDS=$(VERIFY_SECONDS) $(PY) -m pytest tests/verify/test_run.py \
+	    -q -k passes --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then exit $$rc; fi; \
 	  rc=0; MILLSTREAM_KILL_ROUNDS=50 $(PY) -m pytest tests/streams -q -m 'not slow' \
 	    --durations=10 $(PYTEST_ARGS) || rc=$$?; \
 	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then exit $$rc; fi; \

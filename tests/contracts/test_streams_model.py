@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -146,6 +147,7 @@ class LogModel(RuleBasedStateMachine):
         self.producer.close()
 
 
+@pytest.mark.property  # a state machine: not a @given test, so marked by hand
 def test_the_log_behaves_like_its_model(backend: BackendUnderTest) -> None:
     machine = type("Machine", (LogModel,), {"backend": backend})
     # a Kafka group join takes seconds, so fewer (equally long) sequences run there

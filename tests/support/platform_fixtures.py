@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from hypothesis import settings
 
 from tests.support.kafka_cluster import (
     BackgroundStart,
@@ -24,10 +23,6 @@ from tests.support.kafka_cluster import (
     find_runtime,
     reap_stale,
 )
-
-settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True)
-settings.load_profile("ci")
-
 
 #: the variables that point the platform elsewhere: unset in tests unless a test sets them
 PLATFORM_VARS = ("MILLSTREAM_STREAMS", "MILLSTREAM_FILES", "MILLSTREAM_TABLES",

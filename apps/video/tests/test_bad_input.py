@@ -348,6 +348,7 @@ def test_an_html_title_is_shown_as_text(web: Web, processed: dict[str, str]) -> 
 # -- schemathesis ------------------------------------------------------------------------------
 
 
+@pytest.mark.property  # its @given tests are built inside
 def test_the_api_gives_no_server_error(web: Web) -> None:
     """Every operation of the app's OpenAPI schema, 30 generated requests each (with the
     token, so writes get past the 401), and not one answered 5xx."""
