@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,7 +211,7 @@ def test_a_huge_declared_size_is_refused_before_reading(web: Web, clips: dict[st
      "send the video as multipart/form-data"),
     ((f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nt\r\n"
       f"--{BOUNDARY}--\r\n").encode(), {}, 400,
-     "no file in the upload (a part with a filename)"),
+     "no file in the upload (a part named 'file')"),
     (multipart(b"\x00\x00\x00\x20ftypisom")[:-8], {}, 400, "the multipart body ended early"),
 ], ids=["json", "no boundary", "no file part", "cut short"])
 def test_a_malformed_form_is_refused(web: Web, body: bytes, headers: dict[str, str],
@@ -234,7 +234,70 @@ def test_two_files_in_one_upload_are_refused(web: Web, clips: dict[str, Path]) -
     data = clips["tiny"].read_bytes()
     twice = multipart(data)[:-len(f"--{BOUNDARY}--\r\n")] + multipart(data, title=None)
     res = post(web, twice)
-    assert res.status_code == 400 and res.json() == {"detail": "send one file per upload"}
+    assert res.status_code == 400
+    assert res.json() == {"detail": "the form part 'file' was sent twice: send one of each"}
+
+
+# -- the form's limits -------------------------------------------------------------------------
+
+
+def part(name: str | None, value: bytes, extra: str = "") -> bytes:
+    """One text part of a BOUNDARY form (no name at all when ``name`` is None)."""
+    disposition = "form-data" if name is None else f'form-data; name="{name}"'
+    return (f"--{BOUNDARY}\r\nContent-Disposition: {disposition}{extra}\r\n\r\n".encode()
+            + value + b"\r\n")
+
+
+def with_parts(before: bytes, clip: bytes, *, title: str | None = "a title",
+               after: bytes = b"") -> bytes:
+    """A form: ``before``, the title, the file, then ``after`` past the closing boundary."""
+    return before + multipart(clip, title=title) + after
+
+
+ONLY = "send only the parts 'title' and 'file'"
+LONG_NAME = "n" * 100
+
+
+@pytest.mark.parametrize(("make", "status", "detail"), [
+    (lambda clip: with_parts(part("description", b"more"), clip), 400,
+     f"unexpected form part 'description': {ONLY}"),
+    (lambda clip: with_parts(part("token", b"x"), clip, title=None), 400,
+     f"unexpected form part 'token': {ONLY}"),
+    (lambda clip: with_parts(part(LONG_NAME, b"x"), clip), 400,
+     f"unexpected form part '{'n' * 40}...': {ONLY}"),
+    (lambda clip: with_parts(part(None, b"x"), clip), 400,
+     f"a form part without a name: {ONLY}"),
+    (lambda clip: with_parts(part("title", b"first"), clip), 400,
+     "the form part 'title' was sent twice: send one of each"),
+    (lambda clip: with_parts(b"", clip, title="t" * 4097), 413,
+     "the form part 'title' is over 4096 bytes"),
+    (lambda clip: with_parts(b"", clip, title="\u00e9" * 2049), 413,  # 4,098 bytes of UTF-8
+     "the form part 'title' is over 4096 bytes"),
+    (lambda clip: with_parts(part("title", b"ab\xffcd"), clip, title=None), 400,
+     "the form part 'title' is not UTF-8 (byte 3 of it)"),
+    (lambda clip: with_parts(b"", clip, after=b"e" * 70_000), 413,
+     "the form, apart from the file, is over the limit of 65536 bytes"),
+    (lambda clip: with_parts(part("title", b"t", "; x=" + "y" * 5000), clip, title=None), 413,
+     "a header line of a form part is over 4096 bytes"),
+], ids=["another part", "the token as a part", "a long name", "no name", "title twice",
+        "title over 4096 bytes", "title over 4096 bytes of UTF-8", "title not UTF-8",
+        "a large epilogue", "a large part header"])
+def test_a_form_with_other_parts_or_over_its_limits_is_refused(
+        web: Web, clips: dict[str, Path], make: Callable[[bytes], bytes], status: int,
+        detail: str) -> None:
+    res = post(web, make(clips["tiny"].read_bytes()))
+    assert (res.status_code, res.json()) == (status, {"detail": detail})
+    assert res.headers["connection"] == "close"
+
+
+def test_a_boundary_too_long_to_parse_is_refused(web: Web, clips: dict[str, Path]) -> None:
+    boundary = "b" * 300
+    res = post(web, multipart(clips["tiny"].read_bytes()).replace(BOUNDARY.encode(),
+                                                                   boundary.encode()),
+               {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert res.status_code == 400
+    assert res.json() == {"detail": "a malformed multipart boundary (Boundary length 300 "
+                                    "exceeds maximum of 256)"}
 
 
 # -- path tricks in the file name --------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +26,13 @@ from tests.support.platform_fixtures import isolate
 from millstream.tables import Table
 from videosite.inprocess import InProcessSite
 from videosite.models import RenditionInfo, Video
+from videosite.web import WebSettings
 from videosite.web.edge import HEADERS
 from videosite.web.ranges import RangeNotSatisfiable, parse_range
 
 TOKEN = "edge-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MAX_UPLOAD = 4 * 1024 * 1024
+MAX_UPLOAD = 1 << 30  # the default: over the 205 MB of the form of 50,000 fields
 VIDEO_ID = "00000000000000aa"
 BROKEN_ID = "00000000000000bb"
 BOUNDARY = "edgeb0undary"
@@ -91,7 +94,7 @@ def catalogue(edge: Edge, video_id: str, title: str, clip: Path) -> Video:
 def edge(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> Iterator[Edge]:
     with pytest.MonkeyPatch.context() as env:
         isolate(env, tmp_path_factory.mktemp("edge"))
-        env.setenv("VIDEOSITE_MAX_UPLOAD_BYTES", str(MAX_UPLOAD))
+        env.delenv("VIDEOSITE_MAX_UPLOAD_BYTES", raising=False)
         with InProcessSite(token=TOKEN, services=()) as site:
             assert site.url is not None
             found = Edge(site, int(site.url.rsplit(":", 1)[1]), clips["landscape"].read_bytes())
@@ -157,6 +160,71 @@ def test_the_range_parser_never_fails_on_any_header(header: str, size: int) -> N
     if span is not None:
         start, end = span
         assert 0 <= start < end <= size
+
+
+# -- the form's limits, over a real connection ------------------------------------------------
+
+FIELDS = 50_000
+FIELD = b"v" * 4096
+
+
+def _many_fields() -> Iterator[bytes]:
+    for n in range(FIELDS):
+        yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"field{n}\"\r\n\r\n"
+               ).encode() + FIELD + b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+def send_until_answered(edge: Edge, head: bytes, pieces: Iterator[bytes]
+                        ) -> tuple[int, bytes]:
+    """Send ``head``, then ``pieces`` for as long as the server takes them and has not
+    answered; the number of body bytes it took, and what it answered."""
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.sendall(head)
+        sock.setblocking(False)
+        sent = 0
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                readable, writable, _ = select.select([sock], [sock], [], 30)
+                assert readable or writable, f"neither read nor answered after {sent} bytes"
+                if readable:
+                    break
+                try:
+                    taken = sock.send(view)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sent += taken
+                view = view[taken:]
+            if view:
+                break
+        sock.setblocking(True)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return sent, answer
+
+
+def test_a_form_of_50000_fields_is_refused_at_the_first_without_reading_on(edge: Edge
+                                                                           ) -> None:
+    total = sum(len(p) for p in _many_fields())
+    assert total > 200_000_000  # about 205 MB, as in the probe that found it
+    head = (f"POST /api/videos HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: {FORM['Content-Type']}\r\n"
+            f"Content-Length: {total}\r\n\r\n").encode()
+    sent, answer = send_until_answered(edge, head, _many_fields())
+    # the server stopped reading after the first field: what it took beyond that sat in
+    # the two sockets' buffers (a few MB on loopback at most)
+    print(f"body bytes taken before the answer: {sent} of {total}")
+    assert sent < 16 * 1024 * 1024, sent
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request", answer[:200]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {
+        "detail": "unexpected form part 'field0': send only the parts 'title' and 'file'"}
 
 
 # -- the security headers on every answer ------------------------------------------------------
@@ -259,3 +327,10 @@ def test_a_path_that_could_leave_the_site_is_not_redirected(edge: Edge, path: st
     answer = call(edge, "GET", path, headers={"Host": "evil.example"})
     assert (answer.status, answer.json()) == (404, {"detail": "Not Found"})
     assert "location" not in answer.headers
+
+
+def test_the_form_limits_come_from_the_environment() -> None:
+    settings = WebSettings.from_env({"VIDEOSITE_MAX_FIELD_BYTES": "300",
+                                     "VIDEOSITE_MAX_FORM_BYTES": "5000"})
+    assert (settings.max_field_bytes, settings.max_form_bytes) == (300, 5000)
+    assert (WebSettings().max_field_bytes, WebSettings().max_form_bytes) == (4096, 65536)

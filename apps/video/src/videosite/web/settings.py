@@ -2,8 +2,11 @@
 
 ``VIDEOSITE_API_TOKEN`` (writes need ``Authorization: Bearer <token>``; unset: writes are
 refused), ``VIDEOSITE_MAX_UPLOAD_BYTES`` (default 1 GiB), ``VIDEOSITE_UPLOAD_IDLE_TIMEOUT_S``
-(longest wait for the next piece of an upload, default 30) and ``VIDEOSITE_UPLOAD_TIMEOUT_S``
-(longest whole upload, default 3600).
+(longest wait for the next piece of an upload, default 30), ``VIDEOSITE_UPLOAD_TIMEOUT_S``
+(longest whole upload, default 3600), ``VIDEOSITE_MAX_FIELD_BYTES`` (the largest text part
+of an upload's form, and the largest header line of any part, default 4096) and
+``VIDEOSITE_MAX_FORM_BYTES`` (all of an upload's body but the file's bytes: part headers,
+the title, boundaries, preamble and epilogue; default 65536).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ _VARS = {
     "max_upload_bytes": "VIDEOSITE_MAX_UPLOAD_BYTES",
     "idle_timeout_s": "VIDEOSITE_UPLOAD_IDLE_TIMEOUT_S",
     "upload_timeout_s": "VIDEOSITE_UPLOAD_TIMEOUT_S",
+    "max_field_bytes": "VIDEOSITE_MAX_FIELD_BYTES",
+    "max_form_bytes": "VIDEOSITE_MAX_FORM_BYTES",
 }
 
 
@@ -31,6 +36,8 @@ class WebSettings:
     max_upload_bytes: int = 1 << 30
     idle_timeout_s: float = 30.0
     upload_timeout_s: float = 3600.0
+    max_field_bytes: int = 4096
+    max_form_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any

@@ -2,7 +2,12 @@
 
 The body is read from the ASGI ``receive`` channel (never whole in memory) and parsed by
 python-multipart's streaming parser. A declared ``Content-Length`` over the limit is refused
-before anything is read; the bytes are counted as they arrive too (chunked bodies). The file
+before anything is read; the bytes are counted as they arrive too (chunked bodies). The
+form has two parts, ``title`` and ``file``, one each: any other part, or one sent twice, is
+refused as soon as its headers name it. Nothing but the file's bytes is held: the title up
+to ``max_field_bytes``, a part's header line up to the same, and everything in the body but
+the file's bytes (headers, title, boundaries, preamble, epilogue) up to ``max_form_bytes``
+— past a cap the upload is refused at once (413), before the rest is read. The file
 part's first bytes are sniffed before a single byte is stored — its name and declared type
 are never trusted — and the stored object is confirmed with PyAV before it is accepted. A
 client that sends nothing for ``idle_timeout_s`` (or takes longer than ``upload_timeout_s``)
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from millstream.files import FileRef, FileStore, FileWriter
@@ -25,7 +30,7 @@ from videosite.media.sniff import HEAD_BYTES
 
 from .settings import WebSettings
 
-__all__ = ["CONTAINERS", "Received", "UploadRefused", "receive_upload"]
+__all__ = ["CONTAINERS", "PARTS", "Received", "UploadRefused", "receive_upload"]
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -42,7 +47,10 @@ CONTAINERS: dict[str, tuple[str, str]] = {
     "mpeg-ps": (".mpg", "video/mpeg"),
     "asf": (".wmv", "video/x-ms-asf"),
 }
-MAX_FIELD_BYTES = 4096
+#: the name of the file's part, and every part a form may have (one each)
+FILE = "file"
+PARTS = ("title", FILE)
+PARTS_SHOWN = "'title' and 'file'"
 #: how much of the file part is gathered before it is handed to the store's writer
 WRITE_CHUNK = 1 << 20
 
@@ -71,23 +79,37 @@ class Received:
 class _Part:
     headers: dict[str, str] = field(default_factory=dict)
     name: str = ""
-    filename: str | None = None
     value: bytearray = field(default_factory=bytearray)
 
 
-class _Form:
-    """The parser's callbacks: fields gathered (small), file bytes queued for the store."""
+def _shown(name: str) -> str:
+    """A part's name as an error message quotes it (a long one cut)."""
+    return repr(name if len(name) <= 40 else name[:40] + "...")
 
-    def __init__(self) -> None:
+
+class _Form:
+    """The parser's callbacks: the title gathered (small), file bytes queued for the store.
+
+    Only the parts ``PARTS`` are accepted, one each, and a part is refused as soon as its
+    headers name it, so a form of thousands of fields is refused at the first one too
+    many. The title is never held beyond ``max_field_bytes``."""
+
+    def __init__(self, max_field_bytes: int) -> None:
+        self.max_field_bytes = max_field_bytes
         self.fields: dict[str, str] = {}
+        self.names: list[str] = []  # the parts seen, in order
         self.part = _Part()
         self._header = [bytearray(), bytearray()]
-        self.file_seen = False
         self.in_file = False
         self.file_done = False
+        self.file_bytes = 0  # the file's bytes seen so far
         self.filename: str | None = None
         self.pending = bytearray()
         self.ended = False
+
+    @property
+    def file_seen(self) -> bool:
+        return FILE in self.names
 
     def callbacks(self) -> Any:  # python-multipart's MultipartCallbacks (a TypedDict)
         return {
@@ -101,10 +123,16 @@ class _Form:
         self.part = _Part()
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header[0] += data[start:end]
+        self._header_grows(0, data[start:end])
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header[1] += data[start:end]
+        self._header_grows(1, data[start:end])
+
+    def _header_grows(self, which: int, data: bytes) -> None:
+        if len(self._header[0]) + len(self._header[1]) + len(data) > self.max_field_bytes:
+            raise UploadRefused(413, "a header line of a form part is over "
+                                     f"{self.max_field_bytes} bytes")
+        self._header[which] += data
 
     def _header_end(self) -> None:
         name, value = (bytes(h).decode("latin-1") for h in self._header)
@@ -113,28 +141,44 @@ class _Form:
 
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self.part.headers.get("content-disposition", ""))
-        self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
-        filename = options.get(b"filename")
-        if filename is not None:
-            if self.file_seen:
-                raise UploadRefused(400, "send one file per upload")
-            self.file_seen = self.in_file = True
-            self.filename = filename.decode("utf-8", "replace")
+        raw = options.get(b"name")
+        if raw is None:
+            raise UploadRefused(400, "a form part without a name: send only the parts "
+                                     f"{PARTS_SHOWN}")
+        name = raw.decode("utf-8", "replace")
+        if name not in PARTS:
+            raise UploadRefused(400, f"unexpected form part {_shown(name)}: send only the "
+                                     f"parts {PARTS_SHOWN}")
+        if name in self.names:
+            raise UploadRefused(400, f"the form part {name!r} was sent twice: send one "
+                                     "of each")
+        self.names.append(name)
+        self.part.name = name
+        if name == FILE:
+            self.in_file = True
+            filename = options.get(b"filename")
+            if filename is not None:
+                self.filename = filename.decode("utf-8", "replace")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:
             self.pending += data[start:end]
+            self.file_bytes += end - start
             return
+        if len(self.part.value) + end - start > self.max_field_bytes:
+            raise UploadRefused(413, f"the form part {self.part.name!r} is over "
+                                     f"{self.max_field_bytes} bytes")
         self.part.value += data[start:end]
-        if len(self.part.value) > MAX_FIELD_BYTES:
-            raise UploadRefused(400, f"form field {self.part.name!r} is over "
-                                     f"{MAX_FIELD_BYTES} bytes")
 
     def _part_end(self) -> None:
         if self.in_file:
             self.in_file, self.file_done = False, True
-        elif self.part.name:
-            self.fields[self.part.name] = self.part.value.decode("utf-8", "replace")
+            return
+        try:
+            self.fields[self.part.name] = bytes(self.part.value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UploadRefused(400, f"the form part {self.part.name!r} is not UTF-8 "
+                                     f"(byte {exc.start + 1} of it)") from None
 
     def _end(self) -> None:
         self.ended = True
@@ -147,7 +191,7 @@ class _Upload:
         self.files = files
         self.name = name
         self.settings = settings
-        self.form = _Form()
+        self.form = _Form(settings.max_field_bytes)
         self.writer: FileWriter | None = None
         self.container: str | None = None
         self.head = bytearray()
@@ -208,7 +252,13 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
             raise UploadRefused(413, f"the upload declares {size} bytes, over the limit of "
                                      f"{settings.max_upload_bytes}")
     upload = _Upload(files, name, settings)
-    parser = MultipartParser(boundary, upload.form.callbacks())
+    try:
+        # _Form refuses a header line over max_field_bytes as the parser hands it over (at
+        # the line's end, or the chunk's); the parser's own bound is only a backstop
+        parser = MultipartParser(boundary, upload.form.callbacks(),
+                                 max_header_size=settings.max_form_bytes)
+    except FormParserError as exc:
+        raise UploadRefused(400, f"a malformed multipart boundary ({exc})") from None
     deadline = asyncio.get_running_loop().time() + settings.upload_timeout_s
     count = 0
     try:
@@ -225,13 +275,16 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
                 parser.write(body)
             except MultipartParseError as exc:
                 raise UploadRefused(400, f"a malformed multipart body ({exc})") from None
+            if count - upload.form.file_bytes > settings.max_form_bytes:
+                raise UploadRefused(413, "the form, apart from the file, is over the limit "
+                                         f"of {settings.max_form_bytes} bytes")
             more = bool(message.get("more_body"))
             await upload.drain(final=not more)
             if not more:
                 break
         parser.finalize()
         if not upload.form.file_seen:
-            raise UploadRefused(400, "no file in the upload (a part with a filename)")
+            raise UploadRefused(400, "no file in the upload (a part named 'file')")
         if not upload.form.ended or upload.writer is None:
             raise UploadRefused(400, "the multipart body ended early")
         writer = upload.writer
@@ -246,6 +299,9 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
     except NotAVideo as exc:
         await asyncio.to_thread(files.delete, ref)
         raise UploadRefused(415, f"not a video: {exc}") from None
+    except BaseException:  # whatever else refused it: nothing refused stays stored
+        await asyncio.to_thread(files.delete, ref)
+        raise
     return Received(ref, upload.container, CONTAINERS[upload.container][1],
                     upload.form.fields, upload.form.filename)
 
