@@ -4,7 +4,7 @@ Catch the category you can act on; each error also subclasses the builtin it res
 code that already catches ``ValueError`` or ``LookupError`` keeps working::
 
     MillstreamError                      root; ``retriable`` says whether trying again may help
-    ├── ConfigError (ValueError)         a bad URL, option or configuration file
+    ├── ConfigError (ValueError)         a bad URL, option, configuration file or credentials
     │   └── MissingDependencyError (ImportError)   an optional extra is not installed
     ├── InvalidRequestError (ValueError) a call's arguments are wrong: names, offsets, sizes
     │   ├── RecordTooLargeError          a record exceeds the size limit
@@ -51,7 +51,7 @@ class MillstreamError(Exception):
 
 
 class ConfigError(MillstreamError, ValueError):
-    """Raised when a URL, an option or a configuration file is not valid."""
+    """Raised when a URL, an option, a configuration file or the credentials are not valid."""
 
 
 class MissingDependencyError(ConfigError, ImportError):

@@ -112,25 +112,6 @@ def test_doctor_fails_on_a_tables_file_that_is_not_a_database(
     assert detail.startswith(f"sqlite3 cannot open {db} (file is not a database)")
 
 
-@pytest.mark.parametrize(
-    ("variable", "url", "needs"),
-    [
-        ("MILLSTREAM_FILES", "s3://bucket/videos", "pip install 'millstream[s3]'"),
-        ("MILLSTREAM_TABLES", "postgresql://db/site", "pip install 'millstream[postgres]'"),
-    ],
-)
-def test_doctor_names_the_extra_a_scheme_needs(
-    run: Invoke, monkeypatch: pytest.MonkeyPatch, variable: str, url: str, needs: str
-) -> None:
-    monkeypatch.setenv(variable, url)
-    out = run("doctor", code=1).stdout
-    backend = variable.removeprefix("MILLSTREAM_").lower()
-    status, detail = row(out, backend)[2:]
-    assert status == "FAIL"
-    assert needs in detail
-    assert "later version" in detail
-
-
 def test_doctor_reports_a_bad_streams_url_as_a_failed_check(run: Invoke) -> None:
     out = run("--streams", "nats://broker:4222", "doctor", code=1).stdout
     status, detail = row(out, "streams")[2:]

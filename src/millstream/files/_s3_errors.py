@@ -106,6 +106,8 @@ def translate(exc: BaseException, bucket: str, url: str, doing: str,
         return ConfigError(
             f"{url}: no S3 credentials were found while {doing}; give the key and secret "
             "options, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if not code and classes & _NO_ANSWER:
+        said = type(exc).__name__  # its text repeats the whole request URL
     if code in _BUSY or status >= 500 or status == 429 or isinstance(exc, TimeoutError) \
             or (not code and classes & _NO_ANSWER):
         return UnavailableError(

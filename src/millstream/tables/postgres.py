@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 from millstream.errors import (
     AlreadyExistsError,
     ClosedError,
+    ConfigError,
     InvalidRequestError,
     MillstreamError,
     MissingDependencyError,
@@ -40,10 +42,11 @@ from millstream.tables.common import (
 try:
     import psycopg
     from psycopg import errors as pgerrors
+    from psycopg.conninfo import conninfo_to_dict
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise MissingDependencyError("the PostgreSQL tables backend", "postgres") from exc
 
-__all__ = ["PostgresTable", "PostgresTables"]
+__all__ = ["PostgresTable", "PostgresTables", "check"]
 
 _SCHEMA_LOCK = 0x6D696C6C  # advisory lock id: schema changes one at a time
 _SCHEMA = (
@@ -71,6 +74,42 @@ def _where(url: str) -> str:
     return url.rsplit("@", 1)[-1]  # never the password
 
 
+_MISSING_DATABASE = re.compile(r'database "([^"]+)" does not exist')
+_REFUSED = re.compile(r'role "[^"]+" does not exist|password authentication failed|'
+                      r'no pg_hba\.conf entry|authentication failed|no password supplied|'
+                      r'password is required')
+
+
+def _server(url: str) -> tuple[str, str, str]:
+    """(host, port, user) the URL connects to, with libpq's defaults."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        info = {}
+    return (str(info.get("host") or "localhost"), str(info.get("port") or "5432"),
+            str(info.get("user") or "postgres"))
+
+
+def _connect_error(text: str, url: str) -> MillstreamError:
+    """What a failed connection means: no such database, refused credentials, or no answer."""
+    host, port, user = _server(url)
+    said = text.split("FATAL:", 1)[1].strip() if "FATAL:" in text else text
+    missing = _MISSING_DATABASE.search(text)
+    if missing:
+        name = missing.group(1)
+        return NotFoundError(
+            f"database {name!r} does not exist at {host}:{port}: create it (createdb -h {host} "
+            f"-p {port} -U {user} {name}) or point MILLSTREAM_TABLES at an existing database")
+    if _REFUSED.search(text):
+        return ConfigError(
+            f"PostgreSQL at {host}:{port} refused the credentials ({said}): check the user "
+            "and password in MILLSTREAM_TABLES (postgresql://USER:PASSWORD@HOST:PORT/DATABASE), "
+            "PGPASSWORD or ~/.pgpass")
+    return UnavailableError(
+        f"cannot connect to PostgreSQL at {host}:{port} ({said}): check that the server is "
+        "running and that MILLSTREAM_TABLES names its host and port")
+
+
 def _translate(exc: Exception, url: str, doing: str, table: str | None = None
                ) -> MillstreamError:
     text = " ".join(str(exc).split())
@@ -80,9 +119,49 @@ def _translate(exc: Exception, url: str, doing: str, table: str | None = None
         return AlreadyExistsError(f"{doing}: {text}")
     if isinstance(exc, psycopg.DataError):
         return InvalidRequestError(f"PostgreSQL refused the data while {doing}: {text}")
-    if isinstance(exc, psycopg.OperationalError):
-        return UnavailableError(f"PostgreSQL at {_where(url)} failed while {doing}: {text}")
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        return ConfigError(f"PostgreSQL at {_where(url)} refused while {doing}: {text} — grant "
+                           "the user the privilege, or use another user")
+    if isinstance(exc, psycopg.OperationalError) and doing == "connecting":
+        return _connect_error(text, url)
     return UnavailableError(f"PostgreSQL at {_where(url)} failed while {doing}: {text}")
+
+
+def _connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise _translate(exc, url, "connecting") from exc
+
+
+def check(url: str) -> str:
+    """Connect as the backend does and say what is there (``millstream doctor``), creating
+    nothing: raises ``NotFoundError`` for a missing database, ``ConfigError`` for refused
+    credentials or a user who may not create the schema, ``UnavailableError`` for no answer
+    — each naming the fix."""
+    host, port, _ = _server(url)
+    with _connect(url) as conn:
+        try:
+            row = conn.execute(
+                "SELECT current_user, current_database(), current_schema(), "
+                "to_regclass('millstream_tables') IS NOT NULL, "
+                "COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false)").fetchone()
+            assert row is not None
+            user, database, schema, ready, may_create = row
+            count = conn.execute("SELECT count(*) FROM millstream_tables").fetchone() \
+                if ready else None
+        except psycopg.Error as exc:
+            raise _translate(exc, url, "checking the database") from exc
+    where = f"database {database!r} at {host}:{port} as {user!r}"
+    if count is not None:
+        return f"{where}: {count[0]} table(s)"
+    if not may_create:
+        raise ConfigError(
+            f"user {user!r} may not create tables in {where.split(' as ')[0]}"
+            + (f" (schema {schema!r}): GRANT CREATE ON SCHEMA {schema} TO {user}, "
+               if schema else ": no schema on its search_path exists; create one, ")
+            + "or use a user that may")
+    return f"{where}: the schema will be created on first use"
 
 
 class PostgresTables:
@@ -103,10 +182,7 @@ class PostgresTables:
         return self._url
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        try:
-            return psycopg.connect(self._url, autocommit=autocommit, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise _translate(exc, self._url, "connecting") from exc
+        return _connect(self._url, autocommit=autocommit)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._closed:

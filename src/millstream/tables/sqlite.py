@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich.filesize import decimal
+
+from millstream._writable import check_directory
 from millstream.errors import (
     AlreadyExistsError,
     ClosedError,
@@ -38,7 +41,7 @@ from millstream.tables.common import (
     encode,
 )
 
-__all__ = ["SqliteTable", "SqliteTables"]
+__all__ = ["SqliteTable", "SqliteTables", "check"]
 
 _BUSY_MS = 30_000
 _CHUNK = 2000
@@ -389,3 +392,24 @@ class SqliteTable(TableBase):
             raise _translate(exc, path, doing, self._name) from exc
         finally:
             conn.close()
+
+
+def check(path: Path) -> str:
+    """Whether ``path`` opens as a SQLite database, or can be created (``millstream
+    doctor``); creates nothing. Raises ``ConfigError`` naming the fix."""
+    path = path.absolute()
+    if not path.exists():
+        check_directory(path.parent, "MILLSTREAM_TABLES", "directory")
+        return f"database {path} will be created on first use"
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory — name a database file in MILLSTREAM_TABLES")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"sqlite3 cannot open {path} ({exc}) — fix its permissions, restore "
+                          "it, or point MILLSTREAM_TABLES at another file") from exc
+    return f"database {path} ({decimal(path.stat().st_size)}) opens"

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from millstream.errors import ClosedError, MissingDependencyError
+from millstream.errors import (
+    ClosedError,
+    MillstreamError,
+    MissingDependencyError,
+    UnavailableError,
+)
 from millstream.streams.base import OffsetReset
 
 try:
@@ -26,7 +31,7 @@ from millstream.streams.kafka.options import KafkaOptions, parse_kafka_url
 from millstream.streams.kafka.producer import KafkaProducer
 from millstream.streams.kafka.transaction import KafkaTransactionalProducer
 
-__all__ = ["KafkaOptions", "KafkaStreams", "parse_kafka_url"]
+__all__ = ["KafkaOptions", "KafkaStreams", "check", "parse_kafka_url"]
 
 
 class KafkaStreams:
@@ -68,3 +73,22 @@ class KafkaStreams:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check(url: str, options: Mapping[str, str] | None = None) -> str:
+    """List the cluster's streams (``millstream doctor``): proves a broker answers within
+    ``millstream.timeout_ms`` and accepts the client's settings. A broker that does not
+    answer raises a retriable error that names the brokers tried."""
+    streams = KafkaStreams(url, options)
+    try:
+        names = streams.admin().list_streams()
+    except MillstreamError as exc:
+        if not exc.retriable:
+            raise
+        raise UnavailableError(
+            f"no Kafka broker answered at {streams.options.bootstrap} within "
+            f"{streams.options.timeout_s:g} s: check that the brokers are up and that the "
+            f"streams URL names them ({exc})") from exc
+    finally:
+        streams.close()
+    return f"brokers {streams.options.bootstrap} answer, {len(names)} stream(s)"

@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from rich.filesize import decimal
+
 from millstream.errors import ClosedError, ConfigError
 from millstream.streams.base import OffsetReset
 from millstream.streams.local.admin import LocalAdmin
@@ -20,7 +22,7 @@ from millstream.streams.local.db import LocalOptions, connect
 from millstream.streams.local.producer import LocalProducer
 from millstream.streams.local.transaction import LocalTransactionalProducer
 
-__all__ = ["DB_NAME", "LocalOptions", "LocalStreams", "parse_local_url"]
+__all__ = ["DB_NAME", "LocalOptions", "LocalStreams", "check", "parse_local_url"]
 
 DB_NAME = "streams.db"
 
@@ -100,3 +102,14 @@ class LocalStreams:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check(url: str, home: Path) -> str:
+    """Open the log, list its streams and say where it is and how large (``millstream
+    doctor``); raises what opening raises."""
+    with LocalStreams(url, home) as streams:
+        names = streams.admin().list_streams()
+    size = sum(p.stat().st_size for p in (streams.path, streams.path.with_name(
+        streams.path.name + "-wal")) if p.exists())
+    return f"database {streams.path} ({decimal(size)}), {len(names)} stream(s)"
+
