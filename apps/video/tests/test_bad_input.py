@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ from schemathesis.checks import not_a_server_error
 from millstream.service.clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app
+from videosite.models import Upload
+from videosite.pipeline import new_video_id, submit
+from videosite.titles import BadTitle
 from videosite.web import create_app
 
 TOKEN = "bad-input-token"
@@ -44,6 +48,8 @@ BOUNDARY = "x0b0undary"
 HTML_TITLE = '<img src=x onerror="alert(1)"><b>bold</b> & co'
 #: the pipeline refuses videos longer than this (VIDEOSITE_MAX_DURATION_S); uploads do not
 MAX_DURATION_S = 2.5
+#: a title as a program that wrote the uploads stream itself (or an older site) stored it
+STORED_TITLE = "nul\x00 evil\u202e line\u2028 sep\u2066\u2069\x1b"
 UPLOAD_NAME = re.compile(r"^uploads/[0-9a-f]{16}/source\.mp4$")
 
 
@@ -300,6 +306,46 @@ def test_a_boundary_too_long_to_parse_is_refused(web: Web, clips: dict[str, Path
                                     "exceeds maximum of 256)"}
 
 
+# -- titles ------------------------------------------------------------------------------------
+
+HOW = "remove control, line-separator and bidi-override characters"
+BAD_TITLES = {
+    "a\x00b": f"the title holds U+0000 at character 2: {HOW}",
+    "\u202egnp.mp4": f"the title holds U+202E (RIGHT-TO-LEFT OVERRIDE) at character 1: {HOW}",
+    "ab\u202ac": f"the title holds U+202A (LEFT-TO-RIGHT EMBEDDING) at character 3: {HOW}",
+    "x\u2066y\u2069": f"the title holds U+2066 (LEFT-TO-RIGHT ISOLATE) at character 2: {HOW}",
+    "x\u2069": f"the title holds U+2069 (POP DIRECTIONAL ISOLATE) at character 2: {HOW}",
+    "one\u2028two": f"the title holds U+2028 (LINE SEPARATOR) at character 4: {HOW}",
+    "one\u2029two": f"the title holds U+2029 (PARAGRAPH SEPARATOR) at character 4: {HOW}",
+    "tab\there": f"the title holds U+0009 at character 4: {HOW}",
+    "red\x1b[31m": f"the title holds U+001B at character 4: {HOW}",
+    "del\x7f!": f"the title holds U+007F at character 4: {HOW}",
+    "c1\x85x": f"the title holds U+0085 at character 3: {HOW}",
+}
+
+
+@pytest.mark.parametrize("title", sorted(BAD_TITLES), ids=ascii)
+def test_a_title_with_control_or_bidi_characters_is_refused(web: Web, clips: dict[str, Path],
+                                                            title: str) -> None:
+    res = post(web, multipart(clips["tiny"].read_bytes(), title=title))
+    assert (res.status_code, res.json()) == (400, {"detail": BAD_TITLES[title]})
+
+
+def test_a_title_is_trimmed_and_may_hold_any_script_and_joiners(web: Web,
+                                                                clips: dict[str, Path]
+                                                                ) -> None:
+    title = "\u05e9\u05dc\u05d5\u05dd \U0001f469\u200d\U0001f467 caf\u00e9"
+    res = post(web, multipart(clips["tiny"].read_bytes(), title=f"  {title}\u2028\n"))
+    assert res.status_code == 202, res.text
+    records = {u.video_id: u for u in web.platform.values("uploads")}
+    assert records[res.json()["id"]].title == title
+
+
+def test_submit_refuses_the_titles_the_api_refuses(web: Web, clips: dict[str, Path]) -> None:
+    with pytest.raises(BadTitle, match="U\\+202E"):
+        submit(web.platform.streams, web.platform.files, clips["tiny"], "a\u202eb")
+
+
 # -- path tricks in the file name --------------------------------------------------------------
 
 TRICKS = ["../../etc/passwd.mp4", "/etc/passwd.mp4", "..\\..\\windows\\evil.mp4",
@@ -340,6 +386,14 @@ def in_pipeline(web: Web, clips: dict[str, Path], tmp_path_factory: pytest.TempP
         res = post(web, multipart(path.read_bytes(), filename=path.name, title=title))
         assert res.status_code == 202, res.text
         ids[name] = res.json()["id"]
+    # an upload recorded before titles were checked (or by a program of its own)
+    old = new_video_id()
+    source = web.platform.files.put(f"uploads/{old}/source.mp4", clips["tiny"],
+                                    content_type="video/mp4")
+    web.platform.send("uploads", Upload(video_id=old, title=STORED_TITLE, source=source,
+                                        uploaded_at=time.time(), size=source.size), key=old)
+    web.accepted.append(old)
+    ids["old title"] = old
     return ids
 
 
@@ -399,6 +453,20 @@ def test_a_truncated_mp4_with_its_index_first_fails(web: Web, processed: dict[st
     doc = web.client.get(f"/api/videos/{processed['truncated']}").json()
     assert doc["status"] == "failed", doc
     assert "truncated" in doc["reason"], doc
+
+
+def test_a_stored_title_is_shown_without_control_or_bidi_characters(
+        web: Web, processed: dict[str, str]) -> None:
+    vid = processed["old title"]
+    doc = web.client.get(f"/api/videos/{vid}").json()
+    assert (doc["status"], doc["title"]) == ("ready", STORED_TITLE)  # the API says what is stored
+    page = web.client.get(f"/videos/{vid}").text
+    assert "<title>nul evil line sep \u00b7 videosite</title>" in page
+    assert "<h1>nul evil line sep</h1>" in page
+    gallery = web.client.get("/").text
+    assert '<span class="title">nul evil line sep</span>' in gallery
+    for text in (page, gallery):
+        assert not any(char in text for char in "\x00\u202e\u2066\u2069\u2028\x1b")
 
 
 def test_an_html_title_is_shown_as_text(web: Web, processed: dict[str, str]) -> None:

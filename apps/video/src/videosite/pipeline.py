@@ -17,6 +17,7 @@ from millstream.files import FileStore
 
 from .app import app
 from .models import Upload
+from .titles import check_title
 
 __all__ = ["UPLOADS", "ensure_streams", "new_video_id", "submit", "upload_record"]
 
@@ -39,7 +40,10 @@ def new_video_id() -> str:
 
 def upload_record(files: FileStore, path: str | Path, title: str, video_id: str,
                   *, now: float | None = None) -> Upload:
-    """Store the file at ``path`` as ``uploads/<video_id>/source<suffix>``; its ``Upload``."""
+    """Store the file at ``path`` as ``uploads/<video_id>/source<suffix>``; its ``Upload``.
+
+    ``BadTitle`` (nothing stored) for a title the site refuses (``videosite.titles``)."""
+    title = check_title(title)
     path = Path(path)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     ref = files.put(f"uploads/{video_id}/source{path.suffix.lower()}", path,

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from videosite.models import Upload
 from videosite.pipeline import UPLOADS, new_video_id
+from videosite.titles import MAX_TITLE, BadTitle, check_title
 
 from .site import Site
 from .upload import UploadRefused, receive_upload
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-MAX_TITLE = 200
 #: a video id, whole: use ``is_video_id`` (``^...$`` with ``match`` would let a trailing
 #: newline through, and the id would reach the stores)
 VIDEO_ID = re.compile(r"\A[0-9a-f]{16}\Z")
@@ -83,11 +83,11 @@ async def upload_video(request: Request) -> JSONResponse:
     except UploadRefused as exc:
         log.info("upload refused (%s): %s", exc.status, exc.reason)
         return _refused(exc)
-    title = received.fields.get("title", "").strip()
-    if not title or len(title) > MAX_TITLE:
+    try:
+        title = check_title(received.fields.get("title", ""))
+    except BadTitle as exc:
         await asyncio.to_thread(site.files.delete, received.ref)
-        return _refused(UploadRefused(400, f"a title of 1 to {MAX_TITLE} characters is "
-                                           "needed"))
+        return _refused(UploadRefused(400, str(exc)))
     upload = Upload(video_id=video_id, title=title, source=received.ref,
                     uploaded_at=time.time(), content_type=received.content_type,
                     size=received.ref.size)

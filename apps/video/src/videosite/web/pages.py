@@ -1,6 +1,8 @@
 """The server-rendered pages (gallery, video, upload, ops) and the media they show.
 
-Templates are Jinja2 with autoescaping on: every title, file name and message is escaped.
+Templates are Jinja2 with autoescaping on: every title, file name and message is escaped,
+and a title is shown without control, line-separator and bidi-override characters
+(``videosite.titles.shown``), however it was stored.
 No page has inline script or style; ``/static/site.js`` and ``/static/site.css`` do the rest.
 Media are served only as objects a catalogued video refers to (``/media/<id>/<name>``),
 never the uploaded original, with range support.
@@ -15,6 +17,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from videosite.titles import shown
 
 from .api import is_video_id, readable, site_of
 from .ranges import serve_file
@@ -35,6 +39,7 @@ def duration(seconds: float | None) -> str:
 
 
 templates.filters["duration"] = duration
+templates.filters["shown"] = shown
 
 
 def render(name: str, **context: Any) -> HTMLResponse:
@@ -53,7 +58,7 @@ async def video_page(video_id: str, request: Request) -> HTMLResponse:
              if is_video_id(video_id) else None)
     if video is None:
         raise HTTPException(404, "no such video")
-    return render("video.html", video=video, title=video.title)
+    return render("video.html", video=video, title=shown(video.title))
 
 
 @readable(router, "/upload", response_class=HTMLResponse)
