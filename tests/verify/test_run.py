@@ -148,3 +148,41 @@ def test_verify_passes_on_three_kafka_nodes_with_a_broker_killed(
     assert all(node.running() for node in kafka_cluster3.nodes)
     kafka_cluster3.wait_ready(120)
     assert scratch_streams(url) == []
+
+
+def test_a_kept_history_reanalysed_passes_and_fails_once_a_record_is_taken_away(
+        tmp_path: Path) -> None:
+    """The whole way from histories to exit code: ``--analyse DIR`` gives the run's verdict
+    again; with one acknowledged record taken out of the final read and another value stored
+    a second time, it exits 3 and names both."""
+    done, _ = verify(tmp_path, "--seconds", "4")
+    assert done.returncode == 0, done.stdout + done.stderr
+    history = tmp_path / "history"
+    again = subprocess.run([sys.executable, "-m", "millstream", "verify", "--analyse",
+                            str(history)], capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines()[1:] == done.stdout.splitlines()[1:]
+
+    reader = history / "reader.jsonl"
+    lines = [json.loads(line) for line in reader.read_text().splitlines()]
+    acked = {(e.partition, e.offset): e.value
+             for p in history.glob("producer-*.jsonl")
+             for e in read_history(p).events if isinstance(e, Ack)}
+    first = next(r for r in lines[0]["rs"] if (r[0], r[1]) in acked)
+    lines[0]["rs"].remove(first)
+    twice = lines[-1]["rs"][-1]
+    lines.append({"op": "read", "rs": [[twice[0], 10**9, twice[2]]]})
+    reader.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    failed = subprocess.run([sys.executable, "-m", "millstream", "verify", "--analyse",
+                             str(history)], capture_output=True, text=True, check=False)
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    out = failed.stdout.splitlines()
+    i = out.index("lost (acknowledged or polled, then absent): 1")
+    assert out[i + 1] == (f"  e.g. {first[2]!r} acknowledged to {first[2].split(':')[0]} at "
+                          f"{first[0]}@{first[1]}, absent from the final read")
+    i = out.index("stored twice (one value at two positions): 1")
+    assert out[i + 1].startswith(f"  e.g. {twice[2]!r} stored at ")
+    assert out[i + 1].endswith(f"{twice[0]}@{twice[1]}, {twice[0]}@{10**9}")
+    assert "one offset, two values: 0" in out
+    assert out[-1] == f"FAIL: histories kept in {history}"

@@ -9,6 +9,8 @@ before that.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import random
@@ -24,11 +26,14 @@ from millstream._verify.brokers import TestCluster
 from millstream._verify.fleet import Exit, Fleet
 from millstream._verify.history import read_history
 from millstream._verify.workers import read_all
+from millstream.errors import ConfigError
 
-__all__ = ["AckCounter", "Outcome", "Plan", "Tick", "run", "scratch_name"]
+__all__ = ["RUN_FILE", "AckCounter", "Outcome", "Plan", "Tick", "reanalyse", "run", "scratch_name"]
 
 log = logging.getLogger(__name__)
 
+#: What a run records about itself next to the histories (for ``reanalyse``).
+RUN_FILE = "run.json"
 #: How long workers get to stop cleanly (pending acknowledgements, leaving the group).
 STOP_GRACE_S = 15.0
 #: A killed broker stays down for a random time in this range.
@@ -182,5 +187,28 @@ def run(plan: Plan, on_tick: Callable[[Tick], None] = lambda tick: None) -> Outc
             except Exception:
                 log.warning("could not delete the scratch stream %r; delete it with: "
                             "millstream streams delete %s", stream, stream, exc_info=True)
-    return Outcome(stream, elapsed, verdict, dict(fleet.kills), broker_kills,
-                   tuple(fleet.exits), plan.history)
+    outcome = Outcome(stream, elapsed, verdict, dict(fleet.kills), broker_kills,
+                      tuple(fleet.exits), plan.history)
+    (plan.history / RUN_FILE).write_text(json.dumps({
+        "stream": stream, "seconds": elapsed, "process_kills": outcome.process_kills,
+        "broker_kills": broker_kills, "exits": [dataclasses.asdict(e) for e in fleet.exits],
+    }) + "\n")
+    return outcome
+
+
+def reanalyse(folder: Path) -> Outcome:
+    """Analyse the histories a run kept in ``folder`` again (``--history DIR``), e.g. after
+    looking into them; raises ``ConfigError`` if ``folder`` holds no run."""
+    try:
+        meta = json.loads((folder / RUN_FILE).read_text())
+        exits = tuple(Exit(str(e["name"]), int(e["returncode"]), str(e["last_line"]))
+                      for e in meta["exits"])
+        histories = [read_history(p) for p in sorted(folder.glob("*.jsonl"))]
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{folder} holds no verify run ({exc.filename} is missing); give the "
+                          "--history DIR of a finished run") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{folder} holds a damaged verify run: {exc}") from exc
+    return Outcome(str(meta["stream"]), float(meta["seconds"]), analyse(histories),
+                   {str(k): int(v) for k, v in meta["process_kills"].items()},
+                   int(meta["broker_kills"]), exits, folder)

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from millstream._verify.brokers import TestCluster
 from millstream._verify.report import as_json, summary
-from millstream._verify.runner import Plan, Tick, run
+from millstream._verify.runner import Outcome, Plan, Tick, reanalyse, run
 from millstream.cli.shared import CliState, console, pass_state
 from millstream.config import load_config
 
@@ -80,12 +80,15 @@ def _cluster(cluster_dir: Path | None, kill_brokers: bool, url: str | None) -> T
                    "deleted when the run passes).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the outcome as JSON to this file.")
+@click.option("--analyse", "analyse_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Run nothing: analyse again the histories a run kept with --history DIR.")
 @pass_state
 @click.pass_context
 def verify_command(ctx: click.Context, state: CliState, streams_url: str | None, seconds: float,
                    producers: int, consumers: int, partitions: int, kill_every: float,
                    kill_brokers: bool, cluster_dir: Path | None, broker_every: float,
-                   seed: int | None, history: Path | None, json_path: Path | None) -> None:
+                   seed: int | None, history: Path | None, json_path: Path | None,
+                   analyse_dir: Path | None) -> None:
     """Check that a streams deployment keeps what it acknowledges, under SIGKILLs.
 
     Creates a scratch stream, runs producers (unique values) and a consumer group in
@@ -99,6 +102,9 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
       millstream verify --seconds 60 --producers 3 --consumers 3
       millstream verify --streams kafka://broker:9092 --seconds 120
     """
+    if analyse_dir is not None:
+        _finish(ctx, reanalyse(analyse_dir), json_path)
+        return
     url = streams_url or state.streams_url
     cluster = _cluster(cluster_dir, kill_brokers, url)
     if cluster is not None and url is None:
@@ -110,7 +116,7 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
                 producers=producers, consumers=consumers, partitions=partitions,
                 kill_every=kill_every, broker_every=broker_every, cluster=cluster, seed=seed)
     err = console(stderr=True)
-    err.print(f"verify {config.streams}: {producers} producers, {consumers} consumers, "
+    err.print(f"verify on {config.streams} — {producers} producers, {consumers} consumers, "
               f"{seconds:g} s, seed {seed}" + (", killing brokers" if cluster else ""))
     progress = Progress(TextColumn("verify"), BarColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[acked]} sends acked"),
@@ -127,6 +133,14 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
     except KeyboardInterrupt:
         err.print(f"interrupted; the scratch stream was deleted; histories in {folder}")
         ctx.exit(130)
+    _finish(ctx, outcome, json_path)
+    if history is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _finish(ctx: click.Context, outcome: Outcome, json_path: Path | None) -> None:
+    """Print the summary, write the JSON, and exit 3 (anomalies) or 1 (nothing acknowledged)
+    unless the run passed."""
     for line in summary(outcome):
         click.echo(line)
     if json_path is not None:
@@ -134,8 +148,6 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
     if not outcome.verdict.passed:
         ctx.exit(FAILED_EXIT)
     if outcome.verdict.acknowledged == 0:
-        click.secho(f"error: no send was acknowledged in {seconds:g} s: the run proves nothing; "
-                    "is the deployment reachable?", fg="red", err=True)
+        click.secho(f"error: no send was acknowledged in {outcome.seconds:.0f} s: the run "
+                    "proves nothing; is the deployment reachable?", fg="red", err=True)
         ctx.exit(1)
-    if history is None:
-        shutil.rmtree(folder, ignore_errors=True)
