@@ -285,3 +285,34 @@ def test_reset_offsets_per_partition_and_refusals(backend: BackendUnderTest) -> 
         admin.reset_offsets(group, stream, {0: 0, 1: 7})
     assert {p.partition: p.committed for p in admin.describe_group(group).partitions
             if p.stream == stream} == {0: 4, 1: 1}  # a refused reset changed nothing
+
+
+def test_reset_offsets_applies_what_it_returns_and_names_a_missing_stream(
+        backend: BackendUnderTest) -> None:
+    """A group that does not exist yet is created by its reset, as Kafka's own tools do; what
+    the reset returns is what the group then has committed. A missing stream is refused with
+    ``UnknownStreamError`` naming it, and changes nothing."""
+    stream = backend.new_stream(partitions=2)
+    group = backend.new_group()
+    streams = backend.open()
+    with streams.open_producer() as producer:
+        producer.send_batch(stream, [b"x"] * 3, partition=0).wait(60)
+    admin = streams.admin()
+    assert group not in admin.list_groups()
+    applied = {StreamPartition(stream, 0): 3, StreamPartition(stream, 1): 0}
+    assert admin.reset_offsets(group, stream, "latest") == applied
+    assert {StreamPartition(p.stream, p.partition): p.committed
+            for p in admin.describe_group(group).partitions} == applied
+    assert group in admin.list_groups()
+
+    missing = f"missing-{backend.new_group()}"
+    other = backend.new_group()
+    for who in (other, group):
+        with pytest.raises(millstream.UnknownStreamError,
+                           match=rf"stream '{missing}' does not exist") as info:
+            admin.reset_offsets(who, missing, "earliest")
+        assert isinstance(info.value, millstream.NotFoundError)
+        assert not info.value.retriable
+    assert other not in admin.list_groups()
+    assert {StreamPartition(p.stream, p.partition): p.committed
+            for p in admin.describe_group(group).partitions} == applied

@@ -357,7 +357,10 @@ class Admin(Protocol):
         offset, or a mapping of every partition number to its offset (for a reset by time);
         offsets must lie in their partition's retained range (start..end), else
         ``OffsetOutOfRangeError`` naming the range and nothing is changed. Returns the offsets
-        set. Raises ``UnknownStreamError`` if the stream does not exist.
+        set — only once they are committed: a partition the backend refuses raises (a missing
+        stream or partition as ``NotFoundError`` naming it). A group that does not exist yet
+        is created with these offsets, as Kafka's own tools do. Raises
+        ``UnknownStreamError`` if the stream does not exist, and changes nothing.
         """
         ...
 

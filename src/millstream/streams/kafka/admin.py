@@ -13,7 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AdminClient,
     ConfigResource,
@@ -46,7 +51,7 @@ from millstream.streams.checks import (
     check_reset_target,
     reset_offset_for,
 )
-from millstream.streams.kafka.errors import translate
+from millstream.streams.kafka.errors import error_of, translate
 from millstream.streams.kafka.options import KafkaOptions
 
 __all__ = ["KafkaAdmin"]
@@ -268,11 +273,35 @@ class KafkaAdmin:
         check_reset_partitions(stream, to, len(info.partitions))
         chosen = {StreamPartition(stream, p.partition): reset_offset_for(
             stream, p.partition, p.start, p.end, to) for p in info.partitions}
-        request = ConsumerGroupTopicPartitions(
-            group, [TopicPartition(sp.stream, sp.partition, off) for sp, off in chosen.items()])
-        try:
-            self._result(self._client.alter_consumer_group_offsets([request])[group],
-                         f"resetting group {group!r}")
-        except NotFoundError:
-            pass
+        self._alter_offsets(group, chosen)
         return chosen
+
+    def _alter_offsets(self, group: str, offsets: dict[StreamPartition, int]) -> None:
+        """Commit ``offsets`` for ``group`` (a group that does not exist yet is created, as
+        Kafka's own tools do). Kafka answers per partition: any partition it refused is
+        raised — a missing stream or partition as ``NotFoundError`` naming it — never returned
+        as applied. Refusals that pass (a coordinator still loading or moving) are retried
+        until ``millstream.timeout_ms``."""
+        doing = f"resetting group {group!r}"
+        request = ConsumerGroupTopicPartitions(
+            group, [TopicPartition(sp.stream, sp.partition, off) for sp, off in offsets.items()])
+        deadline = time.monotonic() + self._options.timeout_s
+        while True:
+            answer = self._result(self._client.alter_consumer_group_offsets([request])[group],
+                                  doing)
+            refused = [tp for tp in answer.topic_partitions or [] if tp.error is not None]
+            if not refused:
+                return
+            tp = refused[0]
+            where = f"{tp.topic}[{tp.partition}]"
+            error = error_of(tp.error, f"{doing} on {where}")
+            if tp.error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                raise NotFoundError(f"group {group!r} does not exist; its offsets on {where} "
+                                    "were not reset") from KafkaException(tp.error)
+            if isinstance(error, NotFoundError):
+                raise NotFoundError(f"stream {tp.topic!r} has no partition {tp.partition} (it "
+                                    f"was deleted, or is not there yet); group {group!r} was not "
+                                    f"reset on it") from KafkaException(tp.error)
+            if not error.retriable or time.monotonic() > deadline:
+                raise error from KafkaException(tp.error)
+            time.sleep(0.1)
