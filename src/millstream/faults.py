@@ -10,7 +10,8 @@ when no fault is set. Points in use:
 - ``log.commit_offsets.before_commit`` / ``log.commit_offsets.after_commit``
 - ``log.retention.before_commit`` retention deleted batches, transaction not committed
 - ``files.put.before_commit``     an object's bytes written and synced, not yet in place
-- ``files.put.after_commit``      in place (``file://``), its metadata not yet written
+- ``files.put.between_renames``  ``file://``: the data file in place, its record still in ``.tmp/``
+- ``files.put.after_commit``      ``file://``: data and record in place, folders not yet synced
 - ``tables.materialize.before_commit`` / ``tables.materialize.after_commit``  a table's rows and
   offsets in one transaction
 - ``service.batch.after_send``    a batch's outputs handed to the producer, nothing committed

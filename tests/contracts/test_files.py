@@ -1,7 +1,7 @@
 """File store contract: the same tests for file://, s3:// (a real S3 API server) and memory://.
 
 Only the ``FileStore`` Protocol is used, except where a test must reach under the store to
-damage it (``StoreUnderTest.corrupt``) or to kill a writer (a child process).
+damage it (``StoreUnderTest.rewrite``) or to kill a writer (a child process).
 """
 
 from __future__ import annotations
@@ -42,21 +42,28 @@ class StoreUnderTest:
     url: str
     options: dict[str, Any] | None
     store: FileStore
-    corrupt: Callable[[str, int], None]  # flip the byte at an offset of an object, in place
+    # change an object's bytes behind the store's back, keeping all the backend lets us keep
+    # (the inode on file://, the recorded size and SHA-256 metadata on S3)
+    rewrite: Callable[[str, Callable[[bytes], bytes]], None]
+
+    def corrupt(self, name: str, offset: int) -> None:
+        """Flip the byte at ``offset`` of an object: same size, different bytes."""
+        self.rewrite(name, lambda data: data[:offset] + bytes([data[offset] ^ 0xFF])
+                     + data[offset + 1:])
 
 
 def _local(tmp_path: Path) -> StoreUnderTest:
     root = tmp_path / "files"
     store = open_files(root.as_uri())
 
-    def corrupt(name: str, offset: int) -> None:
-        with open(root / name, "r+b") as f:
-            f.seek(offset)
-            byte = f.read(1)
-            f.seek(offset)
-            f.write(bytes([byte[0] ^ 0xFF]))
+    def rewrite(name: str, change: Callable[[bytes], bytes]) -> None:
+        with open(root / name, "r+b") as f:  # in place: the same inode
+            new = change(f.read())
+            f.seek(0)
+            f.write(new)
+            f.truncate()
 
-    return StoreUnderTest("file", root.as_uri(), None, store, corrupt)
+    return StoreUnderTest("file", root.as_uri(), None, store, rewrite)
 
 
 def _s3(target: S3Target) -> StoreUnderTest:
@@ -67,7 +74,7 @@ def _s3(target: S3Target) -> StoreUnderTest:
     store = open_files(url, options=target.options)
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
 
-    def corrupt(name: str, offset: int) -> None:
+    def rewrite(name: str, change: Callable[[bytes], bytes]) -> None:
         client = boto3.client("s3", endpoint_url=target.endpoint,
                               aws_access_key_id=target.options["key"],
                               aws_secret_access_key=target.options["secret"],
@@ -76,14 +83,12 @@ def _s3(target: S3Target) -> StoreUnderTest:
         try:
             key = f"{prefix}/{name}"
             got = client.get_object(Bucket=bucket, Key=key)
-            data = bytearray(got["Body"].read())
-            data[offset] ^= 0xFF  # same size, same recorded SHA-256, different bytes
-            client.put_object(Bucket=bucket, Key=key, Body=bytes(data),
-                              Metadata=got["Metadata"])
+            client.put_object(Bucket=bucket, Key=key, Body=change(got["Body"].read()),
+                              Metadata=got["Metadata"])  # the recorded SHA-256 kept
         finally:
             client.close()
 
-    return StoreUnderTest("s3", url, target.options, store, corrupt)
+    return StoreUnderTest("s3", url, target.options, store, rewrite)
 
 
 def _memory() -> StoreUnderTest:
@@ -92,16 +97,14 @@ def _memory() -> StoreUnderTest:
     url = f"memory://millstream-tests/{uuid.uuid4().hex[:8]}"
     store = open_files(url)
 
-    def corrupt(name: str, offset: int) -> None:
+    def rewrite(name: str, change: Callable[[bytes], bytes]) -> None:
         from fsspec.implementations.memory import MemoryFileSystem
 
         fs = MemoryFileSystem()
         path = f"{url.removeprefix('memory:/')}/{name}"
-        data = bytearray(fs.cat_file(path))
-        data[offset] ^= 0xFF
-        fs.pipe_file(path, bytes(data))
+        fs.pipe_file(path, change(fs.cat_file(path)))
 
-    return StoreUnderTest("memory", url, None, store, corrupt)
+    return StoreUnderTest("memory", url, None, store, rewrite)
 
 
 @pytest.fixture(params=["file", "s3", "memory"])
@@ -270,6 +273,20 @@ def test_local_path_holds_the_bytes(sut: StoreUnderTest) -> None:
         assert path == Path(ref.url.removeprefix("file://"))
 
 
+@pytest.mark.parametrize("sut", ["s3", "memory"], indirect=True)
+def test_a_cache_copy_changed_in_place_is_fetched_again(sut: StoreUnderTest) -> None:
+    data = pattern(MiB + 5)
+    ref = sut.store.put("media/cached.bin", data)
+    path = sut.store.local_path(ref)
+    ino = path.stat().st_ino
+    with open(path, "r+b") as f:  # the cache is a copy: damage there is repaired, not served
+        f.seek(MiB)
+        f.write(b"X")
+    assert sut.store.local_path(ref) == path
+    assert path.read_bytes() == data
+    assert path.stat().st_ino != ino
+
+
 def test_flipped_bytes_fail_a_full_read_naming_the_object(sut: StoreUnderTest) -> None:
     data = pattern(2 * MiB)
     ref = sut.store.put("victim.bin", data)
@@ -279,12 +296,40 @@ def test_flipped_bytes_fail_a_full_read_naming_the_object(sut: StoreUnderTest) -
     with pytest.raises(CorruptDataError, match=r"victim\.bin"), sut.store.open(ref) as f:
         while f.read(100_000):
             pass
-    # a range read does not verify, and shows the damage
-    with sut.store.open(ref, start=MiB, end=MiB + 32) as f:
-        damaged = f.read()
-    assert damaged != data[MiB:MiB + 32] and damaged[:17] == data[MiB:MiB + 17]
-    with sut.store.open(ref, verify=False) as f:
+    if sut.name == "file":  # its range reads are checked too (see test_damage.py)
+        with pytest.raises(CorruptDataError, match=re.escape(ref.url)):
+            sut.store.open(ref, start=MiB, end=MiB + 32)
+    else:  # a range read cannot be verified here, and shows the damage
+        with sut.store.open(ref, start=MiB, end=MiB + 32) as f:
+            damaged = f.read()
+        assert damaged != data[MiB:MiB + 32] and damaged[:17] == data[MiB:MiB + 17]
+    with sut.store.open(ref, verify=False) as f:  # reading what is there, to salvage it
         assert len(f.read()) == len(data)
+
+
+DAMAGE: dict[str, Callable[[bytes], bytes]] = {
+    "truncated": lambda data: data[:len(data) // 2],
+    "appended": lambda data: data + b"appended",
+    "flipped": lambda data: data[:1000] + bytes([data[1000] ^ 1]) + data[1001:],
+}
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_object_fails_every_full_read_and_local_path(sut: StoreUnderTest,
+                                                              how: str) -> None:
+    data = pattern(MiB + 3)
+    ref = sut.store.put("media/damaged.bin", data)
+    sut.rewrite("media/damaged.bin", DAMAGE[how])
+    reads: list[Callable[[], object]] = [
+        lambda: sut.store.read_bytes(ref), lambda: sut.store.read_bytes("media/damaged.bin"),
+        lambda: sut.store.read_bytes(ref.url), lambda: sut.store.local_path(ref),
+        lambda: sut.store.local_path("media/damaged.bin")]
+    for read in reads:
+        with pytest.raises(CorruptDataError, match=re.escape(ref.url) + ": .*put it again"):
+            read()
+    assert sut.store.stat("media/damaged.bin").sha256 == ref.sha256  # never re-recorded
+    assert sut.store.put("media/damaged.bin", data) == ref  # a put heals it
+    assert sut.store.local_path(ref).read_bytes() == data
 
 
 @pytest.mark.parametrize("sut", ["file", "s3"], indirect=True)  # memory:// is per process

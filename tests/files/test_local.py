@@ -1,4 +1,4 @@
-"""The file:// store's own promises: layout, sidecars, adoption, configuration."""
+"""The file:// store's own promises: layout, records, configuration (damage: test_damage)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def test_the_sidecar_records_hash_size_and_type(tmp_path: Path) -> None:
     store.put("v/clip.mp4", b"12345", content_type="video/mp4")
     sidecar = json.loads((tmp_path / "files/.meta/v/clip.mp4.json").read_text())
     ino = os.stat(tmp_path / "files/v/clip.mp4").st_ino
-    assert sidecar == {"sha256": sha(b"12345"), "size": 5, "content_type": "video/mp4",
-                       "ino": ino}
+    assert sidecar == {"name": "v/clip.mp4", "sha256": sha(b"12345"), "size": 5,
+                       "content_type": "video/mp4", "ino": ino}
     assert list((tmp_path / "files/.tmp").iterdir()) == []
 
 
@@ -57,28 +57,6 @@ def test_stat_reads_the_sidecar_not_the_object(tmp_path: Path) -> None:
     with open(tmp_path / "files/x", "r+b") as f:  # damage in place: the record stands
         f.write(b"O")
     assert store.stat("x").sha256 == sha(b"original")
-
-
-def test_a_file_copied_in_by_hand_is_hashed_once_and_recorded(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path / "files")
-    (tmp_path / "files/manual").mkdir()
-    (tmp_path / "files/manual/f.bin").write_bytes(b"by hand")
-    ref = store.stat("manual/f.bin")
-    assert (ref.size, ref.sha256) == (7, sha(b"by hand"))
-    assert json.loads((tmp_path / "files/.meta/manual/f.bin.json").read_text())["sha256"] == (
-        sha(b"by hand"))
-    assert store.read_bytes("manual/f.bin") == b"by hand"
-
-
-def test_a_sidecar_left_stale_by_a_crash_is_not_trusted(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path / "files")
-    store.put("doc", b"version 1")
-    # what a crash between the data rename and the sidecar rename leaves behind
-    (tmp_path / "new").write_bytes(b"version 2")
-    os.replace(tmp_path / "new", tmp_path / "files/doc")
-    ref = store.stat("doc")
-    assert (ref.size, ref.sha256) == (9, sha(b"version 2"))
-    assert store.read_bytes("doc") == b"version 2"
 
 
 def test_an_object_cannot_be_a_folder_too(tmp_path: Path) -> None:

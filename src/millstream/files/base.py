@@ -79,8 +79,10 @@ class FileStore(Protocol):
         """Read an object (by reference or name) as a stream, optionally the byte range
         ``start``..``end`` (exclusive; outside ``0..size`` is ``InvalidRequestError``). A
         full read with ``verify`` checks the SHA-256 (and size) when its last byte is read and
-        raises ``CorruptDataError`` naming the object's URL on a mismatch; range reads are not
-        verified. A ``FileRef`` whose hash no longer matches the stored object's (the name was
+        raises ``CorruptDataError`` naming the object's URL on a mismatch; a range read is
+        checked first where the backend can tell cheaply whether the object changed since
+        its last check (``file://``), else not. ``verify=False`` reads what is there, for
+        salvage. A ``FileRef`` whose hash no longer matches the stored object's (the name was
         overwritten since) is refused at open with ``NotFoundError``. ``NotFoundError`` if
         there is no object."""
         ...
@@ -91,7 +93,8 @@ class FileStore(Protocol):
 
     def stat(self, ref: FileRef | str) -> FileRef:
         """The stored object's reference (size, hash recorded at write) without reading it;
-        ``NotFoundError`` if there is none."""
+        ``NotFoundError`` if there is none. Only a write records a hash: a changed object
+        keeps the record of what was written."""
         ...
 
     def exists(self, ref: FileRef | str) -> bool: ...
@@ -106,7 +109,9 @@ class FileStore(Protocol):
 
     def local_path(self, ref: FileRef | str) -> Path:
         """A local path to the object's bytes, for tools that need one (PyAV, Pillow): the
-        object itself on ``file://``, else a verified copy in a local cache."""
+        object itself on ``file://``, else a verified copy in a local cache. Either is checked
+        against the recorded SHA-256 whenever its stat signature changed since its last check
+        (``CorruptDataError`` naming the object if it does not match)."""
         ...
 
     def close(self) -> None: ...

@@ -4,12 +4,22 @@ A backend subclasses ``StoreBase`` and supplies five primitives — ``_head`` (t
 recorded at write), ``_read_range`` (a raw byte stream), ``_new_writer``, ``_remove`` and
 ``_walk`` — and gets the whole ``FileStore`` contract from them: name checks, stale-reference
 refusal, range checks, SHA-256 verification on full reads, listing and the local-path cache.
+A backend that can tell cheaply whether an object changed since it was last verified
+overrides ``_check_range`` so that range reads are verified too (``file://`` does).
+
+``_head`` reports what was recorded when the object was written and never hashes the object
+to make up a record: a record comes only from a write, so damage cannot be re-recorded as
+the object's content. The local-path cache (for stores that are not local) holds verified
+copies named by their SHA-256 and checks a copy again whenever its stat signature changes
+(see ``_verify``); a damaged copy is fetched again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,6 +33,7 @@ from millstream.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from millstream.files._verify import DAMAGED, signature, verify_fd
 from millstream.files.base import FileRef, Source
 
 __all__ = [
@@ -35,6 +46,8 @@ __all__ = [
     "copy_source",
     "hash_file",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Bytes moved per read or write when streaming.
 CHUNK = 1024 * 1024
@@ -217,7 +230,7 @@ class _RangeReader(io.RawIOBase):
         if not n:
             raise CorruptDataError(
                 f"{self._what}: stored object ended {self._left} byte(s) early "
-                f"(expected {self._length} bytes)"
+                f"(expected {self._length} bytes); {DAMAGED}"
             )
         self._left -= n
         if self._digest is not None:
@@ -231,13 +244,14 @@ class _RangeReader(io.RawIOBase):
         extra = self._raw.read(1)
         if extra:
             raise CorruptDataError(
-                f"{self._what}: stored object is longer than the {self._length} bytes recorded"
+                f"{self._what}: stored object is longer than the {self._length} bytes "
+                f"recorded; {DAMAGED}"
             )
         actual = self._digest.hexdigest()
         if actual != self._expect:
             raise CorruptDataError(
                 f"{self._what}: SHA-256 mismatch: recorded {self._expect}, read {actual}; "
-                "the stored bytes changed after they were written"
+                f"{DAMAGED}"
             )
 
     def close(self) -> None:
@@ -272,6 +286,10 @@ class StoreBase:
         """Every object whose name starts with ``prefix``, in any order."""
         raise NotImplementedError
 
+    def _check_range(self, name: str, meta: ObjectMeta, raw: BinaryIO) -> None:
+        """Before a range of ``name`` is served from ``raw``: raise ``CorruptDataError`` if
+        the object no longer holds what was recorded. By default ranges are not checked."""
+
     # --- names and references ---------------------------------------------------------------
     @property
     def url(self) -> str:
@@ -297,12 +315,16 @@ class StoreBase:
         meta = self._head(name)
         if meta is None:
             raise NotFoundError(f"no object {name!r} in the file store {self._url}")
+        self._refuse_stale(ref, meta)
+        return name, meta
+
+    @staticmethod
+    def _refuse_stale(ref: FileRef | str, meta: ObjectMeta) -> None:
         if isinstance(ref, FileRef) and ref.sha256 != meta.sha256:
             raise NotFoundError(
                 f"{ref.url}: the stored object has changed since this reference was made "
                 f"(reference SHA-256 {ref.sha256}, stored {meta.sha256})"
             )
-        return name, meta
 
     # --- the FileStore contract -------------------------------------------------------------
     def put(self, name: str, source: Source, *, content_type: str | None = None) -> FileRef:
@@ -326,6 +348,12 @@ class StoreBase:
             )
         full = start == 0 and stop == meta.size
         raw = self._read_range(name, start, stop)
+        if verify and not full:
+            try:
+                self._check_range(name, meta, raw)
+            except BaseException:
+                raw.close()
+                raise
         reader = _RangeReader(raw, stop - start, meta.sha256 if full and verify else None,
                               f"{self._url}/{name}")
         return io.BufferedReader(reader, CHUNK)
@@ -350,7 +378,10 @@ class StoreBase:
         return True
 
     def delete(self, ref: FileRef | str) -> None:
-        name, _ = self._meta(ref)
+        try:
+            name, _ = self._meta(ref)
+        except CorruptDataError:  # a damaged object can still be removed
+            name = self.name_of(ref)
         self._remove(name)
 
     def list(self, prefix: str = "") -> Iterator[FileRef]:
@@ -361,12 +392,13 @@ class StoreBase:
             yield self.ref_for(name, meta)
 
     def local_path(self, ref: FileRef | str) -> Path:
-        """A verified copy in the cache, named by its SHA-256 (so shared by equal objects)."""
+        """A verified copy in the cache, named by its SHA-256 (so shared by equal objects);
+        checked again whenever its stat signature changed, fetched again if damaged."""
         name, meta = self._meta(ref)
         if self._cache_dir is None:
             raise InvalidRequestError(f"file store {self._url} has no local cache directory")
         path = self._cache_dir / meta.sha256[:2] / meta.sha256
-        if path.is_file() and path.stat().st_size == meta.size:
+        if _cached_copy_intact(path, meta):
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
@@ -392,3 +424,34 @@ class StoreBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url!r})"
+
+
+def _cached_copy_intact(path: Path, meta: ObjectMeta) -> bool:
+    """Whether the cache holds an intact copy at ``path``: its signature is the one recorded
+    in ``path.ok`` after its last check, or it hashes to ``meta.sha256`` now."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        now = signature(os.fstat(fd))
+        checked = path.with_name(path.name + ".ok")
+        with_sig: object = None
+        try:
+            with_sig = json.loads(checked.read_text())
+        except (FileNotFoundError, ValueError):
+            pass
+        if with_sig == list(now):
+            return True
+        try:
+            verified = verify_fd(fd, meta.sha256, meta.size, str(path))
+        except CorruptDataError as exc:
+            logger.warning("damaged cache copy, fetching it again: %s", exc)
+            return False
+        if verified is not None:
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.ok")
+            tmp.write_text(json.dumps(list(verified)))
+            os.replace(tmp, checked)
+        return True
+    finally:
+        os.close(fd)

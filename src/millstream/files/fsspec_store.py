@@ -3,8 +3,12 @@
 The object is written to ``ROOT/.tmp/<random>.part`` while it is hashed, its sidecar
 ``ROOT/.meta/NAME.json`` (SHA-256, size, content type, time) is written, and the temporary
 object is moved onto ``ROOT/NAME`` (a rename where the filesystem has one, a copy and a
-delete on object stores — either way the name shows the old or the whole new object). A
-sidecar whose size does not match the object's is stale: the object is hashed on ``stat``.
+delete on object stores — either way the name shows the old or the whole new object). The
+sidecar is the object's record and only a write makes one: an object whose bytes no longer
+match it (changed behind the store's back, or the old object left by a writer killed between
+its sidecar and its move) fails full reads and ``local_path`` with ``CorruptDataError`` until
+it is put again. An object with no sidecar at all (written by another tool) is hashed on
+each ``stat``.
 """
 
 from __future__ import annotations
@@ -83,10 +87,9 @@ class FsspecStore(StoreBase):
             return None
         try:
             meta = json.loads(self.fs.cat_file(self.meta_key(name)))
-            if meta["size"] == info["size"]:
-                return ObjectMeta(size=meta["size"], sha256=meta["sha256"],
-                                  content_type=meta.get("content_type"),
-                                  modified=float(meta["written"]))
+            return ObjectMeta(size=meta["size"], sha256=meta["sha256"],
+                              content_type=meta.get("content_type"),
+                              modified=float(meta["written"]))
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass
         with self.fs.open(key, "rb") as f:

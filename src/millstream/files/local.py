@@ -1,41 +1,68 @@
-"""The ``file://`` store: objects as plain files under a root directory, written atomically.
+"""The ``file://`` store: objects as plain files under a root directory, written atomically,
+checked against the SHA-256 recorded when they were written.
 
 Layout under the root::
 
-    videos/ab12/source.mp4          the object itself, under its name
-    .meta/videos/ab12/source.mp4.json   {"sha256", "size", "content_type", "ino"} recorded at write
-    .tmp/<random>.part               writes in flight (and leftovers of killed writers)
+    videos/ab12/source.mp4              the object itself, under its name
+    .meta/videos/ab12/source.mp4.json   its record: {"name", "sha256", "size", "content_type",
+                                        "ino"} written by the put, plus "verified" (below)
+    .tmp/<random>.part                  writes in flight (and leftovers of killed writers)
+    .tmp/<ino>.meta.json                the record of a write about to be renamed into place
 
-A write goes to ``.tmp/`` (hashing as it goes), is fsynced, its sidecar is written and synced
-next to it, and then the data file is renamed into place, the sidecar after it, and both
-directories are fsynced. A reader therefore sees the old object or the new one, never a part.
-A sidecar is trusted only while its inode and size match the data file's (a rename gives the
-data file a new inode): after a crash between the two renames, or for a file copied in by
-hand, the object is hashed once on first ``stat`` and the sidecar rewritten.
+A write goes to ``.tmp/`` (hashing as it goes) and is fsynced; its record is written and
+synced as ``.tmp/<ino>.meta.json`` (``ino``: the data file's inode, which the rename keeps);
+then, under the store's lock (``flock`` of the ``.meta`` folder, taken around every change of
+a record), the data file is renamed into place and the record after it, and both
+directories are fsynced. A reader sees the old object or the new one, never a part. A writer
+killed between the two renames leaves its record in ``.tmp/`` under the inode of the file now
+in place: the next look at the name (or the next store opened a day later) finishes the
+rename. Only a write makes a record: a file whose record is missing is not an object
+(``CorruptDataError`` on use, skipped by ``list``), and a file whose bytes changed keeps the
+record of what was written.
+
+Reads check the object against its record:
+
+- a full read (``open`` to the end, ``read_bytes``) hashes every byte as it streams and
+  raises ``CorruptDataError`` at the end on a mismatch (so bit rot is always caught);
+- a range read and ``local_path`` first compare the file's stat signature (inode, size,
+  mtime, ctime) with the one recorded after its last successful check, ``"verified"`` in the
+  record. Equal: the file has not been touched since, and it is used at once (one ``stat``
+  and one small read). Different (a first use, a restore from a copy, a touch, any change in
+  place — the ctime changes even when the mtime is put back): the whole file is hashed, and
+  it is used only if it matches the record, which then gains the new signature. So the first
+  ``local_path`` of a new object costs one hash of it, later ones almost nothing, and a file
+  changed in place is never handed out. A path stays the caller's to misuse: bytes changed
+  after ``local_path`` returned are seen only by the next check.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import logging
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundError
 from millstream.faults import fault_point
+from millstream.files._verify import DAMAGED, signature, verify_fd
 from millstream.files.base import FileRef
-from millstream.files.core import ObjectMeta, StoreBase, WriterBase, hash_file
+from millstream.files.core import ObjectMeta, StoreBase, WriterBase
 
 __all__ = ["LocalStore"]
+
+logger = logging.getLogger(__name__)
 
 META = ".meta"
 TMP = ".tmp"
 #: Temporary files older than this are leftovers of killed writers and removed at open.
 STALE_TMP_S = 24 * 3600.0
+PENDING = ".meta.json"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -46,11 +73,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_synced(path: Path, record: dict[str, object]) -> None:
+    with open(path, "w") as f:
+        json.dump(record, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_retrying(src: Path, dst: Path) -> None:
+    """``os.replace``, making ``dst``'s folder first; a delete may drop a folder it found
+    empty meanwhile, hence the retries."""
+    for attempt in range(3):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dst)
+            return
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+
+
 class _LocalWriter(WriterBase):
     def __init__(self, store: LocalStore, name: str, content_type: str | None) -> None:
         super().__init__(store, name, content_type)
         self._local = store
         self._tmp = store.root / TMP / f"{uuid.uuid4().hex}.part"
+        self._pending: Path | None = None
         self._file = open(self._tmp, "xb", buffering=0)  # noqa: SIM115 - closed at commit
 
     def _write_chunk(self, data: bytes | memoryview) -> None:
@@ -65,40 +113,23 @@ class _LocalWriter(WriterBase):
         os.fsync(fd)
         st = os.fstat(fd)
         self._file.close()
-        meta = {"sha256": sha256, "size": size, "content_type": self.content_type,
-                "ino": st.st_ino}
+        record = {"name": self.name, "sha256": sha256, "size": size,
+                  "content_type": self.content_type, "ino": st.st_ino}
         target = store.root / self.name
         meta_target = store.meta_path(self.name)
-        meta_tmp = self._tmp.with_suffix(".json")
-        with open(meta_tmp, "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
+        self._pending = store.pending_path(st.st_ino)
+        _write_synced(self._pending, record)
         fault_point("files.put.before_commit")
-        try:
-            for attempt in range(3):  # a delete may drop a folder it found empty meanwhile
-                target.parent.mkdir(parents=True, exist_ok=True)
-                meta_target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.replace(self._tmp, target)
-                    break
-                except FileNotFoundError:
-                    if attempt == 2:
-                        raise
-        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-            meta_tmp.unlink(missing_ok=True)
-            raise InvalidRequestError(
-                f"cannot store {self.name!r}: a part of it is already an object, or it is a "
-                f"folder of other objects ({exc.strerror})"
-            ) from exc
-        for attempt in range(3):
-            meta_target.parent.mkdir(parents=True, exist_ok=True)
+        with store.lock():
             try:
-                os.replace(meta_tmp, meta_target)
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
+                _replace_retrying(self._tmp, target)
+            except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+                raise InvalidRequestError(
+                    f"cannot store {self.name!r}: a part of it is already an object, or it "
+                    f"is a folder of other objects ({exc.strerror})"
+                ) from exc
+            fault_point("files.put.between_renames")
+            _replace_retrying(self._pending, meta_target)
         fault_point("files.put.after_commit")
         _fsync_dir(target.parent)
         _fsync_dir(meta_target.parent)
@@ -108,11 +139,13 @@ class _LocalWriter(WriterBase):
     def _discard(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-        self._tmp.with_suffix(".json").unlink(missing_ok=True)
+        if self._pending is not None:
+            self._pending.unlink(missing_ok=True)
 
 
 class LocalStore(StoreBase):
-    """Objects as files under ``root``; ``local_path`` is the object's own path."""
+    """Objects as files under ``root``; ``local_path`` is the object's own path, handed out
+    only after the file was checked against its record (see the module docstring)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().absolute()
@@ -125,16 +158,64 @@ class LocalStore(StoreBase):
         cutoff = time.time() - STALE_TMP_S
         for entry in os.scandir(self.root / TMP):
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
+                if entry.stat().st_mtime >= cutoff:
+                    continue
+                if entry.name.endswith(PENDING):  # a record whose rename a crash cut off?
+                    self._finish_put(Path(entry.path))
+                os.unlink(entry.path)
 
     def meta_path(self, name: str) -> Path:
         return self.root / META / f"{name}.json"
 
+    def pending_path(self, ino: int) -> Path:
+        """Where a write's record waits for the data file (inode ``ino``) to be in place."""
+        return self.root / TMP / f"{ino}{PENDING}"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive, across threads and processes, while a record changes."""
+        fd = os.open(self.root / META, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _new_writer(self, name: str, content_type: str | None) -> WriterBase:
         return _LocalWriter(self, name, content_type)
 
-    def _head(self, name: str) -> ObjectMeta | None:
+    # --- records ----------------------------------------------------------------------------
+    def _read_record(self, name: str) -> dict[str, Any] | None:
+        try:
+            with open(self.meta_path(name)) as f:
+                record = json.load(f)
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str) or (
+                not isinstance(record.get("size"), int)):
+            return None
+        return record
+
+    def _finish_put(self, pending: Path) -> dict[str, Any] | None:
+        """Complete a write killed between its two renames: if ``pending`` (a record in
+        ``.tmp/``) describes the file now under its name, move it into place."""
+        with self.lock():
+            try:
+                record = json.loads(pending.read_text())
+                name = record["name"]
+                if os.stat(self.root / name).st_ino != record["ino"]:
+                    return None
+            except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
+                return None
+            meta = self.meta_path(name)
+            _replace_retrying(pending, meta)
+            _fsync_dir(meta.parent)
+        logger.warning("completed the interrupted write of %s/%s", self.url, name)
+        return self._read_record(name)
+
+    def _record(self, name: str) -> tuple[dict[str, Any], os.stat_result] | None:
+        """The object's record and its file's ``stat``; ``None`` if there is no file.
+        ``CorruptDataError`` if there is a file but no record of a write."""
         path = self.root / name
         try:
             st = path.stat()
@@ -142,38 +223,59 @@ class LocalStore(StoreBase):
             return None
         if not path.is_file():
             return None
-        try:
-            with open(self.meta_path(name)) as f:
-                meta = json.load(f)
-            if meta["ino"] == st.st_ino and meta["size"] == st.st_size:
-                return ObjectMeta(size=meta["size"], sha256=meta["sha256"],
-                                  content_type=meta.get("content_type"), modified=st.st_mtime)
-        except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
-            pass
-        return self._adopt(name, path, st)
+        record = self._read_record(name)
+        if record is None or record.get("ino") != st.st_ino:
+            pending = self.pending_path(st.st_ino)
+            if pending.exists():
+                record = self._finish_put(pending) or record
+        if record is None:
+            raise CorruptDataError(
+                f"{self.url}/{name}: no SHA-256 recorded for this file (it was not written "
+                "through the store, or its record in .meta/ was lost); put it again with "
+                "`millstream files put`, or delete it")
+        return record, st
 
-    def _adopt(self, name: str, path: Path, st: os.stat_result) -> ObjectMeta | None:
-        """Hash an object whose sidecar is missing or stale, and record it."""
-        try:
-            with open(path, "rb") as f:
-                sha256, size = hash_file(f)
-                after = os.fstat(f.fileno())
-        except FileNotFoundError:
+    def _head(self, name: str) -> ObjectMeta | None:
+        found = self._record(name)
+        if found is None:
             return None
-        content_type = None
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError, ValueError,
-                                 AttributeError):
-            content_type = json.loads(self.meta_path(name).read_text()).get("content_type")
-        if after.st_ino == st.st_ino and size == after.st_size:
-            meta_path = self.meta_path(name)
-            meta_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / TMP / f"{uuid.uuid4().hex}.json"
-            tmp.write_text(json.dumps({"sha256": sha256, "size": size,
-                                       "content_type": content_type, "ino": after.st_ino}))
-            os.replace(tmp, meta_path)
-        return ObjectMeta(size=size, sha256=sha256, content_type=content_type,
-                          modified=after.st_mtime)
+        record, st = found
+        return _meta_of(record, st)
 
+    # --- checks -----------------------------------------------------------------------------
+    def _check_fd(self, name: str, meta: ObjectMeta, fd: int) -> None:
+        """Raise ``CorruptDataError`` unless the file open as ``fd`` holds the recorded
+        bytes: at once when its signature is the one last verified, else by hashing it."""
+        record = self._read_record(name)
+        st = os.fstat(fd)
+        if (record is not None and record["sha256"] == meta.sha256
+                and record.get("verified") == list(signature(st))):
+            return
+        what = f"{self.url}/{name}"
+        if st.st_size != meta.size:
+            raise CorruptDataError(
+                f"{what}: the file has {st.st_size} bytes, {meta.size} were recorded; "
+                f"{DAMAGED}")
+        verified = verify_fd(fd, meta.sha256, meta.size, what)
+        if verified is None:
+            return
+        with self.lock():  # record it only if nothing changed meanwhile
+            record = self._read_record(name)
+            try:
+                now = signature(os.stat(self.root / name))
+            except FileNotFoundError:
+                return
+            if record is None or record["sha256"] != meta.sha256 or now != verified:
+                return
+            record.update(ino=verified.ino, verified=list(verified))
+            tmp = self.root / TMP / f"{uuid.uuid4().hex}.json"
+            _write_synced(tmp, record)  # synced: it replaces the write's own record
+            os.replace(tmp, self.meta_path(name))
+
+    def _check_range(self, name: str, meta: ObjectMeta, raw: BinaryIO) -> None:
+        self._check_fd(name, meta, raw.fileno())
+
+    # --- the rest of the primitives ---------------------------------------------------------
     def _read_range(self, name: str, start: int, end: int) -> BinaryIO:
         try:
             f = open(self.root / name, "rb", buffering=0)  # noqa: SIM115 - caller closes
@@ -184,8 +286,8 @@ class LocalStore(StoreBase):
         return f
 
     def _remove(self, name: str) -> None:
-        # the sidecar first: a crash between leaves a file that is re-hashed, never a sidecar
-        # that outlives its data
+        # the record first: a crash between leaves a file without one (refused, deletable),
+        # never a record that outlives its data
         self.meta_path(name).unlink(missing_ok=True)
         try:
             (self.root / name).unlink()
@@ -211,11 +313,37 @@ class LocalStore(StoreBase):
             for filename in filenames:
                 name = rel + filename
                 if name.startswith(prefix):
-                    meta = self._head(name)
+                    try:
+                        meta = self._head(name)
+                    except CorruptDataError as exc:
+                        logger.warning("not listed: %s", exc)
+                        continue
                     if meta is not None:
                         yield name, meta
 
     def local_path(self, ref: FileRef | str) -> Path:
-        """The object's own file (not a copy); do not modify it."""
-        name, _ = self._meta(ref)
-        return self.root / name
+        """The object's own file (not a copy), checked first; do not modify it."""
+        name = self.name_of(ref)
+        found = self._record(name)
+        if found is None:
+            raise NotFoundError(f"no object {name!r} in the file store {self.url}")
+        record, st = found
+        meta = _meta_of(record, st)
+        self._refuse_stale(ref, meta)
+        path = self.root / name
+        if record.get("verified") == list(signature(st)):
+            return path  # checked since its last change: one stat and one small read
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
+        try:
+            self._check_fd(name, meta, fd)
+        finally:
+            os.close(fd)
+        return path
+
+
+def _meta_of(record: dict[str, Any], st: os.stat_result) -> ObjectMeta:
+    return ObjectMeta(size=record["size"], sha256=record["sha256"],
+                      content_type=record.get("content_type"), modified=st.st_mtime)

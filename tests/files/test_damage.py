@@ -1,0 +1,225 @@
+"""The file:// store refuses an object changed in place, on every read path (F3).
+
+Each damage keeps the file's inode (the file is opened ``r+b`` and written or truncated), as
+a stray tool, an editor saving in place or a bad disk would. Every way of reading the object
+must then raise ``CorruptDataError`` naming it; only a ``put`` may give a name a new hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from millstream.errors import CorruptDataError
+from millstream.faults import FAULT_EXIT_CODE
+from millstream.files import FileRef
+from millstream.files.local import LocalStore
+
+REPO = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+NAME = "videos/ab12/source.mp4"
+DATA = bytes(range(256)) * (3 * MiB // 256) + b"end"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def truncate(f: object, size: int) -> None:
+    f.truncate(size // 2)  # type: ignore[attr-defined]
+
+
+def append(f: object, size: int) -> None:
+    f.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
+    f.write(b"appended")  # type: ignore[attr-defined]
+
+
+def flip(f: object, size: int) -> None:
+    f.seek(size // 2)  # type: ignore[attr-defined]
+    byte = f.read(1)  # type: ignore[attr-defined]
+    f.seek(size // 2)  # type: ignore[attr-defined]
+    f.write(bytes([byte[0] ^ 0x01]))  # type: ignore[attr-defined]
+
+
+DAMAGE: dict[str, Callable[[object, int], None]] = {
+    "truncated": truncate, "appended": append, "flipped": flip}
+
+
+def damage_in_place(path: Path, how: str) -> None:
+    before = os.stat(path)
+    with open(path, "r+b") as f:
+        DAMAGE[how](f, before.st_size)
+    assert os.stat(path).st_ino == before.st_ino  # the same file, changed
+
+
+def read_to_end(store: LocalStore, what: FileRef | str) -> bytes:
+    with store.open(what) as f:
+        chunks = []
+        while chunk := f.read(100_000):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_range(store: LocalStore, what: FileRef | str) -> bytes:
+    with store.open(what, start=10, end=1000) as f:
+        return f.read()
+
+
+READS: dict[str, Callable[[LocalStore, FileRef], object]] = {
+    "read_bytes by reference": lambda s, ref: s.read_bytes(ref),
+    "read_bytes by name": lambda s, ref: s.read_bytes(NAME),
+    "read_bytes by URL": lambda s, ref: s.read_bytes(ref.url),
+    "open to the end by reference": read_to_end,
+    "open to the end by name": lambda s, ref: read_to_end(s, NAME),
+    "a range by reference": read_range,
+    "a range by name": lambda s, ref: read_range(s, NAME),
+    "local_path by reference": lambda s, ref: s.local_path(ref),
+    "local_path by name": lambda s, ref: s.local_path(NAME),
+}
+
+
+def assert_refused_everywhere(store: LocalStore, ref: FileRef) -> None:
+    for read in READS.values():
+        with pytest.raises(CorruptDataError) as caught:
+            read(store, ref)
+        message = str(caught.value)
+        assert message.startswith(ref.url + ": "), message
+        assert "put it again" in message, message
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "files")
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("how", DAMAGE)
+def test_an_object_changed_in_place_is_refused_by_every_read_path(
+        store: LocalStore, how: str, read: str) -> None:
+    ref = store.put(NAME, DATA, content_type="video/mp4")
+    damage_in_place(store.root / NAME, how)
+    with pytest.raises(CorruptDataError, match=re.escape(ref.url) + ": .*put it again"):
+        READS[read](store, ref)
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_damage_in_place_never_replaces_the_recorded_hash(store: LocalStore, how: str) -> None:
+    ref = store.put(NAME, DATA)
+    sidecar = store.meta_path(NAME).read_text()
+    damage_in_place(store.root / NAME, how)
+    for _ in range(2):  # the second round would see a hash recorded by the first
+        assert_refused_everywhere(store, ref)
+        assert store.stat(NAME) == ref
+        assert [r for r in store.list("videos/")] == [ref]
+    assert store.meta_path(NAME).read_text() == sidecar
+    # putting the object again is what heals it
+    assert store.put(NAME, DATA) == ref
+    assert store.read_bytes(ref) == DATA
+    assert store.local_path(NAME) == store.root / NAME
+    with store.open(NAME, start=10, end=1000) as f:
+        assert f.read() == DATA[10:1000]
+
+
+def _wait_until_not_racy(path: Path) -> None:
+    """A change within the timestamp granularity of the last one may keep the ctime, so a
+    check is recorded only for a file whose last change is older than ``RACY_S``."""
+    from millstream.files._verify import RACY_S
+
+    left = os.stat(path).st_ctime + RACY_S - time.time()
+    if left > 0:
+        time.sleep(left + 0.05)
+
+
+def test_a_flip_keeping_size_and_mtime_is_refused_after_a_recorded_check(
+        store: LocalStore) -> None:
+    ref = store.put(NAME, DATA)
+    path = store.root / NAME
+    _wait_until_not_racy(path)
+    assert store.local_path(ref) == path  # verified: its stat signature is recorded
+    recorded = json.loads(store.meta_path(NAME).read_text())
+    before = os.stat(path)
+    assert recorded["verified"] == [before.st_ino, before.st_size, before.st_mtime_ns,
+                                    before.st_ctime_ns]
+    damage_in_place(path, "flipped")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)
+    assert_refused_everywhere(store, ref)
+    assert store.stat(ref) == ref
+
+
+def test_a_verified_object_is_not_hashed_again_until_it_changes(store: LocalStore) -> None:
+    ref = store.put(NAME, DATA)
+    path = store.root / NAME
+    _wait_until_not_racy(path)
+    store.local_path(ref)
+    first = store.meta_path(NAME).stat().st_mtime_ns
+    for _ in range(3):
+        assert store.local_path(ref) == path
+        with store.open(ref, start=0, end=10) as f:
+            assert f.read() == DATA[:10]
+    assert store.meta_path(NAME).stat().st_mtime_ns == first  # nothing re-recorded
+    os.utime(path)  # a new signature, the same bytes: hashed again and accepted
+    assert store.local_path(ref) == path
+
+
+def test_a_copy_with_new_inodes_is_accepted_when_its_bytes_match(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "files")
+    ref = store.put(NAME, DATA)
+    damaged = store.put("other", b"other bytes")
+    # a restore from a backup gives every file a new inode
+    subprocess.run(["cp", "-a", str(tmp_path / "files"), str(tmp_path / "restored")],
+                   check=True)
+    with open(tmp_path / "restored/other", "r+b") as f:
+        f.write(b"O")
+    restored = LocalStore(tmp_path / "restored")
+    assert restored.read_bytes(NAME) == DATA
+    assert restored.local_path(NAME) == tmp_path / "restored" / NAME
+    assert restored.stat(NAME).sha256 == ref.sha256
+    with pytest.raises(CorruptDataError, match=r"/restored/other: .*SHA-256"):
+        restored.local_path("other")
+    assert restored.stat("other").sha256 == damaged.sha256
+
+
+def test_a_file_without_a_record_is_not_an_object(store: LocalStore) -> None:
+    (store.root / "manual").mkdir()
+    (store.root / "manual/f.bin").write_bytes(b"by hand")
+    for call in (store.stat, store.read_bytes, store.local_path):
+        with pytest.raises(CorruptDataError, match=r"/manual/f\.bin: no SHA-256 recorded"):
+            call("manual/f.bin")
+    assert list(store.list()) == []
+    assert not store.meta_path("manual/f.bin").exists()
+    store.delete("manual/f.bin")
+    assert not (store.root / "manual").exists()
+
+
+def test_a_put_killed_between_its_two_renames_is_completed_on_the_next_read(
+        tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "files")
+    store.put("video/big.bin", b"the previous version")
+    env = dict(os.environ, MILLSTREAM_FAULT="files.put.between_renames",
+               PYTHONPATH=str(REPO))
+    size = 2 * MiB + 3
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.files.put_worker", store.url, "video/big.bin",
+         str(size)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == FAULT_EXIT_CODE, done.stderr
+    from tests.files.put_worker import pattern
+
+    expected = pattern(size)
+    reopened = LocalStore(tmp_path / "files")
+    assert reopened.stat("video/big.bin").sha256 == sha(expected)
+    assert reopened.read_bytes("video/big.bin") == expected
+    assert reopened.local_path("video/big.bin").read_bytes() == expected
+    assert list((tmp_path / "files/.tmp").iterdir()) == []
