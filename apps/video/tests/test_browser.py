@@ -1,11 +1,11 @@
 """The pages in a real browser: headless Chromium (``/usr/bin/chromium``) driven by Playwright.
 
-The app is served by uvicorn on a free port in a thread, over a real embedded platform. A
-clip is uploaded through the API and processed; the video page must play a rendition (time
-advances, the decoded width is the rendition's) and switch quality; a second clip uploaded
-through the form (XHR with progress) shows up in the gallery as processing, and the
-gallery's polling script follows it to ready without a reload. Skipped without Chromium or
-the playwright wheel, unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
+The app is served by ``build_server`` on a free port in a thread, over a real embedded
+platform. A clip is uploaded through the API and processed; the video page must play a
+rendition (time advances, the decoded width is the rendition's) and switch quality; a second
+clip uploaded through the form (XHR with progress) shows up in the gallery as processing,
+and the gallery's polling script follows it to ready without a reload. Skipped without
+Chromium or the playwright wheel, unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 
 from millstream.service.clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app
 from videosite.web import create_app
+from videosite.web.server import build_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -66,8 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
         env.setenv("MILLSTREAM_HOME", str(home))
         web = create_app(platform.url, platform.files, platform.tables, token=TOKEN)
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port,
-                                               log_level="warning"))
+        server = build_server(web, host="127.0.0.1", port=port, log_level="warning")
         thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
         thread.start()
         deadline = time.monotonic() + 10

@@ -20,6 +20,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .web.server import ServerLimits
 
 __all__ = ["main"]
 
@@ -33,13 +37,47 @@ def _token(args: argparse.Namespace) -> str | None:
     return token
 
 
+#: the server's limits as CLI flags: flag -> (ServerLimits field, type, help)
+_LIMIT_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--max-connections": ("max_connections", int, "open connections; one more gets 503"),
+    "--header-timeout": ("header_timeout_s", float, "seconds for a request line + headers"),
+    "--min-body-rate": ("min_body_rate", int, "slowest request body, bytes/s (else 408)"),
+    "--body-rate-window": ("body_rate_window_s", float, "seconds the body rate is averaged"),
+    "--keep-alive": ("keep_alive_s", int, "seconds an idle connection is kept"),
+    "--linger": ("linger_s", float, "seconds unread input is drained after a refusal"),
+    "--linger-bytes": ("linger_bytes", int, "bytes of unread input drained after a refusal"),
+}
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server limits (default: VIDEOSITE_* or built in)")
+    for flag, (dest, kind, text) in _LIMIT_FLAGS.items():
+        group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+
+
+def _limits(args: argparse.Namespace) -> ServerLimits | None:
+    """The server's limits: the environment's, then the flags given; None (and why, on
+    stderr) when one is not valid."""
+    from .web.server import ServerLimits
+
+    try:
+        return ServerLimits.from_env(**{dest: getattr(args, dest)
+                                        for dest, _, _ in _LIMIT_FLAGS.values()})
+    except ValueError as exc:
+        print(f"millstream-video {args.command}: {exc}", file=sys.stderr)
+        return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .inprocess import InProcessSite
 
     token = _token(args)
     if not token:
         return 2
-    with InProcessSite(token=token, port=args.port) as site:
+    limits = _limits(args)
+    if limits is None:
+        return 2
+    with InProcessSite(token=token, port=args.port, limits=limits) as site:
         print(f"serving {site.url}/ on streams {site.config.streams}; Ctrl-C to stop")
         try:
             while True:
@@ -53,12 +91,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .web import create_app
+    from .web.server import build_server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(args.streams), host=args.host, port=args.port)
+    limits = _limits(args)
+    if limits is None:
+        return 2
+    build_server(create_app(args.streams), host=args.host, port=args.port, limits=limits).run()
     return 0
 
 
@@ -93,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="every service and the site in this process")
     serve.add_argument("--port", type=int, default=0, help="default: 8000 if free, else any")
     serve.add_argument("--token", help="API token (default: VIDEOSITE_API_TOKEN)")
+    _add_limit_flags(serve)
     web = commands.add_parser("web", help="the web server alone")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--streams", default=None, help="streams URL (default: configured)")
+    _add_limit_flags(web)
     send = commands.add_parser("upload", help="upload a file to a running site")
     send.add_argument("file")
     send.add_argument("--title", help="default: the file name without its suffix")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import millstream
 from millstream.files import FileStore, open_files
@@ -28,6 +28,9 @@ from .app import app
 from .client import upload
 from .models import Video
 from .pipeline import ensure_streams
+
+if TYPE_CHECKING:
+    from .web.server import ServerLimits
 
 __all__ = ["FINISHED", "InProcessSite", "free_port"]
 
@@ -53,6 +56,7 @@ class InProcessSite:
     """Every service of ``videosite.app`` in a thread with its own consumer group, and —
     with ``serve`` — the web server on ``127.0.0.1:port`` (0: 8000 if free, else any).
     ``instances`` runs that many instances of a service (one group), e.g. ``{"transcode": 2}``.
+    ``limits`` are the server's (default: ``ServerLimits.from_env()``).
 
     Use as a context manager, or ``start()`` then ``stop()``. A service that dies is
     reported in ``errors``; the others keep running."""
@@ -60,7 +64,8 @@ class InProcessSite:
     def __init__(self, *, token: str, serve: bool = True, port: int = 0,
                  metrics_interval_s: float = 2.0, poll_timeout_s: float = 0.1,
                  services: Iterable[str] | None = None,
-                 instances: Mapping[str, int] | None = None) -> None:
+                 instances: Mapping[str, int] | None = None,
+                 limits: ServerLimits | None = None) -> None:
         self.token = token
         self.config = millstream.load_config()
         self.files: FileStore = open_files()
@@ -69,6 +74,7 @@ class InProcessSite:
         self.url: str | None = None
         self._serve = serve
         self._port = port
+        self._limits = limits
         self._server: Any = None
         self._web_thread: threading.Thread | None = None
         self._runners: list[ServiceRunner] = []
@@ -111,15 +117,14 @@ class InProcessSite:
         return self
 
     def _start_web(self) -> None:
-        import uvicorn
-
         from .web import create_app
+        from .web.server import build_server
 
         port = self._port or free_port()
         web = create_app(self.config.streams, files=self.files, tables=self.tables,
                          token=self.token)
-        self._server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port,
-                                                     log_level="warning"))
+        self._server = build_server(web, host="127.0.0.1", port=port, limits=self._limits,
+                                    log_level="warning")
         self._web_thread = threading.Thread(target=self._server.run, name="web", daemon=True)
         self._web_thread.start()
         deadline = time.monotonic() + 30

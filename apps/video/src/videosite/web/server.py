@@ -1,0 +1,98 @@
+"""The one place the video site's HTTP server is built: ``build_server`` and its limits.
+
+``millstream-video web``, ``millstream-video serve`` (``InProcessSite``) and the tests all
+run the site through ``build_server``, so every one of them gets the same protection
+against slow and abusive clients (``_protocol`` enforces it). ``ServerLimits.from_env``
+reads the limits from ``VIDEOSITE_*`` variables; the CLI's flags override them:
+
+* ``VIDEOSITE_MAX_CONNECTIONS`` (``--max-connections``, 512): open connections; one more
+  is answered 503 and closed.
+* ``VIDEOSITE_HEADER_TIMEOUT_S`` (``--header-timeout``, 10): longest wait for a request's
+  line and headers, from the connection's opening or the next request's first byte.
+* ``VIDEOSITE_MIN_BODY_RATE`` (``--min-body-rate``, 1024 bytes/s) averaged over
+  ``VIDEOSITE_BODY_RATE_WINDOW_S`` (``--body-rate-window``, 20): a slower request body is
+  answered 408 and closed.
+* ``VIDEOSITE_KEEP_ALIVE_S`` (``--keep-alive``, 5): an idle connection's life between
+  requests.
+* ``VIDEOSITE_LINGER_S`` (``--linger``, 2) and ``VIDEOSITE_LINGER_BYTES``
+  (``--linger-bytes``, 1 MiB): after a response that did not wait for the whole request,
+  how long and how much unread input is drained before the socket is closed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["ENV", "ServerLimits", "build_server"]
+
+#: field -> environment variable
+ENV = {
+    "max_connections": "VIDEOSITE_MAX_CONNECTIONS",
+    "header_timeout_s": "VIDEOSITE_HEADER_TIMEOUT_S",
+    "min_body_rate": "VIDEOSITE_MIN_BODY_RATE",
+    "body_rate_window_s": "VIDEOSITE_BODY_RATE_WINDOW_S",
+    "keep_alive_s": "VIDEOSITE_KEEP_ALIVE_S",
+    "linger_s": "VIDEOSITE_LINGER_S",
+    "linger_bytes": "VIDEOSITE_LINGER_BYTES",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """How much a client may hold of the server, and for how long."""
+
+    max_connections: int = 512
+    header_timeout_s: float = 10.0
+    min_body_rate: int = 1024
+    body_rate_window_s: float = 20.0
+    keep_alive_s: int = 5
+    linger_s: float = 2.0
+    linger_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not value > 0:
+                raise ValueError(f"{ENV[f.name]} (ServerLimits.{f.name}) must be above 0, "
+                                 f"not {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any
+                 ) -> ServerLimits:
+        """The defaults, each overridden by its ``VIDEOSITE_*`` variable, then by
+        ``overrides`` (keyword arguments that are not None)."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV[f.name])
+            if raw:
+                kind = type(getattr(cls(), f.name))
+                try:
+                    changes[f.name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{ENV[f.name]}={raw!r} is not a{'n' if kind is int else ''}"
+                                     f" {kind.__name__}") from None
+        changes.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **changes)
+
+
+def build_server(app: ASGIApp, *, host: str, port: int, limits: ServerLimits | None = None,
+                 log_level: str = "info") -> uvicorn.Server:
+    """A uvicorn server for ``app`` on ``host:port``, speaking HTTP/1.1 through the guarded
+    h11 protocol (always that one: the ``auto`` choice would switch to httptools when it is
+    installed, without these limits). ``limits`` default to ``ServerLimits.from_env()``."""
+    from ._protocol import guarded_protocol
+    from .edge import HEADERS
+
+    limits = limits if limits is not None else ServerLimits.from_env()
+    security = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            http=guarded_protocol(limits, security), ws="none",
+                            timeout_keep_alive=limits.keep_alive_s, limit_concurrency=None)
+    return uvicorn.Server(config)

@@ -1,0 +1,304 @@
+"""The site's HTTP server against slow and abusive clients, over raw sockets on 127.0.0.1.
+
+A real server (``InProcessSite``, web only, built by ``build_server``) with small limits so
+that each test takes about a second: a trickled body is answered 408 within the rate window,
+a request head that never ends is closed at the header deadline, one connection beyond the
+cap gets 503 while the others are held, a response that does not wait for the body closes
+the connection after a bounded drain, and Transfer-Encoding with Content-Length gets 400.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.platform_fixtures import isolate
+
+from videosite.inprocess import InProcessSite
+from videosite.web.server import ServerLimits
+
+TOKEN = "secret"
+LIMITS = ServerLimits(max_connections=50, header_timeout_s=1.0, min_body_rate=1000,
+                      body_rate_window_s=1.0, keep_alive_s=5, linger_s=1.0,
+                      linger_bytes=64 * 1024)
+#: the longest the rate check may take past its window: one tick (window / 8), plus slack
+#: for a loaded machine
+SLACK_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSite]:
+    with pytest.MonkeyPatch.context() as env:
+        isolate(env, tmp_path_factory.mktemp("server-site"))
+        with InProcessSite(token=TOKEN, services=(), limits=LIMITS) as running:
+            yield running
+
+
+def _address(site: InProcessSite) -> tuple[str, int]:
+    assert site.url is not None
+    host, port = site.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _connect(site: InProcessSite) -> socket.socket:
+    sock = socket.create_connection(_address(site), timeout=10)
+    return sock
+
+
+class Response:
+    """One HTTP response read off a socket, and whether the server closed after it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            assert piece, f"the connection closed before a response: {data!r}"
+            data += piece
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers: dict[str, str] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        length = int(self.headers.get("content-length", "0"))
+        while len(rest) < length:
+            piece = sock.recv(65536)
+            assert piece, "the connection closed inside the response body"
+            rest += piece
+        self.body = rest[:length]
+
+    @property
+    def closing(self) -> bool:
+        return self.headers.get("connection", "").lower() == "close"
+
+
+def _closed(sock: socket.socket, within: float = 5.0) -> bool:
+    """Whether the server closes the connection (EOF or reset) within ``within`` seconds,
+    discarding anything else it sends."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def _multipart(path: Path, title: str) -> tuple[bytes, str]:
+    boundary = "soakboundary1234"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{path.name}\"\r\nContent-Type: video/mp4\r\n\r\n").encode()
+    body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_trickled_body_is_answered_408_and_closed_within_the_rate_window(
+        site: InProcessSite) -> None:
+    with _connect(site) as sock:
+        sock.sendall(b"POST /api/videos HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                     + TOKEN.encode() + b"\r\nContent-Type: multipart/form-data; boundary=b"
+                     b"\r\nContent-Length: 100000\r\n\r\n"
+                     b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n")
+        started = time.monotonic()
+        sock.settimeout(0.1)
+        answer = b""
+        while time.monotonic() - started < LIMITS.body_rate_window_s + 10:  # 10 bytes/s
+            try:
+                sock.send(b"x")  # the title, a letter at a time
+            except OSError:  # closed under us: the answer is already in our buffer
+                break
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        elapsed = time.monotonic() - started
+        sock.settimeout(5)
+        while b"\r\n\r\n" not in answer:
+            piece = sock.recv(65536)
+            assert piece, answer
+            answer += piece
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"connection: close" in answer.lower()
+        assert b"under the minimum of 1000 bytes/s" in answer
+        assert _closed(sock)
+    assert LIMITS.body_rate_window_s <= elapsed <= LIMITS.body_rate_window_s + SLACK_S
+
+
+def test_a_body_above_the_minimum_rate_is_not_cut_off_however_long_it_takes(
+        site: InProcessSite, clips: dict[str, Path]) -> None:
+    body, content_type = _multipart(clips["tiny"], "steady")
+    pieces = 25
+    size = -(-len(body) // pieces)
+    assert size / 0.1 > 4 * LIMITS.min_body_rate  # comfortably above the minimum
+    with _connect(site) as sock:
+        sock.sendall(f"POST /api/videos HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}"
+                     f"\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode())
+        started = time.monotonic()
+        for n in range(0, len(body), size):
+            sock.sendall(body[n:n + size])
+            time.sleep(0.1)
+        assert time.monotonic() - started > 2 * LIMITS.body_rate_window_s
+        response = Response(sock)
+    assert response.status == 202, response.body
+
+
+def test_a_request_head_that_never_ends_is_closed_at_the_header_deadline(
+        site: InProcessSite) -> None:
+    with _connect(site) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        started = time.monotonic()
+        sock.settimeout(0.1)
+        answer = b""
+        while time.monotonic() - started < LIMITS.header_timeout_s + 10:
+            try:
+                sock.send(b"X-Slow: 1\r\n")  # 110 bytes/s of headers, never the end
+            except OSError:
+                break
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert _closed(sock)
+    assert LIMITS.header_timeout_s <= elapsed <= LIMITS.header_timeout_s + SLACK_S
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(
+        site: InProcessSite) -> None:
+    with _connect(site) as sock:
+        started = time.monotonic()
+        sock.settimeout(LIMITS.header_timeout_s + 10)
+        assert sock.recv(65536) == b""  # closed without a word
+        elapsed = time.monotonic() - started
+    assert LIMITS.header_timeout_s - 0.1 <= elapsed <= LIMITS.header_timeout_s + SLACK_S
+
+
+def test_a_kept_alive_connection_serves_several_requests(site: InProcessSite) -> None:
+    with _connect(site) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /upload HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = Response(sock)
+            assert response.status == 200 and not response.closing
+            time.sleep(0.6 * LIMITS.header_timeout_s)  # idle time is the keep-alive's
+        sock.sendall(b"GET /upload HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert Response(sock).status == 200
+
+
+@pytest.mark.parametrize(("path", "authorization", "status"), [
+    ("/api/videos", "", 401),
+    ("/api/videos", "Authorization: Bearer wrong\r\n", 401),
+    ("/api/videos/0123456789abcdef", f"Authorization: Bearer {TOKEN}\r\n", 405),
+])
+def test_a_refusal_before_the_body_closes_after_a_bounded_drain(
+        site: InProcessSite, caplog: pytest.LogCaptureFixture, path: str, authorization: str,
+        status: int) -> None:
+    chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
+    sent = 0
+    stop = threading.Event()
+
+    def send_forever(sock: socket.socket) -> None:
+        nonlocal sent
+        try:
+            while not stop.is_set():
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            return
+
+    caplog.set_level(logging.DEBUG, logger="videosite.web._protocol")
+    with _connect(site) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\n{authorization}Transfer-Encoding: "
+                     "chunked\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n".encode())
+        sender = threading.Thread(target=send_forever, args=(sock,), daemon=True)
+        sender.start()
+        response = Response(sock)
+        closed = _closed(sock, within=5.0)
+        stop.set()
+        sender.join(10)
+    assert response.status == status
+    assert response.closing
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert closed
+    drained = [r for r in caplog.records if "bytes of unread input" in r.getMessage()]
+    assert len(drained) == 1
+    discarded = int(drained[0].getMessage().split("discarding ")[1].split()[0])
+    # one read past the bound at most (asyncio reads up to 256 KiB at a time)
+    assert discarded <= LIMITS.linger_bytes + 256 * 1024
+    # what the client could push: the server's reads, plus both kernels' socket buffers
+    assert sent <= 64 * 1024 * 1024
+
+
+def test_transfer_encoding_with_content_length_is_refused_400_and_closed(
+        site: InProcessSite) -> None:
+    with _connect(site) as sock:
+        sock.sendall(b"POST /api/videos HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                     + TOKEN.encode() + b"\r\nContent-Type: multipart/form-data; boundary=b"
+                     b"\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n")
+        response = Response(sock)
+        assert _closed(sock)
+    assert response.status == 400
+    assert response.closing
+    assert b"both Transfer-Encoding and Content-Length" in response.body
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_one_connection_beyond_the_cap_gets_503_while_the_others_are_held(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cap = 3
+    limits = ServerLimits(max_connections=cap, header_timeout_s=30.0, keep_alive_s=30)
+    caplog.set_level(logging.WARNING, logger="videosite.web._protocol")
+    with InProcessSite(token=TOKEN, services=(), limits=limits) as capped:
+        held = []
+        for _ in range(cap):  # each one known to the server: it answered on it
+            sock = _connect(capped)
+            sock.sendall(b"GET /upload HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Response(sock).status == 200
+            held.append(sock)
+        with _connect(capped) as extra:
+            extra.sendall(b"GET /upload HTTP/1.1\r\nHost: t\r\n\r\n")
+            refused = Response(extra)
+            assert _closed(extra)
+        assert refused.status == 503 and refused.closing
+        assert refused.headers["content-security-policy"].startswith("default-src 'none'")
+        for sock in held:  # the held ones still work
+            sock.sendall(b"GET /upload HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Response(sock).status == 200
+        held.pop().close()
+        time.sleep(0.3)  # the server sees the close
+        with _connect(capped) as another:
+            another.sendall(b"GET /upload HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Response(another).status == 200
+        for sock in held:
+            sock.close()
+    warnings = [r.getMessage() for r in caplog.records if "connection cap" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        f"connection cap reached: {cap} connections open, the cap is {cap} "
+        "(VIDEOSITE_MAX_CONNECTIONS); answering new ones 503 (1 refused since the last "
+        "report, the latest from 127.0.0.1:")
+
+
+def test_limits_come_from_the_environment_and_bad_values_name_their_variable() -> None:
+    limits = ServerLimits.from_env({"VIDEOSITE_MAX_CONNECTIONS": "7",
+                                    "VIDEOSITE_HEADER_TIMEOUT_S": "2.5"}, min_body_rate=10)
+    assert (limits.max_connections, limits.header_timeout_s, limits.min_body_rate) == (7, 2.5, 10)
+    assert limits.body_rate_window_s == ServerLimits().body_rate_window_s
+    with pytest.raises(ValueError, match="VIDEOSITE_MIN_BODY_RATE='fast' is not an int"):
+        ServerLimits.from_env({"VIDEOSITE_MIN_BODY_RATE": "fast"})
+    with pytest.raises(ValueError, match=r"VIDEOSITE_LINGER_S \(ServerLimits.linger_s\) must "
+                                         r"be above 0, not 0.0"):
+        ServerLimits.from_env({"VIDEOSITE_LINGER_S": "0"})
