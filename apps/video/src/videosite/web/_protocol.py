@@ -245,6 +245,9 @@ class GuardedH11Protocol(H11Protocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
+        if self._wrapped is not None and self._wrapped.lingering:
+            log.debug("closed %s after discarding %d bytes of unread input (%s)",
+                      self._peer(), self._lingered, exc or "closed")
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
@@ -402,8 +405,6 @@ class GuardedH11Protocol(H11Protocol):
         real = self._wrapped.real
         if real.is_closing():
             return
-        log.debug("closing %s after discarding %d bytes of unread input", self._peer(),
-                  self._lingered)
         if real.get_write_buffer_size():  # the client does not even read its answer
             real.abort()
         else:
