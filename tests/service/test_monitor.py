@@ -1,9 +1,11 @@
 """Watching services: the aggregation of metrics records (rates, merged percentiles, lag,
-stalled/silent/stopped), `millstream top --once`, the Prometheus text and `metrics serve`."""
+stalled/silent/stopped, every run counted), `millstream top` (80 columns, plain rows when piped)
+and real services stopped cleanly or killed, the Prometheus text and `metrics serve`."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +22,11 @@ from click.testing import CliRunner, Result
 from pydantic import BaseModel
 
 import millstream
-from millstream.cli.top import MetricsServer, metrics_group, top_command
+from millstream.cli.top import MetricsServer, metrics_group, render_lines, top_command
 from millstream.codecs import ModelCodec
 from millstream.errors import NotFoundError
 from millstream.records import StreamPartition
-from millstream.service import App, ServiceRunner
+from millstream.service import App, RetryPolicy, ServiceRunner
 from millstream.service.histogram import Histogram
 from millstream.service.metrics import Metrics
 from millstream.service.monitor import (
@@ -38,6 +41,9 @@ from millstream.service.monitor import (
 from millstream.service.wellknown import METRICS
 from millstream.streams.base import Streams
 from tests.cli.parsing import row, rows
+from tests.service.test_crash import STREAMS_URL, N, committed, crash, produce_items
+from tests.support.apps import app as testapp
+from tests.support.children import REPO
 
 T0 = 1_700_000_000_000
 
@@ -198,6 +204,42 @@ def test_final_record_means_stopped_not_silent() -> None:
     svc = table.snapshot(T0 + 3_600_000).get("shop.billing")
     assert (svc.instances[0].status, svc.status, svc.silent) == ("stopped", "stopped", False)
     assert (svc.alive, svc.rate_in) == (0, 0.0)
+
+
+@pytest.mark.parametrize(("killed_at", "stopped_at", "status"), [
+    (T0 - 60_000, T0 - 5000, "stopped"),   # killed, restarted, then stopped cleanly
+    (T0 - 60_000, T0 - 70_000, "silent"),  # stopped cleanly, then the other one went quiet
+])
+def test_when_none_runs_the_instance_heard_from_last_decides(killed_at: int, stopped_at: int,
+                                                             status: str) -> None:
+    svc = table_of(doc(instance="h:1", time_ms=killed_at),
+                   doc(instance="h:2", time_ms=stopped_at, final=True)).snapshot(T0).get(
+        "shop.billing")
+    assert sorted(i.status for i in svc.instances) == ["silent", "stopped"]
+    assert (svc.status, svc.silent, svc.alive) == (status, status == "silent", 0)
+
+
+def test_two_runs_with_one_instance_name_are_two_instances() -> None:
+    first = doc(instance="h:1", time_ms=T0 - 9000, totals={"exceptions": 4}, final=True)
+    second = doc(instance="h:1", time_ms=T0 - 1000, totals={"exceptions": 3}, final=True)
+    first["run"], second["run"] = "aaaa", "bbbb"
+    svc = table_of(first, second).snapshot(T0).get("shop.billing")
+    assert [i.run for i in svc.instances] == ["aaaa", "bbbb"]
+    assert svc.totals["exceptions"] == 7
+
+
+def test_the_live_screen_fits_an_80_column_terminal() -> None:
+    from rich.console import Console
+
+    from millstream.cli.top import _screen
+
+    now = now_ms()
+    screen = Console(width=80, record=True, force_terminal=True, color_system=None)
+    screen.print(_screen(table_of(*fleet(now)).snapshot(now), None, 80))
+    lines = screen.export_text().splitlines()
+    assert lines[1:] == FLEET_AT_80
+    assert lines[0].startswith("millstream top ") and lines[0].endswith(
+        ", 6 services, all retained metrics; Ctrl-C quits")
 
 
 def test_table_ignores_what_is_not_a_newer_service_metrics_record() -> None:
@@ -364,6 +406,8 @@ def fleet(now: int) -> list[dict[str, Any]]:
         doc(group="shop.gone", time_ms=now - 60_000, lag={"orders/0": 4}),
         doc(group="shop.done", time_ms=now - 2000, interval_ms=30, final=True,
             totals={"in": 70, "errors": 2}),
+        doc(group="video-staging.transcode.shadow.candidate-2", time_ms=now - 1000,
+            interval={"in": 12}, lag={"uploads/0": 1234567}, values=[1_234_567]),
     ]
 
 
@@ -375,29 +419,64 @@ def invoke(command: Any, *args: str) -> Result:
     return result
 
 
-def test_top_once_shows_each_service_from_the_metrics_stream() -> None:
+FLEET_AT_80 = [
+    "Service          Up   In/s  p50 ms  p99 ms  Errors  Exceptions      Lag  Status",
+    "shop.billing      2  250.0   0.010   0.030     2/8         1/3       23  running",
+    "shop.done         0    0.0       -       -     0/2         0/0        0  stopped",
+    "shop.gone         0    0.0       -       -     0/0         0/0        4  silent",
+    "shop.idle         1    0.0       -       -     0/0         0/0        0  running",
+    "shop.stuck        1    0.0       -       -     0/0         0/0       15  stalled",
+    "vide…andidate-2   1    2.4  1234.6  1234.6     0/0         0/0  1234567  running",
+]
+
+
+def test_top_once_fits_80_columns_shortening_long_names_in_the_middle() -> None:
     with millstream.open_streams() as streams:
         write(streams, fleet(now_ms()))
+    lines = invoke(top_command, "--once", "--width", "80").stdout.splitlines()
+    assert lines == FLEET_AT_80
+    assert max(map(len, lines)) == 80
+    # piped without --width: as wide as the names, nothing cut
     out = invoke(top_command, "--once").stdout
-    assert row(out, "Service") == ["Service", "Instances", "In/s", "p50 ms", "p99 ms",
-                                   "Errors", "Exceptions", "Lag", "Status"]
-    assert [r[0] for r in rows(out)[1:]] == ["shop.billing", "shop.done", "shop.gone",
-                                             "shop.idle", "shop.stuck"]
-    assert row(out, "shop.billing") == ["shop.billing", "2", "250.0", "0.010",
-                                        "0.030", "2/8", "1/3", "23", "running"]
-    assert row(out, "shop.stuck") == ["shop.stuck", "1", "0.0", "-", "-", "0/0", "0/0",
-                                      "15", "stalled"]
-    assert row(out, "shop.idle") == ["shop.idle", "1", "0.0", "-", "-", "0/0", "0/0",
-                                     "0", "running"]
-    assert row(out, "shop.gone") == ["shop.gone", "0 (1 silent)", "0.0", "-", "-",
-                                     "0/0", "0/0", "4", "silent"]
-    assert row(out, "shop.done") == ["shop.done", "0 (1 stopped)", "0.0", "-", "-",
-                                     "0/2", "0/0", "0", "stopped"]
+    assert row(out, "video-staging.transcode.shadow.candidate-2") == [
+        "video-staging.transcode.shadow.candidate-2", "1", "2.4", "1234.6", "1234.6", "0/0",
+        "0/0", "1234567", "running"]
+    assert [r[0] for r in rows(out)] == ["Service", "shop.billing", "shop.done", "shop.gone",
+                                         "shop.idle", "shop.stuck",
+                                         "video-staging.transcode.shadow.candidate-2"]
 
     # --since reads only the records written since then: the silent service's is older
     out = invoke(top_command, "--once", "--since", "30s").stdout
     assert [r[0] for r in rows(out)[1:]] == ["shop.billing", "shop.done", "shop.idle",
-                                             "shop.stuck"]
+                                             "shop.stuck",
+                                             "video-staging.transcode.shadow.candidate-2"]
+
+
+def test_shorten_keeps_the_start_and_the_end_of_a_name() -> None:
+    from millstream.cli.top import shorten
+
+    assert shorten("videosite.transcode", 19) == "videosite.transcode"
+    assert shorten("videosite.transcode", 15) == "vide….transcode"
+    assert shorten("video-staging.transcode.shadow.candidate-2", 24) == (
+        "video-s…adow.candidate-2")
+
+
+def test_top_piped_prints_plain_rows_each_refresh_as_top_b_does() -> None:
+    with millstream.open_streams() as streams:
+        write(streams, fleet(now_ms()))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "millstream", "top", "-n", "2", "--width",
+                           "80"], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    heading = re.compile(r"millstream top \d\d:\d\d:\d\d, 6 services, metrics of the last 10m")
+    assert [bool(heading.fullmatch(line)) for line in (lines[0], lines[9])] == [True, True]
+    assert lines == [lines[0], *FLEET_AT_80, "", lines[9], *FLEET_AT_80, ""]
+    assert took >= 1.0  # a refresh a second
 
 
 def test_top_without_metrics_says_so() -> None:
@@ -445,31 +524,89 @@ class Order(BaseModel):
     id: int
 
 
-def test_a_real_service_run_shows_as_stopped_with_its_totals() -> None:
+def failing_app() -> App:
     app = App("shop", partitions=2)
 
-    @app.service(inputs={"orders": Order}, outputs={"invoices": Order})
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Order},
+                 retry=RetryPolicy(attempts=1))
     def billing(order: Order) -> Order:
+        if order.id % 2:
+            raise ValueError(f"order {order.id} is odd")
         return order
 
+    return app
+
+
+def send(streams: Streams, ids: range) -> None:
+    with streams.open_producer() as producer:
+        for i in ids:
+            value, headers = ModelCodec(Order).encode(Order(id=i))
+            producer.send("orders", value, key=str(i).encode(), headers=headers)
+
+
+def run_instances(app: App, streams: Streams, instances: list[int], records: int) -> None:
+    """Run ``instances`` of billing in threads until they handled ``records`` together,
+    then stop each cleanly."""
+    runners = [ServiceRunner(app, "billing", streams, metrics_interval_s=60, instance=i)
+               for i in instances]
+    runners[0].prepare()
+    threads = [threading.Thread(target=r.run) for r in runners]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while (sum(r.metrics.records_in for r in runners) < records
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    for runner in runners:
+        runner.stop()
+    for thread in threads:
+        thread.join(30)
+    assert sum(r.metrics.records_in for r in runners) == records
+
+
+def test_totals_add_up_every_instance_and_every_run_of_real_services() -> None:
+    app = failing_app()
     with millstream.open_streams() as streams:
-        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
-        runner.prepare()
-        with streams.open_producer() as producer:
-            for i in range(50):
-                value, headers = ModelCodec(Order).encode(Order(id=i))
-                producer.send("orders", value, key=str(i).encode(), headers=headers)
-        deadline = time.monotonic() + 20
-        runner.run(until=lambda r: r.metrics.records_in >= 50 or time.monotonic() > deadline)
-    assert row(invoke(top_command, "--once").stdout, "shop.billing") == [
-        "shop.billing", "0 (1 stopped)", "0.0", "-", "-", "0/0", "0/0", "0", "stopped"]
+        streams.admin().ensure_stream("orders", 2)
+        send(streams, range(10))
+        run_instances(app, streams, [0], 10)          # a first run: 5 records given up on
+        send(streams, range(10, 30))
+        run_instances(app, streams, [0, 1], 20)       # run again, with a second instance: 10
+    lines = invoke(top_command, "--once", "--width", "80").stdout.splitlines()
+    assert lines == [
+        "Service       Up  In/s  p50 ms  p99 ms  Errors  Exceptions  Lag  Status",
+        "shop.billing   0   0.0       -       -    0/15        0/15    0  stopped",
+    ]
+    # Prometheus: one series per instance label, the newest run's counters
     _, samples = parse_prometheus(invoke(metrics_group, "prometheus").stdout)
-    ins = [(dict(labels), v) for (name, labels), v in samples.items()
-           if name == "millstream_records_in_total"]
-    assert len(ins) == 1
-    assert ins[0][1] == "50"
-    assert samples["millstream_records_out_total", frozenset(ins[0][0].items())] == "50"
-    assert samples["millstream_processing_seconds_count", frozenset(ins[0][0].items())] == "50"
+    ins = sorted(int(v) for (name, _), v in samples.items()
+                 if name == "millstream_records_in_total")
+    assert len(ins) == 2 and sum(ins) == 20
+
+
+@pytest.mark.multiprocess
+def test_a_clean_stop_after_a_killed_run_shows_stopped_not_silent(tmp_path: Path) -> None:
+    with millstream.open_streams(STREAMS_URL) as streams:
+        produce_items(streams)
+        # a run dies at a named fault point (no final metrics record), a second one
+        # finishes the work and stops cleanly
+        crash("double", "service.commit.after_flush:8", tmp_path / "crash.out",
+              extra_env={"MILLSTREAM_TEST_DELAY_MS": "3"})
+        runner = ServiceRunner(testapp, "double", streams, metrics_interval_s=60)
+        runner.run(until=lambda r: committed(streams, "testapp.double") >= N)
+        # a minute later by the view's clock the killed run is long silent
+        later = now_ms() + 60_000
+        with MetricsView(streams, since_ms=None, now_ms=lambda: later) as view:
+            view.refresh(timeout=1.0)
+            snap = view.snapshot()
+    double = snap.get("testapp.double")
+    killed = [i for i in double.instances if i.status == "silent"]
+    assert sorted(i.status for i in double.instances) == ["silent", "stopped"]
+    assert killed[0].totals["in"] > 0  # it wrote metrics before it died
+    assert (double.status, double.silent, double.totals["in"]) == (
+        "stopped", False, killed[0].totals["in"] + runner.metrics.records_in)
+    assert render_lines(snap, 80)[1].split() == [
+        "testapp.double", "0", "0.0", "-", "-", "0/0", "0/0", "0", "stopped"]
 
 
 # -- metrics serve ------------------------------------------------------------------------------

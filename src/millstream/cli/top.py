@@ -1,7 +1,10 @@
 """``millstream top`` and ``millstream metrics``: the services' health, read from their metrics.
 
-``top`` shows one row per service (consumer group) — instances, read rate, p50/p99 handler
-time, errors, lag, status — refreshed every second, or once with ``--once``. ``metrics
+``top`` shows one row per service (consumer group) — instances up, read rate, p50/p99
+handler time, errors, exceptions, lag, status — refreshed every second on a terminal; as
+plain rows, a table per refresh, when its output is not one (``-b``, as ``top -b`` does),
+``-n`` times, or once with ``--once``. Lines fit the terminal's width (``--width``): long
+service names lose their middle. ``metrics
 prometheus`` prints the same in the Prometheus text format; ``metrics serve`` answers
 ``GET /metrics`` with it (stdlib ``http.server``, one request at a time). All read
 ``millstream.metrics`` from ``--since`` ago (default 10m) and aggregate in
@@ -10,8 +13,10 @@ prometheus`` prints the same in the Prometheus text format; ``metrics serve`` an
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import sys
 import threading
 import time
 from datetime import datetime
@@ -22,10 +27,9 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
-from millstream.cli.shared import CliState, console, open_streams, pass_state, table
+from millstream.cli.shared import CliState, console, open_streams, pass_state
 from millstream.errors import ConfigError, NotFoundError, UnknownStreamError
 from millstream.service.monitor import (
     CONTENT_TYPE,
@@ -37,7 +41,8 @@ from millstream.service.monitor import (
 from millstream.service.wellknown import METRICS
 from millstream.streams.base import Streams
 
-__all__ = ["DurationParam", "MetricsServer", "metrics_group", "render_table", "top_command"]
+__all__ = [
+    "DurationParam", "MetricsServer", "metrics_group", "render_lines", "shorten", "top_command"]
 
 log = logging.getLogger(__name__)
 
@@ -93,32 +98,67 @@ def _open_view(streams: Streams, since_ms: int | None) -> MetricsView:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    """Milliseconds in at most 7 characters, finer when small."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 100 else f"{value:.1f}" if value < 10_000 else f"{value:.0f}"
 
 
-def _instances(svc: ServiceView) -> str:
-    text = str(svc.alive)
-    others = [f"{n} {s}" for s in ("silent", "stopped") if (n := svc.count(s))]
-    return f"{text} ({', '.join(others)})" if others else text
+#: (header, right-aligned) per column; errors and exceptions read latest-interval/total
+_COLUMNS = (("Service", False), ("Up", True), ("In/s", True), ("p50 ms", True),
+            ("p99 ms", True), ("Errors", True), ("Exceptions", True), ("Lag", True),
+            ("Status", False))
+_GAP = "  "
+#: a name is never cut below this many characters, whatever the width
+_MIN_NAME = 12
 
 
-def _pair(latest: int, total: int) -> str:
-    return f"{latest}/{total}"
-
-
-def render_table(snap: Snapshot) -> Table:
-    """One row per service: the table ``top`` shows."""
-    t = table("Service", ">Instances", ">In/s", ">p50 ms", ">p99 ms", ">Errors", ">Exceptions",
-              ">Lag", "Status")
-    for svc in snap.services:
-        t.add_row(
-            svc.group, _instances(svc), f"{svc.rate_in:.1f}",
+def _cells(svc: ServiceView) -> list[str]:
+    return [svc.group, str(svc.alive), f"{svc.rate_in:.1f}",
             _ms(svc.percentile_ms(0.50)), _ms(svc.percentile_ms(0.99)),
-            _pair(svc.errors, svc.totals["errors"]),
-            _pair(svc.exceptions, svc.totals["exceptions"]),
-            str(svc.lag), Text(svc.status, style=_STATUS_STYLE[svc.status]),
-        )
-    return t
+            f"{svc.errors}/{svc.totals['errors']}",
+            f"{svc.exceptions}/{svc.totals['exceptions']}", str(svc.lag), svc.status]
+
+
+def shorten(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters: its start and its end (where the service
+    and any shadow suffix are) around an ellipsis."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 3
+    return f"{name[:head]}…{name[len(name) - (width - 1 - head):]}"
+
+
+def render_lines(snap: Snapshot, width: int | None = None) -> list[str]:
+    """The table ``top`` shows, as plain lines: a header, then one row per service. With
+    ``width``, long service names are shortened (never below 12 characters) so each line
+    fits in ``width`` columns."""
+    rows = [_cells(svc) for svc in snap.services]
+    widths = [max([len(header), *(len(r[i]) for r in rows)])
+              for i, (header, _) in enumerate(_COLUMNS)]
+    over = sum(widths) + len(_GAP) * (len(widths) - 1) - (width or 0)
+    if width is not None and over > 0 and widths[0] > _MIN_NAME:
+        widths[0] = max(widths[0] - over, _MIN_NAME, len(_COLUMNS[0][0]))
+        for r in rows:
+            r[0] = shorten(r[0], widths[0])
+    lines = []
+    for cells in ([h for h, _ in _COLUMNS], *rows):
+        line = _GAP.join(cell.rjust(w) if right else cell.ljust(w)
+                         for cell, w, (_, right) in zip(cells, widths, _COLUMNS, strict=True))
+        lines.append(line.rstrip())
+    return lines
+
+
+def _styled(lines: list[str], snap: Snapshot) -> Text:
+    """``render_lines`` for a terminal: the header bold, each status in its colour."""
+    text = Text("\n".join(lines))
+    text.stylize("bold", 0, len(lines[0]))
+    offset = len(lines[0]) + 1
+    for line, svc in zip(lines[1:], snap.services, strict=True):
+        end = offset + len(line)
+        text.stylize(_STATUS_STYLE[svc.status], end - len(svc.status), end)
+        offset = end + 1
+    return text
 
 
 def _window(since_ms: int | None) -> str:
@@ -131,31 +171,58 @@ def _window(since_ms: int | None) -> str:
     return f"the last {since_ms} ms"
 
 
-def _screen(snap: Snapshot, since_ms: int | None) -> Group:
+def _heading(snap: Snapshot, since_ms: int | None, live: bool) -> str:
     moment = datetime.fromtimestamp(snap.time_ms / 1000).strftime("%H:%M:%S")
-    head = Text(f"millstream top  {moment}  {len(snap.services)} service(s), "
-                f"metrics of {_window(since_ms)}  (errors and exceptions: latest interval/total; "
-                "Ctrl-C quits)", style="bold")
-    return Group(head, render_table(snap))
+    count = len(snap.services)
+    window = "all retained metrics" if since_ms is None else f"metrics of {_window(since_ms)}"
+    return (f"millstream top {moment}, {count} service{'s' if count != 1 else ''}, {window}"
+            + ("; Ctrl-C quits" if live else ""))
+
+
+def _screen(snap: Snapshot, since_ms: int | None, width: int) -> Group:
+    return Group(Text(_heading(snap, since_ms, True), style="bold", no_wrap=True,
+                      overflow="ellipsis"),
+                 _styled(render_lines(snap, width), snap))
+
+
+def _wait(view: MetricsView, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        view.refresh(timeout=left)
 
 
 @click.command("top")
 @_since_option
-@click.option("--once", is_flag=True, help="Print the table once and exit.")
+@click.option("--once", is_flag=True, help="Print the table once, without a heading, and exit.")
+@click.option("-n", "--count", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Refresh N times, then exit (default: until Ctrl-C).")
+@click.option("-b", "--batch", is_flag=True,
+              help="Print plain rows, a table per refresh, as `top -b` does (the default when "
+                   "the output is not a terminal).")
+@click.option("--width", type=click.IntRange(min=40), default=None, metavar="COLUMNS",
+              help="Fit the table in this many columns, shortening long service names "
+                   "(default: the terminal's width; as wide as the names when piped).")
 @pass_state
-def top_command(state: CliState, since_ms: int | None, once: bool) -> None:
+def top_command(state: CliState, since_ms: int | None, once: bool, count: int | None,
+                batch: bool, width: int | None) -> None:
     """Show each service's rate, handler time, errors, lag and status, live.
 
-    A service is 'stalled' when an instance owns partitions, read nothing in its last two
-    metrics intervals and its lag did not fall; 'silent' when no instance's metrics arrived
-    for 3 intervals (at least 10 s); 'stopped' when every instance shut down cleanly.
-    Errors and exceptions read latest-interval/total.
+    Up counts the instances reporting in time. Errors (handler failures, retried or not) and
+    Exceptions (records given up on) read latest-interval/total; totals add up every
+    instance and restart seen. A service is 'stalled' when an instance owns partitions, read
+    nothing in its last two metrics intervals and its lag did not fall; when no instance
+    reports, 'stopped' if the last one heard from shut down cleanly, 'silent' if it went
+    quiet (no metrics for 3 intervals, at least 10 s).
 
     \b
     Example:
       millstream top
       millstream top --once --since 1h
+      millstream top -b -n 3 > top.txt
     """
+    out = console()
+    if width is None and out.is_terminal:
+        width = out.width
     with open_streams(state) as streams, _open_view(streams, since_ms) as view:
         view.refresh(timeout=0.2)
         if once:
@@ -163,16 +230,24 @@ def top_command(state: CliState, since_ms: int | None, once: bool) -> None:
             if not snap.services:
                 click.echo(f"no service metrics in {_window(since_ms)}", err=True)
                 return
-            console().print(render_table(snap))
+            click.echo("\n".join(render_lines(snap, width)))
             return
         try:
-            with Live(_screen(view.snapshot(), since_ms), console=console(),
+            if batch or not out.is_terminal:
+                for shown in itertools.count(1):
+                    snap = view.snapshot()
+                    click.echo("\n".join([_heading(snap, since_ms, False),
+                                          *render_lines(snap, width), ""]))
+                    sys.stdout.flush()
+                    if count is not None and shown >= count:
+                        return
+                    _wait(view, _REFRESH_S)
+            with Live(_screen(view.snapshot(), since_ms, width or out.width), console=out,
                       auto_refresh=False) as live:
-                while True:
-                    deadline = time.monotonic() + _REFRESH_S
-                    while (left := deadline - time.monotonic()) > 0:
-                        view.refresh(timeout=left)
-                    live.update(_screen(view.snapshot(), since_ms), refresh=True)
+                for _ in itertools.count(1) if count is None else range(count - 1):
+                    _wait(view, _REFRESH_S)
+                    live.update(_screen(view.snapshot(), since_ms, width or out.width),
+                                refresh=True)
         except KeyboardInterrupt:
             pass
 

@@ -7,7 +7,8 @@ document written to ``millstream.metrics`` and returned by ``statistics()``.
 A metrics record (``kind: "service"``)::
 
     {"kind": "service", "app": ..., "service": ..., "group": ..., "instance": "host:pid",
-     "version": ..., "time_ms": ..., "started_ms": ..., "interval_ms": ...,
+     "run": "<12 hex digits, new for every run>", "version": ...,
+     "time_ms": ..., "started_ms": ..., "interval_ms": ...,
      "totals":   {"in": n, "out": n, "errors": n, "retries": n, "exceptions": n},
      "interval": {... same counters since the previous record ...},
      "processing": {"count", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"},   # interval
@@ -15,6 +16,12 @@ A metrics record (``kind: "service"``)::
      "processing_total": {"count", "total_us"},                             # since start
      "lag": {"stream/partition": records}, "assigned": ["stream/partition", ...],
      "final": false}
+
+``final`` is true on the record a run writes when it stops cleanly (after its last commit);
+a run that dies writes none. ``instance`` names the process (and slot) for people and
+Prometheus; ``run`` tells apart two runs that share one (a runner started again in the same
+process, a container restarted with the same host name and pid), so neither's totals hide
+the other's.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +74,8 @@ class Metrics:
         self._lock = threading.Lock()
         self.identity = {"app": app, "service": service, "group": group,
                          "instance": instance_id(instance), "version": version}
+        #: this run's id in its metrics records (exception records name the instance only)
+        self.run = uuid.uuid4().hex[:12]
         self.records_in = 0
         self.records_out = 0
         self.errors = 0
@@ -107,7 +117,8 @@ class Metrics:
         totals = self.totals()
         interval = {k: totals[k] - self._last_totals[k] for k in COUNTERS}
         doc: dict[str, Any] = {
-            "kind": "service", **self.identity, "time_ms": now, "started_ms": self.started_ms,
+            "kind": "service", **self.identity, "run": self.run, "time_ms": now,
+            "started_ms": self.started_ms,
             "interval_ms": max(now - self._last_ms, 1), "totals": totals, "interval": interval,
             "processing": self.histogram.summary(), "histogram": self.histogram.to_dict(),
             "processing_total": {

@@ -11,11 +11,14 @@ stops (``millstream.service.metrics`` documents the JSON). This module reads the
   back (``since_ms``) and then tailing; its clock is injectable;
 * ``prometheus_text`` renders a snapshot in the Prometheus text format 0.0.4.
 
-An instance is *stopped* once its latest record is final, *silent* when its latest record is
-older than ``max(3 × interval_ms, silent_floor_ms)``, *stalled* when it owns partitions, read
-nothing in its last two intervals and its lag is above 0 and not falling; otherwise it is
-*running*. A service is silent or stopped when none of its instances runs, stalled when one of
-its running instances is.
+An instance — one run of a service process, told apart by the record's ``run`` id — is
+*stopped* once its latest record is final, *silent* when its latest record is older than
+``max(3 × interval_ms, silent_floor_ms)``, *stalled* when it owns partitions, read nothing in
+its last two intervals and its lag is above 0 and not falling; otherwise it is *running*. A
+service is stalled when one of its running instances is, running when one runs. When none
+runs, the instance heard from last decides: *stopped* if it stopped cleanly (a run killed
+earlier and restarted does not make a clean stop look silent), *silent* if it went quiet.
+Totals add up every instance seen, so restarts and parallel instances all count.
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class InstanceView:
     group: str
     instance: str
     version: str
+    #: tells apart two runs with the same ``instance`` (a restart in one process)
+    run: str
     time_ms: int
     interval_ms: int
     status: InstanceStatus
@@ -156,7 +161,8 @@ def instance_view(latest: Doc, previous: Doc | None, now_ms: int, *,
     return InstanceView(
         app=str(latest.get("app", "")), service=str(latest.get("service", "")),
         group=str(latest["group"]), instance=str(latest["instance"]),
-        version=str(latest.get("version", "")), time_ms=int(latest["time_ms"]),
+        version=str(latest.get("version", "")), run=str(latest.get("run", "")),
+        time_ms=int(latest["time_ms"]),
         interval_ms=max(int(latest.get("interval_ms", 1)), 1), status=status,
         interval=_counters(latest, "interval"), totals=_counters(latest, "totals"),
         lag=_lag(latest), assigned=tuple(str(a) for a in latest.get("assigned") or ()),
@@ -203,8 +209,11 @@ class ServiceView:
 
     @property
     def silent(self) -> bool:
-        """No instance reports in time, and not all of them said they stopped."""
-        return self.alive == 0 and self.count("silent") > 0
+        """No instance reports in time, and the one heard from last did not stop cleanly."""
+        if self.alive or not self.instances:
+            return False
+        last = max(self.instances, key=lambda i: (i.time_ms, i.status == "stopped"))
+        return last.status == "silent"
 
     @property
     def status(self) -> Literal["running", "stalled", "silent", "stopped"]:
@@ -219,7 +228,7 @@ class ServiceView:
 
 def service_view(instances: Sequence[InstanceView]) -> ServiceView:
     """Aggregate the instances of one group (at least one)."""
-    ordered = tuple(sorted(instances, key=lambda i: i.instance))
+    ordered = tuple(sorted(instances, key=lambda i: (i.instance, i.time_ms)))
     first = max(ordered, key=lambda i: i.time_ms)
     running = [i for i in ordered if i.up]
     merged = Histogram()
@@ -268,7 +277,7 @@ class MetricsTable:
 
     def __init__(self, *, silent_floor_ms: int = SILENT_FLOOR_MS) -> None:
         self.silent_floor_ms = silent_floor_ms
-        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._tracks: dict[tuple[str, str, str], _Track] = {}  # (group, instance, run)
         #: records that were not service metrics documents
         self.skipped = 0
 
@@ -278,7 +287,7 @@ class MetricsTable:
         try:
             if doc.get("kind") != "service":
                 raise ValueError(f"kind {doc.get('kind')!r}")
-            key = (str(doc["group"]), str(doc["instance"]))
+            key = (str(doc["group"]), str(doc["instance"]), str(doc.get("run", "")))
             when = int(doc["time_ms"])
             hist = doc.get("histogram") or {}
             count, total = int(hist.get("count", 0)), int(hist.get("total_us", 0))
@@ -323,7 +332,7 @@ class MetricsTable:
 
     def snapshot(self, now_ms: int) -> Snapshot:
         by_group: dict[str, list[InstanceView]] = {}
-        for (group, _), track in sorted(self._tracks.items()):
+        for (group, _, _), track in sorted(self._tracks.items()):
             by_group.setdefault(group, []).append(instance_view(
                 track.latest, track.previous, now_ms, silent_floor_ms=self.silent_floor_ms,
                 processed=(track.processed_count, track.processed_us)))
@@ -442,7 +451,14 @@ def _split_partition(key: str) -> tuple[str, str]:
 def prometheus_text(view: MetricsView | Snapshot) -> str:
     """The services in ``view`` (a snapshot, or a view's snapshot now) as Prometheus text."""
     snap = view.snapshot() if isinstance(view, MetricsView) else view
-    instances = [i for svc in snap.services for i in svc.instances]
+    # one series per instance label: a run restarted under the same instance continues it
+    # (its counters restart from 0, which Prometheus reads as a counter reset)
+    newest: dict[tuple[str, str], InstanceView] = {}
+    for inst in (i for svc in snap.services for i in svc.instances):
+        ident_key = (inst.group, inst.instance)
+        if ident_key not in newest or inst.time_ms >= newest[ident_key].time_ms:
+            newest[ident_key] = inst
+    instances = list(newest.values())
 
     def ident(inst: InstanceView) -> list[tuple[str, str]]:
         return [(k, str(getattr(inst, k))) for k in _INSTANCE_LABELS]
