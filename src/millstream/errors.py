@@ -110,7 +110,15 @@ class FencedError(MillstreamError):
 
 
 class DeliveryError(MillstreamError):
-    """Raised when a producer could not durably store records; they were not acknowledged."""
+    """Raised when a producer could not durably store records; they were not acknowledged.
+
+    ``undelivered`` is how many records that is, when the producer knows (``flush`` and
+    ``close``), else None.
+    """
+
+    def __init__(self, message: str, undelivered: int | None = None) -> None:
+        super().__init__(message)
+        self.undelivered = undelivered
 
 
 class CorruptDataError(MillstreamError):

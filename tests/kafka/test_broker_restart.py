@@ -4,6 +4,8 @@ The broker is this module's own (``KafkaCluster`` with one node in a temp dir): 
 SIGKILLs it, ``restart_node`` launches it again on the same ports and data dir (ports are
 chosen once, when the cluster is made), so clients keep their bootstrap address. A process
 kill, not a power loss: what Kafka had written is in the page cache and survives.
+The last test kills the broker under a running service, to see what its producer reports
+when it cannot close.
 
 Marker ``kafka_cluster``: the conftest hook sorts these after every single-node test. The
 marker alone does not stop the session's single node (only the ``kafka_cluster3`` fixture
@@ -24,9 +26,12 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 import millstream
 from millstream import MillstreamError, OperationTimeoutError, StreamPartition
+from millstream.codecs import ModelCodec
+from millstream.service import App, Context, ServiceRunner
 from tests.support.kafka_cluster import (
     KafkaCluster,
     KafkaStartError,
@@ -196,3 +201,63 @@ def test_a_producer_holds_records_while_the_broker_is_down_and_delivers_them_aft
         mine = [positions[i] for i in range(k, 500, 5)]
         assert mine == sorted(mine, key=lambda pos: pos.offset)
         assert len({pos.partition for pos in mine}) == 1
+
+
+class _Order(BaseModel):
+    id: int
+
+
+class _Line(BaseModel):
+    order: int
+    n: int
+
+
+def test_records_a_service_could_not_deliver_at_close_are_reported_and_counted(
+        own_kafka: KafkaCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """The broker dies while a service handles an order: the order's 5 lines cannot be sent.
+    ``run()`` fails at its next commit (the flush times out), and closing the producer, with
+    the 5 lines still queued, is reported at ERROR with that count and counted in
+    ``statistics().undelivered`` — before, one DEBUG line said so. Order 0 goes first, and
+    is committed, so the output stream's partitions are known before the broker dies."""
+    suffix = uuid.uuid4().hex[:8]
+    orders, lines = f"orders-{suffix}", f"lines-{suffix}"
+    app = App(f"close{suffix}", partitions=1)
+    lines_per_order = 5
+
+    @app.service(inputs={orders: _Order}, outputs={lines: _Line}, max_batch=1,
+                 commit_interval_ms=1)
+    def explode(order: _Order, ctx: Context) -> None:
+        if order.id == 1:
+            own_kafka.kill_node(0)
+        for n in range(lines_per_order):
+            ctx.emit(None, _Line(order=order.id, n=n))
+
+    url = f"kafka://{own_kafka.bootstrap}?millstream.timeout_ms=3000&{GROUP_OPTIONS}"
+    try:
+        with millstream.open_streams(url) as streams:
+            admin = streams.admin()
+            admin.create_stream(orders, 1)
+            admin.create_stream(lines, 1)
+            with streams.open_producer() as producer:
+                for i in range(2):
+                    value, headers = ModelCodec(_Order).encode(_Order(id=i))
+                    producer.send(orders, value, key=str(i).encode(), headers=headers)
+            runner = ServiceRunner(app, "explode", streams, plumbing=False)
+            caplog.set_level("ERROR", logger="millstream.service.runner")
+            t0 = time.monotonic()
+            with pytest.raises(OperationTimeoutError, match="still not acknowledged"):
+                runner.run()
+            elapsed = time.monotonic() - t0
+        stats = runner.statistics()
+        assert stats.records_out == 2 * lines_per_order  # handed to the producer
+        assert stats.undelivered == lines_per_order
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(
+            f"service explode: {lines_per_order} record(s) it sent were never delivered "
+            f"(closing its KafkaProducer failed: closed with {lines_per_order} records not "
+            "delivered (5 not acknowledged after 3.0 s, 0 refused)"), errors[0]
+        print(f"the service failed and closed {elapsed:.1f} s after it started")
+    finally:
+        own_kafka.restart_node(0)
+        own_kafka.wait_ready(120)

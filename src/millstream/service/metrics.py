@@ -62,6 +62,8 @@ class Statistics:
     assigned: tuple[str, ...]
     uptime_s: float
     document: dict[str, Any] = field(repr=False)
+    #: records the service sent that were never delivered: its producer failed to close
+    undelivered: int = 0
 
 
 class Metrics:
@@ -81,6 +83,7 @@ class Metrics:
         self.errors = 0
         self.retries = 0
         self.exceptions = 0
+        self.undelivered = 0  # counted when a producer fails to close (never in a record)
         self.histogram = Histogram()  # the current interval
         self.total_histogram = Histogram()  # since start
         self.started_ms = int(clock.time() * 1000)
@@ -146,4 +149,5 @@ class Metrics:
             retries=self.retries, exceptions=self.exceptions, processing=whole.summary(),
             lag=doc["lag"], assigned=tuple(doc["assigned"]),
             uptime_s=(self._clock.time() * 1000 - self.started_ms) / 1000.0, document=doc,
+            undelivered=self.undelivered,
         )

@@ -32,7 +32,12 @@ from types import GeneratorType
 from typing import Any
 
 from millstream.codecs import Codec, ModelCodec, header
-from millstream.errors import FencedError, InvalidRequestError, RecordTooLargeError
+from millstream.errors import (
+    DeliveryError,
+    FencedError,
+    InvalidRequestError,
+    RecordTooLargeError,
+)
 from millstream.faults import fault_point
 from millstream.files.base import FileStore
 from millstream.records import Headers, Record, StreamPartition
@@ -752,7 +757,16 @@ class ServiceRunner:
             try:
                 closer.close()
             except Exception as exc:  # closing is best effort after a failure
-                log.debug("closing %s: %s", type(closer).__name__, exc)
+                if closer is self._consumer:
+                    log.debug("closing %s: %s", type(closer).__name__, exc)
+                    continue
+                # a producer that cannot close holds records never sent: say so, and count them
+                lost = exc.undelivered if isinstance(exc, DeliveryError) else None
+                self.metrics.undelivered += lost or 0
+                log.error("service %s: %s record(s) it sent were never delivered (closing its "
+                          "%s failed: %s)", self.spec.name,
+                          "an unknown number of" if lost is None else lost,
+                          type(closer).__name__, exc)
         self._consumer = self._producer = self._txn = self._live = None
 
 

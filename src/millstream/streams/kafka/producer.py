@@ -609,7 +609,7 @@ class KafkaProducer:
         if failed:
             raise DeliveryError(
                 f"{len(failed)} records could not be stored (their handles say which); "
-                f"first: {failed[0]}"
+                f"first: {failed[0]}", undelivered=len(failed),
             ) from failed[0]
 
     def close(self, timeout: float | None = None) -> None:
@@ -626,9 +626,11 @@ class KafkaProducer:
                 self._acked.notify_all()
             self._poller.join()
         if remaining:
+            failed = len(self._failures)
             raise DeliveryError(
-                f"closing with {remaining} records not acknowledged after {limit} s; they may "
-                "be lost — their handles say which"
+                f"closed with {remaining + failed} records not delivered ({remaining} not "
+                f"acknowledged after {limit} s, {failed} refused); they are lost unless sent "
+                "again — their handles say which", undelivered=remaining + failed,
             )
         self._raise_failures()
 
