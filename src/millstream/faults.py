@@ -1,9 +1,15 @@
-"""Named fault points: make a process die at an exact moment, for crash tests.
+"""Named fault points: make a process die, or wait, at an exact moment, for crash and race tests.
 
 Set ``MILLSTREAM_FAULT`` to a point's name (optionally ``name:N`` to fire on the N-th visit)
-and the process exits abruptly (``os._exit``, no cleanup, no flush) when it gets there. The
-code marks its critical moments with ``fault_point("...")``; the call costs one global lookup
-when no fault is set. Points in use:
+and the process exits abruptly (``os._exit``, no cleanup, no flush) when it gets there.
+
+Set ``MILLSTREAM_FAULT_PAUSE`` the same way, and ``MILLSTREAM_FAULT_PAUSE_FILE`` to a path, and
+the process stops at the point instead: it creates ``PATH.reached`` (holding the point's name),
+then waits until ``PATH`` exists, and carries on. A test holds a process there while it acts
+(a writer races a collector), then releases it by creating ``PATH``.
+
+The code marks its critical moments with ``fault_point("...")``; the call costs one global
+lookup when nothing is armed. Points in use:
 
 - ``log.append.before_commit``   batches inserted, transaction not yet committed (not synced)
 - ``log.append.after_commit``    committed and synced, acknowledgement not yet given
@@ -12,6 +18,9 @@ when no fault is set. Points in use:
 - ``files.put.before_commit``     an object's bytes written and synced, not yet in place
 - ``files.put.between_renames``  ``file://``: the data file in place, its record still in ``.tmp/``
 - ``files.put.after_commit``      ``file://``: data and record in place, folders not yet synced
+- ``files.gc.before_delete``      ``files gc`` has scanned every reference, deleted nothing yet
+- ``files.gc.condemned``          ``files gc`` condemned a batch and checked its pins and the
+  streams' new records; the batch's deletes come next
 - ``tables.materialize.before_commit`` / ``tables.materialize.after_commit``  a table's rows and
   offsets in one transaction
 - ``service.batch.after_send``    a batch's outputs handed to the producer, nothing committed
@@ -23,6 +32,7 @@ when no fault is set. Points in use:
 from __future__ import annotations
 
 import os
+import time
 
 __all__ = ["FAULT_EXIT_CODE", "fault_point"]
 
@@ -37,15 +47,39 @@ def _parse(spec: str | None) -> tuple[str, int] | None:
 
 
 _ARMED = _parse(os.environ.get("MILLSTREAM_FAULT"))
-_visits = 0
+_PAUSE = _parse(os.environ.get("MILLSTREAM_FAULT_PAUSE"))
+_PAUSE_FILE = os.environ.get("MILLSTREAM_FAULT_PAUSE_FILE")
+#: Anything armed at all: the one lookup ``fault_point`` makes when nothing is.
+_ACTIVE = _ARMED is not None or _PAUSE is not None
+_visits: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
-    """Exit the process at once if the fault named ``name`` is armed for this visit."""
-    global _visits
-    if _ARMED is None or _ARMED[0] != name:
-        return
-    _visits += 1
-    if _visits >= _ARMED[1]:
-        os.write(2, f"millstream: fault point {name!r} reached, exiting\n".encode())
-        os._exit(FAULT_EXIT_CODE)
+    """Exit the process at once (or wait to be released) if a fault is armed for ``name``
+    on this visit."""
+    if _ACTIVE:
+        _visit(name)
+
+
+def _visit(name: str) -> None:
+    if _ARMED is not None and _ARMED[0] == name:
+        _visits["exit"] = _visits.get("exit", 0) + 1
+        if _visits["exit"] >= _ARMED[1]:
+            os.write(2, f"millstream: fault point {name!r} reached, exiting\n".encode())
+            os._exit(FAULT_EXIT_CODE)
+    if _PAUSE is not None and _PAUSE[0] == name:
+        _visits["pause"] = _visits.get("pause", 0) + 1
+        if _visits["pause"] == _PAUSE[1]:
+            _wait(name)
+
+
+def _wait(name: str) -> None:
+    if not _PAUSE_FILE:
+        raise RuntimeError(f"MILLSTREAM_FAULT_PAUSE={name} needs MILLSTREAM_FAULT_PAUSE_FILE "
+                           "(the path whose creation releases the process)")
+    with open(_PAUSE_FILE + ".reached", "w") as f:
+        f.write(name)
+    os.write(2, f"millstream: fault point {name!r} reached, waiting for {_PAUSE_FILE}\n"
+             .encode())
+    while not os.path.exists(_PAUSE_FILE):
+        time.sleep(0.01)

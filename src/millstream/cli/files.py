@@ -32,7 +32,7 @@ from rich.progress import (
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.files import FileStore, open_files
 from millstream.files.core import CHUNK
-from millstream.files.gc import collect_garbage, references_in_streams
+from millstream.files.gc import run_gc
 
 __all__ = ["files_group"]
 
@@ -223,36 +223,55 @@ def stat(ctx: click.Context, name: str) -> None:
 @files_group.command("gc")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option("--older-than", "older_than", default="1h", show_default=True,
-              metavar="SPAN", help="Keep objects younger than this (30m, 2h, 1d): a writer may "
-                                   "not have sent the record that refers to them yet.")
+              metavar="SPAN", help="Also keep objects younger than this (0s, 30m, 2h, 1d): the "
+                                   "grace for writers that do not pin what they store.")
 @click.option("--prefix", default="", help="Only objects whose names start with this.")
+@click.option("--tables", "tables_url", metavar="URL",
+              help="Tables backend whose documents refer to objects, overriding "
+                   "MILLSTREAM_TABLES and millstream.toml.")
 @pass_state
 @click.pass_context
 def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
-       prefix: str) -> None:
-    """Delete objects no record in any stream refers to any more.
+       prefix: str, tables_url: str | None) -> None:
+    """Delete objects nothing on the platform refers to any more.
 
-    Orphans of crashes (a service wrote an object, then died before its record) and expired
-    claim-checks go; every object a retained record refers to stays.
+    Kept: objects a retained record in any stream refers to (claim-check objects and
+    their contents included), objects a table document or a state checkpoint refers to,
+    table snapshots and what they refer to, objects a running service has pinned (stored,
+    its record not yet sent), and objects younger than --older-than. Orphans of crashes
+    and expired claim-checks go. The last line counts the objects kept for each reason.
 
     \b
     Example:
       millstream files gc --dry-run
       millstream files gc --older-than 1d
     """
+    from millstream.tables import open_tables
+
     match = re.fullmatch(r"(\d+)\s*([smhd])", older_than.strip())
     if match is None:
-        raise click.BadParameter(f"{older_than!r} is not a span like 30m, 2h or 1d",
+        raise click.BadParameter(f"{older_than!r} is not a span like 0s, 30m, 2h or 1d",
                                  param_hint="--older-than")
     seconds = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    units = {"stream": "record(s)", "table": "document(s)", "snapshot": "document(s)"}
+
+    def progress(what: str, name: str, count: int) -> None:
+        click.echo(f"scanned {what} {name}: {count} {units[what]}", err=True)
+
     store = _store(ctx)
-    with contextlib.closing(store), open_streams(state) as streams:
-        referenced = references_in_streams(
-            streams, lambda name, n: click.echo(f"scanned {name}: {n} record(s)", err=True))
-        garbage = collect_garbage(store, referenced, dry_run=dry_run, older_than_s=seconds,
-                                  prefix=prefix)
+    with contextlib.closing(store), open_streams(state) as streams, \
+            open_tables(tables_url) as tables:
+        report = run_gc(store, streams, tables, dry_run=dry_run, older_than_s=seconds,
+                        prefix=prefix, progress=progress)
     verb = "would delete" if dry_run else "deleted"
-    for ref in garbage:
+    for ref in report.deleted:
         click.echo(f"{verb} {ref.url} ({decimal(ref.size)})")
-    click.echo(f"{verb} {len(garbage)} object(s), {decimal(sum(r.size for r in garbage))}; "
-               f"{len(referenced)} referenced object(s) kept", err=True)
+    for url in report.unreadable:
+        click.echo(f"kept {url}: unreadable, not scanned for references", err=True)
+    kept = report.kept
+    click.echo(f"{verb} {len(report.deleted)} object(s), "
+               f"{decimal(sum(r.size for r in report.deleted))}; kept "
+               f"{sum(kept.values())} object(s): referred to by records {kept['records']}, "
+               f"tables {kept['tables']}, snapshots {kept['snapshots']}, checkpoints "
+               f"{kept['checkpoints']}; pinned by running writers {kept['pins']}; younger "
+               f"than {older_than.strip()} {kept['young']}", err=True)

@@ -6,7 +6,12 @@ place, with the header ``millstream-claim-check: 1``. The name comes from the co
 resend stores nothing new. ``wrap_consumer`` turns such records back into the original value
 (read in full and verified against the reference's SHA-256) and drops the header; other
 records pass untouched. ``claim_checked(streams, claim)`` wraps every producer and consumer a
-``Streams`` opens. Objects are never deleted here: ``collect_garbage`` does that.
+``Streams`` opens. Objects are never deleted here: ``millstream files gc`` does that.
+
+Each wrapped producer pins (``_pins``) the objects it checks in before storing or reusing
+them, and drops the pins once its records are durable (``flush``, ``close``, a transaction's
+commit or abort): a gc running meanwhile never deletes an object a record is about to refer
+to, even an old one whose content is sent again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from millstream.files._pins import Pins
 from millstream.files.base import FileRef, FileStore
 from millstream.records import Headers, Record, StreamPartition
 from millstream.streams.base import (
@@ -52,9 +58,12 @@ class ClaimCheck:
         return (value is not None and len(value) > self.threshold_bytes
                 and (self.streams is None or stream in self.streams))
 
-    def check_in(self, value: bytes) -> bytes:
-        """Store ``value`` (once per content) and return the reference to send instead."""
+    def check_in(self, value: bytes, pins: Pins | None = None) -> bytes:
+        """Store ``value`` (once per content) and return the reference to send instead;
+        ``pins`` holds the object until the caller's record is durable."""
         name = PREFIX + hashlib.sha256(value).hexdigest()
+        if pins is not None:
+            pins.hold(name)  # before looking: a gc may be deleting the object we would reuse
         try:
             ref = self.store.stat(name)
             if ref.size != len(value):
@@ -73,12 +82,12 @@ class ClaimCheck:
         return record._replace(value=value,
                                headers=tuple(h for h in headers if h[0] != HEADER))
 
-    def outgoing(self, stream: str, value: bytes | None,
-                 headers: Headers | None) -> tuple[bytes | None, Headers | None]:
+    def outgoing(self, stream: str, value: bytes | None, headers: Headers | None,
+                 pins: Pins | None = None) -> tuple[bytes | None, Headers | None]:
         if not self.applies(stream, value):
             return value, headers
         assert value is not None
-        return self.check_in(value), (*(headers or ()), (HEADER, b"1"))
+        return self.check_in(value, pins), (*(headers or ()), (HEADER, b"1"))
 
     def wrap_producer(self, producer: Producer) -> Producer:
         return _Producer(producer, self)
@@ -91,11 +100,12 @@ class _Producer:
     def __init__(self, inner: Producer, claim: ClaimCheck) -> None:
         self._inner = inner
         self._claim = claim
+        self._pins = Pins(claim.store)
 
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None,
              timestamp: int | None = None) -> SendHandle:
-        value, headers = self._claim.outgoing(stream, value, headers)
+        value, headers = self._claim.outgoing(stream, value, headers, self._pins)
         return self._inner.send(stream, value, key=key, partition=partition, headers=headers,
                                 timestamp=timestamp)
 
@@ -103,7 +113,8 @@ class _Producer:
                    keys: Sequence[bytes | None] | None = None, partition: int | None = None,
                    headers: Sequence[Headers] | None = None) -> BatchHandle:
         if any(self._claim.applies(stream, v) for v in values):
-            pairs = [self._claim.outgoing(stream, v, headers[i] if headers else None)
+            pairs = [self._claim.outgoing(stream, v, headers[i] if headers else None,
+                                          self._pins)
                      for i, v in enumerate(values)]
             values = [p[0] for p in pairs]
             headers = [p[1] or () for p in pairs]
@@ -112,9 +123,14 @@ class _Producer:
 
     def flush(self, timeout: float | None = None) -> None:
         self._inner.flush(timeout)
+        self._pins.release()  # every record sent so far is durable
 
     def close(self, timeout: float | None = None) -> None:
-        self._inner.close(timeout)
+        try:
+            if self._pins.holding:
+                self.flush(timeout)  # pins are dropped only once the records are durable
+        finally:
+            self._inner.close(timeout)
 
     def __enter__(self) -> _Producer:
         return self
@@ -187,18 +203,21 @@ class _TransactionalProducer:
     def __init__(self, inner: TransactionalProducer, claim: ClaimCheck) -> None:
         self._inner = inner
         self._claim = claim
+        self._pins = Pins(claim.store)
 
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None) -> None:
-        value, headers = self._claim.outgoing(stream, value, headers)
+        value, headers = self._claim.outgoing(stream, value, headers, self._pins)
         self._inner.send(stream, value, key=key, partition=partition, headers=headers)
 
     def commit(self, consumer: Consumer, offsets: Mapping[StreamPartition, int]) -> None:
         inner = consumer._inner if isinstance(consumer, _Consumer) else consumer
         self._inner.commit(inner, offsets)
+        self._pins.release()
 
     def abort(self) -> None:
         self._inner.abort()
+        self._pins.release()  # nothing refers to the objects: gc may take them
 
     def close(self) -> None:
         self._inner.close()

@@ -1,99 +1,211 @@
-"""Garbage collection: delete stored objects that no payload refers to any more.
+"""Garbage collection: delete the stored objects nothing on the platform refers to any more.
 
-``find_references`` collects the URLs of every ``FileRef``-shaped mapping (``url``, ``size``,
-``sha256``) in a decoded JSON value — a record's payload, a table row, a checkpoint.
-``collect_garbage`` deletes the store's objects whose URL is not among them, except those
-written less than ``older_than_s`` ago: a writer may have stored an object and not yet sent
-the record that refers to it.
+``run_gc(store, streams, tables)`` is what ``millstream files gc`` runs. It keeps every
+object that
+
+* a retained record of any stream refers to (``records``; a claim-check object's contents
+  included), or a state checkpoint (``checkpoints``; its state object included);
+* a document of any table refers to (``tables``);
+* is a table snapshot, or is referred to by a document in one (``snapshots``);
+* a running writer has pinned: stored or reused, its record not yet durable (``pins``);
+* was written less than ``older_than_s`` ago (``young``): the grace for writers that do not
+  pin — code that calls ``FileStore.put`` itself and sends its record afterwards;
+
+and deletes the rest (see ``_references`` for what counts as a reference).
+
+Races with writers are closed by the protocol in ``_pins``: gc announces itself before it
+lists and scans; then, batch by batch, it condemns the objects it would delete, reads their
+pins, reads the records appended to every stream since its scan, and deletes only what is
+still unreferenced and unpinned. A writer pins an object before storing or reusing it (the
+claim-check reuses an object with the same content, a checkpoint one with the same state),
+waits while it is condemned, and keeps its pin until its record is durable — longer, if a gc
+is running. So a writer that reuses an old, unreferenced object while gc runs either has its
+pin seen before the delete, or sees the condemnation and stores the object again after it:
+the record never dangles, on ``file://`` or on ``s3://``, whatever the age of the object.
+The proof is in ``_pins``; the test holds gc at the fault point ``files.gc.before_delete``
+while a writer reuses the object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import re
 import time
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.faults import fault_point
+from millstream.files._pins import AREA, CONDEMN_S, Dated, condemn, pinned, running_marker
+from millstream.files._pins import uncondemn as _uncondemn
+from millstream.files._references import (
+    REASONS,
+    Progress,
+    References,
+    find_references,
+    is_snapshot,
+)
 from millstream.files.base import FileRef, FileStore
 from millstream.streams.base import Streams
 from millstream.streams.reading import read_to_end
+from millstream.tables.base import Tables
 
-__all__ = ["collect_garbage", "find_references", "references_in_streams"]
+__all__ = [
+    "REASONS",
+    "GcReport",
+    "collect_garbage",
+    "find_references",
+    "references_in_streams",
+    "run_gc",
+]
 
 log = logging.getLogger(__name__)
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Objects condemned, checked and deleted together.
+BATCH = 100
 
 
-@runtime_checkable
-class _Dated(Protocol):
-    def modified(self, ref: FileRef | str) -> float: ...
+@dataclass
+class GcReport:
+    """What a collection did: the objects deleted (or, in a dry run, that would be), how many
+    it kept for each reason (each object under its first reason, in ``REASONS`` order), and
+    the objects it could not read to scan (kept)."""
+
+    deleted: list[FileRef] = field(default_factory=list)
+    kept: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    unreadable: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
 
-def _is_ref(value: dict[object, object]) -> bool:
-    url, size, sha256 = value.get("url"), value.get("size"), value.get("sha256")
-    return (isinstance(url, str) and isinstance(size, int) and not isinstance(size, bool)
-            and isinstance(sha256, str) and _SHA256.fullmatch(sha256) is not None)
+def _check_age(store: FileStore, older_than_s: float) -> None:
+    if older_than_s < 0:
+        raise InvalidRequestError(f"older_than_s={older_than_s!r} must be ≥ 0")
+    if older_than_s > 0 and not isinstance(store, Dated):
+        raise InvalidRequestError(
+            f"{type(store).__name__} cannot tell when objects were written; "
+            "pass older_than_s=0 only if no writer is running")
 
 
-def find_references(value: object) -> set[str]:
-    """URLs of every FileRef-shaped dict anywhere inside ``value`` (dicts, lists, tuples)."""
-    found: set[str] = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if _is_ref(item):
-                found.add(str(item["url"]))
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return found
+def _name(store: FileStore, ref: FileRef) -> str:
+    return ref.url.removeprefix(store.url + "/")
+
+
+def _ours(store: FileStore, prefix: str) -> list[FileRef]:
+    """The objects under ``prefix``, without gc's own area."""
+    return [r for r in store.list(prefix) if not _name(store, r).startswith(AREA)]
+
+
+def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
+            older_than_s: float = 3600.0, dry_run: bool = False, prefix: str = "",
+            progress: Progress | None = None,
+            clock: Callable[[], float] = time.time) -> GcReport:
+    """Delete (unless ``dry_run``) every object under ``prefix`` that nothing on the platform
+    refers to; see the module docstring. ``progress(what, name, count)`` is called after
+    each stream, table and snapshot scanned."""
+    _check_age(store, older_than_s)
+    announce = contextlib.nullcontext() if dry_run else running_marker(store)
+    with announce:
+        listed = _ours(store, prefix)
+        refs = References(store, progress)
+        refs.scan_streams(streams)
+        if tables is not None:
+            refs.scan_tables(tables)
+        refs.scan_snapshots(r for r in store.list("tables/") if is_snapshot(_name(store, r)))
+        report = _sweep(store, listed, refs, streams, older_than_s=older_than_s,
+                        dry_run=dry_run, clock=clock)
+    report.unreadable = refs.unreadable
+    return report
 
 
 def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = False,
                     older_than_s: float = 3600.0, prefix: str = "",
                     clock: Callable[[], float] = time.time) -> list[FileRef]:
     """Delete (unless ``dry_run``) every object under ``prefix`` whose URL is not in
-    ``referenced`` and that is at least ``older_than_s`` seconds old; return them, by name."""
-    if older_than_s < 0:
-        raise InvalidRequestError(f"older_than_s={older_than_s!r} must be ≥ 0")
-    if older_than_s > 0 and not isinstance(store, _Dated):
-        raise InvalidRequestError(
-            f"{type(store).__name__} cannot tell when objects were written; "
-            "pass older_than_s=0 only if no writer is running")
+    ``referenced``, that no running writer has pinned and that is at least ``older_than_s``
+    seconds old; return them, by name. ``run_gc`` finds the references itself."""
+    _check_age(store, older_than_s)
+    refs = References(store)
+    refs.found["records"] |= referenced
+    with contextlib.nullcontext() if dry_run else running_marker(store):
+        return _sweep(store, _ours(store, prefix), refs, None, older_than_s=older_than_s,
+                      dry_run=dry_run, clock=clock).deleted
+
+
+def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
+           streams: Streams | None, *, older_than_s: float, dry_run: bool,
+           clock: Callable[[], float]) -> GcReport:
+    report = GcReport(dry_run=dry_run)
+    kept = report.kept
     cutoff = clock() - older_than_s
-    garbage = []
-    for ref in store.list(prefix):
-        if ref.url in referenced:
-            continue
+    candidates: list[FileRef] = []
+    for ref in listed:
+        reason = refs.reason(ref.url)
         try:
-            if older_than_s > 0 and store.modified(ref) > cutoff:  # type: ignore[attr-defined]
-                continue
-            if not dry_run:
-                store.delete(ref)
+            if reason is None and older_than_s > 0 and store.modified(ref) > cutoff:  # type: ignore[attr-defined]
+                reason = "young"
         except NotFoundError:  # deleted or replaced meanwhile
             continue
-        log.info("%s %s (%d bytes)", "would delete" if dry_run else "deleted", ref.url,
-                 ref.size)
-        garbage.append(ref)
-    return garbage
+        if reason is not None:
+            kept[reason] += 1
+        else:
+            candidates.append(ref)
+    fault_point("files.gc.before_delete")
+    for batch in _batches(candidates, BATCH):
+        names = {ref.url: _name(store, ref) for ref in batch}
+        pending = set(names.values())
+        started = time.monotonic() if dry_run else condemn(store, pending)
+        try:
+            held = pinned(store, pending, drop_stale=not dry_run)
+            if streams is not None:
+                refs.scan_tail(streams)
+            fault_point("files.gc.condemned")
+            for ref in batch:
+                name = names[ref.url]
+                reason = refs.reason(ref.url) or ("pins" if name in held else None)
+                try:
+                    if reason is not None:
+                        kept[reason] += 1
+                        continue
+                    if not dry_run:
+                        if time.monotonic() - started > CONDEMN_S / 2:
+                            log.warning("not deleting %s: condemned %.0f s ago, longer than "
+                                        "writers wait; the next gc will", ref.url,
+                                        time.monotonic() - started)
+                            continue
+                        try:
+                            store.delete(ref)  # by reference: refused if replaced since
+                        except NotFoundError:
+                            continue
+                    log.info("%s %s (%d bytes)", "would delete" if dry_run else "deleted",
+                             ref.url, ref.size)
+                    report.deleted.append(ref)
+                finally:
+                    if not dry_run:
+                        _uncondemn(store, (name,))
+                        pending.discard(name)
+        finally:
+            if not dry_run:
+                _uncondemn(store, pending)
+    return report
 
 
 def references_in_streams(streams: Streams,
                           progress: Callable[[str, int], None] | None = None) -> set[str]:
-    """URLs referred to by any record still retained in any stream (values decoded as JSON
-    where they are JSON; other values cannot hold references). ``progress(stream, records)``
-    is called after each stream."""
+    """URLs of every FileRef in a JSON value of any record still retained in any stream
+    (in any store). ``progress(stream, records)`` is called after each stream. ``run_gc``
+    looks further (tables, snapshots, checkpoints, claim-check objects, pins)."""
     found: set[str] = set()
     for name in streams.admin().list_streams():
         seen = 0
         for record in read_to_end(streams, name):
             seen += 1
             value = record.value
-            if value and value[:1] in (b"{", b"["):
+            if value and value.lstrip()[:1] in (b"{", b"["):
                 try:
                     found |= find_references(json.loads(value))
                 except ValueError:

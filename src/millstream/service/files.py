@@ -4,6 +4,10 @@ Objects a handler writes get deterministic names from the input record they came
 ``<group>/<stream>/<partition>/<offset>/<name>`` — so a retried or re-processed record
 rewrites its objects instead of adding new ones, and a shadow version (its own group) writes
 under its own prefix. Reading is by reference, as with the store itself.
+
+Every object written is pinned first (``millstream.files._pins``); the runner drops the pins
+once the records of the batch are durable, so ``millstream files gc`` never deletes an object
+whose record is still on its way.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from millstream.errors import InvalidRequestError
+from millstream.files._pins import Pins
 from millstream.files.base import FileRef, FileStore, FileWriter, Source
 from millstream.records import Record
 
@@ -26,10 +31,11 @@ def object_prefix(group: str, record: Record) -> str:
 class ServiceFiles:
     """The file store, with names derived from the record being processed."""
 
-    def __init__(self, store: FileStore, group: str) -> None:
+    def __init__(self, store: FileStore, group: str, pins: Pins | None = None) -> None:
         self.store = store
         self._group = group
         self._record: Record | None = None
+        self._pins = pins
 
     def _begin(self, record: Record) -> None:
         self._record = record
@@ -45,10 +51,16 @@ class ServiceFiles:
 
     def put(self, name: str, source: Source, *, content_type: str | None = None) -> FileRef:
         """Store ``source`` as ``name`` for this input record (replacing a previous attempt's)."""
-        return self.store.put(self.name(name), source, content_type=content_type)
+        full = self.name(name)
+        if self._pins is not None:
+            self._pins.hold(full)
+        return self.store.put(full, source, content_type=content_type)
 
     def writer(self, name: str, *, content_type: str | None = None) -> FileWriter:
-        return self.store.writer(self.name(name), content_type=content_type)
+        full = self.name(name)
+        if self._pins is not None:
+            self._pins.hold(full)
+        return self.store.writer(full, content_type=content_type)
 
     def open(self, ref: FileRef | str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         return self.store.open(ref, start=start, end=end)

@@ -39,6 +39,7 @@ from millstream.errors import (
     RecordTooLargeError,
 )
 from millstream.faults import fault_point
+from millstream.files._pins import Pins
 from millstream.files.base import FileStore
 from millstream.records import Headers, Record, StreamPartition
 from millstream.service._claimed import app_streams
@@ -141,12 +142,16 @@ class ServiceRunner:
         self.ctx.shadow = shadow
         self.ctx._emit_now = self._emit_now
         self.files = files
+        # objects written for records not yet durable (ctx.files, checkpoint states): pinned
+        # against `files gc`, released at each commit
+        self._pins = Pins(files) if files is not None else None
         if files is not None:
-            self.ctx.add_store("files", ServiceFiles(files, self.group))
+            self.ctx.add_store("files", ServiceFiles(files, self.group, self._pins))
         if tables is not None:
             self.ctx.add_store("tables", ServiceTables(tables, shadow))
         self._shards: dict[int, Shard] = {}
-        self._checkpoints = (CheckpointStore(streams, self.group, files=files)
+        self._checkpoints = (CheckpointStore(streams, self.group, files=files,
+                                             pins=self._pins)
                              if spec.stateful else None)
         self._done: dict[tuple[str, int], int] = {}  # next offset per input partition
         self._committed_at: dict[StreamPartition, int] = {}
@@ -607,6 +612,8 @@ class ServiceRunner:
         if only is not None:
             offsets = {sp: o for sp, o in offsets.items() if sp in only}
         self._producer.flush()
+        if self._checkpoints is None:  # a stateful service's state may refer to them too:
+            self._release_pins()       # its pins go with its checkpoints
         offsets = {sp: o for sp, o in offsets.items() if self._committed_at.get(sp) != o}
         if not offsets:
             return
@@ -640,11 +647,16 @@ class ServiceRunner:
         if only is not None:
             offsets = {sp: o for sp, o in offsets.items() if sp in only}
         offsets = {sp: o for sp, o in offsets.items() if self._committed_at.get(sp) != o}
+        everything = only is None or self._checkpoints is None  # every shard's state is stored
         if not offsets and not written and not self._txn_dirty:
+            if everything:
+                self._release_pins()
             return
         fault_point("service.transaction.before_commit")
         self._txn.commit(self._consumer, offsets)
         self._txn_dirty = False
+        if everything:
+            self._release_pins()
         self._committed_at.update(offsets)
         if self._checkpoints is not None:
             for number, shard_offsets, shard in written:
@@ -652,6 +664,14 @@ class ServiceRunner:
                 shard.changed = False
             self._since_checkpoint = 0
         fault_point("service.transaction.after_commit")
+
+    def _release_pins(self) -> None:
+        """Every output so far is durable: drop the pins of the objects they refer to."""
+        if self._pins is None or not self._pins.holding:
+            return
+        if self._live is not None:  # ctx.emit_now's records may refer to them too
+            self._live.flush()
+        self._pins.release()
 
     def _shard_offsets(self, number: int) -> dict[str, int]:
         return {s: self._done[s, number] for s in self.spec.inputs if (s, number) in self._done}
@@ -675,6 +695,8 @@ class ServiceRunner:
                                     self._since_checkpoint)
             shard.changed = False
             commit.update({StreamPartition(s, number): o for s, o in offsets.items()})
+        if numbers is None:  # outputs and every shard's state are durable
+            self._release_pins()
         fault_point("service.checkpoint.after_write")
         self._since_checkpoint = 0
         commit.update({sp: o for sp, o in self._offsets().items()

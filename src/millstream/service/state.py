@@ -27,6 +27,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from millstream.errors import CorruptDataError, InvalidRequestError
+from millstream.files._pins import Pins
 from millstream.files.base import FileRef, FileStore
 from millstream.records import StreamPartition
 from millstream.service.wellknown import CHECKPOINTS
@@ -129,10 +130,11 @@ class CheckpointStore:
     """Reads and writes one group's checkpoints on the checkpoints stream."""
 
     def __init__(self, streams: Streams, group: str, *, files: FileStore | None = None,
-                 inline_limit: int = INLINE_STATE_LIMIT) -> None:
+                 inline_limit: int = INLINE_STATE_LIMIT, pins: Pins | None = None) -> None:
         self._streams = streams
         self._group = group
         self._files = files
+        self._pins = pins
         self._inline_limit = inline_limit
         self._prefix = f"{group}/".encode()
         self._latest: dict[int, Checkpoint] = {}
@@ -197,7 +199,7 @@ class CheckpointStore:
                records: int) -> bytes:
         """The checkpoint record; state larger than the inline limit goes to the file store
         (named by its hash, so an unchanged state is stored once) and the record keeps the
-        reference."""
+        reference; the object is pinned until the caller releases ``pins``."""
         try:
             body = json.dumps(state, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
@@ -217,6 +219,8 @@ class CheckpointStore:
                 "store to keep it in; run it with the platform's files")
         name = (f"{self._group}/checkpoints/{partition}/"
                 f"{hashlib.sha256(body).hexdigest()}.json")
+        if self._pins is not None:  # held until the checkpoint record is durable
+            self._pins.hold(name)
         ref = self._files.put(name, body, content_type="application/json")
         return json.dumps({**head, "state": None, "state_ref": ref.model_dump()},
                           separators=(",", ":")).encode()

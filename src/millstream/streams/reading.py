@@ -9,13 +9,13 @@ also moves past transaction markers, so transactional streams end too.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from millstream.errors import OperationTimeoutError
 from millstream.records import Record, StreamPartition
 from millstream.streams.base import Streams
 
-__all__ = ["read_to_end"]
+__all__ = ["read_ranges", "read_to_end"]
 
 
 def read_to_end(streams: Streams, stream: str, *, start: int = 0, stop: int | None = None,
@@ -23,14 +23,22 @@ def read_to_end(streams: Streams, stream: str, *, start: int = 0, stop: int | No
     """Every retained record of ``stream`` with ``start <= offset < stop`` (default: to the
     end), partition after partition, in offset order within each."""
     info = streams.admin().describe_stream(stream)
+    ranges = {part.partition: (max(start, part.start),
+                               part.end if stop is None else min(stop, part.end))
+              for part in info.partitions}
+    return read_ranges(streams, stream, ranges, timeout_s=timeout_s)
+
+
+def read_ranges(streams: Streams, stream: str, ranges: Mapping[int, tuple[int, int]], *,
+                timeout_s: float = 300.0) -> Iterator[Record]:
+    """The records of ``stream`` in ``ranges`` (partition -> ``(first, end)``, end
+    exclusive), partition after partition, in offset order within each."""
     with streams.open_consumer() as reader:
         reader.subscribe([stream])
-        for part in info.partitions:
-            first = max(start, part.start)
-            end = part.end if stop is None else min(stop, part.end)
+        for partition, (first, end) in sorted(ranges.items()):
             if first >= end:
                 continue
-            sp = StreamPartition(stream, part.partition)
+            sp = StreamPartition(stream, partition)
             reader.seek(sp, first)
             others = [p for p in reader.assignment() if p != sp]
             if others:
@@ -41,5 +49,5 @@ def read_to_end(streams: Streams, stream: str, *, start: int = 0, stop: int | No
                     raise OperationTimeoutError(
                         f"reading {sp} up to offset {end} took over {timeout_s} s")
                 for record in reader.poll(max_records=10_000, timeout=0.5):
-                    if record.partition == part.partition and record.offset < end:
+                    if record.partition == partition and record.offset < end:
                         yield record

@@ -1,0 +1,226 @@
+"""Pins: how running writers and ``files gc`` agree on objects no record refers to *yet*.
+
+A platform writer (a service's ``ctx.files``, the claim-check, a checkpoint's state) stores or
+reuses an object, then sends the record that refers to it; until that record is durable, no
+scan can find the reference. The writer therefore **pins** the object first, and gc never
+deletes a pinned object. Everything lives in the file store itself, under ``millstream.gc/``
+(ordinary objects, so every backend has it, and every process that shares the store sees it):
+
+    millstream.gc/pins/<key>/<token>    a writer holds the object whose name hashes to <key>
+    millstream.gc/condemned/<key>       a gc is about to delete that object
+    millstream.gc/running/<id>          a gc is running
+
+The protocol, per object ``X`` (``<key>`` is a hash of X's name):
+
+* writer — ``hold(X)``: (w1) write its pin; (w2) wait while X is condemned; then store X, or
+  reuse it if it exists; send the record referring to it. ``release()`` once the record is
+  durable: (w3) if any gc is running, keep the pins until none is; else delete them.
+* gc — (g0) write its running marker, list the objects, scan every reference; then for X:
+  (g1) condemn X; (g2) read X's pins; (g3) read the records appended to every stream since the
+  scan; delete X only if none of them keeps it; (g4) lift the condemnation.
+
+Why a reference written by a writer is never left dangling: both sides write before they read
+(w1 before w2, g1 before g2), so at least one sees the other — if g2 misses the pin, the pin
+was written after g2 or deleted before it. Written after: then w2 came after g1, the writer
+sees the condemnation, waits for g4, and stores X again if it was deleted. Deleted before:
+the record was durable before g2; if the writer saw no gc running at w3, its record was
+durable before g0, so the scan found it; otherwise it kept its pin past g2 (contradiction).
+A record appended between the scan and g3 is also read at g3. This needs only what every
+backend gives: a completed write is seen by every later read and list (``file://`` by POSIX,
+S3 by its strong read-after-write consistency), and no atomic compare-and-delete.
+
+Leftovers of killed processes expire: a pin or running marker after ``LEASE_S`` (a writer that
+holds an object for longer, or a gc that runs longer, is not protected), a condemnation after
+``CONDEMN_S`` — gc deletes an object only within ``CONDEMN_S / 2`` of condemning it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
+
+from millstream.errors import NotFoundError, UnavailableError
+from millstream.files.base import FileRef, FileStore
+
+__all__ = [
+    "AREA",
+    "CONDEMN_S",
+    "LEASE_S",
+    "Pins",
+    "condemn",
+    "gc_running",
+    "key_of",
+    "pinned",
+    "running_marker",
+    "uncondemn",
+]
+
+log = logging.getLogger(__name__)
+
+AREA = "millstream.gc/"
+PINS = AREA + "pins/"
+CONDEMNED = AREA + "condemned/"
+RUNNING = AREA + "running/"
+#: A pin or a running marker older than this is a leftover of a killed process.
+LEASE_S = 24 * 3600.0
+#: A condemnation older than this is a leftover; gc deletes only in the first half of it.
+CONDEMN_S = 120.0
+
+
+@runtime_checkable
+class Dated(Protocol):
+    """A store that can tell when an object was written."""
+
+    def modified(self, ref: FileRef | str) -> float: ...
+
+
+def key_of(name: str) -> str:
+    """The fixed-length key of object ``name`` in the pin area."""
+    return hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def _age(store: FileStore, ref: FileRef | str, now: float) -> float:
+    """Seconds since ``ref`` was written (0 when the store cannot tell: never stale)."""
+    if not isinstance(store, Dated):
+        return 0.0
+    return now - store.modified(ref)
+
+
+def _note(what: str) -> bytes:
+    return json.dumps({"what": what, "host": socket.gethostname(), "pid": os.getpid(),
+                       "time": time.time()}).encode()
+
+
+class Pins:
+    """The pins one writer holds: objects it stored or reuses whose referring record is not
+    durable yet. Not thread-safe: one per producer or service runner."""
+
+    def __init__(self, store: FileStore, *, wait_s: float = CONDEMN_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._token = uuid.uuid4().hex
+        self._held: dict[str, str] = {}  # object name -> pin name
+        self._deferred: dict[str, str] = {}  # released while a gc ran: dropped after it
+        self._wait_s = wait_s
+        self._clock = clock
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held or self._deferred)
+
+    def hold(self, name: str) -> None:
+        """Pin ``name`` before storing or reusing it; waits while a gc is deleting it (then
+        the caller finds it gone and stores it again). ``UnavailableError`` if a gc keeps it
+        condemned for longer than the wait."""
+        if name in self._held:
+            return
+        pin = self._deferred.pop(name, None)
+        if pin is None:
+            pin = f"{PINS}{key_of(name)}/{self._token}"
+            self.store.put(pin, _note(name), content_type="application/json")
+        self._held[name] = pin
+        self._wait_not_condemned(name)
+
+    def _wait_not_condemned(self, name: str) -> None:
+        mark = CONDEMNED + key_of(name)
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            try:
+                if _age(self.store, mark, self._clock()) > CONDEMN_S:
+                    return  # a leftover of a killed gc
+            except NotFoundError:
+                return
+            if time.monotonic() > deadline:
+                raise UnavailableError(
+                    f"object {name!r} has been condemned by `millstream files gc` for over "
+                    f"{self._wait_s:.0f} s; retry once that gc has finished")
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        """What refers to every held object is durable: drop the pins — unless a gc is
+        running (it may have scanned before those references were written), in which case
+        they are kept until a later ``release`` finds no gc running."""
+        if not self.holding:
+            return
+        if gc_running(self.store, self._clock()):
+            self._deferred.update(self._held)
+            self._held.clear()
+            return
+        for pin in (*self._held.values(), *self._deferred.values()):
+            try:
+                self.store.delete(pin)
+            except NotFoundError:
+                pass  # removed as stale by a gc
+        self._held.clear()
+        self._deferred.clear()
+
+
+def gc_running(store: FileStore, now: float | None = None) -> bool:
+    """Whether a gc (not a leftover of a killed one) is running on ``store``."""
+    now = time.time() if now is None else now
+    return any(_age(store, ref, now) <= LEASE_S for ref in store.list(RUNNING))
+
+
+class running_marker:
+    """``with running_marker(store):`` — announce a running gc (step g0) for the block."""
+
+    def __init__(self, store: FileStore) -> None:
+        self._store = store
+        self.name = f"{RUNNING}{uuid.uuid4().hex}"
+
+    def __enter__(self) -> running_marker:
+        self._store.put(self.name, _note("gc"), content_type="application/json")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._store.delete(self.name)
+        except NotFoundError:
+            pass
+
+
+def condemn(store: FileStore, names: Iterable[str]) -> float:
+    """Condemn ``names`` (step g1); returns the monotonic time after the last write, from
+    which the deletes have ``CONDEMN_S / 2``."""
+    for name in names:
+        store.put(CONDEMNED + key_of(name), _note(name), content_type="application/json")
+    return time.monotonic()
+
+
+def uncondemn(store: FileStore, names: Iterable[str]) -> None:
+    """Lift the condemnations of ``names`` (step g4)."""
+    for name in names:
+        try:
+            store.delete(CONDEMNED + key_of(name))
+        except NotFoundError:
+            pass
+
+
+def pinned(store: FileStore, names: Iterable[str], *, drop_stale: bool = False,
+           now: float | None = None) -> set[str]:
+    """Which of ``names`` a live writer holds (step g2). Pins older than ``LEASE_S`` do not
+    count, and are deleted when ``drop_stale``."""
+    now = time.time() if now is None else now
+    live: set[str] = set()
+    for ref in store.list(PINS):
+        try:
+            stale = _age(store, ref, now) > LEASE_S
+        except NotFoundError:
+            continue  # released meanwhile
+        if stale:
+            if drop_stale:
+                log.info("removing the stale pin %s (its writer is gone)", ref.url)
+                try:
+                    store.delete(ref)
+                except NotFoundError:
+                    pass
+            continue
+        live.add(ref.url.rsplit("/", 2)[-2])
+    return {name for name in names if key_of(name) in live}

@@ -1,0 +1,239 @@
+"""Where the platform refers to stored objects: what ``files gc`` scans before deleting.
+
+``References`` collects, per reason, the URLs of a store's objects that something still
+refers to:
+
+* ``records`` — a retained record of any stream: a ``FileRef`` anywhere in a JSON value, a
+  string that is an object's URL, or the URL's bytes anywhere in a value, key or header that
+  is not JSON. A claim-check record's object is followed: the value it holds is scanned too.
+* ``checkpoints`` — a record of ``millstream.checkpoints``: its inline state, and the state
+  object it names (read and scanned).
+* ``tables`` — a document of any table.
+* ``snapshots`` — every object under ``tables/<table>/snapshots/`` (what ``list_snapshots``
+  lists) and every reference in the documents it holds.
+
+It remembers where it stopped in each stream, so ``scan_tail`` reads only what was appended
+since.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from millstream.errors import CorruptDataError, NotFoundError
+from millstream.files.base import FileRef, FileStore
+from millstream.files.claimcheck import PREFIX as CLAIM_PREFIX
+from millstream.streams.base import Streams
+from millstream.streams.reading import read_ranges
+from millstream.tables.base import Tables
+
+__all__ = ["REASONS", "Progress", "References", "find_references", "is_snapshot"]
+
+log = logging.getLogger(__name__)
+
+#: Why gc keeps an object, in the order an object is counted under (its first reason).
+REASONS = ("records", "tables", "snapshots", "checkpoints", "pins", "young")
+#: ``progress(what, name, count)``: a stream, table or snapshot was scanned.
+Progress = Callable[[str, str, int], None]
+_CHECKPOINTS = "millstream.checkpoints"
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_ref(value: dict[Any, Any]) -> bool:
+    url, size, sha256 = value.get("url"), value.get("size"), value.get("sha256")
+    return (isinstance(url, str) and isinstance(size, int) and not isinstance(size, bool)
+            and isinstance(sha256, str) and len(sha256) == 64 and set(sha256) <= _HEX)
+
+
+def find_references(value: object, base: str | None = None) -> set[str]:
+    """URLs of every FileRef-shaped dict (``url``, ``size``, ``sha256``) anywhere inside
+    ``value`` (dicts, lists, tuples) — and, when ``base`` is given, every string that starts
+    with ``base`` (an object's URL written as a plain string)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if _is_ref(item):
+                found.add(str(item["url"]))
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif base is not None and isinstance(item, str) and item.startswith(base):
+            found.add(item)
+    return found
+
+
+def is_snapshot(name: str) -> bool:
+    """Whether object ``name`` is a table snapshot (``tables/<table>/snapshots/…``)."""
+    parts = name.split("/")
+    return len(parts) >= 4 and parts[0] == "tables" and parts[2] == "snapshots"
+
+
+class References:
+    """What refers to the objects of ``store``, by reason; see the module docstring."""
+
+    def __init__(self, store: FileStore, progress: Progress | None = None) -> None:
+        self.store = store
+        self.base = store.url + "/"
+        self._base_bytes = self.base.encode()
+        self.found: dict[str, set[str]] = {reason: set() for reason in REASONS}
+        #: non-JSON values mentioning the store's URL: an object is kept if its URL is in one
+        self.mentions: dict[str, list[bytes]] = {reason: [] for reason in REASONS}
+        #: stream -> partition -> the end offset scanned so far
+        self.ends: dict[str, dict[int, int]] = {}
+        self._followed: set[str] = set()
+        self._progress = progress
+        self.unreadable: list[str] = []
+
+    # --- the verdict --------------------------------------------------------------------------
+    def reason(self, url: str) -> str | None:
+        """The first reason that keeps the object at ``url``, or None."""
+        target = url.encode()
+        for reason in REASONS:
+            if url in self.found[reason] or any(target in m for m in self.mentions[reason]):
+                return reason
+        return None
+
+    # --- values -------------------------------------------------------------------------------
+    def add_bytes(self, reason: str, data: bytes | None) -> None:
+        """A value that may be JSON (scanned as such) or not (kept as a mention)."""
+        if not data:
+            return
+        head = data[:64].lstrip()
+        if head[:1] in (b"{", b"[", b'"'):
+            if b"sha256" not in data and self._base_bytes not in data:
+                return  # JSON that can hold neither a FileRef nor a URL of this store
+            try:
+                self.add_json(reason, json.loads(data))
+                return
+            except (ValueError, UnicodeDecodeError):
+                pass  # not JSON after all
+        if self._base_bytes in data:
+            self.mentions[reason].append(bytes(data))
+
+    def add_json(self, reason: str, value: object) -> None:
+        refs = find_references(value, self.base)
+        self.found[reason] |= refs
+        for url in refs:
+            self._follow(reason, url)
+
+    def _follow(self, reason: str, url: str) -> None:
+        """Scan the contents of a claim-check object: the value it stands for."""
+        if not url.startswith(self.base + CLAIM_PREFIX) or url in self._followed:
+            return
+        self._followed.add(url)
+        self.add_bytes(reason, self._read(url))
+
+    def _read(self, url: str) -> bytes | None:
+        try:
+            with self.store.open(url) as f:
+                if f.read(64).lstrip()[:1] not in (b"{", b"[", b'"'):
+                    return None  # not JSON: bytes a reference cannot be read out of
+            return self.store.read_bytes(url)
+        except NotFoundError:
+            return None  # gone already: nothing it holds can be restored
+        except CorruptDataError as exc:
+            log.warning("cannot scan %s for references: %s", url, exc)
+            self.unreadable.append(url)
+            return None
+
+    # --- where references live ----------------------------------------------------------------
+    def scan_streams(self, streams: Streams) -> None:
+        """Every record retained in every stream, up to the ends seen now."""
+        admin = streams.admin()
+        for name in admin.list_streams():
+            info = admin.describe_stream(name)
+            ranges = {p.partition: (p.start, p.end) for p in info.partitions}
+            seen = self._scan_ranges(streams, name, ranges)
+            if self._progress is not None:
+                self._progress("stream", name, seen)
+
+    def scan_tail(self, streams: Streams) -> int:
+        """The records appended since the last scan (new streams from their start); returns
+        how many."""
+        admin = streams.admin()
+        seen = 0
+        for name in admin.list_streams():
+            info = admin.describe_stream(name)
+            done = self.ends.get(name, {})
+            ranges = {p.partition: (max(p.start, done.get(p.partition, 0)), p.end)
+                      for p in info.partitions}
+            seen += self._scan_ranges(streams, name, ranges)
+        return seen
+
+    def _scan_ranges(self, streams: Streams, name: str,
+                     ranges: dict[int, tuple[int, int]]) -> int:
+        reason = "checkpoints" if name == _CHECKPOINTS else "records"
+        seen = 0
+        for record in read_ranges(streams, name, ranges):
+            seen += 1
+            self.add_bytes(reason, record.value)
+            if record.key and self._base_bytes in record.key:
+                self.mentions[reason].append(bytes(record.key))
+            for _, hvalue in record.headers or ():
+                if hvalue and self._base_bytes in hvalue:
+                    self.mentions[reason].append(bytes(hvalue))
+        ends = self.ends.setdefault(name, {})
+        for partition, (_, end) in ranges.items():
+            ends[partition] = max(ends.get(partition, 0), end)
+        if reason == "checkpoints":
+            for url in list(self.found["checkpoints"]):
+                self._follow_state(url)
+        return seen
+
+    def _follow_state(self, url: str) -> None:
+        """A checkpoint's state kept as an object (``<group>/checkpoints/<n>/<sha>.json``):
+        scan it for the references it holds."""
+        if (url in self._followed or not url.startswith(self.base)
+                or "/checkpoints/" not in url or not url.endswith(".json")):
+            return
+        self._followed.add(url)
+        self.add_bytes("checkpoints", self._read(url))
+
+    def scan_tables(self, tables: Tables) -> None:
+        """Every document of every table."""
+        for name in tables.list_tables():
+            try:
+                table = tables.table(name)
+                with table.export() as view:
+                    seen = 0
+                    for _, doc in view.rows():
+                        seen += 1
+                        self.add_bytes("tables", doc.encode())
+            except NotFoundError:
+                continue  # dropped meanwhile
+            if self._progress is not None:
+                self._progress("table", name, seen)
+
+    def scan_snapshots(self, snapshots: Iterable[FileRef]) -> None:
+        """Keep every snapshot listed, and what its documents refer to."""
+        for ref in snapshots:
+            self.found["snapshots"].add(ref.url)
+            seen = self._scan_snapshot(ref)
+            if self._progress is not None:
+                self._progress("snapshot", ref.url.removeprefix(self.base), seen)
+
+    def _scan_snapshot(self, ref: FileRef) -> int:
+        seen = 0
+        try:
+            with self.store.open(ref) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as lines:
+                for number, line in enumerate(lines):
+                    if number == 0 or line.startswith(b"{"):
+                        continue  # the header and the trailer
+                    _, _, doc = line.rstrip(b"\n").partition(b"\t")
+                    seen += 1
+                    self.add_bytes("snapshots", doc)
+        except NotFoundError:
+            pass  # deleted meanwhile (by `files rm`)
+        except (CorruptDataError, OSError, EOFError, zlib.error) as exc:
+            # a damaged snapshot is refused by restore, so nothing it names can come back;
+            # the snapshot itself is kept for whoever looks into it
+            log.warning("snapshot %s is unreadable (%s); kept, not scanned", ref.url, exc)
+            self.unreadable.append(ref.url)
+        return seen

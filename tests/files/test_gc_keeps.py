@@ -1,0 +1,197 @@
+"""``files gc`` keeps everything the platform refers to, even with ``--older-than 0s``:
+records (JSON or not, claim-check contents), table documents (SQLite and PostgreSQL),
+snapshots and what they hold, checkpoints and their state objects, and objects a running
+service has stored for a record it has not sent yet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import millstream
+from millstream.cli.main import cli
+from millstream.codecs import ModelCodec
+from millstream.files import ClaimCheck, FileRef, FileStore, claim_checked, open_files
+from millstream.files.gc import run_gc
+from millstream.service.state import CheckpointStore
+from millstream.service.wellknown import CHECKPOINTS, ensure_platform_streams
+from millstream.streams.base import Streams
+from millstream.tables import Tables, open_tables
+from millstream.tables.snapshot import write_snapshot
+from tests.files.gc_app import Stored, Upload, blob
+from tests.support.children import REPO
+from tests.support.waiting import wait_until
+
+
+def _urls(store: FileStore) -> set[str]:
+    return {r.url for r in store.list()}
+
+
+def _summary(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def _pins(store: FileStore) -> list[FileRef]:
+    return list(store.list("millstream.gc/pins/"))
+
+
+def _platform_refs(store: FileStore, streams: Streams, tables: Tables) -> dict[str, FileRef]:
+    """One object per way the platform refers to objects, plus an orphan; returns them."""
+    put = {n: store.put(f"obj/{n}", n.encode() * 10) for n in (
+        "record", "raw", "header", "inner", "doc", "snapped", "state-ref", "state-inline",
+        "orphan")}
+    admin = streams.admin()
+    admin.create_stream("events", 2)
+    ensure_platform_streams(admin)
+    with streams.open_producer() as producer:
+        producer.send("events", json.dumps({"deep": [{"x": put["record"].model_dump()}]})
+                      .encode(), key=b"1")
+        # not JSON: the URL inside arbitrary bytes, and in a header
+        producer.send("events", b"\x00\x01src=" + put["raw"].url.encode() + b"\xff\xfe",
+                      key=b"2")
+        producer.send("events", b"\x02\x03", key=b"3",
+                      headers=[("x-source", put["header"].url.encode())])
+    # a claim-checked value: a large JSON document that itself refers to an object
+    big = json.dumps({"pad": "p" * 5000, "ref": put["inner"].model_dump()}).encode()
+    checked = claim_checked(streams, ClaimCheck(store, threshold_bytes=1000))
+    with checked.open_producer() as producer:  # (closing `checked` would close `streams`)
+        producer.send("events", big, key=b"4")
+    # a table document, nested
+    tables.ensure_table("media").put("m1", {"a": {"b": [put["doc"].model_dump()]}})
+    # a snapshot whose document is gone from the live table
+    snap = tables.ensure_table("snapped")
+    snap.put("s1", {"file": put["snapped"].model_dump()})
+    write_snapshot(snap, store)
+    snap.delete("s1")
+    # checkpoints: state kept in an object (it refers to another), and inline state
+    with streams.open_producer() as producer:
+        CheckpointStore(streams, "big-group", files=store, inline_limit=10).write(
+            producer, 0, {"events": 3}, {"thumb": put["state-ref"].model_dump()}, 3)
+        CheckpointStore(streams, "small-group", files=store).write(
+            producer, 0, {"events": 3}, {"thumb": put["state-inline"].model_dump()}, 3)
+    return put
+
+
+def test_gc_with_no_age_grace_keeps_every_object_the_platform_refers_to() -> None:
+    store = open_files()
+    with millstream.open_streams() as streams, open_tables() as tables:
+        put = _platform_refs(store, streams, tables)
+    claim = next(store.list("claim-check/"))
+    snapshot = next(store.list("tables/snapped/snapshots/"))
+    state = next(r for r in store.list("big-group/checkpoints/"))
+    everything = {r.url for r in put.values()} | {claim.url, snapshot.url, state.url}
+    assert _urls(store) == everything
+
+    dry = CliRunner().invoke(cli, ["files", "gc", "--dry-run", "--older-than", "0s"])
+    assert dry.exit_code == 0, dry.output
+    assert f"would delete {put['orphan'].url} (60 bytes)" in dry.output
+    assert _urls(store) == everything
+
+    done = CliRunner().invoke(cli, ["files", "gc", "--older-than", "0s"])
+    assert done.exit_code == 0, done.output
+    assert _urls(store) == everything - {put["orphan"].url}
+    assert _summary(done.output) == (
+        "deleted 1 object(s), 60 bytes; kept 11 object(s): referred to by records 5, "
+        "tables 1, snapshots 2, checkpoints 3; pinned by running writers 0; younger than 0s 0")
+    # progress: every stream, table and snapshot scanned is named
+    assert "scanned stream events: 4 record(s)" in done.output
+    assert f"scanned stream {CHECKPOINTS}: 2 record(s)" in done.output
+    assert "scanned table media: 1 document(s)" in done.output
+    assert "scanned table snapped: 0 document(s)" in done.output
+    assert (f"scanned snapshot {snapshot.url.removeprefix(store.url + '/')}: 1 document(s)"
+            in done.output)
+    # nothing of gc's own is left behind
+    assert list(store.list("millstream.gc/")) == []
+
+
+def test_gc_keeps_objects_referred_to_by_postgresql_documents(pg_url: str) -> None:
+    store = open_files()
+    with millstream.open_streams() as streams, open_tables(pg_url) as tables:
+        doc = store.put("pg/doc", b"d" * 7)
+        snapped = store.put("pg/snapped", b"s" * 8)
+        orphan = store.put("pg/orphan", b"o" * 9)
+        tables.ensure_table("pgmedia").put("k", {"list": [{"ref": doc.model_dump()}]})
+        snap = tables.ensure_table("pgsnap")
+        snap.put("k", {"ref": snapped.model_dump()})
+        write_snapshot(snap, store)
+        snap.delete("k")
+        report = run_gc(store, streams, tables, older_than_s=0)
+    assert [r.url for r in report.deleted] == [orphan.url]
+    assert report.kept == {"records": 0, "tables": 1, "snapshots": 2, "checkpoints": 0,
+                           "pins": 0, "young": 0}
+    assert {doc.url, snapped.url} <= _urls(store) and orphan.url not in _urls(store)
+
+
+def _run_app(pause_file: Path, out: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), GC_APP_HOLD=str(pause_file))
+    with open(out, "ab") as stdout:
+        return subprocess.Popen(
+            [sys.executable, "-m", "millstream", "run", "tests.files.gc_app:app", "stash",
+             "--metrics-interval", "60"], cwd=REPO, env=env, stdout=stdout, stderr=stdout)
+
+
+def test_gc_keeps_what_a_running_service_stored_for_a_record_not_yet_sent(
+        tmp_path: Path) -> None:
+    store = open_files()
+    upload = Upload(id=7, size=3000)
+    with millstream.open_streams() as streams:
+        streams.admin().ensure_stream("gc-uploads", 1)
+        value, headers = ModelCodec(Upload).encode(upload)
+        with streams.open_producer() as producer:
+            producer.send("gc-uploads", value, key=b"7", headers=headers)
+    pause, log = tmp_path / "release", tmp_path / "service.log"
+    service = _run_app(pause, log)
+    try:
+        # the service stored its file; its record is not made yet
+        wait_until(lambda: Path(f"{pause}.reached").exists() or service.poll() is not None,
+                   60, "the service to store its file")
+        assert service.poll() is None, log.read_text()
+        stored = store.stat("gcapp.stash/gc-uploads/0/0/blob.bin")
+        assert list(store.list("claim-check/")) == []
+
+        done = CliRunner().invoke(cli, ["files", "gc", "--older-than", "0s"])
+        assert done.exit_code == 0, done.output
+        assert _summary(done.output) == (
+            "deleted 0 object(s), 0 bytes; kept 1 object(s): referred to by records 0, "
+            "tables 0, snapshots 0, checkpoints 0; pinned by running writers 1; younger "
+            "than 0s 0")
+        assert stored.url in _urls(store)
+        assert len(_pins(store)) == 1
+
+        pause.touch()  # let the service send its record and commit
+        with millstream.open_streams() as streams:
+            consumer = claim_checked(streams, ClaimCheck(store)).open_consumer()
+            with consumer:
+                consumer.subscribe(["gc-stored"])
+                got: list[Stored] = []
+                wait_until(lambda: got.extend(
+                    Stored.model_validate_json(r.value or b"") for r in consumer.poll(
+                        10, timeout=0.2)) or bool(got), 60, "the service's record")
+        assert got[0].ref == stored
+        assert store.read_bytes(got[0].ref) == blob(upload)
+    finally:
+        pause.touch()
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(30) == 0, log.read_text()
+    # the service's pins are gone: the record (a claim-check whose contents refer to the
+    # stored file) keeps both objects now
+    assert _pins(store) == []
+    done = CliRunner().invoke(cli, ["files", "gc", "--older-than", "0s"])
+    assert done.exit_code == 0, done.output
+    assert _summary(done.output) == (
+        "deleted 0 object(s), 0 bytes; kept 2 object(s): referred to by records 2, "
+        "tables 0, snapshots 0, checkpoints 0; pinned by running writers 0; younger "
+        "than 0s 0")
+
+
+@pytest.fixture(autouse=True)
+def _no_pause_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MILLSTREAM_FAULT_PAUSE", raising=False)
+    monkeypatch.delenv("MILLSTREAM_FAULT_PAUSE_FILE", raising=False)

@@ -1,0 +1,198 @@
+"""``files gc`` racing a writer that reuses an old, unreferenced object (the claim-check sends
+a value whose object already exists): gc runs in a child process held at a fault point while
+the writer acts, on ``file://`` and ``s3://``. The object must survive, or be stored again,
+and the record's reference must read back byte-exact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import millstream
+from millstream.codecs import ModelCodec
+from millstream.files import ClaimCheck, FileRef, FileStore, open_files
+from millstream.service import App, Context, ServiceRunner
+from millstream.streams.base import Streams
+from millstream.tables import open_tables
+from tests.files.gc_app import Upload, blob
+from tests.service.test_runtime import run_until
+from tests.support.children import REPO
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.multiprocess
+
+
+@dataclass
+class Target:
+    url: str
+    options: dict[str, Any] | None
+    store: FileStore
+
+
+@pytest.fixture(params=["file", "s3"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    if request.param == "file":
+        url, options = (tmp_path / "files").as_uri(), None
+    else:
+        s3 = request.getfixturevalue("s3_url")
+        url, options = s3.child(), s3.options
+    store = open_files(url, options=options)
+    yield Target(url, options, store)
+    store.close()
+
+
+@pytest.fixture
+def streams(tmp_path: Path) -> Iterator[Streams]:
+    with millstream.open_streams(f"local:{tmp_path / 'log'}") as s:
+        s.admin().create_stream("big", 1)
+        yield s
+
+
+def _value(seed: int) -> bytes:
+    return bytes((i * seed) % 251 for i in range(300_000))
+
+
+def _start_gc(target: Target, tmp_path: Path, point: str) -> tuple[subprocess.Popen[str], Path]:
+    release = tmp_path / f"release-{point}"
+    env = dict(os.environ, PYTHONPATH=str(REPO), MILLSTREAM_FAULT_PAUSE=point,
+               MILLSTREAM_FAULT_PAUSE_FILE=str(release))
+    env.pop("MILLSTREAM_FAULT", None)
+    args = [sys.executable, "-m", "tests.files.gc_worker", target.url,
+            f"local:{tmp_path / 'log'}"]
+    if target.options is not None:
+        args.append(json.dumps(target.options))
+    gc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: Path(f"{release}.reached").exists() or gc.poll() is not None, 120,
+               f"gc to reach {point}")
+    assert gc.poll() is None, gc.communicate()
+    return gc, release
+
+
+def _finish(gc: subprocess.Popen[str], release: Path) -> dict[str, Any]:
+    release.touch()
+    out, err = gc.communicate(timeout=120)
+    assert gc.returncode == 0, err
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def _read_back(streams: Streams, claim: ClaimCheck) -> list[bytes]:
+    with claim.wrap_consumer(streams.open_consumer()) as consumer:
+        consumer.subscribe(["big"])
+        values: list[bytes] = []
+        wait_until(lambda: values.extend(r.value or b"" for r in consumer.poll(10, 0.2))
+                   or bool(values), 30, "the record")
+    return values
+
+
+def _old_object(store: FileStore, value: bytes) -> FileRef:
+    """What an expired claim-check leaves: its object, no record referring to it."""
+    return store.put(f"claim-check/{hashlib.sha256(value).hexdigest()}", value,
+                     content_type="application/octet-stream")
+
+
+def test_an_object_reused_between_the_scan_and_the_deletes_survives(
+        target: Target, streams: Streams, tmp_path: Path) -> None:
+    value = _value(7)
+    old = _old_object(target.store, value)
+    gc, release = _start_gc(target, tmp_path, "files.gc.before_delete")
+    try:
+        # gc has scanned every stream and found nothing referring to the object; a writer
+        # now sends the same value: the claim-check reuses the object
+        claim = ClaimCheck(target.store, threshold_bytes=1000)
+        with claim.wrap_producer(streams.open_producer()) as producer:
+            producer.send("big", value, key=b"k")
+        assert [r.url for r in target.store.list("claim-check/")] == [old.url]
+        # its record is durable, but a gc is running: the writer keeps its pin until it ends
+        assert len(list(target.store.list("millstream.gc/pins/"))) == 1
+    finally:
+        result = _finish(gc, release)
+    assert result["deleted"] == []
+    assert result["kept"] == {"records": 1, "tables": 0, "snapshots": 0, "checkpoints": 0,
+                              "pins": 0, "young": 0}
+    assert target.store.stat(old.url) == old
+    assert _read_back(streams, claim) == [value]
+    assert list(target.store.list("millstream.gc/condemned/")) == []
+    assert list(target.store.list("millstream.gc/running/")) == []
+
+
+def test_a_writer_waits_for_a_condemned_object_and_stores_it_again(
+        target: Target, streams: Streams, tmp_path: Path) -> None:
+    value = _value(11)
+    old = _old_object(target.store, value)
+    # gc has condemned the object, found no pin and no new record: it will delete it
+    gc, release = _start_gc(target, tmp_path, "files.gc.condemned")
+    claim = ClaimCheck(target.store, threshold_bytes=1000)
+    sent = threading.Event()
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with claim.wrap_producer(streams.open_producer()) as producer:
+                producer.send("big", value, key=b"k")
+            sent.set()
+        except BaseException as exc:  # reported to the test below
+            failed.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert not sent.wait(1.0), "the writer reused an object being deleted"
+        assert len(list(target.store.list("millstream.gc/pins/"))) == 1
+    finally:
+        result = _finish(gc, release)
+        writer.join(60)
+    assert not failed, failed
+    assert sent.is_set()
+    assert result["deleted"] == [old.url]
+    # stored again after the delete, under the same name and content
+    again = target.store.stat(old.url)
+    assert (again.url, again.size, again.sha256) == (old.url, old.size, old.sha256)
+    assert _read_back(streams, claim) == [value]
+    assert list(target.store.list("millstream.gc/condemned/")) == []
+    assert list(target.store.list("millstream.gc/running/")) == []
+
+
+def test_a_table_row_written_while_gc_runs_keeps_its_object_by_the_writers_pin(
+        target: Target, streams: Streams, tmp_path: Path) -> None:
+    app = App("gcrows", partitions=1)
+
+    @app.service(inputs={"gc-rows-in": Upload})
+    def keep(upload: Upload, ctx: Context) -> None:
+        ref = ctx.files.put("blob.bin", blob(upload))
+        ctx.tables.ensure_table("gc_rows").put(str(upload.id), {"file": ref.model_dump()})
+
+    upload = Upload(id=3, size=5000)
+    # the object the service is about to write again, same bytes: listed and unreferenced
+    old = target.store.put("gcrows.keep/gc-rows-in/0/0/blob.bin", blob(upload))
+    streams.admin().create_stream("gc-rows-in", 1)
+    value, headers = ModelCodec(Upload).encode(upload)
+    with streams.open_producer() as producer:
+        producer.send("gc-rows-in", value, key=b"3", headers=headers)
+    gc, release = _start_gc(target, tmp_path, "files.gc.before_delete")
+    try:
+        # gc scanned the tables before the row exists; no record will ever refer to the
+        # object: only the service's pin, kept while a gc runs, protects it
+        with open_tables() as tables:
+            runner = ServiceRunner(app, "keep", streams, metrics_interval_s=60,
+                                   files=target.store, tables=tables)
+            run_until(runner, lambda r: r.metrics.records_in >= 1)
+            row = tables.table("gc_rows").get("3")
+        assert len(list(target.store.list("millstream.gc/pins/"))) == 1
+    finally:
+        result = _finish(gc, release)
+    assert result["deleted"] == []
+    assert result["kept"]["pins"] == 1
+    assert row is not None and FileRef.model_validate(row["file"]) == old
+    assert target.store.read_bytes(row["file"]["url"]) == blob(upload)
