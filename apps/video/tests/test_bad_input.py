@@ -441,9 +441,21 @@ def test_a_video_over_the_limits_fails_and_the_others_are_processed(
     assert reported[vid.encode()] == (
         "join", "reported", "videosite.join.VideoFailed",
         f"video {vid} failed in probe (rejected): {doc['reason']}")
-    ops = web.client.get("/ops").text
+    ops = web.client.get("/ops", headers=AUTH).text
     assert "None." not in ops
     assert str(escape(f"video {vid} failed in probe (rejected): {doc['reason']}")) in ops
+
+
+def test_the_original_of_a_refused_video_is_deleted_and_the_others_kept(
+        web: Web, processed: dict[str, str]) -> None:
+    # "too long" was refused by the probe (over a limit): its original goes when the join
+    # records the failure; "truncated" failed while being processed: kept, to try again
+    uploads = [name for name in _stored(web) if name.startswith("uploads/")]
+    assert uploads == sorted(f"uploads/{v}/source.mp4" for v in web.accepted
+                             if v != processed["too long"])
+    assert f"uploads/{processed['truncated']}/source.mp4" in uploads
+    doc = web.client.get(f"/api/videos/{processed['too long']}").json()
+    assert (doc["status"], doc["title"]) == ("failed", "three seconds")  # still listed
 
 
 def test_a_truncated_mp4_with_its_index_first_fails(web: Web, processed: dict[str, str]

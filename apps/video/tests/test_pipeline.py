@@ -106,6 +106,12 @@ def test_every_upload_ends_ready_or_failed_in_the_catalog(pipeline: Pipeline) ->
                   for n, kind in (("png", "not_a_video"), ("bomb", "rejected")))
 
 
+def test_the_originals_of_refused_videos_are_deleted(pipeline: Pipeline) -> None:
+    stored = sorted(ref.url.rsplit("/", 3)[-3:][1] for ref in pipeline.files.list("uploads/"))
+    ids = pipeline.ids
+    assert stored == sorted(ids[n] for n in ("landscape", "silent", "portrait"))
+
+
 def test_ready_videos_carry_probe_thumbnails_and_renditions(pipeline: Pipeline) -> None:
     videos = catalog(pipeline)
     expect = {  # display size, duration, audio, renditions (name, width, height)

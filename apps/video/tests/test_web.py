@@ -211,7 +211,7 @@ def test_titles_are_escaped_and_pages_carry_the_csp(web: Web, processed: dict[st
                                                    ) -> None:
     for path in ("/", "/upload", "/ops", f"/videos/{processed['portrait']}",
                  f"/videos/{processed['landscape']}"):
-        res = web.client.get(path)
+        res = web.client.get(path, headers=AUTH)
         assert res.status_code == 200, path
         csp = res.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "default-src 'none'" in csp
@@ -228,7 +228,7 @@ def test_titles_are_escaped_and_pages_carry_the_csp(web: Web, processed: dict[st
 
 
 def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) -> None:
-    page = web.client.get("/ops").text
+    page = web.client.get("/ops", headers=AUTH).text
     for service in ("probe", "thumbnail", "transcode", "join", "catalog"):
         assert f"<td>{service}</td>" in page
     assert "None." in page  # no exceptions

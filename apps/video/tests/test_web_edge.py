@@ -9,6 +9,7 @@ the security headers on every answer, errors included.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import select
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import example, given
 from hypothesis import strategies as st
 from tests.support.platform_fixtures import isolate
@@ -26,7 +28,7 @@ from tests.support.platform_fixtures import isolate
 from millstream.tables import Table
 from videosite.inprocess import InProcessSite
 from videosite.models import RenditionInfo, Video
-from videosite.web import WebSettings
+from videosite.web import WebSettings, create_app
 from videosite.web.edge import HEADERS
 from videosite.web.ranges import RangeNotSatisfiable, parse_range
 
@@ -334,3 +336,61 @@ def test_the_form_limits_come_from_the_environment() -> None:
                                      "VIDEOSITE_MAX_FORM_BYTES": "5000"})
     assert (settings.max_field_bytes, settings.max_form_bytes) == (300, 5000)
     assert (WebSettings().max_field_bytes, WebSettings().max_form_bytes) == (4096, 65536)
+
+
+# -- the ops page ------------------------------------------------------------------------------
+
+OPS_NEEDS = ("the ops page needs the API token: Authorization: Bearer <token>, or log in "
+             "with any user name and the token as the password")
+
+
+def _basic(credentials: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"},
+    _basic(f"ops:{TOKEN}x"), _basic(TOKEN), _basic(f"{TOKEN}:"),
+    {"Authorization": "Basic %%%"}, {"Authorization": "Basic " + base64.b64encode(
+        b"ops:\xff").decode()}, {"Authorization": TOKEN},
+], ids=["none", "wrong bearer", "bearer with a suffix", "wrong password", "token as user",
+        "token as user, no password", "not base64", "not UTF-8", "no scheme"])
+def test_the_ops_page_needs_the_token(edge: Edge, headers: dict[str, str]) -> None:
+    answer = call(edge, "GET", "/ops", headers=headers)
+    assert (answer.status, answer.json()) == (401, {"detail": OPS_NEEDS})
+    assert answer.headers["www-authenticate"] == (
+        'Basic realm="videosite ops", charset="UTF-8", Bearer')
+    assert call(edge, "HEAD", "/ops", headers=headers).status == 401
+
+
+@pytest.mark.parametrize("headers", [AUTH, _basic(f"anyone:{TOKEN}"), _basic(f":{TOKEN}")],
+                         ids=["bearer", "basic", "basic without a user"])
+def test_the_ops_page_opens_with_the_token(edge: Edge, headers: dict[str, str]) -> None:
+    answer = call(edge, "GET", "/ops", headers=headers)
+    assert answer.status == 200
+    assert b"<h1>Services</h1>" in answer.body
+
+
+def test_the_ops_page_is_public_only_when_configured(edge: Edge) -> None:
+    site = edge.site
+    with TestClient(create_app(site.config.streams, site.files, site.tables,
+                               token=TOKEN, ops_public=True)) as public:
+        assert public.get("/ops").status_code == 200
+    with TestClient(create_app(site.config.streams, site.files, site.tables,
+                               token=None)) as closed:
+        answer = closed.get("/ops", headers=_basic(":anything"))
+        assert (answer.status_code, answer.json()) == (401, {"detail": (
+            "the ops page is closed: no API token is set; set VIDEOSITE_API_TOKEN (and log "
+            "in with it) or VIDEOSITE_OPS_PUBLIC=true")})
+        assert closed.get("/ops", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+@pytest.mark.parametrize(("raw", "public"), [("true", True), ("1", True), ("On", True),
+                                             ("false", False), ("0", False), ("no", False)])
+def test_ops_public_is_read_from_the_environment(raw: str, public: bool) -> None:
+    assert WebSettings.from_env({"VIDEOSITE_OPS_PUBLIC": raw}).ops_public is public
+
+
+def test_a_setting_that_is_not_a_boolean_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"^VIDEOSITE_OPS_PUBLIC='maybe' is not true or false$"):
+        WebSettings.from_env({"VIDEOSITE_OPS_PUBLIC": "maybe"})

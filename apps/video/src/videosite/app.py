@@ -19,8 +19,10 @@ service's records only.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from millstream import MillstreamError, NotFoundError
 from millstream.faults import fault_point
 from millstream.service import App, Context
 from millstream.tables import Materializer
@@ -32,6 +34,8 @@ from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
 from .stages import run_probe, run_thumbnails, run_transcode
 
 __all__ = ["app"]
+
+log = logging.getLogger(__name__)
 
 app = App("videosite", partitions=4)
 
@@ -47,6 +51,8 @@ app.stream(METRICS, dict, partitions=1)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
+#: the failures that refuse the upload itself: its original is deleted once the join has it
+REFUSED = ("not_a_video", "rejected")
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
@@ -110,17 +116,37 @@ def transcode(upload: Upload, ctx: Context) -> None:
 
 @app.service(inputs={"uploads": Upload, "probes": Probed, "thumbnails": Thumbnails,
                      "renditions": Transcoded},
-             outputs={"videos": Video}, stateful=True)
+             outputs={"videos": Video}, stateful=True, uses=("files",))
 def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video | None:
     """Waits for all parts of a video, then writes its description to videos.
 
     The upload, probe, thumbnails and renditions; ready, or failed with the reason. A part
     arriving again after its video finished (an at-least-once duplicate) is dropped. A
-    failed video is also reported to the exceptions stream, with its stage and reason."""
+    failed video is also reported to the exceptions stream, with its stage and reason; the
+    original of a refused one (not a video, or over a limit) is deleted."""
     video = receive(ctx.state, part, ctx.record.timestamp)
     if video is not None and video.status == "failed":
         ctx.report(VideoFailed.of(video))
+        _discard_refused(video, ctx)
     return video
+
+
+def _discard_refused(video: Video, ctx: Context) -> None:
+    """Delete the original of a video refused as not a video or over a limit: the site
+    never serves it and nothing will process it again. Every stage has reported by now (the
+    join finishes a video only then). Originals of videos that failed while being processed
+    are kept, to be processed again once the cause is fixed. A shadow join deletes nothing:
+    the originals are production's. A failed deletion is logged, never raised: the video's
+    record matters more than the object."""
+    if ctx.shadow is not None or video.error_kind not in REFUSED:
+        return
+    try:
+        ctx.files.store.delete(video.source)
+    except NotFoundError:  # deleted already: this part came again after a crash
+        pass
+    except MillstreamError as exc:  # the video is recorded all the same; the object stays
+        log.warning("the original %s of refused video %s was not deleted: %s",
+                    video.source.url, video.video_id, exc)
 
 
 def _open_feeder(ctx: Context) -> None:

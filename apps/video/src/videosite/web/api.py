@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import logging
 import re
@@ -21,7 +22,8 @@ from videosite.titles import MAX_TITLE, BadTitle, check_title
 from .site import Site
 from .upload import UploadRefused, receive_upload
 
-__all__ = ["MAX_TITLE", "VIDEO_ID", "is_video_id", "readable", "router"]
+__all__ = ["MAX_TITLE", "VIDEO_ID", "check_ops_access", "check_token", "is_video_id",
+           "readable", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,46 @@ def site_of(request: Request) -> Site:
     return site
 
 
+def _is_token(given: str, site: Site) -> bool:
+    expected = site.settings.token
+    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def check_token(request: Request, site: Site) -> None:
     """401 unless ``Authorization: Bearer <the configured token>``."""
-    expected = site.settings.token
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if (expected is None or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), expected.encode())):
+    if scheme.lower() != "bearer" or not _is_token(given.strip(), site):
         raise HTTPException(401, "an API token is needed (Authorization: Bearer ...)",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+def check_ops_access(request: Request, site: Site) -> None:
+    """401 unless the ops page is public (``ops_public``) or the request carries the API
+    token: ``Authorization: Bearer <token>``, or Basic with the token as the password (what
+    a browser sends after asking; the user name is not looked at)."""
+    if site.settings.ops_public:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(given.strip(), validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            given = ""
+        given = given.partition(":")[2]
+    elif scheme.lower() == "bearer":
+        given = given.strip()
+    else:
+        given = ""
+    if given and _is_token(given, site):
+        return
+    if site.settings.token is None:
+        detail = ("the ops page is closed: no API token is set; set VIDEOSITE_API_TOKEN "
+                  "(and log in with it) or VIDEOSITE_OPS_PUBLIC=true")
+    else:
+        detail = ("the ops page needs the API token: Authorization: Bearer <token>, or log "
+                  "in with any user name and the token as the password")
+    raise HTTPException(401, detail, headers={
+        "WWW-Authenticate": 'Basic realm="videosite ops", charset="UTF-8", Bearer'})
 
 
 def _refused(exc: UploadRefused) -> JSONResponse:

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from videosite.titles import shown
 
-from .api import is_video_id, readable, site_of
+from .api import check_ops_access, is_video_id, readable, site_of
 from .ranges import serve_file
 from .site import MEDIA_TYPES, media_files
 
@@ -68,7 +68,11 @@ async def upload_page() -> HTMLResponse:
 
 @readable(router, "/ops", response_class=HTMLResponse)
 async def ops_page(request: Request) -> HTMLResponse:
-    view = await asyncio.to_thread(site_of(request).ops)
+    """The services' metrics and the latest exceptions (with their messages and ids): only
+    with the API token, unless ``ops_public``."""
+    site = site_of(request)
+    check_ops_access(request, site)
+    view = await asyncio.to_thread(site.ops)
     services = view.metrics.services if view.metrics is not None else ()
     return render("ops.html", services=services, exceptions=view.exceptions, title="Ops")
 

@@ -6,7 +6,8 @@ refused), ``VIDEOSITE_MAX_UPLOAD_BYTES`` (default 1 GiB), ``VIDEOSITE_UPLOAD_IDL
 (longest whole upload, default 3600), ``VIDEOSITE_MAX_FIELD_BYTES`` (the largest text part
 of an upload's form, and the largest header line of any part, default 4096) and
 ``VIDEOSITE_MAX_FORM_BYTES`` (all of an upload's body but the file's bytes: part headers,
-the title, boundaries, preamble and epilogue; default 65536).
+the title, boundaries, preamble and epilogue; default 65536) and ``VIDEOSITE_OPS_PUBLIC``
+(``true``: the ops page is open to anyone; by default it needs the API token).
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ _VARS = {
     "upload_timeout_s": "VIDEOSITE_UPLOAD_TIMEOUT_S",
     "max_field_bytes": "VIDEOSITE_MAX_FIELD_BYTES",
     "max_form_bytes": "VIDEOSITE_MAX_FORM_BYTES",
+    "ops_public": "VIDEOSITE_OPS_PUBLIC",
 }
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+
+
+def _boolean(raw: str) -> bool:
+    try:
+        return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(raw) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,7 @@ class WebSettings:
     upload_timeout_s: float = 3600.0
     max_field_bytes: int = 4096
     max_form_bytes: int = 64 * 1024
+    ops_public: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any
@@ -51,9 +63,9 @@ class WebSettings:
             if raw:
                 kind = str if f.name == "token" else type(getattr(cls(), f.name))
                 try:
-                    changes[f.name] = kind(raw)
+                    changes[f.name] = _boolean(raw) if kind is bool else kind(raw)
                 except ValueError:
-                    raise ValueError(f"{_VARS[f.name]}={raw!r} is not a {kind.__name__}"
-                                     ) from None
+                    what = "true or false" if kind is bool else f"a {kind.__name__}"
+                    raise ValueError(f"{_VARS[f.name]}={raw!r} is not {what}") from None
         changes.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **changes)
