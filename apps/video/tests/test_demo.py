@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
+from rich.console import Console
+
+from millstream.files import FileRef
 from millstream.tables import open_tables
-from videosite.demo import SAMPLES, main
-from videosite.models import Video
+from videosite.demo import SAMPLES, SUMMARY_COLUMNS, _row, main, summary
+from videosite.models import RenditionInfo, Video, VideoMetadata
 
 
 def test_the_demo_processes_every_sample_and_refuses_the_picture() -> None:
@@ -24,3 +29,58 @@ def test_the_demo_processes_every_sample_and_refuses_the_picture() -> None:
     silent = next(v for v in videos if v.title.startswith("Silent"))
     assert silent.metadata is not None and not silent.metadata.has_audio
     assert all(r.width <= 640 for v in videos for r in v.renditions)  # never upscaled
+
+
+REF = FileRef(url="file:///x", size=1, sha256="0" * 64)
+
+
+def video(video_id: str, title: str, *, height: int, took: float, reason: str | None = None,
+          rungs: tuple[int, ...] = (240, 360)) -> Video:
+    # only what the summary shows (model_construct: the other probe fields do not matter)
+    meta = VideoMetadata.model_construct(duration_s=4.0, width=height * 16 // 9, height=height)
+    renditions = [RenditionInfo(name=f"{h}p", width=h * 16 // 9, height=h, bitrate=1,
+                                peak_bitrate=1, has_audio=True, ref=REF, playlist=REF)
+                  for h in rungs]
+    return Video(video_id=video_id, title=title, status="failed" if reason else "ready",
+                 reason=reason, source=REF, metadata=meta, renditions=renditions,
+                 uploaded_at=1000.0, finished_at=1000.0 + took)
+
+
+def test_the_summary_fits_80_columns_with_every_header_whole() -> None:
+    rows = [
+        _row("Harbour at dawn (640x360)", video("3f2a9c0d1e2b4a5c", "h", height=360,
+                                                   took=3.14), None),
+        _row("Silent clip, rotated 90°, no audio", video("0123456789abcdef", "s", height=720,
+                                                         took=12.5, rungs=(240, 360, 720)),
+             None),
+        _row("Broadcast [news] at 1080 lines", video(
+            "fedcba9876543210", "b", height=1080, took=1.0, rungs=(),
+            reason="transcode: width 1920 exceeds the limit of 1280; raise VIDEOSITE_MAX_WIDTH "
+                   "or upload a smaller video"), None),
+        _row("A picture, not a video", None, "415: not a video: an image (png)"),
+    ]
+    console = Console(width=80, record=True)
+    console.print(summary(rows, 14.25, 3, 80))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    header = ("video / id              status   length s  size       renditions      "
+              "ready in s")
+    assert lines[1] == header
+    # every header whole, in order, and nothing wider than the terminal
+    assert re.split(r"\s{2,}", header) == [h for h, _ in SUMMARY_COLUMNS]
+    assert "…" not in header and max(map(len, lines)) <= 80
+    assert lines == [
+        "3 videos processed in 14.2 s",
+        header,
+        "─" * 80,
+        "Harbour at dawn (640x…  ready         4.0  640x360    240p 360p              3.1",
+        "3f2a9c0d1e2b4a5c",
+        "Silent clip, rotated …  ready         4.0  1280x720   240p 360p 720p        12.5",
+        "0123456789abcdef",
+        "Broadcast [news] at 1…  failed        4.0  1920x1080                         1.0",
+        "fedcba9876543210",
+        "A picture, not a video  refused",
+        # each reason whole, on its own lines
+        "Broadcast [news] at 1080 lines: transcode: width 1920 exceeds the limit of 1280;",
+        "raise VIDEOSITE_MAX_WIDTH or upload a smaller video",
+        "A picture, not a video: 415: not a video: an image (png)",
+    ]

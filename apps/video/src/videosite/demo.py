@@ -9,8 +9,9 @@ configured platform — the embedded default when nothing is configured, no serv
    analytics) in this process, each in its own thread with its own consumer group, and the
    web site (``InProcessSite``);
 3. uploads the clips through the HTTP API (``POST /api/videos``);
-4. shows a progress bar per video until each is ready or failed, then a summary (id,
-   duration, renditions, time to ready) and the URL of the gallery; it keeps serving until
+4. shows a progress bar per video until each is ready or failed, then a summary (title, id,
+   status, length, size, renditions, time to ready; the reasons of failures below it) that
+   fits an 80-column terminal, and the URL of the gallery; it keeps serving until
    Ctrl-C (``--no-serve`` stops at once).
 """
 
@@ -22,9 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 import millstream
 
@@ -33,7 +36,7 @@ from .inprocess import FINISHED, InProcessSite
 from .media.samples import make_clip
 from .models import Video
 
-__all__ = ["SAMPLES", "main", "make_samples"]
+__all__ = ["SAMPLES", "SUMMARY_COLUMNS", "main", "make_samples", "summary"]
 
 
 @dataclass(frozen=True)
@@ -75,19 +78,52 @@ def make_samples(directory: Path) -> list[tuple[Path, str]]:
     return made
 
 
-def _row(title: str, video: Video | None, refused: str | None) -> tuple[str, ...]:
-    """One summary line: id, title, status, duration, size, renditions, time to ready,
-    reason."""
+#: the summary's columns: (header, right-aligned). Units are in the headers and the id goes
+#: under the title, so an 80-column terminal shows every header and value in full and
+#: titles of up to 28 characters
+SUMMARY_COLUMNS = (("video / id", False), ("status", False), ("length s", True),
+                   ("size", False), ("renditions", False), ("ready in s", True))
+_MIN_TITLE = 12
+
+
+def _row(title: str, video: Video | None, refused: str | None) -> tuple[list[str], str]:
+    """One summary row (the cells of ``SUMMARY_COLUMNS``) and the reason it failed, if so."""
     if video is None:
-        return ("", title, "refused" if refused else "timed out", "", "", "", "",
-                refused or "")
+        return ([title, "refused" if refused else "timed out", "", "", "", ""], refused or "")
     meta = video.metadata
-    took = (f"{video.finished_at - video.uploaded_at:.1f} s"
+    took = (f"{video.finished_at - video.uploaded_at:.1f}"
             if video.finished_at is not None else "")
-    return (video.video_id, title, video.status,
-            f"{meta.duration_s:.1f} s" if meta else "",
-            f"{meta.width}x{meta.height}" if meta else "",
-            ", ".join(r.name for r in video.renditions), took, video.reason or "")
+    return ([f"{title}\n{video.video_id}", video.status,
+             f"{meta.duration_s:.1f}" if meta else "",
+             f"{meta.width}x{meta.height}" if meta else "",
+             " ".join(r.name for r in video.renditions), took], video.reason or "")
+
+
+def summary(rows: list[tuple[list[str], str]], elapsed: float, processed: int,
+            width: int) -> Group:
+    """The table shown when the videos are done, for a terminal ``width`` columns wide: one
+    row per upload, the titles cut to fit (never a header or a value), each failure's reason
+    in full on a line of its own below the table."""
+    table = Table(title=f"{processed} videos processed in {elapsed:.1f} s", box=box.SIMPLE_HEAD,
+                  title_justify="left", pad_edge=False, show_edge=False, collapse_padding=True)
+    widths = [max([len(header), *(len(line) for cells, _ in rows
+                                  for line in cells[i].splitlines())])
+              for i, (header, _) in enumerate(SUMMARY_COLUMNS)]
+    gaps = 2 * (len(widths) - 1)
+    widths[0] = max(min(widths[0], width - gaps - sum(widths[1:])), _MIN_TITLE)
+    for (header, right), size in zip(SUMMARY_COLUMNS, widths, strict=True):
+        table.add_column(header, justify="right" if right else "left", width=size,
+                         no_wrap=True, overflow="ellipsis")
+    reasons: list[Text] = []
+    for cells, reason in rows:
+        title, _, video_id = cells[0].partition("\n")
+        video = Text(title)  # Text, not markup: a title is shown as it is
+        if video_id:
+            video.append("\n" + video_id, style="dim")
+        table.add_row(video, *map(Text, cells[1:]))
+        if reason:
+            reasons.append(Text(f"{title}: {reason}", overflow="fold"))
+    return Group(table, *reasons)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,17 +177,9 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
         finished = site.wait(tasks, timeout, on_change=show)
     elapsed = time.monotonic() - started
 
-    summary = Table(title=f"{len(finished)} videos processed in {elapsed:.1f} s")
-    summary.add_column("id", no_wrap=True)
-    summary.add_column("video", max_width=30, overflow="ellipsis", no_wrap=True)
-    for column in ("status", "duration", "size", "renditions", "time to ready"):
-        summary.add_column(column, no_wrap=True)
-    summary.add_column("reason", overflow="fold")
-    for vid, title in uploaded:
-        summary.add_row(*_row(title, finished.get(vid), None))
-    for title, why in refused.items():
-        summary.add_row(*_row(title, None, why))
-    console.print(summary)
+    rows = [_row(title, finished.get(vid), None) for vid, title in uploaded]
+    rows += [_row(title, None, why) for title, why in refused.items()]
+    console.print(summary(rows, elapsed, len(finished), console.width))
     for error in site.errors:
         console.print(f"[red]service error:[/] {error}")
     for name, stats in site.statistics().items():
