@@ -3,8 +3,10 @@ against this test's MILLSTREAM_HOME (embedded log, SQLite tables, file:// store)
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -93,3 +95,17 @@ def test_snapshot_restore_rebuild(streams: Streams) -> None:
         assert dict(tables.table("orders").scan(limit=None)) == now
         assert dict(tables.table("orders-v2").scan(limit=None)) == now
     run("tables", "rebuild", "orders", code=1, input="n\n")  # declined: aborts
+
+
+def test_snapshot_prints_the_sha256_that_files_ls_and_stat_show(streams: Streams,
+                                                                _isolated_home: Path) -> None:
+    out = run("tables", "snapshot", "orders").stdout
+    url, printed = out.rstrip().removesuffix(")").split("written to ")[1].split(" (sha256 ")
+    name = url.removeprefix((_isolated_home / "files").absolute().as_uri() + "/")
+    assert name.startswith("tables/orders/snapshots/") and name.endswith(".jsonl.gz")
+    (row,) = [line.split() for line in run("files", "ls", "tables/orders/").stdout.splitlines()
+              if line.startswith("tables/")]
+    stat = dict(line.split(None, 1) for line in run("files", "stat", name).stdout.splitlines())
+    stored = hashlib.sha256((_isolated_home / "files" / name).read_bytes()).hexdigest()
+    assert row[0] == name
+    assert printed == row[2] == stat["sha256"] == stored

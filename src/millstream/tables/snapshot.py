@@ -7,7 +7,9 @@ A snapshot is one gzip-compressed object, ``tables/TABLE/snapshots/TIME.jsonl.gz
   ``offsets`` (``[stream, partition, next_offset]`` triples), ``documents``, ``created_ms``;
 * one line per document, by key: the key as a JSON string, a TAB, the document's JSON;
 * a trailer, a JSON object: ``{"end": true, "documents": N, "sha256": HEX}``, where the
-  hash covers every byte before the trailer.
+  hash covers every uncompressed byte before the trailer. (It is not the object's SHA-256,
+  the hash of the compressed bytes, which the file store records and ``SnapshotInfo.sha256``,
+  ``millstream tables snapshot`` and ``millstream files ls`` show.)
 
 A restore checks the format, the count and the hash while it loads, inside one transaction:
 a damaged or truncated snapshot raises ``CorruptDataError`` and the table is left as it was.
@@ -51,16 +53,27 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class SnapshotInfo:
-    """What a snapshot holds: where it is, the table it was taken of, and the offsets."""
+    """What a snapshot holds: where it is, the table it was taken of, and the offsets.
+
+    ``sha256`` is the snapshot object's SHA-256 — the hash of its stored (compressed) bytes,
+    as ``ref``, ``millstream files ls`` and ``files stat`` give it. ``content_sha256`` is the
+    one inside the snapshot's trailer, over its uncompressed lines before the trailer, which
+    ``restore`` checks while it loads; it is no object's hash.
+    """
 
     ref: FileRef
     table: str
     documents: int
-    sha256: str
+    content_sha256: str
     created_ms: int
     feed: str | None = None
     indexes: tuple[str, ...] = ()
     offsets: dict[StreamPartition, int] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        """The snapshot object's SHA-256 (``ref.sha256``)."""
+        return self.ref.sha256
 
 
 def snapshot_prefix(table: str) -> str:
