@@ -109,6 +109,18 @@ def test_over_the_limit_fails_without_and_passes_with_the_claim_check(
     assert json.loads(wire.value or b"")["size"] == 2 * MiB
 
 
+def test_a_claim_check_object_whose_record_was_lost_is_stored_again(
+        streams: Streams, store: FileStore, tmp_path: Path) -> None:
+    claim = ClaimCheck(store, threshold_bytes=10)
+    with claim.wrap_producer(streams.open_producer()) as producer:
+        producer.send("big", b"precious payload").wait(10)
+    (record,) = (tmp_path / "files" / ".meta" / "claim-check").iterdir()
+    record.unlink()  # the file is no object without it: the next send of the value puts it
+    with claim.wrap_producer(streams.open_producer()) as producer:
+        producer.send("big", b"precious payload").wait(10)
+    assert [r.value for r in read(streams, "big", 2, claim)] == [b"precious payload"] * 2
+
+
 def test_a_damaged_claim_check_object_fails_the_poll(streams: Streams, store: FileStore,
                                                      tmp_path: Path) -> None:
     claim = ClaimCheck(store, threshold_bytes=10)

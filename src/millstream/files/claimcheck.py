@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from millstream.errors import CorruptDataError
 from millstream.files._pins import Pins
 from millstream.files.base import FileRef, FileStore
 from millstream.records import Headers, Record, StreamPartition
@@ -68,7 +69,7 @@ class ClaimCheck:
             ref = self.store.stat(name)
             if ref.size != len(value):
                 raise LookupError
-        except LookupError:
+        except (LookupError, CorruptDataError):  # missing, or a file the store has no record of
             ref = self.store.put(name, value, content_type="application/octet-stream")
         return ref.model_dump_json().encode()
 
