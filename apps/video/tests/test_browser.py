@@ -162,3 +162,29 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
         served.platform.run_until_idle(service, timeout=30.0)
     page.wait_for_function(STATUS_IS, arg=[new_id, "ready"])
     assert card.locator("progress").count() == 0
+
+
+def test_the_ops_page_asks_the_browser_for_the_token(served: Served, browser: Any) -> None:
+    # the 401 challenges with Basic alone: with "..., Bearer" after it Chromium would not
+    # answer the challenge with the credentials it has
+    context = browser.new_context(http_credentials={"username": "operator",
+                                                    "password": TOKEN})
+    try:
+        page = context.new_page()
+        answer = page.goto(f"{served.base}/ops")
+        assert answer is not None and answer.status == 200
+        assert page.inner_text("h1") == "Services"
+        rows = page.eval_on_selector_all("table.ops tbody tr td:first-child",
+                                         "cells => cells.map(c => c.textContent)")
+        assert set(STAGES) <= set(rows)
+    finally:
+        context.close()
+    wrong = browser.new_context(http_credentials={"username": "operator",
+                                                  "password": "wrong"})
+    try:
+        page = wrong.new_page()
+        answer = page.goto(f"{served.base}/ops")
+        assert answer is not None and answer.status == 401
+        assert "Services" not in page.content()
+    finally:
+        wrong.close()

@@ -95,7 +95,7 @@ def check_ops_access(request: Request, site: Site) -> None:
         detail = ("the ops page needs the API token: Authorization: Bearer <token>, or log "
                   "in with any user name and the token as the password")
     raise HTTPException(401, detail, headers={
-        "WWW-Authenticate": 'Basic realm="videosite ops", charset="UTF-8", Bearer'})
+        "WWW-Authenticate": 'Basic realm="videosite ops", charset="UTF-8"'})
 
 
 def _refused(exc: UploadRefused) -> JSONResponse:
