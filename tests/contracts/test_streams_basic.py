@@ -122,22 +122,33 @@ def test_send_batch_rejects_mismatched_columns(backend: BackendUnderTest) -> Non
 
 def test_oversized_records_are_refused_and_nothing_is_appended(
         backend: BackendUnderTest) -> None:
+    """The boundary, exactly: key + value + headers of 1 MiB is stored (on Kafka too, whose
+    broker runs with its default limit: the stream millstream created takes it), 1 MiB + 1
+    byte is refused at the call, by ``send`` and by ``send_batch``, and nothing of it is
+    appended."""
     stream = backend.new_stream()
     limit = MiB
+    headers = (("name", b"12345"),)
     with backend.open().open_producer() as producer:
-        fits = producer.send(stream, b"x" * (limit - 3), key=b"abc").wait(60)
+        whole = producer.send(stream, b"v" * limit).wait(60)
+        mixed = producer.send(stream, b"x" * (limit - 3 - 9), key=b"abc",
+                              headers=headers).wait(60)
         with pytest.raises(millstream.RecordTooLargeError) as info:
             producer.send(stream, b"x" * (limit - 2), key=b"abc")
         assert info.value.size == limit + 1 and info.value.limit == limit
         assert str(limit + 1) in str(info.value) and str(limit) in str(info.value)
-        with pytest.raises(millstream.RecordTooLargeError):
-            producer.send(stream, b"x" * (limit - 4), headers=(("name", b"12345"),))
-        with pytest.raises(millstream.RecordTooLargeError):
+        with pytest.raises(millstream.RecordTooLargeError) as info:
+            producer.send(stream, b"x" * (limit - 3 - 8), key=b"abc", headers=headers)
+        assert info.value.size == limit + 1
+        with pytest.raises(millstream.RecordTooLargeError) as info:
             producer.send_batch(stream, [b"ok", b"x" * (limit + 1)])
+        assert info.value.size == limit + 1
         producer.flush(30)
-    assert fits.offset == 0
-    info_after = backend.open().admin().describe_stream(stream)
-    assert info_after.partitions[0].end == 1
+    assert (whole.offset, mixed.offset) == (0, 1)
+    assert backend.open().admin().describe_stream(stream).partitions[0].end == 2
+    records = read_all(backend, stream, 2)
+    assert [(r.offset, len(r.value or b""), r.key, r.headers) for r in records] == [
+        (0, limit, None, ()), (1, limit - 12, b"abc", headers)]
 
 
 def test_unknown_streams_and_bad_names_are_named_in_the_error(

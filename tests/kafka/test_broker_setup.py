@@ -1,8 +1,9 @@
 """The test Kafka itself (tests/support/kafka_cluster.py), checked with confluent_kafka alone.
 
 Not a millstream test: it proves the broker the Kafka backend is tested against is real and
-configured as documented — records flow through a group, topics come and go, the 1 MiB
-record limit holds, and with three nodes acks=all survives a killed node.
+configured as documented — records flow through a group, topics come and go, the record size
+limit is Kafka's default (and a topic can raise it, as millstream's streams do), and with three
+nodes acks=all survives a killed node.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from tests.support.kafka_cluster import MAX_RECORD_BYTES, MESSAGE_MAX_BYTES, KafkaCluster
+from tests.support.kafka_cluster import (
+    BROKER_DEFAULT_MESSAGE_MAX_BYTES,
+    MAX_RECORD_BYTES,
+    STREAM_MAX_MESSAGE_BYTES,
+    KafkaCluster,
+)
 from tests.support.waiting import wait_until
 
 
@@ -23,8 +29,10 @@ def _topic(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def _create(admin: AdminClient, name: str, partitions: int = 1, rf: int = 1) -> None:
-    admin.create_topics([NewTopic(name, partitions, rf)], operation_timeout=30)[name].result(60)
+def _create(admin: AdminClient, name: str, partitions: int = 1, rf: int = 1,
+            config: dict[str, str] | None = None) -> None:
+    admin.create_topics([NewTopic(name, partitions, rf, config=config or {})],
+                        operation_timeout=30)[name].result(60)
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes], **config: object
@@ -68,7 +76,9 @@ def test_the_broker_is_configured_as_documented(kafka_bootstrap: str) -> None:
     broker = str(min(admin.list_topics(timeout=10).brokers))
     resource = ConfigResource(ConfigResource.Type.BROKER, broker)
     configs = admin.describe_configs([resource])[resource].result(30)
-    assert configs["message.max.bytes"].value == str(MESSAGE_MAX_BYTES) == "1114112"
+    # Kafka's default, as on a broker nobody configured
+    assert configs["message.max.bytes"].value == str(BROKER_DEFAULT_MESSAGE_MAX_BYTES) \
+        == "1048588"
     assert configs["auto.create.topics.enable"].value == "false"
     assert configs["group.initial.rebalance.delay.ms"].value == "0"
 
@@ -109,35 +119,51 @@ def test_topics_are_created_and_deleted_and_never_made_on_the_fly(kafka_bootstra
     assert missing not in admin.list_topics(timeout=10).topics
 
 
+#: Kafka's framing of a batch of one record with no key, no headers and a value of about
+#: 1 MiB: the 61-byte batch header, and the record's length (3-byte varint), attributes,
+#: timestamp delta, offset delta, key length, value length (3 bytes) and header count.
+FRAMING_OF_ONE_VALUE = 61 + 3 + 1 + 1 + 1 + 1 + 3 + 1
+
+
 @pytest.mark.kafka
-def test_a_1_mib_record_fits_and_1_mib_plus_100_kib_is_refused_by_the_broker(
+def test_the_broker_takes_batches_up_to_its_limit_framing_included(
         kafka_bootstrap: str) -> None:
+    """A topic with the broker's default takes a record whose batch is exactly 1,048,588
+    bytes and refuses one byte more; a topic with ``max.message.bytes`` 1,114,112 (what
+    millstream sets on the streams it creates) takes 1 MiB of key + value + headers and
+    refuses 1 MiB + 100 KiB."""
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    topic = _topic()
-    _create(admin, topic)
+    default, raised = _topic(), _topic()
+    _create(admin, default)
+    _create(admin, raised, config={"max.message.bytes": str(STREAM_MAX_MESSAGE_BYTES)})
     # The client's own limit (librdkafka message.max.bytes, default 1_000_000) is raised far
     # above the broker's, so any refusal below comes from the broker.
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4 << 20,
                          "compression.type": "none"})
     results: list[KafkaError | None] = []
 
-    def send(value: bytes, key: bytes | None = None,
+    def send(topic: str, value: bytes, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None) -> KafkaError | None:
         producer.produce(topic, value, key=key, headers=headers,
                          on_delivery=lambda err, _msg: results.append(err))
         assert producer.flush(60) == 0
         return results[-1]
 
+    largest = BROKER_DEFAULT_MESSAGE_MAX_BYTES - FRAMING_OF_ONE_VALUE
+    assert send(default, os.urandom(largest)) is None
+    err = send(default, os.urandom(largest + 1))
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+
     whole_value = os.urandom(MAX_RECORD_BYTES)
-    assert send(whole_value) is None
+    assert send(raised, whole_value) is None
     key, headers = os.urandom(1024), [("h1", os.urandom(2048)), ("h2", os.urandom(3000))]
     rest = MAX_RECORD_BYTES - len(key) - sum(len(k) + len(v) for k, v in headers)
-    assert send(os.urandom(rest), key=key, headers=headers) is None  # key+value+headers = 1 MiB
-
-    err = send(os.urandom(MAX_RECORD_BYTES + 100 * 1024))
+    assert send(raised, os.urandom(rest), key=key, headers=headers) is None  # 1 MiB in all
+    err = send(raised, os.urandom(MAX_RECORD_BYTES + 100 * 1024))
     assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
-    # and the 1 MiB records read back whole with the consumer's default fetch sizes
-    values = [m.value() for m in _consume(kafka_bootstrap, topic, 2)]
+    # and the records read back whole with the consumer's default fetch sizes
+    assert [len(m.value() or b"") for m in _consume(kafka_bootstrap, default, 1)] == [largest]
+    values = [m.value() for m in _consume(kafka_bootstrap, raised, 2)]
     assert values[0] == whole_value and len(values[1] or b"") == rest
 
 

@@ -106,6 +106,9 @@ class KafkaAdmin:
             "retention.bytes": str(r.max_bytes if r.max_bytes is not None else -1),
             "cleanup.policy": "compact" if r.compact else "delete",
             "delete.retention.ms": str(r.tombstone_ms),
+            # the broker's default (1,048,588 bytes, framing included) is below a record of
+            # max_record_bytes: the stream takes what the producer accepts
+            "max.message.bytes": str(self._options.batch_bytes),
         }
         topic = NewTopic(name, num_partitions=partitions,
                          replication_factor=self._options.replication_factor, config=config)

@@ -61,6 +61,12 @@ def error_of(err: KafkaError, doing: str) -> MillstreamError:
         result = NotFoundError(text)
     elif code in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
         result = OffsetOutOfRangeError(text)
+    elif code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE):
+        result = InvalidRequestError(
+            text + " — the broker refused it as larger than the stream's max.message.bytes "
+            "(the broker's default is 1,048,588 bytes with Kafka's framing; streams millstream "
+            "creates take millstream.max_record_bytes plus 64 KiB): raise max.message.bytes on "
+            "the topic, or send smaller records")
     elif code in _INVALID:
         result = InvalidRequestError(text)
     elif code == KafkaError._MSG_TIMED_OUT:

@@ -16,16 +16,21 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from millstream.errors import ConfigError
 
-__all__ = ["KafkaOptions", "parse_kafka_url"]
+__all__ = ["FRAMING_BYTES", "KafkaOptions", "parse_kafka_url"]
 
 log = logging.getLogger(__name__)
+
+#: What Kafka adds around one record's key + value + headers: the 61-byte batch header and a
+#: few varints per record and header; 64 KiB covers thousands of headers. Streams created by
+#: millstream take records of ``max_record_bytes`` plus this (topic ``max.message.bytes``), so
+#: a record millstream accepts is never refused by the broker, whatever its defaults.
+FRAMING_BYTES = 64 * 1024
 
 PRODUCER_DEFAULTS = {
     "acks": "all",
     "enable.idempotence": "true",
     "partitioner": "murmur2_random",
     "linger.ms": "5",
-    "message.max.bytes": str(1024 * 1024 + 64 * 1024),
 }
 CONSUMER_DEFAULTS = {
     "enable.auto.commit": "false",
@@ -33,7 +38,6 @@ CONSUMER_DEFAULTS = {
     "partition.assignment.strategy": "range",
     "session.timeout.ms": "10000",
     "heartbeat.interval.ms": "3000",
-    "fetch.message.max.bytes": str(1024 * 1024 + 64 * 1024),
     # librdkafka's 1,000 ms default pauses fetching for a second after every ~100k
     # prefetched messages, which a consumer reading a backlog measures as a stall
     "fetch.queue.backoff.ms": "20",
@@ -83,8 +87,16 @@ class KafkaOptions:
         base["bootstrap.servers"] = self.bootstrap
         return base
 
+    @property
+    def batch_bytes(self) -> int:
+        """The largest batch of one record of ``max_record_bytes``, framing included: the
+        producer's ``message.max.bytes`` and the ``max.message.bytes`` of streams millstream
+        creates."""
+        return self.max_record_bytes + FRAMING_BYTES
+
     def producer(self) -> dict[str, str]:
-        config = {**PRODUCER_DEFAULTS, **self.common()}
+        config = {**PRODUCER_DEFAULTS, "message.max.bytes": str(self.batch_bytes),
+                  **self.common()}
         config.update({k: v for k, v in self.client.items() if k in _PRODUCER_ONLY})
         for name, unsafe in _UNSAFE.items():
             if name in config and unsafe(config[name]):
@@ -94,7 +106,8 @@ class KafkaOptions:
         return config
 
     def consumer(self) -> dict[str, str]:
-        config = {**CONSUMER_DEFAULTS, **self.common()}
+        config = {**CONSUMER_DEFAULTS, "fetch.message.max.bytes": str(self.batch_bytes),
+                  **self.common()}
         config.update({k: v for k, v in self.client.items() if k in _CONSUMER_ONLY})
         return config
 
