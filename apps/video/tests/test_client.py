@@ -14,6 +14,7 @@ from tests.support.platform_fixtures import isolate
 
 from videosite.client import UploadFailed, UploadRefused, upload
 from videosite.inprocess import InProcessSite
+from videosite.titles import BadTitle
 
 LIMIT = 1_000_000
 
@@ -51,6 +52,16 @@ def test_a_body_over_the_limit_is_refused_or_cut_off_with_the_reason(
     else:
         assert "VIDEOSITE_MAX_UPLOAD_BYTES" in str(stopped.value)
         assert "big.mp4" in str(stopped.value)
+
+
+def test_a_title_the_site_refuses_is_refused_before_sending(site: InProcessSite,
+                                                           clips: dict[str, Path]) -> None:
+    assert site.url is not None
+    forged = "t\r\n--x\r\nContent-Disposition: form-data; name=\"more\"\r\n\r\nv"
+    before = [ref.url for ref in site.files.list("uploads/")]
+    with pytest.raises(BadTitle, match=r"^the title holds U\+000D at character 2: "):
+        upload(site.url, "secret", clips["tiny"], forged)
+    assert [ref.url for ref in site.files.list("uploads/")] == before
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1:8000", "http://", ""])

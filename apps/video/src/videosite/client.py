@@ -4,7 +4,7 @@
 ``multipart/form-data``, streaming it from disk, and returns the video id. A refusal raises
 ``UploadRefused`` with the HTTP status and the server's reason; a connection the server
 closed before answering (it does that to a body over its size limit) raises
-``UploadFailed``.
+``UploadFailed``; a title the site refuses raises ``videosite.titles.BadTitle`` first.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .titles import check_title
 
 __all__ = ["UploadFailed", "UploadRefused", "upload"]
 
@@ -52,7 +54,10 @@ def _escape(text: str) -> str:
 
 def upload(base_url: str, token: str, path: str | Path, title: str, *,
            timeout: float = 60.0) -> str:
-    """Upload the file at ``path`` with ``title``; its new video id."""
+    """Upload the file at ``path`` with ``title``; its new video id. A title the site
+    would refuse raises ``BadTitle`` before anything is sent (a line break in it would also
+    end the form's field)."""
+    title = check_title(title)
     path = Path(path)
     boundary = uuid.uuid4().hex
     head = (f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n'
