@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
-from millstream.errors import NotFoundError, UnavailableError
+from millstream.errors import CorruptDataError, NotFoundError, UnavailableError
 from millstream.files.base import FileRef, FileStore
 
 __all__ = [
@@ -87,10 +87,15 @@ def key_of(name: str) -> str:
 
 
 def _age(store: FileStore, ref: FileRef | str, now: float) -> float:
-    """Seconds since ``ref`` was written (0 when the store cannot tell: never stale)."""
+    """Seconds since ``ref`` was written (0 when the store cannot tell: never stale).
+    ``NotFoundError`` if it is gone — or going: on ``file://`` a delete removes the object's
+    record before its file, and a look in between finds a file without a record."""
     if not isinstance(store, Dated):
         return 0.0
-    return now - store.modified(ref)
+    try:
+        return now - store.modified(ref)
+    except CorruptDataError as exc:
+        raise NotFoundError(f"{ref!r} is being deleted") from exc
 
 
 def _note(what: str) -> bytes:
@@ -165,7 +170,13 @@ class Pins:
 def gc_running(store: FileStore, now: float | None = None) -> bool:
     """Whether a gc (not a leftover of a killed one) is running on ``store``."""
     now = time.time() if now is None else now
-    return any(_age(store, ref, now) <= LEASE_S for ref in store.list(RUNNING))
+    for ref in store.list(RUNNING):
+        try:
+            if _age(store, ref, now) <= LEASE_S:
+                return True
+        except NotFoundError:
+            continue  # that gc has just ended
+    return False
 
 
 class running_marker:

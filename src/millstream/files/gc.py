@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundError
 from millstream.faults import fault_point
 from millstream.files._pins import AREA, CONDEMN_S, Dated, condemn, pinned, running_marker
 from millstream.files._pins import uncondemn as _uncondemn
@@ -148,7 +148,7 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
         try:
             if reason is None and older_than_s > 0 and store.modified(ref) > cutoff:  # type: ignore[attr-defined]
                 reason = "young"
-        except NotFoundError:  # deleted or replaced meanwhile
+        except (NotFoundError, CorruptDataError):  # deleted, replaced or being deleted meanwhile
             continue
         if reason is not None:
             kept[reason] += 1
