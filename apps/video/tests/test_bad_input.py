@@ -2,7 +2,8 @@
 
 Each bad upload gets a clear 4xx naming the problem and leaves nothing in the file store
 (no object, no temporary file); a file name with path tricks never reaches the stored
-name; a video that passes the upload's checks but is refused by the pipeline ends
+name; a video over the media limits is refused at upload (422, naming the value and the
+limit); a video that passes the upload's checks but is refused by the pipeline ends
 ``failed`` with the reason in the API and on its page while a good clip uploaded in the
 same run ends ``ready``. Schemathesis, against the app's OpenAPI schema, finds no 5xx.
 
@@ -46,7 +47,8 @@ MAX_UPLOAD = 2 * 1024 * 1024
 STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
 BOUNDARY = "x0b0undary"
 HTML_TITLE = '<img src=x onerror="alert(1)"><b>bold</b> & co'
-#: the pipeline refuses videos longer than this (VIDEOSITE_MAX_DURATION_S); uploads do not
+#: videos longer than this are refused (VIDEOSITE_MAX_DURATION_S): at upload when it is set
+#: then, by the probe when it is lowered after the upload was accepted
 MAX_DURATION_S = 2.5
 #: a title as a program that wrote the uploads stream itself (or an older site) stored it
 STORED_TITLE = "nul\x00 evil\u202e line\u2028 sep\u2066\u2069\x1b"
@@ -66,7 +68,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MILLSTREAM_HOME", str(home))
         env.delenv("VIDEOSITE_API_TOKEN", raising=False)
-        env.setenv("VIDEOSITE_MAX_DURATION_S", str(MAX_DURATION_S))
+        env.delenv("VIDEOSITE_MAX_DURATION_S", raising=False)
         with TestPlatform(app, clock=SystemClock()) as platform:
             site = create_app(platform.url, platform.files, platform.tables, token=TOKEN,
                               max_upload_bytes=MAX_UPLOAD, idle_timeout_s=2.0)
@@ -178,6 +180,15 @@ def test_a_file_that_is_not_a_video_is_refused(web: Web, bad_files: dict[str, Pa
     assert res.status_code == 415, res.text
     assert res.json() == {"detail": NOT_A_VIDEO[kind]}
     assert res.headers["connection"] == "close"
+
+
+def test_a_video_over_the_media_limits_is_refused_at_upload(
+        web: Web, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEOSITE_MAX_DURATION_S", str(MAX_DURATION_S))
+    res = post(web, multipart(clips["wide"].read_bytes(), title="three seconds"))
+    assert res.status_code == 422, res.text
+    assert res.json() == {
+        "detail": f"rejected: duration (s) 3 exceeds the limit of {MAX_DURATION_S}"}
 
 
 @pytest.mark.parametrize(("headers", "why"), [
@@ -410,8 +421,11 @@ def test_refused_uploads_leave_nothing_half_written(web: Web, in_pipeline: dict[
 
 @pytest.fixture(scope="module")
 def processed(web: Web, in_pipeline: dict[str, str]) -> dict[str, str]:
-    for service in STAGES:
-        web.platform.run_until_idle(service, timeout=60.0)
+    # the limit is lowered after the uploads were accepted: the probe refuses "too long"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VIDEOSITE_MAX_DURATION_S", str(MAX_DURATION_S))
+        for service in STAGES:
+            web.platform.run_until_idle(service, timeout=60.0)
     return in_pipeline
 
 

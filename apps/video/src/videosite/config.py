@@ -1,7 +1,9 @@
 """The video site's settings, read from the environment when a stage needs them.
 
-``VIDEOSITE_MAX_WIDTH``, ``_MAX_HEIGHT``, ``_MAX_PIXELS``, ``_MAX_DURATION_S`` and
-``_MAX_FRAMES`` lower (or raise) the media limits that refuse media bombs;
+``VIDEOSITE_MAX_WIDTH``, ``_MAX_HEIGHT``, ``_MAX_PIXELS``, ``_MAX_FRAME_BYTES``,
+``_MAX_DURATION_S``, ``_MAX_FRAMES``, ``_MAX_FPS`` and ``_MAX_STREAMS`` lower (or raise) the
+media limits that refuse media bombs, and ``VIDEOSITE_DECODER_THREADS`` the threads a
+decoder may use;
 ``VIDEOSITE_ANALYTICS_DB`` names the analytics database: a SQLite file (a path, or
 ``sqlite:///absolute/path.db``; default ``$MILLSTREAM_HOME/analytics.db``) or, at scale, a
 PostgreSQL database (``postgresql://user@host:port/database``; needs psycopg, ``pip install

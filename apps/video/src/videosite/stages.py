@@ -86,15 +86,15 @@ def run_probe(upload: Upload, files: StageFiles, limits: MediaLimits,
 
 def run_thumbnails(upload: Upload, files: StageFiles, limits: MediaLimits,
                    clock: Clock = time.time) -> Thumbnails:
-    """Stills at 10 %, 50 % and 90 % of the video and a poster, stored as JPEGs. The limits
-    are checked first, so a media bomb is never decoded here either."""
+    """Stills at 10 %, 50 % and 90 % of the video and a poster, stored as JPEGs. Each
+    checks the limits on the headers itself before decoding, so a media bomb is never
+    decoded here either, whatever an earlier stage decided."""
     started = clock()
     source = files.local_path(upload.source)
     try:
-        probe(source, limits)
         with tempfile.TemporaryDirectory(prefix="videosite-thumbs-") as work:
-            stills = thumbnails(source, Path(work) / "thumbs")
-            cover = poster(source, Path(work) / "poster.jpg")
+            stills = thumbnails(source, Path(work) / "thumbs", limits=limits)
+            cover = poster(source, Path(work) / "poster.jpg", limits=limits)
             refs = [files.put(f"thumbs/{still.name}", still, content_type="image/jpeg")
                     for still in stills]
             poster_ref = files.put("poster.jpg", cover, content_type="image/jpeg")

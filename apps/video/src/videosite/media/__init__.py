@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from .errors import MediaError, MediaRejected, NotAVideo, ProcessingError
 from .hls import hls_master, hls_media_playlist
+from .limits import DEFAULT_LIMITS, MediaLimits
 from .mp4 import Fragment
-from .probe import DEFAULT_LIMITS, MediaLimits, ProbeResult, probe
+from .probe import ProbeResult, probe
 from .sniff import sniff
 from .thumbs import poster, thumbnails
 from .transcode import DEFAULT_LADDER, Rendition, Rung, plan_ladder, transcode

@@ -34,7 +34,14 @@ class MediaRejected(MediaError, ValueError):
         self.what = what
         self.value = value
         self.limit = limit
-        super().__init__(detail or f"{what} {value:g} exceeds the limit of {limit:g}")
+        super().__init__(detail or f"{what} {_number(value)} exceeds the limit of {_number(limit)}")
+
+
+def _number(value: float | None) -> str:
+    """``value`` in full: 25000000 (not 2.5e+07), 1.5, 10800."""
+    if value is None:
+        return "unknown"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 class ProcessingError(MediaError, RuntimeError):

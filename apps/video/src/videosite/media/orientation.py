@@ -8,7 +8,7 @@ portrait clip is stored landscape with ``rotation == 90`` here.)
 
 from __future__ import annotations
 
-import av
+from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 from PIL import Image
 
@@ -19,11 +19,11 @@ def _normalise(degrees: float) -> int:
     return round(degrees / 90.0) * 90 % 360
 
 
-def read_rotation(container: av.container.InputContainer, stream: VideoStream) -> int:
-    """The clockwise display rotation of ``stream``; decodes at most one frame.
+def read_rotation(stream: VideoStream, frame: VideoFrame) -> int:
+    """The clockwise display rotation of ``stream``, given its first decoded ``frame``.
 
     The legacy ``rotate`` tag wins when present; otherwise the display matrix, which PyAV
-    exposes on decoded frames. Leaves the container positioned wherever decoding stopped.
+    exposes on decoded frames.
     """
     tag = stream.metadata.get("rotate")
     if tag is not None:
@@ -31,9 +31,7 @@ def read_rotation(container: av.container.InputContainer, stream: VideoStream) -
             return _normalise(float(tag))
         except ValueError:
             pass  # a garbled tag: fall through to the display matrix
-    for frame in container.decode(stream):
-        return _normalise(-frame.rotation)
-    return 0
+    return _normalise(-frame.rotation)
 
 
 def display_size(width: int, height: int, rotation: int) -> tuple[int, int]:

@@ -1,38 +1,24 @@
 """Read what a video file is — container, codecs, size, rate, rotation — and refuse bombs.
 
-Limits are checked on the container's headers before any frame is decoded, so a file that
-claims 100,000 x 100,000 pixels or ten days of video costs nothing to refuse.
+The limits are checked on the container's headers before any frame is decoded (see
+:mod:`._open`), so a file that claims 100,000 x 100,000 pixels or ten days of video costs
+nothing to refuse. Then the first frame alone is decoded, on a bounded decoder: it proves
+the stream decodes and carries the rotation.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
 
 import av
-from av.video.stream import VideoStream
 
-from .errors import MediaRejected, NotAVideo
+from ._open import first_frame, open_video
+from .errors import NotAVideo
+from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation
-from .sniff import DEMUXERS, sniff
 
 __all__ = ["DEFAULT_LIMITS", "MediaLimits", "ProbeResult", "probe"]
-
-
-@dataclass(frozen=True)
-class MediaLimits:
-    """The largest video accepted. Frames are estimated as duration x frame rate."""
-
-    max_width: int = 4096
-    max_height: int = 4096
-    max_pixels: int = 3840 * 2160
-    max_duration_s: float = 2 * 3600.0
-    max_frames: int = 2 * 3600 * 60
-
-
-DEFAULT_LIMITS = MediaLimits()
 
 
 @dataclass(frozen=True)
@@ -66,81 +52,32 @@ class ProbeResult:
         return display_size(self.width, self.height, self.rotation)[1]
 
 
-def stream_fps(stream: VideoStream) -> Fraction | None:
-    """The stream's frame rate: average, else guessed, else None."""
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate:
-            return Fraction(rate)
-    return None
-
-
-def main_video_stream(container: av.container.InputContainer) -> VideoStream:
-    """The first video stream that is not cover art; NotAVideo if there is none."""
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    raise NotAVideo("a container without a video stream")
-
-
-def _duration_s(container: av.container.InputContainer, stream: VideoStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
-def _check(limits: MediaLimits, width: int, height: int, duration: float, frames: int) -> None:
-    if width > limits.max_width:
-        raise MediaRejected("width", width, limits.max_width)
-    if height > limits.max_height:
-        raise MediaRejected("height", height, limits.max_height)
-    if width * height > limits.max_pixels:
-        raise MediaRejected("pixels per frame", width * height, limits.max_pixels)
-    if duration > limits.max_duration_s:
-        raise MediaRejected("duration (s)", duration, limits.max_duration_s)
-    if frames > limits.max_frames:
-        raise MediaRejected("frame count", frames, limits.max_frames)
-
-
 def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) -> ProbeResult:
     """Describe the video at ``path``.
 
     Raises NotAVideo if it is not a video container, MediaRejected (naming the value and
-    the limit) if it is over ``limits``.
+    the limit) if it is over ``limits``. The duration is the video stream's end minus its
+    start, so a stream whose timestamps start late (an MPEG-TS clock) is measured right.
     """
-    path = Path(path)
-    name = sniff(path)
-    try:
-        with av.open(str(path), format=DEMUXERS[name]) as container:
-            video = main_video_stream(container)
-            width, height = video.codec_context.width, video.codec_context.height
-            if width <= 0 or height <= 0:
-                raise MediaRejected("frame size", None, None, "the frame size is unknown")
-            duration = _duration_s(container, video)
-            if duration is None or duration <= 0:
-                raise MediaRejected("duration", None, None, "the duration is unknown")
-            fps = stream_fps(video)
-            if fps is None:
-                raise MediaRejected("frame rate", None, None, "the frame rate is unknown")
-            frames = video.frames or round(duration * fps)
-            _check(limits, width, height, duration, max(frames, round(duration * fps)))
+    with open_video(path, limits) as opened:
+        container, video, found = opened.container, opened.video, opened.headers
+        try:
+            rotation = read_rotation(video, first_frame(opened, limits))
             audio = container.streams.audio[0] if container.streams.audio else None
-            result = ProbeResult(
-                container=name,
-                duration_s=duration,
-                video_codec=video.codec_context.name,
-                width=width,
-                height=height,
-                fps=float(fps),
+            return ProbeResult(
+                container=found.container,
+                duration_s=found.duration_s,
+                video_codec=found.codec,
+                width=found.width,
+                height=found.height,
+                fps=float(found.fps),
                 bit_rate=container.bit_rate or None,
-                rotation=read_rotation(container, video),
+                rotation=rotation,
                 audio_codec=audio.codec_context.name if audio else None,
                 audio_channels=audio.codec_context.channels if audio else None,
                 audio_sample_rate=audio.codec_context.sample_rate if audio else None,
-                size_bytes=path.stat().st_size,
-                frame_count=frames,
+                size_bytes=os.stat(path).st_size,
+                frame_count=found.frame_count,
             )
-    except av.FFmpegError as exc:
-        raise NotAVideo(f"not a readable video ({exc.__class__.__name__})") from exc
-    return result
+        except av.FFmpegError as exc:
+            raise NotAVideo(f"not a readable video ({exc.__class__.__name__})") from exc

@@ -43,19 +43,25 @@ def make_clip(
     audio: bool = True,
     rotate: int = 0,
     keyframe_interval_s: float = 1.0,
+    start_s: float = 0.0,
+    b_frames: int = 0,
 ) -> None:
-    """Write an H.264 (+ mono AAC tone if ``audio``) MP4 of ``width`` x ``height`` as stored.
+    """Write an H.264 (+ mono AAC tone if ``audio``) video of ``width`` x ``height`` as
+    stored, in the container the file name's suffix names (MP4, MOV, MKV, MPEG-TS...).
 
     ``rotate`` is the clockwise display rotation written to the display matrix (so a phone
     portrait clip is ``width > height`` with ``rotate=90``). Key frames every
-    ``keyframe_interval_s`` seconds.
+    ``keyframe_interval_s`` seconds. Timestamps start at ``start_s`` (a broadcast clock;
+    MOV and MP4 write it as an edit list); ``b_frames`` B-frames between references (MOV and
+    MP4 then write an edit list that hides their delay).
     """
     frames = round(seconds * fps)
+    first_video, first_audio = round(start_s * fps), round(start_s * _SAMPLE_RATE)
     with av.open(os.fspath(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.gop_size = max(round(keyframe_interval_s * fps), 1)
-        video.options = {"preset": "ultrafast", "sc_threshold": "0"}
+        video.options = {"preset": "ultrafast", "sc_threshold": "0", "bf": str(b_frames)}
         if rotate:
             video.set_display_rotation(-rotate)  # PyAV counts counter-clockwise
         sound = container.add_stream("aac", rate=_SAMPLE_RATE, layout="mono") if audio else None
@@ -63,7 +69,7 @@ def make_clip(
         for index in range(frames):
             picture = _picture(width, height, index)
             frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]  # PyAV stub
-            frame.pts = index
+            frame.pts = first_video + index
             container.mux(video.encode(frame))
             if sound is None:
                 continue
@@ -72,7 +78,7 @@ def make_clip(
                 count = min(1024, until - done)
                 chunk = av.AudioFrame(format="s16", layout="mono", samples=count)
                 chunk.planes[0].update(_tone(done, count))
-                chunk.sample_rate, chunk.pts = _SAMPLE_RATE, done
+                chunk.sample_rate, chunk.pts = _SAMPLE_RATE, first_audio + done
                 container.mux(sound.encode(chunk))
                 done += count
         container.mux(video.encode(None))

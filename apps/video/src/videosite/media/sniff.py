@@ -1,17 +1,16 @@
 """Decide whether an upload really is a video container: magic bytes first, then PyAV.
 
 The file's name and declared content type are never consulted. The magic bytes choose the
-demuxer; PyAV then opens the file with exactly that demuxer and must decode a video frame.
+demuxer; PyAV then opens the file with exactly that demuxer, its headers are checked against
+the limits, and it must decode a video frame.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-import av
 
 from .errors import NotAVideo
+from .limits import DEFAULT_LIMITS, MediaLimits
 
 __all__ = ["DEMUXERS", "HEAD_BYTES", "sniff", "sniff_bytes"]
 
@@ -100,38 +99,20 @@ def sniff_bytes(head: bytes) -> str:
     raise NotAVideo("not a recognised video container")
 
 
-def sniff(source: str | os.PathLike[str] | bytes) -> str:
+def sniff(
+    source: str | os.PathLike[str] | bytes, limits: MediaLimits = DEFAULT_LIMITS
+) -> str:
     """The container of a video file or of its first bytes, e.g. ``"mp4"`` or ``"webm"``.
 
     Given bytes, only the magic bytes are checked. Given a path, the file must also open
-    with the demuxer those bytes name and yield a decodable video frame (cover art and other
+    with the demuxer those bytes name, pass ``limits`` on its headers (MediaRejected
+    otherwise) and yield a decodable video frame on a bounded decoder (cover art and other
     attached pictures do not count). Raises NotAVideo with the reason otherwise.
     """
     if isinstance(source, bytes):
         return sniff_bytes(source)
-    path = Path(source)
-    with path.open("rb") as f:
-        head = f.read(HEAD_BYTES)
-    if not head:
-        raise NotAVideo("an empty file, not a video")
-    name = sniff_bytes(head)
-    _confirm(path, DEMUXERS[name])
-    return name
+    from ._open import first_frame, open_video  # here: _open imports this module
 
-
-def _confirm(path: Path, demuxer: str) -> None:
-    try:
-        with av.open(str(path), format=demuxer) as container:
-            streams = [
-                s
-                for s in container.streams.video
-                if not s.disposition & av.stream.Disposition.attached_pic
-            ]
-            if not streams:
-                raise NotAVideo(f"a {demuxer} container without a video stream")
-            for frame in container.decode(streams[0]):
-                if frame.width > 0 and frame.height > 0:
-                    return
-    except av.FFmpegError as exc:
-        raise NotAVideo(f"not a readable video ({exc.__class__.__name__})") from exc
-    raise NotAVideo("a video stream without a decodable frame")
+    with open_video(source, limits) as opened:
+        first_frame(opened, limits)
+        return opened.headers.container

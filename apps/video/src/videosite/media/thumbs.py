@@ -1,8 +1,10 @@
 """Still images from a video: thumbnails at fractions of its length, and a poster.
 
-Each image comes from the key frame at or before its point (a fast seek). When two points
-land on the same key frame, the later one decodes on to its exact time, so a clip with
-several frames gives distinct images. Orientation is applied; images are never upscaled.
+Each image is the frame shown at its point: a seek to the key frame before it, then decoding
+on to it. Points count from the video stream's first timestamp, which need not be zero
+(MPEG-TS clocks, start offsets). The headers are checked against the limits before any
+frame is decoded, and every decoded frame again. Orientation is applied; images are never
+upscaled.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ from pathlib import Path
 
 import av
 from av.video.frame import VideoFrame
-from av.video.stream import VideoStream
 from PIL import Image
 
+from ._open import OpenVideo, check_frame, first_frame, open_video
 from .errors import ProcessingError
+from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation, rotate_image
-from .probe import main_video_stream
-from .sniff import DEMUXERS, sniff
 
 __all__ = ["poster", "thumbnails"]
 
@@ -27,53 +28,59 @@ _JPEG_QUALITY = 85
 _POSTER_CANDIDATES = (0.2, 0.35, 0.5)
 
 
-def _frame_near(
-    container: av.container.InputContainer,
-    stream: VideoStream,
-    target_s: float,
-    taken: set[int],
-) -> VideoFrame | None:
-    """The key frame at or before ``target_s``; if its pts is in ``taken``, decode on.
+def _frame_at(opened: OpenVideo, target: int, limits: MediaLimits) -> VideoFrame | None:
+    """The frame shown at ``target`` (a pts): the last one whose pts is at or before it.
 
-    Decoding on stops at the first frame not taken at or after ``target_s``; at the end of
-    the stream the last frame is returned even if taken.
+    The seek goes to a key frame before ``target`` and decoding runs on to it. A container
+    that seeks by timestamp alone (MPEG-TS) can land after the target or past the last key
+    frame, so a landing that decodes no frame at or before ``target`` seeks again from
+    further back (1, 2, 4 ... s), down to the stream's start.
     """
+    container, stream = opened.container, opened.video
     assert stream.time_base is not None
-    target = (stream.start_time or 0) + int(target_s / stream.time_base)
-    container.seek(target, stream=stream, backward=True)
-    first, last = True, None
-    for frame in container.decode(stream):
-        pts = frame.pts
-        if pts is None or (pts not in taken and (first or pts >= target)):
-            return frame
-        first, last = False, frame
-    return last
+    start = round(opened.headers.start_s / stream.time_base)
+    back = 0
+    while True:
+        seek_to = max(target - back, start)
+        # at the start, aim a second before it: a seek by timestamp to the first pts itself
+        # can land on the packet after it
+        aim = seek_to if seek_to > start else start - round(1 / stream.time_base)
+        container.seek(aim, stream=stream, backward=True)
+        shown: VideoFrame | None = None
+        for frame in opened.frames():
+            assert isinstance(frame, VideoFrame)
+            check_frame(frame, limits)
+            if frame.pts is None:
+                continue
+            if frame.pts > target:
+                if shown is None and seek_to == start:
+                    shown = frame  # the stream's first frame comes after the target
+                break
+            shown = frame
+        if shown is not None or seek_to == start:
+            return shown
+        back = max(2 * back, round(1 / stream.time_base))
 
 
-def _stills(path: Path, points: Sequence[float]) -> tuple[list[VideoFrame], int]:
+def _stills(path: Path, points: Sequence[float], limits: MediaLimits
+            ) -> tuple[list[VideoFrame], int]:
     """One frame per point (fractions of the duration) and the clockwise rotation."""
-    name = sniff(path)
-    try:
-        with av.open(str(path), format=DEMUXERS[name]) as container:
-            stream = main_video_stream(container)
-            stream.thread_type = "AUTO"
-            rotation = read_rotation(container, stream)
-            duration = (
-                float(stream.duration * stream.time_base)
-                if stream.duration is not None and stream.time_base is not None
-                else (container.duration or 0) / av.time_base
-            )
+    with open_video(path, limits) as opened:
+        stream = opened.video
+        assert stream.time_base is not None
+        try:
+            rotation = read_rotation(stream, first_frame(opened, limits))
+            start = round(opened.headers.start_s / stream.time_base)
+            length = opened.headers.duration_s
             frames: list[VideoFrame] = []
-            taken: set[int] = set()
             for point in points:
-                frame = _frame_near(container, stream, duration * min(max(point, 0.0), 1.0), taken)
+                offset = length * min(max(point, 0.0), 1.0)
+                frame = _frame_at(opened, start + int(offset / stream.time_base), limits)
                 if frame is None:
                     raise ProcessingError(f"no frame found at {point:.0%} of {path.name}")
-                if frame.pts is not None:
-                    taken.add(frame.pts)
                 frames.append(frame)
-    except av.FFmpegError as exc:
-        raise ProcessingError(f"could not read frames from {path.name}: {exc}") from exc
+        except av.FFmpegError as exc:
+            raise ProcessingError(f"could not read frames from {path.name}: {exc}") from exc
     return frames, rotation
 
 
@@ -93,9 +100,11 @@ def thumbnails(
     out_dir: str | os.PathLike[str],
     points: Sequence[float] = (0.1, 0.5, 0.9),
     width: int = 320,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> list[Path]:
-    """JPEG thumbnails ``thumb-01.jpg``… at ``points`` (fractions of the duration)."""
-    frames, rotation = _stills(Path(path), points)
+    """JPEG thumbnails ``thumb-01.jpg``… at ``points`` (fractions of the duration, counted
+    from the video stream's first timestamp). Raises like :func:`~.probe.probe` first."""
+    frames, rotation = _stills(Path(path), points, limits)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -107,13 +116,16 @@ def thumbnails(
 
 
 def poster(
-    path: str | os.PathLike[str], out_path: str | os.PathLike[str], width: int = 640
+    path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    width: int = 640,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> Path:
     """A JPEG poster: the most detailed (by image entropy) of a few key frames.
 
     Choosing by entropy keeps a black fade-in or a title card from becoming the poster.
     """
-    frames, rotation = _stills(Path(path), _POSTER_CANDIDATES)
+    frames, rotation = _stills(Path(path), _POSTER_CANDIDATES, limits)
     images = [_image(frame, rotation, width) for frame in frames]
     best = max(images, key=lambda image: image.entropy())
     target = Path(out_path)

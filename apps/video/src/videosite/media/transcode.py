@@ -32,13 +32,13 @@ from av.audio.stream import AudioStream
 from av.container import OutputContainer
 from av.filter import Graph
 from av.video.frame import PictureType, VideoFrame
-from av.video.stream import VideoStream
 
+from ._open import OpenVideo, check_frame, open_video, stream_fps
 from .errors import MediaError, MediaRejected, ProcessingError
+from .limits import DEFAULT_LIMITS, MediaLimits
 from .mp4 import Fragment, read_layout
 from .orientation import display_size, transpose_filters
-from .probe import DEFAULT_LIMITS, MediaLimits, main_video_stream, probe, stream_fps
-from .sniff import DEMUXERS
+from .probe import probe
 
 __all__ = ["DEFAULT_LADDER", "SEGMENT_S", "Rendition", "Rung", "plan_ladder", "transcode"]
 
@@ -294,9 +294,8 @@ def transcode(
     out.mkdir(parents=True, exist_ok=True)
     outputs: list[_Output] = []
     try:
-        with av.open(os.fspath(path), format=DEMUXERS[source.container]) as container:
-            video = main_video_stream(container)
-            video.thread_type = "AUTO"
+        with open_video(path, limits) as opened:  # checked again: the file is read afresh
+            container, video = opened.container, opened.video
             audio = container.streams.audio[0] if container.streams.audio else None
             fps = stream_fps(video) or Fraction(25)
             shown_w, shown_h = display_size(source.width, source.height, source.rotation)
@@ -312,7 +311,7 @@ def transcode(
                         out / f"{rung.name}.mp4", rung, (width, height), fps, source.rotation, audio
                     )
                 )
-            _pump(container, video, audio, outputs, source.duration_s, limits, progress)
+            _pump(opened, audio, outputs, source.duration_s, limits, progress)
             for output in outputs:
                 output.finish()
         renditions = [_rendition(output, fps) for output in outputs]
@@ -328,8 +327,7 @@ def transcode(
 
 
 def _pump(
-    container: av.container.InputContainer,
-    video: VideoStream,
+    opened: OpenVideo,
     audio: AudioStream | None,
     outputs: list[_Output],
     duration_s: float,
@@ -337,31 +335,25 @@ def _pump(
     progress: Callable[[float], None] | None,
 ) -> None:
     """Decode the source once, feeding every output; check frames against ``limits``."""
-    # a late start (MPEG-TS clocks) moves to zero; a negative one is AAC priming, which the
-    # decoder already drops, so it moves nothing
-    origin_s = max(container.start_time or 0, 0) / av.time_base
-    streams = [video] if audio is None else [video, audio]
+    # a late start (MPEG-TS clocks, start offsets) moves to zero; a negative one is AAC
+    # priming, which the decoder already drops, so it moves nothing
+    origin_s = max(opened.container.start_time or 0, 0) / av.time_base
+    streams = [opened.video] if audio is None else [opened.video, audio]
     frames, reported = 0, 0.0
-    for packet in container.demux(streams):
-        for frame in packet.decode():
-            if not isinstance(frame, VideoFrame | AudioFrame):
-                continue
-            if frame.pts is not None and frame.time_base is not None:
-                frame.pts -= round(origin_s / frame.time_base)
-            if isinstance(frame, VideoFrame):
-                frames += 1
-                if frames > limits.max_frames:
-                    raise MediaRejected("frame count", frames, limits.max_frames)
-                if frame.width * frame.height > limits.max_pixels:
-                    raise MediaRejected(
-                        "pixels per frame", frame.width * frame.height, limits.max_pixels
-                    )
-                for output in outputs:
-                    output.add_video(frame)
-                done = min(max(float(frame.time or 0.0) / duration_s, 0.0), 0.99)
-                if progress is not None and done - reported >= 0.01:
-                    reported = done
-                    progress(done)
-            else:
-                for output in outputs:
-                    output.add_audio(frame)
+    for frame in opened.frames(*streams):
+        if frame.pts is not None and frame.time_base is not None:
+            frame.pts -= round(origin_s / frame.time_base)
+        if isinstance(frame, VideoFrame):
+            frames += 1
+            if frames > limits.max_frames:
+                raise MediaRejected("frame count", frames, limits.max_frames)
+            check_frame(frame, limits)
+            for output in outputs:
+                output.add_video(frame)
+            done = min(max(float(frame.time or 0.0) / duration_s, 0.0), 0.99)
+            if progress is not None and done - reported >= 0.01:
+                reported = done
+                progress(done)
+        else:
+            for output in outputs:
+                output.add_audio(frame)

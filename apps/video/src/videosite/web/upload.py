@@ -9,7 +9,8 @@ to ``max_field_bytes``, a part's header line up to the same, and everything in t
 the file's bytes (headers, title, boundaries, preamble, epilogue) up to ``max_form_bytes``
 — past a cap the upload is refused at once (413), before the rest is read. The file
 part's first bytes are sniffed before a single byte is stored — its name and declared type
-are never trusted — and the stored object is confirmed with PyAV before it is accepted. A
+are never trusted — and the stored object's headers are checked against the media limits
+(before any frame is decoded; then one frame must decode) before it is accepted. A
 client that sends nothing for ``idle_timeout_s`` (or takes longer than ``upload_timeout_s``)
 is dropped. Every refusal is an ``UploadRefused`` carrying the HTTP status and the reason.
 """
@@ -25,7 +26,8 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from millstream.files import FileRef, FileStore, FileWriter
-from videosite.media import NotAVideo, sniff
+from videosite.config import media_limits
+from videosite.media import MediaRejected, NotAVideo, probe, sniff
 from videosite.media.sniff import HEAD_BYTES
 
 from .settings import WebSettings
@@ -294,11 +296,13 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
         raise
     assert writer.ref is not None and upload.container is not None
     ref = writer.ref
-    try:  # the magic bytes looked right; PyAV must also find a decodable video frame
+    try:  # the magic bytes looked right; the media limits and a decodable frame come next
         await asyncio.to_thread(_confirm, files, ref)
-    except NotAVideo as exc:
+    except (NotAVideo, MediaRejected) as exc:
         await asyncio.to_thread(files.delete, ref)
-        raise UploadRefused(415, f"not a video: {exc}") from None
+        over = isinstance(exc, MediaRejected)
+        raise UploadRefused(422 if over else 415,
+                            f"{'rejected' if over else 'not a video'}: {exc}") from None
     except BaseException:  # whatever else refused it: nothing refused stays stored
         await asyncio.to_thread(files.delete, ref)
         raise
@@ -307,4 +311,4 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
 
 
 def _confirm(files: FileStore, ref: FileRef) -> None:
-    sniff(files.local_path(ref))
+    probe(files.local_path(ref), media_limits())  # headers checked before a frame decodes

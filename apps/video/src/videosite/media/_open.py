@@ -1,0 +1,386 @@
+"""The one way into a video: its headers checked against the limits before a frame is decoded.
+
+:func:`open_video` reads the magic bytes, opens the container with every decoder barred
+(FFmpeg's stream probing, run by ``av.open``, otherwise decodes frames to complete what
+the headers leave out: a 798 KB MOV holding one 16000 x 16000 PNG frame cost 740 MB in
+``av.open`` alone), and checks what the container and stream headers declare:
+
+- the number of streams, and the video codec against :data:`VIDEO_CODECS`;
+- width, height, pixels per frame and raw frame size;
+- frame rate, duration and frame count.
+
+Only then does it hand out the container, with the video decoder bounded. FFmpeg's
+``max_pixels`` refuses a larger picture before its buffer is allocated, also when a
+stream changes size midway. The decoder runs at most ``decoder_threads`` threads.
+
+When the headers do not give the frame size (FLV's Sorenson video, for one), the first
+frame alone is decoded to learn it, on a decoder bounded the same way and with one thread.
+
+Timestamps need not start at zero (MPEG-TS clocks, MKV and MOV start offsets and edit
+lists): the duration is the video stream's end minus its start, the end being read from the
+last packets' timestamps (demuxed, not decoded); a header that declares more (an index whose
+file was cut short) wins, so truncation stays visible. :func:`check_frame` applies the same limits
+to a decoded frame, for stages that must not trust the headers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+from av.audio.frame import AudioFrame
+from av.container import InputContainer
+from av.stream import Stream
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from .errors import MediaRejected, NotAVideo
+from .limits import MediaLimits
+from .sniff import DEMUXERS, HEAD_BYTES, sniff_bytes
+
+__all__ = [
+    "VIDEO_CODECS",
+    "Headers",
+    "OpenVideo",
+    "check_frame",
+    "first_frame",
+    "main_video_stream",
+    "open_video",
+    "stream_fps",
+]
+
+#: video codecs accepted (FFmpeg decoder names); still-image codecs (PNG, GIF, ...) are not
+VIDEO_CODECS = frozenset({
+    "av1", "dnxhd", "dvvideo", "flv1", "h263", "h264", "hevc", "mjpeg", "mpeg1video",
+    "mpeg2video", "mpeg4", "msmpeg4v2", "msmpeg4v3", "prores", "theora", "vc1", "vp8", "vp9",
+    "wmv1", "wmv2", "wmv3",
+})  # fmt: skip
+
+# no decoder may open while FFmpeg probes the streams (a name no decoder has)
+_NO_DECODERS = {"codec_whitelist": "none"}
+_MAX_EXTRADATA = 1 << 20
+#: packets decoded at most to learn a frame size the headers do not give
+_SIZING_PACKETS = 32
+#: a pixel's size in memory when the headers do not name the format: 4 components of 16 bits
+#: (FFmpeg's video decoders give at most this; 3840 x 2160 of it fits the default 64 MiB)
+_WORST_BYTES_PER_PIXEL = 8
+#: the packets of the last this-many seconds (declared) are read to find the end
+_TAIL_S = 2.0
+
+
+@dataclass(frozen=True)
+class Headers:
+    """What the headers declare, checked. Times are in seconds of the video stream."""
+
+    container: str
+    codec: str
+    width: int
+    height: int
+    fps: Fraction
+    start_s: float
+    duration_s: float
+    frame_count: int  # as declared, else duration x frame rate
+    streams: int
+
+
+class OpenVideo:
+    """An open, checked video: ``container``, its main ``video`` stream and ``headers``.
+
+    Use it with ``with``; the container is closed on leaving.
+    """
+
+    def __init__(self, container: InputContainer, video: VideoStream, headers: Headers,
+                 size_bytes: int) -> None:
+        self.container = container
+        self.video = video
+        self.headers = headers
+        self.size_bytes = size_bytes
+
+    def frames(self, *streams: Stream) -> Iterator[VideoFrame | AudioFrame]:
+        """The decoded frames of ``streams`` (the video stream if none), in file order.
+
+        A file cut short ends there: when the packet that runs into the end of the file, or
+        the decoder's flush after it, does not decode, its stream simply ends (and the
+        caller sees fewer frames than declared). A packet that does not decode anywhere
+        else raises, as does a picture over ``max_pixels``.
+        """
+        ended: set[int] = set()
+        for packet in self.container.demux(*(streams or (self.video,))):
+            if packet.stream.index in ended:
+                continue
+            try:
+                decoded = packet.decode()
+            except av.InvalidDataError:
+                reaches_end = packet.pos is not None and packet.pos + packet.size >= self.size_bytes
+                if packet.size and not reaches_end:
+                    raise
+                ended.add(packet.stream.index)
+                continue
+            for frame in decoded:
+                if isinstance(frame, VideoFrame | AudioFrame):
+                    yield frame
+
+    def __enter__(self) -> OpenVideo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.container.close()
+
+
+def main_video_stream(container: InputContainer, container_name: str) -> VideoStream:
+    """The first video stream that is not cover art; NotAVideo if there is none."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise NotAVideo(f"a {DEMUXERS[container_name]} container without a video stream")
+
+
+def stream_fps(stream: VideoStream) -> Fraction | None:
+    """The stream's frame rate: average, else guessed, else None."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate)
+    return None
+
+
+def _sniff_file(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(HEAD_BYTES)
+    if not head:
+        raise NotAVideo("an empty file, not a video")
+    return sniff_bytes(head)
+
+
+def _open_barred(path: Path, name: str) -> InputContainer:
+    """The container opened with every decoder barred: headers and packets only."""
+    try:
+        return av.open(str(path), format=DEMUXERS[name], container_options=_NO_DECODERS)
+    except av.FFmpegError as exc:
+        raise NotAVideo(f"not a readable video ({exc.__class__.__name__})") from exc
+
+
+def _bound(video: VideoStream, limits: MediaLimits, threads: int) -> None:
+    """Bound the stream's decoder: no picture over ``max_pixels``, at most ``threads``."""
+    context = video.codec_context
+    context.options = {"max_pixels": str(limits.max_pixels)}
+    context.thread_count = threads
+    if threads > 1:
+        context.thread_type = "AUTO"
+
+
+def _raw_bytes(width: int, height: int, pix_fmt: str | None) -> int:
+    """A frame's size in memory (unpadded rows); at the most a video decoder gives
+    (``_WORST_BYTES_PER_PIXEL``) when the pixel format is not in the headers."""
+    bits = 8 * _WORST_BYTES_PER_PIXEL
+    if pix_fmt:
+        try:
+            bits = av.VideoFormat(pix_fmt).padded_bits_per_pixel
+        except (ValueError, av.FFmpegError):
+            pass  # a format PyAV does not know: the worst case
+    return math.ceil(width * height * bits / 8)
+
+
+def _check_size(limits: MediaLimits, width: int, height: int, pix_fmt: str | None) -> None:
+    if width > limits.max_width:
+        raise MediaRejected("width", width, limits.max_width)
+    if height > limits.max_height:
+        raise MediaRejected("height", height, limits.max_height)
+    if width * height > limits.max_pixels:
+        raise MediaRejected("pixels per frame", width * height, limits.max_pixels)
+    raw = _raw_bytes(width, height, pix_fmt)
+    if raw > limits.max_frame_bytes:
+        shown = pix_fmt or f"format not in the headers, {_WORST_BYTES_PER_PIXEL} bytes a pixel"
+        raise MediaRejected(
+            "raw frame size (bytes)",
+            raw,
+            limits.max_frame_bytes,
+            f"raw frame size {raw} bytes ({width}x{height} {shown}) exceeds the limit of "
+            f"{limits.max_frame_bytes}",
+        )
+
+
+def check_frame(frame: VideoFrame, limits: MediaLimits) -> None:
+    """Raise MediaRejected if a decoded frame is over ``limits`` (size, pixels, raw bytes)."""
+    _check_size(limits, frame.width, frame.height, frame.format.name)
+
+
+def _check_duration(limits: MediaLimits, duration: float) -> None:
+    if duration > limits.max_duration_s:
+        raise MediaRejected("duration (s)", duration, limits.max_duration_s)
+
+
+def _check_frames(limits: MediaLimits, frames: int) -> None:
+    if frames > limits.max_frames:
+        raise MediaRejected("frame count", frames, limits.max_frames)
+
+
+def first_frame(opened: OpenVideo, limits: MediaLimits) -> VideoFrame:
+    """The first decoded frame, checked; NotAVideo if the stream has none.
+
+    Leaves the container positioned after it.
+    """
+    try:
+        for frame in opened.frames():
+            assert isinstance(frame, VideoFrame)
+            check_frame(frame, limits)
+            return frame
+    except av.FFmpegError as exc:
+        raise NotAVideo(f"a video stream that does not decode ({exc.__class__.__name__})"
+                        ) from exc
+    raise NotAVideo("a video stream without a decodable frame")
+
+
+def _size_from_first_frame(
+    container: InputContainer, video: VideoStream, limits: MediaLimits
+) -> tuple[int, int]:
+    """Decode at most ``_SIZING_PACKETS`` packets, one thread, ``max_pixels`` bound, each
+    packet no larger than ``max_frame_bytes``: the first frame's size."""
+    _bound(video, limits, threads=1)
+    try:
+        for count, packet in enumerate(container.demux(video)):
+            if count >= _SIZING_PACKETS:
+                break
+            if packet.size > limits.max_frame_bytes:
+                raise MediaRejected("packet size (bytes)", packet.size, limits.max_frame_bytes)
+            for frame in packet.decode():
+                if isinstance(frame, VideoFrame):
+                    return frame.width, frame.height
+    except av.FFmpegError as exc:
+        raise MediaRejected(
+            "frame size", None, limits.max_pixels,
+            "the headers do not give the frame size and the first frame does not decode "
+            f"within the limit of {limits.max_pixels} pixels ({exc.__class__.__name__})",
+        ) from exc
+    raise MediaRejected("frame size", None, None, "the frame size is unknown")
+
+
+def _start(container: InputContainer, video: VideoStream) -> int:
+    """The video stream's first timestamp, in its time base."""
+    if video.start_time is not None:
+        return video.start_time
+    if container.start_time is not None and video.time_base:
+        return round(container.start_time / av.time_base / video.time_base)
+    return 0
+
+
+def _declared_duration_s(container: InputContainer, video: VideoStream, start_s: float
+                         ) -> float | None:
+    """The shortest reading of the durations the headers give.
+
+    Some containers give the end (Matroska's Segment duration counts from zero), others the
+    length; the shorter reading is what a file can be refused for without decoding.
+    """
+    readings = []
+    if video.duration is not None and video.time_base:
+        readings.append(float(video.duration * video.time_base))
+    if container.duration is not None:
+        total = container.duration / av.time_base
+        readings.append(total)
+        if total - start_s > 0:
+            readings.append(total - start_s)
+    return min(readings) if readings else None
+
+
+def _end(container: InputContainer, video: VideoStream, start: int, declared_s: float | None,
+         frame: Fraction) -> int | None:
+    """The end of the video stream (last packet's pts + its duration), from the packets after
+    the last key frame the headers point to: demuxed, not decoded."""
+    assert video.time_base is not None
+    # from 2 s before the declared end: where seeks go by timestamp alone (MPEG-TS), the last
+    # packets in file order are B-frames that end before the last frame shown
+    guess = start + (round((declared_s - _TAIL_S) / video.time_base) if declared_s else 0)
+    try:
+        container.seek(guess, stream=video, backward=True)
+    except av.FFmpegError:
+        return None  # not seekable: the headers' duration stands
+    end = None
+    step = max(round(frame / video.time_base), 1)
+    for packet in container.demux(video):
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None:
+            continue
+        stamp += packet.duration or step
+        end = stamp if end is None else max(end, stamp)
+    return end
+
+
+def open_video(path: str | os.PathLike[str], limits: MediaLimits) -> OpenVideo:
+    """The video at ``path``, open and checked against ``limits``; use it with ``with``.
+
+    Raises NotAVideo if it is not a video container (or has no video stream), and
+    MediaRejected naming the value and the limit if its headers are over ``limits``.
+    """
+    path = Path(path)
+    name = _sniff_file(path)
+    with _open_barred(path, name) as scan:
+        headers = _read_headers(name, scan, limits)
+    container = _open_barred(path, name)
+    try:
+        video = main_video_stream(container, name)
+        _bound(video, limits, limits.decoder_threads)
+    except BaseException:
+        container.close()
+        raise
+    return OpenVideo(container, video, headers, path.stat().st_size)
+
+
+def _read_headers(name: str, container: InputContainer, limits: MediaLimits) -> Headers:
+    streams = len(container.streams)
+    if streams > limits.max_streams:
+        raise MediaRejected("stream count", streams, limits.max_streams)
+    video = main_video_stream(container, name)
+    if video.time_base is None:
+        raise NotAVideo("a video stream without a time base")
+    context = video.codec_context
+    extradata = context.extradata_size
+    if extradata > _MAX_EXTRADATA:
+        raise MediaRejected("codec header size (bytes)", extradata, _MAX_EXTRADATA)
+    width, height = context.width, context.height
+    if width <= 0 or height <= 0:
+        width, height = _size_from_first_frame(container, video, limits)
+    _check_size(limits, width, height, context.pix_fmt)
+    codec = context.codec.canonical_name
+    if codec not in VIDEO_CODECS:
+        raise MediaRejected(
+            "video codec", None, None,
+            f"the video codec {codec!r} is not accepted (accepted: "
+            f"{', '.join(sorted(VIDEO_CODECS))})",
+        )
+    fps = stream_fps(video)
+    if fps is None:
+        raise MediaRejected("frame rate", None, None, "the frame rate is unknown")
+    if fps > limits.max_fps:
+        raise MediaRejected("frame rate", float(fps), limits.max_fps)
+    _check_frames(limits, video.frames)
+    start = _start(container, video)
+    start_s = float(start * video.time_base)
+    declared_s = _declared_duration_s(container, video, start_s)
+    if declared_s is not None:
+        _check_duration(limits, declared_s)
+        _check_frames(limits, round(declared_s * fps))
+    end = _end(container, video, start, declared_s, 1 / fps)
+    # the longer of what the packets span and what the headers declare: a file cut short
+    # keeps its declared length (the transcode then finds it truncated), and a header that
+    # understates the packets is not believed
+    spans = [float((end - start) * video.time_base)] if end is not None else []
+    duration_s = max([*spans, *([declared_s] if declared_s is not None else [])], default=None)
+    if duration_s is None or duration_s <= 0:
+        raise MediaRejected("duration", None, None, "the duration is unknown")
+    _check_duration(limits, duration_s)
+    _check_frames(limits, max(video.frames, round(duration_s * fps)))
+    estimate = round(max(spans, default=duration_s) * fps)  # what the packets hold
+    return Headers(
+        container=name, codec=codec, width=width, height=height, fps=fps, start_s=start_s,
+        duration_s=duration_s, frame_count=video.frames or estimate, streams=streams,
+    )

@@ -1,0 +1,157 @@
+"""Sources whose timestamps do not start at zero: MPEG-TS clocks, MKV start offsets, MOV
+edit lists. Probe measures end minus start, thumbnails come from their moments, and the
+renditions start at zero with the right length and audio in step.
+
+Every clip is generated with PyAV: 2 s at 25 fps, 160 x 120, key frames every second,
+a tone. Every frame differs (a shifting colour, a moving bar), so a still is traced back
+to the source frame it shows by the nearest decoded frame.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from videosite.inprocess import InProcessSite
+from videosite.media import probe, thumbnails, transcode
+from videosite.media.samples import make_clip
+
+SECONDS, FPS = 2.0, 25
+
+OFFSETS = {  # name -> (suffix, first timestamp (s), B-frames)
+    "ts from 1.4 s": (".ts", 1.4, 0),
+    "ts from 10 h": (".ts", 36000.0, 0),
+    "ts from 1.4 s with B-frames": (".ts", 1.4, 2),
+    "mkv from 10 s": (".mkv", 10.0, 0),
+    "mkv from 10 s with B-frames": (".mkv", 10.0, 2),
+    "mov from 10 s (an empty edit)": (".mov", 10.0, 0),
+    "mov with B-frames (an edit list)": (".mov", 0.0, 2),
+    "mp4 from 10 s (an empty edit)": (".mp4", 10.0, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def offset_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("offsets")
+    made = {}
+    for n, (name, (suffix, start_s, b_frames)) in enumerate(OFFSETS.items()):
+        path = folder / f"clip-{n}{suffix}"
+        make_clip(path, 160, 120, SECONDS, fps=FPS, start_s=start_s, b_frames=b_frames)
+        made[name] = path
+    return made
+
+
+def _first_pts_s(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.start_time is not None and stream.time_base is not None
+        return float(stream.start_time * stream.time_base)
+
+
+def _frames(path: Path) -> list[Image.Image]:
+    """Every frame of the file's video, in order, as 160 x 120 RGB images."""
+    with av.open(str(path)) as container:
+        return [
+            frame.to_image().convert("RGB").resize((160, 120))  # type: ignore[no-untyped-call]
+            for frame in container.decode(video=0)
+        ]
+
+
+def _nearest(image: Image.Image, frames: list[Image.Image]) -> int:
+    """The index of the frame ``image`` shows (the least mean difference)."""
+    distances = [sum(ImageStat.Stat(ImageChops.difference(image, f)).mean) for f in frames]
+    return distances.index(min(distances))
+
+
+@pytest.mark.parametrize("name", OFFSETS)
+def test_the_clips_really_start_late(name: str, offset_clips: dict[str, Path]) -> None:
+    suffix, start_s, _ = OFFSETS[name]
+    path = offset_clips[name]
+    if suffix in (".mov", ".mp4"):
+        assert b"elst" in path.read_bytes()  # the start is an edit list
+    if start_s:
+        assert _first_pts_s(path) == pytest.approx(start_s, abs=0.05)
+
+
+@pytest.mark.parametrize("name", OFFSETS)
+def test_probe_measures_from_the_first_timestamp_to_the_last(
+    name: str, offset_clips: dict[str, Path]
+) -> None:
+    found = probe(offset_clips[name])
+    assert found.duration_s == pytest.approx(SECONDS, abs=0.1)
+    assert found.frame_count == SECONDS * FPS
+    assert (found.width, found.height, found.fps) == (160, 120, FPS)
+
+
+@pytest.mark.parametrize("name", OFFSETS)
+def test_thumbnails_show_the_frames_at_their_moments(
+    name: str, offset_clips: dict[str, Path], tmp_path: Path
+) -> None:
+    path = offset_clips[name]
+    stills = thumbnails(path, tmp_path, points=(0.1, 0.5, 0.9), width=160)
+    source = _frames(path)
+    assert len(source) == SECONDS * FPS
+    shown = []
+    for still in stills:
+        with Image.open(still) as image:
+            shown.append(_nearest(image.convert("RGB"), source))
+    # 10 %, 50 % and 90 % of 2 s at 25 fps: frames 5, 25 and 45 from the first one
+    assert shown == [5, 25, 45]
+
+
+@pytest.mark.parametrize("name", OFFSETS)
+def test_renditions_start_at_zero_with_the_right_length_and_audio_in_step(
+    name: str, offset_clips: dict[str, Path], tmp_path: Path
+) -> None:
+    path = offset_clips[name]
+    (rendition,) = transcode(path, tmp_path)  # 160 x 120: the smallest rung only
+    assert rendition.duration_s == pytest.approx(SECONDS, abs=0.1)
+    with av.open(str(rendition.path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.time_base is not None and audio.time_base is not None
+        assert video.start_time == 0
+        audio_start = float((audio.start_time or 0) * audio.time_base)
+        assert audio_start == pytest.approx(0.0, abs=0.03)  # AAC priming at most
+        frames = list(container.decode(video))
+        assert audio.duration is not None
+        audio_s = float(audio.duration * audio.time_base)
+        assert audio_s == pytest.approx(SECONDS, abs=0.1)
+    assert len(frames) == SECONDS * FPS
+    assert frames[0].pts == 0
+    first = frames[0].to_image().convert("RGB").resize((160, 120))  # type: ignore[no-untyped-call]
+    assert _nearest(first, _frames(path)) == 0
+
+
+def test_a_broadcast_ts_uploaded_to_the_site_ends_ready_with_the_right_stills(
+    offset_clips: dict[str, Path],
+) -> None:
+    """The whole path on the embedded log: the web upload (sniffed and checked as MPEG-TS,
+    stored as ``.ts``), probe, thumbnail, transcode, join and catalog."""
+    path = offset_clips["ts from 10 h"]
+    with InProcessSite(token="offsets", poll_timeout_s=0.05) as site:
+        video_id = site.upload(path, "a broadcast from 10 h")
+        finished = site.wait([video_id], timeout=120)
+        assert site.errors == []
+        video = finished[video_id]
+        assert video.status == "ready", video.reason
+        meta = video.metadata
+        assert meta is not None
+        assert (meta.container, meta.frame_count) == ("mpegts", SECONDS * FPS)
+        assert meta.duration_s == pytest.approx(SECONDS, abs=0.1)
+        assert [(r.name, r.width, r.height) for r in video.renditions] == [("240p", 160, 120)]
+        source = _frames(path)
+        shown = []
+        for ref in video.thumbnails:
+            with Image.open(io.BytesIO(site.files.read_bytes(ref))) as image:
+                shown.append(_nearest(image.convert("RGB"), source))
+        assert shown == [5, 25, 45]
+        rendition = site.files.read_bytes(video.renditions[0].ref)
+    with av.open(io.BytesIO(rendition)) as container:
+        stream = container.streams.video[0]
+        assert stream.start_time == 0
+        assert stream.duration is not None and stream.time_base is not None
+        assert float(stream.duration * stream.time_base) == pytest.approx(SECONDS, abs=0.1)
