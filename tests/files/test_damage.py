@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -223,3 +224,59 @@ def test_a_put_killed_between_its_two_renames_is_completed_on_the_next_read(
     assert reopened.read_bytes("video/big.bin") == expected
     assert reopened.local_path("video/big.bin").read_bytes() == expected
     assert list((tmp_path / "files/.tmp").iterdir()) == []
+
+
+def test_a_reader_waits_for_a_put_between_its_two_renames(store: LocalStore) -> None:
+    store.put(NAME, b"version 1")
+    new = b"version 2, longer"
+    # what a live writer holds between its renames: the data in place, its record in .tmp/
+    tmp = store.root / ".tmp" / "in-flight.part"
+    tmp.write_bytes(new)
+    ino = tmp.stat().st_ino
+    record = {"name": NAME, "sha256": sha(new), "size": len(new), "content_type": None,
+              "ino": ino}
+    seen: list[FileRef] = []
+    reader = threading.Thread(target=lambda: seen.append(store.stat(NAME)))
+    with store.lock():
+        store.pending_path(ino).write_text(json.dumps(record))
+        os.replace(tmp, store.root / NAME)
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and seen == []  # it waits rather than report a mismatch
+        os.replace(store.pending_path(ino), store.meta_path(NAME))
+    reader.join(10)
+    assert seen == [FileRef(url=f"{store.url}/{NAME}", size=len(new), sha256=sha(new))]
+    assert store.read_bytes(NAME) == new
+
+
+def test_readers_racing_puts_of_the_same_name_get_one_version_whole(store: LocalStore) -> None:
+    versions = {b"a" * 200_000, b"b" * 300_000}
+    store.put(NAME, b"a" * 200_000)
+    done = threading.Event()
+    got: list[bytes] = []
+    errors: list[Exception] = []
+
+    def write() -> None:
+        for i in range(400):
+            store.put(NAME, sorted(versions)[i % 2])
+        done.set()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                got.append(store.read_bytes(NAME))
+                with store.open(NAME, start=0, end=100) as f:
+                    got.append(f.read() * 2000)
+                got.append(store.local_path(NAME).read_bytes()[:1] * len(got[-1]))
+            except Exception as exc:  # collected, asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(got) >= 3
+    assert {g[:1] for g in got} <= {b"a", b"b"}
+    assert all(g in versions for g in got[0::3])

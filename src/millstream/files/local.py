@@ -20,7 +20,12 @@ rename. Only a write makes a record: a file whose record is missing is not an ob
 (``CorruptDataError`` on use, skipped by ``list``), and a file whose bytes changed keeps the
 record of what was written.
 
-Reads check the object against its record:
+Reads check the object against its record, and read the file the record describes: a read
+opens the file and compares its inode with the one it found with the record, and looks again
+if a put replaced it in between — so a reader racing puts of the same name gets one version
+whole, never a false alarm. A record whose inode is not its file's is read again under the
+lock, which a writer holds between its two renames.
+
 
 - a full read (``open`` to the end, ``read_bytes``) hashes every byte as it streams and
   raises ``CorruptDataError`` at the end on a mismatch (so bit rot is always caught);
@@ -42,6 +47,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -161,7 +167,8 @@ class LocalStore(StoreBase):
                 if entry.stat().st_mtime >= cutoff:
                     continue
                 if entry.name.endswith(PENDING):  # a record whose rename a crash cut off?
-                    self._finish_put(Path(entry.path))
+                    with self.lock():
+                        self._finish_put(Path(entry.path))
                 os.unlink(entry.path)
 
     def meta_path(self, name: str) -> Path:
@@ -196,44 +203,62 @@ class LocalStore(StoreBase):
             return None
         return record
 
-    def _finish_put(self, pending: Path) -> dict[str, Any] | None:
+    def _finish_put(self, pending: Path) -> None:
         """Complete a write killed between its two renames: if ``pending`` (a record in
-        ``.tmp/``) describes the file now under its name, move it into place."""
-        with self.lock():
-            try:
-                record = json.loads(pending.read_text())
-                name = record["name"]
-                if os.stat(self.root / name).st_ino != record["ino"]:
-                    return None
-            except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
-                return None
-            meta = self.meta_path(name)
-            _replace_retrying(pending, meta)
-            _fsync_dir(meta.parent)
+        ``.tmp/``) describes the file now under its name, move it into place. Call it
+        holding ``lock()``, so that it never cuts in between a live writer's renames."""
+        try:
+            record = json.loads(pending.read_text())
+            name = record["name"]
+            if os.stat(self.root / name).st_ino != record["ino"]:
+                return
+        except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
+            return
+        meta = self.meta_path(name)
+        _replace_retrying(pending, meta)
+        _fsync_dir(meta.parent)
         logger.warning("completed the interrupted write of %s/%s", self.url, name)
-        return self._read_record(name)
 
     def _record(self, name: str) -> tuple[dict[str, Any], os.stat_result] | None:
         """The object's record and its file's ``stat``; ``None`` if there is no file.
-        ``CorruptDataError`` if there is a file but no record of a write."""
-        path = self.root / name
-        try:
-            st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
+        ``CorruptDataError`` if there is a file but no record of a write.
+
+        A record whose inode is not the file's is looked at again under the lock: a writer
+        may be between its two renames (the lock waits for it), or may have been killed
+        there (its record is moved into place). If they still differ, the file is not the
+        one written (a restored copy, or replaced behind the store's back), and the record
+        stands: reads hash the file against it."""
+        found = self._stat_and_read(name)
+        if found is None:
             return None
-        if not path.is_file():
-            return None
-        record = self._read_record(name)
+        record, st = found
         if record is None or record.get("ino") != st.st_ino:
-            pending = self.pending_path(st.st_ino)
-            if pending.exists():
-                record = self._finish_put(pending) or record
+            with self.lock():
+                found = self._stat_and_read(name)
+                if found is not None and (found[0] is None
+                                          or found[0].get("ino") != found[1].st_ino):
+                    self._finish_put(self.pending_path(found[1].st_ino))
+                    found = self._stat_and_read(name)
+            if found is None:
+                return None
+            record, st = found
         if record is None:
             raise CorruptDataError(
                 f"{self.url}/{name}: no SHA-256 recorded for this file (it was not written "
                 "through the store, or its record in .meta/ was lost); put it again with "
                 "`millstream files put`, or delete it")
         return record, st
+
+    def _stat_and_read(self, name: str
+                       ) -> tuple[dict[str, Any] | None, os.stat_result] | None:
+        path = self.root / name
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return self._read_record(name), st
 
     def _head(self, name: str) -> ObjectMeta | None:
         found = self._record(name)
@@ -276,6 +301,14 @@ class LocalStore(StoreBase):
         self._check_fd(name, meta, raw.fileno())
 
     # --- the rest of the primitives ---------------------------------------------------------
+    def _open_version(self, name: str, meta: ObjectMeta, start: int, end: int
+                      ) -> BinaryIO | None:
+        f = self._read_range(name, start, end)
+        if meta.version is not None and os.fstat(f.fileno()).st_ino != meta.version:
+            f.close()  # a put replaced it after its record was read
+            return None
+        return f
+
     def _read_range(self, name: str, start: int, end: int) -> BinaryIO:
         try:
             f = open(self.root / name, "rb", buffering=0)  # noqa: SIM115 - caller closes
@@ -324,26 +357,31 @@ class LocalStore(StoreBase):
     def local_path(self, ref: FileRef | str) -> Path:
         """The object's own file (not a copy), checked first; do not modify it."""
         name = self.name_of(ref)
-        found = self._record(name)
-        if found is None:
-            raise NotFoundError(f"no object {name!r} in the file store {self.url}")
-        record, st = found
-        meta = _meta_of(record, st)
-        self._refuse_stale(ref, meta)
         path = self.root / name
-        if record.get("verified") == list(signature(st)):
-            return path  # checked since its last change: one stat and one small read
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
-        try:
-            self._check_fd(name, meta, fd)
-        finally:
-            os.close(fd)
-        return path
+        for attempt in range(5):
+            found = self._record(name)
+            if found is None:
+                raise NotFoundError(f"no object {name!r} in the file store {self.url}")
+            record, st = found
+            meta = _meta_of(record, st)
+            self._refuse_stale(ref, meta)
+            if record.get("verified") == list(signature(st)):
+                return path  # checked since its last change: one stat and one small read
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
+            try:
+                if os.fstat(fd).st_ino != st.st_ino and attempt < 4:
+                    continue  # replaced by a put since its record was read: look again
+                self._check_fd(name, meta, fd)
+            finally:
+                os.close(fd)
+            return path
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _meta_of(record: dict[str, Any], st: os.stat_result) -> ObjectMeta:
     return ObjectMeta(size=record["size"], sha256=record["sha256"],
-                      content_type=record.get("content_type"), modified=st.st_mtime)
+                      content_type=record.get("content_type"), modified=st.st_mtime,
+                      version=st.st_ino)
