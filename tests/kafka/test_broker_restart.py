@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import pytest
 from pydantic import BaseModel
 
 import millstream
-from millstream import MillstreamError, OperationTimeoutError, StreamPartition
+from millstream import MillstreamError, OperationTimeoutError, StreamPartition, UnavailableError
 from millstream.codecs import ModelCodec
 from millstream.service import App, Context, ServiceRunner
 from tests.support.kafka_cluster import (
@@ -258,6 +258,102 @@ def test_records_a_service_could_not_deliver_at_close_are_reported_and_counted(
             f"(closing its KafkaProducer failed: closed with {lines_per_order} records not "
             "delivered (5 not acknowledged after 3.0 s, 0 refused)"), errors[0]
         print(f"the service failed and closed {elapsed:.1f} s after it started")
+    finally:
+        own_kafka.restart_node(0)
+        own_kafka.wait_ready(120)
+
+
+TIMEOUT_S = 2.0  # millstream.timeout_ms of the consumers below
+SLACK_S = 3.0  # what a call may take beyond it
+
+
+def _fails_clearly(what: str, call: Callable[[], object], bound: float,
+                   kinds: tuple[type[MillstreamError], ...] = (UnavailableError,
+                                                             OperationTimeoutError)
+                   ) -> MillstreamError:
+    """``call`` must raise a retriable millstream error of ``kinds`` that says to check the
+    brokers, within ``bound`` seconds."""
+    t0 = time.monotonic()
+    try:
+        result = call()
+    except BaseException as exc:  # anything at all: a foreign type is the failure
+        elapsed = time.monotonic() - t0
+        assert type(exc).__module__ == "millstream.errors", \
+            f"{what} let {type(exc).__module__}.{type(exc).__name__} escape: {exc!r}"
+        assert isinstance(exc, kinds), f"{what} raised {exc!r}"
+        assert exc.retriable, f"{what}: {exc!r} is not marked retriable"
+        assert "check the brokers" in str(exc), f"{what}: {exc} does not say what to check"
+        assert elapsed < bound, f"{what} took {elapsed:.1f} s to fail (bound {bound} s)"
+        return exc
+    raise AssertionError(f"{what} returned {result!r} with its broker dead")
+
+
+def _answers(what: str, call: Callable[[], object], bound: float) -> object:
+    """``call`` needs no broker: it must answer within ``bound`` seconds."""
+    t0 = time.monotonic()
+    result = call()
+    assert time.monotonic() - t0 < bound, f"{what} took {time.monotonic() - t0:.1f} s"
+    return result
+
+
+def test_every_consumer_call_fails_fast_when_the_broker_dies_under_it(
+        own_kafka: KafkaCluster) -> None:
+    """A group member and a standalone consumer read a stream, then its only broker is
+    SIGKILLed. Every call of the Consumer Protocol is tried: those that need a broker
+    (``committed``, ``seek``, ``seek_to_beginning``/``_end``/``_timestamp``, ``lag``, and
+    ``subscribe`` on a new consumer) raise a retriable ``UnavailableError`` or
+    ``OperationTimeoutError`` saying to check the brokers within ``millstream.timeout_ms``
+    plus a little — before the fix the seeks and ``lag`` raised a non-retriable
+    ``NotFoundError`` ("unknown partition"). ``commit`` has no timeout of its own in
+    librdkafka: it fails once the group session expires (``session.timeout.ms``, 6 s here).
+    ``poll`` returns what was fetched, then empty lists, within its timeout (librdkafka
+    reconnects by itself); ``assignment``, ``position`` and ``close`` answer at once; a
+    standalone consumer's ``commit`` is refused and its ``committed`` is all None, as always."""
+    url = f"kafka://{own_kafka.bootstrap}?millstream.timeout_ms={TIMEOUT_S * 1000:.0f}&" \
+          f"{GROUP_OPTIONS}"
+    stream, group = f"dies-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    bound = TIMEOUT_S + SLACK_S
+    try:
+        with millstream.open_streams(url) as streams:
+            streams.admin().create_stream(stream, 2)
+            with streams.open_producer() as producer:
+                producer.send_batch(stream, [b"a", b"b", b"c"], partition=0).wait(30)
+                producer.send_batch(stream, [b"d"], partition=1).wait(30)
+            member, solo = streams.open_consumer(group), streams.open_consumer()
+            for consumer in (member, solo):
+                consumer.subscribe([stream])
+                got = 0
+                deadline = time.monotonic() + 60
+                while got < 4:
+                    assert time.monotonic() < deadline, "the records did not arrive"
+                    got += len(consumer.poll(10, timeout=0.5))
+            member.commit()
+            sp = StreamPartition(stream, 0)
+            owned = [sp, StreamPartition(stream, 1)]
+            own_kafka.kill_node(0)
+
+            for consumer in (member, solo):
+                assert _answers("poll", lambda c=consumer: c.poll(10, timeout=0.5),
+                                0.5 + SLACK_S) == []
+                assert _answers("assignment", consumer.assignment, SLACK_S) == owned
+                assert _answers("position", lambda c=consumer: c.position(sp), SLACK_S) == 3
+                _fails_clearly("seek", lambda c=consumer: c.seek(sp, 1), bound)
+                _fails_clearly("seek_to_beginning", consumer.seek_to_beginning, bound)
+                _fails_clearly("seek_to_end", consumer.seek_to_end, bound)
+                _fails_clearly("seek_to_timestamp", lambda c=consumer: c.seek_to_timestamp(0),
+                               bound)
+                _fails_clearly("lag", consumer.lag, bound)
+            _fails_clearly("committed", member.committed, bound)
+            _fails_clearly("commit", member.commit, 6.0 + bound)
+            with pytest.raises(millstream.InvalidRequestError, match="no group"):
+                solo.commit()
+            assert _answers("committed", solo.committed, SLACK_S) == dict.fromkeys(owned)
+            for consumer in (member, solo):
+                _answers("close", consumer.close, SLACK_S)
+
+            fresh = streams.open_consumer(f"g-{uuid.uuid4().hex[:8]}")
+            _fails_clearly("subscribe", lambda: fresh.subscribe([stream]), bound)
+            _answers("close", fresh.close, SLACK_S)
     finally:
         own_kafka.restart_node(0)
         own_kafka.wait_ready(120)

@@ -1,5 +1,6 @@
 """No broker answering: every call fails within ``millstream.timeout_ms`` plus a little, with a
 millstream error that says to check the brokers — never a hang, never a confluent_kafka type.
+(A broker that dies under a consumer that already reads is in ``test_broker_restart.py``.)
 
 Two kinds of silence: a port nothing listens on (connection refused at once), and a listener
 that accepts connections and never says a word (requests time out). Neither needs a broker.
@@ -23,6 +24,7 @@ from confluent_kafka import KafkaError, KafkaException
 import millstream
 from millstream import (
     DeliveryError,
+    InvalidRequestError,
     MillstreamError,
     OperationTimeoutError,
     StreamPartition,
@@ -114,7 +116,14 @@ def test_every_call_fails_fast_and_clearly_when_no_broker_answers(dead_url: str)
         consumer = streams.open_consumer(group)
         seen[f"subscribe({group})"] = _fails_clearly(
             f"subscribe with group {group}", lambda c=consumer: c.subscribe(["s"]))
+        with pytest.raises(InvalidRequestError, match="poll before subscribe"):
+            consumer.poll(timeout=0.1)
+        if group is not None:
+            seen["committed"] = _fails_clearly(
+                "committed", lambda c=consumer: c.committed([StreamPartition("s", 0)]))
+        t0 = time.monotonic()
         consumer.close()
+        assert time.monotonic() - t0 < SLACK_S
     streams.close()
     print({what: type(exc).__name__ for what, exc in seen.items()})
 

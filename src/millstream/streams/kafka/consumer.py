@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from itertools import repeat
 from operator import is_not, itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import (
@@ -34,6 +34,7 @@ from millstream.errors import (
     InvalidRequestError,
     MillstreamError,
     OffsetOutOfRangeError,
+    UnavailableError,
 )
 from millstream.names import check_group_name
 from millstream.records import Record, StreamPartition
@@ -59,6 +60,11 @@ _error, _topic, _partition, _offset, _timestamp, _key, _value, _headers = (
     Message.key, Message.value, Message.headers)
 _second = itemgetter(1)
 _is_not_none = partial(is_not, None)  # by identity: KafkaError's == fails against None
+T = TypeVar("T")
+#: what librdkafka answers for a partition whose leader it cannot reach
+_LEADER_GONE = {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.NOT_LEADER_FOR_PARTITION}
 
 
 def _sp(tp: TopicPartition) -> StreamPartition:
@@ -318,13 +324,40 @@ class KafkaConsumer:
 
     # -- positions ---------------------------------------------------------------------------
 
+    def _ask(self, call: Callable[[float], T], doing: str) -> T:
+        """``call(timeout)`` — a lookup at the partitions' leaders — tried again until
+        ``millstream.timeout_ms`` has passed while it fails for a reason that passes. With
+        its leader down librdkafka calls an owned partition "unknown" at once; that is no
+        ``NotFoundError`` but a broker that cannot be reached, and is raised as such."""
+        deadline = time.monotonic() + self._timeout()
+        while True:
+            try:
+                return call(max(deadline - time.monotonic(), 0.1))
+            except KafkaException as exc:
+                code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) \
+                    else None
+                error = translate(exc, doing)
+                if code not in _LEADER_GONE and not error.retriable:
+                    raise error from exc
+                if time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"Kafka did not answer within {self._timeout():g} s while {doing} "
+                        f"({exc.args[0].str() if code is not None else exc}): the partition's "
+                        "leader is down or the stream was deleted — check the brokers are up "
+                        "and reachable") from exc
+            time.sleep(0.1)
+
     def _watermarks(self, sp: StreamPartition) -> tuple[int, int]:
-        try:
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(sp.stream, sp.partition), timeout=self._timeout(), cached=False)
-        except KafkaException as exc:
-            raise translate(exc, f"reading the offsets of {sp}") from exc
-        return int(low), int(high)
+        tp = TopicPartition(sp.stream, sp.partition)
+
+        def ask(timeout: float) -> tuple[int, int]:
+            marks = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            if marks is None:  # confluent-kafka's answer to a timeout
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
+                                                f"no watermark offsets for {sp}"))
+            return int(marks[0]), int(marks[1])
+
+        return self._ask(ask, f"reading the offsets of {sp}")
 
     def _owned_list(self, partitions: Iterable[StreamPartition] | None) -> list[StreamPartition]:
         self._check_open()
@@ -385,12 +418,11 @@ class KafkaConsumer:
                           partitions: Iterable[StreamPartition] | None = None) -> None:
         check_timestamp(timestamp_ms)
         targets = self._owned_list(partitions)
-        try:
-            found = self._consumer.offsets_for_times(
+        found = self._ask(
+            lambda timeout: self._consumer.offsets_for_times(
                 [TopicPartition(sp.stream, sp.partition, timestamp_ms) for sp in targets],
-                timeout=self._timeout())
-        except KafkaException as exc:
-            raise translate(exc, "seeking by time") from exc
+                timeout=timeout),
+            "seeking by time")
         for tp in found:
             sp = _sp(tp)
             self._seek(sp, tp.offset if tp.offset >= 0 else self._watermarks(sp)[1])

@@ -29,6 +29,7 @@ _UNAVAILABLE = {
     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
     KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_ENOUGH_REPLICAS,
     KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._WAIT_COORD,
 }
 _FENCED = {
     KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
@@ -54,7 +55,8 @@ def error_of(err: KafkaError, doing: str) -> MillstreamError:
     elif code in _FENCED:
         result = FencedError(text + " — the group moved on; poll again for the new assignment")
     elif code in _TIMEOUT:
-        result = OperationTimeoutError(text)
+        result = OperationTimeoutError(text + " — check the brokers are up and reachable, or "
+                                       "raise millstream.timeout_ms")
     elif code == KafkaError.TOPIC_ALREADY_EXISTS:
         result = AlreadyExistsError(text)
     elif code in _NOT_FOUND:
