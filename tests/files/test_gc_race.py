@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,14 @@ def _value(seed: int) -> bytes:
     return bytes((i * seed) % 251 for i in range(300_000))
 
 
-def _start_gc(target: Target, tmp_path: Path, point: str) -> tuple[subprocess.Popen[str], Path]:
+def _start_gc(target: Target, tmp_path: Path, point: str,
+              streams_url: str | None = None) -> tuple[subprocess.Popen[str], Path]:
     release = tmp_path / f"release-{point}"
     env = dict(os.environ, PYTHONPATH=str(REPO), MILLSTREAM_FAULT_PAUSE=point,
                MILLSTREAM_FAULT_PAUSE_FILE=str(release))
     env.pop("MILLSTREAM_FAULT", None)
     args = [sys.executable, "-m", "tests.files.gc_worker", target.url,
-            f"local:{tmp_path / 'log'}"]
+            streams_url or f"local:{tmp_path / 'log'}"]
     if target.options is not None:
         args.append(json.dumps(target.options))
     gc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -87,9 +89,9 @@ def _finish(gc: subprocess.Popen[str], release: Path) -> dict[str, Any]:
     return result
 
 
-def _read_back(streams: Streams, claim: ClaimCheck) -> list[bytes]:
+def _read_back(streams: Streams, claim: ClaimCheck, stream: str = "big") -> list[bytes]:
     with claim.wrap_consumer(streams.open_consumer()) as consumer:
-        consumer.subscribe(["big"])
+        consumer.subscribe([stream])
         values: list[bytes] = []
         wait_until(lambda: values.extend(r.value or b"" for r in consumer.poll(10, 0.2))
                    or bool(values), 30, "the record")
@@ -196,3 +198,40 @@ def test_a_table_row_written_while_gc_runs_keeps_its_object_by_the_writers_pin(
     assert result["kept"]["pins"] == 1
     assert row is not None and FileRef.model_validate(row["file"]) == old
     assert target.store.read_bytes(row["file"]["url"]) == blob(upload)
+
+
+def test_on_kafka_a_record_sent_after_the_scan_keeps_the_object_it_reuses(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    url = (tmp_path / "files").as_uri()
+    target = Target(url, None, open_files(url))
+    stream = f"gc-race-{uuid.uuid4().hex[:8]}"
+    value = _value(13)
+    old = _old_object(target.store, value)
+    kept = target.store.put("obj/kept", b"k" * 10)
+    orphan = target.store.put("obj/orphan", b"o" * 20)
+    streams_url = f"kafka://{kafka_bootstrap}"
+    with millstream.open_streams(streams_url) as streams:
+        streams.admin().create_stream(stream, 2)
+        with streams.open_producer() as producer:
+            producer.send(stream, json.dumps({"f": kept.model_dump()}).encode(), key=b"a")
+        gc, release = _start_gc(target, tmp_path, "files.gc.before_delete", streams_url)
+        try:
+            claim = ClaimCheck(target.store, threshold_bytes=1000)
+            with claim.wrap_producer(streams.open_producer()) as producer:
+                producer.send(stream, value, key=b"k")
+        finally:
+            result = _finish(gc, release)
+        assert result["deleted"] == [orphan.url]
+        assert result["kept"]["records"] == 2 and result["kept"]["pins"] == 0
+        # the writer closed while gc ran: its pin, released for that gc, is still there
+        assert {r.url for r in target.store.list()} - {old.url, kept.url} == {
+            p.url for p in target.store.list("millstream.gc/pins/")}
+        assert len(list(target.store.list("millstream.gc/pins/"))) == 1
+        got = _read_back(streams, claim, stream)
+        # the next gc removes it, and keeps the same objects
+        gc, release = _start_gc(target, tmp_path, "files.gc.before_delete", streams_url)
+        again = _finish(gc, release)
+        streams.admin().delete_stream(stream)
+    assert sorted(got, key=len) == [json.dumps({"f": kept.model_dump()}).encode(), value]
+    assert again["deleted"] == [] and again["kept"]["records"] == 2
+    assert {r.url for r in target.store.list()} == {old.url, kept.url}

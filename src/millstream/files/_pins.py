@@ -12,22 +12,25 @@ deletes a pinned object. Everything lives in the file store itself, under ``mill
 
 The protocol, per object ``X`` (``<key>`` is a hash of X's name):
 
-* writer — ``hold(X)``: (w1) write its pin; (w2) wait while X is condemned; then store X, or
+* writer — ``hold(X)``: (w1) write a pin; (w2) wait while X is condemned; then store X, or
   reuse it if it exists; send the record referring to it. ``release()`` once the record is
-  durable: (w3) if any gc is running, keep the pins until none is; else delete them.
+  durable: (w3) list the running gcs; if there are none, delete the pins; else rewrite each
+  pin to name those gcs ("released, keep me for them") and delete it later.
 * gc — (g0) write its running marker, list the objects, scan every reference; then for X:
-  (g1) condemn X; (g2) read X's pins; (g3) read the records appended to every stream since the
-  scan; delete X only if none of them keeps it; (g4) lift the condemnation.
+  (g1) condemn X; (g2) read X's pins — a live pin counts, a released one only if it names
+  this gc; (g3) read the records appended to every stream since the scan; delete X only if
+  none of them keeps it; (g4) lift the condemnation.
 
 Why a reference written by a writer is never left dangling: both sides write before they read
-(w1 before w2, g1 before g2), so at least one sees the other — if g2 misses the pin, the pin
-was written after g2 or deleted before it. Written after: then w2 came after g1, the writer
-sees the condemnation, waits for g4, and stores X again if it was deleted. Deleted before:
-the record was durable before g2; if the writer saw no gc running at w3, its record was
-durable before g0, so the scan found it; otherwise it kept its pin past g2 (contradiction).
-A record appended between the scan and g3 is also read at g3. This needs only what every
-backend gives: a completed write is seen by every later read and list (``file://`` by POSIX,
-S3 by its strong read-after-write consistency), and no atomic compare-and-delete.
+(w1 before w2, g1 before g2), so at least one sees the other — if g2 finds no pin that counts,
+the pin was written after g2, or released before it without naming this gc. Written after:
+then w2 came after g1, the writer sees the condemnation, waits for g4, and stores X again if
+it was deleted. Released without naming this gc: its w3 saw no marker of this gc, so the
+record was durable before g0 and the scan found it. A record appended between the scan and
+g3 is also read at g3. This needs only what every backend gives: a completed write is seen by
+every later read and list (``file://`` by POSIX, S3 by its strong read-after-write
+consistency), and no atomic compare-and-delete. A released pin whose gcs have all ended is
+deleted by the next gc.
 
 Leftovers of killed processes expire: a pin or running marker after ``LEASE_S`` (a writer that
 holds an object for longer, or a gc that runs longer, is not protected), a condemnation after
@@ -58,6 +61,7 @@ __all__ = [
     "gc_running",
     "key_of",
     "pinned",
+    "running_gcs",
     "running_marker",
     "uncondemn",
 ]
@@ -98,9 +102,12 @@ def _age(store: FileStore, ref: FileRef | str, now: float) -> float:
         raise NotFoundError(f"{ref!r} is being deleted") from exc
 
 
-def _note(what: str) -> bytes:
-    return json.dumps({"what": what, "host": socket.gethostname(), "pid": os.getpid(),
-                       "time": time.time()}).encode()
+def _note(what: str, after: list[str] | None = None) -> bytes:
+    doc: dict[str, object] = {"what": what, "host": socket.gethostname(), "pid": os.getpid(),
+                              "time": time.time()}
+    if after is not None:
+        doc["after"] = after
+    return json.dumps(doc).encode()
 
 
 class Pins:
@@ -111,8 +118,9 @@ class Pins:
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._token = uuid.uuid4().hex
+        self._made = 0
         self._held: dict[str, str] = {}  # object name -> pin name
-        self._deferred: dict[str, str] = {}  # released while a gc ran: dropped after it
+        self._deferred: list[str] = []  # pins released while a gc ran: dropped after it
         self._wait_s = wait_s
         self._clock = clock
 
@@ -126,10 +134,9 @@ class Pins:
         condemned for longer than the wait."""
         if name in self._held:
             return
-        pin = self._deferred.pop(name, None)
-        if pin is None:
-            pin = f"{PINS}{key_of(name)}/{self._token}"
-            self.store.put(pin, _note(name), content_type="application/json")
+        self._made += 1  # a fresh pin each time: a deferred one may be removed by any gc
+        pin = f"{PINS}{key_of(name)}/{self._token}-{self._made}"
+        self.store.put(pin, _note(name), content_type="application/json")
         self._held[name] = pin
         self._wait_not_condemned(name)
 
@@ -150,33 +157,43 @@ class Pins:
 
     def release(self) -> None:
         """What refers to every held object is durable: drop the pins — unless a gc is
-        running (it may have scanned before those references were written), in which case
-        they are kept until a later ``release`` finds no gc running."""
+        running (it may have scanned before those references were written). Then each pin is
+        rewritten to name the gcs running now, which honour it; it is deleted by a later
+        ``release`` that finds no gc running, or by any gc once those have ended."""
         if not self.holding:
             return
-        if gc_running(self.store, self._clock()):
-            self._deferred.update(self._held)
+        running = running_gcs(self.store, self._clock())
+        if running:
+            for name, pin in self._held.items():
+                self.store.put(pin, _note(name, running), content_type="application/json")
+                self._deferred.append(pin)
             self._held.clear()
             return
-        for pin in (*self._held.values(), *self._deferred.values()):
+        for pin in (*self._held.values(), *self._deferred):
             try:
                 self.store.delete(pin)
             except NotFoundError:
-                pass  # removed as stale by a gc
+                pass  # removed by a gc
         self._held.clear()
         self._deferred.clear()
 
 
-def gc_running(store: FileStore, now: float | None = None) -> bool:
-    """Whether a gc (not a leftover of a killed one) is running on ``store``."""
+def running_gcs(store: FileStore, now: float | None = None) -> list[str]:
+    """The running markers of the gcs running on ``store`` (not leftovers of killed ones)."""
     now = time.time() if now is None else now
+    found = []
     for ref in store.list(RUNNING):
         try:
             if _age(store, ref, now) <= LEASE_S:
-                return True
+                found.append(ref.url.rsplit("/", 1)[-1])
         except NotFoundError:
             continue  # that gc has just ended
-    return False
+    return found
+
+
+def gc_running(store: FileStore, now: float | None = None) -> bool:
+    """Whether a gc (not a leftover of a killed one) is running on ``store``."""
+    return bool(running_gcs(store, now))
 
 
 class running_marker:
@@ -184,7 +201,8 @@ class running_marker:
 
     def __init__(self, store: FileStore) -> None:
         self._store = store
-        self.name = f"{RUNNING}{uuid.uuid4().hex}"
+        self.id = uuid.uuid4().hex
+        self.name = f"{RUNNING}{self.id}"
 
     def __enter__(self) -> running_marker:
         self._store.put(self.name, _note("gc"), content_type="application/json")
@@ -214,20 +232,32 @@ def uncondemn(store: FileStore, names: Iterable[str]) -> None:
             pass
 
 
-def pinned(store: FileStore, names: Iterable[str], *, drop_stale: bool = False,
-           now: float | None = None) -> set[str]:
-    """Which of ``names`` a live writer holds (step g2). Pins older than ``LEASE_S`` do not
-    count, and are deleted when ``drop_stale``."""
+def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
+           drop_stale: bool = False, now: float | None = None) -> set[str]:
+    """Which of ``names`` a writer holds, for the gc whose running marker is ``gc`` (step
+    g2): a live pin, or a released one that waits for that gc. Pins older than ``LEASE_S``,
+    and released ones whose gcs have all ended, do not count; ``drop_stale`` deletes them."""
     now = time.time() if now is None else now
+    running = set(running_gcs(store, now))
     live: set[str] = set()
     for ref in store.list(PINS):
         try:
             stale = _age(store, ref, now) > LEASE_S
-        except NotFoundError:
-            continue  # released meanwhile
+            # by URL, not by reference: a pin rewritten meanwhile is read in its new version
+            note = b"{}" if stale else store.read_bytes(ref.url)
+        except (NotFoundError, CorruptDataError):
+            continue  # deleted meanwhile
+        try:
+            after = json.loads(note).get("after")
+        except (ValueError, AttributeError):
+            after = None  # unreadable: taken as live
+        if after is not None and not stale:
+            stale = not running.intersection(after)  # every gc it waited for has ended
+            if not stale and gc not in after:
+                continue  # released before this gc started: its record was scanned
         if stale:
             if drop_stale:
-                log.info("removing the stale pin %s (its writer is gone)", ref.url)
+                log.info("removing the pin %s (its writer is gone or done)", ref.url)
                 try:
                     store.delete(ref)
                 except NotFoundError:

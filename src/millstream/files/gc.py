@@ -103,8 +103,8 @@ def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
     refers to; see the module docstring. ``progress(what, name, count)`` is called after
     each stream, table and snapshot scanned."""
     _check_age(store, older_than_s)
-    announce = contextlib.nullcontext() if dry_run else running_marker(store)
-    with announce:
+    announce = None if dry_run else running_marker(store)
+    with announce or contextlib.nullcontext():
         listed = _ours(store, prefix)
         refs = References(store, progress)
         refs.scan_streams(streams)
@@ -112,7 +112,7 @@ def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
             refs.scan_tables(tables)
         refs.scan_snapshots(r for r in store.list("tables/") if is_snapshot(_name(store, r)))
         report = _sweep(store, listed, refs, streams, older_than_s=older_than_s,
-                        dry_run=dry_run, clock=clock)
+                        dry_run=dry_run, clock=clock, gc=announce.id if announce else None)
     report.unreadable = refs.unreadable
     return report
 
@@ -126,9 +126,11 @@ def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = F
     _check_age(store, older_than_s)
     refs = References(store)
     refs.found["records"] |= referenced
-    with contextlib.nullcontext() if dry_run else running_marker(store):
+    announce = None if dry_run else running_marker(store)
+    with announce or contextlib.nullcontext():
         return _sweep(store, _ours(store, prefix), refs, None, older_than_s=older_than_s,
-                      dry_run=dry_run, clock=clock).deleted
+                      dry_run=dry_run, clock=clock,
+                      gc=announce.id if announce else None).deleted
 
 
 def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
@@ -138,7 +140,7 @@ def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
 
 def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
            streams: Streams | None, *, older_than_s: float, dry_run: bool,
-           clock: Callable[[], float]) -> GcReport:
+           clock: Callable[[], float], gc: str | None) -> GcReport:
     report = GcReport(dry_run=dry_run)
     kept = report.kept
     cutoff = clock() - older_than_s
@@ -155,12 +157,14 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
         else:
             candidates.append(ref)
     fault_point("files.gc.before_delete")
+    if not dry_run:  # remove the pins of killed writers, and released ones no gc waits for
+        pinned(store, (), gc=gc, drop_stale=True)
     for batch in _batches(candidates, BATCH):
         names = {ref.url: _name(store, ref) for ref in batch}
         pending = set(names.values())
         started = time.monotonic() if dry_run else condemn(store, pending)
         try:
-            held = pinned(store, pending, drop_stale=not dry_run)
+            held = pinned(store, pending, gc=gc, drop_stale=not dry_run)
             if streams is not None:
                 refs.scan_tail(streams)
             fault_point("files.gc.condemned")
