@@ -315,8 +315,12 @@ def _end(container: InputContainer, video: VideoStream, start: int, declared_s: 
     return end
 
 
-def open_video(path: str | os.PathLike[str], limits: MediaLimits) -> OpenVideo:
+def open_video(path: str | os.PathLike[str], limits: MediaLimits, *, threads: int | None = None
+               ) -> OpenVideo:
     """The video at ``path``, open and checked against ``limits``; use it with ``with``.
+
+    The decoder runs ``threads`` threads (``limits.decoder_threads`` if None; one is enough
+    for a caller that decodes a frame or two, and holds a 4K frame less per thread).
 
     Raises NotAVideo if it is not a video container (or has no video stream), and
     MediaRejected naming the value and the limit if its headers are over ``limits``.
@@ -328,7 +332,7 @@ def open_video(path: str | os.PathLike[str], limits: MediaLimits) -> OpenVideo:
     container = _open_barred(path, name)
     try:
         video = main_video_stream(container, name)
-        _bound(video, limits, limits.decoder_threads)
+        _bound(video, limits, threads or limits.decoder_threads)
     except BaseException:
         container.close()
         raise

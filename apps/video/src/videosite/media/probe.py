@@ -59,7 +59,7 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
     the limit) if it is over ``limits``. The duration is the video stream's end minus its
     start, so a stream whose timestamps start late (an MPEG-TS clock) is measured right.
     """
-    with open_video(path, limits) as opened:
+    with open_video(path, limits, threads=1) as opened:
         container, video, found = opened.container, opened.video, opened.headers
         try:
             rotation = read_rotation(video, first_frame(opened, limits))

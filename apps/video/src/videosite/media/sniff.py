@@ -113,6 +113,6 @@ def sniff(
         return sniff_bytes(source)
     from ._open import first_frame, open_video  # here: _open imports this module
 
-    with open_video(source, limits) as opened:
+    with open_video(source, limits, threads=1) as opened:
         first_frame(opened, limits)
         return opened.headers.container
