@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from millstream.errors import CorruptDataError
+from millstream.errors import CorruptDataError, NotFoundError
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import FileRef
 from millstream.files.local import LocalStore
@@ -280,3 +280,35 @@ def test_readers_racing_puts_of_the_same_name_get_one_version_whole(store: Local
     assert len(got) >= 3
     assert {g[:1] for g in got} <= {b"a", b"b"}
     assert all(g in versions for g in got[0::3])
+
+
+def test_readers_racing_deletes_see_the_object_or_nothing(store: LocalStore) -> None:
+    done = threading.Event()
+    seen: list[str] = []
+    errors: list[Exception] = []
+
+    def churn() -> None:
+        for _ in range(300):
+            store.put(NAME, DATA[:1000])
+            store.delete(NAME)
+        done.set()
+
+    def look() -> None:
+        while not done.is_set():
+            try:
+                seen.append("there" if store.exists(NAME) else "gone")
+                store.stat(NAME)
+                assert store.read_bytes(NAME) == DATA[:1000]
+                store.local_path(NAME)
+            except NotFoundError:
+                seen.append("gone")
+            except Exception as exc:  # collected, asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=churn), threading.Thread(target=look)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert set(seen) <= {"there", "gone"} and len(seen) > 0

@@ -23,8 +23,9 @@ record of what was written.
 Reads check the object against its record, and read the file the record describes: a read
 opens the file and compares its inode with the one it found with the record, and looks again
 if a put replaced it in between — so a reader racing puts of the same name gets one version
-whole, never a false alarm. A record whose inode is not its file's is read again under the
-lock, which a writer holds between its two renames.
+whole, never a false alarm. A record whose inode is not its file's, or a file without a
+record, is looked at again under the lock, which a put holds around its two renames and a
+delete around its two unlinks.
 
 
 - a full read (``open`` to the end, ``read_bytes``) hashes every byte as it streams and
@@ -320,12 +321,14 @@ class LocalStore(StoreBase):
 
     def _remove(self, name: str) -> None:
         # the record first: a crash between leaves a file without one (refused, deletable),
-        # never a record that outlives its data
-        self.meta_path(name).unlink(missing_ok=True)
-        try:
-            (self.root / name).unlink()
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
+        # never a record that outlives its data; under the lock, so that a reader never
+        # takes the moment between for a file without a record
+        with self.lock():
+            self.meta_path(name).unlink(missing_ok=True)
+            try:
+                (self.root / name).unlink()
+            except FileNotFoundError as exc:
+                raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
         for top in (self.root, self.root / META):  # drop folders left empty
             parent = (top / name).parent
             while parent != top:
