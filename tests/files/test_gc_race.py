@@ -63,9 +63,9 @@ def _value(seed: int) -> bytes:
     return bytes((i * seed) % 251 for i in range(300_000))
 
 
-def _start_gc(target: Target, tmp_path: Path, point: str,
-              streams_url: str | None = None) -> tuple[subprocess.Popen[str], Path]:
-    release = tmp_path / f"release-{point}"
+def _start_gc(target: Target, tmp_path: Path, point: str, streams_url: str | None = None,
+              tag: str = "") -> tuple[subprocess.Popen[str], Path]:
+    release = tmp_path / f"release-{point}{tag}"
     env = dict(os.environ, PYTHONPATH=str(REPO), MILLSTREAM_FAULT_PAUSE=point,
                MILLSTREAM_FAULT_PAUSE_FILE=str(release))
     env.pop("MILLSTREAM_FAULT", None)
@@ -164,6 +164,42 @@ def test_a_writer_waits_for_a_condemned_object_and_stores_it_again(
     assert _read_back(streams, claim) == [value]
     assert list(target.store.list("millstream.gc/condemned/")) == []
     assert list(target.store.list("millstream.gc/running/")) == []
+
+
+def test_two_gcs_condemning_one_object_each_hold_back_a_writer_until_both_are_done(
+        target: Target, streams: Streams, tmp_path: Path) -> None:
+    value = _value(17)
+    old = _old_object(target.store, value)
+    first, release_first = _start_gc(target, tmp_path, "files.gc.condemned", tag="-a")
+    second, release_second = _start_gc(target, tmp_path, "files.gc.condemned", tag="-b")
+    # both condemned the object and found no pin; the first deletes it and ends
+    result_first = _finish(first, release_first)
+    assert result_first["deleted"] == [old.url]
+    claim = ClaimCheck(target.store, threshold_bytes=1000)
+    sent = threading.Event()
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with claim.wrap_producer(streams.open_producer()) as producer:
+                producer.send("big", value, key=b"k")
+            sent.set()
+        except BaseException as exc:  # reported to the test below
+            failed.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        # the second gc still condemns the object: the writer must not store it yet
+        assert not sent.wait(1.0), "the writer stored an object a gc was about to delete"
+    finally:
+        result_second = _finish(second, release_second)
+        writer.join(60)
+    assert not failed, failed
+    assert result_second["deleted"] == []  # already gone when its turn came
+    again = target.store.stat(old.url)
+    assert (again.size, again.sha256) == (old.size, old.sha256)
+    assert _read_back(streams, claim) == [value]
 
 
 def test_a_table_row_written_while_gc_runs_keeps_its_object_by_the_writers_pin(

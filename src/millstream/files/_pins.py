@@ -7,7 +7,7 @@ deletes a pinned object. Everything lives in the file store itself, under ``mill
 (ordinary objects, so every backend has it, and every process that shares the store sees it):
 
     millstream.gc/pins/<key>/<token>    a writer holds the object whose name hashes to <key>
-    millstream.gc/condemned/<key>       a gc is about to delete that object
+    millstream.gc/condemned/<key>/<id>  the gc <id> is about to delete that object
     millstream.gc/running/<id>          a gc is running
 
 The protocol, per object ``X`` (``<key>`` is a hash of X's name):
@@ -58,6 +58,8 @@ __all__ = [
     "LEASE_S",
     "Pins",
     "condemn",
+    "condemned",
+    "drop_leftovers",
     "gc_running",
     "key_of",
     "pinned",
@@ -141,14 +143,9 @@ class Pins:
         self._wait_not_condemned(name)
 
     def _wait_not_condemned(self, name: str) -> None:
-        mark = CONDEMNED + key_of(name)
+        marks = f"{CONDEMNED}{key_of(name)}/"
         deadline = time.monotonic() + self._wait_s
-        while True:
-            try:
-                if _age(self.store, mark, self._clock()) > CONDEMN_S:
-                    return  # a leftover of a killed gc
-            except NotFoundError:
-                return
+        while condemned(self.store, marks, self._clock()):
             if time.monotonic() > deadline:
                 raise UnavailableError(
                     f"object {name!r} has been condemned by `millstream files gc` for over "
@@ -215,19 +212,32 @@ class running_marker:
             pass
 
 
-def condemn(store: FileStore, names: Iterable[str]) -> float:
-    """Condemn ``names`` (step g1); returns the monotonic time after the last write, from
-    which the deletes have ``CONDEMN_S / 2``."""
+def condemned(store: FileStore, marks: str, now: float) -> bool:
+    """Whether any gc (not a leftover of a killed one) condemns the object of ``marks``."""
+    for ref in store.list(marks):
+        try:
+            if _age(store, ref, now) <= CONDEMN_S:
+                return True
+        except NotFoundError:
+            continue  # lifted meanwhile
+    return False
+
+
+def condemn(store: FileStore, names: Iterable[str], gc: str) -> float:
+    """Condemn ``names`` for the gc ``gc`` (step g1; each gc its own mark, so one that ends
+    does not lift another's); returns the monotonic time after the last write, from which
+    the deletes have ``CONDEMN_S / 2``."""
     for name in names:
-        store.put(CONDEMNED + key_of(name), _note(name), content_type="application/json")
+        store.put(f"{CONDEMNED}{key_of(name)}/{gc}", _note(name),
+                  content_type="application/json")
     return time.monotonic()
 
 
-def uncondemn(store: FileStore, names: Iterable[str]) -> None:
-    """Lift the condemnations of ``names`` (step g4)."""
+def uncondemn(store: FileStore, names: Iterable[str], gc: str) -> None:
+    """Lift the condemnations of ``names`` by the gc ``gc`` (step g4)."""
     for name in names:
         try:
-            store.delete(CONDEMNED + key_of(name))
+            store.delete(f"{CONDEMNED}{key_of(name)}/{gc}")
         except NotFoundError:
             pass
 
@@ -265,3 +275,19 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
             continue
         live.add(ref.url.rsplit("/", 2)[-2])
     return {name for name in names if key_of(name) in live}
+
+
+def drop_leftovers(store: FileStore, now: float | None = None) -> int:
+    """Delete the condemnations and running markers killed gcs left (older than
+    ``CONDEMN_S`` and ``LEASE_S``); returns how many."""
+    now = time.time() if now is None else now
+    dropped = 0
+    for prefix, limit in ((CONDEMNED, CONDEMN_S), (RUNNING, LEASE_S)):
+        for ref in store.list(prefix):
+            try:
+                if _age(store, ref, now) > limit:
+                    store.delete(ref)
+                    dropped += 1
+            except NotFoundError:
+                continue
+    return dropped

@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 
 from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundError
 from millstream.faults import fault_point
-from millstream.files._pins import AREA, CONDEMN_S, Dated, condemn, pinned, running_marker
+from millstream.files._pins import (
+    AREA,
+    CONDEMN_S,
+    Dated,
+    condemn,
+    drop_leftovers,
+    pinned,
+    running_marker,
+)
 from millstream.files._pins import uncondemn as _uncondemn
 from millstream.files._references import (
     REASONS,
@@ -157,12 +165,13 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
         else:
             candidates.append(ref)
     fault_point("files.gc.before_delete")
-    if not dry_run:  # remove the pins of killed writers, and released ones no gc waits for
+    if not dry_run:  # what killed writers and gcs left, and pins no gc waits for any more
         pinned(store, (), gc=gc, drop_stale=True)
+        drop_leftovers(store)
     for batch in _batches(candidates, BATCH):
         names = {ref.url: _name(store, ref) for ref in batch}
         pending = set(names.values())
-        started = time.monotonic() if dry_run else condemn(store, pending)
+        started = time.monotonic() if gc is None else condemn(store, pending, gc)
         try:
             held = pinned(store, pending, gc=gc, drop_stale=not dry_run)
             if streams is not None:
@@ -189,12 +198,12 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
                              ref.url, ref.size)
                     report.deleted.append(ref)
                 finally:
-                    if not dry_run:
-                        _uncondemn(store, (name,))
+                    if gc is not None:
+                        _uncondemn(store, (name,), gc)
                         pending.discard(name)
         finally:
-            if not dry_run:
-                _uncondemn(store, pending)
+            if gc is not None:
+                _uncondemn(store, pending, gc)
     return report
 
 
