@@ -312,3 +312,19 @@ def test_readers_racing_deletes_see_the_object_or_nothing(store: LocalStore) -> 
         t.join(120)
     assert errors == []
     assert set(seen) <= {"there", "gone"} and len(seen) > 0
+
+
+def test_a_check_that_cannot_be_recorded_still_serves_the_object(store: LocalStore) -> None:
+    ref = store.put(NAME, DATA)
+    _wait_until_not_racy(store.root / NAME)
+    (store.root / ".tmp").rmdir()
+    (store.root / ".tmp").write_bytes(b"")  # nothing can be written there now
+    record = store.meta_path(NAME).read_text()
+    for _ in range(2):
+        assert store.local_path(ref) == store.root / NAME
+        with store.open(ref, start=5, end=10) as f:
+            assert f.read() == DATA[5:10]
+    assert store.meta_path(NAME).read_text() == record  # checked each time, not recorded
+    damage_in_place(store.root / NAME, "flipped")
+    with pytest.raises(CorruptDataError, match=re.escape(ref.url)):
+        store.local_path(ref)

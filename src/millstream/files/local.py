@@ -295,8 +295,13 @@ class LocalStore(StoreBase):
                 return
             record.update(ino=verified.ino, verified=list(verified))
             tmp = self.root / TMP / f"{uuid.uuid4().hex}.json"
-            _write_synced(tmp, record)  # synced: it replaces the write's own record
-            os.replace(tmp, self.meta_path(name))
+            try:
+                _write_synced(tmp, record)  # synced: it replaces the write's own record
+                os.replace(tmp, self.meta_path(name))
+            except OSError as exc:  # a read-only or full disk: the next use checks again
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                logger.info("could not record the check of %s/%s: %s", self.url, name, exc)
 
     def _check_range(self, name: str, meta: ObjectMeta, raw: BinaryIO) -> None:
         self._check_fd(name, meta, raw.fileno())
