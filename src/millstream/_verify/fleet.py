@@ -18,7 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Exit", "Fleet", "Worker"]
+__all__ = ["RESTART_PAUSE_S", "Exit", "Fleet", "Worker"]
+
+#: The least time between two starts of a slot whose worker keeps ending on its own.
+RESTART_PAUSE_S = 1.0
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Worker:
     incarnation: int
     proc: subprocess.Popen[bytes]
     folder: Path
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def name(self) -> str:
@@ -91,8 +95,11 @@ class Fleet:
         return self.start(worker.role, worker.slot)
 
     def restart_exited(self) -> None:
-        """Start again every slot whose worker ended on its own, noting why it ended."""
-        for worker in [w for w in self.workers if w.proc.poll() is not None]:
+        """Start again every slot whose worker ended on its own, noting why it ended — at most
+        once a second per slot, so a worker that cannot start does not become a fork storm."""
+        now = time.monotonic()
+        for worker in [w for w in self.workers
+                       if w.proc.poll() is not None and now - w.started >= RESTART_PAUSE_S]:
             self.exits.append(Exit(worker.name, worker.proc.returncode or 0, _last_line(worker)))
             self.workers.remove(worker)
             self.start(worker.role, worker.slot)
