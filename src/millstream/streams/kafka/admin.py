@@ -125,8 +125,19 @@ class KafkaAdmin:
                     "or delete it first"
                 ) from exc
             raise
-        self._wait_until(lambda: self._ready(name, partitions), f"creating stream {name!r}")
-        return self.describe_stream(name)
+        # Brokers learn of the new topic one after the other: until each has, one that has not
+        # answers as if it did not exist. It was just created, so that is settling, not absence.
+        deadline = time.monotonic() + self._options.timeout_s
+        while True:
+            if self._ready(name, partitions):
+                try:
+                    return self.describe_stream(name)
+                except NotFoundError:  # UnknownStreamError, or UNKNOWN_TOPIC_OR_PART
+                    pass
+            if time.monotonic() > deadline:
+                raise OperationTimeoutError(f"Kafka did not finish creating stream {name!r} "
+                                            f"within {self._options.timeout_s} s")
+            time.sleep(0.05)
 
     def _ready(self, name: str, partitions: int) -> bool:
         topic = self._topics().get(name)
@@ -176,7 +187,9 @@ class KafkaAdmin:
 
     def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec, doing: str) -> dict[int, int]:
         """Each partition's offset per ``spec``; retried while leadership settles (a new
-        topic answers NOT_LEADER for a moment after its metadata already shows a leader).
+        topic answers NOT_LEADER for a moment after its metadata already shows a leader, and
+        on several brokers UNKNOWN_TOPIC_OR_PART from a leader that has not yet learnt of it —
+        retried while the metadata still lists the topic).
 
         After a partition's leader died, librdkafka's ListOffsets keeps asking that leader
         from its metadata cache until the request times out, then answers OFFSET_INVALID
@@ -199,7 +212,9 @@ class KafkaAdmin:
                         f"{tps[0].topic!r} within {self._options.timeout_s} s while {doing}; "
                         "check that their leaders are up, or raise millstream.timeout_ms")
             except MillstreamError as exc:
-                if not exc.retriable or time.monotonic() > deadline:
+                settling = exc.retriable or (isinstance(exc, NotFoundError) and {
+                    tp.topic for tp in tps} <= set(self._topics()))
+                if not settling or time.monotonic() > deadline:
                     raise
             for topic in {tp.topic for tp in tps}:  # fresh leaders into the metadata cache
                 try:
@@ -210,10 +225,13 @@ class KafkaAdmin:
 
     def delete_stream(self, name: str) -> None:
         check_stream_name(name)
-        if name not in self._topics():
-            raise UnknownStreamError(name)
+        # The controller decides whether the topic exists: a broker's metadata may not show
+        # a stream created a moment ago on another broker yet.
         futures = self._client.delete_topics([name], operation_timeout=self._options.timeout_s)
-        self._result(futures[name], f"deleting stream {name!r}")
+        try:
+            self._result(futures[name], f"deleting stream {name!r}")
+        except NotFoundError as exc:
+            raise UnknownStreamError(name) from exc
         self._wait_until(lambda: name not in self._topics(), f"deleting stream {name!r}")
 
     def list_groups(self) -> list[str]:
