@@ -125,6 +125,16 @@ def test_kill_brokers_without_a_cluster_dir_is_refused(tmp_path: Path) -> None:
     assert scratch_streams() == []
 
 
+def test_a_history_directory_holding_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / "reader.jsonl").write_text("")
+    done, _ = verify(tmp_path)
+    assert done.returncode == 2
+    assert f"{tmp_path / 'history'} is not empty; give a new or empty directory" in " ".join(
+        done.stderr.split())
+    assert scratch_streams() == []
+
+
 def test_a_cluster_dir_without_state_is_refused_naming_it(tmp_path: Path) -> None:
     done, _ = verify(tmp_path, "--kill-brokers", "--cluster-dir", str(tmp_path))
     assert done.returncode == 1

@@ -23,6 +23,7 @@ from millstream._verify.report import as_json, summary
 from millstream._verify.runner import Outcome, Plan, Tick, reanalyse, run
 from millstream.cli.shared import CliState, console, pass_state
 from millstream.config import load_config
+from millstream.errors import MillstreamError
 
 __all__ = ["FAILED_EXIT", "verify_command"]
 
@@ -105,6 +106,10 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
     if analyse_dir is not None:
         _finish(ctx, reanalyse(analyse_dir), json_path)
         return
+    if history is not None and history.exists() and any(history.iterdir()):
+        raise click.BadParameter(
+            f"{history} is not empty; give a new or empty directory (histories of two runs "
+            "in one directory would be analysed as one)", param_hint="'--history'")
     url = streams_url or state.streams_url
     cluster = _cluster(cluster_dir, kill_brokers, url)
     if cluster is not None and url is None:
@@ -133,6 +138,9 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
     except KeyboardInterrupt:
         err.print(f"interrupted; the scratch stream was deleted; histories in {folder}")
         ctx.exit(130)
+    except MillstreamError:
+        err.print(f"the run could not be completed; histories so far in {folder}")
+        raise
     _finish(ctx, outcome, json_path)
     if history is None:
         shutil.rmtree(folder, ignore_errors=True)
