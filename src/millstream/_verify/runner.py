@@ -106,7 +106,8 @@ class AckCounter:
 
 @dataclass
 class _Brokers:
-    """The broker-kill schedule: at most one node down at a time."""
+    """The broker-kill schedule: one node at a time is down or starting again; the next kill
+    is drawn once the restarted node serves."""
 
     cluster: TestCluster
     rng: random.Random
@@ -115,13 +116,17 @@ class _Brokers:
     next_kill: float = 0.0
     down: int | None = None
     back_at: float = 0.0
+    starting: int | None = None
 
     def step(self, now: float) -> None:
         if self.down is not None:
             if now >= self.back_at:
                 log.info("restarting broker node %s", self.down + 1)
                 self.cluster.restart(self.down)
-                self.down = None
+                self.down, self.starting = None, self.down
+        elif self.starting is not None:
+            if self.cluster.started(self.starting):
+                self.starting = None
                 self.next_kill = now + self.rng.expovariate(1 / self.every)
         elif now >= self.next_kill:
             node = self.rng.randrange(self.cluster.nodes)
