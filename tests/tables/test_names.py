@@ -17,6 +17,7 @@ TABLES_API = [
     "TableInfo",
     "Tables",
     "Writes",
+    "check_tables",
     "open_tables",
     "rebuild",
 ]
