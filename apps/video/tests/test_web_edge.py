@@ -29,7 +29,7 @@ from millstream.tables import Table
 from videosite.inprocess import InProcessSite
 from videosite.models import RenditionInfo, Video
 from videosite.web import WebSettings, create_app
-from videosite.web.edge import HEADERS
+from videosite.web._edge import HEADERS
 from videosite.web.ranges import RangeNotSatisfiable, parse_range
 
 TOKEN = "edge-token"

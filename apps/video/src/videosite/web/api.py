@@ -42,7 +42,7 @@ def is_video_id(text: str) -> bool:
 def readable(on: APIRouter, path: str, **options: Any) -> Callable[[F], F]:
     """``on.get(path)``, and the same route for ``HEAD`` (its own operation in the schema):
     every page, medium and status answers ``HEAD`` as it answers ``GET``, without the body
-    (``edge.HeadWithoutBody``)."""
+    (``_edge.HeadWithoutBody``)."""
 
     def register(endpoint: F) -> F:
         on.head(path, operation_id=f"{endpoint.__name__}_head", **options)(endpoint)

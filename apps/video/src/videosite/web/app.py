@@ -3,7 +3,7 @@
 The platform comes from the arguments or, for what is not given, from the usual
 configuration (``MILLSTREAM_HOME``, ``MILLSTREAM_STREAMS``/``_FILES``/``_TABLES``). Every
 response carries a Content-Security-Policy that allows only the site's own scripts, styles
-and media, ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` (``edge``: the
+and media, ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` (``_edge``: the
 middleware sits outside the error handling, so errors carry them too).
 """
 
@@ -23,10 +23,10 @@ from millstream.files import FileStore, open_files
 from millstream.tables import Tables, open_tables
 
 from . import api, pages
-from .edge import CSP, HeadWithoutBody, SecurityHeaders
+from ._edge import CSP, HeadWithoutBody, SecurityHeaders
+from ._slashes import SlashRedirect
 from .settings import WebSettings
 from .site import Site
-from .slashes import SlashRedirect
 
 __all__ = ["CSP", "SecurityHeaders", "create_app"]
 

@@ -87,8 +87,8 @@ def build_server(app: ASGIApp, *, host: str, port: int, limits: ServerLimits | N
     """A uvicorn server for ``app`` on ``host:port``, speaking HTTP/1.1 through the guarded
     h11 protocol (always that one: the ``auto`` choice would switch to httptools when it is
     installed, without these limits). ``limits`` default to ``ServerLimits.from_env()``."""
+    from ._edge import HEADERS
     from ._protocol import guarded_protocol
-    from .edge import HEADERS
 
     limits = limits if limits is not None else ServerLimits.from_env()
     security = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
