@@ -126,6 +126,52 @@ def test_renditions_start_at_zero_with_the_right_length_and_audio_in_step(
     assert _nearest(first, _frames(path)) == 0
 
 
+LATE_AUDIO_S = 0.5
+
+
+def _tone_onset_s(path: Path) -> float:
+    """When the audio of ``path`` first sounds (a sample over a tenth of full scale), in
+    seconds from the rendition's time zero."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        for frame in container.decode(stream):
+            assert frame.time is not None and frame.format.name == "fltp"  # AAC's float planes
+            values = memoryview(bytes(frame.planes[0])).cast("f")[: frame.samples]
+            for n, value in enumerate(values):
+                if abs(value) > 0.1:
+                    return frame.time + n / frame.sample_rate
+    raise AssertionError(f"no tone in {path}")
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mkv", ".mov"])
+def test_audio_that_starts_after_the_video_moves_nothing_and_stays_in_step(
+    suffix: str, tmp_path: Path
+) -> None:
+    # a broadcast-style clock (from 10 s) whose tone starts half a second after the picture
+    source = tmp_path / f"late-audio{suffix}"
+    make_clip(source, 160, 120, SECONDS, fps=FPS, start_s=10.0, audio_delay_s=LATE_AUDIO_S)
+    # the video's own start and length, not the audio's
+    assert probe(source).duration_s == pytest.approx(SECONDS, abs=0.1)
+    stills = thumbnails(source, tmp_path / "stills", points=(0.1, 0.5, 0.9), width=160)
+    frames = _frames(source)
+    shown = []
+    for still in stills:
+        with Image.open(still) as image:
+            shown.append(_nearest(image.convert("RGB"), frames))
+    assert shown == [5, 25, 45]
+    (rendition,) = transcode(source, tmp_path / "out")
+    with av.open(str(rendition.path)) as container:
+        assert next(container.decode(video=0)).pts == 0
+    with av.open(str(rendition.path)) as container:
+        packets = [p for p in container.demux(audio=0) if p.size]
+    # silence from zero, then the tone: no packet stretched over the gap, so a player that
+    # plays the samples back to back hears the tone when one that follows timestamps does
+    # (a Matroska source's millisecond timestamps make them 1024 samples give or take 5 %)
+    assert packets[0].pts == 0
+    assert max(p.duration for p in packets) < 2 * 1024
+    assert _tone_onset_s(rendition.path) == pytest.approx(LATE_AUDIO_S, abs=0.03)
+
+
 def test_a_broadcast_ts_uploaded_to_the_site_ends_ready_with_the_right_stills(
     offset_clips: dict[str, Path],
 ) -> None:

@@ -18,9 +18,9 @@ frame alone is decoded to learn it, on a decoder bounded the same way and with o
 
 Timestamps need not start at zero (MPEG-TS clocks, MKV and MOV start offsets and edit
 lists): the duration is the video stream's end minus its start, the end being read from the
-last packets' timestamps (demuxed, not decoded); a header that declares more (an index whose
-file was cut short) wins, so truncation stays visible. :func:`check_frame` applies the same limits
-to a decoded frame, for stages that must not trust the headers.
+last packets' timestamps (demuxed, not decoded); when the file is cut short there, a header
+that declares more (an index) wins, so truncation stays visible. :func:`check_frame` applies
+the same limits to a decoded frame, for stages that must not trust the headers.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ __all__ = [
 
 #: video codecs accepted (FFmpeg decoder names); still-image codecs (PNG, GIF, ...) are not
 VIDEO_CODECS = frozenset({
-    "av1", "dnxhd", "dvvideo", "flv1", "h263", "h264", "hevc", "mjpeg", "mpeg1video",
-    "mpeg2video", "mpeg4", "msmpeg4v2", "msmpeg4v3", "prores", "theora", "vc1", "vp8", "vp9",
-    "wmv1", "wmv2", "wmv3",
+    "av1", "cinepak", "dnxhd", "dvvideo", "ffv1", "flv1", "h263", "h264", "hevc", "mjpeg",
+    "mpeg1video", "mpeg2video", "mpeg4", "msmpeg4v2", "msmpeg4v3", "prores", "svq1", "svq3",
+    "theora", "vc1", "vp6", "vp6a", "vp6f", "vp8", "vp9", "wmv1", "wmv2", "wmv3",
 })  # fmt: skip
 
 # no decoder may open while FFmpeg probes the streams (a name no decoder has)
@@ -70,6 +70,8 @@ _SIZING_PACKETS = 32
 #: a pixel's size in memory when the headers do not name the format: 4 components of 16 bits
 #: (FFmpeg's video decoders give at most this; 3840 x 2160 of it fits the default 64 MiB)
 _WORST_BYTES_PER_PIXEL = 8
+#: packets per stream whose timestamps give its first one
+_FIRST_PACKETS = 16
 #: the packets of the last this-many seconds (declared) are read to find the end
 _TAIL_S = 2.0
 
@@ -84,6 +86,9 @@ class Headers:
     height: int
     fps: Fraction
     start_s: float
+    #: the earliest first timestamp of the video and the first audio stream (s): time zero of
+    #: a rendition, so the two keep their distance
+    origin_s: float
     duration_s: float
     frame_count: int  # as declared, else duration x frame rate
     streams: int
@@ -245,7 +250,8 @@ def _size_from_first_frame(
     container: InputContainer, video: VideoStream, limits: MediaLimits
 ) -> tuple[int, int]:
     """Decode at most ``_SIZING_PACKETS`` packets, one thread, ``max_pixels`` bound, each
-    packet no larger than ``max_frame_bytes``: the first frame's size."""
+    packet no larger than ``max_frame_bytes``: the first frame's size. ``container`` must
+    be fresh (at its first packet)."""
     _bound(video, limits, threads=1)
     try:
         for count, packet in enumerate(container.demux(video)):
@@ -265,12 +271,34 @@ def _size_from_first_frame(
     raise MediaRejected("frame size", None, None, "the frame size is unknown")
 
 
-def _start(container: InputContainer, video: VideoStream) -> int:
-    """The video stream's first timestamp, in its time base."""
-    if video.start_time is not None:
-        return video.start_time
-    if container.start_time is not None and video.time_base:
-        return round(container.start_time / av.time_base / video.time_base)
+def _first_stamps(container: InputContainer, streams: list[Stream]) -> dict[int, int]:
+    """Each stream's first timestamp (by stream index, in its time base), read from its first
+    packets (demuxed, not decoded): the lowest pts of its first ``_FIRST_PACKETS``, as
+    B-frames come before the frames they follow. FFmpeg's ``start_time`` is not used: with no
+    decoder to probe with it can be another stream's (a Matroska video given its audio's)."""
+    wanted = {stream.index: 0 for stream in streams}
+    firsts: dict[int, int] = {}
+    for packet in container.demux(*streams):
+        index = packet.stream.index
+        if wanted[index] >= _FIRST_PACKETS:
+            if all(n >= _FIRST_PACKETS for n in wanted.values()):
+                break
+            continue
+        wanted[index] += 1
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None:
+            firsts[index] = min(firsts.get(index, stamp), stamp)
+    return firsts
+
+
+def _start(container: InputContainer, stream: Stream, firsts: dict[int, int]) -> int:
+    """The stream's first timestamp, in its time base: from its packets, else the headers."""
+    if stream.index in firsts:
+        return firsts[stream.index]
+    if stream.start_time is not None:
+        return stream.start_time
+    if container.start_time is not None and stream.time_base:
+        return round(container.start_time / av.time_base / stream.time_base)
     return 0
 
 
@@ -293,9 +321,10 @@ def _declared_duration_s(container: InputContainer, video: VideoStream, start_s:
 
 
 def _end(container: InputContainer, video: VideoStream, start: int, declared_s: float | None,
-         frame: Fraction) -> int | None:
+         frame: Fraction) -> tuple[int | None, bool]:
     """The end of the video stream (last packet's pts + its duration), from the packets after
-    the last key frame the headers point to: demuxed, not decoded."""
+    the last key frame the headers point to: demuxed, not decoded. And whether the file is cut
+    short there (the demuxer marks a packet the end of the file cut off as corrupt)."""
     assert video.time_base is not None
     # from 2 s before the declared end: where seeks go by timestamp alone (MPEG-TS), the last
     # packets in file order are B-frames that end before the last frame shown
@@ -303,16 +332,17 @@ def _end(container: InputContainer, video: VideoStream, start: int, declared_s: 
     try:
         container.seek(guess, stream=video, backward=True)
     except av.FFmpegError:
-        return None  # not seekable: the headers' duration stands
-    end = None
+        return None, False  # not seekable: the headers' duration stands
+    end, cut = None, False
     step = max(round(frame / video.time_base), 1)
     for packet in container.demux(video):
         stamp = packet.pts if packet.pts is not None else packet.dts
         if stamp is None:
             continue
+        cut = cut or packet.is_corrupt
         stamp += packet.duration or step
         end = stamp if end is None else max(end, stamp)
-    return end
+    return end, cut
 
 
 def open_video(path: str | os.PathLike[str], limits: MediaLimits, *, threads: int | None = None
@@ -328,7 +358,7 @@ def open_video(path: str | os.PathLike[str], limits: MediaLimits, *, threads: in
     path = Path(path)
     name = _sniff_file(path)
     with _open_barred(path, name) as scan:
-        headers = _read_headers(name, scan, limits)
+        headers = _read_headers(name, path, scan, limits)
     container = _open_barred(path, name)
     try:
         video = main_video_stream(container, name)
@@ -339,7 +369,8 @@ def open_video(path: str | os.PathLike[str], limits: MediaLimits, *, threads: in
     return OpenVideo(container, video, headers, path.stat().st_size)
 
 
-def _read_headers(name: str, container: InputContainer, limits: MediaLimits) -> Headers:
+def _read_headers(name: str, path: Path, container: InputContainer, limits: MediaLimits
+                  ) -> Headers:
     streams = len(container.streams)
     if streams > limits.max_streams:
         raise MediaRejected("stream count", streams, limits.max_streams)
@@ -352,7 +383,9 @@ def _read_headers(name: str, container: InputContainer, limits: MediaLimits) -> 
         raise MediaRejected("codec header size (bytes)", extradata, _MAX_EXTRADATA)
     width, height = context.width, context.height
     if width <= 0 or height <= 0:
-        width, height = _size_from_first_frame(container, video, limits)
+        with _open_barred(path, name) as fresh:
+            sized = main_video_stream(fresh, name)
+            width, height = _size_from_first_frame(fresh, sized, limits)
     _check_size(limits, width, height, context.pix_fmt)
     codec = context.codec.canonical_name
     if codec not in VIDEO_CODECS:
@@ -367,18 +400,24 @@ def _read_headers(name: str, container: InputContainer, limits: MediaLimits) -> 
     if fps > limits.max_fps:
         raise MediaRejected("frame rate", float(fps), limits.max_fps)
     _check_frames(limits, video.frames)
-    start = _start(container, video)
+    audio = container.streams.audio[0] if container.streams.audio else None
+    heard: list[Stream] = [video] if audio is None else [video, audio]
+    firsts = _first_stamps(container, heard)
+    start = _start(container, video, firsts)
     start_s = float(start * video.time_base)
+    origin_s = min(float(_start(container, s, firsts) * s.time_base) for s in heard
+                   if s.time_base is not None)
     declared_s = _declared_duration_s(container, video, start_s)
     if declared_s is not None:
         _check_duration(limits, declared_s)
         _check_frames(limits, round(declared_s * fps))
-    end = _end(container, video, start, declared_s, 1 / fps)
-    # the longer of what the packets span and what the headers declare: a file cut short
-    # keeps its declared length (the transcode then finds it truncated), and a header that
-    # understates the packets is not believed
+    end, cut = _end(container, video, start, declared_s, 1 / fps)
+    # what the packets span; a file cut short keeps its declared length if that is longer
+    # (the transcode then finds it truncated). A container's duration can cover the other
+    # streams too (Matroska's counts the audio), so it is not taken over the packets' span.
     spans = [float((end - start) * video.time_base)] if end is not None else []
-    duration_s = max([*spans, *([declared_s] if declared_s is not None else [])], default=None)
+    declared = [declared_s] if declared_s is not None and (cut or not spans) else []
+    duration_s = max([*spans, *declared], default=None)
     if duration_s is None or duration_s <= 0:
         raise MediaRejected("duration", None, None, "the duration is unknown")
     _check_duration(limits, duration_s)
@@ -386,5 +425,6 @@ def _read_headers(name: str, container: InputContainer, limits: MediaLimits) -> 
     estimate = round(max(spans, default=duration_s) * fps)  # what the packets hold
     return Headers(
         container=name, codec=codec, width=width, height=height, fps=fps, start_s=start_s,
+        origin_s=origin_s,
         duration_s=duration_s, frame_count=video.frames or estimate, streams=streams,
     )

@@ -45,6 +45,7 @@ def make_clip(
     keyframe_interval_s: float = 1.0,
     start_s: float = 0.0,
     b_frames: int = 0,
+    audio_delay_s: float = 0.0,
 ) -> None:
     """Write an H.264 (+ mono AAC tone if ``audio``) video of ``width`` x ``height`` as
     stored, in the container the file name's suffix names (MP4, MOV, MKV, MPEG-TS...).
@@ -53,10 +54,13 @@ def make_clip(
     portrait clip is ``width > height`` with ``rotate=90``). Key frames every
     ``keyframe_interval_s`` seconds. Timestamps start at ``start_s`` (a broadcast clock;
     MOV and MP4 write it as an edit list); ``b_frames`` B-frames between references (MOV and
-    MP4 then write an edit list that hides their delay).
+    MP4 then write an edit list that hides their delay). The tone starts ``audio_delay_s``
+    after the first frame (as a broadcast stream's audio often does) and lasts as long as
+    the video.
     """
     frames = round(seconds * fps)
-    first_video, first_audio = round(start_s * fps), round(start_s * _SAMPLE_RATE)
+    first_video = round(start_s * fps)
+    first_audio = round((start_s + audio_delay_s) * _SAMPLE_RATE)
     with av.open(os.fspath(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"

@@ -335,11 +335,12 @@ def _pump(
     progress: Callable[[float], None] | None,
 ) -> None:
     """Decode the source once, feeding every output; check frames against ``limits``."""
-    # a late start (MPEG-TS clocks, start offsets) moves to zero; a negative one is AAC
-    # priming, which the decoder already drops, so it moves nothing
-    origin_s = max(opened.container.start_time or 0, 0) / av.time_base
+    # a late start (MPEG-TS clocks, start offsets) moves to zero: the earliest first
+    # timestamp of the video and the audio, so they keep their distance; a negative one is
+    # AAC priming, which the decoder already drops, so it moves nothing
+    origin_s = max(opened.headers.origin_s, 0.0)
     streams = [opened.video] if audio is None else [opened.video, audio]
-    frames, reported = 0, 0.0
+    frames, reported, heard = 0, 0.0, False
     for frame in opened.frames(*streams):
         if frame.pts is not None and frame.time_base is not None:
             frame.pts -= round(origin_s / frame.time_base)
@@ -355,5 +356,34 @@ def _pump(
                 reported = done
                 progress(done)
         else:
+            if not heard:  # audio that starts after the video starts after silence
+                heard = True
+                for silence in _silence_before(frame):
+                    for output in outputs:
+                        output.add_audio(silence)
             for output in outputs:
                 output.add_audio(frame)
+
+
+def _silence_before(frame: AudioFrame) -> list[AudioFrame]:
+    """Silent frames from 0 to ``frame``'s start, in frames of at most a second.
+
+    A fragmented MP4 has no edit list, so an audio track whose first sample comes late
+    would have that sample stretched over the gap and play early: out of step with the
+    video by the gap (half a second in a broadcast stream whose audio starts later).
+    """
+    if frame.pts is None or frame.time_base is None or frame.pts <= 0:
+        return []
+    rate = frame.sample_rate
+    missing = round(frame.pts * frame.time_base * rate)
+    silences = []
+    for start in range(0, missing, rate):
+        silence = AudioFrame(format=frame.format.name, layout=frame.layout.name,
+                             samples=min(rate, missing - start))
+        for plane in silence.planes:
+            plane.update(bytes(plane.buffer_size))
+        # in the frame's own time base: the resampler reads every pts in its first frame's
+        silence.sample_rate, silence.time_base = rate, frame.time_base
+        silence.pts = round(Fraction(start, rate) / frame.time_base)
+        silences.append(silence)
+    return silences
