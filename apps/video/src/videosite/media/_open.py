@@ -278,7 +278,9 @@ def _first_stamps(container: InputContainer, streams: list[Stream]) -> dict[int,
     decoder to probe with it can be another stream's (a Matroska video given its audio's)."""
     wanted = {stream.index: 0 for stream in streams}
     firsts: dict[int, int] = {}
-    for packet in container.demux(*streams):
+    for read, packet in enumerate(container.demux(*streams)):
+        if read >= _FIRST_PACKETS * 64:
+            break  # a stream with (almost) no packets: not the whole file for it
         index = packet.stream.index
         if wanted[index] >= _FIRST_PACKETS:
             if all(n >= _FIRST_PACKETS for n in wanted.values()):
