@@ -68,6 +68,19 @@ def _limits(args: argparse.Namespace) -> ServerLimits | None:
         return None
 
 
+def _tuned(args: argparse.Namespace) -> bool:
+    """``tune_allocator()`` before any thread starts; False (and why, on stderr) when its
+    setting is not valid."""
+    from ._allocator import tune_allocator
+
+    try:
+        tune_allocator()
+    except ValueError as exc:
+        print(f"millstream-video {args.command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .inprocess import InProcessSite
 
@@ -75,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not token:
         return 2
     limits = _limits(args)
-    if limits is None:
+    if limits is None or not _tuned(args):
         return 2
     with InProcessSite(token=token, port=args.port, limits=limits) as site:
         print(f"serving {site.url}/ on streams {site.config.streams}; Ctrl-C to stop")
@@ -96,7 +109,7 @@ def _web(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limits = _limits(args)
-    if limits is None:
+    if limits is None or not _tuned(args):
         return 2
     build_server(create_app(args.streams), host=args.host, port=args.port, limits=limits).run()
     return 0

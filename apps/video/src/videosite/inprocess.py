@@ -24,6 +24,7 @@ from millstream.files import FileStore, open_files
 from millstream.service import ServiceRunner, Statistics
 from millstream.tables import Tables, open_tables
 
+from ._allocator import tune_allocator
 from .app import app
 from .client import upload
 from .models import Video
@@ -102,8 +103,10 @@ class InProcessSite:
             streams.close()
 
     def start(self) -> InProcessSite:
-        """Create the app's streams, start the services, then the web server. If any of it
-        fails, what started is stopped again before the error goes on."""
+        """Set the process's allocator (``tune_allocator``), create the app's streams, start
+        the services, then the web server. If any of it fails, what started is stopped
+        again before the error goes on."""
+        tune_allocator()
         try:
             with millstream.open_streams(self.config.streams) as streams:
                 ensure_streams(streams)
