@@ -6,11 +6,12 @@ scan can find the reference. The writer therefore **pins** the object first, and
 deletes a pinned object. Everything lives in the file store itself, under ``millstream.gc/``
 (ordinary objects, so every backend has it, and every process that shares the store sees it):
 
-    millstream.gc/pins/<key>/<token>    a writer holds the object whose name hashes to <key>
+    millstream.gc/pins/<token>-<n>      a writer holds the objects it names
     millstream.gc/condemned/<key>/<id>  the gc <id> is about to delete that object
     millstream.gc/running/<id>          a gc is running
 
-The protocol, per object ``X`` (``<key>`` is a hash of X's name):
+The protocol, per object ``X`` (``<key>`` is a hash of X's name; a writer's pin names every
+object it holds until its next release, rewritten as it grows):
 
 * writer — ``hold(X)``: (w1) write a pin; (w2) wait while X is condemned; then store X, or
   reuse it if it exists; send the record referring to it. ``release()`` once the record is
@@ -104,7 +105,7 @@ def _age(store: FileStore, ref: FileRef | str, now: float) -> float:
         raise NotFoundError(f"{ref!r} is being deleted") from exc
 
 
-def _note(what: str, after: list[str] | None = None) -> bytes:
+def _note(what: str | list[str], after: list[str] | None = None) -> bytes:
     doc: dict[str, object] = {"what": what, "host": socket.gethostname(), "pid": os.getpid(),
                               "time": time.time()}
     if after is not None:
@@ -114,14 +115,18 @@ def _note(what: str, after: list[str] | None = None) -> bytes:
 
 class Pins:
     """The pins one writer holds: objects it stored or reuses whose referring record is not
-    durable yet. Not thread-safe: one per producer or service runner."""
+    durable yet. Not thread-safe: one per producer or service runner.
+
+    The objects held between two releases share one pin object, rewritten (atomically, as
+    every put) with each name added, so a release deletes one object whatever it held."""
 
     def __init__(self, store: FileStore, *, wait_s: float = CONDEMN_S,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._token = uuid.uuid4().hex
         self._made = 0
-        self._held: dict[str, str] = {}  # object name -> pin name
+        self._pin = ""  # the pin object of the objects held now
+        self._held: list[str] = []  # their names, in the order held
         self._deferred: list[str] = []  # pins released while a gc ran: dropped after it
         self._wait_s = wait_s
         self._clock = clock
@@ -136,10 +141,11 @@ class Pins:
         condemned for longer than the wait."""
         if name in self._held:
             return
-        self._made += 1  # a fresh pin each time: a deferred one may be removed by any gc
-        pin = f"{PINS}{key_of(name)}/{self._token}-{self._made}"
-        self.store.put(pin, _note(name), content_type="application/json")
-        self._held[name] = pin
+        if not self._held:  # a fresh pin after each release: a released one may be removed
+            self._made += 1
+            self._pin = f"{PINS}{self._token}-{self._made}"
+        self._held.append(name)
+        self.store.put(self._pin, _note(self._held), content_type="application/json")
         self._wait_not_condemned(name)
 
     def _wait_not_condemned(self, name: str) -> None:
@@ -154,24 +160,25 @@ class Pins:
 
     def release(self) -> None:
         """What refers to every held object is durable: drop the pins — unless a gc is
-        running (it may have scanned before those references were written). Then each pin is
+        running (it may have scanned before those references were written). Then the pin is
         rewritten to name the gcs running now, which honour it; it is deleted by a later
         ``release`` that finds no gc running, or by any gc once those have ended."""
         if not self.holding:
             return
         running = running_gcs(self.store, self._clock())
         if running:
-            for name, pin in self._held.items():
-                self.store.put(pin, _note(name, running), content_type="application/json")
-                self._deferred.append(pin)
-            self._held.clear()
+            if self._held:
+                self.store.put(self._pin, _note(self._held, running),
+                               content_type="application/json")
+                self._deferred.append(self._pin)
+                self._held = []
             return
-        for pin in (*self._held.values(), *self._deferred):
+        for pin in (*([self._pin] if self._held else []), *self._deferred):
             try:
                 self.store.delete(pin)
             except NotFoundError:
                 pass  # removed by a gc
-        self._held.clear()
+        self._held = []
         self._deferred.clear()
 
 
@@ -249,7 +256,7 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
     and released ones whose gcs have all ended, do not count; ``drop_stale`` deletes them."""
     now = time.time() if now is None else now
     running = set(running_gcs(store, now))
-    live: set[str] = set()
+    held: set[str] = set()
     for ref in store.list(PINS):
         try:
             stale = _age(store, ref, now) > LEASE_S
@@ -258,9 +265,11 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
         except (NotFoundError, CorruptDataError):
             continue  # deleted meanwhile
         try:
-            after = json.loads(note).get("after")
+            doc = json.loads(note)
+            what, after = doc.get("what"), doc.get("after")
         except (ValueError, AttributeError):
-            after = None  # unreadable: taken as live
+            log.warning("pin %s is unreadable; it keeps every object", ref.url)
+            return set(names)
         if after is not None and not stale:
             stale = not running.intersection(after)  # every gc it waited for has ended
             if not stale and gc not in after:
@@ -273,8 +282,8 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
                 except NotFoundError:
                     pass
             continue
-        live.add(ref.url.rsplit("/", 2)[-2])
-    return {name for name in names if key_of(name) in live}
+        held.update([what] if isinstance(what, str) else what or ())
+    return {name for name in names if name in held}
 
 
 def drop_leftovers(store: FileStore, now: float | None = None) -> int:
