@@ -9,18 +9,20 @@ the connection after a bounded drain, and Transfer-Encoding with Content-Length 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.platform_fixtures import isolate
 
-from videosite.inprocess import InProcessSite
-from videosite.web.server import ServerLimits
+from videosite.inprocess import InProcessSite, free_port
+from videosite.web.server import ServerLimits, build_server
 
 TOKEN = "secret"
 LIMITS = ServerLimits(max_connections=50, header_timeout_s=1.0, min_body_rate=1000,
@@ -151,6 +153,53 @@ def test_a_body_above_the_minimum_rate_is_not_cut_off_however_long_it_takes(
         assert time.monotonic() - started > 2 * LIMITS.body_rate_window_s
         response = Response(sock)
     assert response.status == 202, response.body
+
+
+async def _slow_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that takes 1.5 s over each piece of a request body, then answers with
+    the byte count: the server stops reading while it waits."""
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    total, more = 0, True
+    while more:
+        message = await receive()
+        total += len(message.get("body", b""))
+        more = message.get("more_body", False)
+        if more:
+            await asyncio.sleep(1.5)
+    body = str(total).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_time_the_server_spends_not_reading_is_not_charged_to_the_client() -> None:
+    port = free_port(0)
+    server = build_server(_slow_reader, host="127.0.0.1", port=port, limits=LIMITS,
+                          log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        size = 600_000
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            started = time.monotonic()
+            sock.sendall(f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n"
+                         .encode() + bytes(size))
+            response = Response(sock)
+            elapsed = time.monotonic() - started
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert response.status == 200 and response.body == str(size).encode()
+    # the server held the client up for several rate windows, and did not call it slow
+    assert elapsed >= 2 * LIMITS.body_rate_window_s
 
 
 def test_a_request_head_that_never_ends_is_closed_at_the_header_deadline(
