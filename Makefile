@@ -86,7 +86,7 @@ reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 r
 	    echo "property tests failed with hypothesis seed $$seed; rerun: $$rerun" >&2; \
 	    exit $$rc; fi; \
 	  rc=0; MILLSTREAM_VERIFY_SECONDS=$(VERIFY_SECONDS) $(PY) -m pytest tests/verify/test_run.py \
-	    -q -k passes --durations=10 $(PYTEST_ARGS) || rc=$$?; \
+	    -q -k verify_passes --durations=10 $(PYTEST_ARGS) || rc=$$?; \
 	  if [[ $$rc -ne 0 && $$rc -ne 5 ]]; then exit $$rc; fi; \
 	  rc=0; MILLSTREAM_KILL_ROUNDS=50 $(PY) -m pytest tests/streams -q -m 'not slow' \
 	    --durations=10 $(PYTEST_ARGS) || rc=$$?; \
