@@ -1,15 +1,17 @@
 """Serving an object of the file store over HTTP, whole or as one byte range.
 
 ``Range: bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` answer 206 with ``Content-Range``; a
-range past the end answers 416; several ranges, or a malformed header, get the whole object
-(as RFC 9110 allows). A position of any length is understood: one with more digits than
-any object's size is past its end, and is never converted to an ``int`` (Python refuses
-to convert strings of over 4,300 digits). The ETag is the object's SHA-256; an
-``If-None-Match`` that matches it (weak comparison, or ``*``) answers 304 with no body,
-before any range is looked at. ``HEAD`` answers the headers ``GET`` would, without reading
-the object. The content type comes from the object's stored metadata, and only
-from an allow-list: anything else is sent as ``application/octet-stream`` for download, so
-stored bytes are never rendered as a page. The body is read in chunks on worker threads.
+range past the end answers 416, and so does any range of an empty object (no byte of it can
+be named: ``bytes=-1`` on zero bytes would be ``bytes 0--1/0``); several ranges, or a
+malformed header, get the whole object (as RFC 9110 allows). A position of any length is
+understood: one with more digits than any object's size is past its end, and is never
+converted to an ``int`` (Python refuses to convert strings of over 4,300 digits). The ETag
+is the object's SHA-256; an ``If-None-Match`` that matches it (weak comparison, or ``*``)
+answers 304 with no body, before any range is looked at. ``HEAD`` answers the headers
+``GET`` would, without reading the object. The content type comes from the object's stored
+metadata, and only from an allow-list: anything else is sent as
+``application/octet-stream`` for download, so stored bytes are never rendered as a page.
+The body is read in chunks on worker threads.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ CHUNK = 256 * 1024
 #: one range; ASCII digits only (``\d`` would take any script's digits), no trailing newline
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
 #: a position with more significant digits than this is past the end of any object
-_MAX_DIGITS = 18
+_MAX_DIGITS = 19  # 10 ** 19 is over any size a file store can give (2 ** 63 - 1)
 _BEYOND = 10 ** _MAX_DIGITS
 
 
@@ -38,7 +40,8 @@ class RangeNotSatisfiable(Exception):
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(start, end)`` (end exclusive) of a single byte range, or None for the whole object.
 
-    Raises RangeNotSatisfiable for a range that starts at or past ``size``."""
+    Raises RangeNotSatisfiable for a range that starts at or past ``size``, a suffix of
+    zero bytes, and any range when ``size`` is 0."""
     if not header:
         return None
     found = _RANGE.fullmatch(header.strip())
@@ -49,16 +52,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if not first:  # the last n bytes
         n = _position(last)
-        if n == 0:
+        if n == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(size - n, 0), size
+    if last and _magnitude(last) < _magnitude(first):
+        return None  # invalid (the last byte before the first): ignore the header
     start = _position(first)
     end = size if not last else _position(last) + 1
-    if last and end <= start:
-        return None  # invalid: ignore the header
     if start >= size:
         raise RangeNotSatisfiable
     return start, min(end, size)
+
+
+def _magnitude(digits: str) -> tuple[int, str]:
+    """A key that orders ASCII digit strings of any length as the numbers they stand for."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
 
 
 def _position(digits: str) -> int:
