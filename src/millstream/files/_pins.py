@@ -33,9 +33,11 @@ every later read and list (``file://`` by POSIX, S3 by its strong read-after-wri
 consistency), and no atomic compare-and-delete. A released pin whose gcs have all ended is
 deleted by the next gc.
 
-Leftovers of killed processes expire: a pin or running marker after ``LEASE_S`` (a writer that
-holds an object for longer, or a gc that runs longer, is not protected), a condemnation after
-``CONDEMN_S`` — gc deletes an object only within ``CONDEMN_S / 2`` of condemning it.
+Leftovers of killed processes expire: a pin after ``LEASE_S`` (a writer that holds an object
+for longer is not protected); a running marker after ``MARKER_S`` — a running gc rewrites its
+marker at least every ``MARKER_S / 10`` and deletes nothing once its last rewrite is over
+``MARKER_S / 2`` old (it stops, asking to be run again); a condemnation after ``CONDEMN_S`` —
+gc deletes an object only within ``CONDEMN_S / 2`` of condemning it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "AREA",
     "CONDEMN_S",
     "LEASE_S",
+    "MARKER_S",
     "Pins",
     "condemn",
     "condemned",
@@ -75,8 +78,10 @@ AREA = "millstream.gc/"
 PINS = AREA + "pins/"
 CONDEMNED = AREA + "condemned/"
 RUNNING = AREA + "running/"
-#: A pin or a running marker older than this is a leftover of a killed process.
+#: A pin older than this is a leftover of a killed writer.
 LEASE_S = 24 * 3600.0
+#: A running marker not rewritten for this long is a leftover of a killed gc.
+MARKER_S = 600.0
 #: A condemnation older than this is a leftover; gc deletes only in the first half of it.
 CONDEMN_S = 120.0
 
@@ -188,7 +193,7 @@ def running_gcs(store: FileStore, now: float | None = None) -> list[str]:
     found = []
     for ref in store.list(RUNNING):
         try:
-            if _age(store, ref, now) <= LEASE_S:
+            if _age(store, ref, now) <= MARKER_S:
                 found.append(ref.url.rsplit("/", 1)[-1])
         except NotFoundError:
             continue  # that gc has just ended
@@ -201,16 +206,39 @@ def gc_running(store: FileStore, now: float | None = None) -> bool:
 
 
 class running_marker:
-    """``with running_marker(store):`` — announce a running gc (step g0) for the block."""
+    """``with running_marker(store) as marker:`` — announce a running gc (step g0) for the
+    block; ``marker.refresh()`` often, ``marker.check()`` before deleting."""
 
-    def __init__(self, store: FileStore) -> None:
+    def __init__(self, store: FileStore, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self.id = uuid.uuid4().hex
         self.name = f"{RUNNING}{self.id}"
+        self._monotonic = monotonic
+        self._written = 0.0  # monotonic time of the last rewrite
 
     def __enter__(self) -> running_marker:
-        self._store.put(self.name, _note("gc"), content_type="application/json")
+        self._write()
         return self
+
+    def _write(self) -> None:
+        started = self._monotonic()
+        self._store.put(self.name, _note("gc"), content_type="application/json")
+        self._written = started
+
+    def refresh(self) -> None:
+        """Rewrite the marker if it was last written over ``MARKER_S / 10`` ago."""
+        if self._monotonic() - self._written > MARKER_S / 10:
+            self._write()
+
+    def check(self) -> None:
+        """``UnavailableError`` if the marker may look expired to writers (this gc was held
+        up for too long): nothing may be deleted then."""
+        late = self._monotonic() - self._written
+        if late > MARKER_S / 2:
+            raise UnavailableError(
+                f"files gc was held up for {late:.0f} s, long enough for writers to stop "
+                "waiting for it; it deleted nothing more — run it again")
 
     def __exit__(self, *exc_info: object) -> None:
         try:
@@ -288,10 +316,10 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
 
 def drop_leftovers(store: FileStore, now: float | None = None) -> int:
     """Delete the condemnations and running markers killed gcs left (older than
-    ``CONDEMN_S`` and ``LEASE_S``); returns how many."""
+    ``CONDEMN_S`` and ``MARKER_S``); returns how many."""
     now = time.time() if now is None else now
     dropped = 0
-    for prefix, limit in ((CONDEMNED, CONDEMN_S), (RUNNING, LEASE_S)):
+    for prefix, limit in ((CONDEMNED, CONDEMN_S), (RUNNING, MARKER_S)):
         for ref in store.list(prefix):
             try:
                 if _age(store, ref, now) > limit:

@@ -78,8 +78,10 @@ def is_snapshot(name: str) -> bool:
 class References:
     """What refers to the objects of ``store``, by reason; see the module docstring."""
 
-    def __init__(self, store: FileStore, progress: Progress | None = None) -> None:
+    def __init__(self, store: FileStore, progress: Progress | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
         self.store = store
+        self._tick = tick or (lambda: None)  # called every few thousand records read
         self.base = store.url + "/"
         self._base_bytes = self.base.encode()
         self.found: dict[str, set[str]] = {reason: set() for reason in REASONS}
@@ -173,6 +175,8 @@ class References:
         seen = 0
         for record in read_ranges(streams, name, ranges):
             seen += 1
+            if not seen % 4096:
+                self._tick()
             self.add_bytes(reason, record.value)
             if record.key and self._base_bytes in record.key:
                 self.mentions[reason].append(bytes(record.key))
@@ -205,6 +209,8 @@ class References:
                     seen = 0
                     for _, doc in view.rows():
                         seen += 1
+                        if not seen % 4096:
+                            self._tick()
                         self.add_bytes("tables", doc.encode())
             except NotFoundError:
                 continue  # dropped meanwhile
@@ -228,6 +234,8 @@ class References:
                         continue  # the header and the trailer
                     _, _, doc = line.rstrip(b"\n").partition(b"\t")
                     seen += 1
+                    if not seen % 4096:
+                        self._tick()
                     self.add_bytes("snapshots", doc)
         except NotFoundError:
             pass  # deleted meanwhile (by `files rm`)

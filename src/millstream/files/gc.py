@@ -114,13 +114,13 @@ def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
     announce = None if dry_run else running_marker(store)
     with announce or contextlib.nullcontext():
         listed = _ours(store, prefix)
-        refs = References(store, progress)
+        refs = References(store, progress, announce.refresh if announce else None)
         refs.scan_streams(streams)
         if tables is not None:
             refs.scan_tables(tables)
         refs.scan_snapshots(r for r in store.list("tables/") if is_snapshot(_name(store, r)))
         report = _sweep(store, listed, refs, streams, older_than_s=older_than_s,
-                        dry_run=dry_run, clock=clock, gc=announce.id if announce else None)
+                        dry_run=dry_run, clock=clock, marker=announce)
     report.unreadable = refs.unreadable
     return report
 
@@ -137,8 +137,7 @@ def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = F
     announce = None if dry_run else running_marker(store)
     with announce or contextlib.nullcontext():
         return _sweep(store, _ours(store, prefix), refs, None, older_than_s=older_than_s,
-                      dry_run=dry_run, clock=clock,
-                      gc=announce.id if announce else None).deleted
+                      dry_run=dry_run, clock=clock, marker=announce).deleted
 
 
 def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
@@ -148,8 +147,9 @@ def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
 
 def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
            streams: Streams | None, *, older_than_s: float, dry_run: bool,
-           clock: Callable[[], float], gc: str | None) -> GcReport:
+           clock: Callable[[], float], marker: running_marker | None) -> GcReport:
     report = GcReport(dry_run=dry_run)
+    gc = marker.id if marker is not None else None
     kept = report.kept
     cutoff = clock() - older_than_s
     candidates: list[FileRef] = []
@@ -166,14 +166,16 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
             candidates.append(ref)
     fault_point("files.gc.before_delete")
     if not dry_run:  # what killed writers and gcs left, and pins no gc waits for any more
-        pinned(store, (), gc=gc, drop_stale=True)
-        drop_leftovers(store)
+        pinned(store, (), gc=gc, drop_stale=True, now=clock())
+        drop_leftovers(store, clock())
     for batch in _batches(candidates, BATCH):
+        if marker is not None:
+            marker.refresh()
         names = {ref.url: _name(store, ref) for ref in batch}
         pending = set(names.values())
         started = time.monotonic() if gc is None else condemn(store, pending, gc)
         try:
-            held = pinned(store, pending, gc=gc, drop_stale=not dry_run)
+            held = pinned(store, pending, gc=gc, drop_stale=not dry_run, now=clock())
             if streams is not None:
                 refs.scan_tail(streams)
             fault_point("files.gc.condemned")
@@ -184,7 +186,8 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
                     if reason is not None:
                         kept[reason] += 1
                         continue
-                    if not dry_run:
+                    if marker is not None:
+                        marker.check()  # writers still see this gc running
                         if time.monotonic() - started > CONDEMN_S / 2:
                             log.warning("not deleting %s: condemned %.0f s ago, longer than "
                                         "writers wait; the next gc will", ref.url,
