@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from videosite.web.server import ServerLimits, build_server
 
 TOKEN = "secret"
 LIMITS = ServerLimits(max_connections=50, header_timeout_s=1.0, min_body_rate=1000,
-                      body_rate_window_s=1.0, keep_alive_s=5, linger_s=1.0,
-                      linger_bytes=64 * 1024)
+                      body_rate_window_s=1.0, send_timeout_s=1.0, keep_alive_s=5,
+                      linger_s=1.0, linger_bytes=64 * 1024)
 #: the longest the rate check may take past its window: one tick (window / 8), plus slack
 #: for a loaded machine
 SLACK_S = 1.5
@@ -155,13 +156,18 @@ def test_a_body_above_the_minimum_rate_is_not_cut_off_however_long_it_takes(
     assert response.status == 202, response.body
 
 
+async def _lifespan(receive: Any, send: Any) -> None:
+    """The ASGI lifespan protocol of an app with nothing to start or stop."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 async def _slow_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An ASGI app that takes 1.5 s over each piece of a request body, then answers with
     the byte count: the server stops reading while it waits."""
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await _lifespan(receive, send)
         return
     total, more = 0, True
     while more:
@@ -177,9 +183,40 @@ async def _slow_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def test_time_the_server_spends_not_reading_is_not_charged_to_the_client() -> None:
+    size = 600_000
+    with _serving(_slow_reader) as port, socket.create_connection(("127.0.0.1", port),
+                                                                   timeout=30) as sock:
+        started = time.monotonic()
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n"
+                     .encode() + bytes(size))
+        response = Response(sock)
+        elapsed = time.monotonic() - started
+    assert response.status == 200 and response.body == str(size).encode()
+    # the server held the client up for several rate windows, and did not call it slow
+    assert elapsed >= 2 * LIMITS.body_rate_window_s
+
+
+async def _big_answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers every request with BIG_ANSWER bytes, in 64 KiB pieces."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(BIG_ANSWER).encode())]})
+    piece = bytes(64 * 1024)
+    for _ in range(BIG_ANSWER // len(piece)):
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+BIG_ANSWER = 64 * 1024 * 1024
+
+
+@contextmanager
+def _serving(app: Any) -> Iterator[int]:
+    """``app`` behind ``build_server`` with LIMITS on a free port, for the block."""
     port = free_port(0)
-    server = build_server(_slow_reader, host="127.0.0.1", port=port, limits=LIMITS,
-                          log_level="warning")
+    server = build_server(app, host="127.0.0.1", port=port, limits=LIMITS, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -187,19 +224,27 @@ def test_time_the_server_spends_not_reading_is_not_charged_to_the_client() -> No
         while not server.started:
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.02)
-        size = 600_000
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            started = time.monotonic()
-            sock.sendall(f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n"
-                         .encode() + bytes(size))
-            response = Response(sock)
-            elapsed = time.monotonic() - started
+        yield port
     finally:
         server.should_exit = True
         thread.join(10)
-    assert response.status == 200 and response.body == str(size).encode()
-    # the server held the client up for several rate windows, and did not call it slow
-    assert elapsed >= 2 * LIMITS.body_rate_window_s
+
+
+def test_a_response_left_unread_is_cut_at_the_send_timeout() -> None:
+    with _serving(_big_answer) as port, socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(LIMITS.send_timeout_s + SLACK_S)  # read nothing
+        received = 0
+        sock.settimeout(5)
+        try:
+            while piece := sock.recv(1 << 20):
+                received += len(piece)
+        except ConnectionResetError:
+            pass
+    # what was in flight when it was cut: the buffers, not the answer
+    assert 0 < received < BIG_ANSWER // 4
 
 
 def test_a_request_head_that_never_ends_is_closed_at_the_header_deadline(
@@ -308,6 +353,21 @@ def test_transfer_encoding_with_content_length_is_refused_400_and_closed(
     assert response.closing
     assert b"both Transfer-Encoding and Content-Length" in response.body
     assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("pieces", [1, 8])
+def test_a_request_head_over_16_kib_is_refused_431_and_closed(site: InProcessSite,
+                                                              pieces: int) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    with _connect(site) as sock:
+        size = -(-len(head) // pieces)
+        for n in range(0, len(head), size):  # whole in one read, or in pieces
+            sock.sendall(head[n:n + size])
+            time.sleep(0.05)
+        response = Response(sock)
+        assert _closed(sock)
+    assert response.status == 431 and response.closing
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_one_connection_beyond_the_cap_gets_503_while_the_others_are_held(

@@ -43,6 +43,8 @@ _LIMIT_FLAGS: dict[str, tuple[str, type, str]] = {
     "--header-timeout": ("header_timeout_s", float, "seconds for a request line + headers"),
     "--min-body-rate": ("min_body_rate", int, "slowest request body, bytes/s (else 408)"),
     "--body-rate-window": ("body_rate_window_s", float, "seconds the body rate is averaged"),
+    "--send-timeout": ("send_timeout_s", float, "seconds a response waits on a client not "
+                       "reading it"),
     "--keep-alive": ("keep_alive_s", int, "seconds an idle connection is kept"),
     "--linger": ("linger_s", float, "seconds unread input is drained after a refusal"),
     "--linger-bytes": ("linger_bytes", int, "bytes of unread input drained after a refusal"),

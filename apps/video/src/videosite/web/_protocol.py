@@ -2,7 +2,7 @@
 
 One ``GuardedH11Protocol`` serves one connection; ``guarded_protocol(limits, headers)`` makes
 the class a server is configured with (``server.build_server``). On top of uvicorn's own
-checks (h11's 16 KiB limit on a request head, the keep-alive timeout) it enforces:
+checks (the keep-alive timeout, h11's parsing) it enforces:
 
 * a cap on open connections: one more is answered 503 and closed at once, and a warning is
   logged (at most one per ``CAP_REPORT_S``, with the count refused since the last one);
@@ -13,12 +13,16 @@ checks (h11's 16 KiB limit on a request head, the keep-alive timeout) it enforce
 * a minimum rate for a request body, averaged over a window of the client's time: time in
   which the server itself stopped reading (the app had not taken the previous piece yet),
   or waited to send ``100 Continue``, does not count. Below it: 408 and close;
+* a request line with headers over h11's 16 KiB is answered 431 and closed, also when it
+  came whole in one read (h11 limits only a head still incomplete in its buffer);
 * a request with both ``Transfer-Encoding`` and ``Content-Length`` is answered 400 and
   closed. h11 lets ``Transfer-Encoding`` win; a proxy in front that believed
   ``Content-Length`` would see another request boundary (request smuggling);
 * a response that starts before the request's body was read whole (a 401, 403, 413, 415 …)
   goes out with ``Connection: close``, and the connection closes after it instead of reading
   (and discarding) the rest of the body for as long as the client sends it;
+* a response the client does not read (the transport's buffer stays full) for
+  ``send_timeout_s`` is cut: the connection is aborted, and the app's ``send`` returns;
 * every close lingers: the response is flushed and the write side shut down, then input is
   discarded up to ``linger_bytes`` or for ``linger_s``, whichever comes first, before the
   socket closes. A client still sending reads its answer instead of a reset, and still
@@ -64,18 +68,33 @@ def _response(status: int, reason: str, headers: Headers) -> bytes:
 
 
 class _Connection(h11.Connection):
-    """h11's server side, refusing a request that frames its body twice."""
+    """h11's server side, refusing a request that frames its body twice or whose head is
+    over ``max_head`` bytes however it arrived (h11 itself limits only a head that is still
+    incomplete in its buffer), and keeping why it refused a request and with what status."""
 
-    refusal: str | None = None
+    def __init__(self, max_head: int) -> None:
+        super().__init__(h11.SERVER, max_head)
+        self.max_head = max_head
+        self.refusal: tuple[int, str] | None = None
 
     def next_event(self) -> Any:  # h11's Event | NEED_DATA | PAUSED
-        event = super().next_event()
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = (exc.error_status_hint, str(exc) or "a malformed request")
+            raise
         if isinstance(event, h11.Request):
             names = {name for name, _ in event.headers}
+            head = len(event.method) + len(event.target) + sum(
+                len(name) + len(value) + 4 for name, value in event.headers)
             if b"transfer-encoding" in names and b"content-length" in names:
-                self.refusal = ("a request may not have both Transfer-Encoding and "
-                                "Content-Length: send one of them")
-                raise h11.RemoteProtocolError(self.refusal, error_status_hint=400)
+                self.refusal = (400, "a request may not have both Transfer-Encoding and "
+                                     "Content-Length: send one of them")
+            elif head > self.max_head:
+                self.refusal = (431, f"the request line and headers are over {self.max_head} "
+                                     "bytes")
+            if self.refusal is not None:
+                raise h11.RemoteProtocolError(self.refusal[1], error_status_hint=self.refusal[0])
         return event
 
 
@@ -197,7 +216,7 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.conn = _Connection(h11.SERVER, config.h11_max_incomplete_event_size
+        self.conn = _Connection(config.h11_max_incomplete_event_size
                                 or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE)
         self._inner_app = self.app
         self.app = self._closing_early_responses
@@ -207,6 +226,7 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._rate_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         self._lingered = 0
         self._samples: deque[tuple[float, int]] = deque()  # (client time, bytes received)
 
@@ -242,13 +262,33 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
-            self._linger_timer = None
+        for timer in (self._linger_timer, self._send_timer):
+            if timer is not None:
+                timer.cancel()
+        self._linger_timer = self._send_timer = None
         if self._wrapped is not None and self._wrapped.lingering:
             log.debug("closed %s after discarding %d bytes of unread input (%s)",
                       self._peer(), self._lingered, exc or "closed")
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout_s,
+                                                    self._reader_too_slow)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _reader_too_slow(self) -> None:
+        self._send_timer = None
+        log.info("cutting %s: it left its response unread for %.1f s (%s)", self._peer(),
+                 self.limits.send_timeout_s, ENV["send_timeout_s"])
+        assert self._wrapped is not None
+        self._wrapped.real.abort()
 
     def shutdown(self) -> None:
         if self._wrapped is not None and self._wrapped.lingering:
@@ -260,10 +300,12 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
-        """h11 found the request malformed (or ``_Connection`` refused it)."""
-        reason = getattr(self.conn, "refusal", None) or msg
-        log.info("refusing a request from %s (400): %s", self._peer(), reason)
-        self._refuse(400, reason)
+        """h11 found the request malformed, or ``_Connection`` refused it: its status (400,
+        431 …) and reason, when it kept them."""
+        refusal = self.conn.refusal if isinstance(self.conn, _Connection) else None
+        status, reason = refusal or (400, msg)
+        log.info("refusing a request from %s (%d): %s", self._peer(), status, reason)
+        self._refuse(status, reason)
 
     async def _closing_early_responses(self, scope: Any, receive: Any, send: Any) -> None:
         """The app, its response marked ``Connection: close`` when it starts before the

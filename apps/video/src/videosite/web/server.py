@@ -12,6 +12,8 @@ reads the limits from ``VIDEOSITE_*`` variables; the CLI's flags override them:
 * ``VIDEOSITE_MIN_BODY_RATE`` (``--min-body-rate``, 1024 bytes/s) averaged over
   ``VIDEOSITE_BODY_RATE_WINDOW_S`` (``--body-rate-window``, 20): a slower request body is
   answered 408 and closed.
+* ``VIDEOSITE_SEND_TIMEOUT_S`` (``--send-timeout``, 60): longest a response may wait on a
+  client that does not read it (the server's send buffer full); then the connection is cut.
 * ``VIDEOSITE_KEEP_ALIVE_S`` (``--keep-alive``, 5): an idle connection's life between
   requests.
 * ``VIDEOSITE_LINGER_S`` (``--linger``, 2) and ``VIDEOSITE_LINGER_BYTES``
@@ -37,6 +39,7 @@ ENV = {
     "header_timeout_s": "VIDEOSITE_HEADER_TIMEOUT_S",
     "min_body_rate": "VIDEOSITE_MIN_BODY_RATE",
     "body_rate_window_s": "VIDEOSITE_BODY_RATE_WINDOW_S",
+    "send_timeout_s": "VIDEOSITE_SEND_TIMEOUT_S",
     "keep_alive_s": "VIDEOSITE_KEEP_ALIVE_S",
     "linger_s": "VIDEOSITE_LINGER_S",
     "linger_bytes": "VIDEOSITE_LINGER_BYTES",
@@ -51,6 +54,7 @@ class ServerLimits:
     header_timeout_s: float = 10.0
     min_body_rate: int = 1024
     body_rate_window_s: float = 20.0
+    send_timeout_s: float = 60.0
     keep_alive_s: int = 5
     linger_s: float = 2.0
     linger_bytes: int = 1 << 20
