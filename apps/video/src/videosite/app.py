@@ -20,10 +20,12 @@ service's records only.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from millstream import MillstreamError, NotFoundError
 from millstream.faults import fault_point
+from millstream.files import FileRef
 from millstream.service import App, Context
 from millstream.tables import Materializer
 
@@ -51,8 +53,10 @@ app.stream(METRICS, dict, partitions=1)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
-#: the failures that refuse the upload itself: its original is deleted once the join has it
-REFUSED = ("not_a_video", "rejected")
+#: where the site stores an original, relative to the file store's root: the only objects the
+#: join ever deletes (an Upload naming anything else — another video's original, an object a
+#: program of its own stored — never loses it)
+OWN_ORIGINAL = re.compile(r"uploads/(?P<video_id>[0-9a-f]{16})/source(\.[a-z0-9]{1,8})?")
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
@@ -123,7 +127,7 @@ def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video
     The upload, probe, thumbnails and renditions; ready, or failed with the reason. A part
     arriving again after its video finished (an at-least-once duplicate) is dropped. A
     failed video is also reported to the exceptions stream, with its stage and reason; the
-    original of a refused one (not a video, or over a limit) is deleted."""
+    original of one the probe found not to be a video is deleted (``discarded_original``)."""
     video = receive(ctx.state, part, ctx.record.timestamp)
     if video is not None and video.status == "failed":
         ctx.report(VideoFailed.of(video))
@@ -131,22 +135,53 @@ def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video
     return video
 
 
+def discarded_original(video: Video, store_url: str) -> FileRef | None:
+    """The original the join deletes for a finished ``video``, or None to keep it.
+
+    Only one refused by the probe as not a video (``failed_stage == "probe"``,
+    ``error_kind == "not_a_video"``): the probe reads the whole container, so its verdict is
+    about the bytes, and the site will never serve or process them. And only the site's own
+    object for this video, ``uploads/<video_id>/source.*`` in the store at ``store_url``.
+
+    Kept: an original the probe accepted and a later stage refused (the probe's verdict
+    stands; the thumbnail or transcode failure may be theirs); one over a limit
+    (``rejected``: the limits are the operator's, and a wrong one must not delete valid
+    videos; see docs/video.md for how to remove them); one that failed in processing (to
+    be processed again once the cause is fixed). A probe that could not read the file for a
+    reason outside it (memory, I/O, permissions) finishes nothing: the record is retried and
+    then goes to the exceptions stream.
+    """
+    if video.status != "failed" or video.failed_stage != "probe" \
+            or video.error_kind != "not_a_video":
+        return None
+    name = video.source.url.removeprefix(store_url.rstrip("/") + "/")
+    own = OWN_ORIGINAL.fullmatch(name)
+    if name == video.source.url or own is None or own["video_id"] != video.video_id:
+        log.warning("the original %s of video %s, refused as not a video, is kept: it is "
+                    "not the site's uploads/%s/source.* in %s", video.source.url,
+                    video.video_id, video.video_id, store_url)
+        return None
+    return video.source
+
+
 def _discard_refused(video: Video, ctx: Context) -> None:
-    """Delete the original of a video refused as not a video or over a limit: the site
-    never serves it and nothing will process it again. Every stage has reported by now (the
-    join finishes a video only then). Originals of videos that failed while being processed
-    are kept, to be processed again once the cause is fixed. A shadow join deletes nothing:
-    the originals are production's. A failed deletion is logged, never raised: the video's
-    record matters more than the object."""
-    if ctx.shadow is not None or video.error_kind not in REFUSED:
+    """Delete the original ``discarded_original`` names. Every stage has reported by now
+    (the join finishes a video only then). A shadow join deletes nothing: the originals
+    are production's. A failed deletion is logged, never raised: the video's record
+    matters more than the object."""
+    if ctx.shadow is not None:
+        return
+    store = ctx.files.store
+    original = discarded_original(video, store.url)
+    if original is None:
         return
     try:
-        ctx.files.store.delete(video.source)
+        store.delete(original)
     except NotFoundError:  # deleted already: this part came again after a crash
         pass
     except MillstreamError as exc:  # the video is recorded all the same; the object stays
         log.warning("the original %s of refused video %s was not deleted: %s",
-                    video.source.url, video.video_id, exc)
+                    original.url, video.video_id, exc)
 
 
 def _open_feeder(ctx: Context) -> None:

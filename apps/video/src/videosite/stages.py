@@ -4,7 +4,10 @@
 call the media layer, store what they make under short fixed names (the service runtime
 prefixes them per input record, so a retry rewrites the same objects) and return the stage's
 result. A refused or broken medium is a result with ``ok=False`` and the reason, not an
-exception: only bugs raise.
+exception. A medium that could not be read for a reason outside it (a retriable
+``MediaError``: out of memory, an I/O error, no permission) raises, as bugs do: the service
+retries the record and then records it on the exceptions stream, for a replay; a result
+would finish the video as failed for good.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def run_probe(upload: Upload, files: StageFiles, limits: MediaLimits,
     try:
         found = probe(files.local_path(upload.source), limits)
     except MediaError as exc:
+        if exc.retriable:
+            raise
         kind, reason = describe_failure(exc)
         return Probed(video_id=upload.video_id, ok=False, error=reason, error_kind=kind,
                       started_at=started, finished_at=clock())
@@ -99,6 +104,8 @@ def run_thumbnails(upload: Upload, files: StageFiles, limits: MediaLimits,
                     for still in stills]
             poster_ref = files.put("poster.jpg", cover, content_type="image/jpeg")
     except MediaError as exc:
+        if exc.retriable:
+            raise
         kind, reason = describe_failure(exc)
         return Thumbnails(video_id=upload.video_id, ok=False, error=reason, error_kind=kind,
                           started_at=started, finished_at=clock())
@@ -138,6 +145,8 @@ def run_transcode(upload: Upload, files: StageFiles, limits: MediaLimits,
                                hls_master(made, lambda r: f"{r.name}.m3u8").encode(),
                                content_type=HLS_TYPE)
     except MediaError as exc:
+        if exc.retriable:
+            raise
         kind, reason = describe_failure(exc)
         return Transcoded(video_id=upload.video_id, ok=False, error=reason, error_kind=kind,
                           started_at=started, finished_at=clock())

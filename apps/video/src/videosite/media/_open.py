@@ -40,7 +40,7 @@ from av.stream import Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from .errors import MediaRejected, NotAVideo
+from .errors import MediaRejected, NotAVideo, from_av
 from .limits import MediaLimits
 from .sniff import DEMUXERS, HEAD_BYTES, sniff_bytes
 
@@ -172,7 +172,7 @@ def _open_barred(path: Path, name: str) -> InputContainer:
     try:
         return av.open(str(path), format=DEMUXERS[name], container_options=_NO_DECODERS)
     except av.FFmpegError as exc:
-        raise NotAVideo(f"not a readable video ({exc.__class__.__name__})") from exc
+        raise from_av(exc, "not a readable video") from exc
 
 
 def _bound(video: VideoStream, limits: MediaLimits, threads: int) -> None:
@@ -241,8 +241,7 @@ def first_frame(opened: OpenVideo, limits: MediaLimits) -> VideoFrame:
             check_frame(frame, limits)
             return frame
     except av.FFmpegError as exc:
-        raise NotAVideo(f"a video stream that does not decode ({exc.__class__.__name__})"
-                        ) from exc
+        raise from_av(exc, "a video stream that does not decode") from exc
     raise NotAVideo("a video stream without a decodable frame")
 
 

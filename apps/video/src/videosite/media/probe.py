@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import av
 
 from ._open import first_frame, open_video
-from .errors import NotAVideo
+from .errors import from_av
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation
 
@@ -56,8 +56,10 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
     """Describe the video at ``path``.
 
     Raises NotAVideo if it is not a video container, MediaRejected (naming the value and
-    the limit) if it is over ``limits``. The duration is the video stream's end minus its
-    start, so a stream whose timestamps start late (an MPEG-TS clock) is measured right.
+    the limit) if it is over ``limits``, MediaUnavailable (retriable) if it could not be
+    read for a reason outside the file (memory, I/O, permissions). The duration is the
+    video stream's end minus its start, so a stream whose timestamps start late (an
+    MPEG-TS clock) is measured right.
     """
     with open_video(path, limits, threads=1) as opened:
         container, video, found = opened.container, opened.video, opened.headers
@@ -80,4 +82,4 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
                 frame_count=found.frame_count,
             )
         except av.FFmpegError as exc:
-            raise NotAVideo(f"not a readable video ({exc.__class__.__name__})") from exc
+            raise from_av(exc, "not a readable video") from exc
