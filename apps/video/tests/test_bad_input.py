@@ -15,6 +15,7 @@ reports each failed video once to the exceptions stream (``ctx.report``, stage
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -33,13 +34,15 @@ from markupsafe import escape
 from PIL import Image
 from schemathesis.checks import not_a_server_error
 
+from millstream.files import FileStore, open_files
 from millstream.service.clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app
 from videosite.models import Upload
 from videosite.pipeline import new_video_id, submit
 from videosite.titles import BadTitle
-from videosite.web import create_app
+from videosite.web import WebSettings, create_app
+from videosite.web.upload import Received, UploadRefused, receive_upload
 
 TOKEN = "bad-input-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -238,13 +241,89 @@ def test_a_malformed_form_is_refused(web: Web, body: bytes, headers: dict[str, s
     assert res.json() == {"detail": detail}
 
 
-@pytest.mark.parametrize("title", [None, "", "   ", "t" * 201], ids=["none", "empty",
-                                                                      "blank", "too long"])
-def test_a_missing_or_overlong_title_is_refused(web: Web, clips: dict[str, Path],
-                                                title: str | None) -> None:
+NEEDED = "a title of 1 to 200 characters is needed"
+MISSING_TITLES = {
+    "none": (None, f"no title in the upload (a part named 'title'): {NEEDED}"),
+    "empty": ("", f"the title is empty: {NEEDED}"),
+    "blank": ("   ", f"the title is only blanks (3 characters): {NEEDED}"),
+    "too long": ("t" * 201, f"the title has 201 characters: {NEEDED}"),
+    "far too long": (" " + "\u00e9" * 1000 + " ", f"the title has 1000 characters: {NEEDED}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISSING_TITLES))
+def test_a_missing_or_overlong_title_is_refused_naming_its_length(
+        web: Web, clips: dict[str, Path], case: str) -> None:
+    title, detail = MISSING_TITLES[case]
     res = post(web, multipart(clips["tiny"].read_bytes(), title=title))
-    assert res.status_code == 400, res.text
-    assert res.json() == {"detail": "a title of 1 to 200 characters is needed"}
+    assert (res.status_code, res.json()) == (400, {"detail": detail})
+
+
+class Sender:
+    """An ASGI ``receive`` that hands out ``body`` in pieces of ``piece`` bytes and counts
+    how many the server took."""
+
+    def __init__(self, body: bytes, piece: int = 64 * 1024) -> None:
+        self.pieces = [body[at:at + piece] for at in range(0, len(body), piece)]
+        self.taken = 0
+
+    async def __call__(self) -> dict[str, object]:
+        body = self.pieces[self.taken]
+        self.taken += 1
+        return {"type": "http.request", "body": body, "more_body": self.taken < len(self.pieces)}
+
+
+def _receive(sender: Sender, files: FileStore) -> Received:
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return asyncio.run(receive_upload(sender, headers, files, "uploads/v/source",
+                                      WebSettings(token=TOKEN, max_upload_bytes=MAX_UPLOAD)))
+
+
+def _title_after_file(content: bytes, title: str) -> bytes:
+    file_part = multipart(content, title=None)[:-len(f"--{BOUNDARY}--\r\n")]
+    return file_part + (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\""
+                        f"\r\n\r\n{title}\r\n--{BOUNDARY}--\r\n").encode()
+
+
+def test_a_bad_title_sent_first_is_refused_before_the_file_is_read(
+        clips: dict[str, Path], tmp_path: Path) -> None:
+    content = clips["landscape"].read_bytes()
+    sender = Sender(multipart(content, title="t" * 201), piece=4096)
+    files = open_files(tmp_path.as_uri())
+    with pytest.raises(UploadRefused) as refused:
+        _receive(sender, files)
+    assert (refused.value.status, refused.value.reason) == (
+        400, f"the title has 201 characters: {NEEDED}")
+    assert (sender.taken, len(sender.pieces)) == (1, len(content) // 4096 + 1)
+    assert list(files.list("")) == []
+    files.close()
+
+
+@pytest.mark.parametrize("title", ["t" * 201, "a\u202eb"], ids=["too long", "bidi"])
+def test_a_bad_title_sent_after_the_file_leaves_nothing_stored(
+        clips: dict[str, Path], tmp_path: Path, title: str) -> None:
+    sender = Sender(_title_after_file(clips["landscape"].read_bytes(), title))
+    files = open_files(tmp_path.as_uri())
+    with pytest.raises(UploadRefused) as refused:
+        _receive(sender, files)
+    assert refused.value.status == 400
+    assert refused.value.reason.startswith(("the title has 201 characters: ",
+                                            "the title holds U+202E")), refused.value.reason
+    assert sender.taken == len(sender.pieces)
+    assert list(files.list("")) == []
+    assert sorted(os.listdir(tmp_path / ".tmp")) == []
+    files.close()
+
+
+def test_a_good_title_after_the_file_is_accepted(clips: dict[str, Path], tmp_path: Path
+                                                 ) -> None:
+    files = open_files(tmp_path.as_uri())
+    received = _receive(Sender(_title_after_file(clips["tiny"].read_bytes(), "  late  ")),
+                        files)
+    assert (received.title, received.container) == ("late", "mp4")
+    assert [ref.url.removeprefix(files.url.rstrip("/") + "/") for ref in files.list("")] \
+        == ["uploads/v/source.mp4"]
+    files.close()
 
 
 def test_two_files_in_one_upload_are_refused(web: Web, clips: dict[str, Path]) -> None:

@@ -41,14 +41,20 @@ def _describe(char: str) -> str:
 
 def check_title(raw: str) -> str:
     """``raw`` without leading and trailing whitespace; BadTitle when that is empty, longer
-    than MAX_TITLE characters, or holds a forbidden character."""
+    than MAX_TITLE characters (the message gives its length), or holds a forbidden
+    character."""
     title = raw.strip()
     for place, char in enumerate(title, start=1):
         if forbidden(char):
             raise BadTitle(f"the title holds {_describe(char)} at character {place}: "
                            "remove control, line-separator and bidi-override characters")
-    if not title or len(title) > MAX_TITLE:
-        raise BadTitle(f"a title of 1 to {MAX_TITLE} characters is needed")
+    if not title:
+        sent = "empty" if not raw else f"only blanks ({len(raw)} characters)"
+        raise BadTitle(f"the title is {sent}: a title of 1 to {MAX_TITLE} characters is "
+                       "needed")
+    if len(title) > MAX_TITLE:
+        raise BadTitle(f"the title has {len(title)} characters: a title of 1 to {MAX_TITLE} "
+                       "characters is needed")
     return title
 
 

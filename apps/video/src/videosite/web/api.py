@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from videosite.models import Upload
 from videosite.pipeline import UPLOADS, new_video_id
-from videosite.titles import MAX_TITLE, BadTitle, check_title
+from videosite.titles import MAX_TITLE
 
 from .site import Site
 from .upload import UploadRefused, receive_upload
@@ -117,12 +117,7 @@ async def upload_video(request: Request) -> JSONResponse:
     except UploadRefused as exc:
         log.info("upload refused (%s): %s", exc.status, exc.reason)
         return _refused(exc)
-    try:
-        title = check_title(received.fields.get("title", ""))
-    except BadTitle as exc:
-        await asyncio.to_thread(site.files.delete, received.ref)
-        return _refused(UploadRefused(400, str(exc)))
-    upload = Upload(video_id=video_id, title=title, source=received.ref,
+    upload = Upload(video_id=video_id, title=received.title, source=received.ref,
                     uploaded_at=time.time(), content_type=received.content_type,
                     size=received.ref.size)
     await site.writer.send(UPLOADS, upload, key=video_id)

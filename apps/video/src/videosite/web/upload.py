@@ -4,7 +4,12 @@ The body is read from the ASGI ``receive`` channel (never whole in memory) and p
 python-multipart's streaming parser. A declared ``Content-Length`` over the limit is refused
 before anything is read; the bytes are counted as they arrive too (chunked bodies). The
 form has two parts, ``title`` and ``file``, one each: any other part, or one sent twice, is
-refused as soon as its headers name it. Nothing but the file's bytes is held: the title up
+refused as soon as its headers name it. The title is checked (``videosite.titles``) as soon
+as its part ends: a form that sends it first is refused before a byte of the file is read,
+and one that sends it after the file is refused before the stored object is committed and
+before anything probes it, so a bad title never costs storage. A form without a title is
+refused once the body ends, before the object is committed. Nothing but the file's bytes is
+held: the title up
 to ``max_field_bytes``, a part's header line up to the same, and everything in the body but
 the file's bytes (headers, title, boundaries, preamble, epilogue) up to ``max_form_bytes``
 — past a cap the upload is refused at once (413), before the rest is read. The file
@@ -29,6 +34,7 @@ from millstream.files import FileRef, FileStore, FileWriter
 from videosite.config import media_limits
 from videosite.media import MediaRejected, NotAVideo, probe, sniff
 from videosite.media.sniff import HEAD_BYTES
+from videosite.titles import MAX_TITLE, BadTitle, check_title
 
 from .settings import WebSettings
 
@@ -49,9 +55,10 @@ CONTAINERS: dict[str, tuple[str, str]] = {
     "mpeg-ps": (".mpg", "video/mpeg"),
     "asf": (".wmv", "video/x-ms-asf"),
 }
-#: the name of the file's part, and every part a form may have (one each)
+#: the names of the file's part and the title's, and every part a form may have (one each)
 FILE = "file"
-PARTS = ("title", FILE)
+TITLE = "title"
+PARTS = (TITLE, FILE)
 PARTS_SHOWN = "'title' and 'file'"
 #: how much of the file part is gathered before it is handed to the store's writer
 WRITE_CHUNK = 1 << 20
@@ -68,12 +75,12 @@ class UploadRefused(Exception):
 
 @dataclass
 class Received:
-    """A stored upload: the original's reference, the form's fields, and what it is."""
+    """A stored upload: the original's reference, its checked title, and what it is."""
 
     ref: FileRef
     container: str
     content_type: str
-    fields: dict[str, str]
+    title: str
     filename: str | None
 
 
@@ -177,10 +184,16 @@ class _Form:
             self.in_file, self.file_done = False, True
             return
         try:
-            self.fields[self.part.name] = bytes(self.part.value).decode("utf-8")
+            value = bytes(self.part.value).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UploadRefused(400, f"the form part {self.part.name!r} is not UTF-8 "
                                      f"(byte {exc.start + 1} of it)") from None
+        if self.part.name == TITLE:  # here, so a bad title costs no storage
+            try:
+                value = check_title(value)
+            except BadTitle as exc:
+                raise UploadRefused(400, str(exc)) from None
+        self.fields[self.part.name] = value
 
     def _end(self) -> None:
         self.ended = True
@@ -289,6 +302,9 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
             raise UploadRefused(400, "no file in the upload (a part named 'file')")
         if not upload.form.ended or upload.writer is None:
             raise UploadRefused(400, "the multipart body ended early")
+        if TITLE not in upload.form.fields:
+            raise UploadRefused(400, f"no title in the upload (a part named 'title'): a "
+                                     f"title of 1 to {MAX_TITLE} characters is needed")
         writer = upload.writer
         await asyncio.to_thread(writer.close)
     except BaseException:
@@ -307,7 +323,7 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
         await asyncio.to_thread(files.delete, ref)
         raise
     return Received(ref, upload.container, CONTAINERS[upload.container][1],
-                    upload.form.fields, upload.form.filename)
+                    upload.form.fields[TITLE], upload.form.filename)
 
 
 def _confirm(files: FileStore, ref: FileRef) -> None:
