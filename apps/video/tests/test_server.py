@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from tests.support.platform_fixtures import isolate
 
+from videosite.cli import main
 from videosite.inprocess import InProcessSite, free_port
 from videosite.web.server import ServerLimits, build_server
 
@@ -416,3 +417,16 @@ def test_limits_come_from_the_environment_and_bad_values_name_their_variable() -
     with pytest.raises(ValueError, match=r"VIDEOSITE_LINGER_S \(ServerLimits.linger_s\) must "
                                          r"be above 0, not 0.0"):
         ServerLimits.from_env({"VIDEOSITE_LINGER_S": "0"})
+
+
+def test_the_commands_refuse_a_limit_that_is_not_above_zero_naming_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["web", "--min-body-rate", "0"]) == 2
+    assert capsys.readouterr().err == "millstream-video web: --min-body-rate must be above 0, " \
+                                      "not 0\n"
+    monkeypatch.setenv("VIDEOSITE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("VIDEOSITE_HEADER_TIMEOUT_S", "-1")
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == ("millstream-video serve: VIDEOSITE_HEADER_TIMEOUT_S "
+                                       "(ServerLimits.header_timeout_s) must be above 0, "
+                                       "not -1.0\n")

@@ -62,6 +62,12 @@ def _limits(args: argparse.Namespace) -> ServerLimits | None:
     stderr) when one is not valid."""
     from .web.server import ServerLimits
 
+    for flag, (dest, _, _) in _LIMIT_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None and not value > 0:
+            print(f"millstream-video {args.command}: {flag} must be above 0, not {value}",
+                  file=sys.stderr)
+            return None
     try:
         return ServerLimits.from_env(**{dest: getattr(args, dest)
                                         for dest, _, _ in _LIMIT_FLAGS.values()})
