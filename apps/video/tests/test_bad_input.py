@@ -19,10 +19,14 @@ import asyncio
 import os
 import random
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import httpx2
@@ -34,8 +38,12 @@ from markupsafe import escape
 from PIL import Image
 from schemathesis.checks import not_a_server_error
 
+from millstream import open_streams
 from millstream.files import FileStore, open_files
+from millstream.files.gc import run_gc
 from millstream.service.clock import SystemClock
+from millstream.streams.reading import read_to_end
+from millstream.tables import Tables, open_tables
 from millstream.testing import TestPlatform
 from videosite.app import app
 from videosite.models import Upload
@@ -43,6 +51,7 @@ from videosite.pipeline import new_video_id, submit
 from videosite.titles import BadTitle
 from videosite.web import WebSettings, create_app
 from videosite.web.upload import Received, UploadRefused, receive_upload
+from videosite_testing import STARVED, ffmpeg_allocations_at_most
 
 TOKEN = "bad-input-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -603,3 +612,124 @@ def test_the_api_gives_no_server_error(web: Web) -> None:
             case.call_and_validate(headers=AUTH, checks=[not_a_server_error])
 
         no_server_error()
+
+
+# -- when the streams cannot record an upload ---------------------------------------------------
+
+
+def test_an_upload_ffmpeg_cannot_check_for_want_of_memory_gets_503_and_leaves_nothing(
+        web: Web, clips: dict[str, Path]) -> None:
+    before = _stored(web)
+    with ffmpeg_allocations_at_most(STARVED):
+        res = post(web, multipart(clips["tiny"].read_bytes()))
+    assert (res.status_code, res.headers["retry-after"]) == (503, "30"), res.text
+    assert res.json()["detail"].startswith(
+        "the upload could not be checked: reading the video failed for a reason outside the "
+        "file, to be retried: MemoryError: "), res.json()
+    assert _stored(web) == before
+
+
+@contextmanager
+def streams_locked(directory: Path, seconds: float | None = None) -> Iterator[None]:
+    """Another process's write lock on the embedded log's database (``BEGIN EXCLUSIVE``):
+    appends wait for it up to the log's busy timeout. Released on leaving, or after
+    ``seconds`` when given."""
+    lock = sqlite3.connect(directory / "streams.db", isolation_level=None,
+                           check_same_thread=False)
+    lock.execute("BEGIN EXCLUSIVE")
+    released = threading.Event()
+
+    def release() -> None:
+        if not released.is_set():
+            released.set()
+            lock.execute("COMMIT")
+            lock.close()
+
+    timer = threading.Timer(seconds, release) if seconds is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.join()
+        release()
+
+
+@dataclass
+class Unrecorded:
+    directory: Path
+    files: FileStore
+    tables: Tables
+
+    def app(self, busy_timeout_ms: int, **settings: Any) -> Any:
+        url = f"local:{self.directory / 'streams'}?busy_timeout_ms={busy_timeout_ms}"
+        return create_app(url, self.files, self.tables, token=TOKEN, **settings)
+
+    def uploads(self) -> list[str]:
+        root = self.files.url.rstrip("/") + "/"
+        return sorted(ref.url.removeprefix(root) for ref in self.files.list("uploads/"))
+
+    def recorded(self) -> list[str]:
+        with open_streams(f"local:{self.directory / 'streams'}") as streams:
+            return [r.key.decode() for r in read_to_end(streams, "uploads") if r.key]
+
+
+@pytest.fixture
+def unrecorded(tmp_path: Path) -> Iterator[Unrecorded]:
+    files = open_files((tmp_path / "files").as_uri())
+    tables = open_tables(f"sqlite:///{tmp_path / 'tables.db'}")
+    yield Unrecorded(tmp_path, files, tables)
+    tables.close()
+    files.close()
+
+
+def test_an_upload_the_streams_cannot_record_gets_503_and_gc_removes_its_original(
+        unrecorded: Unrecorded, clips: dict[str, Path]) -> None:
+    body = multipart(clips["tiny"].read_bytes())
+    with TestClient(unrecorded.app(busy_timeout_ms=300)) as client:
+        with streams_locked(unrecorded.directory / "streams"):
+            res = client.post("/api/videos", content=body, headers={**AUTH, **FORM})
+        assert (res.status_code, res.headers["retry-after"]) == (503, "30"), res.text
+        detail = res.json()["detail"]
+        assert detail.startswith("the upload could not be queued for processing (records for "
+                                 "uploads["), detail
+        assert "stayed locked by another process beyond the busy timeout" in detail
+        assert detail.endswith("): send it again later")
+        (orphan,) = unrecorded.uploads()
+        assert UPLOAD_NAME.match(orphan) and unrecorded.recorded() == []
+
+        # the web server's producer failed a write: replaced, so the next upload is recorded
+        again = client.post("/api/videos", content=body, headers={**AUTH, **FORM})
+        assert again.status_code == 202, again.text
+        kept = f"uploads/{again.json()['id']}/source.mp4"
+        assert unrecorded.recorded() == [again.json()["id"]]
+        assert unrecorded.uploads() == sorted([orphan, kept])
+
+    # no record refers to the first original: millstream files gc removes it, and only it
+    with open_streams(f"local:{unrecorded.directory / 'streams'}") as streams:
+        report = run_gc(unrecorded.files, streams, unrecorded.tables, older_than_s=0)
+    root = unrecorded.files.url.rstrip("/") + "/"
+    assert [ref.url.removeprefix(root) for ref in report.deleted] == [orphan]
+    assert unrecorded.uploads() == [kept]
+
+
+def test_an_upload_not_confirmed_in_time_gets_503_and_may_still_be_recorded(
+        unrecorded: Unrecorded, clips: dict[str, Path]) -> None:
+    body = multipart(clips["tiny"].read_bytes())
+    app_ = unrecorded.app(busy_timeout_ms=20_000, send_timeout_s=0.5)
+    with TestClient(app_) as client, streams_locked(unrecorded.directory / "streams", 2.0):
+        res = client.post("/api/videos", content=body, headers={**AUTH, **FORM})
+        assert (res.status_code, res.headers["retry-after"]) == (503, "30"), res.text
+        (stored,) = unrecorded.uploads()
+        video_id = stored.split("/")[1]
+        assert res.json() == {"detail": (
+            "the upload could not be queued for processing (the streams did not confirm it "
+            f"within 0.5 s; it may still be processed as video {video_id}): send it again "
+            "later")}
+    # the lock went: the record was stored after the answer, and its original is there
+    deadline = time.monotonic() + 30
+    while not unrecorded.recorded() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert unrecorded.recorded() == [video_id]
+    assert unrecorded.uploads() == [stored]

@@ -10,11 +10,8 @@ exceptions stream, and the original waits for the replay.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -28,12 +25,9 @@ from videosite.media import NotAVideo, probe
 from videosite.media.errors import MediaUnavailable, from_av
 from videosite.models import ErrorKind, Probed, Thumbnails, Transcoded, Upload, Video
 from videosite.pipeline import new_video_id
+from videosite_testing import STARVED, ffmpeg_allocations_at_most
 
 STAGES = ("probe", "thumbnail", "transcode", "join")
-#: FFmpeg's allocation limit by default (``max_alloc_size`` in libavutil/mem.c)
-FFMPEG_MAX_ALLOC = 2**31 - 1
-#: an allocation limit under which FFmpeg cannot open a container (ENOMEM in av.open)
-STARVED = 16 * 1024
 
 
 def _uploads(platform: TestPlatform) -> list[str]:
@@ -128,29 +122,6 @@ def test_an_original_is_discarded_only_under_its_own_videos_name() -> None:
 
 
 # -- an error outside the file, during the probe ------------------------------------------------
-
-
-def _libavutil() -> ctypes.CDLL:
-    """The libavutil PyAV has loaded (from this process's memory map)."""
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if "libavutil" in line}
-    assert len(paths) == 1, paths
-    lib = ctypes.CDLL(paths.pop())
-    lib.av_max_alloc.argtypes = [ctypes.c_size_t]
-    lib.av_max_alloc.restype = None
-    return lib
-
-
-@contextmanager
-def ffmpeg_allocations_at_most(size: int) -> Iterator[None]:
-    """FFmpeg refuses any allocation over ``size`` bytes (ENOMEM) inside the block."""
-    av.open  # noqa: B018  (PyAV, and so libavutil, is loaded)
-    lib = _libavutil()
-    lib.av_max_alloc(size)
-    try:
-        yield
-    finally:
-        lib.av_max_alloc(FFMPEG_MAX_ALLOC)
 
 
 def test_ffmpeg_out_of_memory_is_retriable_not_a_refusal(clips: dict[str, Path]) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import ctypes
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import av
 
 from millstream.service import ServiceRunner
 
-__all__ = ["Idle"]
+__all__ = ["FFMPEG_MAX_ALLOC", "STARVED", "Idle", "ffmpeg_allocations_at_most"]
+
+#: FFmpeg's allocation limit by default (``max_alloc_size`` in libavutil/mem.c)
+FFMPEG_MAX_ALLOC = 2**31 - 1
+#: an allocation limit under which FFmpeg cannot open a container (ENOMEM in av.open)
+STARVED = 16 * 1024
 
 
 class Idle:
@@ -21,3 +31,26 @@ class Idle:
         count = runner.statistics().records_in
         quiet, self.seen = count == self.seen, count
         return quiet
+
+
+def _libavutil() -> ctypes.CDLL:
+    """The libavutil PyAV has loaded (from this process's memory map)."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "libavutil" in line}
+    assert len(paths) == 1, paths
+    lib = ctypes.CDLL(paths.pop())
+    lib.av_max_alloc.argtypes = [ctypes.c_size_t]
+    lib.av_max_alloc.restype = None
+    return lib
+
+
+@contextmanager
+def ffmpeg_allocations_at_most(size: int) -> Iterator[None]:
+    """FFmpeg refuses any allocation over ``size`` bytes (ENOMEM) inside the block."""
+    av.open  # noqa: B018  (PyAV, and so libavutil, is loaded)
+    lib = _libavutil()
+    lib.av_max_alloc(size)
+    try:
+        yield
+    finally:
+        lib.av_max_alloc(FFMPEG_MAX_ALLOC)

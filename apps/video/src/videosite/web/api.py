@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from millstream import MillstreamError
 from videosite.models import Upload
 from videosite.pipeline import UPLOADS, new_video_id
 from videosite.titles import MAX_TITLE
 
 from .site import Site
-from .upload import UploadRefused, receive_upload
+from .upload import RETRY_AFTER_S, UploadRefused, receive_upload
 
 __all__ = ["MAX_TITLE", "VIDEO_ID", "check_ops_access", "check_token", "is_video_id",
            "readable", "router"]
@@ -100,8 +101,10 @@ def check_ops_access(request: Request, site: Site) -> None:
 
 def _refused(exc: UploadRefused) -> JSONResponse:
     # the rest of the body may never be read: do not keep the connection
-    return JSONResponse({"detail": exc.reason}, status_code=exc.status,
-                        headers={"Connection": "close"})
+    headers = {"Connection": "close"}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=headers)
 
 
 @router.post("/videos", status_code=202)
@@ -120,7 +123,21 @@ async def upload_video(request: Request) -> JSONResponse:
     upload = Upload(video_id=video_id, title=received.title, source=received.ref,
                     uploaded_at=time.time(), content_type=received.content_type,
                     size=received.ref.size)
-    await site.writer.send(UPLOADS, upload, key=video_id)
+    try:
+        await site.send(UPLOADS, upload, key=video_id)
+    except (MillstreamError, TimeoutError) as exc:
+        # not deleted: a send that timed out may still be stored, and then the video is
+        # processed; an original no record refers to goes with `millstream files gc`
+        if isinstance(exc, TimeoutError) and not isinstance(exc, MillstreamError):
+            reason = (f"the streams did not confirm it within {site.settings.send_timeout_s:g} "
+                      f"s; it may still be processed as video {video_id}")
+        else:
+            reason = str(exc)
+        log.warning("upload %s stored as %s but not queued for processing: %s", video_id,
+                    received.ref.url, reason)
+        return _refused(UploadRefused(
+            503, f"the upload could not be queued for processing ({reason}): send it again "
+                 "later", retry_after=RETRY_AFTER_S))
     status_url = str(request.url_for("video_status", video_id=video_id).path)
     return JSONResponse({"id": video_id, "status_url": status_url,
                          "page_url": f"/videos/{video_id}"}, status_code=202,

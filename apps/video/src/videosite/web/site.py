@@ -8,11 +8,22 @@ meant to run on a worker thread (``asyncio.to_thread``), never on the event loop
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-from millstream import Consumer, MillstreamError, NotFoundError, Streams, UnknownStreamError
+from millstream import (
+    ClosedError,
+    Consumer,
+    DeliveryError,
+    MillstreamError,
+    NotFoundError,
+    Position,
+    Streams,
+    UnknownStreamError,
+)
 from millstream.files import FileRef, FileStore
 from millstream.service.edge import AsyncWriter
 from millstream.service.failures import ExceptionRecord, parse_exception
@@ -24,6 +35,8 @@ from videosite.models import Progress, Video
 from videosite.pipeline import ensure_streams
 
 from .settings import WebSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MEDIA_TYPES", "Site", "media_files"]
 
@@ -174,6 +187,30 @@ class Site:
             del self._exceptions[:-LATEST_EXCEPTIONS]
             latest = list(reversed(self._exceptions))
         return OpsView(snapshot, latest)
+
+    # -- recording uploads -----------------------------------------------------------------------
+
+    async def send(self, stream: str, value: Any, *, key: str) -> Position:
+        """Send one record and wait until it is stored, at most ``settings.send_timeout_s``
+        (then TimeoutError: the record may still be stored later). A producer that failed a
+        write (``DeliveryError``) or was closed refuses every record after it, so it is
+        replaced by a new one before the error is raised: the next request is sent afresh."""
+        writer = self.writer
+        try:
+            return await asyncio.wait_for(writer.send(stream, value, key=key),
+                                          self.settings.send_timeout_s)
+        except (DeliveryError, ClosedError):
+            await self._replace_writer(writer)
+            raise
+
+    async def _replace_writer(self, failed: AsyncWriter) -> None:
+        if self.writer is not failed:  # another request replaced it already
+            return
+        self.writer = await asyncio.to_thread(AsyncWriter, self.streams, app)
+        try:
+            await failed.aclose()
+        except MillstreamError as exc:  # what it held was not stored: its senders were told
+            log.warning("closing the failed producer of the web server: %s", exc)
 
     def close(self) -> None:
         self._status.close()

@@ -32,13 +32,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from millstream.files import FileRef, FileStore, FileWriter
 from videosite.config import media_limits
-from videosite.media import MediaRejected, NotAVideo, probe, sniff
+from videosite.media import MediaError, MediaRejected, NotAVideo, probe, sniff
 from videosite.media.sniff import HEAD_BYTES
 from videosite.titles import MAX_TITLE, BadTitle, check_title
 
 from .settings import WebSettings
 
-__all__ = ["CONTAINERS", "PARTS", "Received", "UploadRefused", "receive_upload"]
+__all__ = ["CONTAINERS", "PARTS", "RETRY_AFTER_S", "Received", "UploadRefused", "receive_upload"]
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -62,15 +62,19 @@ PARTS = (TITLE, FILE)
 PARTS_SHOWN = "'title' and 'file'"
 #: how much of the file part is gathered before it is handed to the store's writer
 WRITE_CHUNK = 1 << 20
+#: seconds a client is asked to wait (``Retry-After``) before sending a 503'd upload again
+RETRY_AFTER_S = 30
 
 
 class UploadRefused(Exception):
-    """Raised when an upload is refused; ``status`` is the HTTP status to answer."""
+    """Raised when an upload is refused; ``status`` is the HTTP status to answer, and
+    ``retry_after`` (seconds) when trying again later may succeed (503)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -319,6 +323,12 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
         over = isinstance(exc, MediaRejected)
         raise UploadRefused(422 if over else 415,
                             f"{'rejected' if over else 'not a video'}: {exc}") from None
+    except MediaError as exc:
+        await asyncio.to_thread(files.delete, ref)
+        if not exc.retriable:
+            raise
+        raise UploadRefused(503, f"the upload could not be checked: {exc}; send it again "
+                                 "later", retry_after=RETRY_AFTER_S) from None
     except BaseException:  # whatever else refused it: nothing refused stays stored
         await asyncio.to_thread(files.delete, ref)
         raise
