@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,15 +47,17 @@ def verify(tmp_path: Path, *args: str) -> tuple[Done, dict[str, Any]]:
 def assert_exact_accounting(outcome: dict[str, Any], history: Path) -> None:
     v = outcome["verdict"]
     assert outcome["passed"] is True
-    for name in ("lost", "duplicated", "conflicting", "backwards", "unexpected", "skipped"):
+    for name in ("lost", "duplicated", "conflicting", "read_twice", "unexpected", "backwards",
+                 "rewound", "skipped", "undelivered", "incomplete"):
         assert v[name] == {"count": 0, "examples": []}, name
     assert v["acknowledged"] > 0
+    assert outcome["worker_exits"] == []  # no worker ended by itself
+    assert v["delivered"] == v["stored"] > 0  # the group drained: it polled every record
     assert v["stored_acknowledged"] == v["acknowledged"]  # every acked value, once
     assert v["stored"] == v["stored_values"]  # no value twice
     assert v["stored_values"] == (v["stored_acknowledged"] + v["stored_indeterminate"]
                                   + v["stored_failed"])
     assert v["attempted"] == v["acknowledged"] + v["failed"] + v["indeterminate"]
-    assert v["delivered"] + v["never_delivered"] == v["stored"]
     # the report agrees with the raw histories the processes wrote
     histories = [read_history(p) for p in sorted(history.glob("*.jsonl"))]
     sends = [e for h in histories for e in h.events if isinstance(e, Send)]
@@ -99,7 +102,7 @@ def test_ctrl_c_stops_the_run_and_still_deletes_the_scratch_stream(tmp_path: Pat
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
-    assert "interrupted; the scratch stream was deleted" in err
+    assert re.search(r"interrupted; the scratch stream verify-\S+ was deleted", err), err
     assert scratch_streams() == []
     assert _running_with(str(tmp_path / "history")) == []  # no worker outlived the run
 
@@ -115,6 +118,103 @@ def _running_with(text: str) -> list[str]:
         if text in line:
             out.append(line)
     return out
+
+
+def _workers_of(history: Path) -> list[int]:
+    """Pids of the live worker processes writing into ``history``."""
+    return [pid for pid in _pids() if _runs(pid, str(history), "millstream._verify.workers")]
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _runs(pid: int, *texts: str) -> bool:
+    """True if ``pid`` is alive (not a zombie) and its command line holds every text."""
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, IndexError):
+        return False
+    return all(t in line for t in texts)
+
+
+def start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A 120 s verify run on the embedded log, once its workers write; with their pids."""
+    history = tmp_path / "history"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "millstream", "verify", "--seconds", "120", "--kill-every", "0",
+         "--history", str(history)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (len(list(history.glob("*.jsonl"))) < 6 or not scratch_streams()
+           or len(_workers_of(history)) < 6):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    pids = _workers_of(history)
+    assert len(pids) == 6  # 3 producers, 3 consumers
+    return proc, pids
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_stops_the_run_like_ctrl_c_and_no_worker_outlives_it(
+        tmp_path: Path, signum: int) -> None:
+    proc, pids = start_long_run(tmp_path)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert re.search(r"interrupted; the scratch stream verify-\S+ was deleted", err), err
+    assert [pid for pid in pids if _runs(pid, "millstream._verify.workers")] == []
+    assert scratch_streams() == []
+
+
+def test_ctrl_c_pressed_again_during_the_clean_up_does_not_cut_it_short(
+        tmp_path: Path) -> None:
+    proc, pids = start_long_run(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    for _ in range(10):  # a burst 2 ms apart: these land in the clean-up
+        time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert re.search(r"interrupted; the scratch stream verify-\S+ was deleted", err), err
+    assert "Traceback" not in err
+    assert [pid for pid in pids if _runs(pid, "millstream._verify.workers")] == []
+    assert scratch_streams() == []
+
+
+def test_workers_stop_by_themselves_when_the_runner_is_sigkilled(tmp_path: Path) -> None:
+    proc, pids = start_long_run(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=30)
+    try:
+        wait_until(lambda: [p for p in pids if _runs(p, "millstream._verify.workers")] == [],
+                   10, "every worker to end with the runner")
+    finally:
+        for pid in pids:  # leave nothing behind, even when the test fails
+            if _runs(pid, "millstream._verify.workers"):
+                os.kill(pid, signal.SIGKILL)
+        with millstream.open_streams() as streams:
+            for name in scratch_streams():
+                streams.admin().delete_stream(name)
+
+
+def test_a_run_that_cannot_reach_the_deployment_leaves_no_temporary_directory(
+        tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the embedded log wants a directory")
+    done = subprocess.run(
+        [sys.executable, "-m", "millstream", "verify", "--seconds", "2",
+         "--streams", f"local://{blocked}/log"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "TMPDIR": str(temp)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert list(temp.iterdir()) == []
+    assert "histories so far" not in done.stderr
 
 
 def test_kill_brokers_without_a_cluster_dir_is_refused(tmp_path: Path) -> None:

@@ -3,48 +3,26 @@
 It trusts nothing but the histories: what producers were told (acknowledged at a position,
 failed, or nothing yet), what group members polled and committed, and what a fresh reader
 found from the start of every partition afterwards. A run passes when nothing acknowledged or
-seen by a consumer is missing, no value is stored twice, no position holds two values, no
-consumer saw its offsets go backwards within one assignment of a partition, nothing unknown is
-stored, and the group skipped nothing below an offset it committed (at-least-once).
+seen by a consumer is missing, no value is stored twice, no position holds two values (as
+acknowledged, polled or read), the final read returned no record twice, nothing unknown is
+stored, both a producer and a consumer ran one incarnation to its end, and the group's side
+holds (``group``: every stored record polled, nothing backwards or rewound).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from millstream._verify.history import (
-    Ack,
-    Assigned,
-    Commit,
-    Fail,
-    History,
-    Poll,
-    Read,
-    Revoked,
-    Send,
-)
+from millstream._verify.findings import EXAMPLES, Finding, Position, at, finding
+from millstream._verify.group import GroupVerdict, check_group, is_consumer
+from millstream._verify.history import Ack, Fail, History, Poll, Read, Send, Stopped
 
-__all__ = ["EXAMPLES", "Finding", "Verdict", "analyse"]
+__all__ = ["EXAMPLES", "ROLES", "Finding", "Verdict", "analyse"]
 
-#: How many examples a finding keeps.
-EXAMPLES = 3
-
-Position = tuple[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """How often one anomaly occurred, and the first few occurrences in words."""
-
-    count: int = 0
-    examples: tuple[str, ...] = ()
-
-
-def _finding(items: Iterable[str]) -> Finding:
-    listed = list(items)
-    return Finding(len(listed), tuple(listed[:EXAMPLES]))
+#: The worker roles of a run; each must have run one incarnation to its end.
+ROLES = ("producer", "consumer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,28 +39,30 @@ class Verdict:
     stored_failed: int = 0
     stored_indeterminate: int = 0
     delivered: int = 0
-    never_delivered: int = 0
+    polls: int = 0
     commits: int = 0
     lost: Finding = field(default_factory=Finding)
     duplicated: Finding = field(default_factory=Finding)
     conflicting: Finding = field(default_factory=Finding)
-    backwards: Finding = field(default_factory=Finding)
+    read_twice: Finding = field(default_factory=Finding)
     unexpected: Finding = field(default_factory=Finding)
+    backwards: Finding = field(default_factory=Finding)
+    rewound: Finding = field(default_factory=Finding)
     skipped: Finding = field(default_factory=Finding)
+    undelivered: Finding = field(default_factory=Finding)
+    incomplete: Finding = field(default_factory=Finding)
 
     @property
     def anomalies(self) -> dict[str, Finding]:
         return {"lost": self.lost, "duplicated": self.duplicated,
-                "conflicting": self.conflicting, "backwards": self.backwards,
-                "unexpected": self.unexpected, "skipped": self.skipped}
+                "conflicting": self.conflicting, "read_twice": self.read_twice,
+                "unexpected": self.unexpected, "backwards": self.backwards,
+                "rewound": self.rewound, "skipped": self.skipped,
+                "undelivered": self.undelivered, "incomplete": self.incomplete}
 
     @property
     def passed(self) -> bool:
         return all(f.count == 0 for f in self.anomalies.values())
-
-
-def _at(position: Position) -> str:
-    return f"{position[0]}@{position[1]}"
 
 
 @dataclass
@@ -94,38 +74,10 @@ class _Facts:
     failed: set[str] = field(default_factory=set)
     polled: dict[str, list[tuple[str, Position]]] = field(
         default_factory=lambda: defaultdict(list))
-    polled_at: set[Position] = field(default_factory=set)
     claims: dict[Position, dict[str, list[str]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     stored: list[tuple[Position, str]] = field(default_factory=list)
-    committed: dict[int, int] = field(default_factory=dict)
-    commits: int = 0
-    backwards: list[str] = field(default_factory=list)
-
-
-def _consumer(history: History, facts: _Facts) -> None:
-    """Polls, commits and the offsets-only-increase check of one group member."""
-    last: dict[int, int] = {}  # partition → last offset polled in its current assignment
-    for event in history.events:
-        if isinstance(event, Assigned | Revoked):
-            for p in event.partitions:
-                last.pop(p, None)
-        elif isinstance(event, Poll):
-            for r in event.records:
-                pos = (r.partition, r.offset)
-                before = last.get(r.partition)
-                if before is not None and r.offset <= before:
-                    facts.backwards.append(
-                        f"{history.process} polled partition {r.partition} offset {r.offset} "
-                        f"after offset {before} in the same assignment")
-                last[r.partition] = r.offset
-                facts.polled[r.value].append((history.process, pos))
-                facts.polled_at.add(pos)
-                facts.claims[pos][r.value].append(f"polled by {history.process}")
-        elif isinstance(event, Commit):
-            facts.commits += 1
-            for p, offset in event.offsets:
-                facts.committed[p] = max(facts.committed.get(p, 0), offset)
+    stopped: set[str] = field(default_factory=set)
 
 
 def _collect(histories: Sequence[History]) -> _Facts:
@@ -145,7 +97,13 @@ def _collect(histories: Sequence[History]) -> _Facts:
                     pos = (r.partition, r.offset)
                     facts.stored.append((pos, r.value))
                     facts.claims[pos][r.value].append("in the final read")
-        _consumer(history, facts)
+            elif isinstance(event, Poll) and is_consumer(history):
+                for r in event.records:
+                    pos = (r.partition, r.offset)
+                    facts.polled[r.value].append((history.process, pos))
+                    facts.claims[pos][r.value].append(f"polled by {history.process}")
+            elif isinstance(event, Stopped):
+                facts.stopped.add(history.process)
     return facts
 
 
@@ -157,13 +115,13 @@ def _conflicts(facts: _Facts, stored_at: dict[str, list[Position]]) -> list[str]
         if len(values) > 1:
             said = "; ".join(f"{v!r} ({', '.join(sorted(set(by)))})"
                              for v, by in sorted(values.items()))
-            out.append(f"{_at(pos)} holds two values: {said}")
+            out.append(f"{at(pos)} holds two values: {said}")
     read_positions = {pos for pos, _ in facts.stored}
     for value in sorted(facts.acks):
         for process, pos in facts.acks[value]:
             if pos not in read_positions and stored_at.get(value):
-                elsewhere = ", ".join(_at(p) for p in stored_at[value])
-                out.append(f"{value!r} acknowledged to {process} at {_at(pos)}, which the "
+                elsewhere = ", ".join(at(p) for p in stored_at[value])
+                out.append(f"{value!r} acknowledged to {process} at {at(pos)}, which the "
                            f"final read does not have; it is stored at {elsewhere}")
     return out
 
@@ -175,47 +133,62 @@ def _lost(facts: _Facts, stored_at: dict[str, list[Position]]) -> list[str]:
             continue
         if value in facts.acks:
             process, pos = facts.acks[value][0]
-            out.append(f"{value!r} acknowledged to {process} at {_at(pos)}, "
+            out.append(f"{value!r} acknowledged to {process} at {at(pos)}, "
                        "absent from the final read")
         else:
             process, pos = facts.polled[value][0]
-            out.append(f"{value!r} polled by {process} at {_at(pos)} (never acknowledged), "
+            out.append(f"{value!r} polled by {process} at {at(pos)} (never acknowledged), "
                        "absent from the final read")
+    return out
+
+
+def _incomplete(histories: Sequence[History], facts: _Facts, group: GroupVerdict) -> list[str]:
+    """A role none of whose incarnations ran to its end, and a group that polled nothing."""
+    out = []
+    for role in ROLES:
+        started = [h.process for h in histories if h.process.startswith(f"{role}-")]
+        if not facts.stopped & set(started):
+            out.append(f"no {role} ran to its end: {len(started)} incarnations recorded, none "
+                       "stopped cleanly when told to (each was killed or ended by itself)")
+    if group.polls == 0:
+        out.append(f"the group polled nothing ({len(facts.stored)} records stored)")
     return out
 
 
 def analyse(histories: Sequence[History]) -> Verdict:
     """Check ``histories`` (producers', consumers' and the final reader's) and count."""
     facts = _collect(histories)
+    times = Counter(facts.stored)
+    read_twice = [f"the final read returned {at(pos)} ({v!r}) {n} times"
+                  for (pos, v), n in sorted(times.items()) if n > 1]
     stored_at: dict[str, list[Position]] = defaultdict(list)
-    for pos, value in sorted(facts.stored):
-        if pos not in stored_at[value]:
-            stored_at[value].append(pos)
+    for pos, value in sorted(times):
+        stored_at[value].append(pos)
     stored_values = set(stored_at)
     acked = set(facts.acks)
     failed = facts.failed - acked
     indeterminate = facts.sent - acked - failed
-    duplicated = [f"{v!r} stored at {', '.join(_at(p) for p in ps)}"
+    duplicated = [f"{v!r} stored at {', '.join(at(p) for p in ps)}"
                   for v, ps in sorted(stored_at.items()) if len(ps) > 1]
-    unexpected = [f"{v!r} stored at {_at(ps[0])} but never sent"
+    unexpected = [f"{v!r} stored at {at(ps[0])} but never sent"
                   for v, ps in sorted(stored_at.items()) if v not in facts.sent]
-    unseen = sorted({(pos, v) for pos, v in facts.stored if pos not in facts.polled_at})
-    skipped = [f"{v!r} at {_at(pos)} was never polled, yet the group committed offset "
-               f"{facts.committed[pos[0]]} on partition {pos[0]}"
-               for pos, v in unseen if pos[1] < facts.committed.get(pos[0], 0)]
+    distinct = sorted(times)  # (position, value) once each; a repeat is read_twice
+    group = check_group(histories, dict(distinct))
     return Verdict(
         attempted=len(facts.sent), acknowledged=len(acked), failed=len(failed),
-        indeterminate=len(indeterminate), stored=len(facts.stored),
+        indeterminate=len(indeterminate), stored=len(distinct),
         stored_values=len(stored_values),
         stored_acknowledged=len(acked & stored_values),
         stored_failed=len(failed & stored_values),
         stored_indeterminate=len(indeterminate & stored_values),
-        delivered=len({pos for pos, _ in facts.stored} & facts.polled_at),
-        never_delivered=len(unseen), commits=facts.commits,
-        lost=_finding(_lost(facts, stored_at)),
-        duplicated=_finding(duplicated),
-        conflicting=_finding(_conflicts(facts, stored_at)),
-        backwards=_finding(facts.backwards),
-        unexpected=_finding(unexpected),
-        skipped=_finding(skipped),
+        delivered=len({pos for pos, _ in distinct} & group.polled_at),
+        polls=group.polls, commits=group.commits,
+        lost=finding(_lost(facts, stored_at)),
+        duplicated=finding(duplicated),
+        conflicting=finding(_conflicts(facts, stored_at)),
+        read_twice=finding(read_twice),
+        unexpected=finding(unexpected),
+        backwards=group.backwards, rewound=group.rewound, skipped=group.skipped,
+        undelivered=group.undelivered,
+        incomplete=finding(_incomplete(histories, facts, group)),
     )

@@ -2,7 +2,9 @@
 
 Every start of a slot (``producer-2``) is a new incarnation (``producer-2.3``) with its own
 history file, so a restarted producer never sends a value an earlier one sent. Workers run in
-their own session: a Ctrl-C in the terminal reaches the runner only, which then stops them.
+their own session: a Ctrl-C in the terminal reaches the runner only, which then stops them;
+each is given the runner's pid and dies with it (``workers.die_with_parent``), so no worker
+keeps writing to the deployment once the runner is gone, however it ended.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ class Fleet:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "millstream._verify.workers", role,
                  "--streams", self.url, "--stream", self.stream,
-                 "--history", str(self.folder / f"{name}.jsonl"), "--name", name],
+                 "--history", str(self.folder / f"{name}.jsonl"), "--name", name,
+                 "--parent", str(os.getpid())],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                 env=dict(self.env), start_new_session=True)
         worker = Worker(role, slot, incarnation, proc, self.folder)
@@ -104,24 +107,26 @@ class Fleet:
             self.workers.remove(worker)
             self.start(worker.role, worker.slot)
 
-    def stop(self, grace: float) -> None:
-        """SIGTERM every worker, SIGKILL those still running after ``grace`` seconds."""
-        for worker in self.workers:
+    def stop(self, grace: float, role: str | None = None) -> None:
+        """SIGTERM every worker (of ``role``, if given), SIGKILL those still running after
+        ``grace`` seconds."""
+        stopping = [w for w in self.workers if role is None or w.role == role]
+        for worker in stopping:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for worker in self.workers:
+        for worker in stopping:
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.proc.pid, signal.SIGKILL)
                 worker.proc.wait()
-        for worker in self.workers:
+        for worker in stopping:
             code = worker.proc.returncode
             if code not in (0, -signal.SIGKILL, -signal.SIGTERM):
                 self.exits.append(Exit(worker.name, code or 0, _last_line(worker)))
-        self.workers.clear()
+            self.workers.remove(worker)
 
     def kill_all(self) -> None:
         """SIGKILL every worker at once (Ctrl-C or a failure of the runner)."""

@@ -4,6 +4,11 @@ Every worker process appends to its own file and flushes after each operation, s
 loses at most the operation in flight (a cut last line is ignored on reading). A send is
 written *before* the record is handed to the producer and its acknowledgement after, so a
 send without an ack is indeterminate: it may or may not be stored, and is never counted lost.
+
+Assignments, revocations and confirmed commits carry ``t``, the ``time.monotonic()`` of the
+moment they were recorded: one clock for every process on the machine, so the checker can
+tell a commit confirmed before another member's assignment. A worker that was told to stop
+and stopped cleanly writes ``Stopped`` last.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 __all__ = [
     "Ack", "Assigned", "Commit", "Event", "Fail", "History", "HistoryWriter", "Poll", "Read",
-    "Revoked", "Seen", "Send", "decode", "encode", "read_history",
+    "Revoked", "Seen", "Send", "Stopped", "decode", "encode", "read_history",
 ]
 
 
@@ -59,6 +64,7 @@ class Assigned:
     """The group gave this consumer ``partitions``: a new life for each of them."""
 
     partitions: tuple[int, ...]
+    t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,7 @@ class Revoked:
     """The group took ``partitions`` away from this consumer."""
 
     partitions: tuple[int, ...]
+    t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,7 @@ class Commit:
     """A commit of next offsets (partition → offset) that the backend confirmed."""
 
     offsets: tuple[tuple[int, int], ...]
+    t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,13 @@ class Read:
     records: tuple[Seen, ...]
 
 
-Event = Send | Ack | Fail | Assigned | Revoked | Poll | Commit | Read
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The process was told to stop and ended its work cleanly (an incarnation run to its
+    end): a producer after every pending answer, a consumer after leaving the group."""
+
+
+Event = Send | Ack | Fail | Assigned | Revoked | Poll | Commit | Read | Stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +118,11 @@ def _seen(rows: Any) -> tuple[Seen, ...]:
     return tuple(Seen(int(p), int(o), str(v)) for p, o, v in rows)
 
 
+def _t(body: dict[str, Any]) -> float | None:
+    t = body.get("t")
+    return None if t is None else float(t)
+
+
 def encode(event: Event) -> str:
     """One line of JSON (without the newline) for ``event``."""
     body: dict[str, Any]
@@ -114,15 +133,19 @@ def encode(event: Event) -> str:
             body = {"op": "ack", "v": value, "p": partition, "o": offset}
         case Fail(value, error):
             body = {"op": "fail", "v": value, "e": error}
-        case Assigned(partitions):
-            body = {"op": "assigned", "ps": list(partitions)}
-        case Revoked(partitions):
-            body = {"op": "revoked", "ps": list(partitions)}
+        case Assigned(partitions, t):
+            body = {"op": "assigned", "ps": list(partitions), "t": t}
+        case Revoked(partitions, t):
+            body = {"op": "revoked", "ps": list(partitions), "t": t}
         case Poll(records) | Read(records):
             op = "poll" if isinstance(event, Poll) else "read"
             body = {"op": op, "rs": [[r.partition, r.offset, r.value] for r in records]}
-        case Commit(offsets):
-            body = {"op": "commit", "os": [list(pair) for pair in offsets]}
+        case Commit(offsets, t):
+            body = {"op": "commit", "os": [list(pair) for pair in offsets], "t": t}
+        case Stopped():
+            body = {"op": "stopped"}
+    if body.get("t", 0) is None:
+        del body["t"]
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -138,15 +161,17 @@ def decode(line: str) -> Event:
         if op == "fail":
             return Fail(str(body["v"]), str(body["e"]))
         if op == "assigned":
-            return Assigned(tuple(int(p) for p in body["ps"]))
+            return Assigned(tuple(int(p) for p in body["ps"]), _t(body))
         if op == "revoked":
-            return Revoked(tuple(int(p) for p in body["ps"]))
+            return Revoked(tuple(int(p) for p in body["ps"]), _t(body))
         if op == "poll":
             return Poll(_seen(body["rs"]))
         if op == "read":
             return Read(_seen(body["rs"]))
         if op == "commit":
-            return Commit(tuple((int(p), int(o)) for p, o in body["os"]))
+            return Commit(tuple((int(p), int(o)) for p, o in body["os"]), _t(body))
+        if op == "stopped":
+            return Stopped()
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a verify history line: {line[:200]!r}") from exc
     raise ValueError(f"unknown operation {op!r} in verify history line {line[:200]!r}")

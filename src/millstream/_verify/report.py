@@ -15,9 +15,13 @@ ANOMALY_LINES = {
     "lost": "lost (acknowledged or polled, then absent)",
     "duplicated": "stored twice (one value at two positions)",
     "conflicting": "one offset, two values",
-    "backwards": "offsets going backwards in a consumer",
+    "read_twice": "returned twice by the final read",
     "unexpected": "stored but never sent",
+    "backwards": "offsets going backwards in a consumer",
+    "rewound": "the group re-read below a commit confirmed before the assignment",
     "skipped": "skipped by the group (below a commit, never polled)",
+    "undelivered": "never delivered to the group (after it drained every partition)",
+    "incomplete": "incomplete (a role never ran to its end, or the group polled nothing)",
 }
 
 
@@ -29,9 +33,8 @@ def _accounting(v: Verdict) -> list[str]:
         f"{v.stored_acknowledged} of the {v.acknowledged} acknowledged, "
         f"{v.stored_indeterminate} of the {v.indeterminate} indeterminate, "
         f"{v.stored_failed} of the {v.failed} reported failed",
-        f"group: {v.delivered} of the {v.stored} stored records polled by the group, "
-        f"{v.never_delivered} never delivered (records after the group's last commit when "
-        f"the run stopped, unless counted as skipped below); {v.commits} commits",
+        f"group: {v.delivered} of the {v.stored} stored records polled by the group in "
+        f"{v.polls} polls; {v.commits} commits",
     ]
 
 
@@ -55,9 +58,12 @@ def summary(outcome: Outcome) -> list[str]:
     for exit_ in outcome.exits:
         lines.append(f"note: worker {exit_.name} ended by itself with code {exit_.returncode}: "
                      f"{exit_.last_line or '(no output)'}")
+    if not outcome.deleted:
+        lines.append(f"note: the scratch stream {outcome.stream} could not be deleted; delete "
+                     f"it with: millstream streams delete {outcome.stream}")
     if v.passed:
         lines.append("PASS: nothing acknowledged was lost, nothing was stored twice, "
-                     "nothing was inconsistent")
+                     "nothing was inconsistent, every stored record reached the group")
     else:
         lines.append(f"FAIL: histories kept in {outcome.history}")
     return lines

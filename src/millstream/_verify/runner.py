@@ -1,14 +1,17 @@
 """One verify run: a scratch stream, workers killed and restarted at random, broker kills
-when a test cluster is named, a final read from the start, and the analysis.
+when a test cluster is named, the group drained, a final read from the start, the analysis.
 
-The scratch stream (``verify-<time>-<random>``) is deleted in a ``finally``, whatever
-happened (a failure, Ctrl-C); every worker is stopped and every broker killed here restarted
-before that.
+After ``seconds`` the faults stop and the producers are stopped; the consumers then get up to
+``DRAIN_S`` to commit the end of every partition before they are stopped too, so that every
+stored record should have reached the group. The scratch stream (``verify-<time>-<random>``)
+is deleted in a ``finally``, whatever happened (a failure, SIGINT, SIGTERM, SIGHUP); every
+worker is stopped and every broker killed here restarted before that, with the stop signals
+held back (``signals``). An interrupted run raises ``Interrupted``, saying whether the stream
+is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -25,10 +28,13 @@ from millstream._verify.analysis import Verdict, analyse
 from millstream._verify.brokers import TestCluster
 from millstream._verify.fleet import Exit, Fleet
 from millstream._verify.history import read_history
-from millstream._verify.workers import read_all
-from millstream.errors import ConfigError
+from millstream._verify.signals import StopSignals
+from millstream._verify.workers import GROUP_SUFFIX, read_all
+from millstream.errors import ConfigError, MillstreamError, UnknownStreamError
+from millstream.streams.base import Streams
 
-__all__ = ["RUN_FILE", "AckCounter", "Outcome", "Plan", "Tick", "reanalyse", "run", "scratch_name"]
+__all__ = ["DRAIN_S", "RUN_FILE", "AckCounter", "Interrupted", "Outcome", "Plan", "Tick",
+           "reanalyse", "run", "scratch_name"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,19 @@ RUN_FILE = "run.json"
 STOP_GRACE_S = 15.0
 #: A killed broker stays down for a random time in this range.
 BROKER_DOWN_S = (1.0, 5.0)
+#: How long the consumers get, once producers stopped, to commit the end of every partition
+#: (a member SIGKILLed just before holds its partitions until its session times out).
+DRAIN_S = 90.0
+
+
+class Interrupted(Exception):
+    """A stop signal ended the run early; every worker was stopped, and ``deleted`` says
+    whether the scratch ``stream`` is gone (None: it was never created)."""
+
+    def __init__(self, stream: str, deleted: bool | None) -> None:
+        super().__init__(f"interrupted; scratch stream {stream!r} deleted: {deleted}")
+        self.stream = stream
+        self.deleted = deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +97,7 @@ class Outcome:
     broker_kills: int
     exits: tuple[Exit, ...]
     history: Path
+    deleted: bool = True
 
 
 def scratch_name() -> str:
@@ -165,35 +185,91 @@ def _drive(plan: Plan, fleet: Fleet, on_tick: Callable[[Tick], None]) -> tuple[f
     return elapsed, brokers.kills if brokers else 0
 
 
+def _drain(plan: Plan, fleet: Fleet, streams: Streams, stream: str, elapsed: float,
+           on_tick: Callable[[Tick], None]) -> None:
+    """Stop the producers, heal the cluster, and let the consumers read and commit to the end
+    of every partition (at most ``DRAIN_S``); then stop them."""
+    fleet.stop(STOP_GRACE_S, role="producer")
+    if plan.cluster is not None:
+        plan.cluster.heal()
+    admin = streams.admin()
+    ends = {p.partition: p.end for p in admin.describe_stream(stream).partitions}
+    deadline = time.monotonic() + DRAIN_S
+    behind: dict[int, tuple[int, int]] = {}
+    while time.monotonic() < deadline:
+        fleet.restart_exited()
+        try:
+            group = admin.describe_group(stream + GROUP_SUFFIX)
+        except MillstreamError as exc:
+            log.info("waiting for the group to drain: %s", exc)
+        else:
+            committed = {lag.partition: lag.committed or 0 for lag in group.partitions
+                         if lag.stream == stream}
+            behind = {p: (committed.get(p, 0), end) for p, end in ends.items()
+                      if committed.get(p, 0) < end}
+            if not behind:
+                break
+        on_tick(Tick(elapsed, 0, sum(fleet.kills.values()), 0))
+        time.sleep(0.5)
+    else:
+        log.warning("the group did not commit the end of every partition within %.0f s "
+                    "(partition: committed, end): %s", DRAIN_S, behind)
+    fleet.stop(STOP_GRACE_S)
+
+
+def _delete(streams: Streams, stream: str) -> bool:
+    """Delete the scratch stream; True once it is gone."""
+    try:
+        streams.admin().delete_stream(stream)
+    except UnknownStreamError:
+        return True  # never created (interrupted first)
+    except Exception:
+        log.warning("could not delete the scratch stream %r; delete it with: "
+                    "millstream streams delete %s", stream, stream, exc_info=True)
+        return False
+    return True
+
+
+def _clean_up(plan: Plan, fleet: Fleet, streams: Streams, stream: str) -> bool:
+    """Stop every worker, restart every broker killed here, delete the scratch stream; True if
+    it is gone."""
+    fleet.kill_all()
+    if plan.cluster is not None:
+        try:
+            plan.cluster.heal()
+        except Exception:
+            log.warning("could not restart the brokers verify killed", exc_info=True)
+        plan.cluster.close()
+    return _delete(streams, stream)
+
+
 def run(plan: Plan, on_tick: Callable[[Tick], None] = lambda tick: None) -> Outcome:
-    """Carry out ``plan`` and analyse its histories (kept in ``plan.history``)."""
+    """Carry out ``plan`` and analyse its histories (kept in ``plan.history``); raises
+    ``Interrupted`` after a stop signal, once everything is cleaned up."""
     env = {k: v for k, v in os.environ.items() if k != "MILLSTREAM_FAULT"}
     env["MILLSTREAM_HOME"] = str(plan.home)
     stream = scratch_name()
     plan.history.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(plan.url, stream, plan.history, env)
-    with millstream.open_streams(plan.url) as streams:
-        streams.admin().create_stream(stream, plan.partitions)
-        try:
-            elapsed, broker_kills = _drive(plan, fleet, on_tick)
-            fleet.stop(STOP_GRACE_S)
-            if plan.cluster is not None:
-                plan.cluster.heal()
-            read_all(plan.url, stream, plan.history / "reader.jsonl")
-            verdict = analyse([read_history(p) for p in sorted(plan.history.glob("*.jsonl"))])
-        finally:
-            fleet.kill_all()
-            if plan.cluster is not None:
-                with contextlib.suppress(Exception):  # the error in flight matters more
-                    plan.cluster.heal()
-                plan.cluster.close()
+    deleted: bool | None = None  # None: the stream was not created (yet)
+    try:
+        with StopSignals() as signals, millstream.open_streams(plan.url) as streams:
+            deleted = False
             try:
-                streams.admin().delete_stream(stream)
-            except Exception:
-                log.warning("could not delete the scratch stream %r; delete it with: "
-                            "millstream streams delete %s", stream, stream, exc_info=True)
+                streams.admin().create_stream(stream, plan.partitions)
+                elapsed, broker_kills = _drive(plan, fleet, on_tick)
+                _drain(plan, fleet, streams, stream, elapsed, on_tick)
+                read_all(plan.url, stream, plan.history / "reader.jsonl")
+                histories = [read_history(p) for p in sorted(plan.history.glob("*.jsonl"))]
+                verdict = analyse(histories)
+            finally:
+                with signals.cleaning_up():
+                    deleted = _clean_up(plan, fleet, streams, stream)
+    except KeyboardInterrupt:
+        fleet.kill_all()
+        raise Interrupted(stream, deleted) from None
     outcome = Outcome(stream, elapsed, verdict, dict(fleet.kills), broker_kills,
-                      tuple(fleet.exits), plan.history)
+                      tuple(fleet.exits), plan.history, bool(deleted))
     (plan.history / RUN_FILE).write_text(json.dumps({
         "stream": stream, "seconds": elapsed, "process_kills": outcome.process_kills,
         "broker_kills": broker_kills, "exits": [dataclasses.asdict(e) for e in fleet.exits],

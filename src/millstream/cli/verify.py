@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from millstream._verify.brokers import TestCluster
 from millstream._verify.report import as_json, summary
-from millstream._verify.runner import Outcome, Plan, Tick, reanalyse, run
+from millstream._verify.runner import Interrupted, Outcome, Plan, Tick, reanalyse, run
 from millstream.cli.shared import CliState, console, pass_state
 from millstream.config import load_config
 from millstream.errors import MillstreamError
@@ -132,18 +132,33 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
         progress.update(task, completed=t.elapsed, acked=t.acked,
                         kills=t.kills + t.broker_kills)
 
+    keep = history is not None
     try:
-        with progress:
-            outcome = run(plan, tick)
-    except KeyboardInterrupt:
-        err.print(f"interrupted; the scratch stream was deleted; histories in {folder}")
-        ctx.exit(130)
-    except MillstreamError:
-        err.print(f"the run could not be completed; histories so far in {folder}")
-        raise
-    _finish(ctx, outcome, json_path)
-    if history is None:
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            with progress:
+                outcome = run(plan, tick)
+        except Interrupted as exc:
+            err.print(f"interrupted; {_stream_fate(exc)}"
+                      + (f"; histories in {folder}" if keep else ""))
+            ctx.exit(130)
+        except MillstreamError:
+            if keep:
+                err.print(f"the run could not be completed; histories so far in {folder}")
+            raise
+        keep = keep or not outcome.verdict.passed  # the summary's FAIL line says where
+        _finish(ctx, outcome, json_path)
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stream_fate(exc: Interrupted) -> str:
+    if exc.deleted is None:
+        return "no scratch stream was created"
+    if exc.deleted:
+        return f"the scratch stream {exc.stream} was deleted"
+    return (f"the scratch stream {exc.stream} could NOT be deleted; delete it with: "
+            f"millstream streams delete {exc.stream}")
 
 
 def _finish(ctx: click.Context, outcome: Outcome, json_path: Path | None) -> None:
