@@ -717,7 +717,7 @@ def test_an_upload_the_streams_cannot_record_gets_503_and_gc_removes_its_origina
 def test_an_upload_not_confirmed_in_time_gets_503_and_may_still_be_recorded(
         unrecorded: Unrecorded, clips: dict[str, Path]) -> None:
     body = multipart(clips["tiny"].read_bytes())
-    app_ = unrecorded.app(busy_timeout_ms=20_000, send_timeout_s=0.5)
+    app_ = unrecorded.app(busy_timeout_ms=20_000, record_timeout_s=0.5)
     with TestClient(app_) as client, streams_locked(unrecorded.directory / "streams", 2.0):
         res = client.post("/api/videos", content=body, headers={**AUTH, **FORM})
         assert (res.status_code, res.headers["retry-after"]) == (503, "30"), res.text

@@ -129,8 +129,9 @@ async def upload_video(request: Request) -> JSONResponse:
         # not deleted: a send that timed out may still be stored, and then the video is
         # processed; an original no record refers to goes with `millstream files gc`
         if isinstance(exc, TimeoutError) and not isinstance(exc, MillstreamError):
-            reason = (f"the streams did not confirm it within {site.settings.send_timeout_s:g} "
-                      f"s; it may still be processed as video {video_id}")
+            waited = site.settings.record_timeout_s
+            reason = (f"the streams did not confirm it within {waited:g} s; it may still be "
+                      f"processed as video {video_id}")
         else:
             reason = str(exc)
         log.warning("upload %s stored as %s but not queued for processing: %s", video_id,

@@ -6,7 +6,7 @@ refused), ``VIDEOSITE_MAX_UPLOAD_BYTES`` (default 1 GiB), ``VIDEOSITE_UPLOAD_IDL
 (longest whole upload, default 3600), ``VIDEOSITE_MAX_FIELD_BYTES`` (the largest text part
 of an upload's form, and the largest header line of any part, default 4096) and
 ``VIDEOSITE_MAX_FORM_BYTES`` (all of an upload's body but the file's bytes: part headers,
-the title, boundaries, preamble and epilogue; default 65536), ``VIDEOSITE_SEND_TIMEOUT_S``
+the title, boundaries, preamble and epilogue; default 65536), ``VIDEOSITE_RECORD_TIMEOUT_S``
 (longest wait for the streams to store an accepted upload's record before answering 503,
 default 30) and ``VIDEOSITE_OPS_PUBLIC`` (``true``: the ops page is open to anyone; by
 default it needs the API token).
@@ -28,7 +28,7 @@ _VARS = {
     "upload_timeout_s": "VIDEOSITE_UPLOAD_TIMEOUT_S",
     "max_field_bytes": "VIDEOSITE_MAX_FIELD_BYTES",
     "max_form_bytes": "VIDEOSITE_MAX_FORM_BYTES",
-    "send_timeout_s": "VIDEOSITE_SEND_TIMEOUT_S",
+    "record_timeout_s": "VIDEOSITE_RECORD_TIMEOUT_S",
     "ops_public": "VIDEOSITE_OPS_PUBLIC",
 }
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
@@ -52,7 +52,7 @@ class WebSettings:
     upload_timeout_s: float = 3600.0
     max_field_bytes: int = 4096
     max_form_bytes: int = 64 * 1024
-    send_timeout_s: float = 30.0
+    record_timeout_s: float = 30.0
     ops_public: bool = False
 
     @classmethod

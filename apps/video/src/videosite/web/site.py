@@ -191,14 +191,14 @@ class Site:
     # -- recording uploads -----------------------------------------------------------------------
 
     async def send(self, stream: str, value: Any, *, key: str) -> Position:
-        """Send one record and wait until it is stored, at most ``settings.send_timeout_s``
+        """Send one record and wait until it is stored, at most ``settings.record_timeout_s``
         (then TimeoutError: the record may still be stored later). A producer that failed a
         write (``DeliveryError``) or was closed refuses every record after it, so it is
         replaced by a new one before the error is raised: the next request is sent afresh."""
         writer = self.writer
         try:
             return await asyncio.wait_for(writer.send(stream, value, key=key),
-                                          self.settings.send_timeout_s)
+                                          self.settings.record_timeout_s)
         except (DeliveryError, ClosedError):
             await self._replace_writer(writer)
             raise
