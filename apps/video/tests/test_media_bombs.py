@@ -19,7 +19,16 @@ from pathlib import Path
 import av
 import pytest
 
-from videosite.media import MediaLimits, MediaRejected, NotAVideo, probe, sniff, thumbnails
+from videosite.media import (
+    MediaLimits,
+    MediaRejected,
+    NotAVideo,
+    poster,
+    probe,
+    sniff,
+    thumbnails,
+    transcode,
+)
 from videosite.media._open import VIDEO_CODECS, open_video
 
 #: peak RSS growth allowed while refusing a bomb (MiB)
@@ -265,3 +274,81 @@ def test_an_empty_file_is_still_not_a_video(tmp_path: Path) -> None:
     path.write_bytes(b"")
     with pytest.raises(NotAVideo, match="an empty file"):
         probe(path)
+
+
+def _lying(path: Path, codec: str, big_at: int, big: tuple[int, int] = (1200, 1000)) -> Path:
+    """A Matroska/WebM file whose headers say 320 x 240 (25 fps, 7 frames) holding one
+    ``big`` frame at frame ``big_at``, each run of sizes from its own encoder (an MJPEG
+    frame carries its size; a VP8 key frame does)."""
+    pix = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    with av.open(str(path), "w", format="webm" if codec == "libvpx" else "matroska") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, pix
+        runs = [((320, 240), big_at), (big, 1), ((320, 240), 6 - big_at)]
+        pts = 0
+        for size, count in (run for run in runs if run[1]):
+            encoder = av.CodecContext.create(codec, "w")
+            assert isinstance(encoder, av.VideoCodecContext)
+            encoder.width, encoder.height, encoder.pix_fmt = *size, pix
+            encoder.time_base = Fraction(1, 25)
+            packets = []
+            for n in range(count):
+                frame = av.VideoFrame(*size, pix)
+                for plane in frame.planes:
+                    plane.update(bytes([16 + 20 * n]) * plane.buffer_size)
+                frame.pts = n
+                packets += encoder.encode(frame)
+            packets += encoder.encode(None)
+            for packet in packets:
+                packet.stream, packet.time_base = stream, Fraction(1, 25)
+                packet.pts = packet.dts = pts
+                pts += 1
+                out.mux(packet)
+    return path
+
+
+#: under the 1200 x 1000 frame, over the 320 x 240 the headers declare
+LYING_LIMITS = MediaLimits(max_pixels=1_000_000)
+
+
+@pytest.mark.parametrize("codec", ["mjpeg", "libvpx"])
+@pytest.mark.parametrize("call", ["sniff", "probe", "thumbnails", "poster", "transcode"])
+def test_a_first_frame_over_max_pixels_is_rejected_naming_its_size_and_the_limit(
+    tmp_path: Path, codec: str, call: str
+) -> None:
+    # FFmpeg's bounded decoder refuses it with EINVAL: a refusal for good, not a retry
+    path = _lying(tmp_path / f"first.{'webm' if codec == 'libvpx' else 'mkv'}", codec, 0)
+    calls = {
+        "sniff": lambda: sniff(path, LYING_LIMITS),
+        "probe": lambda: probe(path, LYING_LIMITS),
+        "thumbnails": lambda: thumbnails(path, tmp_path / "out", limits=LYING_LIMITS),
+        "poster": lambda: poster(path, tmp_path / "poster.jpg", limits=LYING_LIMITS),
+        "transcode": lambda: transcode(path, tmp_path / "out", limits=LYING_LIMITS),
+    }
+    with pytest.raises(MediaRejected) as caught:
+        calls[call]()
+    assert type(caught.value) is MediaRejected and not caught.value.retriable
+    assert str(caught.value) == (
+        "pixels per frame 1200000 (1200x1000 at 0.000 s; the headers said 320x240) exceeds "
+        "the limit of 1000000")
+    assert (caught.value.what, caught.value.value, caught.value.limit) == (
+        "pixels per frame", 1_200_000, 1_000_000)
+
+
+@pytest.mark.parametrize("codec", ["mjpeg", "libvpx"])
+@pytest.mark.parametrize("call", ["thumbnails", "transcode"])
+def test_a_later_frame_over_max_pixels_is_rejected_naming_its_size_and_the_limit(
+    tmp_path: Path, codec: str, call: str
+) -> None:
+    path = _lying(tmp_path / f"later.{'webm' if codec == 'libvpx' else 'mkv'}", codec, 3)
+    found = probe(path, LYING_LIMITS)  # the headers and the first frame are within limits
+    assert (found.width, found.height) == (320, 240)
+    with pytest.raises(MediaRejected) as caught:
+        if call == "thumbnails":
+            thumbnails(path, tmp_path / "out", points=(0.5,), limits=LYING_LIMITS)
+        else:
+            transcode(path, tmp_path / "out", limits=LYING_LIMITS)
+    assert type(caught.value) is MediaRejected
+    assert str(caught.value) == (
+        "pixels per frame 1200000 (1200x1000 at 0.120 s; the headers said 320x240) exceeds "
+        "the limit of 1000000")

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +41,7 @@ from av.stream import Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from .errors import MediaRejected, NotAVideo, from_av
+from .errors import MediaError, MediaRejected, NotAVideo, from_av
 from .limits import MediaLimits
 from .sniff import DEMUXERS, HEAD_BYTES, sniff_bytes
 
@@ -70,6 +71,8 @@ _SIZING_PACKETS = 32
 #: a pixel's size in memory when the headers do not name the format: 4 components of 16 bits
 #: (FFmpeg's video decoders give at most this; 3840 x 2160 of it fits the default 64 MiB)
 _WORST_BYTES_PER_PIXEL = 8
+#: video packets kept to name a picture the decoder refused (threads report it late)
+_IN_FLIGHT = 8
 #: packets per stream whose timestamps give its first one
 _FIRST_PACKETS = 16
 #: the packets of the last this-many seconds (declared) are read to find the end
@@ -101,8 +104,10 @@ class OpenVideo:
     """
 
     def __init__(self, container: InputContainer, video: VideoStream, headers: Headers,
-                 size_bytes: int) -> None:
+                 size_bytes: int, max_pixels: int | None = None) -> None:
         self.container = container
+        #: the video decoder's ``max_pixels`` bound, if set
+        self.max_pixels = max_pixels
         self.video = video
         self.headers = headers
         self.size_bytes = size_bytes
@@ -113,14 +118,25 @@ class OpenVideo:
         A file cut short ends there: when the packet that runs into the end of the file, or
         the decoder's flush after it, does not decode, its stream simply ends (and the
         caller sees fewer frames than declared). A packet that does not decode anywhere
-        else raises, as does a picture over ``max_pixels``.
+        else raises; a picture over ``max_pixels`` raises MediaRejected naming its size (from
+        the packet's own header where it is plain: MJPEG, VP8) and the limit.
         """
         ended: set[int] = set()
+        in_flight: deque[av.Packet[Stream]] = deque(maxlen=_IN_FLIGHT)  # the video's last packets
         for packet in self.container.demux(*(streams or (self.video,))):
             if packet.stream.index in ended:
                 continue
+            video = packet.stream.index == self.video.index
+            if video:
+                in_flight.append(packet)
             try:
                 decoded = packet.decode()
+            except av.ArgumentError as exc:
+                if not video:
+                    raise
+                # FFmpeg refuses a picture over ``max_pixels`` with EINVAL, before allocating it
+                shown = f"{self.headers.width}x{self.headers.height}"
+                raise _over_max_pixels(in_flight, self.max_pixels, shown, exc) from exc
             except av.InvalidDataError:
                 reaches_end = packet.pos is not None and packet.pos + packet.size >= self.size_bytes
                 if packet.size and not reaches_end:
@@ -141,6 +157,57 @@ class OpenVideo:
         tb: TracebackType | None,
     ) -> None:
         self.container.close()
+
+
+def _over_max_pixels(recent: Sequence[av.Packet[Stream]], limit: int | None, declared: str,
+                     exc: av.FFmpegError) -> MediaError:
+    """The error for a video packet its decoder refused with EINVAL (the last of ``recent``,
+    the packets in flight: a threaded decoder reports a frame's refusal a packet or two
+    late). When the decoder is bounded by ``max_pixels`` that is the bound refusing a
+    picture: MediaRejected naming the picture's size if a packet's own header gives it
+    (MJPEG, a VP8 key frame), else the limit alone."""
+    if limit is None:
+        return from_av(exc, "a packet that does not decode")
+    for packet in reversed(recent):
+        size = _picture_size(packet.stream.codec_context.name, bytes(packet))
+        if size is not None and size[0] * size[1] > limit:
+            width, height = size
+            return MediaRejected(
+                "pixels per frame", width * height, limit,
+                f"pixels per frame {width * height} ({width}x{height} at "
+                f"{_packet_time(packet)}; the headers said {declared}) exceeds the limit of "
+                f"{limit}",
+            )
+    return MediaRejected(
+        "pixels per frame", None, limit,
+        f"pixels per frame over the limit of {limit}: the decoder refused a frame larger than "
+        f"that (by {_packet_time(recent[-1])}; the headers said {declared})",
+    )
+
+
+def _packet_time(packet: av.Packet[Stream]) -> str:
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    if stamp is None or packet.time_base is None:
+        return "an unknown time"
+    return f"{float(stamp * packet.time_base):.3f} s"
+
+
+def _picture_size(codec: str, data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a packet's own picture header, where it is plain to read: a
+    JPEG's start-of-frame marker (MJPEG), a VP8 key frame's header. None otherwise."""
+    if codec == "mjpeg":
+        at = 2
+        while at + 9 <= len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height = int.from_bytes(data[at + 5:at + 7], "big")
+                return int.from_bytes(data[at + 7:at + 9], "big"), height
+            at += 2 + length
+        return None
+    if codec == "vp8" and len(data) >= 10 and not data[0] & 1 and data[3:6] == b"\x9d\x01\x2a":
+        width = int.from_bytes(data[6:8], "little") & 0x3FFF
+        return width, int.from_bytes(data[8:10], "little") & 0x3FFF
+    return None
 
 
 def main_video_stream(container: InputContainer, container_name: str) -> VideoStream:
@@ -367,7 +434,7 @@ def open_video(path: str | os.PathLike[str], limits: MediaLimits, *, threads: in
     except BaseException:
         container.close()
         raise
-    return OpenVideo(container, video, headers, path.stat().st_size)
+    return OpenVideo(container, video, headers, path.stat().st_size, limits.max_pixels)
 
 
 def _read_headers(name: str, path: Path, container: InputContainer, limits: MediaLimits
