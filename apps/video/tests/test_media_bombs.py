@@ -30,6 +30,7 @@ from videosite.media import (
     transcode,
 )
 from videosite.media._open import VIDEO_CODECS, open_video
+from videosite.media.samples import make_clip
 
 #: peak RSS growth allowed while refusing a bomb (MiB)
 RSS_BOUND_MIB = 8.0
@@ -352,3 +353,23 @@ def test_a_later_frame_over_max_pixels_is_rejected_naming_its_size_and_the_limit
     assert str(caught.value) == (
         "pixels per frame 1200000 (1200x1000 at 0.120 s; the headers said 320x240) exceeds "
         "the limit of 1000000")
+
+
+@pytest.mark.parametrize("call", ENTRY_POINTS)
+@pytest.mark.parametrize(("start_s", "delay_s", "reason"), [
+    (0.0, 3600.0, "audio start gap (s) 3599.98 (the audio starts after the video) exceeds the "
+                  "limit of 2 (the video's duration)"),
+    (3600.0, -3600.0, "audio start gap (s) 3600.02 (the audio starts before the video) exceeds "
+                      "the limit of 2 (the video's duration)"),
+])
+def test_audio_an_hour_away_from_a_short_video_is_refused_before_decoding(
+    tmp_path: Path, call: str, start_s: float, delay_s: float, reason: str
+) -> None:
+    # 27 KB of MKV: 2 s of 64 x 48 video and a tone an hour after (or before) it. The
+    # transcode grew by 631 MiB making the hour of silence before the fix; the other way
+    # round the 2 s video became a 3602 s rendition. (The 0.02 s is AAC's priming.)
+    path = tmp_path / "gap.mkv"
+    make_clip(path, 64, 48, 2.0, fps=10, start_s=start_s, audio_delay_s=delay_s)
+    refused, growth = _refused_in_child(call, path, MediaLimits())
+    assert refused == reason
+    assert growth < RSS_BOUND_MIB, f"{call} grew by {growth:.1f} MiB"

@@ -7,7 +7,9 @@ the headers leave out: a 798 KB MOV holding one 16000 x 16000 PNG frame cost 740
 
 - the number of streams, and the video codec against :data:`VIDEO_CODECS`;
 - width, height, pixels per frame and raw frame size;
-- frame rate, duration and frame count.
+- frame rate, duration and frame count;
+- how far apart the video's and the first audio stream's first timestamps are (no more than
+  the video's duration).
 
 Only then does it hand out the container, with the video decoder bounded. FFmpeg's
 ``max_pixels`` refuses a larger picture before its buffer is allocated, also when a
@@ -49,6 +51,7 @@ __all__ = [
     "VIDEO_CODECS",
     "Headers",
     "OpenVideo",
+    "check_audio_gap",
     "check_frame",
     "first_frame",
     "main_video_stream",
@@ -287,6 +290,20 @@ def check_frame(frame: VideoFrame, limits: MediaLimits) -> None:
     _check_size(limits, frame.width, frame.height, frame.format.name)
 
 
+def check_audio_gap(gap_s: float, duration_s: float) -> None:
+    """Raise MediaRejected if the audio starts ``gap_s`` seconds after the video (before it
+    if negative) by more than the video's ``duration_s``, the limit: a rendition runs from
+    the earlier start to the later end, so a gap is silence (or a frozen picture) encoded,
+    and a few bytes of header could otherwise ask for hours of it."""
+    if abs(gap_s) > duration_s:
+        side = "after" if gap_s > 0 else "before"
+        raise MediaRejected(
+            "audio start gap (s)", abs(gap_s), duration_s,
+            f"audio start gap (s) {abs(gap_s):g} (the audio starts {side} the video) exceeds "
+            f"the limit of {duration_s:g} (the video's duration)",
+        )
+
+
 def _check_duration(limits: MediaLimits, duration: float) -> None:
     if duration > limits.max_duration_s:
         raise MediaRejected("duration (s)", duration, limits.max_duration_s)
@@ -490,6 +507,9 @@ def _read_headers(name: str, path: Path, container: InputContainer, limits: Medi
         raise MediaRejected("duration", None, None, "the duration is unknown")
     _check_duration(limits, duration_s)
     _check_frames(limits, max(video.frames, round(duration_s * fps)))
+    if audio is not None and audio.time_base is not None:
+        check_audio_gap(float(_start(container, audio, firsts) * audio.time_base) - start_s,
+                        duration_s)
     estimate = round(max(spans, default=duration_s) * fps)  # what the packets hold
     return Headers(
         container=name, codec=codec, width=width, height=height, fps=fps, start_s=start_s,

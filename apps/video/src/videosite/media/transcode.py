@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +33,7 @@ from av.container import OutputContainer
 from av.filter import Graph
 from av.video.frame import PictureType, VideoFrame
 
-from ._open import OpenVideo, check_frame, open_video, stream_fps
+from ._open import OpenVideo, check_audio_gap, check_frame, open_video, stream_fps
 from .errors import MediaError, MediaRejected, ProcessingError
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .mp4 import Fragment, read_layout
@@ -340,6 +340,7 @@ def _pump(
     # AAC priming, which the decoder already drops, so it moves nothing
     origin_s = max(opened.headers.origin_s, 0.0)
     streams = [opened.video] if audio is None else [opened.video, audio]
+    video_start_s = opened.headers.start_s - origin_s
     frames, reported, heard = 0, 0.0, False
     for frame in opened.frames(*streams):
         if frame.pts is not None and frame.time_base is not None:
@@ -358,6 +359,8 @@ def _pump(
         else:
             if not heard:  # audio that starts after the video starts after silence
                 heard = True
+                if frame.time is not None:  # checked on the headers; again on the frames
+                    check_audio_gap(frame.time - video_start_s, duration_s)
                 for silence in _silence_before(frame):
                     for output in outputs:
                         output.add_audio(silence)
@@ -365,18 +368,18 @@ def _pump(
                 output.add_audio(frame)
 
 
-def _silence_before(frame: AudioFrame) -> list[AudioFrame]:
-    """Silent frames from 0 to ``frame``'s start, in frames of at most a second.
+def _silence_before(frame: AudioFrame) -> Iterator[AudioFrame]:
+    """Silent frames from 0 to ``frame``'s start, of at most a second each, made one at a
+    time (the gap is bounded by :func:`check_audio_gap`, its memory by one frame).
 
     A fragmented MP4 has no edit list, so an audio track whose first sample comes late
     would have that sample stretched over the gap and play early: out of step with the
     video by the gap (half a second in a broadcast stream whose audio starts later).
     """
     if frame.pts is None or frame.time_base is None or frame.pts <= 0:
-        return []
+        return
     rate = frame.sample_rate
     missing = round(frame.pts * frame.time_base * rate)
-    silences = []
     for start in range(0, missing, rate):
         silence = AudioFrame(format=frame.format.name, layout=frame.layout.name,
                              samples=min(rate, missing - start))
@@ -385,5 +388,4 @@ def _silence_before(frame: AudioFrame) -> list[AudioFrame]:
         # in the frame's own time base: the resampler reads every pts in its first frame's
         silence.sample_rate, silence.time_base = rate, frame.time_base
         silence.pts = round(Fraction(start, rate) / frame.time_base)
-        silences.append(silence)
-    return silences
+        yield silence
