@@ -201,3 +201,20 @@ def test_a_broadcast_ts_uploaded_to_the_site_ends_ready_with_the_right_stills(
         assert stream.start_time == 0
         assert stream.duration is not None and stream.time_base is not None
         assert float(stream.duration * stream.time_base) == pytest.approx(SECONDS, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "name", ["ts from 1.4 s", "mkv from 10 s", "mp4 from 10 s (an empty edit)"])
+def test_probe_reads_the_audio_format_from_the_first_audio_frame(
+    name: str, offset_clips: dict[str, Path], tmp_path: Path
+) -> None:
+    # MPEG-TS headers leave channels and rate at 0 while the decoders are barred (probe said
+    # 0 channels at 0 Hz, and the rendition was made at 48 kHz); the clips' tone is mono
+    # 44.1 kHz AAC
+    found = probe(offset_clips[name])
+    assert (found.audio_codec, found.audio_channels, found.audio_sample_rate) == (
+        "aac", 1, 44100)
+    (rendition,) = transcode(offset_clips[name], tmp_path / "out")
+    with av.open(str(rendition.path)) as container:
+        audio = container.streams.audio[0]
+        assert (audio.codec_context.channels, audio.sample_rate) == (1, 44100)

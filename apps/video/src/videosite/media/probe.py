@@ -8,10 +8,14 @@ the stream decodes and carries the rotation.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import av
+from av.audio.frame import AudioFrame
+from av.audio.stream import AudioStream
+from av.container import InputContainer
 
 from ._open import first_frame, open_video
 from .errors import from_av
@@ -19,6 +23,11 @@ from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation
 
 __all__ = ["DEFAULT_LIMITS", "MediaLimits", "ProbeResult", "probe"]
+
+logger = logging.getLogger(__name__)
+
+#: audio packets decoded at most to learn the channels and the sample rate
+_AUDIO_PACKETS = 64
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,28 @@ class ProbeResult:
         return display_size(self.width, self.height, self.rotation)[1]
 
 
+def _audio_format(container: InputContainer, audio: AudioStream, limits: MediaLimits
+                  ) -> tuple[int | None, int | None]:
+    """(channels, sample rate) of the first audio frame decoded from at most
+    ``_AUDIO_PACKETS`` packets (each no larger than ``max_frame_bytes``), else None for each.
+
+    Not the headers': with the decoders barred while the container opens, MPEG-TS leaves
+    them at 0, and FLV's always say stereo for AAC (the codec's own header has the truth).
+    """
+    try:
+        for count, packet in enumerate(container.demux(audio)):
+            if count >= _AUDIO_PACKETS:
+                break
+            if packet.size > limits.max_frame_bytes:
+                break
+            for frame in packet.decode():
+                if isinstance(frame, AudioFrame) and frame.sample_rate > 0:
+                    return frame.layout.nb_channels, frame.sample_rate
+    except av.FFmpegError:
+        logger.info("the first audio frames of %s do not decode", container.name)
+    return None, None
+
+
 def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) -> ProbeResult:
     """Describe the video at ``path``.
 
@@ -66,6 +97,7 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
         try:
             rotation = read_rotation(video, first_frame(opened, limits))
             audio = container.streams.audio[0] if container.streams.audio else None
+            channels, rate = _audio_format(container, audio, limits) if audio else (None, None)
             return ProbeResult(
                 container=found.container,
                 duration_s=found.duration_s,
@@ -76,8 +108,8 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
                 bit_rate=container.bit_rate or None,
                 rotation=rotation,
                 audio_codec=audio.codec_context.name if audio else None,
-                audio_channels=audio.codec_context.channels if audio else None,
-                audio_sample_rate=audio.codec_context.sample_rate if audio else None,
+                audio_channels=channels,
+                audio_sample_rate=rate,
                 size_bytes=os.stat(path).st_size,
                 frame_count=found.frame_count,
             )

@@ -135,8 +135,9 @@ class _Output:
         size: tuple[int, int],
         fps: Fraction,
         rotation: int,
-        audio: AudioStream | None,
+        audio: tuple[int | None, int | None] | None,
     ) -> None:
+        """``audio`` is the source's (channels, sample rate) as probed, None without audio."""
         self.path, self.rung, self.size, self.rotation = path, rung, size, rotation
         self.container: OutputContainer = av.open(
             str(path), "w", format="mp4", options={"movflags": _MOVFLAGS}
@@ -165,8 +166,9 @@ class _Output:
         self.audio: AudioStream | None = None
         self.resampler: AudioResampler | None = None
         if audio is not None:
-            rate = audio.sample_rate if audio.sample_rate in _AAC_RATES else 48000
-            layout = "stereo" if audio.codec_context.channels >= 2 else "mono"
+            channels, rate = audio
+            rate = rate if rate in _AAC_RATES else 48000
+            layout = "stereo" if (channels or 2) >= 2 else "mono"
             self.audio = self.container.add_stream("aac", rate=rate, layout=layout)
             self.audio.bit_rate = rung.audio_bitrate
             self.resampler = AudioResampler(
@@ -308,7 +310,9 @@ def transcode(
             for rung, width, height in plan_ladder(shown_w, shown_h, ladder):
                 outputs.append(
                     _Output(
-                        out / f"{rung.name}.mp4", rung, (width, height), fps, source.rotation, audio
+                        out / f"{rung.name}.mp4", rung, (width, height), fps, source.rotation,
+                        None if audio is None else (source.audio_channels,
+                                                    source.audio_sample_rate),
                     )
                 )
             _pump(opened, audio, outputs, source.duration_s, limits, progress)
