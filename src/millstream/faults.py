@@ -18,6 +18,8 @@ lookup when nothing is armed. Points in use:
 - ``files.put.before_commit``     an object's bytes written and synced, not yet in place
 - ``files.put.between_renames``  ``file://``: the data file in place, its record still in ``.tmp/``
 - ``files.put.after_commit``      ``file://``: data and record in place, folders not yet synced
+- ``files.read.after_record``   a read (``open``, ``local_path``) has the object's record and
+  has not opened its file yet
 - ``files.gc.before_delete``      ``files gc`` has scanned every reference, deleted nothing yet
 - ``files.gc.condemned``          ``files gc`` condemned a batch and checked its pins and the
   streams' new records; the batch's deletes come next

@@ -328,3 +328,67 @@ def test_a_check_that_cannot_be_recorded_still_serves_the_object(store: LocalSto
     damage_in_place(store.root / NAME, "flipped")
     with pytest.raises(CorruptDataError, match=re.escape(ref.url)):
         store.local_path(ref)
+
+
+# Three versions: the first and the last of one size with other bytes, the middle one longer.
+# ext4 hands a freed inode to the next file at once, so the third put usually gets the
+# first one's inode: a reader holding the first version's record must not take the third
+# version's file for it (a false CorruptDataError on a healthy object).
+VERSIONS = (b"A" * 300_000, b"B" * 500_000, b"C" * 300_000)
+
+
+def _worker(store: LocalStore, how: str, *extra: str, pause: Path | None = None
+            ) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if pause is not None:
+        env.update(MILLSTREAM_FAULT_PAUSE="files.read.after_record",
+                   MILLSTREAM_FAULT_PAUSE_FILE=str(pause))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.files.read_worker", store.url, NAME, how, *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("how", ["full", "range", "local_path"])
+def test_a_reader_whose_file_was_replaced_by_one_reusing_its_inode_gets_the_new_version(
+        store: LocalStore, tmp_path: Path, how: str) -> None:
+    first, second, third = VERSIONS
+    store.put(NAME, first)
+    last = first
+    ino = os.stat(store.root / NAME).st_ino
+    pause = tmp_path / "release"
+    reader = _worker(store, how, pause=pause)
+    deadline = time.monotonic() + 60
+    while not Path(f"{pause}.reached").exists():
+        assert reader.poll() is None and time.monotonic() < deadline, reader.stderr
+        time.sleep(0.01)
+    for i in range(400):  # the reader holds the first version's record meanwhile
+        last = (second, third)[i % 2]
+        store.put(NAME, last)
+        if os.stat(store.root / NAME).st_ino == ino:
+            break
+    else:
+        reader.kill()
+        reader.communicate()
+        pytest.skip("this filesystem does not reuse a freed inode at once")
+    pause.touch()
+    out, err = reader.communicate(timeout=60)
+    expected = last[:100] if how == "range" else last
+    assert out.split("\n")[0] == f"ok {sha(expected)} {len(expected)}", err
+
+
+def test_readers_in_other_processes_racing_puts_of_three_versions_see_no_false_alarm(
+        store: LocalStore) -> None:
+    store.put(NAME, VERSIONS[0])
+    readers = [_worker(store, "loop", "8") for _ in range(2)]
+    puts = 0
+    inodes: set[int] = set()
+    while any(r.poll() is None for r in readers):
+        store.put(NAME, VERSIONS[puts % 3])
+        inodes.add(os.stat(store.root / NAME).st_ino)
+        puts += 1
+    outputs = [r.communicate(timeout=60) for r in readers]
+    lines = [line for out, _ in outputs for line in out.splitlines()]
+    assert [line for line in lines if line.startswith("error")] == []
+    reads = [int(line.split()[1]) for line in lines if line.startswith("reads")]
+    assert len(reads) == 2 and min(reads) > 0, outputs
+    assert puts > 30, puts

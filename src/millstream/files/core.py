@@ -33,6 +33,7 @@ from millstream.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from millstream.faults import fault_point
 from millstream.files._verify import DAMAGED, signature, verify_fd
 from millstream.files.base import FileRef, Source
 
@@ -63,7 +64,6 @@ class ObjectMeta:
     sha256: str
     content_type: str | None
     modified: float  # seconds since the epoch, as the backend reports it
-    version: int | None = None  # which stored file this is, where a backend can tell (inode)
 
 
 def check_name(name: str) -> str:
@@ -357,6 +357,7 @@ class StoreBase:
                     f"byte range {start}..{end} is outside {name!r} (0..{meta.size})"
                 )
             full = start == 0 and stop == meta.size
+            fault_point("files.read.after_record")
             if attempt < 4:
                 raw = self._open_version(name, meta, start, stop)
             else:  # replaced over and over: the hash of a full read still decides

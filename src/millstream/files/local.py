@@ -21,12 +21,14 @@ rename. Only a write makes a record: a file whose record is missing is not an ob
 record of what was written.
 
 Reads check the object against its record, and read the file the record describes: a read
-opens the file and compares its inode with the one it found with the record, and looks again
-if a put replaced it in between — so a reader racing puts of the same name gets one version
-whole, never a false alarm. A record whose inode is not its file's, or a file without a
-record, is looked at again under the lock, which a put holds around its two renames and a
-delete around its two unlinks.
-
+takes the record and opens the file together under a shared lock of the ``.meta`` folder
+(the lock a put holds around its two renames and a delete around its two unlinks), so the
+file is the one the record was written for. Comparing inodes instead would not do: a put
+frees an inode and the next put of the same name may get it again at once (ext4 does), so a
+reader holding an old record could take a newer version's file for the old one and report a
+false mismatch. A reader racing puts of the same name gets one version whole. A record whose
+inode is not its file's, or a file without a record, is looked at again under the exclusive
+lock (a put killed between its renames is completed).
 
 - a full read (``open`` to the end, ``read_bytes``) hashes every byte as it streams and
   raises ``CorruptDataError`` at the end on a mismatch (so bit rot is always caught);
@@ -180,11 +182,12 @@ class LocalStore(StoreBase):
         return self.root / TMP / f"{ino}{PENDING}"
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive, across threads and processes, while a record changes."""
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Exclusive, across threads and processes, while a record changes; ``shared`` while
+        a reader takes a record and opens its file, so that no put or delete comes between."""
         fd = os.open(self.root / META, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -307,12 +310,37 @@ class LocalStore(StoreBase):
         self._check_fd(name, meta, raw.fileno())
 
     # --- the rest of the primitives ---------------------------------------------------------
+    def _open_with_record(self, name: str) -> tuple[dict[str, Any] | None, int] | None:
+        """The object's record and its file opened (a descriptor), taken together under the
+        shared lock: the file is the one the record was written for, whatever puts and deletes
+        run meanwhile (an inode freed by one put and reused by the next cannot mix them up).
+        ``None`` if there is no file. The record is ``None`` if the file has none, or if a put
+        killed between its two renames left the file's record in ``.tmp/`` (``_record``
+        completes it)."""
+        with self.lock(shared=True):
+            try:
+                fd = os.open(self.root / name, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
+            record = self._read_record(name)
+        ino = os.fstat(fd).st_ino
+        if record is not None and record.get("ino") != ino and (
+                self.pending_path(ino).exists()):
+            record = None
+        return record, fd
+
     def _open_version(self, name: str, meta: ObjectMeta, start: int, end: int
                       ) -> BinaryIO | None:
-        f = self._read_range(name, start, end)
-        if meta.version is not None and os.fstat(f.fileno()).st_ino != meta.version:
-            f.close()  # a put replaced it after its record was read
+        opened = self._open_with_record(name)
+        if opened is None:
+            return None  # deleted since its record was read: open looks again
+        record, fd = opened
+        if record is None or record["sha256"] != meta.sha256 or record["size"] != meta.size:
+            os.close(fd)  # a put replaced it after its record was read
             return None
+        f = open(fd, "rb", buffering=0)  # noqa: SIM115 - caller closes
+        if start:
+            f.seek(start)
         return f
 
     def _read_range(self, name: str, start: int, end: int) -> BinaryIO:
@@ -367,29 +395,34 @@ class LocalStore(StoreBase):
         name = self.name_of(ref)
         path = self.root / name
         for attempt in range(5):
-            found = self._record(name)
+            found = self._record(name)  # completes a put cut off between its renames
             if found is None:
-                raise NotFoundError(f"no object {name!r} in the file store {self.url}")
+                break
             record, st = found
-            meta = _meta_of(record, st)
-            self._refuse_stale(ref, meta)
+            self._refuse_stale(ref, _meta_of(record, st))
             if record.get("verified") == list(signature(st)):
                 return path  # checked since its last change: one stat and one small read
+            fault_point("files.read.after_record")
+            opened = self._open_with_record(name)
+            if opened is None:
+                break
+            record_now, fd = opened
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError as exc:
-                raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
-            try:
-                if os.fstat(fd).st_ino != st.st_ino and attempt < 4:
-                    continue  # replaced by a put since its record was read: look again
+                if record_now is None and attempt < 4:
+                    continue  # a put or delete since _record: look again
+                if record_now is None:
+                    raise CorruptDataError(
+                        f"{self.url}/{name}: no SHA-256 recorded for this file; put it "
+                        "again with `millstream files put`, or delete it")
+                meta = _meta_of(record_now, os.fstat(fd))
+                self._refuse_stale(ref, meta)
                 self._check_fd(name, meta, fd)
             finally:
                 os.close(fd)
             return path
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise NotFoundError(f"no object {name!r} in the file store {self.url}")
 
 
 def _meta_of(record: dict[str, Any], st: os.stat_result) -> ObjectMeta:
     return ObjectMeta(size=record["size"], sha256=record["sha256"],
-                      content_type=record.get("content_type"), modified=st.st_mtime,
-                      version=st.st_ino)
+                      content_type=record.get("content_type"), modified=st.st_mtime)
