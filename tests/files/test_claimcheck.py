@@ -130,3 +130,25 @@ def test_a_damaged_claim_check_object_fails_the_poll(streams: Streams, store: Fi
     path.write_bytes(b"PRECIOUS PAYLOAD")  # same size, in place (same inode)
     with pytest.raises(CorruptDataError, match="claim-check/"):
         read(streams, "big", 1, claim)
+
+
+@pytest.mark.parametrize("how", ["flipped", "appended"])
+def test_a_damaged_claim_check_object_is_stored_again_when_its_value_is_sent_again(
+        streams: Streams, store: FileStore, tmp_path: Path, how: str) -> None:
+    claim = ClaimCheck(store, threshold_bytes=10)
+    value = b"precious payload" * 10
+    with claim.wrap_producer(streams.open_producer()) as producer:
+        producer.send("big", value).wait(10)
+    (path,) = (tmp_path / "files" / "claim-check").iterdir()
+    assert store.local_path(f"claim-check/{path.name}") == path  # checked, and recorded so
+    with open(path, "r+b") as f:  # in place: same inode
+        if how == "flipped":
+            f.seek(5)
+            f.write(b"P")
+        else:
+            f.seek(0, 2)
+            f.write(b"!")
+    with claim.wrap_producer(streams.open_producer()) as producer:
+        producer.send("big", value).wait(10)
+    assert path.read_bytes() == value  # put again: both records refer to intact bytes
+    assert [r.value for r in read(streams, "big", 2, claim)] == [value, value]

@@ -69,7 +69,11 @@ class ClaimCheck:
             ref = self.store.stat(name)
             if ref.size != len(value):
                 raise LookupError
-        except (LookupError, CorruptDataError):  # missing, or a file the store has no record of
+            # reused only if intact: on file:// a 1-byte range read checks the whole object
+            # (one stat once its check is recorded); S3 objects do not change in place
+            with self.store.open(ref, start=0, end=1) as f:
+                f.read()
+        except (LookupError, CorruptDataError):  # missing, damaged, or a file without record
             ref = self.store.put(name, value, content_type="application/octet-stream")
         return ref.model_dump_json().encode()
 
