@@ -130,20 +130,53 @@ class References:
         if not url.startswith(self.base + CLAIM_PREFIX) or url in self._followed:
             return
         self._followed.add(url)
-        self.add_bytes(reason, self._read(url))
+        self._add_object(reason, url)
+
+    def _add_object(self, reason: str, url: str) -> None:
+        """Scan the object at ``url``. A damaged one (``CorruptDataError``) is scanned as it
+        is, unverified: its bytes as JSON if they still parse, and as a mention either way,
+        so that every URL still written in it keeps its object (keeping more is safe)."""
+        try:
+            self.add_bytes(reason, self._read(url))
+        except CorruptDataError as exc:
+            log.warning("%s is damaged (%s); scanning its bytes as they are", url, exc)
+            self.unreadable.append(url)
+            data = self._read_unverified(url)
+            self.add_bytes(reason, data)
+            if data and self._base_bytes in data:
+                self.mentions[reason].append(data)
 
     def _read(self, url: str) -> bytes | None:
         try:
-            with self.store.open(url) as f:
+            size = self.store.stat(url).size
+            # a range read: checked first on file://, so damage shows before the head counts
+            with self.store.open(url, start=0, end=min(64, size)) as f:
                 if f.read(64).lstrip()[:1] not in (b"{", b"[", b'"'):
                     return None  # not JSON: bytes a reference cannot be read out of
             return self.store.read_bytes(url)
         except NotFoundError:
             return None  # gone already: nothing it holds can be restored
-        except CorruptDataError as exc:
-            log.warning("cannot scan %s for references: %s", url, exc)
-            self.unreadable.append(url)
+
+    def _read_unverified(self, url: str) -> bytes | None:
+        """The bytes stored at ``url`` as they are now, without the hash check, up to the
+        recorded size (or to where they end, if the object was cut short)."""
+        chunks: list[bytes] = []
+        try:
+            with self.store.open(url, verify=False) as f:
+                raw: Any = getattr(f, "raw", f)  # unbuffered: a cut-short end keeps the rest
+                buffer = bytearray(1024 * 1024)
+                while True:
+                    try:
+                        n = raw.readinto(buffer)
+                    except CorruptDataError:
+                        break  # cut short: what is there
+                    if not n:
+                        break
+                    chunks.append(bytes(buffer[:n]))
+        except (NotFoundError, CorruptDataError) as exc:
+            log.warning("cannot read %s even unverified: %s", url, exc)
             return None
+        return b"".join(chunks)
 
     # --- where references live ----------------------------------------------------------------
     def scan_streams(self, streams: Streams) -> None:
@@ -198,7 +231,7 @@ class References:
                 or "/checkpoints/" not in url or not url.endswith(".json")):
             return
         self._followed.add(url)
-        self.add_bytes("checkpoints", self._read(url))
+        self._add_object("checkpoints", url)
 
     def scan_tables(self, tables: Tables) -> None:
         """Every document of every table."""
@@ -240,8 +273,30 @@ class References:
         except NotFoundError:
             pass  # deleted meanwhile (by `files rm`)
         except (CorruptDataError, OSError, EOFError, zlib.error) as exc:
-            # a damaged snapshot is refused by restore, so nothing it names can come back;
-            # the snapshot itself is kept for whoever looks into it
-            log.warning("snapshot %s is unreadable (%s); kept, not scanned", ref.url, exc)
+            # kept, and scanned as far as its bytes still inflate: restore refuses a damaged
+            # snapshot, but a restored original would name the same objects
+            log.warning("snapshot %s is damaged (%s); kept, scanned as far as it reads",
+                        ref.url, exc)
             self.unreadable.append(ref.url)
+            seen = self._scan_damaged_snapshot(ref)
+        return seen
+
+    def _scan_damaged_snapshot(self, ref: FileRef) -> int:
+        data = self._read_unverified(ref.url) or b""
+        inflate = zlib.decompressobj(wbits=31)
+        text: list[bytes] = []
+        for i in range(0, len(data), 4096):
+            try:
+                text.append(inflate.decompress(data[i:i + 4096]))
+            except zlib.error:
+                break  # the rest does not inflate
+        seen = 0
+        for number, line in enumerate(b"".join(text).split(b"\n")):
+            if number == 0 or not line or line.startswith(b"{"):
+                continue
+            _, _, doc = line.partition(b"\t")
+            seen += 1
+            self.add_bytes("snapshots", doc)
+            if self._base_bytes in line:
+                self.mentions["snapshots"].append(line)  # a document cut short or altered
         return seen
