@@ -15,6 +15,8 @@ lookup when nothing is armed. Points in use:
 - ``log.append.after_commit``    committed and synced, acknowledgement not yet given
 - ``log.commit_offsets.before_commit`` / ``log.commit_offsets.after_commit``
 - ``log.retention.before_commit`` retention deleted batches, transaction not committed
+- ``log.group.after_release``     an embedded group member handed partitions to their next
+  holders, and has not yet looked at the group again
 - ``files.put.before_commit``     an object's bytes written and synced, not yet in place
 - ``files.put.between_renames``  ``file://``: the data file in place, its record still in ``.tmp/``
 - ``files.put.after_commit``      ``file://``: data and record in place, folders not yet synced

@@ -84,6 +84,7 @@ class Tick:
     acked: int
     kills: int
     broker_kills: int
+    phase: str = "faults"  # then "draining": producers stopped, the group reading to the end
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,8 @@ class _Brokers:
             self.down, self.back_at = node, now + self.rng.uniform(*BROKER_DOWN_S)
 
 
-def _drive(plan: Plan, fleet: Fleet, on_tick: Callable[[Tick], None]) -> tuple[float, int]:
+def _drive(plan: Plan, fleet: Fleet, counter: AckCounter,
+           on_tick: Callable[[Tick], None]) -> tuple[float, int]:
     """Run the workers for ``plan.seconds`` with kills; return elapsed seconds, broker kills."""
     rng = random.Random(plan.seed)
     for slot in range(plan.producers):
@@ -167,7 +169,6 @@ def _drive(plan: Plan, fleet: Fleet, on_tick: Callable[[Tick], None]) -> tuple[f
     if plan.cluster is not None:
         brokers = _Brokers(plan.cluster, rng, plan.broker_every)
         brokers.next_kill = rng.expovariate(1 / plan.broker_every)
-    counter = AckCounter(plan.history)
     t0 = time.monotonic()
     next_kill = rng.expovariate(1 / plan.kill_every) if plan.kill_every > 0 else float("inf")
     elapsed = 0.0
@@ -185,7 +186,7 @@ def _drive(plan: Plan, fleet: Fleet, on_tick: Callable[[Tick], None]) -> tuple[f
     return elapsed, brokers.kills if brokers else 0
 
 
-def _drain(plan: Plan, fleet: Fleet, streams: Streams, stream: str, elapsed: float,
+def _drain(plan: Plan, fleet: Fleet, streams: Streams, stream: str, last: Tick,
            on_tick: Callable[[Tick], None]) -> None:
     """Stop the producers, heal the cluster, and let the consumers read and commit to the end
     of every partition (at most ``DRAIN_S``); then stop them."""
@@ -209,7 +210,7 @@ def _drain(plan: Plan, fleet: Fleet, streams: Streams, stream: str, elapsed: flo
                       if committed.get(p, 0) < end}
             if not behind:
                 break
-        on_tick(Tick(elapsed, 0, sum(fleet.kills.values()), 0))
+        on_tick(dataclasses.replace(last, phase="draining"))
         time.sleep(0.5)
     else:
         log.warning("the group did not commit the end of every partition within %.0f s "
@@ -257,8 +258,11 @@ def run(plan: Plan, on_tick: Callable[[Tick], None] = lambda tick: None) -> Outc
             deleted = False
             try:
                 streams.admin().create_stream(stream, plan.partitions)
-                elapsed, broker_kills = _drive(plan, fleet, on_tick)
-                _drain(plan, fleet, streams, stream, elapsed, on_tick)
+                counter = AckCounter(plan.history)
+                elapsed, broker_kills = _drive(plan, fleet, counter, on_tick)
+                last = Tick(min(elapsed, plan.seconds), counter.update(),
+                            sum(fleet.kills.values()), broker_kills)
+                _drain(plan, fleet, streams, stream, last, on_tick)
                 read_all(plan.url, stream, plan.history / "reader.jsonl")
                 histories = [read_history(p) for p in sorted(plan.history.glob("*.jsonl"))]
                 verdict = analyse(histories)

@@ -123,14 +123,15 @@ def verify_command(ctx: click.Context, state: CliState, streams_url: str | None,
     err = console(stderr=True)
     err.print(f"verify on {config.streams} — {producers} producers, {consumers} consumers, "
               f"{seconds:g} s, seed {seed}" + (", killing brokers" if cluster else ""))
-    progress = Progress(TextColumn("verify"), BarColumn(), TimeElapsedColumn(),
+    progress = Progress(TextColumn("{task.fields[phase]}"), BarColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[acked]} sends acked"),
                         TextColumn("{task.fields[kills]} kills"), console=err, transient=True)
-    task = progress.add_task("verify", total=seconds, acked=0, kills=0)
+    task = progress.add_task("verify", total=seconds, acked=0, kills=0, phase="verify")
 
     def tick(t: Tick) -> None:
         progress.update(task, completed=t.elapsed, acked=t.acked,
-                        kills=t.kills + t.broker_kills)
+                        kills=t.kills + t.broker_kills,
+                        phase="verify" if t.phase == "faults" else "group reading to the end")
 
     keep = history is not None
     try:

@@ -190,7 +190,10 @@ class LocalConsumer:
                 if self._on_revoke is not None:
                     self._on_revoke(sorted(self._sp(s) for s in revoking if s[0] in self._metas))
                 groups.release(self._conn, self._group, member_id, revoking)
-                self._version = groups.version(self._conn, self._group)
+                fault_point("log.group.after_release")
+                # The release bumped the version, so the next refresh reads ownership again.
+                # Taking the version now instead would skip a partition another member handed
+                # to this one after ``ownership`` above: it would stay held here, never polled.
         except sqlite3.Error as exc:
             raise self._error(exc, f"following group {self._group!r}") from exc
         self._set_owned(held - revoking, revoking)
