@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from millstream.faults import fault_point
 from millstream.files import FileRef, Source
 
 from .media import (
@@ -53,6 +54,16 @@ class StageFiles(Protocol):
     def local_path(self, ref: FileRef | str) -> Path: ...
 
 
+def _source_unchanged(upload: Upload, files: StageFiles) -> None:
+    """Check the original again once it has been read, before anything made from it is stored
+    or sent: ``local_path`` hands out the store's own file, so a change made in place while the
+    stage read it (for minutes, in a transcode) would otherwise be baked into outputs stored
+    with fresh hashes. One stat when nothing changed; CorruptDataError (the record fails and
+    is retried, then recorded on the exceptions stream) when something did."""
+    fault_point("videosite.stage.before_store")
+    files.local_path(upload.source)
+
+
 def describe_failure(exc: MediaError) -> tuple[ErrorKind, str]:
     """The kind of a media error and the reason shown to people."""
     if isinstance(exc, NotAVideo):
@@ -79,6 +90,7 @@ def run_probe(upload: Upload, files: StageFiles, limits: MediaLimits,
     started = clock()
     try:
         found = probe(files.local_path(upload.source), limits)
+        _source_unchanged(upload, files)
     except MediaError as exc:
         if exc.retriable:
             raise
@@ -100,6 +112,7 @@ def run_thumbnails(upload: Upload, files: StageFiles, limits: MediaLimits,
         with tempfile.TemporaryDirectory(prefix="videosite-thumbs-") as work:
             stills = thumbnails(source, Path(work) / "thumbs", limits=limits)
             cover = poster(source, Path(work) / "poster.jpg", limits=limits)
+            _source_unchanged(upload, files)
             refs = [files.put(f"thumbs/{still.name}", still, content_type="image/jpeg")
                     for still in stills]
             poster_ref = files.put("poster.jpg", cover, content_type="image/jpeg")
@@ -130,6 +143,7 @@ def run_transcode(upload: Upload, files: StageFiles, limits: MediaLimits,
                 raise ProcessingError(
                     f"the file is truncated: it declares {declared:.2f} s but only "
                     f"{decoded:.2f} s could be decoded")
+            _source_unchanged(upload, files)
             renditions = []
             for rendition in made:
                 mp4 = f"{rendition.name}.mp4"
