@@ -37,7 +37,7 @@ def test_public_api_is_pinned() -> None:
         "DEFAULT_LADDER", "DEFAULT_LIMITS", "Fragment", "MediaError", "MediaLimits",
         "MediaRejected", "NotAVideo", "ProbeResult", "ProcessingError", "Rendition", "Rung",
         "hls_master", "hls_media_playlist", "plan_ladder", "poster", "probe", "sniff",
-        "thumbnails", "transcode",
+        "thumbnails", "thumbnails_and_poster", "transcode",
     ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ to the source frame it shows by the nearest decoded frame.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import av
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from videosite.inprocess import InProcessSite
-from videosite.media import probe, thumbnails, transcode
+from videosite.media import probe, thumbnails, thumbnails_and_poster, transcode
 from videosite.media.samples import make_clip
 
 SECONDS, FPS = 2.0, 25
@@ -218,3 +219,24 @@ def test_probe_reads_the_audio_format_from_the_first_audio_frame(
     with av.open(str(rendition.path)) as container:
         audio = container.streams.audio[0]
         assert (audio.codec_context.channels, audio.sample_rate) == (1, 44100)
+
+
+def test_stills_from_a_ts_with_one_key_frame_demux_no_further_than_each_target(
+    tmp_path: Path,
+) -> None:
+    # MPEG-TS seeks by timestamp alone: with one key frame, every landing after it decoded
+    # on to the end of the file before stepping back (1, 2, 4 ... s); 60 s of 320 x 240 cost
+    # 26 full decodes of the file. Now a landing stops past its target, and the thumbnails
+    # and the poster share one pass: 6 here (CPU time, so the machine's load counts little).
+    path = tmp_path / "one-key-frame.ts"
+    make_clip(path, 320, 240, 60.0, keyframe_interval_s=60.0, audio=False)
+    began = time.process_time()
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 60 * FPS
+    full_decode = time.process_time() - began
+    began = time.process_time()
+    stills, cover = thumbnails_and_poster(path, tmp_path / "stills", tmp_path / "poster.jpg")
+    took = time.process_time() - began
+    assert [still.name for still in stills] == ["thumb-01.jpg", "thumb-02.jpg", "thumb-03.jpg"]
+    assert cover.stat().st_size > 0
+    assert took < 12 * full_decode, f"{took:.2f} s against a full decode of {full_decode:.2f} s"

@@ -30,9 +30,8 @@ from .media import (
     ProcessingError,
     hls_master,
     hls_media_playlist,
-    poster,
     probe,
-    thumbnails,
+    thumbnails_and_poster,
     transcode,
 )
 from .models import ErrorKind, Probed, RenditionInfo, Thumbnails, Transcoded, Upload, VideoMetadata
@@ -110,8 +109,8 @@ def run_thumbnails(upload: Upload, files: StageFiles, limits: MediaLimits,
     source = files.local_path(upload.source)
     try:
         with tempfile.TemporaryDirectory(prefix="videosite-thumbs-") as work:
-            stills = thumbnails(source, Path(work) / "thumbs", limits=limits)
-            cover = poster(source, Path(work) / "poster.jpg", limits=limits)
+            stills, cover = thumbnails_and_poster(source, Path(work) / "thumbs",
+                                                  Path(work) / "poster.jpg", limits=limits)
             _source_unchanged(upload, files)
             refs = [files.put(f"thumbs/{still.name}", still, content_type="image/jpeg")
                     for still in stills]

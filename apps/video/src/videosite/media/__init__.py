@@ -14,7 +14,7 @@ from .limits import DEFAULT_LIMITS, MediaLimits
 from .mp4 import Fragment
 from .probe import ProbeResult, probe
 from .sniff import sniff
-from .thumbs import poster, thumbnails
+from .thumbs import poster, thumbnails, thumbnails_and_poster
 from .transcode import DEFAULT_LADDER, Rendition, Rung, plan_ladder, transcode
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "probe",
     "sniff",
     "thumbnails",
+    "thumbnails_and_poster",
     "transcode",
 ]

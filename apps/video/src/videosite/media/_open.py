@@ -115,8 +115,13 @@ class OpenVideo:
         self.headers = headers
         self.size_bytes = size_bytes
 
-    def frames(self, *streams: Stream) -> Iterator[VideoFrame | AudioFrame]:
+    def frames(self, *streams: Stream, until: int | None = None
+               ) -> Iterator[VideoFrame | AudioFrame]:
         """The decoded frames of ``streams`` (the video stream if none), in file order.
+
+        With ``until`` (a timestamp of the video stream), demuxing stops at the first video
+        packet whose decoding timestamp is later: no frame shown at or before ``until`` comes
+        after it, save those a decoder still holds (the caller leaves room for its delay).
 
         A file cut short ends there: when the packet that runs into the end of the file, or
         the decoder's flush after it, does not decode, its stream simply ends (and the
@@ -131,6 +136,8 @@ class OpenVideo:
                 continue
             video = packet.stream.index == self.video.index
             if video:
+                if until is not None and packet.dts is not None and packet.dts > until:
+                    return
                 in_flight.append(packet)
             try:
                 decoded = packet.decode()

@@ -22,10 +22,14 @@ from .errors import ProcessingError
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation, rotate_image
 
-__all__ = ["poster", "thumbnails"]
+__all__ = ["poster", "thumbnails", "thumbnails_and_poster"]
 
 _JPEG_QUALITY = 85
 _POSTER_CANDIDATES = (0.2, 0.35, 0.5)
+#: how far past a target a landing demuxes at most, for frames a decoder still holds
+#: (B-frame reordering, frame threads): this many seconds, or frames if that is longer
+_DELAY_S = 1.0
+_DELAY_FRAMES = 32
 
 
 def _frame_at(opened: OpenVideo, target: int, limits: MediaLimits) -> VideoFrame | None:
@@ -34,11 +38,16 @@ def _frame_at(opened: OpenVideo, target: int, limits: MediaLimits) -> VideoFrame
     The seek goes to a key frame before ``target`` and decoding runs on to it. A container
     that seeks by timestamp alone (MPEG-TS) can land after the target or past the last key
     frame, so a landing that decodes no frame at or before ``target`` seeks again from
-    further back (1, 2, 4 ... s), down to the stream's start.
+    further back (1, 2, 4 ... s), down to the stream's start. Each landing demuxes no
+    further than the target plus the decoders' delay (:data:`_DELAY_S`,
+    :data:`_DELAY_FRAMES`): a landing after the last key frame before the target would
+    otherwise decode on to the end of the file for nothing.
     """
     container, stream = opened.container, opened.video
     assert stream.time_base is not None
     start = round(opened.headers.start_s / stream.time_base)
+    delay = max(_DELAY_S, _DELAY_FRAMES / float(opened.headers.fps))
+    until = target + round(delay / stream.time_base)
     back = 0
     while True:
         seek_to = max(target - back, start)
@@ -47,7 +56,7 @@ def _frame_at(opened: OpenVideo, target: int, limits: MediaLimits) -> VideoFrame
         aim = seek_to if seek_to > start else start - round(1 / stream.time_base)
         container.seek(aim, stream=stream, backward=True)
         shown: VideoFrame | None = None
-        for frame in opened.frames():
+        for frame in opened.frames(until=until):
             assert isinstance(frame, VideoFrame)
             check_frame(frame, limits)
             if frame.pts is None:
@@ -72,16 +81,16 @@ def _stills(path: Path, points: Sequence[float], limits: MediaLimits
             rotation = read_rotation(stream, first_frame(opened, limits))
             start = round(opened.headers.start_s / stream.time_base)
             length = opened.headers.duration_s
-            frames: list[VideoFrame] = []
-            for point in points:
+            found: dict[float, VideoFrame] = {}
+            for point in sorted(set(points)):  # forward through the file
                 offset = length * min(max(point, 0.0), 1.0)
                 frame = _frame_at(opened, start + int(offset / stream.time_base), limits)
                 if frame is None:
                     raise ProcessingError(f"no frame found at {point:.0%} of {path.name}")
-                frames.append(frame)
+                found[point] = frame
         except av.FFmpegError as exc:
             raise ProcessingError(f"could not read frames from {path.name}: {exc}") from exc
-    return frames, rotation
+    return [found[point] for point in points], rotation
 
 
 def _image(frame: VideoFrame, rotation: int, width: int) -> Image.Image:
@@ -95,6 +104,28 @@ def _image(frame: VideoFrame, rotation: int, width: int) -> Image.Image:
     return rotate_image(image, rotation)
 
 
+def _write_thumbnails(frames: Sequence[VideoFrame], rotation: int, out_dir: str | os.PathLike[str],
+                      width: int) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, frame in enumerate(frames, start=1):
+        target = out / f"thumb-{number:02d}.jpg"
+        _image(frame, rotation, width).save(target, "JPEG", quality=_JPEG_QUALITY)
+        written.append(target)
+    return written
+
+
+def _write_poster(frames: Sequence[VideoFrame], rotation: int, out_path: str | os.PathLike[str],
+                  width: int) -> Path:
+    images = [_image(frame, rotation, width) for frame in frames]
+    best = max(images, key=lambda image: image.entropy())
+    target = Path(out_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    best.save(target, "JPEG", quality=_JPEG_QUALITY)
+    return target
+
+
 def thumbnails(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -105,14 +136,7 @@ def thumbnails(
     """JPEG thumbnails ``thumb-01.jpg``… at ``points`` (fractions of the duration, counted
     from the video stream's first timestamp). Raises like :func:`~.probe.probe` first."""
     frames, rotation = _stills(Path(path), points, limits)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for number, frame in enumerate(frames, start=1):
-        target = out / f"thumb-{number:02d}.jpg"
-        _image(frame, rotation, width).save(target, "JPEG", quality=_JPEG_QUALITY)
-        written.append(target)
-    return written
+    return _write_thumbnails(frames, rotation, out_dir, width)
 
 
 def poster(
@@ -126,9 +150,21 @@ def poster(
     Choosing by entropy keeps a black fade-in or a title card from becoming the poster.
     """
     frames, rotation = _stills(Path(path), _POSTER_CANDIDATES, limits)
-    images = [_image(frame, rotation, width) for frame in frames]
-    best = max(images, key=lambda image: image.entropy())
-    target = Path(out_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    best.save(target, "JPEG", quality=_JPEG_QUALITY)
-    return target
+    return _write_poster(frames, rotation, out_path, width)
+
+
+def thumbnails_and_poster(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    poster_path: str | os.PathLike[str],
+    points: Sequence[float] = (0.1, 0.5, 0.9),
+    width: int = 320,
+    poster_width: int = 640,
+    limits: MediaLimits = DEFAULT_LIMITS,
+) -> tuple[list[Path], Path]:
+    """:func:`thumbnails` and :func:`poster` from one opening and one pass through the
+    file (the points in order), as the thumbnail stage makes them."""
+    wanted = [*points, *_POSTER_CANDIDATES]
+    frames, rotation = _stills(Path(path), wanted, limits)
+    stills = _write_thumbnails(frames[: len(points)], rotation, out_dir, width)
+    return stills, _write_poster(frames[len(points):], rotation, poster_path, poster_width)
