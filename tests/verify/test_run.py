@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import pytest
 import millstream
 from millstream._verify.history import Ack, Send, read_history
 from tests.support.kafka_cluster import KafkaCluster
+from tests.support.logread import db_path
 from tests.support.waiting import wait_until
 
 VERIFY_SECONDS = float(os.environ.get("MILLSTREAM_VERIFY_SECONDS", "10"))
@@ -140,15 +142,17 @@ def _runs(pid: int, *texts: str) -> bool:
     return all(t in line for t in texts)
 
 
-def start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
-    """A 120 s verify run on the embedded log, once its workers write; with their pids."""
+def start_long_run(tmp_path: Path, url: str | None = None,
+                   ) -> tuple[subprocess.Popen[str], list[int]]:
+    """A 120 s verify run (on the embedded log unless ``url``), once its workers write; with
+    their pids."""
     history = tmp_path / "history"
     proc = subprocess.Popen(
         [sys.executable, "-m", "millstream", "verify", "--seconds", "120", "--kill-every", "0",
-         "--history", str(history)],
+         "--history", str(history), *(["--streams", url] if url else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while (len(list(history.glob("*.jsonl"))) < 6 or not scratch_streams()
+    while (len(list(history.glob("*.jsonl"))) < 6 or not scratch_streams(url)
            or len(_workers_of(history)) < 6):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
@@ -183,6 +187,25 @@ def test_ctrl_c_pressed_again_during_the_clean_up_does_not_cut_it_short(
     assert "Traceback" not in err
     assert [pid for pid in pids if _runs(pid, "millstream._verify.workers")] == []
     assert scratch_streams() == []
+
+
+def test_an_interrupted_run_that_cannot_delete_the_stream_says_so(tmp_path: Path) -> None:
+    url = f"local:{tmp_path / 'log'}?busy_timeout_ms=1000"
+    proc, pids = start_long_run(tmp_path, url)
+    lock = sqlite3.connect(db_path(url), isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")  # every write waits, the stream's deletion too
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        lock.close()
+    assert proc.returncode == 130, out + err
+    left = scratch_streams(url)
+    assert len(left) == 1
+    assert (f"the scratch stream {left[0]} could NOT be deleted; delete it with: millstream "
+            f"streams delete {left[0]}") in " ".join(err.split())
+    assert "was deleted" not in err
+    assert [pid for pid in pids if _runs(pid, "millstream._verify.workers")] == []
 
 
 def test_workers_stop_by_themselves_when_the_runner_is_sigkilled(tmp_path: Path) -> None:
