@@ -28,7 +28,7 @@ define with_services
 	$(1)
 endef
 
-.PHONY: help venv test demo bench reliability lint clean
+.PHONY: help venv test test-newest demo bench reliability lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -58,6 +58,16 @@ test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20)
 	@$(call with_services, \
 	  MILLSTREAM_SOAK_SECONDS=$${MILLSTREAM_SOAK_SECONDS:-$(SOAK_SECONDS)} \
 	  $(PY) -m pytest -q --durations=30 $(PYTEST_ARGS))
+
+# The newest Python found (scripts/newest-python.sh: python3.N on PATH, pyenv's versions) gets
+# a venv of its own; there the tests run that need no external service — Kafka, S3,
+# PostgreSQL and browser tests skip (MILLSTREAM_NO_SERVICES=1), the soak tests stay in `make
+# test`. Nothing runs when the newest Python is the one .venv already uses.
+NEWEST_VENV := .venv-newest
+test-newest:  ## the tests that need no external service, on the newest python3.x found (in .venv-newest)
+	@python=$$(bash scripts/newest-python.sh) || { 	  echo "test-newest: no Python ≥ 3.11 found" >&2; exit 1; }; 	minor() { "$$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }; 	version=$$(minor "$$python"); 	if [[ -x $(PY) && $$(minor $(PY)) == "$$version" ]]; then 	  echo "test-newest: the newest Python here is $$version, which $(VENV) uses: nothing more to run"; 	  exit 0; fi; 	stamp=$(NEWEST_VENV)/.installed-$$version; 	if [[ ! -f $$stamp || pyproject.toml -nt $$stamp || apps/video/pyproject.toml -nt $$stamp ]]; then 	  echo "creating $(NEWEST_VENV) with $$python ($$version)"; rm -rf $(NEWEST_VENV); 	  "$$python" -m venv $(NEWEST_VENV); 	  $(NEWEST_VENV)/bin/python -m pip install --disable-pip-version-check --quiet \
+	    -e '.[dev,video]' -e 'apps/video[test]'; 	  touch "$$stamp"; fi; 	MILLSTREAM_NO_SERVICES=1 $(NEWEST_VENV)/bin/python -m pytest -q \
+	  -m 'not kafka and not kafka_cluster and not slow' --durations=10 $(PYTEST_ARGS)
 
 demo: venv  ## the video site processing sample videos it generates, on the embedded log
 	$(PY) -m videosite.demo
@@ -103,6 +113,6 @@ lint: venv  ## ruff and mypy --strict
 	$(VENV)/bin/mypy
 
 clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NEWEST_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 \
 	  | xargs -0 rm -rf

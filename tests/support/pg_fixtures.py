@@ -95,6 +95,9 @@ class PgCluster:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """The URL of a running PostgreSQL (its ``postgres`` database, user ``postgres``)."""
+    from tests.support.platform_fixtures import skip_if_services_off
+
+    skip_if_services_off("PostgreSQL")
     external = os.environ.get("MILLSTREAM_TEST_POSTGRES_URL")
     if external:
         yield external

@@ -58,6 +58,24 @@ def _no_service(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+#: the fixtures that start or reach a service outside the process: Kafka, an S3 server,
+#: PostgreSQL, a browser
+SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "kafka_cluster3", "s3_url", "pg_server",
+                              "pg_url", "browser"})
+
+
+def services_off() -> bool:
+    """True under MILLSTREAM_NO_SERVICES=1 (``make test-newest``): tests that need a service
+    skip instead of starting it."""
+    return os.environ.get("MILLSTREAM_NO_SERVICES") == "1"
+
+
+def skip_if_services_off(what: str) -> None:
+    """In a service fixture: skip under MILLSTREAM_NO_SERVICES=1 (for tests that ask for the
+    fixture while running, e.g. a backend parametrized by name)."""
+    if services_off():
+        pytest.skip(f"MILLSTREAM_NO_SERVICES=1: no {what}")
+
 # --- Kafka (tests/support/kafka_cluster.py) -------------------------------------------------------
 # Marker `kafka`: the test needs a broker, fixture `kafka_bootstrap` (one node, started in the
 # background as soon as collection shows a test wants it, so it boots while the embedded tests
@@ -86,6 +104,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by the Kafka fixtures they use; move Kafka tests to the end, 3-node last."""
     for item in items:
         names = getattr(item, "fixturenames", ())
+        if services_off() and SERVICE_FIXTURES.intersection(names):
+            item.add_marker(pytest.mark.skip(reason="MILLSTREAM_NO_SERVICES=1: needs "
+                                             + ", ".join(sorted(SERVICE_FIXTURES & set(names)))))
         if "kafka_cluster3" in names and item.get_closest_marker("kafka_cluster") is None:
             item.add_marker(pytest.mark.kafka_cluster)
         needs = "kafka_bootstrap" in names or item.get_closest_marker("kafka_cluster")

@@ -193,7 +193,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def s3_url() -> Iterator[S3Target]:
     """An S3 prefix of this session's own on a local S3-compatible server (see module doc)."""
-    from tests.support.platform_fixtures import _no_service, require_services
+    from tests.support.platform_fixtures import _no_service, require_services, skip_if_services_off
+
+    skip_if_services_off("S3 server")
 
     server: S3ProxyServer | MotoServer
     name: str

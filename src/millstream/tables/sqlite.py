@@ -92,16 +92,21 @@ def _translate(exc: sqlite3.Error, path: Path, doing: str, table: str | None = N
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """A connection with the tables' pragmas; the caller closes it (closed here on failure)."""
     conn = sqlite3.connect(path, timeout=_BUSY_MS / 1000, isolation_level=None,
                            check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA cache_size=-65536")
-    # checkpoint every ~40 MB of WAL, not 4 MB: a batch of random keys dirties thousands of
-    # pages, and frequent checkpoints halved the upsert rate (measured in bench/tables.py)
-    conn.execute("PRAGMA wal_autocheckpoint=10000")
-    conn.execute("PRAGMA journal_size_limit=67108864")
+    try:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-65536")
+        # checkpoint every ~40 MB of WAL, not 4 MB: a batch of random keys dirties thousands
+        # of pages, and frequent checkpoints halved the upsert rate (bench/tables.py)
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        conn.execute("PRAGMA journal_size_limit=67108864")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -117,13 +122,17 @@ class SqliteTables:
         except OSError as exc:
             raise ConfigError(f"cannot create {path.parent} for the tables database: {exc}"
                               ) from exc
+        self._conn: sqlite3.Connection | None = None
         try:
-            self._conn: sqlite3.Connection | None = _connect(path)
+            self._conn = _connect(path)
             with self._write("creating the schema"):
                 for statement in _SCHEMA:
                     self._conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise _translate(exc, path, "opening it") from exc
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, path, "opening it") from exc
+            raise
 
     @property
     def url(self) -> str:

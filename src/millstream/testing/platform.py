@@ -197,8 +197,15 @@ class TestPlatform:
         ``RunningService.wait_assigned``)."""
         if not isinstance(instances, int) or instances < 1:
             raise InvalidRequestError(f"instances={instances!r} must be an integer ≥ 1")
-        runners = [self._runner(service, shadow, i) for i in range(instances)]
-        runners[0][0].prepare()
+        runners: list[tuple[ServiceRunner, Streams]] = []
+        try:  # each instance's streams handle is closed by its thread, or here if it never runs
+            for i in range(instances):
+                runners.append(self._runner(service, shadow, i))
+            runners[0][0].prepare()
+        except BaseException:
+            for _, streams in runners:
+                streams.close()
+            raise
         handle = RunningService(service, runners[0][0].group, self.app.get(service).inputs,
                                 self.streams.admin().describe_group)
         self._handles.append(handle)

@@ -80,17 +80,26 @@ class InProcessSite:
         self._web_thread: threading.Thread | None = None
         self._runners: list[ServiceRunner] = []
         self._threads: list[threading.Thread] = []
-        for name in services if services is not None else app.services:
-            for instance in range((instances or {}).get(name, 1)):
-                streams = millstream.open_streams(self.config.streams)
-                runner = ServiceRunner(app, name, streams, files=self.files,
-                                       tables=self.tables, instance=instance,
-                                       metrics_interval_s=metrics_interval_s,
-                                       poll_timeout_s=poll_timeout_s)
-                self._runners.append(runner)
-                self._threads.append(threading.Thread(
-                    target=self._run, args=(runner, streams),
-                    name=f"service-{name}-{instance}", daemon=True))
+        #: each runner's streams handle: its thread closes it, ``stop`` the ones never started
+        self._handles: list[millstream.Streams] = []
+        try:
+            for name in services if services is not None else app.services:
+                for instance in range((instances or {}).get(name, 1)):
+                    streams = millstream.open_streams(self.config.streams)
+                    self._handles.append(streams)
+                    runner = ServiceRunner(app, name, streams, files=self.files,
+                                           tables=self.tables, instance=instance,
+                                           metrics_interval_s=metrics_interval_s,
+                                           poll_timeout_s=poll_timeout_s)
+                    self._runners.append(runner)
+                    self._threads.append(threading.Thread(
+                        target=self._run, args=(runner, streams),
+                        name=f"service-{name}-{instance}", daemon=True))
+        except BaseException:
+            self._close_unstarted()
+            self.files.close()
+            self.tables.close()
+            raise
 
     # -- running -------------------------------------------------------------------------------
 
@@ -156,8 +165,17 @@ class InProcessSite:
         if busy:  # a service still holds a record: leave the stores to it (daemon threads)
             self.errors.append(f"still running after {STOP_WAIT_S:.0f} s: {', '.join(busy)}")
             return
+        self._close_unstarted()
         self.files.close()
         self.tables.close()
+
+    def _close_unstarted(self) -> None:
+        """Close the streams handles of services whose thread never started (a failed
+        ``start``, or ``stop`` without it); a started thread closes its own."""
+        for index, streams in enumerate(self._handles):
+            thread = self._threads[index] if index < len(self._threads) else None
+            if thread is None or thread.ident is None:
+                streams.close()
 
     def __enter__(self) -> InProcessSite:
         return self.start()

@@ -140,7 +140,8 @@ def translate(exc: sqlite3.Error, path: Path, doing: str) -> MillstreamError:
 
 
 def connect(path: Path, options: LocalOptions) -> sqlite3.Connection:
-    """Open the database (creating it and its schema if needed) with the log's pragmas."""
+    """Open the database (creating it and its schema if needed) with the log's pragmas; the
+    caller owns the connection and closes it (a failure here closes it first)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -155,6 +156,9 @@ def connect(path: Path, options: LocalOptions) -> sqlite3.Connection:
             isolation_level=None,
             check_same_thread=False,
         )
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "opening it") from exc
+    try:  # the caller owns the connection only once it is returned: close it on any failure
         conn.execute(f"PRAGMA busy_timeout={options.busy_timeout_ms}")
         if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -169,8 +173,11 @@ def connect(path: Path, options: LocalOptions) -> sqlite3.Connection:
         conn.execute(f"PRAGMA journal_size_limit={options.wal_limit_bytes}")
         conn.execute("PRAGMA cache_size=-32768")
         _ensure_schema(conn, path)
-    except sqlite3.Error as exc:
-        raise translate(exc, path, "opening it") from exc
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise translate(exc, path, "opening it") from exc
+        raise
     return conn
 
 

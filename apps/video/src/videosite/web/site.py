@@ -84,8 +84,12 @@ class _Tail:
                 if self.stream not in self.streams.admin().list_streams():
                     return []
                 consumer = self.streams.open_consumer(None)
-                consumer.subscribe([self.stream],
-                                   on_assign=lambda sps: consumer.seek_to_beginning(sps))
+                try:
+                    consumer.subscribe([self.stream],
+                                       on_assign=lambda sps: consumer.seek_to_beginning(sps))
+                except BaseException:
+                    consumer.close()
+                    raise
                 self._consumer = consumer
             found: list[Any] = []
             for _ in range(1000):
