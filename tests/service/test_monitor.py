@@ -544,11 +544,12 @@ def send(streams: Streams, ids: range) -> None:
             producer.send("orders", value, key=str(i).encode(), headers=headers)
 
 
-def run_instances(app: App, streams: Streams, instances: list[int], records: int) -> None:
-    """Run ``instances`` of billing in threads until they handled ``records`` together,
-    then stop each cleanly."""
-    runners = [ServiceRunner(app, "billing", streams, metrics_interval_s=60, instance=i)
-               for i in instances]
+def run_instances(app: App, instances: list[int], records: int) -> None:
+    """Run ``instances`` of billing in threads, each with a streams handle of its own, until
+    they handled ``records`` together; then stop each cleanly."""
+    handles = [millstream.open_streams() for _ in instances]
+    runners = [ServiceRunner(app, "billing", h, metrics_interval_s=60, instance=i)
+               for h, i in zip(handles, instances, strict=True)]
     runners[0].prepare()
     threads = [threading.Thread(target=r.run) for r in runners]
     for thread in threads:
@@ -561,6 +562,8 @@ def run_instances(app: App, streams: Streams, instances: list[int], records: int
         runner.stop()
     for thread in threads:
         thread.join(30)
+    for handle in handles:
+        handle.close()
     assert sum(r.metrics.records_in for r in runners) == records
 
 
@@ -569,9 +572,9 @@ def test_totals_add_up_every_instance_and_every_run_of_real_services() -> None:
     with millstream.open_streams() as streams:
         streams.admin().ensure_stream("orders", 2)
         send(streams, range(10))
-        run_instances(app, streams, [0], 10)          # a first run: 5 records given up on
+        run_instances(app, [0], 10)          # a first run: 5 records given up on
         send(streams, range(10, 30))
-        run_instances(app, streams, [0, 1], 20)       # run again, with a second instance: 10
+        run_instances(app, [0, 1], 20)       # run again, with a second instance: 10
     lines = invoke(top_command, "--once", "--width", "80").stdout.splitlines()
     assert lines == [
         "Service       Up  In/s  p50 ms  p99 ms  Errors  Exceptions  Lag  Status",

@@ -128,17 +128,17 @@ def test_ctx_tables_and_a_shadow_writes_its_own_namespace() -> None:
     def index(upload: Upload, ctx: Context) -> None:
         ctx.tables.ensure_table("sizes").put(str(upload.id), {"size": upload.size})
 
-    tables = open_tables()
-    with millstream.open_streams() as streams:
-        runner = ServiceRunner(app, "index", streams, metrics_interval_s=60, tables=tables)
-        runner.prepare()
-        send_orders(streams, [Upload(id=i, size=10 * i) for i in range(5)], stream="uploads")
-        run_until(runner, lambda r: r.metrics.records_in >= 5)
-        shadow = ServiceRunner(app, "index", streams, metrics_interval_s=60, tables=tables,
-                               shadow="v2")
-        run_until(shadow, lambda r: r.metrics.records_in >= 5)
-    assert sorted(tables.list_tables()) == ["sizes", "sizes.shadow.v2"]
-    for name in ("sizes", "sizes.shadow.v2"):
-        table = tables.table(name)
-        assert table.count() == 5
-        assert table.get("3") == {"size": 30}
+    with open_tables() as tables:
+        with millstream.open_streams() as streams:
+            runner = ServiceRunner(app, "index", streams, metrics_interval_s=60, tables=tables)
+            runner.prepare()
+            send_orders(streams, [Upload(id=i, size=10 * i) for i in range(5)], stream="uploads")
+            run_until(runner, lambda r: r.metrics.records_in >= 5)
+            shadow = ServiceRunner(app, "index", streams, metrics_interval_s=60, tables=tables,
+                                   shadow="v2")
+            run_until(shadow, lambda r: r.metrics.records_in >= 5)
+        assert sorted(tables.list_tables()) == ["sizes", "sizes.shadow.v2"]
+        for name in ("sizes", "sizes.shadow.v2"):
+            table = tables.table(name)
+            assert table.count() == 5
+            assert table.get("3") == {"size": 30}

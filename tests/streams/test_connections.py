@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,8 @@ def test_a_log_that_fails_to_open_closes_its_connection(tmp_path: Path) -> None:
     with millstream.open_streams(f"local:{folder}"):
         pass
     db = folder / "streams.db"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:  # closed, after committing
         conn.execute("UPDATE meta SET value='99' WHERE key='schema'")
-    conn.close()
     with pytest.raises(ConfigError, match="schema version 99") as caught:
         millstream.open_streams(f"local:{folder}")
     # the traceback still holds the frames that opened it: the connection must be closed

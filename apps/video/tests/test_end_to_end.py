@@ -22,6 +22,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -147,9 +148,11 @@ def test_the_data_is_where_the_configuration_says(run: Run) -> None:
         stored = sorted(p.relative_to(config.home / "files").as_posix()
                         for p in (config.home / "files" / "uploads").rglob("source.mp4"))
         assert stored == [f"uploads/{vid}/source.mp4" for vid in ids]
-        with sqlite3.connect(config.home / "streams.db") as db:
+        # closing(): a sqlite3 connection's own ``with`` ends a transaction, not the
+        # connection (left to the garbage collector, a ResourceWarning on Python 3.13)
+        with closing(sqlite3.connect(config.home / "streams.db")) as db:
             names = {name for (name,) in db.execute("SELECT name FROM streams")}
-        with sqlite3.connect(config.home / "tables.db") as db:
+        with closing(sqlite3.connect(config.home / "tables.db")) as db:
             rows = db.execute('SELECT COUNT(*) FROM "doc:videos"').fetchone()[0]
     else:
         import boto3
