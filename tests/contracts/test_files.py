@@ -107,10 +107,26 @@ def _memory() -> StoreUnderTest:
     return StoreUnderTest("memory", url, None, store, rewrite)
 
 
+def _fsspec_on_disk(tmp_path: Path) -> StoreUnderTest:
+    """The generic fsspec store (sidecars, moves) over fsspec's local filesystem: what
+    ``memory://`` runs, but seen by other processes too (for the crash tests)."""
+    url = f"local://{tmp_path / 'fsspec'}"
+    options = {"auto_mkdir": True}
+    store = open_files(url, options=options)
+
+    def rewrite(name: str, change: Callable[[bytes], bytes]) -> None:
+        path = tmp_path / "fsspec" / name
+        path.write_bytes(change(path.read_bytes()))
+
+    return StoreUnderTest("fsspec", url, options, store, rewrite)
+
+
 @pytest.fixture(params=["file", "s3", "memory"])
 def sut(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
     if request.param == "file":
         s = _local(tmp_path)
+    elif request.param == "fsspec":
+        s = _fsspec_on_disk(tmp_path)
     elif request.param == "s3":
         s = _s3(request.getfixturevalue("s3_url"))
     else:
@@ -332,7 +348,8 @@ def test_a_damaged_object_fails_every_full_read_and_local_path(sut: StoreUnderTe
     assert sut.store.local_path(ref).read_bytes() == data
 
 
-@pytest.mark.parametrize("sut", ["file", "s3"], indirect=True)  # memory:// is per process
+# memory:// is per process: its code (sidecars, moves) is crashed over fsspec's local disk
+@pytest.mark.parametrize("sut", ["file", "s3", "fsspec"], indirect=True)
 def test_a_writer_killed_before_commit_leaves_no_partial_object(
         sut: StoreUnderTest) -> None:
     before = sut.store.put("video/big.bin", b"the previous version")

@@ -1,30 +1,37 @@
 """Any other fsspec protocol (``memory://``, ``gcs://``, ``sftp://``…) as a file store.
 
-The object is written to ``ROOT/.tmp/<random>.part`` while it is hashed, its sidecar
-``ROOT/.meta/NAME.json`` (SHA-256, size, content type, time) is written, and the temporary
-object is moved onto ``ROOT/NAME`` (a rename where the filesystem has one, a copy and a
-delete on object stores — either way the name shows the old or the whole new object). The
-sidecar is the object's record and only a write makes one: an object whose bytes no longer
-match it (changed behind the store's back, or the old object left by a writer killed between
-its sidecar and its move) fails full reads and ``local_path`` with ``CorruptDataError`` until
-it is put again. An object with no sidecar at all (written by another tool) is hashed on
-each ``stat``.
+The object is written to ``ROOT/.tmp/<random>.part`` while it is hashed; on commit its
+sidecar (SHA-256, size, content type, time) is written to ``ROOT/.tmp/<random>.json``, the
+object is moved onto ``ROOT/NAME`` (a rename where the filesystem has one, a copy and a delete
+on object stores — either way the name shows the old or the whole new object), and then the
+sidecar onto ``ROOT/.meta/NAME.json``. A put that fails or is killed before the object's move
+leaves the previous object and its sidecar as they were (its temporary files are removed, or
+left in ``.tmp/`` if it was killed). Killed between the two moves, it leaves the new object
+beside the old sidecar: reads fail with ``CorruptDataError`` until the name is put again.
+
+The sidecar is the object's record and only a write makes one: an object whose bytes no longer
+match it fails full reads and ``local_path`` with ``CorruptDataError``. An object with no
+sidecar (written by another tool) is not an object, as on ``file://``: ``stat`` and reads
+raise ``CorruptDataError`` and ``list`` skips it; ``millstream files adopt`` records it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from millstream.errors import NotFoundError, UnavailableError
+from millstream.errors import CorruptDataError, NotFoundError, UnavailableError
 from millstream.faults import fault_point
-from millstream.files.core import ObjectMeta, StoreBase, WriterBase, hash_file
+from millstream.files.core import ObjectMeta, StoreBase, WriterBase
 
 __all__ = ["FsspecStore"]
+
+logger = logging.getLogger(__name__)
 
 
 class _FsspecWriter(WriterBase):
@@ -32,6 +39,7 @@ class _FsspecWriter(WriterBase):
         super().__init__(store, name, content_type)
         self._fs_store = store
         self._tmp = f"{store.root}/.tmp/{uuid.uuid4().hex}.part"
+        self._sidecar: str | None = None  # the record, in .tmp/ until the object is moved
         self._file = store.fs.open(self._tmp, "wb")
 
     def _write_chunk(self, data: bytes | memoryview) -> None:
@@ -41,20 +49,26 @@ class _FsspecWriter(WriterBase):
         store = self._fs_store
         self._file.close()
         written = time.time()
-        store.fs.pipe_file(store.meta_key(self.name), json.dumps(
+        self._sidecar = self._tmp.removesuffix(".part") + ".json"
+        store.fs.pipe_file(self._sidecar, json.dumps(
             {"sha256": sha256, "size": size, "content_type": self.content_type,
              "written": written}).encode())
         fault_point("files.put.before_commit")
-        store.fs.mv(self._tmp, f"{store.root}/{self.name}")
+        store._move(self._tmp, f"{store.root}/{self.name}")
+        fault_point("files.put.between_renames")
+        store._move(self._sidecar, store.meta_key(self.name))
+        self._sidecar = None
         return ObjectMeta(size=size, sha256=sha256, content_type=self.content_type,
                           modified=written)
 
     def _discard(self) -> None:
+        fs = self._fs_store.fs
         try:
             self._file.close()
         finally:
-            if self._fs_store.fs.exists(self._tmp):
-                self._fs_store.fs.rm_file(self._tmp)
+            for leftover in (self._tmp, self._sidecar):
+                if leftover is not None and fs.exists(leftover):
+                    fs.rm_file(leftover)
 
 
 class FsspecStore(StoreBase):
@@ -75,6 +89,10 @@ class FsspecStore(StoreBase):
     def _new_writer(self, name: str, content_type: str | None) -> WriterBase:
         return _FsspecWriter(self, name, content_type)
 
+    def _move(self, src: str, dst: str) -> None:
+        """Move ``src`` onto ``dst`` (a put's last steps)."""
+        self.fs.mv(src, dst)
+
     def _head(self, name: str) -> ObjectMeta | None:
         key = f"{self.root}/{name}"
         try:
@@ -92,9 +110,11 @@ class FsspecStore(StoreBase):
                               modified=float(meta["written"]))
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass
-        with self.fs.open(key, "rb") as f:
-            sha256, size = hash_file(f)
-        return ObjectMeta(size=size, sha256=sha256, content_type=None, modified=time.time())
+        raise CorruptDataError(
+            f"{self.url}/{name}: no SHA-256 recorded for this object (it was not written "
+            "through the store, or its sidecar in .meta/ was lost); record it with "
+            f"`millstream files adopt {name}` if its bytes are right, put it again, or "
+            "delete it")
 
     def _read_range(self, name: str, start: int, end: int) -> BinaryIO:
         try:
@@ -124,6 +144,10 @@ class FsspecStore(StoreBase):
             if not name or name.split("/", 1)[0] in (".meta", ".tmp"):
                 continue
             if name.startswith(prefix):
-                meta = self._head(name)
+                try:
+                    meta = self._head(name)
+                except CorruptDataError as exc:
+                    logger.warning("not listed: %s", exc)
+                    continue
                 if meta is not None:
                     yield name, meta
