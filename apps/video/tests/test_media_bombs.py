@@ -373,3 +373,43 @@ def test_audio_an_hour_away_from_a_short_video_is_refused_before_decoding(
     refused, growth = _refused_in_child(call, path, MediaLimits())
     assert refused == reason
     assert growth < RSS_BOUND_MIB, f"{call} grew by {growth:.1f} MiB"
+
+
+def _long_audio(path: Path, audio_s: float) -> Path:
+    """2 s of 64 x 48 H.264 at 10 fps in Matroska, with ``audio_s`` seconds of AAC from 0."""
+    with av.open(str(path), "w", format="matroska") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=44100, layout="mono")
+        for n in range(20):
+            frame = av.VideoFrame(64, 48, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([n * 10]) * plane.buffer_size)
+            frame.pts = n
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        for n in range(round(audio_s * 44100 / 1024)):
+            sound = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+            sound.planes[0].update(bytes(sound.planes[0].buffer_size))
+            sound.sample_rate, sound.pts = 44100, n * 1024
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+    return path
+
+
+def test_audio_running_on_past_the_video_by_more_than_its_duration_is_refused(
+    tmp_path: Path,
+) -> None:
+    # a 2 s video with a minute of audio became a 60 s rendition of a 2 s video; the decoding
+    # now stops at the limit: the video's duration past its end
+    path = _long_audio(tmp_path / "long-audio.mkv", 60.0)
+    assert probe(path).duration_s == pytest.approx(2.0, abs=0.1)
+    with pytest.raises(MediaRejected) as caught:
+        transcode(path, tmp_path / "out")
+    assert str(caught.value).startswith(
+        "audio end gap (s) over the limit of 2 (the video's duration): the audio still plays "
+        "2.0")
+    assert str(caught.value).endswith(" s after the video's end")
+    made = _long_audio(tmp_path / "a-bit-longer.mkv", 3.0)  # 1 s past the end: within it
+    (rendition,) = transcode(made, tmp_path / "ok")
+    assert rendition.duration_s == pytest.approx(2.0, abs=0.1)

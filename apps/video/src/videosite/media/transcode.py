@@ -368,6 +368,14 @@ def _pump(
                 for silence in _silence_before(frame):
                     for output in outputs:
                         output.add_audio(silence)
+            if frame.time is not None and frame.time > video_start_s + 2 * duration_s:
+                # the same bound at the other end: the video's duration past its end
+                raise MediaRejected(
+                    "audio end gap (s)", None, duration_s,
+                    f"audio end gap (s) over the limit of {duration_s:g} (the video's "
+                    f"duration): the audio still plays "
+                    f"{frame.time - video_start_s - duration_s:.2f} s after the video's end",
+                )
             for output in outputs:
                 output.add_audio(frame)
 
