@@ -240,3 +240,25 @@ def test_stills_from_a_ts_with_one_key_frame_demux_no_further_than_each_target(
     assert [still.name for still in stills] == ["thumb-01.jpg", "thumb-02.jpg", "thumb-03.jpg"]
     assert cover.stat().st_size > 0
     assert took < 12 * full_decode, f"{took:.2f} s against a full decode of {full_decode:.2f} s"
+
+
+def test_a_ts_that_begins_mid_gop_gives_its_first_key_frame_for_points_before_it(
+    tmp_path: Path,
+) -> None:
+    # a capture cut from a broadcast: it begins 3 s into a 10 s group of pictures, so nothing
+    # decodes before the key frame at 10 s; a still before that is the first frame shown
+    whole = tmp_path / "whole.ts"
+    make_clip(whole, 160, 120, 20.0, keyframe_interval_s=10.0, audio=False)
+    cut = tmp_path / "cut.ts"
+    with av.open(str(whole)) as source, av.open(str(cut), "w", format="mpegts") as out:
+        stream = source.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.pts is None or packet.pts * stream.time_base < 3:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+    (still,) = thumbnails(cut, tmp_path / "stills", points=(0.1,), width=160)
+    frames = _frames(cut)  # what a player shows: from the key frame at 10 s
+    with Image.open(still) as image:
+        assert _nearest(image.convert("RGB"), frames) == 0

@@ -56,7 +56,9 @@ def _frame_at(opened: OpenVideo, target: int, limits: MediaLimits) -> VideoFrame
         aim = seek_to if seek_to > start else start - round(1 / stream.time_base)
         container.seek(aim, stream=stream, backward=True)
         shown: VideoFrame | None = None
-        for frame in opened.frames(until=until):
+        # from the start, on to the first frame if need be: the stream's first key frame can
+        # come after the target (a capture that begins mid-GOP)
+        for frame in opened.frames(until=until if seek_to > start else None):
             assert isinstance(frame, VideoFrame)
             check_frame(frame, limits)
             if frame.pts is None:
