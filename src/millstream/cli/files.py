@@ -30,8 +30,9 @@ from rich.progress import (
 )
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
+from millstream.errors import MillstreamError
 from millstream.files import FileStore, open_files
-from millstream.files.core import CHUNK
+from millstream.files.core import CHUNK, StoreBase
 from millstream.files.gc import run_gc
 
 __all__ = ["files_group"]
@@ -95,17 +96,39 @@ def files_group(ctx: click.Context, files_url: str | None) -> None:
     ctx.find_root().meta["millstream.files_url"] = files_url
 
 
+def _base(store: FileStore) -> StoreBase:
+    assert isinstance(store, StoreBase), store  # every store open_files makes
+    return store
+
+
 @files_group.command("ls")
 @click.argument("prefix", default="")
+@click.option("--unrecorded", is_flag=True,
+              help="List instead the files that hold bytes but no record of a write (copied "
+                   "in by hand, or left by an older version): not objects until adopted.")
 @click.pass_context
-def ls(ctx: click.Context, prefix: str) -> None:
+def ls(ctx: click.Context, prefix: str, unrecorded: bool) -> None:
     """List objects whose names start with PREFIX: name, size, SHA-256, content type.
 
     \b
     Example:
       millstream files ls videos/
+      millstream files ls --unrecorded videos/
     """
     store = _store(ctx)
+    if unrecorded:
+        with contextlib.closing(store):
+            names = list(_base(store).unrecorded(prefix))
+        for name in names:
+            click.echo(name)
+        where = f" under {prefix!r}" if prefix else ""
+        if names:
+            click.echo(f"{len(names)} file(s){where} without a record: not objects; check "
+                       "their bytes, then record them with: millstream files adopt PREFIX",
+                       err=True)
+        else:
+            click.echo(f"no files without a record{where}", err=True)
+        return
     with contextlib.closing(store):
         refs = list(store.list(prefix))
         base = store.url + "/"
@@ -119,6 +142,42 @@ def ls(ctx: click.Context, prefix: str) -> None:
         t.add_row(ref.url.removeprefix(base), str(ref.size), ref.sha256,
                   ref.content_type or "-")
     console().print(t)
+
+
+@files_group.command("adopt")
+@click.argument("prefix")
+@click.pass_context
+def adopt(ctx: click.Context, prefix: str) -> None:
+    """Record the files under PREFIX that have no record, hashing their bytes as they are.
+
+    For files copied into the store by hand, or left by a write an older version of
+    millstream did not finish: they are refused and not listed until adopted. Adopt only
+    bytes you trust — whatever they hold becomes the object. Objects that have a record are
+    never touched. Each file is printed with its size and SHA-256; a file that cannot be
+    adopted is named with the reason, and the exit code is 1. Pass '' for the whole store.
+
+    \b
+    Example:
+      millstream files ls --unrecorded videos/
+      millstream files adopt videos/
+    """
+    store = _store(ctx)
+    adopted = failed = 0
+    with contextlib.closing(store):
+        base = _base(store)
+        for name in list(base.unrecorded(prefix)):
+            try:
+                ref = base.adopt(name, content_type=mimetypes.guess_type(name)[0])
+            except MillstreamError as exc:
+                click.echo(f"not adopted {name}: {exc}", err=True)
+                failed += 1
+                continue
+            click.echo(f"adopted {name} {ref.size} {ref.sha256}")
+            adopted += 1
+    where = f" under {prefix!r}" if prefix else ""
+    click.echo(f"adopted {adopted} file(s){where}, {failed} not adopted", err=True)
+    if failed:
+        raise SystemExit(1)
 
 
 @files_group.command("put")

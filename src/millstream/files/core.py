@@ -287,6 +287,17 @@ class StoreBase:
         """Every object whose name starts with ``prefix``, in any order."""
         raise NotImplementedError
 
+    def _walk_unrecorded(self, prefix: str) -> Iterator[str]:
+        """Names under ``prefix`` holding bytes but no record of a write (not objects). By
+        default a backend records every object it holds."""
+        return iter(())
+
+    def _adopt(self, name: str, content_type: str | None) -> ObjectMeta:
+        """Record the bytes the unrecorded file ``name`` holds now; see ``adopt``."""
+        raise InvalidRequestError(
+            f"file store {self._url} has no unrecorded files to adopt: it records every "
+            "object it holds")
+
     def _open_version(self, name: str, meta: ObjectMeta, start: int, end: int
                       ) -> BinaryIO | None:
         """``_read_range`` of the very version ``meta`` describes, or ``None`` if the name
@@ -407,6 +418,23 @@ class StoreBase:
         found = sorted(self._walk(check_prefix(prefix)), key=lambda item: item[0])
         for name, meta in found:
             yield self.ref_for(name, meta)
+
+    def unrecorded(self, prefix: str = "") -> Iterator[str]:
+        """Names of files under ``prefix`` that hold bytes but no record of a write: copied
+        in by hand, left by an interrupted write of an older version, or with a lost record.
+        They are not objects (reads refuse them, ``list`` skips them) until ``adopt``."""
+        if self._closed:
+            raise ClosedError(f"file store {self._url} is closed")
+        yield from sorted(self._walk_unrecorded(check_prefix(prefix)))
+
+    def adopt(self, name: str, *, content_type: str | None = None) -> FileRef:
+        """Make the unrecorded file ``name`` an object: hash its bytes as they are and record
+        them. Only for a file whose bytes you trust — an object that has a record is refused
+        (``InvalidRequestError``), so damage is never re-recorded this way."""
+        if self._closed:
+            raise ClosedError(f"file store {self._url} is closed")
+        name = check_name(name)
+        return self.ref_for(name, self._adopt(name, content_type))
 
     def local_path(self, ref: FileRef | str) -> Path:
         """A verified copy in the cache, named by its SHA-256 (so shared by equal objects);

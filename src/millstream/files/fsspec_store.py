@@ -25,9 +25,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from millstream.errors import CorruptDataError, NotFoundError, UnavailableError
+from millstream.errors import (
+    CorruptDataError,
+    InvalidRequestError,
+    NotFoundError,
+    UnavailableError,
+)
 from millstream.faults import fault_point
-from millstream.files.core import ObjectMeta, StoreBase, WriterBase
+from millstream.files.core import ObjectMeta, StoreBase, WriterBase, hash_file
 
 __all__ = ["FsspecStore"]
 
@@ -133,7 +138,35 @@ class FsspecStore(StoreBase):
         except FileNotFoundError as exc:
             raise NotFoundError(f"no object {name!r} in the file store {self.url}") from exc
 
-    def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
+    def _walk_unrecorded(self, prefix: str) -> Iterator[str]:
+        for name in self._names(prefix):
+            if not self.fs.exists(self.meta_key(name)):
+                yield name
+
+    def _adopt(self, name: str, content_type: str | None) -> ObjectMeta:
+        key = f"{self.root}/{name}"
+        if self.fs.exists(self.meta_key(name)):
+            raise InvalidRequestError(
+                f"{self.url}/{name} is already an object (its SHA-256 was recorded when it "
+                "was written); adopt records only objects without a sidecar — put it again "
+                "to replace it")
+        try:
+            with self.fs.open(key, "rb") as f:
+                sha256, size = hash_file(f)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no file {name!r} in the file store {self.url}") from exc
+        written = time.time()
+        sidecar = f"{self.root}/.tmp/{uuid.uuid4().hex}.json"
+        self.fs.pipe_file(sidecar, json.dumps(
+            {"sha256": sha256, "size": size, "content_type": content_type,
+             "written": written}).encode())
+        self._move(sidecar, self.meta_key(name))
+        logger.warning("adopted %s/%s: SHA-256 %s, %s bytes, recorded as found", self.url,
+                       name, sha256, size)
+        return ObjectMeta(size=size, sha256=sha256, content_type=content_type,
+                          modified=written)
+
+    def _names(self, prefix: str) -> Iterator[str]:
         base = prefix.rpartition("/")[0]
         top = f"{self.root}/{base}" if base else self.root
         if not self.fs.exists(top):
@@ -141,13 +174,16 @@ class FsspecStore(StoreBase):
         for key in self.fs.find(top):
             name = str(key)[len(self.root) + 1:] if str(key).startswith(self.root) else ""
             name = name.lstrip("/")
-            if not name or name.split("/", 1)[0] in (".meta", ".tmp"):
+            if name and name.split("/", 1)[0] not in (".meta", ".tmp") and (
+                    name.startswith(prefix)):
+                yield name
+
+    def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
+        for name in self._names(prefix):
+            try:
+                meta = self._head(name)
+            except CorruptDataError as exc:
+                logger.warning("not listed: %s", exc)
                 continue
-            if name.startswith(prefix):
-                try:
-                    meta = self._head(name)
-                except CorruptDataError as exc:
-                    logger.warning("not listed: %s", exc)
-                    continue
-                if meta is not None:
-                    yield name, meta
+            if meta is not None:
+                yield name, meta

@@ -57,11 +57,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundError
+from millstream.errors import (
+    CorruptDataError,
+    InvalidRequestError,
+    NotFoundError,
+    UnavailableError,
+)
 from millstream.faults import fault_point
-from millstream.files._verify import DAMAGED, signature, verify_fd
+from millstream.files._verify import DAMAGED, RACY_S, signature, verify_fd
 from millstream.files.base import FileRef
-from millstream.files.core import ObjectMeta, StoreBase, WriterBase
+from millstream.files.core import ObjectMeta, StoreBase, WriterBase, hash_file
 
 __all__ = ["LocalStore"]
 
@@ -172,6 +177,8 @@ class LocalStore(StoreBase):
                 if entry.name.endswith(PENDING):  # a record whose rename a crash cut off?
                     with self.lock():
                         self._finish_put(Path(entry.path))
+                elif entry.name.endswith(".json") and self._leftover(Path(entry.path)):
+                    continue  # an older version's: kept for `files adopt` to check against
                 os.unlink(entry.path)
 
     def meta_path(self, name: str) -> Path:
@@ -371,7 +378,8 @@ class LocalStore(StoreBase):
                     break
                 parent = parent.parent
 
-    def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
+    def _names(self, prefix: str) -> Iterator[str]:
+        """Every regular file's name under the root that starts with ``prefix``."""
         base = prefix.rpartition("/")[0]
         top = self.root / base if base else self.root
         for dirpath, dirnames, filenames in os.walk(top):
@@ -382,13 +390,96 @@ class LocalStore(StoreBase):
             for filename in filenames:
                 name = rel + filename
                 if name.startswith(prefix):
-                    try:
-                        meta = self._head(name)
-                    except CorruptDataError as exc:
-                        logger.warning("not listed: %s", exc)
-                        continue
-                    if meta is not None:
-                        yield name, meta
+                    yield name
+
+    def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
+        for name in self._names(prefix):
+            try:
+                meta = self._head(name)
+            except CorruptDataError as exc:
+                logger.warning("not listed: %s", exc)
+                continue
+            if meta is not None:
+                yield name, meta
+
+    # --- files without a record -------------------------------------------------------------
+    @staticmethod
+    def _leftover(path: Path) -> dict[str, Any] | None:
+        """The record in ``.tmp/<random>.json`` that a write of an older millstream left when
+        it was killed between its two renames (no name in it; its ``ino`` names the file)."""
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if (isinstance(record, dict) and isinstance(record.get("ino"), int)
+                and isinstance(record.get("sha256"), str) and "name" not in record):
+            return record
+        return None
+
+    def _walk_unrecorded(self, prefix: str) -> Iterator[str]:
+        for name in self._names(prefix):
+            try:
+                self._record(name)
+            except CorruptDataError:
+                yield name
+
+    def _adopt(self, name: str, content_type: str | None) -> ObjectMeta:
+        try:
+            found = self._record(name)  # (completes a put cut off between its renames)
+        except CorruptDataError:  # no record: what adopt is for
+            return self._adopt_unrecorded(name, content_type)
+        if found is None:
+            raise NotFoundError(f"no file {name!r} in the file store {self.url}")
+        raise InvalidRequestError(
+            f"{self.url}/{name} is already an object (its SHA-256 was recorded when it was "
+            "written); adopt records only files without a record — put it again to replace it")
+
+    def _adopt_unrecorded(self, name: str, content_type: str | None) -> ObjectMeta:
+        what = f"{self.url}/{name}"
+        path = self.root / name
+        with open(path, "rb") as f:
+            started = time.time_ns()
+            before = signature(os.fstat(f.fileno()))
+            sha256, size = hash_file(f)
+            if signature(os.fstat(f.fileno())) != before:
+                raise UnavailableError(f"{what} changed while it was hashed; adopt it again")
+        leftovers: dict[int, tuple[Path, dict[str, Any]]] = {}
+        for entry in os.scandir(self.root / TMP):
+            if entry.name.endswith(".json") and not entry.name.endswith(PENDING):
+                old = self._leftover(Path(entry.path))
+                if old is not None:
+                    leftovers[old["ino"]] = (Path(entry.path), old)
+        left = leftovers.get(before.ino)
+        if left is not None:
+            if (left[1]["sha256"], left[1].get("size")) != (sha256, size):
+                raise CorruptDataError(
+                    f"{what}: the interrupted write that left it recorded SHA-256 "
+                    f"{left[1]['sha256']} ({left[1].get('size')} bytes), its bytes hash to "
+                    f"{sha256} ({size} bytes); {DAMAGED}")
+            content_type = left[1].get("content_type") or content_type  # as written
+        record: dict[str, Any] = {"name": name, "sha256": sha256, "size": size,
+                                  "content_type": content_type, "ino": before.ino}
+        if started - before.ctime_ns >= RACY_S * 1e9:
+            record["verified"] = list(before)
+        with self.lock():
+            found = self._stat_and_read(name)
+            if found is None:
+                raise NotFoundError(f"no object {name!r} in the file store {self.url}")
+            if found[0] is not None:
+                raise InvalidRequestError(
+                    f"{what} is already an object (a put recorded it meanwhile); adopt "
+                    "records only files without a record")
+            if signature(found[1]) != before:
+                raise UnavailableError(f"{what} changed while it was hashed; adopt it again")
+            tmp = self.root / TMP / f"{uuid.uuid4().hex}{PENDING}"
+            _write_synced(tmp, record)
+            _replace_retrying(tmp, self.meta_path(name))
+            _fsync_dir(self.meta_path(name).parent)
+            if left is not None:
+                left[0].unlink(missing_ok=True)
+        logger.warning("adopted %s: SHA-256 %s, %s bytes, recorded as found", what, sha256,
+                       size)
+        return _meta_of(record, found[1])
 
     def local_path(self, ref: FileRef | str) -> Path:
         """The object's own file (not a copy), checked first; do not modify it."""
