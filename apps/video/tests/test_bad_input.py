@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,32 @@ def test_a_video_over_the_media_limits_is_refused_at_upload(
     assert res.status_code == 422, res.text
     assert res.json() == {
         "detail": f"rejected: duration (s) 3 exceeds the limit of {MAX_DURATION_S}"}
+
+
+def test_a_first_frame_over_the_pixel_limit_is_refused_at_upload_not_retried(
+        web: Web, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an MKV whose headers say 320 x 240 and whose first MJPEG frame is 1200 x 1000: FFmpeg's
+    # bounded decoder refuses it with EINVAL, which answered 503 (to be retried)
+    monkeypatch.setenv("VIDEOSITE_MAX_PIXELS", "1000000")
+    path = tmp_path / "lying.mkv"
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuvj420p"
+        encoder = av.CodecContext.create("mjpeg", "w")
+        assert isinstance(encoder, av.VideoCodecContext)
+        encoder.width, encoder.height, encoder.pix_fmt = 1200, 1000, "yuvj420p"
+        encoder.time_base = Fraction(1, 25)
+        frame = av.VideoFrame(1200, 1000, "yuvj420p")
+        for plane in frame.planes:
+            plane.update(bytes([16]) * plane.buffer_size)
+        frame.pts = 0
+        for packet in [*encoder.encode(frame), *encoder.encode(None)]:
+            packet.stream, packet.time_base, packet.pts, packet.dts = stream, Fraction(1, 25), 0, 0
+            out.mux(packet)
+    res = post(web, multipart(path.read_bytes(), title="lying"))
+    assert res.status_code == 422, res.text
+    assert res.json() == {"detail": "rejected: pixels per frame 1200000 (1200x1000 at 0.000 s; "
+                                    "the headers said 320x240) exceeds the limit of 1000000"}
 
 
 @pytest.mark.parametrize(("headers", "why"), [
