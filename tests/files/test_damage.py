@@ -392,3 +392,49 @@ def test_readers_in_other_processes_racing_puts_of_three_versions_see_no_false_a
     reads = [int(line.split()[1]) for line in lines if line.startswith("reads")]
     assert len(reads) == 2 and min(reads) > 0, outputs
     assert puts > 30, puts
+
+
+def test_a_check_that_cannot_be_recorded_is_remembered_and_warned_about_once(
+        store: LocalStore, caplog: pytest.LogCaptureFixture) -> None:
+    ref = store.put(NAME, DATA)
+    other = store.put("other.bin", DATA[:1000])
+    _wait_until_not_racy(store.root / NAME)
+    _wait_until_not_racy(store.root / "other.bin")
+    (store.root / ".tmp").rmdir()
+    (store.root / ".tmp").write_bytes(b"")  # nothing can be written there now
+    with caplog.at_level("WARNING", logger="millstream.files.local"):
+        for _ in range(5):
+            with store.open(ref, start=100, end=200) as f:
+                assert f.read() == DATA[100:200]
+            assert store.local_path(ref) == store.root / NAME
+            assert store.local_path(other) == store.root / "other.bin"
+    assert store.hashed == 2  # once per object, not once per read
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"cannot record checks in {store.url} (") and "make the store writable" in warnings[0]
+    damage_in_place(store.root / NAME, "flipped")  # a new signature: hashed, and refused
+    with pytest.raises(CorruptDataError, match=re.escape(ref.url)):
+        store.local_path(ref)
+    assert store.hashed == 3
+
+
+def test_threads_checking_one_fresh_file_at_once_hash_it_once(store: LocalStore) -> None:
+    big = DATA * 40  # 120 MiB: each hash takes long enough for every thread to ask meanwhile
+    ref = store.put(NAME, big)  # changed just now: no check of it can be recorded yet
+    start = threading.Barrier(6)
+    got: list[object] = []
+
+    def use() -> None:
+        start.wait()
+        try:
+            got.append(store.local_path(ref))
+        except Exception as exc:  # collected, asserted below
+            got.append(exc)
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert got == [store.root / NAME] * 6
+    assert store.hashed == 1

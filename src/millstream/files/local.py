@@ -51,9 +51,12 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,7 +67,7 @@ from millstream.errors import (
     UnavailableError,
 )
 from millstream.faults import fault_point
-from millstream.files._verify import DAMAGED, RACY_S, signature, verify_fd
+from millstream.files._verify import DAMAGED, RACY_S, Signature, signature, verify_fd
 from millstream.files.base import FileRef
 from millstream.files.core import ObjectMeta, StoreBase, WriterBase, hash_file
 
@@ -77,6 +80,8 @@ TMP = ".tmp"
 #: Temporary files older than this are leftovers of killed writers and removed at open.
 STALE_TMP_S = 24 * 3600.0
 PENDING = ".meta.json"
+#: Checks remembered in memory per store when they cannot be recorded (about 200 bytes each).
+REMEMBERED_CHECKS = 4096
 
 
 def _fsync_dir(path: Path) -> None:
@@ -166,6 +171,14 @@ class LocalStore(StoreBase):
         (self.root / TMP).mkdir(parents=True, exist_ok=True)
         (self.root / META).mkdir(exist_ok=True)
         super().__init__(self.root.as_uri(), None)
+        #: whole-file checks this store has made (hashes of an object against its record)
+        self.hashed = 0
+        self._memory_lock = threading.Lock()
+        #: checks that could not be recorded (a read-only or full disk): (name, sha256,
+        #: signature) of files found intact, the least recently used dropped first
+        self._checked: OrderedDict[tuple[str, str, Signature], None] = OrderedDict()
+        self._checking: dict[tuple[str, str, Signature], Future[None]] = {}
+        self._warned_unrecorded = False
         self._reap_stale_tmp()
 
     def _reap_stale_tmp(self) -> None:
@@ -281,20 +294,51 @@ class LocalStore(StoreBase):
     # --- checks -----------------------------------------------------------------------------
     def _check_fd(self, name: str, meta: ObjectMeta, fd: int) -> None:
         """Raise ``CorruptDataError`` unless the file open as ``fd`` holds the recorded
-        bytes: at once when its signature is the one last verified, else by hashing it."""
+        bytes: at once when its signature is the one last verified (in the record, or in
+        this process's memory when the record could not be written), else by hashing it —
+        once for all the threads that ask at the same time."""
         record = self._read_record(name)
         st = os.fstat(fd)
+        sig = signature(st)
         if (record is not None and record["sha256"] == meta.sha256
-                and record.get("verified") == list(signature(st))):
+                and record.get("verified") == list(sig)):
             return
+        key = (name, meta.sha256, sig)
+        with self._memory_lock:
+            if key in self._checked:
+                self._checked.move_to_end(key)
+                return
+            running = self._checking.get(key)
+            if running is None:
+                running = self._checking[key] = Future()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            running.result()  # the same answer: None, or the CorruptDataError it raised
+            return
+        try:
+            self._hash_and_record(name, meta, fd, st, key)
+        except BaseException as exc:
+            running.set_exception(exc)
+            raise
+        else:
+            running.set_result(None)
+        finally:
+            with self._memory_lock:
+                self._checking.pop(key, None)
+
+    def _hash_and_record(self, name: str, meta: ObjectMeta, fd: int, st: os.stat_result,
+                         key: tuple[str, str, Signature]) -> None:
         what = f"{self.url}/{name}"
         if st.st_size != meta.size:
             raise CorruptDataError(
                 f"{what}: the file has {st.st_size} bytes, {meta.size} were recorded; "
                 f"{DAMAGED}")
+        self.hashed += 1
         verified = verify_fd(fd, meta.sha256, meta.size, what)
         if verified is None:
-            return
+            return  # changed less than RACY_S ago: checked again at its next use
         with self.lock():  # record it only if nothing changed meanwhile
             record = self._read_record(name)
             try:
@@ -308,10 +352,22 @@ class LocalStore(StoreBase):
             try:
                 _write_synced(tmp, record)  # synced: it replaces the write's own record
                 os.replace(tmp, self.meta_path(name))
-            except OSError as exc:  # a read-only or full disk: the next use checks again
+                return
+            except OSError as exc:  # a read-only or full disk: remembered here instead
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-                logger.info("could not record the check of %s/%s: %s", self.url, name, exc)
+                failure = exc
+        with self._memory_lock:
+            self._checked[key] = None
+            while len(self._checked) > REMEMBERED_CHECKS:
+                self._checked.popitem(last=False)
+            warn, self._warned_unrecorded = not self._warned_unrecorded, True
+        if warn:
+            logger.warning(
+                "cannot record checks in %s (%s): each object's check is remembered in this "
+                "process only (the last %d), so every new process hashes each object again "
+                "at its first range read or local_path; make the store writable",
+                self.url, failure, REMEMBERED_CHECKS)
 
     def _check_range(self, name: str, meta: ObjectMeta, raw: BinaryIO) -> None:
         self._check_fd(name, meta, raw.fileno())
