@@ -11,9 +11,10 @@ overrides ``_check_range`` so that range reads are verified too (``file://`` doe
 to make up a record: a record comes only from a write (or an explicit ``adopt`` of a file
 that has none), so damage cannot be re-recorded as the object's content. ``file://`` and
 other fsspec stores refuse a file without a record; S3, whose objects never change in place,
-hashes an object without ``sha256`` metadata at each ``stat`` (written by another tool). The local-path cache (for stores that are not local) holds verified
-copies named by their SHA-256 and checks a copy again whenever its stat signature changes
-(see ``_verify``); a damaged copy is fetched again.
+hashes an object without ``sha256`` metadata at each ``stat`` (written by another tool).
+The local-path cache (for stores that are not local) holds verified copies named by their
+SHA-256 and checks a copy again whenever its stat signature changes (see ``_verify``); a
+damaged copy is fetched again.
 """
 
 from __future__ import annotations
