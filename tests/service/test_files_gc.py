@@ -11,6 +11,7 @@ import millstream
 from millstream.cli.main import cli
 from millstream.files import open_files
 from millstream.files.claimcheck import ClaimCheck, claim_checked
+from millstream.tables import open_tables
 
 
 def test_gc_keeps_referenced_objects_and_deletes_orphans() -> None:
@@ -21,7 +22,7 @@ def test_gc_keeps_referenced_objects_and_deletes_orphans() -> None:
     old = time.time() - 7200
     for ref in (kept, orphan):
         os.utime(files.local_path(ref), (old, old))
-    with millstream.open_streams() as streams:
+    with millstream.open_streams() as streams, open_tables():  # the platform's tables exist
         streams.admin().create_stream("catalog")
         with streams.open_producer() as producer:
             producer.send("catalog", b'{"id": 1, "video": ' + kept.model_dump_json().encode()

@@ -34,6 +34,8 @@ from millstream.errors import MillstreamError
 from millstream.files import FileStore, open_files
 from millstream.files.core import CHUNK, StoreBase
 from millstream.files.gc import run_gc
+from millstream.streams.base import Streams
+from millstream.tables.base import Tables
 
 __all__ = ["files_group"]
 
@@ -279,6 +281,65 @@ def stat(ctx: click.Context, name: str) -> None:
                f"sha256        {ref.sha256}\ncontent-type  {ref.content_type or '-'}")
 
 
+_POINT_GC = ("point gc at the platform's backends: the global --streams URL, --tables URL, "
+             "or MILLSTREAM_HOME / MILLSTREAM_STREAMS / MILLSTREAM_TABLES / millstream.toml "
+             "as the services use them")
+
+
+def _platform_backends(streams_url: str | None, tables_url: str | None,
+                       force: bool) -> tuple[str, str | None]:
+    """The streams and tables URLs gc will scan (tables None: none to scan), refusing an
+    embedded log or SQLite file that does not exist: opening it would create it empty, and gc
+    would then find no reference and delete every object. A missing tables file is accepted
+    with ``force`` (a platform that never made a table), and then not created."""
+    from millstream.config import load_config
+    from millstream.streams.local import parse_local_url
+    from millstream.tables import _sqlite_path as sqlite_path
+
+    config = load_config(streams=streams_url, tables=tables_url)
+    missing = []
+    if config.streams.startswith("local:"):
+        path, _ = parse_local_url(config.streams, config.home)
+        if not path.exists():
+            missing.append(f"streams {config.streams} does not exist (no {path})")
+    tables: str | None = config.tables
+    if config.tables.startswith("sqlite:") and not sqlite_path(config.tables).exists():
+        if force and not missing:
+            tables = None
+        else:
+            missing.append(f"tables {config.tables} does not exist "
+                           f"(no {sqlite_path(config.tables)})")
+    if missing:
+        raise click.ClickException(
+            f"refusing to collect garbage: {'; '.join(missing)}; so no reference to any "
+            f"object could be found and every object would be deleted; {_POINT_GC} (a "
+            "platform that never made a table: --force scans no tables)")
+    return config.streams, tables
+
+
+def _refuse_foreign_backends(store: FileStore, streams: Streams, tables: Tables,
+                             streams_at: str, tables_at: str) -> None:
+    """Refuse backends that cannot be the ones the store's objects were written for."""
+    from millstream.files._references import is_snapshot
+
+    names = set(tables.list_tables())
+    if not streams.admin().list_streams() and not names and any(
+            not r.url.removeprefix(store.url + "/").startswith("millstream.gc/")
+            for r in store.list()):
+        raise click.ClickException(
+            f"refusing to collect garbage: streams {streams_at} and tables {tables_at} "
+            f"hold no stream and no table, but {store.url} holds objects; {_POINT_GC} "
+            "(or pass --force if nothing refers to them any more)")
+    lacking = sorted({r.url.removeprefix(store.url + "/").split("/")[1]
+                      for r in store.list("tables/")
+                      if is_snapshot(r.url.removeprefix(store.url + "/"))} - names)
+    if lacking:
+        raise click.ClickException(
+            f"refusing to collect garbage: {store.url} holds snapshots of table(s) "
+            f"{', '.join(lacking)} that tables {tables_at} lacks, so it may not be the "
+            f"platform's; {_POINT_GC} (or pass --force if those tables were dropped)")
+
+
 @files_group.command("gc")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option("--older-than", "older_than", default="1h", show_default=True,
@@ -288,10 +349,14 @@ def stat(ctx: click.Context, name: str) -> None:
 @click.option("--tables", "tables_url", metavar="URL",
               help="Tables backend whose documents refer to objects, overriding "
                    "MILLSTREAM_TABLES and millstream.toml.")
+@click.option("--force", is_flag=True,
+              help="Run even though the streams and tables scanned look like not the "
+                   "platform's (empty while the store holds objects, or lacking tables the "
+                   "store holds snapshots of).")
 @pass_state
 @click.pass_context
 def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
-       prefix: str, tables_url: str | None) -> None:
+       prefix: str, tables_url: str | None, force: bool) -> None:
     """Delete objects nothing on the platform refers to any more.
 
     Kept: objects a retained record in any stream refers to (claim-check objects and
@@ -318,8 +383,15 @@ def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
         click.echo(f"scanned {what} {name}: {count} {units[what]}", err=True)
 
     store = _store(ctx)
+    streams_at, tables_at = _platform_backends(state.streams_url, tables_url, force)
+    click.echo(f"gc of {store.url}: references from streams {streams_at} and "
+               f"{f'tables {tables_at}' if tables_at else 'no tables (none exist)'}",
+               err=True)
     with contextlib.closing(store), open_streams(state) as streams, \
-            open_tables(tables_url) as tables:
+            (open_tables(tables_at) if tables_at else contextlib.nullcontext()) as tables:
+        if not force:
+            assert tables is not None and tables_at is not None
+            _refuse_foreign_backends(store, streams, tables, streams_at, tables_at)
         report = run_gc(store, streams, tables, dry_run=dry_run, older_than_s=seconds,
                         prefix=prefix, progress=progress)
     verb = "would delete" if dry_run else "deleted"
