@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from click.testing import CliRunner
@@ -18,10 +19,14 @@ from click.testing import CliRunner
 import millstream
 from millstream.cli.main import cli
 from millstream.codecs import ModelCodec
+from millstream.errors import UnavailableError
 from millstream.files import ClaimCheck, FileRef, FileStore, claim_checked, open_files
 from millstream.files.gc import run_gc
+from millstream.files.local import LocalStore
+from millstream.records import Record
+from millstream.service.failures import describe_failure
 from millstream.service.state import CheckpointStore
-from millstream.service.wellknown import CHECKPOINTS, ensure_platform_streams
+from millstream.service.wellknown import CHECKPOINTS, EXCEPTIONS, ensure_platform_streams
 from millstream.streams.base import Streams
 from millstream.tables import Tables, open_tables
 from millstream.tables.snapshot import write_snapshot
@@ -46,7 +51,7 @@ def _platform_refs(store: FileStore, streams: Streams, tables: Tables) -> dict[s
     """One object per way the platform refers to objects, plus an orphan; returns them."""
     put = {n: store.put(f"obj/{n}", n.encode() * 10) for n in (
         "record", "raw", "header", "inner", "doc", "snapped", "state-ref", "state-inline",
-        "orphan")}
+        "html", "failed-value", "failed-key", "failed-header", "inner-raw", "orphan")}
     admin = streams.admin()
     admin.create_stream("events", 2)
     ensure_platform_streams(admin)
@@ -63,6 +68,22 @@ def _platform_refs(store: FileStore, streams: Streams, tables: Tables) -> dict[s
     checked = claim_checked(streams, ClaimCheck(store, threshold_bytes=1000))
     with checked.open_producer() as producer:  # (closing `checked` would close `streams`)
         producer.send("events", big, key=b"4")
+        # a large value that is not JSON (msgpack, say) naming an object
+        producer.send("events", b"\x82\xa3src" + put["inner-raw"].url.encode() + b"\x00" * 5000,
+                      key=b"5")
+    with streams.open_producer() as producer:
+        # an object's URL inside a JSON string, not at its start
+        producer.send("events", json.dumps({"html": f"<img src='{put['html'].url}'>"})
+                      .encode(), key=b"6")
+        # an input kept only in millstream.exceptions (its stream gone): value, key and
+        # headers are base64 in the exception record
+        failed = Record(stream="gone", partition=0, offset=0, timestamp=0,
+                        key=put["failed-key"].url.encode(),
+                        value=json.dumps({"f": put["failed-value"].model_dump()}).encode(),
+                        headers=(("x-src", put["failed-header"].url.encode()),))
+        producer.send(EXCEPTIONS, describe_failure(
+            {"app": "a", "service": "s", "group": "g", "instance": "i", "version": "1"},
+            failed, "handle", RuntimeError("boom"), 3, None), key=b"g")
     # a table document, nested
     tables.ensure_table("media").put("m1", {"a": {"b": [put["doc"].model_dump()]}})
     # a snapshot whose document is gone from the live table
@@ -83,10 +104,11 @@ def test_gc_with_no_age_grace_keeps_every_object_the_platform_refers_to() -> Non
     store = open_files()
     with millstream.open_streams() as streams, open_tables() as tables:
         put = _platform_refs(store, streams, tables)
-    claim = next(store.list("claim-check/"))
+    claims = {r.url for r in store.list("claim-check/")}
+    assert len(claims) == 2
     snapshot = next(store.list("tables/snapped/snapshots/"))
     state = next(r for r in store.list("big-group/checkpoints/"))
-    everything = {r.url for r in put.values()} | {claim.url, snapshot.url, state.url}
+    everything = {r.url for r in put.values()} | claims | {snapshot.url, state.url}
     assert _urls(store) == everything
 
     dry = CliRunner().invoke(cli, ["files", "gc", "--dry-run", "--older-than", "0s"])
@@ -98,10 +120,11 @@ def test_gc_with_no_age_grace_keeps_every_object_the_platform_refers_to() -> Non
     assert done.exit_code == 0, done.output
     assert _urls(store) == everything - {put["orphan"].url}
     assert _summary(done.output) == (
-        "deleted 1 object(s), 60 bytes; kept 11 object(s): referred to by records 5, "
+        "deleted 1 object(s), 60 bytes; kept 17 object(s): referred to by records 11, "
         "tables 1, snapshots 2, checkpoints 3; pinned by running writers 0; younger than 0s 0")
     # progress: every stream, table and snapshot scanned is named
-    assert "scanned stream events: 4 record(s)" in done.output
+    assert "scanned stream events: 6 record(s)" in done.output
+    assert f"scanned stream {EXCEPTIONS}: 1 record(s)" in done.output
     assert f"scanned stream {CHECKPOINTS}: 2 record(s)" in done.output
     assert "scanned table media: 1 document(s)" in done.output
     assert "scanned table snapped: 0 document(s)" in done.output
@@ -195,3 +218,34 @@ def test_gc_keeps_what_a_running_service_stored_for_a_record_not_yet_sent(
 def _no_pause_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MILLSTREAM_FAULT_PAUSE", raising=False)
     monkeypatch.delenv("MILLSTREAM_FAULT_PAUSE_FILE", raising=False)
+
+
+class _SnapshotsUnavailable(LocalStore):
+    """A store whose snapshots cannot be read once, for a reason that is not damage (the
+    disk, or an S3 server, gone a moment): ``UnavailableError`` is a ``ConnectionError``, an
+    ``OSError``."""
+
+    failed = False
+
+    def open(self, ref: FileRef | str, *, start: int = 0, end: int | None = None,
+             verify: bool = True) -> BinaryIO:
+        name = ref if isinstance(ref, str) else ref.url
+        if "/snapshots/" in name and not self.failed:
+            self.failed = True
+            raise UnavailableError(f"{name}: the store does not answer")
+        return super().open(ref, start=start, end=end, verify=verify)
+
+
+def test_a_snapshot_that_cannot_be_read_for_a_reason_other_than_damage_ends_the_gc_not_as_damage(
+        tmp_path: Path) -> None:
+    url = (tmp_path / "files").as_uri()
+    store = open_files(url)
+    snapped = store.put("obj/snapped", b"s" * 10)
+    with millstream.open_streams() as streams, open_tables() as tables:
+        table = tables.ensure_table("snapped")
+        table.put("s1", {"file": snapped.model_dump()})
+        write_snapshot(table, store)
+        table.delete("s1")  # only the snapshot refers to the object now
+        with pytest.raises(UnavailableError, match="does not answer"):
+            run_gc(_SnapshotsUnavailable(tmp_path / "files"), streams, tables, older_than_s=0)
+    assert snapped.url in _urls(store)

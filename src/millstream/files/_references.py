@@ -3,9 +3,11 @@
 ``References`` collects, per reason, the URLs of a store's objects that something still
 refers to:
 
-* ``records`` — a retained record of any stream: a ``FileRef`` anywhere in a JSON value, a
-  string that is an object's URL, or the URL's bytes anywhere in a value, key or header that
-  is not JSON. A claim-check record's object is followed: the value it holds is scanned too.
+* ``records`` — a retained record of any stream: a ``FileRef`` anywhere in a JSON value, an
+  object's URL anywhere in a JSON string, or the URL's bytes anywhere in a value, key or
+  header that is not JSON. A claim-check record's object is followed: the value it holds is
+  scanned too, JSON or not. An exception record's failed input (its value, key and headers,
+  base64 in the JSON) is scanned as a record.
 * ``checkpoints`` — a record of ``millstream.checkpoints``: its inline state, and the state
   object it names (read and scanned).
 * ``tables`` — a document of any table.
@@ -18,6 +20,7 @@ since.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import logging
@@ -41,6 +44,7 @@ REASONS = ("records", "tables", "snapshots", "checkpoints", "pins", "young")
 #: ``progress(what, name, count)``: a stream, table or snapshot was scanned.
 Progress = Callable[[str, str, int], None]
 _CHECKPOINTS = "millstream.checkpoints"
+_EXCEPTIONS = "millstream.exceptions"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -66,6 +70,23 @@ def find_references(value: object, base: str | None = None) -> set[str]:
             stack.extend(item)
         elif base is not None and isinstance(item, str) and item.startswith(base):
             found.add(item)
+    return found
+
+
+def _strings_mentioning(value: object, base: str) -> list[str]:
+    """Every string anywhere inside ``value`` that holds ``base`` after its start (one that
+    starts with it is an object's URL, found by ``find_references``)."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(k for k in item if isinstance(k, str))
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str) and base in item and not item.startswith(base):
+            found.append(item)
     return found
 
 
@@ -122,8 +143,37 @@ class References:
     def add_json(self, reason: str, value: object) -> None:
         refs = find_references(value, self.base)
         self.found[reason] |= refs
+        for text in _strings_mentioning(value, self.base):  # HTML, markdown, a sentence…
+            self.mentions[reason].append(text.encode())
         for url in refs:
             self._follow(reason, url)
+
+    def _add_failed_input(self, reason: str, value: bytes) -> None:
+        """An exception record (``millstream.exceptions``) keeps the failed input's value, key
+        and headers base64-encoded: scan their bytes as a record's."""
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            return
+        if not isinstance(doc, dict):
+            return
+        inner = doc.get("input")
+        fields = [doc.get("value_b64")]
+        if isinstance(inner, dict):
+            fields.append(inner.get("key_b64"))
+            for pair in inner.get("headers") or ():
+                if isinstance(pair, list) and len(pair) == 2:
+                    fields.append(pair[1])
+        for text in fields:
+            if not isinstance(text, str) or not text:
+                continue
+            try:
+                data = base64.b64decode(text, validate=True)
+            except ValueError:
+                continue  # not base64: the JSON scan above saw it as it is
+            self.add_bytes(reason, data)
+            if self._base_bytes in data:
+                self.mentions[reason].append(data)
 
     def _follow(self, reason: str, url: str) -> None:
         """Scan the contents of a claim-check object: the value it stands for."""
@@ -147,12 +197,9 @@ class References:
                 self.mentions[reason].append(data)
 
     def _read(self, url: str) -> bytes | None:
+        """The object's bytes, whatever they start with: a value that is not JSON (msgpack,
+        protobuf, text) can still hold an object's URL."""
         try:
-            size = self.store.stat(url).size
-            # a range read: checked first on file://, so damage shows before the head counts
-            with self.store.open(url, start=0, end=min(64, size)) as f:
-                if f.read(64).lstrip()[:1] not in (b"{", b"[", b'"'):
-                    return None  # not JSON: bytes a reference cannot be read out of
             return self.store.read_bytes(url)
         except NotFoundError:
             return None  # gone already: nothing it holds can be restored
@@ -211,6 +258,8 @@ class References:
             if not seen % 4096:
                 self._tick()
             self.add_bytes(reason, record.value)
+            if name == _EXCEPTIONS and record.value:
+                self._add_failed_input(reason, record.value)
             if record.key and self._base_bytes in record.key:
                 self.mentions[reason].append(bytes(record.key))
             for _, hvalue in record.headers or ():
@@ -272,7 +321,9 @@ class References:
                     self.add_bytes("snapshots", doc)
         except NotFoundError:
             pass  # deleted meanwhile (by `files rm`)
-        except (CorruptDataError, OSError, EOFError, zlib.error) as exc:
+        except (CorruptDataError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            # damage only: any other OSError (a disk, a store unavailable) ends the gc, as a
+            # snapshot not read would let what it refers to be deleted
             # kept, and scanned as far as its bytes still inflate: restore refuses a damaged
             # snapshot, but a restored original would name the same objects
             log.warning("snapshot %s is damaged (%s); kept, scanned as far as it reads",
