@@ -19,8 +19,9 @@ from click.testing import CliRunner
 import millstream
 from millstream.cli.main import cli
 from millstream.codecs import ModelCodec
-from millstream.errors import UnavailableError
+from millstream.errors import InvalidRequestError, UnavailableError
 from millstream.files import ClaimCheck, FileRef, FileStore, claim_checked, open_files
+from millstream.files._pins import Pins
 from millstream.files.gc import run_gc
 from millstream.files.local import LocalStore
 from millstream.records import Record
@@ -32,6 +33,7 @@ from millstream.tables import Tables, open_tables
 from millstream.tables.snapshot import write_snapshot
 from tests.files.gc_app import Stored, Upload, blob
 from tests.support.children import REPO
+from tests.support.s3_fixtures import S3Target
 from tests.support.waiting import wait_until
 
 
@@ -249,3 +251,45 @@ def test_a_snapshot_that_cannot_be_read_for_a_reason_other_than_damage_ends_the_
         with pytest.raises(UnavailableError, match="does not answer"):
             run_gc(_SnapshotsUnavailable(tmp_path / "files"), streams, tables, older_than_s=0)
     assert snapped.url in _urls(store)
+
+
+def test_gc_of_another_store_follows_the_platforms_claim_checks_and_checkpoint_states(
+        tmp_path: Path) -> None:
+    platform = open_files()  # where the claim-check and checkpoint states go
+    media = open_files((tmp_path / "media").as_uri())
+    in_claim, in_state = media.put("v/a.mp4", b"a" * 10), media.put("v/b.mp4", b"b" * 10)
+    orphan = media.put("v/orphan.mp4", b"o" * 10)
+    with millstream.open_streams() as streams, open_tables():
+        streams.admin().create_stream("events", 1)
+        ensure_platform_streams(streams.admin())
+        big = json.dumps({"pad": "p" * 5000, "video": in_claim.model_dump()}).encode()
+        with claim_checked(streams, ClaimCheck(platform, threshold_bytes=1000)
+                           ).open_producer() as producer:
+            producer.send("events", big)
+        with streams.open_producer() as producer:
+            CheckpointStore(streams, "grp", files=platform, inline_limit=10).write(
+                producer, 0, {"events": 1}, {"last": in_state.model_dump()}, 1)
+    done = CliRunner().invoke(cli, ["files", "--files", media.url, "gc", "--older-than", "0s"])
+    assert done.exit_code == 0, done.output
+    assert _summary(done.output) == (
+        "deleted 1 object(s), 10 bytes; kept 2 object(s): referred to by records 1, "
+        "tables 0, snapshots 0, checkpoints 1; pinned by running writers 0; younger than 0s 0")
+    assert _urls(media) == {in_claim.url, in_state.url}
+    assert f"deleted {orphan.url} (10 bytes)" in done.output
+
+
+def test_gc_refuses_a_prefix_holding_another_stores_pins(s3_url: S3Target) -> None:
+    parent = open_files(s3_url.child(), options=s3_url.options)
+    child = open_files(parent.url + "/team2", options=s3_url.options)
+    pins = Pins(child)
+    pins.hold("claim-check/abc")  # a writer of the nested store: its record not sent yet
+    held = child.put("claim-check/abc", b"C" * 100)
+    with millstream.open_streams() as streams:
+        with pytest.raises(InvalidRequestError, match=(
+                f"{parent.url} holds another store, {parent.url}/team2 .*collect it on its "
+                f"own \\(--files {parent.url}/team2\\)")):
+            run_gc(parent, streams, None, older_than_s=0)
+        assert [r.url for r in run_gc(parent, streams, None, older_than_s=0,
+                                      prefix="other/").deleted] == []
+    assert child.exists(held)
+    pins.release()

@@ -392,8 +392,10 @@ def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
         if not force:
             assert tables is not None and tables_at is not None
             _refuse_foreign_backends(store, streams, tables, streams_at, tables_at)
-        report = run_gc(store, streams, tables, dry_run=dry_run, older_than_s=seconds,
-                        prefix=prefix, progress=progress)
+        platform = open_files()  # where claim-check and checkpoint-state objects are kept
+        with contextlib.closing(platform):
+            report = run_gc(store, streams, tables, dry_run=dry_run, older_than_s=seconds,
+                            prefix=prefix, progress=progress, platform=platform)
     verb = "would delete" if dry_run else "deleted"
     for ref in report.deleted:
         click.echo(f"{verb} {ref.url} ({decimal(ref.size)})")

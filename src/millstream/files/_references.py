@@ -10,6 +10,10 @@ refers to:
   base64 in the JSON) is scanned as a record.
 * ``checkpoints`` — a record of ``millstream.checkpoints``: its inline state, and the state
   object it names (read and scanned).
+
+Claim-check and checkpoint-state objects are followed in the store collected and in the
+platform's (``platform``), whichever is collected: a value kept there may refer to objects
+of another store.
 * ``tables`` — a document of any table.
 * ``snapshots`` — every object under ``tables/<table>/snapshots/`` (what ``list_snapshots``
   lists) and every reference in the documents it holds.
@@ -100,8 +104,13 @@ class References:
     """What refers to the objects of ``store``, by reason; see the module docstring."""
 
     def __init__(self, store: FileStore, progress: Progress | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None,
+                 platform: FileStore | None = None) -> None:
         self.store = store
+        #: the stores whose claim-check and checkpoint-state objects are followed: the one
+        #: collected and the platform's (where services put them), whichever is collected
+        self._readers = [store] + ([platform] if platform is not None
+                                   and platform.url != store.url else [])
         self._tick = tick or (lambda: None)  # called every few thousand records read
         self.base = store.url + "/"
         self._base_bytes = self.base.encode()
@@ -175,9 +184,15 @@ class References:
             if self._base_bytes in data:
                 self.mentions[reason].append(data)
 
+    def _reader(self, url: str) -> FileStore | None:
+        """The store (collected, or the platform's) that holds the object at ``url``."""
+        return next((r for r in self._readers if url.startswith(r.url + "/")), None)
+
     def _follow(self, reason: str, url: str) -> None:
         """Scan the contents of a claim-check object: the value it stands for."""
-        if not url.startswith(self.base + CLAIM_PREFIX) or url in self._followed:
+        reader = self._reader(url)
+        if (reader is None or not url.startswith(reader.url + "/" + CLAIM_PREFIX)
+                or url in self._followed):
             return
         self._followed.add(url)
         self._add_object(reason, url)
@@ -200,7 +215,7 @@ class References:
         """The object's bytes, whatever they start with: a value that is not JSON (msgpack,
         protobuf, text) can still hold an object's URL."""
         try:
-            return self.store.read_bytes(url)
+            return (self._reader(url) or self.store).read_bytes(url)
         except NotFoundError:
             return None  # gone already: nothing it holds can be restored
 
@@ -209,7 +224,7 @@ class References:
         recorded size (or to where they end, if the object was cut short)."""
         chunks: list[bytes] = []
         try:
-            with self.store.open(url, verify=False) as f:
+            with (self._reader(url) or self.store).open(url, verify=False) as f:
                 raw: Any = getattr(f, "raw", f)  # unbuffered: a cut-short end keeps the rest
                 buffer = bytearray(1024 * 1024)
                 while True:
@@ -276,7 +291,7 @@ class References:
     def _follow_state(self, url: str) -> None:
         """A checkpoint's state kept as an object (``<group>/checkpoints/<n>/<sha>.json``):
         scan it for the references it holds."""
-        if (url in self._followed or not url.startswith(self.base)
+        if (url in self._followed or self._reader(url) is None
                 or "/checkpoints/" not in url or not url.endswith(".json")):
             return
         self._followed.add(url)

@@ -99,22 +99,38 @@ def _name(store: FileStore, ref: FileRef) -> str:
 
 
 def _ours(store: FileStore, prefix: str) -> list[FileRef]:
-    """The objects under ``prefix``, without gc's own area."""
-    return [r for r in store.list(prefix) if not _name(store, r).startswith(AREA)]
+    """The objects under ``prefix``, without gc's own area; refuses a prefix holding another
+    store (its own ``millstream.gc/`` below the root): its pins are not this store's, so its
+    writers' objects would not be protected."""
+    listed = []
+    for ref in store.list(prefix):
+        name = _name(store, ref)
+        if name.startswith(AREA):
+            continue
+        if "/" + AREA in name:
+            nested = f"{store.url}/{name[:name.index('/' + AREA)]}"
+            raise InvalidRequestError(
+                f"{store.url} holds another store, {nested} (it has its own {AREA}): its "
+                f"writers pin their objects there, not here; collect it on its own "
+                f"(--files {nested}), and this store with a --prefix that excludes it")
+        listed.append(ref)
+    return listed
 
 
 def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
             older_than_s: float = 3600.0, dry_run: bool = False, prefix: str = "",
-            progress: Progress | None = None,
+            progress: Progress | None = None, platform: FileStore | None = None,
             clock: Callable[[], float] = time.time) -> GcReport:
     """Delete (unless ``dry_run``) every object under ``prefix`` that nothing on the platform
     refers to; see the module docstring. ``progress(what, name, count)`` is called after
-    each stream, table and snapshot scanned."""
+    each stream, table and snapshot scanned. ``platform`` is the platform's store when
+    ``store`` is another: the claim-check and checkpoint-state objects kept there are read
+    for references to ``store``'s objects."""
     _check_age(store, older_than_s)
     announce = None if dry_run else running_marker(store)
     with announce or contextlib.nullcontext():
         listed = _ours(store, prefix)
-        refs = References(store, progress, announce.refresh if announce else None)
+        refs = References(store, progress, announce.refresh if announce else None, platform)
         refs.scan_streams(streams)
         if tables is not None:
             refs.scan_tables(tables)
