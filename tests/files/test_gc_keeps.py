@@ -293,3 +293,30 @@ def test_gc_refuses_a_prefix_holding_another_stores_pins(s3_url: S3Target) -> No
                                       prefix="other/").deleted] == []
     assert child.exists(held)
     pins.release()
+
+
+def test_a_snapshot_written_to_another_store_keeps_its_objects_when_gc_is_told_of_it(
+        tmp_path: Path) -> None:
+    store = open_files()
+    cover, orphan = store.put("media/cover.jpg", b"J" * 100), store.put("media/o", b"o" * 10)
+    backups = (tmp_path / "backups").as_uri()
+    with millstream.open_streams(), open_tables() as tables:
+        tables.ensure_table("videos").put("v1", {"poster": cover.model_dump()})
+    done = CliRunner().invoke(cli, ["tables", "snapshot", "videos", "--files", backups])
+    assert done.exit_code == 0, done.output
+    with open_tables() as tables:
+        tables.table("videos").delete("v1")  # only the snapshot in `backups` names it now
+    args = ["files", "gc", "--older-than", "0s", "--dry-run"]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    assert f"would delete {cover.url} (100 bytes)" in done.output  # what the docs warn of
+    done = CliRunner().invoke(cli, [*args[:-1], "--snapshots", backups])
+    assert done.exit_code == 0, done.output
+    assert f"snapshots in {backups}" in done.output
+    snapshot = next(open_files(backups).list("tables/videos/snapshots/"))
+    assert f"scanned snapshot {snapshot.url}: 1 document(s)" in done.output
+    assert _summary(done.output) == (
+        "deleted 1 object(s), 10 bytes; kept 1 object(s): referred to by records 0, "
+        "tables 0, snapshots 1, checkpoints 0; pinned by running writers 0; younger than 0s 0")
+    assert _urls(store) == {cover.url}
+    assert orphan.url not in _urls(store)

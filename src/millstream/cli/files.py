@@ -349,6 +349,9 @@ def _refuse_foreign_backends(store: FileStore, streams: Streams, tables: Tables,
 @click.option("--tables", "tables_url", metavar="URL",
               help="Tables backend whose documents refer to objects, overriding "
                    "MILLSTREAM_TABLES and millstream.toml.")
+@click.option("--snapshots", "snapshot_urls", metavar="URL", multiple=True,
+              help="Another file store holding table snapshots (`tables snapshot --files "
+                   "URL`): what they refer to is kept too. Repeatable.")
 @click.option("--force", is_flag=True,
               help="Run even though the streams and tables scanned look like not the "
                    "platform's (empty while the store holds objects, or lacking tables the "
@@ -356,7 +359,8 @@ def _refuse_foreign_backends(store: FileStore, streams: Streams, tables: Tables,
 @pass_state
 @click.pass_context
 def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
-       prefix: str, tables_url: str | None, force: bool) -> None:
+       prefix: str, tables_url: str | None, snapshot_urls: tuple[str, ...],
+       force: bool) -> None:
     """Delete objects nothing on the platform refers to any more.
 
     Kept: objects a retained record in any stream refers to (claim-check objects and
@@ -385,17 +389,21 @@ def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
     store = _store(ctx)
     streams_at, tables_at = _platform_backends(state.streams_url, tables_url, force)
     click.echo(f"gc of {store.url}: references from streams {streams_at} and "
-               f"{f'tables {tables_at}' if tables_at else 'no tables (none exist)'}",
-               err=True)
+               f"{f'tables {tables_at}' if tables_at else 'no tables (none exist)'}"
+               f"{''.join(f', snapshots in {url}' for url in snapshot_urls)}", err=True)
     with contextlib.closing(store), open_streams(state) as streams, \
             (open_tables(tables_at) if tables_at else contextlib.nullcontext()) as tables:
         if not force:
             assert tables is not None and tables_at is not None
             _refuse_foreign_backends(store, streams, tables, streams_at, tables_at)
         platform = open_files()  # where claim-check and checkpoint-state objects are kept
-        with contextlib.closing(platform):
+        with contextlib.ExitStack() as others:
+            others.enter_context(contextlib.closing(platform))
+            snapshots_in = [others.enter_context(contextlib.closing(open_files(url)))
+                            for url in snapshot_urls]
             report = run_gc(store, streams, tables, dry_run=dry_run, older_than_s=seconds,
-                            prefix=prefix, progress=progress, platform=platform)
+                            prefix=prefix, progress=progress, platform=platform,
+                            snapshots_in=snapshots_in)
     verb = "would delete" if dry_run else "deleted"
     for ref in report.deleted:
         click.echo(f"{verb} {ref.url} ({decimal(ref.size)})")

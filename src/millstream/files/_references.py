@@ -184,6 +184,11 @@ class References:
             if self._base_bytes in data:
                 self.mentions[reason].append(data)
 
+    def add_reader(self, store: FileStore) -> None:
+        """Also read the objects of ``store`` (snapshots written to it, say)."""
+        if all(r.url != store.url for r in self._readers):
+            self._readers.append(store)
+
     def _reader(self, url: str) -> FileStore | None:
         """The store (collected, or the platform's) that holds the object at ``url``."""
         return next((r for r in self._readers if url.startswith(r.url + "/")), None)
@@ -320,12 +325,15 @@ class References:
             self.found["snapshots"].add(ref.url)
             seen = self._scan_snapshot(ref)
             if self._progress is not None:
-                self._progress("snapshot", ref.url.removeprefix(self.base), seen)
+                name = ref.url.removeprefix(self.base) if ref.url.startswith(self.base) \
+                    else ref.url
+                self._progress("snapshot", name, seen)
 
     def _scan_snapshot(self, ref: FileRef) -> int:
         seen = 0
         try:
-            with self.store.open(ref) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as lines:
+            reader = self._reader(ref.url) or self.store
+            with reader.open(ref) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as lines:
                 for number, line in enumerate(lines):
                     if number == 0 or line.startswith(b"{"):
                         continue  # the header and the trailer

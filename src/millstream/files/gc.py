@@ -32,7 +32,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundError
@@ -120,12 +120,14 @@ def _ours(store: FileStore, prefix: str) -> list[FileRef]:
 def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
             older_than_s: float = 3600.0, dry_run: bool = False, prefix: str = "",
             progress: Progress | None = None, platform: FileStore | None = None,
+            snapshots_in: Sequence[FileStore] = (),
             clock: Callable[[], float] = time.time) -> GcReport:
     """Delete (unless ``dry_run``) every object under ``prefix`` that nothing on the platform
     refers to; see the module docstring. ``progress(what, name, count)`` is called after
     each stream, table and snapshot scanned. ``platform`` is the platform's store when
     ``store`` is another: the claim-check and checkpoint-state objects kept there are read
-    for references to ``store``'s objects."""
+    for references to ``store``'s objects. The table snapshots of ``snapshots_in`` (stores
+    ``tables snapshot --files`` wrote to) are scanned too, and keep what they refer to."""
     _check_age(store, older_than_s)
     announce = None if dry_run else running_marker(store)
     with announce or contextlib.nullcontext():
@@ -135,6 +137,11 @@ def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
         if tables is not None:
             refs.scan_tables(tables)
         refs.scan_snapshots(r for r in store.list("tables/") if is_snapshot(_name(store, r)))
+        for other in snapshots_in:
+            if other.url == store.url:
+                continue
+            refs.add_reader(other)
+            refs.scan_snapshots(r for r in other.list("tables/") if is_snapshot(_name(other, r)))
         report = _sweep(store, listed, refs, streams, older_than_s=older_than_s,
                         dry_run=dry_run, clock=clock, marker=announce)
     report.unreadable = refs.unreadable
