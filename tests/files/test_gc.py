@@ -16,6 +16,8 @@ from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import collect_garbage, find_references, open_files
 from millstream.files._pins import MARKER_S, Pins, gc_running, running_marker
 from millstream.files.gc import run_gc
+from millstream.tables import open_tables
+from millstream.tables.snapshot import write_snapshot
 from tests.support.children import REPO
 
 H = "ab" * 32
@@ -61,6 +63,18 @@ def test_collect_garbage_keeps_referenced_and_young_objects(tmp_path: Path) -> N
     assert [r.url for r in store.list()] == [kept.url]
     with pytest.raises(InvalidRequestError):
         collect_garbage(store, referenced, older_than_s=-1)
+
+
+def test_collect_garbage_keeps_table_snapshots_and_what_they_refer_to(tmp_path: Path) -> None:
+    store = open_files((tmp_path / "files").as_uri())
+    snapped, orphan = store.put("a/snapped", b"s" * 3), store.put("a/orphan", b"o" * 4)
+    with open_tables(f"sqlite:///{tmp_path}/t.db") as tables:
+        table = tables.ensure_table("videos")
+        table.put("v", {"file": snapped.model_dump()})
+        write_snapshot(table, store)
+    snapshot = next(store.list("tables/videos/snapshots/"))
+    assert collect_garbage(store, set(), older_than_s=0) == [orphan]
+    assert {r.url for r in store.list()} == {snapped.url, snapshot.url}
 
 
 def test_what_a_killed_gc_leaves_expires_and_the_next_gc_removes_it(tmp_path: Path) -> None:

@@ -153,13 +153,17 @@ def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = F
                     clock: Callable[[], float] = time.time) -> list[FileRef]:
     """Delete (unless ``dry_run``) every object under ``prefix`` whose URL is not in
     ``referenced``, that no running writer has pinned and that is at least ``older_than_s``
-    seconds old; return them, by name. ``run_gc`` finds the references itself."""
+    seconds old; return them, by name. Table snapshots, and what their documents refer to,
+    are kept too; nothing else is scanned (no stream, table or checkpoint): use ``run_gc``,
+    which finds every reference itself, unless ``referenced`` already holds them all."""
     _check_age(store, older_than_s)
     refs = References(store)
     refs.found["records"] |= referenced
     announce = None if dry_run else running_marker(store)
     with announce or contextlib.nullcontext():
-        return _sweep(store, _ours(store, prefix), refs, None, older_than_s=older_than_s,
+        listed = _ours(store, prefix)
+        refs.scan_snapshots(r for r in store.list("tables/") if is_snapshot(_name(store, r)))
+        return _sweep(store, listed, refs, None, older_than_s=older_than_s,
                       dry_run=dry_run, clock=clock, marker=announce).deleted
 
 
