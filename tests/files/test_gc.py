@@ -14,7 +14,7 @@ import millstream
 from millstream.errors import InvalidRequestError, UnavailableError
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import collect_garbage, find_references, open_files
-from millstream.files._pins import MARKER_S, Pins, gc_running, running_marker
+from millstream.files._pins import Limits, Pins, condemn, gc_running, running_marker
 from millstream.files.gc import run_gc
 from millstream.tables import open_tables
 from millstream.tables.snapshot import write_snapshot
@@ -91,14 +91,18 @@ def test_what_a_killed_gc_leaves_expires_and_the_next_gc_removes_it(tmp_path: Pa
         left = sorted(r.url.removeprefix(url + "/").split("/")[1]
                       for r in store.list("millstream.gc/"))
         assert left == ["condemned", "running"]
-        # a writer waits for a fresh condemnation, not for one over two minutes old
-        Pins(store, clock=lambda: time.time() + 121).hold("obj/orphan")
+        # a writer waits for a fresh condemnation, not for one older than the limit
+        short = Limits(lease_s=6.0, marker_s=6.0, condemn_s=4.0)
         with pytest.raises(UnavailableError, match="condemned by `millstream files gc`"):
-            Pins(store, wait_s=0.2).hold("obj/orphan")
-        # a gc ten minutes later removes what the killed one left, and the writers' pins of
-        # that test are a day old by then
-        report = run_gc(store, streams, older_than_s=0,
-                        clock=lambda: time.time() + 24 * 3600 + 1)
+            Pins(store, wait_s=0.2, limits=short).hold("obj/orphan")
+        time.sleep(short.condemn_s + 0.2)
+        t0 = time.monotonic()
+        Pins(store, limits=short).hold("obj/orphan")
+        assert time.monotonic() - t0 < 1.0
+        # a gc after the marker and the pins expired removes what the killed one left, and
+        # the pins of the writers above
+        time.sleep(short.lease_s + 0.2)
+        report = run_gc(store, streams, older_than_s=0, limits=short)
     assert [r.url for r in report.deleted] == [orphan.url]
     assert list(store.list("millstream.gc/")) == []
 
@@ -106,14 +110,26 @@ def test_what_a_killed_gc_leaves_expires_and_the_next_gc_removes_it(tmp_path: Pa
 def test_a_gc_held_up_longer_than_writers_wait_for_it_deletes_nothing_more(
         tmp_path: Path) -> None:
     store = open_files((tmp_path / "files").as_uri())
-    now = [1000.0]
-    with running_marker(store, monotonic=lambda: now[0]) as marker:
-        assert gc_running(store)
-        now[0] += MARKER_S / 10 + 1
-        marker.refresh()  # rewritten: fresh again
-        now[0] += MARKER_S / 2 - 1
+    limits = Limits(marker_s=2.0)
+    with running_marker(store, limits) as marker:
+        assert gc_running(store, limits=limits)
+        time.sleep(0.3)
+        marker.refresh()  # rewritten: over marker_s / 10 old
         marker.check()
-        now[0] += 2  # over half the time writers give it, since its last rewrite
+        time.sleep(limits.marker_s / 2 + 0.1)  # over half the time writers give it
         with pytest.raises(UnavailableError, match="deleted nothing more — run it again"):
             marker.check()
+        with pytest.raises(UnavailableError, match="deleted nothing more — run it again"):
+            marker.refresh()  # a late refresh does not make the gc look fresh again
     assert not gc_running(store)
+
+
+def test_the_condemnation_window_starts_before_the_first_mark_is_written(
+        tmp_path: Path) -> None:
+    store = open_files((tmp_path / "files").as_uri())
+    names = [f"obj/{i}" for i in range(200)]
+    before = time.monotonic()
+    started = condemn(store, names, "gc1")
+    took = time.monotonic() - before
+    assert before <= started < before + took / 10
+    assert len(list(store.list("millstream.gc/condemned/"))) == 200

@@ -5,12 +5,14 @@ and the record's reference must read back byte-exact."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ import pytest
 import millstream
 from millstream.codecs import ModelCodec
 from millstream.files import ClaimCheck, FileRef, FileStore, open_files
+from millstream.files._pins import Limits, Pins
+from millstream.files.gc import run_gc
 from millstream.service import App, Context, ServiceRunner
 from millstream.streams.base import Streams
 from millstream.tables import open_tables
@@ -64,10 +68,11 @@ def _value(seed: int) -> bytes:
 
 
 def _start_gc(target: Target, tmp_path: Path, point: str, streams_url: str | None = None,
-              tag: str = "") -> tuple[subprocess.Popen[str], Path]:
+              tag: str = "", limits: Limits | None = None) -> tuple[subprocess.Popen[str], Path]:
     release = tmp_path / f"release-{point}{tag}"
     env = dict(os.environ, PYTHONPATH=str(REPO), MILLSTREAM_FAULT_PAUSE=point,
-               MILLSTREAM_FAULT_PAUSE_FILE=str(release))
+               MILLSTREAM_FAULT_PAUSE_FILE=str(release),
+               GC_WORKER_LIMITS=json.dumps(dataclasses.asdict(limits) if limits else {}))
     env.pop("MILLSTREAM_FAULT", None)
     args = [sys.executable, "-m", "tests.files.gc_worker", target.url,
             streams_url or f"local:{tmp_path / 'log'}"]
@@ -271,3 +276,62 @@ def test_on_kafka_a_record_sent_after_the_scan_keeps_the_object_it_reuses(
     assert sorted(got, key=len) == [json.dumps({"f": kept.model_dump()}).encode(), value]
     assert again["deleted"] == [] and again["kept"]["records"] == 2
     assert {r.url for r in target.store.list()} == {old.url, kept.url}
+
+
+def test_a_producer_shared_by_threads_keeps_the_pin_of_a_send_not_yet_handed_over(
+        target: Target, streams: Streams) -> None:
+    # thread A's send has pinned and found the old object it reuses, and has not handed its
+    # record to the producer yet; thread B flushes the same producer meanwhile, then a gc runs
+    value = _value(29)
+    old = _old_object(target.store, value)
+    claim = ClaimCheck(target.store, threshold_bytes=1000)
+    producer = claim.wrap_producer(streams.open_producer())
+    inner = producer._inner  # type: ignore[attr-defined]
+    real_send = inner.send
+    checked_in, go_on = threading.Event(), threading.Event()
+
+    def send_when_told(*args: Any, **kwargs: Any) -> Any:  # A, between check-in and send
+        checked_in.set()
+        go_on.wait(60)
+        return real_send(*args, **kwargs)
+
+    inner.send = send_when_told
+    a = threading.Thread(target=lambda: producer.send("big", value, key=b"a"))
+    a.start()
+    try:
+        assert checked_in.wait(30)
+        producer.flush()  # B: its own records (none) are durable; A's is not sent yet
+        assert len(list(target.store.list("millstream.gc/pins/"))) == 1
+        report = run_gc(target.store, streams, None, older_than_s=0)
+        assert report.deleted == [] and report.kept["pins"] == 1
+    finally:
+        go_on.set()
+        a.join(60)
+    producer.flush()
+    assert list(target.store.list("millstream.gc/pins/")) == []
+    producer.close()
+    assert target.store.stat(old.url) == old
+    assert _read_back(streams, claim) == [value]
+    assert run_gc(target.store, streams, None, older_than_s=0).deleted == []
+
+
+def test_a_gc_held_up_past_the_marker_limit_deletes_nothing_a_writer_then_wrote(
+        target: Target, streams: Streams, tmp_path: Path) -> None:
+    short = Limits(marker_s=4.0)
+    name = "grp/in/0/5/thumb.jpg"
+    old = target.store.put(name, b"T" * 50)  # a previous attempt's object, unreferenced
+    gc, release = _start_gc(target, tmp_path, "files.gc.before_delete", limits=short)
+    try:
+        time.sleep(short.marker_s + 0.5)  # gc held: its marker now looks expired to writers
+        pins = Pins(target.store, limits=short)
+        pins.hold(name, sent=True)  # the retry writes the object again...
+        ref = target.store.put(name, b"T" * 50)
+        with open_tables() as tables:  # ...and a row gc's scan, done already, never saw
+            tables.ensure_table("thumbs").put("5", {"thumb": ref.model_dump()})
+        pins.release()  # seeing no running gc: the pin goes at once
+        assert list(target.store.list("millstream.gc/pins/")) == []
+    finally:
+        result = _finish(gc, release)
+    assert "held up" in result["error"] and result["deleted"] == []
+    assert target.store.stat(name) == old == ref
+    assert list(target.store.list("millstream.gc/condemned/")) == []

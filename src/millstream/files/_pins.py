@@ -1,17 +1,18 @@
 """Pins: how running writers and ``files gc`` agree on objects no record refers to *yet*.
 
-A platform writer (a service's ``ctx.files``, the claim-check, a checkpoint's state) stores or
-reuses an object, then sends the record that refers to it; until that record is durable, no
-scan can find the reference. The writer therefore **pins** the object first, and gc never
-deletes a pinned object. Everything lives in the file store itself, under ``millstream.gc/``
-(ordinary objects, so every backend has it, and every process that shares the store sees it):
+A platform writer (a service's ``ctx.files``, the claim-check, a checkpoint's state, the
+public ``millstream.files.pinned``) stores or reuses an object, then sends the record that
+refers to it; until that record is durable, no scan can find the reference. The writer
+therefore **pins** the object first, and gc never deletes a pinned object. Everything lives in
+the file store itself, under ``millstream.gc/`` (ordinary objects, so every process that
+shares the store sees it):
 
-    millstream.gc/pins/<token>-<n>      a writer holds the objects it names
+    millstream.gc/pins/<token>-<n>      a writer holds the objects it names (one small
+                                        object per hold: a send_batch, a ctx.files.put)
     millstream.gc/condemned/<key>/<id>  the gc <id> is about to delete that object
     millstream.gc/running/<id>          a gc is running
 
-The protocol, per object ``X`` (``<key>`` is a hash of X's name; a writer's pin names every
-object it holds until its next release, rewritten as it grows):
+The protocol, per object ``X`` (``<key>`` is a hash of X's name):
 
 * writer — ``hold(X)``: (w1) write a pin; (w2) wait while X is condemned; then store X, or
   reuse it if it exists; send the record referring to it. ``release()`` once the record is
@@ -19,8 +20,8 @@ object it holds until its next release, rewritten as it grows):
   pin to name those gcs ("released, keep me for them") and delete it later.
 * gc — (g0) write its running marker, list the objects, scan every reference; then for X:
   (g1) condemn X; (g2) read X's pins — a live pin counts, a released one only if it names
-  this gc; (g3) read the records appended to every stream since the scan; delete X only if
-  none of them keeps it; (g4) lift the condemnation.
+  this gc, an unreadable one keeps everything; (g3) read the records appended to every
+  stream since the scan; delete X only if none of them keeps it; (g4) lift the condemnation.
 
 Why a reference written by a writer is never left dangling: both sides write before they read
 (w1 before w2, g1 before g2), so at least one sees the other — if g2 finds no pin that counts,
@@ -28,28 +29,39 @@ the pin was written after g2, or released before it without naming this gc. Writ
 then w2 came after g1, the writer sees the condemnation, waits for g4, and stores X again if
 it was deleted. Released without naming this gc: its w3 saw no marker of this gc, so the
 record was durable before g0 and the scan found it. A record appended between the scan and
-g3 is also read at g3. This needs only what every backend gives: a completed write is seen by
-every later read and list (``file://`` by POSIX, S3 by its strong read-after-write
-consistency), and no atomic compare-and-delete. A released pin whose gcs have all ended is
-deleted by the next gc.
+g3 is also read at g3. A released pin whose gcs have all ended is deleted by the next gc.
 
-Leftovers of killed processes expire: a pin after ``LEASE_S`` (a writer that holds an object
-for longer is not protected); a running marker after ``MARKER_S`` — a running gc rewrites its
-marker at least every ``MARKER_S / 10`` and deletes nothing once its last rewrite is over
-``MARKER_S / 2`` old (it stops, asking to be run again); a condemnation after ``CONDEMN_S`` —
-gc deletes an object only within ``CONDEMN_S / 2`` of condemning it.
+What this needs from the store, and from the processes:
+
+* a completed write is seen by every later read and **list** (``file://`` by POSIX, S3 by
+  its strong read-after-write and list-after-write consistency; an S3-compatible store whose
+  listings lag behind its writes breaks the argument above);
+* **bounded pauses**, because leftovers of killed processes expire (``Limits``): a running
+  marker after ``marker_s`` — gc rewrites it on time (``running_marker.refresh``, called as
+  it lists, scans and deletes) and stops, deleting nothing more, once its last rewrite began
+  over ``marker_s / 2`` ago; a condemnation after ``condemn_s`` — gc starts deletes only
+  within ``condemn_s / 4`` of beginning to condemn the batch, so a single delete (an S3
+  request with its retries) must finish within the remaining ``3/4``; a pin after
+  ``lease_s`` (a writer that holds an object for longer is not protected);
+* no common clock: every age is measured on the **store's** clock — the modification time of
+  an object this process has just written (its pin, or gc's marker) plus the monotonic time
+  since — so a host whose clock is off does not misjudge a condemnation or a marker. No
+  atomic compare-and-delete is needed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from millstream.errors import CorruptDataError, NotFoundError, UnavailableError
@@ -57,10 +69,10 @@ from millstream.files.base import FileRef, FileStore
 
 __all__ = [
     "AREA",
-    "CONDEMN_S",
-    "LEASE_S",
-    "MARKER_S",
+    "LIMITS",
+    "Limits",
     "Pins",
+    "StoreClock",
     "condemn",
     "condemned",
     "drop_leftovers",
@@ -78,12 +90,22 @@ AREA = "millstream.gc/"
 PINS = AREA + "pins/"
 CONDEMNED = AREA + "condemned/"
 RUNNING = AREA + "running/"
-#: A pin older than this is a leftover of a killed writer.
-LEASE_S = 24 * 3600.0
-#: A running marker not rewritten for this long is a leftover of a killed gc.
-MARKER_S = 600.0
-#: A condemnation older than this is a leftover; gc deletes only in the first half of it.
-CONDEMN_S = 120.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When leftovers of killed processes expire; see the module docstring. Every process
+    that shares a store must use the same limits (tests shorten them)."""
+
+    #: A pin older than this is a leftover of a killed writer.
+    lease_s: float = 24 * 3600.0
+    #: A running marker not rewritten for this long is a leftover of a killed gc.
+    marker_s: float = 600.0
+    #: A condemnation older than this is a leftover; gc starts deletes only in its first 1/4.
+    condemn_s: float = 120.0
+
+
+LIMITS = Limits()
 
 
 @runtime_checkable
@@ -98,10 +120,50 @@ def key_of(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
+class StoreClock:
+    """The store's clock, read off an object this process wrote: its modification time plus
+    the monotonic time since the write *ended* — never ahead of the store's own clock, so
+    ages come out short (a writer waits longer, gc counts pins and markers as fresher)."""
+
+    def __init__(self, store: FileStore) -> None:
+        self._store = store
+        self._anchor: tuple[float, float] | None = None  # (store mtime, monotonic after)
+
+    def wrote(self, name: str, after: float) -> None:
+        """``name`` was written, the write ending at monotonic ``after``: read its time."""
+        if isinstance(self._store, Dated):
+            try:
+                self._anchor = (self._store.modified(name), after)
+            except (NotFoundError, CorruptDataError):
+                pass  # removed meanwhile: the previous anchor serves
+
+    @property
+    def known(self) -> bool:
+        return self._anchor is not None
+
+    def now(self) -> float:
+        if self._anchor is None:
+            raise RuntimeError("StoreClock.now() before any write was read")
+        mtime, after = self._anchor
+        return mtime + (time.monotonic() - after)
+
+    def probe(self) -> float:
+        """Write and remove a probe object to read the store's clock now."""
+        name = f"{AREA}clock/{uuid.uuid4().hex}"
+        self._store.put(name, b"", content_type="application/octet-stream")
+        self.wrote(name, time.monotonic())
+        try:
+            self._store.delete(name)
+        except NotFoundError:
+            pass
+        return self.now()
+
+
 def _age(store: FileStore, ref: FileRef | str, now: float) -> float:
-    """Seconds since ``ref`` was written (0 when the store cannot tell: never stale).
-    ``NotFoundError`` if it is gone — or going: on ``file://`` a delete removes the object's
-    record before its file, and a look in between finds a file without a record."""
+    """Seconds since ``ref`` was written by the store's clock ``now`` (0 when the store
+    cannot tell: never stale). ``NotFoundError`` if it is gone — or going: on ``file://`` a
+    delete removes the object's record before its file, and a look in between finds a file
+    without a record."""
     if not isinstance(store, Dated):
         return 0.0
     try:
@@ -118,124 +180,234 @@ def _note(what: str | list[str], after: list[str] | None = None) -> bytes:
     return json.dumps(doc).encode()
 
 
+class _Pin:
+    __slots__ = ("attached", "name", "names", "pending")
+
+    def __init__(self, name: str, names: list[str]) -> None:
+        self.name = name
+        self.names = names
+        self.pending = 0  # holders whose record is not handed to the producer yet
+        self.attached = 0  # sequence number of the last hold that used this pin
+
+
 class Pins:
     """The pins one writer holds: objects it stored or reuses whose referring record is not
-    durable yet. Not thread-safe: one per producer or service runner.
+    durable yet. Thread-safe: threads sharing one producer each hold what they send, and a
+    release drops only what was handed to the producer before its flush began.
 
-    The objects held between two releases share one pin object, rewritten (atomically, as
-    every put) with each name added, so a release deletes one object whatever it held."""
+    Each ``hold`` of new names writes one small pin object naming them (one PUT); a name
+    already held joins the pin that holds it. ``hold`` returns a ticket; ``sent(ticket)``
+    once the record is handed to the producer; ``mark()`` before the producer's flush and
+    ``release(mark)`` after it. A caller that sends and flushes in one thread may pass
+    ``sent=True`` to ``hold`` and call ``release()`` alone."""
 
-    def __init__(self, store: FileStore, *, wait_s: float = CONDEMN_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: FileStore, *, wait_s: float | None = None,
+                 limits: Limits = LIMITS) -> None:
         self.store = store
+        self.limits = limits
         self._token = uuid.uuid4().hex
-        self._made = 0
-        self._pin = ""  # the pin object of the objects held now
-        self._held: list[str] = []  # their names, in the order held
+        self._made = itertools.count(1)
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._by_name: dict[str, _Pin] = {}  # every name held, and the pin holding it
+        self._pins: dict[str, _Pin] = {}  # live pins, by object name
         self._deferred: list[str] = []  # pins released while a gc ran: dropped after it
-        self._wait_s = wait_s
-        self._clock = clock
+        self._wait_s = limits.condemn_s if wait_s is None else wait_s
+        self._clock = StoreClock(store)
 
     @property
     def holding(self) -> bool:
-        return bool(self._held or self._deferred)
+        with self._lock:
+            return bool(self._pins or self._deferred)
 
-    def hold(self, name: str) -> None:
-        """Pin ``name`` before storing or reusing it; waits while a gc is deleting it (then
-        the caller finds it gone and stores it again). ``UnavailableError`` if a gc keeps it
-        condemned for longer than the wait."""
-        if name in self._held:
-            return
-        if not self._held:  # a fresh pin after each release: a released one may be removed
-            self._made += 1
-            self._pin = f"{PINS}{self._token}-{self._made}"
-        self._held.append(name)
-        self.store.put(self._pin, _note(self._held), content_type="application/json")
-        self._wait_not_condemned(name)
+    def hold(self, names: str | Iterable[str], *, sent: bool = False) -> list[_Pin]:
+        """Pin ``names`` before storing or reusing them (one pin object for the new ones);
+        waits while a gc is deleting one (then the caller finds it gone and stores it again).
+        ``UnavailableError`` if a gc keeps it condemned for longer than the wait. Returns the
+        ticket for ``sent``; with ``sent=True`` the hold counts as sent at once."""
+        wanted = list(dict.fromkeys([names] if isinstance(names, str) else names))
+        ticket: list[_Pin] = []
+        fresh: list[str] = []
+        with self._lock:
+            seq = next(self._seq)
+            for name in wanted:
+                pin = self._by_name.get(name)
+                if pin is not None and not sent:
+                    pin.pending += 1
+                if pin is not None:
+                    pin.attached = seq
+                    ticket.append(pin)
+                else:
+                    fresh.append(name)
+            if fresh:
+                pin = _Pin(f"{PINS}{self._token}-{next(self._made)}", fresh)
+                pin.pending = 0 if sent else 1
+                pin.attached = seq
+                for name in fresh:
+                    self._by_name[name] = pin
+                self._pins[pin.name] = pin
+                ticket.append(pin)
+        if fresh:
+            try:
+                self.store.put(ticket[-1].name, _note(fresh), content_type="application/json")
+            except BaseException:
+                with self._lock:
+                    for name in fresh:
+                        self._by_name.pop(name, None)
+                    self._pins.pop(ticket[-1].name, None)
+                raise
+            after = time.monotonic()
+            if not self._clock.known:
+                self._clock.wrote(ticket[-1].name, after)
+        try:
+            for name in wanted:
+                self._wait_not_condemned(name)
+        except BaseException:
+            if not sent:
+                self.sent(ticket)
+            raise
+        return ticket
+
+    def sent(self, ticket: list[_Pin]) -> None:
+        """The record of a ``hold`` has been handed to the producer (or will never be)."""
+        with self._lock:
+            for pin in ticket:
+                pin.pending -= 1
 
     def _wait_not_condemned(self, name: str) -> None:
         marks = f"{CONDEMNED}{key_of(name)}/"
         deadline = time.monotonic() + self._wait_s
-        while condemned(self.store, marks, self._clock()):
+        while condemned(self.store, marks, self._clock, self.limits):
             if time.monotonic() > deadline:
                 raise UnavailableError(
                     f"object {name!r} has been condemned by `millstream files gc` for over "
                     f"{self._wait_s:.0f} s; retry once that gc has finished")
             time.sleep(0.02)
 
-    def release(self) -> None:
-        """What refers to every held object is durable: drop the pins — unless a gc is
-        running (it may have scanned before those references were written). Then the pin is
-        rewritten to name the gcs running now, which honour it; it is deleted by a later
-        ``release`` that finds no gc running, or by any gc once those have ended."""
-        if not self.holding:
-            return
-        running = running_gcs(self.store, self._clock())
+    def mark(self) -> tuple[int, list[_Pin]]:
+        """What a flush beginning now makes durable: the pins whose records are all handed
+        to the producer."""
+        with self._lock:
+            return next(self._seq), [p for p in self._pins.values() if p.pending == 0]
+
+    def release(self, mark: tuple[int, list[_Pin]] | None = None) -> None:
+        """What refers to the pins of ``mark`` (default: every pin sent so far) is durable:
+        drop them — unless a gc is running (it may have scanned before those references were
+        written). Then each is rewritten to name the gcs running now, which honour it; it is
+        deleted by a later ``release`` that finds no gc running, or by any gc once those have
+        ended. A pin held again after ``mark`` was taken stays."""
+        seq, candidates = self.mark() if mark is None else mark
+        with self._lock:
+            done = [p for p in candidates
+                    if p.pending == 0 and p.attached < seq and self._pins.get(p.name) is p]
+            for pin in done:
+                del self._pins[pin.name]
+                for name in pin.names:
+                    if self._by_name.get(name) is pin:
+                        del self._by_name[name]
+            if not done and not self._deferred:
+                return
+        try:
+            running = running_gcs(self.store, self._now(done), self.limits)
+        except BaseException:
+            self._restore(done)
+            raise
         if running:
-            if self._held:
-                self.store.put(self._pin, _note(self._held, running),
+            for pin in done:
+                self.store.put(pin.name, _note(pin.names, running),
                                content_type="application/json")
-                self._deferred.append(self._pin)
-                self._held = []
+            with self._lock:
+                self._deferred.extend(p.name for p in done)
             return
-        for pin in (*([self._pin] if self._held else []), *self._deferred):
+        with self._lock:
+            drop, self._deferred = [*(p.name for p in done), *self._deferred], []
+        for name in drop:
             try:
-                self.store.delete(pin)
+                self.store.delete(name)
             except NotFoundError:
                 pass  # removed by a gc
-        self._held = []
-        self._deferred.clear()
+
+    def _restore(self, pins: list[_Pin]) -> None:
+        with self._lock:
+            for pin in pins:
+                self._pins[pin.name] = pin
+
+    def _now(self, pins: list[_Pin]) -> float:
+        if not self._clock.known:
+            for pin in pins:
+                self._clock.wrote(pin.name, time.monotonic())
+                if self._clock.known:
+                    break
+        return self._clock.now() if self._clock.known else self._clock.probe()
 
 
-def running_gcs(store: FileStore, now: float | None = None) -> list[str]:
-    """The running markers of the gcs running on ``store`` (not leftovers of killed ones)."""
-    now = time.time() if now is None else now
-    found = []
-    for ref in store.list(RUNNING):
+def _store_now(store: FileStore, now: StoreClock | float | None) -> float:
+    if isinstance(now, StoreClock):
+        return now.now() if now.known else now.probe()
+    return StoreClock(store).probe() if now is None else now
+
+
+def running_gcs(store: FileStore, now: StoreClock | float | None = None,
+                limits: Limits = LIMITS) -> list[str]:
+    """The running markers of the gcs running on ``store`` (not leftovers of killed ones);
+    ``now`` is the store's clock (read off a probe object when not given)."""
+    found: list[str] = []
+    refs = list(store.list(RUNNING))
+    if not refs:
+        return found
+    at = _store_now(store, now)
+    for ref in refs:
         try:
-            if _age(store, ref, now) <= MARKER_S:
+            if _age(store, ref, at) <= limits.marker_s:
                 found.append(ref.url.rsplit("/", 1)[-1])
         except NotFoundError:
             continue  # that gc has just ended
     return found
 
 
-def gc_running(store: FileStore, now: float | None = None) -> bool:
+def gc_running(store: FileStore, now: StoreClock | float | None = None,
+               limits: Limits = LIMITS) -> bool:
     """Whether a gc (not a leftover of a killed one) is running on ``store``."""
-    return bool(running_gcs(store, now))
+    return bool(running_gcs(store, now, limits))
 
 
 class running_marker:
     """``with running_marker(store) as marker:`` — announce a running gc (step g0) for the
-    block; ``marker.refresh()`` often, ``marker.check()`` before deleting."""
+    block; ``marker.refresh()`` often (it is cheap: it rewrites the marker only every
+    ``marker_s / 10``), ``marker.check()`` before each delete. Both raise
+    ``UnavailableError`` once the last rewrite began over ``marker_s / 2`` ago: writers may
+    stop seeing this gc, so nothing more may be deleted. ``marker.clock`` is the store's."""
 
-    def __init__(self, store: FileStore, *,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: FileStore, limits: Limits = LIMITS) -> None:
         self._store = store
+        self.limits = limits
         self.id = uuid.uuid4().hex
         self.name = f"{RUNNING}{self.id}"
-        self._monotonic = monotonic
-        self._written = 0.0  # monotonic time of the last rewrite
+        self._written = 0.0  # monotonic time the last rewrite began
+        self.clock = StoreClock(store)
 
     def __enter__(self) -> running_marker:
         self._write()
         return self
 
     def _write(self) -> None:
-        started = self._monotonic()
+        started = time.monotonic()
         self._store.put(self.name, _note("gc"), content_type="application/json")
+        self.clock.wrote(self.name, time.monotonic())
         self._written = started
 
     def refresh(self) -> None:
-        """Rewrite the marker if it was last written over ``MARKER_S / 10`` ago."""
-        if self._monotonic() - self._written > MARKER_S / 10:
+        """Check lateness, then rewrite the marker if it was last written over
+        ``marker_s / 10`` ago."""
+        self.check()
+        if time.monotonic() - self._written > self.limits.marker_s / 10:
             self._write()
 
     def check(self) -> None:
         """``UnavailableError`` if the marker may look expired to writers (this gc was held
         up for too long): nothing may be deleted then."""
-        late = self._monotonic() - self._written
-        if late > MARKER_S / 2:
+        late = time.monotonic() - self._written
+        if late > self.limits.marker_s / 2:
             raise UnavailableError(
                 f"files gc was held up for {late:.0f} s, long enough for writers to stop "
                 "waiting for it; it deleted nothing more — run it again")
@@ -247,11 +419,16 @@ class running_marker:
             pass
 
 
-def condemned(store: FileStore, marks: str, now: float) -> bool:
+def condemned(store: FileStore, marks: str, now: StoreClock | float | None = None,
+              limits: Limits = LIMITS) -> bool:
     """Whether any gc (not a leftover of a killed one) condemns the object of ``marks``."""
-    for ref in store.list(marks):
+    refs = list(store.list(marks))
+    if not refs:
+        return False
+    at = _store_now(store, now)
+    for ref in refs:
         try:
-            if _age(store, ref, now) <= CONDEMN_S:
+            if _age(store, ref, at) <= limits.condemn_s:
                 return True
         except NotFoundError:
             continue  # lifted meanwhile
@@ -260,12 +437,13 @@ def condemned(store: FileStore, marks: str, now: float) -> bool:
 
 def condemn(store: FileStore, names: Iterable[str], gc: str) -> float:
     """Condemn ``names`` for the gc ``gc`` (step g1; each gc its own mark, so one that ends
-    does not lift another's); returns the monotonic time after the last write, from which
-    the deletes have ``CONDEMN_S / 2``."""
+    does not lift another's); returns the monotonic time *before the first write*, from
+    which the deletes have ``condemn_s / 4``."""
+    started = time.monotonic()
     for name in names:
         store.put(f"{CONDEMNED}{key_of(name)}/{gc}", _note(name),
                   content_type="application/json")
-    return time.monotonic()
+    return started
 
 
 def uncondemn(store: FileStore, names: Iterable[str], gc: str) -> None:
@@ -277,21 +455,50 @@ def uncondemn(store: FileStore, names: Iterable[str], gc: str) -> None:
             pass
 
 
-def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
-           drop_stale: bool = False, now: float | None = None) -> set[str]:
-    """Which of ``names`` a writer holds, for the gc whose running marker is ``gc`` (step
-    g2): a live pin, or a released one that waits for that gc. Pins older than ``LEASE_S``,
-    and released ones whose gcs have all ended, do not count; ``drop_stale`` deletes them."""
-    now = time.time() if now is None else now
-    running = set(running_gcs(store, now))
-    held: set[str] = set()
-    for ref in store.list(PINS):
+def _read_pin(store: FileStore, ref: FileRef, now: float,
+              limits: Limits) -> tuple[bool, bytes | None]:
+    """``(stale, note)``: ``note`` None if the pin is gone; ``CorruptDataError`` if it cannot
+    be read twice in a row (on ``file://`` once may be a delete halfway)."""
+    for attempt in (0, 1):
         try:
-            stale = _age(store, ref, now) > LEASE_S
+            try:
+                if isinstance(store, Dated) and now - store.modified(ref) > limits.lease_s:
+                    return True, b"{}"
+            except NotFoundError:
+                return False, None  # deleted meanwhile
             # by URL, not by reference: a pin rewritten meanwhile is read in its new version
-            note = b"{}" if stale else store.read_bytes(ref.url)
-        except (NotFoundError, CorruptDataError):
-            continue  # deleted meanwhile
+            return False, store.read_bytes(ref.url)
+        except NotFoundError:
+            return False, None  # deleted meanwhile
+        except CorruptDataError:
+            if attempt:
+                raise
+        time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
+           drop_stale: bool = False, now: StoreClock | float | None = None,
+           limits: Limits = LIMITS) -> set[str]:
+    """Which of ``names`` a writer holds, for the gc whose running marker is ``gc`` (step
+    g2): a live pin, or a released one that waits for that gc. A pin that cannot be read
+    (damaged, or not JSON) keeps every name. Pins older than ``lease_s``, and released ones
+    whose gcs have all ended, do not count; ``drop_stale`` deletes them."""
+    names = list(names)
+    refs = list(store.list(PINS))
+    if not refs:
+        return set()
+    at = _store_now(store, now)
+    running = set(running_gcs(store, at, limits))
+    held: set[str] = set()
+    for ref in refs:
+        try:
+            stale, note = _read_pin(store, ref, at, limits)
+        except CorruptDataError as exc:
+            log.warning("pin %s cannot be read (%s); it keeps every object", ref.url, exc)
+            return set(names)
+        if note is None:
+            continue
         try:
             doc = json.loads(note)
             what, after = doc.get("what"), doc.get("after")
@@ -314,15 +521,17 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
     return {name for name in names if name in held}
 
 
-def drop_leftovers(store: FileStore, now: float | None = None) -> int:
+def drop_leftovers(store: FileStore, now: StoreClock | float | None = None,
+                   limits: Limits = LIMITS) -> int:
     """Delete the condemnations and running markers killed gcs left (older than
-    ``CONDEMN_S`` and ``MARKER_S``); returns how many."""
-    now = time.time() if now is None else now
+    ``condemn_s`` and ``marker_s``); returns how many."""
     dropped = 0
-    for prefix, limit in ((CONDEMNED, CONDEMN_S), (RUNNING, MARKER_S)):
+    at: float | None = None
+    for prefix, limit in ((CONDEMNED, limits.condemn_s), (RUNNING, limits.marker_s)):
         for ref in store.list(prefix):
+            at = _store_now(store, now) if at is None else at
             try:
-                if _age(store, ref, now) > limit:
+                if _age(store, ref, at) > limit:
                     store.delete(ref)
                     dropped += 1
             except NotFoundError:

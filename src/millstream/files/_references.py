@@ -111,7 +111,7 @@ class References:
         #: collected and the platform's (where services put them), whichever is collected
         self._readers = [store] + ([platform] if platform is not None
                                    and platform.url != store.url else [])
-        self._tick = tick or (lambda: None)  # called every few thousand records read
+        self._tick = tick or (lambda: None)  # called for every record, row and document read
         self.base = store.url + "/"
         self._base_bytes = self.base.encode()
         self.found: dict[str, set[str]] = {reason: set() for reason in REASONS}
@@ -275,8 +275,7 @@ class References:
         seen = 0
         for record in read_ranges(streams, name, ranges):
             seen += 1
-            if not seen % 4096:
-                self._tick()
+            self._tick()
             self.add_bytes(reason, record.value)
             if name == _EXCEPTIONS and record.value:
                 self._add_failed_input(reason, record.value)
@@ -311,8 +310,7 @@ class References:
                     seen = 0
                     for _, doc in view.rows():
                         seen += 1
-                        if not seen % 4096:
-                            self._tick()
+                        self._tick()
                         self.add_bytes("tables", doc.encode())
             except NotFoundError:
                 continue  # dropped meanwhile
@@ -339,8 +337,7 @@ class References:
                         continue  # the header and the trailer
                     _, _, doc = line.rstrip(b"\n").partition(b"\t")
                     seen += 1
-                    if not seen % 4096:
-                        self._tick()
+                    self._tick()
                     self.add_bytes("snapshots", doc)
         except NotFoundError:
             pass  # deleted meanwhile (by `files rm`)

@@ -59,12 +59,18 @@ class ClaimCheck:
         return (value is not None and len(value) > self.threshold_bytes
                 and (self.streams is None or stream in self.streams))
 
+    @staticmethod
+    def name_of(value: bytes) -> str:
+        """The object a value is checked in as."""
+        return PREFIX + hashlib.sha256(value).hexdigest()
+
     def check_in(self, value: bytes, pins: Pins | None = None) -> bytes:
         """Store ``value`` (once per content) and return the reference to send instead;
-        ``pins`` holds the object until the caller's record is durable."""
-        name = PREFIX + hashlib.sha256(value).hexdigest()
+        ``pins`` holds the object until the caller's record is durable (the caller must have
+        held it already when ``pins`` is None and a gc may run)."""
+        name = self.name_of(value)
         if pins is not None:
-            pins.hold(name)  # before looking: a gc may be deleting the object we would reuse
+            pins.hold(name, sent=True)  # before looking: a gc may be deleting the object
         try:
             ref = self.store.stat(name)
             if ref.size != len(value):
@@ -94,6 +100,12 @@ class ClaimCheck:
         assert value is not None
         return self.check_in(value, pins), (*(headers or ()), (HEADER, b"1"))
 
+    def hold(self, stream: str, values: Iterable[bytes | None], pins: Pins) -> list[Any]:
+        """Pin the objects ``values`` will be checked in as (one pin for them all); the
+        ticket for ``pins.sent`` once their records are handed to the producer."""
+        names = [self.name_of(v) for v in values if v is not None and self.applies(stream, v)]
+        return pins.hold(names) if names else []
+
     def wrap_producer(self, producer: Producer) -> Producer:
         return _Producer(producer, self)
 
@@ -110,25 +122,34 @@ class _Producer:
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None,
              timestamp: int | None = None) -> SendHandle:
-        value, headers = self._claim.outgoing(stream, value, headers, self._pins)
-        return self._inner.send(stream, value, key=key, partition=partition, headers=headers,
-                                timestamp=timestamp)
+        ticket = self._claim.hold(stream, (value,), self._pins)
+        try:  # the pin may go with a flush only once the record is handed to the producer
+            value, headers = self._claim.outgoing(stream, value, headers)
+            return self._inner.send(stream, value, key=key, partition=partition,
+                                    headers=headers, timestamp=timestamp)
+        finally:
+            self._pins.sent(ticket)
 
     def send_batch(self, stream: str, values: Sequence[bytes | None], *,
                    keys: Sequence[bytes | None] | None = None, partition: int | None = None,
                    headers: Sequence[Headers] | None = None) -> BatchHandle:
-        if any(self._claim.applies(stream, v) for v in values):
-            pairs = [self._claim.outgoing(stream, v, headers[i] if headers else None,
-                                          self._pins)
+        if not any(self._claim.applies(stream, v) for v in values):
+            return self._inner.send_batch(stream, values, keys=keys, partition=partition,
+                                          headers=headers)
+        ticket = self._claim.hold(stream, values, self._pins)  # one pin for the batch
+        try:
+            pairs = [self._claim.outgoing(stream, v, headers[i] if headers else None)
                      for i, v in enumerate(values)]
-            values = [p[0] for p in pairs]
-            headers = [p[1] or () for p in pairs]
-        return self._inner.send_batch(stream, values, keys=keys, partition=partition,
-                                      headers=headers)
+            return self._inner.send_batch(stream, [p[0] for p in pairs], keys=keys,
+                                          partition=partition,
+                                          headers=[p[1] or () for p in pairs])
+        finally:
+            self._pins.sent(ticket)
 
     def flush(self, timeout: float | None = None) -> None:
+        mark = self._pins.mark()  # only what was handed over before the flush began
         self._inner.flush(timeout)
-        self._pins.release()  # every record sent so far is durable
+        self._pins.release(mark)  # those records are durable; other threads' are not yet
 
     def close(self, timeout: float | None = None) -> None:
         try:
@@ -212,17 +233,23 @@ class _TransactionalProducer:
 
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None) -> None:
-        value, headers = self._claim.outgoing(stream, value, headers, self._pins)
-        self._inner.send(stream, value, key=key, partition=partition, headers=headers)
+        ticket = self._claim.hold(stream, (value,), self._pins)
+        try:
+            value, headers = self._claim.outgoing(stream, value, headers)
+            self._inner.send(stream, value, key=key, partition=partition, headers=headers)
+        finally:
+            self._pins.sent(ticket)
 
     def commit(self, consumer: Consumer, offsets: Mapping[StreamPartition, int]) -> None:
         inner = consumer._inner if isinstance(consumer, _Consumer) else consumer
+        mark = self._pins.mark()
         self._inner.commit(inner, offsets)
-        self._pins.release()
+        self._pins.release(mark)
 
     def abort(self) -> None:
+        mark = self._pins.mark()
         self._inner.abort()
-        self._pins.release()  # nothing refers to the objects: gc may take them
+        self._pins.release(mark)  # nothing refers to those objects: gc may take them
 
     def close(self) -> None:
         self._inner.close()

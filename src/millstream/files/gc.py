@@ -39,8 +39,9 @@ from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundErr
 from millstream.faults import fault_point
 from millstream.files._pins import (
     AREA,
-    CONDEMN_S,
+    LIMITS,
     Dated,
+    Limits,
     condemn,
     drop_leftovers,
     pinned,
@@ -98,12 +99,13 @@ def _name(store: FileStore, ref: FileRef) -> str:
     return ref.url.removeprefix(store.url + "/")
 
 
-def _ours(store: FileStore, prefix: str) -> list[FileRef]:
-    """The objects under ``prefix``, without gc's own area; refuses a prefix holding another
-    store (its own ``millstream.gc/`` below the root): its pins are not this store's, so its
-    writers' objects would not be protected."""
+def _ours(store: FileStore, prefix: str, tick: Callable[[], None]) -> list[FileRef]:
+    """The objects under ``prefix``, without gc's own area (``tick`` after each); refuses a
+    prefix holding another store (its own ``millstream.gc/`` below the root): its pins are not
+    this store's, so its writers' objects would not be protected."""
     listed = []
     for ref in store.list(prefix):
+        tick()
         name = _name(store, ref)
         if name.startswith(AREA):
             continue
@@ -117,21 +119,27 @@ def _ours(store: FileStore, prefix: str) -> list[FileRef]:
     return listed
 
 
+def _nothing() -> None:
+    pass
+
+
 def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
             older_than_s: float = 3600.0, dry_run: bool = False, prefix: str = "",
             progress: Progress | None = None, platform: FileStore | None = None,
             snapshots_in: Sequence[FileStore] = (),
-            clock: Callable[[], float] = time.time) -> GcReport:
+            clock: Callable[[], float] | None = None, limits: Limits = LIMITS) -> GcReport:
     """Delete (unless ``dry_run``) every object under ``prefix`` that nothing on the platform
     refers to; see the module docstring. ``progress(what, name, count)`` is called after
     each stream, table and snapshot scanned. ``platform`` is the platform's store when
     ``store`` is another: the claim-check and checkpoint-state objects kept there are read
     for references to ``store``'s objects. The table snapshots of ``snapshots_in`` (stores
-    ``tables snapshot --files`` wrote to) are scanned too, and keep what they refer to."""
+    ``tables snapshot --files`` wrote to) are scanned too, and keep what they refer to. Ages
+    are measured on the store's clock unless ``clock`` is given; ``limits`` must be the
+    writers' (tests shorten them)."""
     _check_age(store, older_than_s)
-    announce = None if dry_run else running_marker(store)
+    announce = None if dry_run else running_marker(store, limits)
     with announce or contextlib.nullcontext():
-        listed = _ours(store, prefix)
+        listed = _ours(store, prefix, announce.refresh if announce else _nothing)
         refs = References(store, progress, announce.refresh if announce else None, platform)
         refs.scan_streams(streams)
         if tables is not None:
@@ -143,14 +151,15 @@ def run_gc(store: FileStore, streams: Streams, tables: Tables | None = None, *,
             refs.add_reader(other)
             refs.scan_snapshots(r for r in other.list("tables/") if is_snapshot(_name(other, r)))
         report = _sweep(store, listed, refs, streams, older_than_s=older_than_s,
-                        dry_run=dry_run, clock=clock, marker=announce)
+                        dry_run=dry_run, clock=clock, marker=announce, limits=limits)
     report.unreadable = refs.unreadable
     return report
 
 
 def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = False,
                     older_than_s: float = 3600.0, prefix: str = "",
-                    clock: Callable[[], float] = time.time) -> list[FileRef]:
+                    clock: Callable[[], float] | None = None,
+                    limits: Limits = LIMITS) -> list[FileRef]:
     """Delete (unless ``dry_run``) every object under ``prefix`` whose URL is not in
     ``referenced``, that no running writer has pinned and that is at least ``older_than_s``
     seconds old; return them, by name. Table snapshots, and what their documents refer to,
@@ -159,12 +168,12 @@ def collect_garbage(store: FileStore, referenced: set[str], *, dry_run: bool = F
     _check_age(store, older_than_s)
     refs = References(store)
     refs.found["records"] |= referenced
-    announce = None if dry_run else running_marker(store)
+    announce = None if dry_run else running_marker(store, limits)
     with announce or contextlib.nullcontext():
-        listed = _ours(store, prefix)
+        listed = _ours(store, prefix, announce.refresh if announce else _nothing)
         refs.scan_snapshots(r for r in store.list("tables/") if is_snapshot(_name(store, r)))
         return _sweep(store, listed, refs, None, older_than_s=older_than_s,
-                      dry_run=dry_run, clock=clock, marker=announce).deleted
+                      dry_run=dry_run, clock=clock, marker=announce, limits=limits).deleted
 
 
 def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
@@ -174,13 +183,19 @@ def _batches(items: list[FileRef], size: int) -> Iterator[list[FileRef]]:
 
 def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
            streams: Streams | None, *, older_than_s: float, dry_run: bool,
-           clock: Callable[[], float], marker: running_marker | None) -> GcReport:
+           clock: Callable[[], float] | None, marker: running_marker | None,
+           limits: Limits) -> GcReport:
     report = GcReport(dry_run=dry_run)
     gc = marker.id if marker is not None else None
+    tick = marker.refresh if marker is not None else _nothing
+    # the store's clock (gc's marker's time), so a host whose clock is off judges ages right
+    now = clock or (marker.clock.now if marker is not None and marker.clock.known
+                   else time.time)
     kept = report.kept
-    cutoff = clock() - older_than_s
+    cutoff = now() - older_than_s
     candidates: list[FileRef] = []
     for ref in listed:
+        tick()
         reason = refs.reason(ref.url)
         try:
             if reason is None and older_than_s > 0 and store.modified(ref) > cutoff:  # type: ignore[attr-defined]
@@ -192,17 +207,18 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
         else:
             candidates.append(ref)
     fault_point("files.gc.before_delete")
+    tick()  # raises if this gc was held up for so long that writers may stop seeing it
     if not dry_run:  # what killed writers and gcs left, and pins no gc waits for any more
-        pinned(store, (), gc=gc, drop_stale=True, now=clock())
-        drop_leftovers(store, clock())
+        pinned(store, (), gc=gc, drop_stale=True, now=now(), limits=limits)
+        drop_leftovers(store, now(), limits)
     for batch in _batches(candidates, BATCH):
-        if marker is not None:
-            marker.refresh()
+        tick()
         names = {ref.url: _name(store, ref) for ref in batch}
         pending = set(names.values())
         started = time.monotonic() if gc is None else condemn(store, pending, gc)
         try:
-            held = pinned(store, pending, gc=gc, drop_stale=not dry_run, now=clock())
+            held = pinned(store, pending, gc=gc, drop_stale=not dry_run, now=now(),
+                          limits=limits)
             if streams is not None:
                 refs.scan_tail(streams)
             fault_point("files.gc.condemned")
@@ -215,10 +231,11 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
                         continue
                     if marker is not None:
                         marker.check()  # writers still see this gc running
-                        if time.monotonic() - started > CONDEMN_S / 2:
-                            log.warning("not deleting %s: condemned %.0f s ago, longer than "
-                                        "writers wait; the next gc will", ref.url,
-                                        time.monotonic() - started)
+                        # a delete started now ends while writers still wait for it
+                        if time.monotonic() - started > limits.condemn_s / 4:
+                            log.warning("not deleting %s: condemned %.0f s ago, too close to "
+                                        "when writers stop waiting; the next gc will",
+                                        ref.url, time.monotonic() - started)
                             continue
                         try:
                             store.delete(ref)  # by reference: refused if replaced since

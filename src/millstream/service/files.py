@@ -53,13 +53,13 @@ class ServiceFiles:
         """Store ``source`` as ``name`` for this input record (replacing a previous attempt's)."""
         full = self.name(name)
         if self._pins is not None:
-            self._pins.hold(full)
+            self._pins.hold(full, sent=True)
         return self.store.put(full, source, content_type=content_type)
 
     def writer(self, name: str, *, content_type: str | None = None) -> FileWriter:
         full = self.name(name)
         if self._pins is not None:
-            self._pins.hold(full)
+            self._pins.hold(full, sent=True)
         return self.store.writer(full, content_type=content_type)
 
     def open(self, ref: FileRef | str, *, start: int = 0, end: int | None = None) -> BinaryIO:

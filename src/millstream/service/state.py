@@ -220,7 +220,7 @@ class CheckpointStore:
         name = (f"{self._group}/checkpoints/{partition}/"
                 f"{hashlib.sha256(body).hexdigest()}.json")
         if self._pins is not None:  # held until the checkpoint record is durable
-            self._pins.hold(name)
+            self._pins.hold(name, sent=True)
         ref = self._files.put(name, body, content_type="application/json")
         return json.dumps({**head, "state": None, "state_ref": ref.model_dump()},
                           separators=(",", ":")).encode()
