@@ -396,7 +396,12 @@ class SupportsTransactions(Protocol):
 
 
 class Streams(Protocol):
-    """An open streams backend: the factory for producers, consumers and the admin."""
+    """An open streams backend: the factory for producers, consumers and the admin.
+
+    A handle may be shared between threads (the video site's request threads share one):
+    ``admin()`` and its calls may come from any thread at once. The embedded log runs them
+    one at a time, each transaction whole (``tests/streams/test_admin_threads.py``).
+    """
 
     @property
     def url(self) -> str: ...

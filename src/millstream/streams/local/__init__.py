@@ -8,14 +8,14 @@ it, e.g. ``local:?durability=process&session_timeout_ms=5000`` (see ``LocalOptio
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rich.filesize import decimal
 
-from millstream.errors import ClosedError, ConfigError
+from millstream.errors import ConfigError
 from millstream.streams.base import OffsetReset
+from millstream.streams.local._shared import SharedConnection
 from millstream.streams.local.admin import LocalAdmin
 from millstream.streams.local.consumer import LocalConsumer
 from millstream.streams.local.db import LocalOptions, connect
@@ -60,24 +60,28 @@ def parse_local_url(url: str, home: Path) -> tuple[Path, LocalOptions]:
 
 
 class LocalStreams:
-    """An open embedded log; see ``millstream.streams.base.Streams``."""
+    """An open embedded log; see ``millstream.streams.base.Streams``.
+
+    A handle may be shared between threads: producers, consumers and transactional
+    producers each open their own connection, and the admins it hands out share one
+    connection that each call holds alone for its whole transaction (``SharedConnection``).
+    """
 
     def __init__(self, url: str, home: Path) -> None:
         self._url = url
         self.path, self.options = parse_local_url(url, home)
-        self._conn: sqlite3.Connection | None = connect(self.path, self.options)
+        self._admin_conn = SharedConnection(connect(self.path, self.options), url)
 
     @property
     def url(self) -> str:
         return self._url
 
-    def _live(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise ClosedError(f"the streams handle for {self._url} is closed")
-        return self._conn
+    def _live(self) -> None:
+        self._admin_conn.check_open()
 
     def admin(self) -> LocalAdmin:
-        return LocalAdmin(self._live(), self.path)
+        self._live()
+        return LocalAdmin(self._admin_conn, self.path)
 
     def open_producer(self) -> LocalProducer:
         self._live()
@@ -93,9 +97,7 @@ class LocalStreams:
         return LocalTransactionalProducer(self.path, self.options, transactional_id)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._admin_conn.close()  # waits for an admin call in another thread to finish
 
     def __enter__(self) -> LocalStreams:
         return self

@@ -1,4 +1,7 @@
-"""The embedded log's admin: create, list, describe and delete streams; inspect groups."""
+"""The embedded log's admin: create, list, describe and delete streams; inspect groups.
+
+Every call holds the handle's shared connection alone (``SharedConnection.use``) from its
+first statement to its last, so admins of one handle can be called from any threads."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from millstream.streams.checks import (
     reset_offset_for,
 )
 from millstream.streams.local import catalog, retention
+from millstream.streams.local._shared import SharedConnection
 from millstream.streams.local.db import translate, write_txn
 
 __all__ = ["MAX_PARTITIONS", "LocalAdmin"]
@@ -38,8 +42,8 @@ MAX_PARTITIONS = 10_000
 class LocalAdmin:
     """Admin operations on the embedded log; see ``millstream.streams.base.Admin``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
+    def __init__(self, shared: SharedConnection, path: Path) -> None:
+        self._shared = shared
         self._path = path
 
     def create_stream(
@@ -52,48 +56,56 @@ class LocalAdmin:
                 f"{MAX_PARTITIONS}"
             )
         r = retention or Retention()
+        with self._shared.use() as conn:
+            self._create(conn, name, partitions, r)
+            return self.describe_stream(name)
+
+    def _create(self, conn: sqlite3.Connection, name: str, partitions: int,
+                r: Retention) -> None:
         try:
-            with write_txn(self._conn):
-                if catalog.lookup(self._conn, name) is not None:
+            with write_txn(conn):
+                if catalog.lookup(conn, name) is not None:
                     raise AlreadyExistsError(
                         f"stream {name!r} already exists; use ensure_stream to accept that, "
                         "or delete it first"
                     )
-                cur = self._conn.execute(
+                cur = conn.execute(
                     "INSERT INTO streams (name, partitions, retention_ms, retention_bytes, "
                     "compact, tombstone_ms, created_ms) VALUES (?,?,?,?,?,?,?)",
                     (name, partitions, r.max_age_ms, r.max_bytes, int(r.compact),
                      r.tombstone_ms, time.time_ns() // 1_000_000),
                 )
-                self._conn.executemany(
+                conn.executemany(
                     "INSERT INTO partitions (stream_id, partition) VALUES (?, ?)",
                     [(cur.lastrowid, p) for p in range(partitions)],
                 )
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"creating stream {name!r}") from exc
-        return self.describe_stream(name)
 
     def ensure_stream(
         self, name: str, partitions: int = 1, retention: Retention | None = None
     ) -> StreamInfo:
-        try:
-            return self.create_stream(name, partitions, retention)
-        except AlreadyExistsError:
-            return self.describe_stream(name)
+        with self._shared.use():  # no other thread of this handle deletes it in between
+            try:
+                return self.create_stream(name, partitions, retention)
+            except AlreadyExistsError:
+                return self.describe_stream(name)
 
     def list_streams(self) -> list[str]:
         try:
-            return [m.name for m in catalog.all_streams(self._conn)]
+            with self._shared.use() as conn:
+                return [m.name for m in catalog.all_streams(conn)]
         except sqlite3.Error as exc:
             raise translate(exc, self._path, "listing streams") from exc
 
     def describe_stream(self, name: str) -> StreamInfo:
         try:
-            meta = catalog.require(self._conn, name)
-            rows = self._conn.execute(
-                "SELECT partition, start_offset, next_offset, bytes FROM partitions "
-                "WHERE stream_id=? ORDER BY partition", (meta.id,),
-            ).fetchall()
+            with self._shared.use() as conn:
+                meta = catalog.require(conn, name)
+                rows = conn.execute(
+                    "SELECT partition, start_offset, next_offset, bytes FROM partitions "
+                    "WHERE stream_id=? ORDER BY partition", (meta.id,),
+                ).fetchall()
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"describing stream {name!r}") from exc
         return StreamInfo(
@@ -105,26 +117,26 @@ class LocalAdmin:
     def delete_stream(self, name: str) -> None:
         check_stream_name(name)
         try:
-            with write_txn(self._conn):
-                meta = catalog.lookup(self._conn, name)
-                if meta is None:
-                    raise UnknownStreamError(name)
-                for table in ("batches", "partitions"):
-                    self._conn.execute(f"DELETE FROM {table} WHERE stream_id=?", (meta.id,))
-                for table in ("group_owners", "group_offsets"):
-                    self._conn.execute(f"DELETE FROM {table} WHERE stream_id=?", (meta.id,))
-                self._conn.execute("DELETE FROM streams WHERE id=?", (meta.id,))
-                self._conn.execute("UPDATE groups SET version=version+1")
-            self._conn.execute("PRAGMA incremental_vacuum")
+            with self._shared.use() as conn:
+                with write_txn(conn):
+                    meta = catalog.lookup(conn, name)
+                    if meta is None:
+                        raise UnknownStreamError(name)
+                    for table in ("batches", "partitions", "group_owners", "group_offsets"):
+                        conn.execute(f"DELETE FROM {table} WHERE stream_id=?", (meta.id,))
+                    conn.execute("DELETE FROM streams WHERE id=?", (meta.id,))
+                    conn.execute("UPDATE groups SET version=version+1")
+                conn.execute("PRAGMA incremental_vacuum")
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"deleting stream {name!r}") from exc
 
     def list_groups(self) -> list[str]:
         try:
-            rows = self._conn.execute(
-                "SELECT group_name FROM group_members UNION "
-                "SELECT group_name FROM group_offsets ORDER BY 1"
-            ).fetchall()
+            with self._shared.use() as conn:
+                rows = conn.execute(
+                    "SELECT group_name FROM group_members UNION "
+                    "SELECT group_name FROM group_offsets ORDER BY 1"
+                ).fetchall()
         except sqlite3.Error as exc:
             raise translate(exc, self._path, "listing groups") from exc
         return [r[0] for r in rows]
@@ -132,22 +144,23 @@ class LocalAdmin:
     def describe_group(self, group: str) -> GroupInfo:
         check_group_name(group)
         try:
-            names = {m.id: m.name for m in catalog.all_streams(self._conn)}
-            now = time.time_ns() // 1_000_000
-            members = self._conn.execute(
-                "SELECT member_id, client, streams FROM group_members "
-                "WHERE group_name=? AND deadline_ms >= ? ORDER BY member_id", (group, now),
-            ).fetchall()
-            owners = self._conn.execute(
-                "SELECT stream_id, partition, member_id FROM group_owners WHERE group_name=?",
-                (group,),
-            ).fetchall()
-            offsets = dict(((s, p), o) for s, p, o in self._conn.execute(
-                "SELECT stream_id, partition, next_offset FROM group_offsets WHERE group_name=?",
-                (group,),
-            ))
-            ranges = {(s, p): (b, e) for s, p, b, e in self._conn.execute(
-                "SELECT stream_id, partition, start_offset, next_offset FROM partitions")}
+            with self._shared.use() as conn:
+                names = {m.id: m.name for m in catalog.all_streams(conn)}
+                now = time.time_ns() // 1_000_000
+                members = conn.execute(
+                    "SELECT member_id, client, streams FROM group_members "
+                    "WHERE group_name=? AND deadline_ms >= ? ORDER BY member_id", (group, now),
+                ).fetchall()
+                owners = conn.execute(
+                    "SELECT stream_id, partition, member_id FROM group_owners "
+                    "WHERE group_name=?", (group,),
+                ).fetchall()
+                offsets = dict(((s, p), o) for s, p, o in conn.execute(
+                    "SELECT stream_id, partition, next_offset FROM group_offsets "
+                    "WHERE group_name=?", (group,),
+                ))
+                ranges = {(s, p): (b, e) for s, p, b, e in conn.execute(
+                    "SELECT stream_id, partition, start_offset, next_offset FROM partitions")}
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"describing group {group!r}") from exc
         owner_of = {(s, p): m for s, p, m in owners}
@@ -181,9 +194,9 @@ class LocalAdmin:
         check_reset_target(group, to)
         now = time.time_ns() // 1_000_000
         try:
-            with write_txn(self._conn):
-                meta = catalog.require(self._conn, stream)
-                live = [r[0] for r in self._conn.execute(
+            with self._shared.use() as conn, write_txn(conn):
+                meta = catalog.require(conn, stream)
+                live = [r[0] for r in conn.execute(
                     "SELECT client FROM group_members WHERE group_name=? AND deadline_ms >= ? "
                     "ORDER BY member_id", (group, now),
                 )]
@@ -192,7 +205,7 @@ class LocalAdmin:
                         f"group {group!r} has {len(live)} live member(s) ({', '.join(live)}); "
                         "stop them (or wait for their session to expire), then reset again"
                     )
-                ranges = self._conn.execute(
+                ranges = conn.execute(
                     "SELECT partition, start_offset, next_offset FROM partitions "
                     "WHERE stream_id=? ORDER BY partition", (meta.id,),
                 ).fetchall()
@@ -201,7 +214,7 @@ class LocalAdmin:
                 for p, start, end in ranges:
                     chosen[StreamPartition(stream, p)] = reset_offset_for(stream, p, start,
                                                                          end, to)
-                self._conn.executemany(
+                conn.executemany(
                     "INSERT OR REPLACE INTO group_offsets (group_name, stream_id, partition, "
                     "next_offset, committed_ms) VALUES (?,?,?,?,?)",
                     [(group, meta.id, sp.partition, off, now) for sp, off in chosen.items()],
@@ -212,4 +225,5 @@ class LocalAdmin:
 
     def enforce_retention(self, *, force_compact: bool = False) -> int:
         """Apply every stream's retention now (writers also do it periodically)."""
-        return retention.enforce(self._conn, self._path, force_compact=force_compact)
+        with self._shared.use() as conn:
+            return retention.enforce(conn, self._path, force_compact=force_compact)
