@@ -335,3 +335,74 @@ def test_a_gc_held_up_past_the_marker_limit_deletes_nothing_a_writer_then_wrote(
     assert "held up" in result["error"] and result["deleted"] == []
     assert target.store.stat(name) == old == ref
     assert list(target.store.list("millstream.gc/condemned/")) == []
+
+
+def test_a_writer_whose_clock_is_ahead_still_waits_for_a_condemnation(
+        target: Target, streams: Streams, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    value = _value(23)
+    old = _old_object(target.store, value)
+    gc, release = _start_gc(target, tmp_path, "files.gc.condemned")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 150)  # this host's clock: 150 s ahead
+    claim = ClaimCheck(target.store, threshold_bytes=1000)
+    sent = threading.Event()
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with claim.wrap_producer(streams.open_producer()) as producer:
+                producer.send("big", value, key=b"k")
+            sent.set()
+        except BaseException as exc:  # reported to the test below
+            failed.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert not sent.wait(1.0), "the writer reused an object being deleted"
+    finally:
+        result = _finish(gc, release)
+        writer.join(60)
+    assert not failed, failed
+    assert result["deleted"] == [old.url]
+    again = target.store.stat(old.url)
+    assert (again.size, again.sha256) == (old.size, old.sha256)
+    assert _read_back(streams, claim) == [value]
+
+
+def test_a_pin_that_cannot_be_read_keeps_every_object(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    store = open_files(root.as_uri())
+    orphan = store.put("obj/orphan", b"o" * 30)
+    pins = Pins(store)
+    pins.hold("obj/orphan", sent=True)
+    [pin] = [r.url.removeprefix(store.url + "/") for r in store.list("millstream.gc/pins/")]
+    path = root / pin
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"orphan", b"0rphan"))  # changed in place, same size
+    with millstream.open_streams(f"local:{tmp_path / 'log'}") as streams:
+        report = run_gc(store, streams, None, older_than_s=0)
+    assert report.deleted == [] and report.kept["pins"] == 1
+    assert store.stat(orphan.url) == orphan
+
+
+def test_each_hold_writes_one_small_pin_and_a_batch_one_pin_for_all_its_values(
+        tmp_path: Path, streams: Streams) -> None:
+    store = open_files((tmp_path / "files").as_uri())
+    pins = Pins(store)
+    for i in range(300):
+        pins.hold(f"svc.group/uploads/0/{i}/thumb-{i}.jpg", sent=True)
+    pin_refs = list(store.list("millstream.gc/pins/"))
+    assert len(pin_refs) == 300 and max(r.size for r in pin_refs) < 200
+    pins.release()
+    assert list(store.list("millstream.gc/pins/")) == []
+    claim = ClaimCheck(store, threshold_bytes=1000)
+    producer = claim.wrap_producer(streams.open_producer())
+    values = [_value(s)[:5000] for s in (3, 5, 7)]
+    producer.send_batch("big", values)
+    [pin] = list(store.list("millstream.gc/pins/"))
+    assert sorted(json.loads(store.read_bytes(pin))["what"]) == sorted(
+        ClaimCheck.name_of(v) for v in values)
+    producer.close()
+    assert list(store.list("millstream.gc/pins/")) == []

@@ -479,11 +479,14 @@ def _read_pin(store: FileStore, ref: FileRef, now: float,
 
 def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
            drop_stale: bool = False, now: StoreClock | float | None = None,
-           limits: Limits = LIMITS) -> set[str]:
+           limits: Limits = LIMITS,
+           cache: dict[tuple[str, str], bytes] | None = None) -> set[str]:
     """Which of ``names`` a writer holds, for the gc whose running marker is ``gc`` (step
     g2): a live pin, or a released one that waits for that gc. A pin that cannot be read
     (damaged, or not JSON) keeps every name. Pins older than ``lease_s``, and released ones
-    whose gcs have all ended, do not count; ``drop_stale`` deletes them."""
+    whose gcs have all ended, do not count; ``drop_stale`` deletes them. ``cache`` keeps the
+    pins read, by URL and SHA-256 (a pin rewritten on release is read again): a gc passes
+    one for all its batches, so each pin is read once."""
     names = list(names)
     refs = list(store.list(PINS))
     if not refs:
@@ -493,12 +496,16 @@ def pinned(store: FileStore, names: Iterable[str], *, gc: str | None = None,
     held: set[str] = set()
     for ref in refs:
         try:
-            stale, note = _read_pin(store, ref, at, limits)
+            cached = cache.get((ref.url, ref.sha256)) if cache is not None else None
+            # a cached pin was within its lease when read: counting it longer keeps more
+            stale, note = (False, cached) if cached else _read_pin(store, ref, at, limits)
         except CorruptDataError as exc:
             log.warning("pin %s cannot be read (%s); it keeps every object", ref.url, exc)
             return set(names)
         if note is None:
             continue
+        if cache is not None and not stale:
+            cache[ref.url, ref.sha256] = note
         try:
             doc = json.loads(note)
             what, after = doc.get("what"), doc.get("after")

@@ -207,9 +207,10 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
         else:
             candidates.append(ref)
     fault_point("files.gc.before_delete")
+    seen_pins: dict[tuple[str, str], bytes] = {}  # each pin read once (they are small)
     tick()  # raises if this gc was held up for so long that writers may stop seeing it
     if not dry_run:  # what killed writers and gcs left, and pins no gc waits for any more
-        pinned(store, (), gc=gc, drop_stale=True, now=now(), limits=limits)
+        pinned(store, (), gc=gc, drop_stale=True, now=now(), limits=limits, cache=seen_pins)
         drop_leftovers(store, now(), limits)
     for batch in _batches(candidates, BATCH):
         tick()
@@ -218,7 +219,7 @@ def _sweep(store: FileStore, listed: Iterable[FileRef], refs: References,
         started = time.monotonic() if gc is None else condemn(store, pending, gc)
         try:
             held = pinned(store, pending, gc=gc, drop_stale=not dry_run, now=now(),
-                          limits=limits)
+                          limits=limits, cache=seen_pins)
             if streams is not None:
                 refs.scan_tail(streams)
             fault_point("files.gc.condemned")
