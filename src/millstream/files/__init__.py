@@ -17,6 +17,7 @@ from millstream._backend import Backend
 from millstream._writable import check_directory
 from millstream.config import load_config
 from millstream.errors import ConfigError, UnavailableError
+from millstream.files._pinning import pinned
 from millstream.files.base import FileRef, FileStore, FileWriter, Source
 from millstream.files.claimcheck import ClaimCheck, claim_checked
 from millstream.files.gc import collect_garbage, find_references
@@ -32,6 +33,7 @@ __all__ = [
     "collect_garbage",
     "find_references",
     "open_files",
+    "pinned",
 ]
 
 

@@ -16,6 +16,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from millstream import MillstreamError
+from millstream.faults import fault_point
+from millstream.files import pinned
 from videosite.models import Upload
 from videosite.pipeline import UPLOADS, new_video_id
 from videosite.titles import MAX_TITLE
@@ -114,31 +116,39 @@ async def upload_video(request: Request) -> JSONResponse:
     site = site_of(request)
     check_token(request, site)
     video_id = new_video_id()
+    # the original is pinned before it is stored, until its record is acknowledged: a
+    # `millstream files gc` running meanwhile (even with --older-than 0s) keeps it
+    pin = pinned(site.files)
     try:
-        received = await receive_upload(request.receive, request.headers, site.files,
-                                        f"uploads/{video_id}/source", site.settings)
-    except UploadRefused as exc:
-        log.info("upload refused (%s): %s", exc.status, exc.reason)
-        return _refused(exc)
-    upload = Upload(video_id=video_id, title=received.title, source=received.ref,
-                    uploaded_at=time.time(), content_type=received.content_type,
-                    size=received.ref.size)
-    try:
-        await site.send(UPLOADS, upload, key=video_id)
-    except (MillstreamError, TimeoutError) as exc:
-        # not deleted: a send that timed out may still be stored, and then the video is
-        # processed; an original no record refers to goes with `millstream files gc`
-        if isinstance(exc, TimeoutError) and not isinstance(exc, MillstreamError):
-            waited = site.settings.record_timeout_s
-            reason = (f"the streams did not confirm it within {waited:g} s; it may still be "
-                      f"processed as video {video_id}")
-        else:
-            reason = str(exc)
-        log.warning("upload %s stored as %s but not queued for processing: %s", video_id,
-                    received.ref.url, reason)
-        return _refused(UploadRefused(
-            503, f"the upload could not be queued for processing ({reason}): send it again "
-                 "later", retry_after=RETRY_AFTER_S))
+        try:
+            received = await receive_upload(request.receive, request.headers, site.files,
+                                            f"uploads/{video_id}/source", site.settings,
+                                            pin)
+        except UploadRefused as exc:
+            log.info("upload refused (%s): %s", exc.status, exc.reason)
+            return _refused(exc)
+        upload = Upload(video_id=video_id, title=received.title, source=received.ref,
+                        uploaded_at=time.time(), content_type=received.content_type,
+                        size=received.ref.size)
+        try:
+            await asyncio.to_thread(fault_point, "videosite.upload.before_send")
+            await site.send(UPLOADS, upload, key=video_id)
+        except (MillstreamError, TimeoutError) as exc:
+            # not deleted: a send that timed out may still be stored, and then the video is
+            # processed; an original no record refers to goes with `millstream files gc`
+            if isinstance(exc, TimeoutError) and not isinstance(exc, MillstreamError):
+                waited = site.settings.record_timeout_s
+                reason = (f"the streams did not confirm it within {waited:g} s; it may "
+                          f"still be processed as video {video_id}")
+            else:
+                reason = str(exc)
+            log.warning("upload %s stored as %s but not queued for processing: %s",
+                        video_id, received.ref.url, reason)
+            return _refused(UploadRefused(
+                503, f"the upload could not be queued for processing ({reason}): send it "
+                     "again later", retry_after=RETRY_AFTER_S))
+    finally:
+        await asyncio.to_thread(pin.release)
     status_url = str(request.url_for("video_status", video_id=video_id).path)
     return JSONResponse({"id": video_id, "status_url": status_url,
                          "page_url": f"/videos/{video_id}"}, status_code=202,

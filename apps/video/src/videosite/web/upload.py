@@ -30,7 +30,7 @@ from typing import Any
 from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from millstream.files import FileRef, FileStore, FileWriter
+from millstream.files import FileRef, FileStore, FileWriter, pinned
 from videosite.config import media_limits
 from videosite.media import MediaError, MediaRejected, NotAVideo, probe, sniff
 from videosite.media.sniff import HEAD_BYTES
@@ -206,8 +206,10 @@ class _Form:
 class _Upload:
     """One upload in progress: the parser fed from ``receive``, the writer fed from it."""
 
-    def __init__(self, files: FileStore, name: str, settings: WebSettings) -> None:
+    def __init__(self, files: FileStore, name: str, settings: WebSettings,
+                 pin: pinned | None) -> None:
         self.files = files
+        self.pin = pin
         self.name = name
         self.settings = settings
         self.form = _Form(settings.max_field_bytes)
@@ -228,6 +230,8 @@ class _Upload:
             if not head:
                 raise UploadRefused(415, "not a video: an empty file")
             suffix, content_type = CONTAINERS[self.container]
+            if self.pin is not None:  # before storing: gc must not take it until it is sent
+                await asyncio.to_thread(self.pin.hold, self.name + suffix)
             self.writer = await asyncio.to_thread(
                 self.files.writer, self.name + suffix, content_type=content_type)
         if self.writer is not None and form.pending and (
@@ -253,8 +257,10 @@ async def _next_message(receive: Receive, idle: float, deadline: float
 
 
 async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | Any,
-                         files: FileStore, name: str, settings: WebSettings) -> Received:
-    """Stream a ``multipart/form-data`` body into ``files`` as ``name`` + a suffix.
+                         files: FileStore, name: str, settings: WebSettings,
+                         pin: pinned | None = None) -> Received:
+    """Stream a ``multipart/form-data`` body into ``files`` as ``name`` + a suffix, pinned
+    by ``pin`` (``millstream.files.pinned``) before it is stored, against ``files gc``.
 
     ``headers`` are the request's (case-insensitive mapping). Raises UploadRefused."""
     kind, options = parse_options_header(headers.get("content-type", ""))
@@ -270,7 +276,7 @@ async def receive_upload(receive: Receive, headers: MutableMapping[str, str] | A
         if size > settings.max_upload_bytes:
             raise UploadRefused(413, f"the upload declares {size} bytes, over the limit of "
                                      f"{settings.max_upload_bytes}")
-    upload = _Upload(files, name, settings)
+    upload = _Upload(files, name, settings, pin)
     try:
         # _Form refuses a header line over max_field_bytes as the parser hands it over (at
         # the line's end, or the chunk's); the parser's own bound is only a backstop
