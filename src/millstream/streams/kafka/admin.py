@@ -58,6 +58,10 @@ __all__ = ["KafkaAdmin"]
 
 T = TypeVar("T")
 MAX_PARTITIONS = 10_000
+# a group request answered with these is asked again: its coordinator is loading (a broker
+# just started) or moving, and answers within moments
+_COORDINATOR_BUSY = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                               KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 class KafkaAdmin:
@@ -77,6 +81,23 @@ class KafkaAdmin:
                 f"Kafka did not answer within {self._options.timeout_s} s while {doing}; "
                 "check the brokers, or raise millstream.timeout_ms"
             ) from exc
+
+    def _group_result(self, request: Callable[[], Future[T]], doing: str) -> T:
+        """``_result`` of a group request, made again while the group's coordinator is
+        loading or moving (a fresh broker answers NOT_COORDINATOR for a while), until
+        ``millstream.timeout_ms``; any other error at once."""
+        deadline = time.monotonic() + self._options.timeout_s
+        while True:
+            try:
+                return self._result(request(), doing)
+            except MillstreamError as exc:
+                cause = exc.__cause__
+                busy = (isinstance(cause, KafkaException) and bool(cause.args)
+                        and isinstance(cause.args[0], KafkaError)
+                        and cause.args[0].code() in _COORDINATOR_BUSY)
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     def _wait_until(self, check: Callable[[], bool], doing: str) -> None:
         deadline = time.monotonic() + self._options.timeout_s
@@ -241,10 +262,11 @@ class KafkaAdmin:
 
     def describe_group(self, group: str) -> GroupInfo:
         check_group_name(group)
-        described = self._result(self._client.describe_consumer_groups([group])[group],
-                                 f"describing group {group!r}")
-        offsets = self._result(
-            self._client.list_consumer_group_offsets(
+        described = self._group_result(
+            lambda: self._client.describe_consumer_groups([group])[group],
+            f"describing group {group!r}")
+        offsets = self._group_result(
+            lambda: self._client.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(group)])[group],
             f"reading the offsets of group {group!r}")
         committed = {StreamPartition(tp.topic, tp.partition): tp.offset
@@ -284,8 +306,9 @@ class KafkaAdmin:
         check_group_name(group)
         check_reset_target(group, to)
         info = self.describe_stream(stream)
-        described = self._result(self._client.describe_consumer_groups([group])[group],
-                                  f"describing group {group!r}")
+        described = self._group_result(
+            lambda: self._client.describe_consumer_groups([group])[group],
+            f"describing group {group!r}")
         if described.members:
             raise InvalidRequestError(
                 f"group {group!r} has {len(described.members)} live member(s); stop them "
