@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from millstream.files import open_files
 from tests.cli.conftest import Invoke
 from tests.cli.parsing import row
 from tests.support.s3_fixtures import BUCKET, KEY, SECRET, S3Target
@@ -44,11 +45,17 @@ def test_doctor_passes_valid_s3_settings_and_hides_the_secret(
         run: Invoke, s3_url: S3Target, monkeypatch: pytest.MonkeyPatch) -> None:
     url = s3_url.child()
     monkeypatch.setenv("MILLSTREAM_FILES", _s3(url, s3_url.endpoint))
+    # the check writes a probe under millstream.gc/: S3Proxy implements no default checksums
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
     out = _doctor(run, 0)
     assert row(out, "files") == [
         "files", f"{url}?endpoint_url={s3_url.endpoint}&key=***&secret=***", "OK",
-        f"bucket {BUCKET!r} at {s3_url.endpoint} answers, credentials accepted, no objects yet"]
+        f"bucket {BUCKET!r} at {s3_url.endpoint} answers, credentials accepted, no objects yet,"
+        " millstream.gc/ usable"]
     assert SECRET not in out
+    # the pin area's permissions were tried on a probe object, removed at once
+    assert list(open_files(url, options=s3_url.options).list()) == []
 
 
 def test_doctor_names_a_wrong_s3_secret_and_what_to_check(

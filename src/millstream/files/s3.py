@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -142,7 +143,21 @@ class S3Store(StoreBase):
                        doing=f"listing bucket {self.bucket!r}")
         where = f" at {self.endpoint}" if self.endpoint else ""
         some = "objects" if out.get("KeyCount") or out.get("Contents") else "no objects yet"
-        return f"bucket {self.bucket!r}{where} answers, credentials accepted, {some}"
+        self._check_pin_area()
+        return (f"bucket {self.bucket!r}{where} answers, credentials accepted, {some}, "
+                "millstream.gc/ usable")
+
+    def _check_pin_area(self) -> None:
+        """Writers pin objects under ``millstream.gc/`` (see ``files._pins``) and need
+        s3:PutObject, GetObject, ListBucket and DeleteObject there: try each, through the
+        store's own calls, on a probe object removed at once."""
+        probe = f"millstream.gc/doctor/{uuid.uuid4().hex}"
+        self.put(probe, b"doctor", content_type="application/octet-stream")
+        try:
+            self.stat(probe)
+            next(iter(self.list("millstream.gc/")), None)
+        finally:
+            self.delete(probe)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
