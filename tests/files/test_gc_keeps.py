@@ -10,11 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 import millstream
 from millstream.cli.main import cli
@@ -49,33 +51,34 @@ def _pins(store: FileStore) -> list[FileRef]:
     return list(store.list("millstream.gc/pins/"))
 
 
-def _platform_refs(store: FileStore, streams: Streams, tables: Tables) -> dict[str, FileRef]:
+def _platform_refs(store: FileStore, streams: Streams, tables: Tables,
+                   stream: str = "events") -> dict[str, FileRef]:
     """One object per way the platform refers to objects, plus an orphan; returns them."""
     put = {n: store.put(f"obj/{n}", n.encode() * 10) for n in (
         "record", "raw", "header", "inner", "doc", "snapped", "state-ref", "state-inline",
         "html", "failed-value", "failed-key", "failed-header", "inner-raw", "orphan")}
     admin = streams.admin()
-    admin.create_stream("events", 2)
+    admin.create_stream(stream, 2)
     ensure_platform_streams(admin)
     with streams.open_producer() as producer:
-        producer.send("events", json.dumps({"deep": [{"x": put["record"].model_dump()}]})
+        producer.send(stream, json.dumps({"deep": [{"x": put["record"].model_dump()}]})
                       .encode(), key=b"1")
         # not JSON: the URL inside arbitrary bytes, and in a header
-        producer.send("events", b"\x00\x01src=" + put["raw"].url.encode() + b"\xff\xfe",
+        producer.send(stream, b"\x00\x01src=" + put["raw"].url.encode() + b"\xff\xfe",
                       key=b"2")
-        producer.send("events", b"\x02\x03", key=b"3",
+        producer.send(stream, b"\x02\x03", key=b"3",
                       headers=[("x-source", put["header"].url.encode())])
     # a claim-checked value: a large JSON document that itself refers to an object
     big = json.dumps({"pad": "p" * 5000, "ref": put["inner"].model_dump()}).encode()
     checked = claim_checked(streams, ClaimCheck(store, threshold_bytes=1000))
     with checked.open_producer() as producer:  # (closing `checked` would close `streams`)
-        producer.send("events", big, key=b"4")
+        producer.send(stream, big, key=b"4")
         # a large value that is not JSON (msgpack, say) naming an object
-        producer.send("events", b"\x82\xa3src" + put["inner-raw"].url.encode() + b"\x00" * 5000,
+        producer.send(stream, b"\x82\xa3src" + put["inner-raw"].url.encode() + b"\x00" * 5000,
                       key=b"5")
     with streams.open_producer() as producer:
         # an object's URL inside a JSON string, not at its start
-        producer.send("events", json.dumps({"html": f"<img src='{put['html'].url}'>"})
+        producer.send(stream, json.dumps({"html": f"<img src='{put['html'].url}'>"})
                       .encode(), key=b"6")
         # an input kept only in millstream.exceptions (its stream gone): value, key and
         # headers are base64 in the exception record
@@ -96,9 +99,9 @@ def _platform_refs(store: FileStore, streams: Streams, tables: Tables) -> dict[s
     # checkpoints: state kept in an object (it refers to another), and inline state
     with streams.open_producer() as producer:
         CheckpointStore(streams, "big-group", files=store, inline_limit=10).write(
-            producer, 0, {"events": 3}, {"thumb": put["state-ref"].model_dump()}, 3)
+            producer, 0, {stream: 3}, {"thumb": put["state-ref"].model_dump()}, 3)
         CheckpointStore(streams, "small-group", files=store).write(
-            producer, 0, {"events": 3}, {"thumb": put["state-inline"].model_dump()}, 3)
+            producer, 0, {stream: 3}, {"thumb": put["state-inline"].model_dump()}, 3)
     return put
 
 
@@ -320,3 +323,44 @@ def test_a_snapshot_written_to_another_store_keeps_its_objects_when_gc_is_told_o
         "tables 0, snapshots 1, checkpoints 0; pinned by running writers 0; younger than 0s 0")
     assert _urls(store) == {cover.url}
     assert orphan.url not in _urls(store)
+
+
+class Media(BaseModel):
+    poster: FileRef
+    extra: list[FileRef] = []
+
+
+class Video(BaseModel):
+    id: int
+    media: Media
+
+
+@pytest.mark.parametrize(("files", "log"), [("s3", "local"), ("file", "kafka")])
+def test_gc_keeps_every_object_the_platform_refers_to_on_s3_and_on_kafka(
+        files: str, log: str, request: pytest.FixtureRequest) -> None:
+    if files == "s3":
+        s3: S3Target = request.getfixturevalue("s3_url")
+        store = open_files(s3.child(), options=s3.options)
+    else:
+        store = open_files()
+    streams_url = f"kafka://{request.getfixturevalue('kafka_bootstrap')}" if log == "kafka" \
+        else None
+    stream = f"gc-keeps-{uuid.uuid4().hex[:8]}"
+    with millstream.open_streams(streams_url) as streams, open_tables() as tables:
+        put = _platform_refs(store, streams, tables, stream)
+        # a FileRef nested in a pydantic model, as a service's codec writes it
+        poster, extra = store.put("obj/poster", b"p" * 10), store.put("obj/extra", b"e" * 10)
+        value, headers = ModelCodec(Video).encode(
+            Video(id=1, media=Media(poster=poster, extra=[extra])))
+        with streams.open_producer() as producer:
+            producer.send(stream, value, key=b"7", headers=headers)
+        report = run_gc(store, streams, tables, older_than_s=0)
+        if log == "kafka":
+            streams.admin().delete_stream(stream)
+    assert [r.url for r in report.deleted] == [put["orphan"].url]
+    assert report.kept == {"records": 13, "tables": 1, "snapshots": 2, "checkpoints": 3,
+                           "pins": 0, "young": 0}
+    assert _urls(store) == ({r.url for r in put.values()} | {poster.url, extra.url}
+                            | {r.url for r in store.list("claim-check/")}
+                            | {r.url for r in store.list("tables/")}
+                            | {r.url for r in store.list("big-group/")}) - {put["orphan"].url}
