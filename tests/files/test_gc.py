@@ -107,20 +107,13 @@ def test_what_a_killed_gc_leaves_expires_and_the_next_gc_removes_it(tmp_path: Pa
     assert list(store.list("millstream.gc/")) == []
 
 
-def test_a_gc_held_up_longer_than_writers_wait_for_it_deletes_nothing_more(
-        tmp_path: Path) -> None:
+def test_a_gc_busy_in_one_long_call_still_shows_as_running(tmp_path: Path) -> None:
     store = open_files((tmp_path / "files").as_uri())
     limits = Limits(marker_s=2.0)
     with running_marker(store, limits) as marker:
-        assert gc_running(store, limits=limits)
-        time.sleep(0.3)
-        marker.refresh()  # rewritten: over marker_s / 10 old
+        time.sleep(limits.marker_s + 1.0)  # one long call (an S3 listing): no refresh by gc
+        assert gc_running(store, limits=limits)  # its heartbeat kept the marker fresh
         marker.check()
-        time.sleep(limits.marker_s / 2 + 0.1)  # over half the time writers give it
-        with pytest.raises(UnavailableError, match="deleted nothing more — run it again"):
-            marker.check()
-        with pytest.raises(UnavailableError, match="deleted nothing more — run it again"):
-            marker.refresh()  # a late refresh does not make the gc look fresh again
     assert not gc_running(store)
 
 

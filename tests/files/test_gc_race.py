@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -315,14 +316,15 @@ def test_a_producer_shared_by_threads_keeps_the_pin_of_a_send_not_yet_handed_ove
     assert run_gc(target.store, streams, None, older_than_s=0).deleted == []
 
 
-def test_a_gc_held_up_past_the_marker_limit_deletes_nothing_a_writer_then_wrote(
+def test_a_gc_stopped_past_the_marker_limit_deletes_nothing_a_writer_then_wrote(
         target: Target, streams: Streams, tmp_path: Path) -> None:
     short = Limits(marker_s=4.0)
     name = "grp/in/0/5/thumb.jpg"
     old = target.store.put(name, b"T" * 50)  # a previous attempt's object, unreferenced
     gc, release = _start_gc(target, tmp_path, "files.gc.before_delete", limits=short)
     try:
-        time.sleep(short.marker_s + 0.5)  # gc held: its marker now looks expired to writers
+        os.kill(gc.pid, signal.SIGSTOP)  # the whole gc process stopped, heartbeat included
+        time.sleep(short.marker_s + 0.5)  # its marker now looks expired to writers
         pins = Pins(target.store, limits=short)
         pins.hold(name, sent=True)  # the retry writes the object again...
         ref = target.store.put(name, b"T" * 50)
@@ -331,6 +333,7 @@ def test_a_gc_held_up_past_the_marker_limit_deletes_nothing_a_writer_then_wrote(
         pins.release()  # seeing no running gc: the pin goes at once
         assert list(target.store.list("millstream.gc/pins/")) == []
     finally:
+        os.kill(gc.pid, signal.SIGCONT)
         result = _finish(gc, release)
     assert "held up" in result["error"] and result["deleted"] == []
     assert target.store.stat(name) == old == ref

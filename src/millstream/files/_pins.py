@@ -37,10 +37,11 @@ What this needs from the store, and from the processes:
   its strong read-after-write and list-after-write consistency; an S3-compatible store whose
   listings lag behind its writes breaks the argument above);
 * **bounded pauses**, because leftovers of killed processes expire (``Limits``): a running
-  marker after ``marker_s`` — gc rewrites it on time (``running_marker.refresh``, called as
-  it lists, scans and deletes) and stops, deleting nothing more, once its last rewrite began
-  over ``marker_s / 2`` ago; a condemnation after ``condemn_s`` — gc starts deletes only
-  within ``condemn_s / 4`` of beginning to condemn the batch, so a single delete (an S3
+  marker after ``marker_s`` — gc rewrites it on time (``running_marker.refresh``, from a
+  heartbeat thread every few seconds and as it lists, scans and deletes) and stops,
+  deleting nothing more, once its last rewrite began over ``marker_s / 2`` ago (the whole
+  process stopped, or the store stalled); a condemnation after ``condemn_s`` — gc starts
+  deletes only within ``condemn_s / 4`` of beginning to condemn the batch, so a single delete (an S3
   request with its retries) must finish within the remaining ``3/4``; a pin after
   ``lease_s`` (a writer that holds an object for longer is not protected);
 * no common clock: every age is measured on the **store's** clock — the modification time of
@@ -373,10 +374,12 @@ def gc_running(store: FileStore, now: StoreClock | float | None = None,
 
 class running_marker:
     """``with running_marker(store) as marker:`` — announce a running gc (step g0) for the
-    block; ``marker.refresh()`` often (it is cheap: it rewrites the marker only every
-    ``marker_s / 10``), ``marker.check()`` before each delete. Both raise
-    ``UnavailableError`` once the last rewrite began over ``marker_s / 2`` ago: writers may
-    stop seeing this gc, so nothing more may be deleted. ``marker.clock`` is the store's."""
+    block. A heartbeat thread calls ``refresh()`` every few seconds whatever the gc is doing
+    (a long S3 listing included), and gc calls it too as it goes; ``marker.check()`` before
+    each delete. Once the last rewrite began over ``marker_s / 2`` ago (the whole process
+    was stopped, or its store stalled) both raise ``UnavailableError`` from then on: writers
+    may have stopped seeing this gc, so nothing more may be deleted. ``marker.clock`` is the
+    store's clock."""
 
     def __init__(self, store: FileStore, limits: Limits = LIMITS) -> None:
         self._store = store
@@ -384,11 +387,27 @@ class running_marker:
         self.id = uuid.uuid4().hex
         self.name = f"{RUNNING}{self.id}"
         self._written = 0.0  # monotonic time the last rewrite began
+        self._late: float | None = None  # how late it was found: nothing may be deleted
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
         self.clock = StoreClock(store)
 
     def __enter__(self) -> running_marker:
         self._write()
+        self._beat = threading.Thread(target=self._heartbeat, name="gc-marker", daemon=True)
+        self._beat.start()
         return self
+
+    def _heartbeat(self) -> None:
+        every = min(5.0, self.limits.marker_s / 20)
+        while not self._stop.wait(every):
+            try:
+                self.refresh()
+            except UnavailableError:
+                return  # late: gc stops at its next check
+            except Exception as exc:  # a failed rewrite: the next beat tries again
+                log.warning("could not rewrite the gc marker %s: %s", self.name, exc)
 
     def _write(self) -> None:
         started = time.monotonic()
@@ -399,20 +418,26 @@ class running_marker:
     def refresh(self) -> None:
         """Check lateness, then rewrite the marker if it was last written over
         ``marker_s / 10`` ago."""
-        self.check()
-        if time.monotonic() - self._written > self.limits.marker_s / 10:
-            self._write()
+        with self._lock:
+            self.check()
+            if time.monotonic() - self._written > self.limits.marker_s / 10:
+                self._write()
 
     def check(self) -> None:
         """``UnavailableError`` if the marker may look expired to writers (this gc was held
-        up for too long): nothing may be deleted then."""
+        up for too long): nothing may be deleted then, nor ever after in this gc."""
         late = time.monotonic() - self._written
-        if late > self.limits.marker_s / 2:
+        if late > self.limits.marker_s / 2 and self._late is None:
+            self._late = late
+        if self._late is not None:
             raise UnavailableError(
-                f"files gc was held up for {late:.0f} s, long enough for writers to stop "
+                f"files gc was held up for {self._late:.0f} s, long enough for writers to stop "
                 "waiting for it; it deleted nothing more — run it again")
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
         try:
             self._store.delete(self.name)
         except NotFoundError:
