@@ -256,6 +256,9 @@ class Pins:
                     for name in fresh:
                         self._by_name.pop(name, None)
                     self._pins.pop(ticket[-1].name, None)
+                    if not sent:  # the pins it joined are not held up by it any more
+                        for pin in ticket[:-1]:
+                            pin.pending -= 1
                 raise
             after = time.monotonic()
             if not self._clock.known:
