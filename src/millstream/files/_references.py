@@ -28,13 +28,15 @@ import base64
 import gzip
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from millstream.errors import CorruptDataError, NotFoundError
+from millstream.errors import CorruptDataError, NotFoundError, OperationTimeoutError
 from millstream.files.base import FileRef, FileStore
 from millstream.files.claimcheck import PREFIX as CLAIM_PREFIX
+from millstream.records import Record, StreamPartition
 from millstream.streams.base import Streams
 from millstream.streams.reading import read_ranges
 from millstream.tables.base import Tables
@@ -49,6 +51,8 @@ REASONS = ("records", "tables", "snapshots", "checkpoints", "pins", "young")
 Progress = Callable[[str, str, int], None]
 _CHECKPOINTS = "millstream.checkpoints"
 _EXCEPTIONS = "millstream.exceptions"
+#: how long reading every stream to its end may take
+_READ_S = 3600.0
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -247,14 +251,38 @@ class References:
 
     # --- where references live ----------------------------------------------------------------
     def scan_streams(self, streams: Streams) -> None:
-        """Every record retained in every stream, up to the ends seen now."""
+        """Every record retained in every stream, up to the ends seen now: read by one
+        consumer of every stream that has records (on Kafka a consumer per stream costs about
+        half a second before its first record, the broker's fetch wait)."""
         admin = streams.admin()
+        todo: dict[str, dict[int, tuple[int, int]]] = {}
         for name in admin.list_streams():
             info = admin.describe_stream(name)
-            ranges = {p.partition: (p.start, p.end) for p in info.partitions}
-            seen = self._scan_ranges(streams, name, ranges)
+            todo[name] = {p.partition: (p.start, p.end) for p in info.partitions}
+        seen = dict.fromkeys(todo, 0)
+        wanted = {StreamPartition(name, partition): (first, end)
+                  for name, ranges in todo.items()
+                  for partition, (first, end) in ranges.items() if first < end}
+        if wanted:
+            with streams.open_consumer() as reader:
+                reader.subscribe(sorted({sp.stream for sp in wanted}))
+                for sp, (first, _) in wanted.items():
+                    if reader.position(sp) < first:
+                        reader.seek(sp, first)
+                deadline = time.monotonic() + _READ_S
+                while any(reader.position(sp) < end for sp, (_, end) in wanted.items()):
+                    if time.monotonic() > deadline:
+                        raise OperationTimeoutError(
+                            f"reading every stream to its end took over {_READ_S:g} s")
+                    for record in reader.poll(max_records=10_000, timeout=0.5):
+                        sp = StreamPartition(record.stream, record.partition)
+                        if sp in wanted and record.offset < wanted[sp][1]:
+                            seen[record.stream] += 1
+                            self._add_record(record)
+        for name, ranges in todo.items():
+            self._scanned(name, ranges)
             if self._progress is not None:
-                self._progress("stream", name, seen)
+                self._progress("stream", name, seen[name])
 
     def scan_tail(self, streams: Streams) -> int:
         """The records appended since the last scan (new streams from their start); returns
@@ -271,29 +299,36 @@ class References:
 
     def _scan_ranges(self, streams: Streams, name: str,
                      ranges: dict[int, tuple[int, int]]) -> int:
-        reason = "checkpoints" if name == _CHECKPOINTS else "records"
         seen = 0
         # nothing to read (most streams, in a tail): no consumer, which on Kafka costs a
         # subscription per stream
         todo = ranges if any(first < end for first, end in ranges.values()) else {}
         for record in read_ranges(streams, name, todo) if todo else ():
             seen += 1
-            self._tick()
-            self.add_bytes(reason, record.value)
-            if name == _EXCEPTIONS and record.value:
-                self._add_failed_input(reason, record.value)
-            if record.key and self._base_bytes in record.key:
-                self.mentions[reason].append(bytes(record.key))
-            for _, hvalue in record.headers or ():
-                if hvalue and self._base_bytes in hvalue:
-                    self.mentions[reason].append(bytes(hvalue))
+            self._add_record(record)
+        self._scanned(name, ranges)
+        return seen
+
+    def _add_record(self, record: Record) -> None:
+        self._tick()
+        reason = "checkpoints" if record.stream == _CHECKPOINTS else "records"
+        self.add_bytes(reason, record.value)
+        if record.stream == _EXCEPTIONS and record.value:
+            self._add_failed_input(reason, record.value)
+        if record.key and self._base_bytes in record.key:
+            self.mentions[reason].append(bytes(record.key))
+        for _, hvalue in record.headers or ():
+            if hvalue and self._base_bytes in hvalue:
+                self.mentions[reason].append(bytes(hvalue))
+
+    def _scanned(self, name: str, ranges: dict[int, tuple[int, int]]) -> None:
+        """``name`` was read up to the ends in ``ranges``: follow its checkpoint states."""
         ends = self.ends.setdefault(name, {})
         for partition, (_, end) in ranges.items():
             ends[partition] = max(ends.get(partition, 0), end)
-        if reason == "checkpoints":
+        if name == _CHECKPOINTS:
             for url in list(self.found["checkpoints"]):
                 self._follow_state(url)
-        return seen
 
     def _follow_state(self, url: str) -> None:
         """A checkpoint's state kept as an object (``<group>/checkpoints/<n>/<sha>.json``):
