@@ -15,6 +15,7 @@ from millstream.errors import InvalidRequestError, UnavailableError
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import collect_garbage, find_references, open_files
 from millstream.files._pins import Limits, Pins, condemn, gc_running, running_marker
+from millstream.files._references import References
 from millstream.files.gc import run_gc
 from millstream.tables import open_tables
 from millstream.tables.snapshot import write_snapshot
@@ -126,3 +127,19 @@ def test_the_condemnation_window_starts_before_the_first_mark_is_written(
     took = time.monotonic() - before
     assert before <= started < before + took / 10
     assert len(list(store.list("millstream.gc/condemned/"))) == 200
+
+
+def test_an_object_is_kept_when_any_mention_holds_its_url_wherever_it_appears(
+        tmp_path: Path) -> None:
+    store = open_files((tmp_path / "files").as_uri())
+    refs = References(store)
+    base = store.url + "/"
+    refs.add_bytes("records", b"\x00first " + f"{base}a/1 then {base}b/2".encode() + b"\xff")
+    assert [refs.reason(base + n) for n in ("a/1", "b/2", "a/2", "b", "c/1")] == [
+        "records", "records", None, "records", None]  # "b" is where "b/2" starts: kept
+    # a mention added after a lookup is seen by the next one
+    refs.add_bytes("checkpoints", b"\x01" + f"{base}c/1".encode())
+    assert refs.reason(base + "c/1") == "checkpoints"
+    refs.add_bytes("records", b"\x02" + f"{base}c/1".encode())
+    assert refs.reason(base + "c/1") == "records"
+    assert refs.reason("s3://elsewhere/a/1") is None

@@ -25,6 +25,7 @@ since.
 from __future__ import annotations
 
 import base64
+import bisect
 import gzip
 import json
 import logging
@@ -51,6 +52,8 @@ REASONS = ("records", "tables", "snapshots", "checkpoints", "pins", "young")
 Progress = Callable[[str, str, int], None]
 _CHECKPOINTS = "millstream.checkpoints"
 _EXCEPTIONS = "millstream.exceptions"
+#: the longest object name a mention is searched for (S3 keys are at most 1024 bytes)
+_NAME_MAX = 4096
 #: how long reading every stream to its end may take
 _READ_S = 3600.0
 _HEX = frozenset("0123456789abcdef")
@@ -124,17 +127,40 @@ class References:
         #: stream -> partition -> the end offset scanned so far
         self.ends: dict[str, dict[int, int]] = {}
         self._followed: set[str] = set()
+        #: per reason: how many mentions are indexed, and the text after the store's URL in
+        #: each, sorted (see ``_mentioned``)
+        self._index: dict[str, tuple[int, list[bytes]]] = {}
         self._progress = progress
         self.unreadable: list[str] = []
 
     # --- the verdict --------------------------------------------------------------------------
     def reason(self, url: str) -> str | None:
         """The first reason that keeps the object at ``url``, or None."""
-        target = url.encode()
+        if not url.startswith(self.base):
+            return next((r for r in REASONS if url in self.found[r]), None)
+        name = url[len(self.base):].encode()
         for reason in REASONS:
-            if url in self.found[reason] or any(target in m for m in self.mentions[reason]):
+            if url in self.found[reason] or self._mentioned(reason, name):
                 return reason
         return None
+
+    def _mentioned(self, reason: str, name: bytes) -> bool:
+        """Whether a mention holds the store's URL followed by ``name``: the text after each
+        place the URL appears is kept sorted, so the one that would start with ``name`` is
+        where ``name`` sorts (a lookup in log time, not a search of every mention)."""
+        done, after = self._index.setdefault(reason, (0, []))
+        mentions = self.mentions[reason]
+        if done < len(mentions):
+            for text in mentions[done:]:
+                at = text.find(self._base_bytes)
+                while at >= 0:
+                    start = at + len(self._base_bytes)
+                    after.append(text[start:start + _NAME_MAX])
+                    at = text.find(self._base_bytes, start)
+            after.sort()
+            self._index[reason] = (len(mentions), after)
+        i = bisect.bisect_left(after, name)
+        return i < len(after) and after[i].startswith(name)
 
     # --- values -------------------------------------------------------------------------------
     def add_bytes(self, reason: str, data: bytes | None) -> None:
