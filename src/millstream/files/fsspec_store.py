@@ -161,7 +161,7 @@ class FsspecStore(StoreBase):
             {"sha256": sha256, "size": size, "content_type": content_type,
              "written": written}).encode())
         self._move(sidecar, self.meta_key(name))
-        logger.warning("adopted %s/%s: SHA-256 %s, %s bytes, recorded as found", self.url,
+        logger.info("adopted %s/%s: SHA-256 %s, %s bytes, recorded as found", self.url,
                        name, sha256, size)
         return ObjectMeta(size=size, sha256=sha256, content_type=content_type,
                           modified=written)

@@ -533,7 +533,7 @@ class LocalStore(StoreBase):
             _fsync_dir(self.meta_path(name).parent)
             if left is not None:
                 left[0].unlink(missing_ok=True)
-        logger.warning("adopted %s: SHA-256 %s, %s bytes, recorded as found", what, sha256,
+        logger.info("adopted %s: SHA-256 %s, %s bytes, recorded as found", what, sha256,
                        size)
         return _meta_of(record, found[1])
 
