@@ -364,10 +364,13 @@ def gc(ctx: click.Context, state: CliState, dry_run: bool, older_than: str,
     """Delete objects nothing on the platform refers to any more.
 
     Kept: objects a retained record in any stream refers to (claim-check objects and
-    their contents included), objects a table document or a state checkpoint refers to,
-    table snapshots and what they refer to, objects a running service has pinned (stored,
-    its record not yet sent), and objects younger than --older-than. Orphans of crashes
-    and expired claim-checks go. The last line counts the objects kept for each reason.
+    their contents included, and failed inputs kept in millstream.exceptions), objects a
+    table document or a state checkpoint refers to, table snapshots (also those in the
+    --snapshots stores) and what they refer to, objects a running service has pinned
+    (stored, its record not yet sent), and objects younger than --older-than. Orphans of
+    crashes and expired claim-checks go. The first line names the backends scanned; gc
+    refuses ones that cannot be the platform's (see --force). The last line counts the
+    objects kept for each reason.
 
     \b
     Example:
