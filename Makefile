@@ -65,8 +65,21 @@ test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20)
 # test`. Nothing runs when the newest Python is the one .venv already uses.
 NEWEST_VENV := .venv-newest
 test-newest:  ## the tests that need no external service, on the newest python3.x found (in .venv-newest)
-	@python=$$(bash scripts/newest-python.sh) || { 	  echo "test-newest: no Python ≥ 3.11 found" >&2; exit 1; }; 	minor() { "$$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }; 	version=$$(minor "$$python"); 	if [[ -x $(PY) && $$(minor $(PY)) == "$$version" ]]; then 	  echo "test-newest: the newest Python here is $$version, which $(VENV) uses: nothing more to run"; 	  exit 0; fi; 	stamp=$(NEWEST_VENV)/.installed-$$version; 	if [[ ! -f $$stamp || pyproject.toml -nt $$stamp || apps/video/pyproject.toml -nt $$stamp ]]; then 	  echo "creating $(NEWEST_VENV) with $$python ($$version)"; rm -rf $(NEWEST_VENV); 	  "$$python" -m venv $(NEWEST_VENV); 	  $(NEWEST_VENV)/bin/python -m pip install --disable-pip-version-check --quiet \
-	    -e '.[dev,video]' -e 'apps/video[test]'; 	  touch "$$stamp"; fi; 	MILLSTREAM_NO_SERVICES=1 $(NEWEST_VENV)/bin/python -m pytest -q \
+	@python=$$(bash scripts/newest-python.sh) || { \
+	  echo "test-newest: no Python ≥ 3.11 found" >&2; exit 1; }; \
+	minor() { "$$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }; \
+	version=$$(minor "$$python"); \
+	if [[ -x $(PY) && $$(minor $(PY)) == "$$version" ]]; then \
+	  echo "test-newest: the newest Python here is $$version, which $(VENV) uses: nothing more to run"; \
+	  exit 0; fi; \
+	stamp=$(NEWEST_VENV)/.installed-$$version; \
+	if [[ ! -f $$stamp || pyproject.toml -nt $$stamp || apps/video/pyproject.toml -nt $$stamp ]]; then \
+	  echo "creating $(NEWEST_VENV) with $$python ($$version)"; rm -rf $(NEWEST_VENV); \
+	  "$$python" -m venv $(NEWEST_VENV); \
+	  $(NEWEST_VENV)/bin/python -m pip install --disable-pip-version-check --quiet \
+	    -e '.[dev,video]' -e 'apps/video[test]'; \
+	  touch "$$stamp"; fi; \
+	MILLSTREAM_NO_SERVICES=1 $(NEWEST_VENV)/bin/python -m pytest -q \
 	  -m 'not kafka and not kafka_cluster and not slow' --durations=10 $(PYTEST_ARGS)
 
 demo: venv  ## the video site processing sample videos it generates, on the embedded log
