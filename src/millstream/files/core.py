@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -289,6 +289,18 @@ class StoreBase:
     def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
         """Every object whose name starts with ``prefix``, in any order."""
         raise NotImplementedError
+
+    def _recorded(self, names: Iterable[str]) -> Iterator[tuple[str, ObjectMeta]]:
+        """``(name, record)`` of each of ``names`` that is an object; a damaged one is left out
+        with a warning naming it (a backend's ``_walk`` over the names it finds)."""
+        for name in names:
+            try:
+                meta = self._head(name)
+            except CorruptDataError as exc:
+                logger.warning("not listed: %s", exc)
+                continue
+            if meta is not None:
+                yield name, meta
 
     def _walk_unrecorded(self, prefix: str) -> Iterator[str]:
         """Names under ``prefix`` holding bytes but no record of a write (not objects). By

@@ -449,14 +449,7 @@ class LocalStore(StoreBase):
                     yield name
 
     def _walk(self, prefix: str) -> Iterator[tuple[str, ObjectMeta]]:
-        for name in self._names(prefix):
-            try:
-                meta = self._head(name)
-            except CorruptDataError as exc:
-                logger.warning("not listed: %s", exc)
-                continue
-            if meta is not None:
-                yield name, meta
+        return self._recorded(self._names(prefix))
 
     # --- files without a record -------------------------------------------------------------
     @staticmethod
