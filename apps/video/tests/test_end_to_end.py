@@ -276,8 +276,21 @@ def test_exactly_one_final_record_per_video(run: Run) -> None:
         if video.status != "processing":
             finals[video.video_id] = finals.get(video.video_id, 0) + 1
     assert finals == dict.fromkeys(run.ids.values(), 1)
-    assert sorted(v.video_id for v in videos if v.status == "processing") == sorted(
-        run.ids.values())
+    # `processing` is written when the upload reaches the join before the video's other parts
+    # are all in; on Kafka the join may read the stages' outputs first (separate streams, no
+    # order between them), and then the upload finishes the video at once. So: at most one
+    # `processing` per video, only for uploaded videos, and never after its final record
+    # (records of one video share a key, hence a partition, hence their order).
+    in_progress: dict[str, int] = {}
+    finished: set[str] = set()
+    for video in videos:
+        if video.status == "processing":
+            assert video.video_id not in finished, video
+            in_progress[video.video_id] = in_progress.get(video.video_id, 0) + 1
+        else:
+            finished.add(video.video_id)
+    assert set(in_progress) <= set(run.ids.values())
+    assert set(in_progress.values()) <= {1}
 
 
 def test_analytics_sees_every_video(run: Run) -> None:
