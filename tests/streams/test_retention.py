@@ -93,6 +93,9 @@ def test_a_producer_applies_retention_as_it_writes(tmp_path: Path) -> None:
         streams.admin().create_stream("metrics", retention=Retention(max_bytes=500))
         with streams.open_producer() as producer:
             for _ in range(30):
+                # a producer checks retention when retention_check_ms has passed since its
+                # last check; 2 ms apart, every append is due one (the last one included)
+                time.sleep(0.002)
                 producer.send("metrics", b"m" * 100).wait(10)
         part = streams.admin().describe_stream("metrics").partitions[0]
         assert part.end == 30 and part.bytes <= 600 and part.start >= 24
