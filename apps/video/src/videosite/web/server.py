@@ -23,13 +23,14 @@ reads the limits from ``VIDEOSITE_*`` variables; the CLI's flags override them:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from .settings import from_env
 
 __all__ = ["ENV", "ServerLimits", "build_server"]
 
@@ -71,19 +72,7 @@ class ServerLimits:
                  ) -> ServerLimits:
         """The defaults, each overridden by its ``VIDEOSITE_*`` variable, then by
         ``overrides`` (keyword arguments that are not None)."""
-        env = os.environ if environ is None else environ
-        changes: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV[f.name])
-            if raw:
-                kind = type(getattr(cls(), f.name))
-                try:
-                    changes[f.name] = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{ENV[f.name]}={raw!r} is not a{'n' if kind is int else ''}"
-                                     f" {kind.__name__}") from None
-        changes.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **changes)
+        return from_env(cls, ENV, environ, overrides)
 
 
 def build_server(app: ASGIApp, *, host: str, port: int, limits: ServerLimits | None = None,

@@ -15,9 +15,9 @@ default it needs the API token).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["WebSettings"]
 
@@ -60,16 +60,28 @@ class WebSettings:
                  ) -> WebSettings:
         """The defaults, each overridden by its ``VIDEOSITE_*`` variable, then by
         ``overrides`` (keyword arguments that are not None)."""
-        env = os.environ if environ is None else environ
-        changes: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(_VARS[f.name])
-            if raw:
-                kind = str if f.name == "token" else type(getattr(cls(), f.name))
-                try:
-                    changes[f.name] = _boolean(raw) if kind is bool else kind(raw)
-                except ValueError:
-                    what = "true or false" if kind is bool else f"a {kind.__name__}"
-                    raise ValueError(f"{_VARS[f.name]}={raw!r} is not {what}") from None
-        changes.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **changes)
+        return from_env(cls, _VARS, environ, overrides, text={"token"})
+
+
+_S = TypeVar("_S")
+
+
+def from_env(cls: type[_S], names: Mapping[str, str], environ: Mapping[str, str] | None,
+             overrides: Mapping[str, Any], *, text: Collection[str] = ()) -> _S:
+    """``cls()``'s defaults, each overridden by its environment variable (``names``: field →
+    variable; fields in ``text`` are strings, the others take their default's type), then by
+    ``overrides`` that are not None. A value of the wrong type is refused naming it."""
+    env = os.environ if environ is None else environ
+    changes: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        raw = env.get(names[f.name])
+        if raw:
+            kind: type = str if f.name in text else type(getattr(cls(), f.name))
+            try:
+                changes[f.name] = _boolean(raw) if kind is bool else kind(raw)
+            except ValueError:
+                what = ("true or false" if kind is bool
+                        else f"a{'n' if kind is int else ''} {kind.__name__}")
+                raise ValueError(f"{names[f.name]}={raw!r} is not {what}") from None
+    changes.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(cls(), **changes)  # type: ignore[type-var]
