@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from millstream.files.local import LocalStore
+from millstream.files._local import LocalStore
 
 CHUNK = 1024 * 1024
 

@@ -40,7 +40,8 @@ from pydantic import BaseModel
 import millstream
 from millstream.codecs import ModelCodec
 from millstream.records import StreamPartition
-from millstream.service import App, ServiceRunner
+from millstream.runtime import ServiceRunner
+from millstream.service import App
 
 PARTITIONS = 4
 TARGET_RATE = 100_000

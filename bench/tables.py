@@ -38,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import millstream
 from millstream.tables import open_tables
-from millstream.tables.materialize import Materializer, rebuild
+from millstream.tables._materialize import Materializer, rebuild
 
 PARTITIONS = 4
 BATCH = 20_000  # records per transaction, the materializer's default

@@ -60,7 +60,7 @@ from PIL import Image
 
 import millstream
 from millstream.files import FileStore
-from millstream.streams.partitioner import partition_for_key
+from millstream.streams._partitioner import partition_for_key
 from millstream.tables import Tables
 from videosite.app import app
 from videosite.inprocess import InProcessSite

@@ -8,7 +8,7 @@ import pytest
 
 import millstream
 from millstream.config import load_config
-from millstream.streams.local import LocalStreams, parse_local_url
+from millstream.streams._local import LocalStreams, parse_local_url
 
 
 def test_defaults_live_under_millstream_home(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from millstream.errors import (
 )
 from millstream.records import Headers, Position, Record, StreamPartition
 from millstream.streams import open_streams
-from millstream.streams.base import (
+from millstream.streams._base import (
     Admin,
     BatchHandle,
     Consumer,

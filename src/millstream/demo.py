@@ -44,7 +44,7 @@ from rich.text import Text
 from millstream.errors import FencedError, InvalidRequestError, MillstreamError
 from millstream.records import StreamPartition
 from millstream.streams import open_streams
-from millstream.streams.base import BatchHandle, Streams
+from millstream.streams._base import BatchHandle, Streams
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue

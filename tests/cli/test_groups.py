@@ -6,7 +6,7 @@ import datetime
 import time
 
 from millstream import StreamPartition, Streams
-from millstream.streams.partitioner import partition_for_key
+from millstream.streams._partitioner import partition_for_key
 from tests.cli.conftest import Invoke
 from tests.cli.parsing import row, rows
 from tests.support.waiting import wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from millstream import Record, Streams
-from millstream.streams.partitioner import partition_for_key
+from millstream.streams._partitioner import partition_for_key
 from tests.cli.conftest import Invoke
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from millstream import Retention, Streams
-from millstream.streams.partitioner import partition_for_key
+from millstream.streams._partitioner import partition_for_key
 from tests.cli.conftest import Invoke
 from tests.cli.parsing import row, rows
 

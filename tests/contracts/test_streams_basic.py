@@ -9,7 +9,7 @@ import pytest
 
 import millstream
 from millstream import Record, StreamPartition
-from millstream.streams.partitioner import partition_for_key
+from millstream.streams._partitioner import partition_for_key
 from tests.support.backends import BackendUnderTest
 
 MiB = 1024 * 1024

@@ -10,7 +10,7 @@ import pytest
 
 import millstream
 from millstream.records import StreamPartition
-from millstream.streams.base import PartitionInfo
+from millstream.streams._base import PartitionInfo
 from tests.support.backends import BackendUnderTest
 
 SHARED_RECORDS = 5

@@ -18,8 +18,8 @@ import sys
 import millstream
 from millstream.errors import UnavailableError
 from millstream.files import open_files
+from millstream.files._gc import run_gc
 from millstream.files._pins import Limits
-from millstream.files.gc import run_gc
 from millstream.tables import open_tables
 
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 from millstream.cli.files import files_group
 from millstream.cli.main import _Group
 from millstream.errors import CorruptDataError, InvalidRequestError
-from millstream.files.fsspec_store import FsspecStore
-from millstream.files.local import LocalStore
+from millstream.files._fsspec import FsspecStore
+from millstream.files._local import LocalStore
 
 
 @click.group(cls=_Group)

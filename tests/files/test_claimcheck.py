@@ -13,7 +13,7 @@ import millstream
 from millstream import Record, Streams
 from millstream.errors import CorruptDataError, RecordTooLargeError
 from millstream.files import ClaimCheck, FileRef, FileStore, claim_checked, open_files
-from millstream.files.claimcheck import HEADER
+from millstream.files._claimcheck import HEADER
 
 MiB = 1024 * 1024
 

@@ -23,7 +23,7 @@ import pytest
 from millstream.errors import CorruptDataError, NotFoundError
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import FileRef
-from millstream.files.local import LocalStore
+from millstream.files._local import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -409,7 +409,7 @@ def test_a_check_that_cannot_be_recorded_is_remembered_and_warned_about_once(
     _wait_until_not_racy(store.root / "other.bin")
     (store.root / ".tmp").rmdir()
     (store.root / ".tmp").write_bytes(b"")  # nothing can be written there now
-    with caplog.at_level("WARNING", logger="millstream.files.local"):
+    with caplog.at_level("WARNING", logger="millstream.files._local"):
         for _ in range(5):
             with store.open(ref, start=100, end=200) as f:
                 assert f.read() == DATA[100:200]

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from millstream.errors import CorruptDataError
-from millstream.files.fsspec_store import FsspecStore
+from millstream.files._fsspec import FsspecStore
 
 
 class _MoveFails(FsspecStore):

@@ -14,11 +14,11 @@ import millstream
 from millstream.errors import InvalidRequestError, UnavailableError
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import collect_garbage, find_references, open_files
+from millstream.files._gc import run_gc
 from millstream.files._pins import Limits, Pins, condemn, gc_running, running_marker
 from millstream.files._references import References
-from millstream.files.gc import run_gc
 from millstream.tables import open_tables
-from millstream.tables.snapshot import write_snapshot
+from millstream.tables._snapshot import write_snapshot
 from tests.support.children import REPO
 
 H = "ab" * 32

@@ -15,7 +15,7 @@ import millstream
 from millstream.cli.main import cli
 from millstream.files import FileStore, open_files
 from millstream.tables import open_tables
-from millstream.tables.snapshot import write_snapshot
+from millstream.tables._snapshot import write_snapshot
 
 
 def _urls(store: FileStore) -> set[str]:

@@ -13,11 +13,11 @@ import pytest
 
 import millstream
 from millstream.files import ClaimCheck, FileRef, claim_checked, open_files
-from millstream.files.gc import run_gc
-from millstream.files.local import LocalStore
-from millstream.streams.base import Streams
+from millstream.files._gc import run_gc
+from millstream.files._local import LocalStore
+from millstream.streams._base import Streams
 from millstream.tables import open_tables
-from millstream.tables.snapshot import write_snapshot
+from millstream.tables._snapshot import write_snapshot
 
 
 @pytest.fixture

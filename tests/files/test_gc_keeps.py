@@ -19,20 +19,20 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import CHECKPOINTS, EXCEPTIONS, ensure_platform_streams
 from millstream.cli.main import cli
 from millstream.codecs import ModelCodec
 from millstream.errors import InvalidRequestError, UnavailableError
 from millstream.files import ClaimCheck, FileRef, FileStore, claim_checked, open_files
+from millstream.files._gc import run_gc
+from millstream.files._local import LocalStore
 from millstream.files._pins import Pins
-from millstream.files.gc import run_gc
-from millstream.files.local import LocalStore
 from millstream.records import Record
-from millstream.service.failures import describe_failure
-from millstream.service.state import CheckpointStore
-from millstream.service.wellknown import CHECKPOINTS, EXCEPTIONS, ensure_platform_streams
-from millstream.streams.base import Streams
+from millstream.runtime._failures import describe_failure
+from millstream.runtime._state import CheckpointStore
+from millstream.streams._base import Streams
 from millstream.tables import Tables, open_tables
-from millstream.tables.snapshot import write_snapshot
+from millstream.tables._snapshot import write_snapshot
 from tests.files.gc_app import Stored, Upload, blob
 from tests.support.children import REPO
 from tests.support.s3_fixtures import S3Target

@@ -25,10 +25,11 @@ import pytest
 import millstream
 from millstream.codecs import ModelCodec
 from millstream.files import ClaimCheck, FileRef, FileStore, open_files
+from millstream.files._gc import run_gc
 from millstream.files._pins import Limits, Pins
-from millstream.files.gc import run_gc
-from millstream.service import App, Context, ServiceRunner
-from millstream.streams.base import Streams
+from millstream.runtime import ServiceRunner
+from millstream.service import App, Context
+from millstream.streams._base import Streams
 from millstream.tables import open_tables
 from tests.files.gc_app import Upload, blob
 from tests.service.test_runtime import run_until

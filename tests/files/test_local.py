@@ -11,7 +11,7 @@ import pytest
 
 from millstream.errors import ConfigError
 from millstream.files import open_files
-from millstream.files.local import LocalStore
+from millstream.files._local import LocalStore
 
 
 def sha(data: bytes) -> str:

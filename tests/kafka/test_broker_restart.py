@@ -31,7 +31,8 @@ from pydantic import BaseModel
 import millstream
 from millstream import MillstreamError, OperationTimeoutError, StreamPartition, UnavailableError
 from millstream.codecs import ModelCodec
-from millstream.service import App, Context, ServiceRunner
+from millstream.runtime import ServiceRunner
+from millstream.service import App, Context
 from tests.support.kafka_cluster import (
     KafkaCluster,
     KafkaStartError,
@@ -243,7 +244,7 @@ def test_records_a_service_could_not_deliver_at_close_are_reported_and_counted(
                     value, headers = ModelCodec(_Order).encode(_Order(id=i))
                     producer.send(orders, value, key=str(i).encode(), headers=headers)
             runner = ServiceRunner(app, "explode", streams, plumbing=False)
-            caplog.set_level("ERROR", logger="millstream.service.runner")
+            caplog.set_level("ERROR", logger="millstream.runtime._runner")
             t0 = time.monotonic()
             with pytest.raises(OperationTimeoutError, match="still not acknowledged"):
                 runner.run()

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 import millstream
 from millstream import Record, StreamPartition
-from millstream.streams.partitioner import partition_for_key
+from millstream.streams._partitioner import partition_for_key
 
 pytestmark = pytest.mark.kafka
 

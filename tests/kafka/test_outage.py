@@ -30,7 +30,7 @@ from millstream import (
     StreamPartition,
     UnavailableError,
 )
-from millstream.streams.kafka.consumer import KafkaConsumer
+from millstream.streams._kafka.consumer import KafkaConsumer
 
 TIMEOUT_S = 1.0
 SLACK_S = 3.0  # what a call may take beyond millstream.timeout_ms

@@ -14,7 +14,7 @@ import pytest
 
 import millstream
 from millstream import NotFoundError, StreamPartition
-from millstream.streams.kafka.admin import KafkaAdmin
+from millstream.streams._kafka.admin import KafkaAdmin
 
 pytestmark = pytest.mark.kafka
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 
 import millstream
+from millstream._wellknown import EXCEPTIONS, METRICS
 from millstream.faults import FAULT_EXIT_CODE
-from millstream.service import App, Context, RetryPolicy, ServiceRunner
-from millstream.service.failures import parse_exception
-from millstream.service.state import CheckpointStore
-from millstream.service.wellknown import EXCEPTIONS, METRICS
-from millstream.streams.base import Streams
+from millstream.runtime import ServiceRunner
+from millstream.runtime._failures import parse_exception
+from millstream.runtime._state import CheckpointStore
+from millstream.service import App, Context, RetryPolicy
+from millstream.streams._base import Streams
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 from tests.support.children import REPO
 from tests.support.waiting import wait_until

@@ -13,10 +13,10 @@ import pytest
 
 import millstream
 from millstream import InvalidRequestError
-from millstream.streams.kafka import KafkaOptions, parse_kafka_url
+from millstream.streams._kafka import KafkaOptions, parse_kafka_url
 
 NOWHERE = "kafka://127.0.0.1:1"
-LOGGER = "millstream.streams.kafka.options"
+LOGGER = "millstream.streams._kafka.options"
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -22,8 +22,8 @@ import pytest
 import millstream
 from millstream.codecs import ModelCodec
 from millstream.faults import FAULT_EXIT_CODE
-from millstream.service.state import CheckpointStore
-from millstream.streams.base import Streams
+from millstream.runtime._state import CheckpointStore
+from millstream.streams._base import Streams
 from tests.service.test_runtime import read_all
 from tests.support.apps import Doubled, Item, app
 from tests.support.children import REPO

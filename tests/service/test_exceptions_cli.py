@@ -8,9 +8,10 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import retry_stream
 from millstream.cli.main import cli
-from millstream.service import App, RetryPolicy, ServiceRunner
-from millstream.service.wellknown import retry_stream
+from millstream.runtime import ServiceRunner
+from millstream.service import App, RetryPolicy
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import millstream
 from millstream.cli.main import cli
 from millstream.files import open_files
-from millstream.files.claimcheck import ClaimCheck, claim_checked
+from millstream.files._claimcheck import ClaimCheck, claim_checked
 from millstream.tables import open_tables
 
 

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from millstream.cli.graph import graph_command
 from millstream.cli.main import cli
-from millstream.service.app import App
-from millstream.service.context import Context
-from millstream.service.graph import Edge, to_svg, to_text, topology
+from millstream.observe._topology import Edge, to_svg, to_text, topology
+from millstream.service._app import App
+from millstream.service._context import Context
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from millstream.service.histogram import Histogram, bucket_of, bucket_value
+from millstream.runtime._histogram import Histogram, bucket_of, bucket_value
 
 
 def test_every_value_lies_in_its_bucket_within_one_thirty_second() -> None:
@@ -56,7 +56,7 @@ def test_merge_and_round_trip() -> None:
 
 
 def test_sampled_batches_keep_the_exact_record_count() -> None:
-    from millstream.service.metrics import Metrics
+    from millstream.runtime._metrics import Metrics
 
     for records, stride in [(500, 8), (1, 8), (7, 8), (9, 8), (500, 1), (3, 1)]:
         metrics = Metrics("app", "svc", "group", "1")

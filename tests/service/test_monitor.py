@@ -22,14 +22,11 @@ from click.testing import CliRunner, Result
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import METRICS
 from millstream.cli.top import MetricsServer, metrics_group, render_lines, top_command
 from millstream.codecs import ModelCodec
 from millstream.errors import NotFoundError
-from millstream.records import StreamPartition
-from millstream.service import App, RetryPolicy, ServiceRunner
-from millstream.service.histogram import Histogram
-from millstream.service.metrics import Metrics
-from millstream.service.monitor import (
+from millstream.observe._health import (
     CONTENT_TYPE,
     MetricsTable,
     MetricsView,
@@ -38,8 +35,12 @@ from millstream.service.monitor import (
     prometheus_text,
     service_view,
 )
-from millstream.service.wellknown import METRICS
-from millstream.streams.base import Streams
+from millstream.records import StreamPartition
+from millstream.runtime import ServiceRunner
+from millstream.runtime._histogram import Histogram
+from millstream.runtime._metrics import Metrics
+from millstream.service import App, RetryPolicy
+from millstream.streams._base import Streams
 from tests.cli.parsing import row, rows
 from tests.service.test_crash import STREAMS_URL, N, committed, crash, produce_items
 from tests.support.apps import app as testapp

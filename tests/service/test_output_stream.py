@@ -7,7 +7,8 @@ import pytest
 import millstream
 from millstream.codecs import ModelCodec
 from millstream.errors import InvalidRequestError
-from millstream.service import App, Context, ServiceRunner
+from millstream.runtime import ServiceRunner
+from millstream.service import App, Context
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from millstream.service import App, Context
-from millstream.streams.base import Retention
+from millstream.streams._base import Retention
 from millstream.testing import TestPlatform
 
 

@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import retry_stream
 from millstream.cli.main import cli
 from millstream.errors import OperationTimeoutError
-from millstream.service import App, Context, RetryPolicy, ServiceRunner
-from millstream.service.wellknown import retry_stream
+from millstream.runtime import ServiceRunner
+from millstream.service import App, Context, RetryPolicy
 from millstream.testing import TestPlatform
 from tests.service.test_runtime import read_all, run_until, send_orders
 
@@ -69,7 +70,7 @@ def test_reported_inputs_go_to_exceptions_and_their_outputs_still_go_out() -> No
         assert sorted(calls) == [1, 2, 3, 3, 4]
         found = sorted(platform.exceptions("check"), key=lambda e: e.message)
         assert [(e.document["stage"], e.error_type, e.message, e.attempts) for e in found] == [
-            ("reported", "millstream.service.failures.ReportedFailure",
+            ("reported", "millstream.runtime._failures.ReportedFailure",
              "order 2: negative total -3.0", 1),
             ("reported", f"{__name__}.Refused", "order 3: over the limit", 2)]
         assert [e.key() for e in found] == [b"2", b"3"]

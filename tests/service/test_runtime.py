@@ -16,15 +16,16 @@ import pytest
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import EXCEPTIONS, METRICS
 from millstream.codecs import DecodeError, ModelCodec
 from millstream.errors import InvalidRequestError
 from millstream.records import Record
-from millstream.service import App, Context, Emit, RetryPolicy, ServiceRunner
-from millstream.service.edge import AsyncWriter
-from millstream.service.failures import parse_exception
-from millstream.service.state import CheckpointStore
-from millstream.service.wellknown import EXCEPTIONS, METRICS
-from millstream.streams.base import Streams
+from millstream.runtime import ServiceRunner
+from millstream.runtime._failures import parse_exception
+from millstream.runtime._state import CheckpointStore
+from millstream.service import App, Context, Emit, RetryPolicy
+from millstream.service._writer import AsyncWriter
+from millstream.streams._base import Streams
 
 
 class Order(BaseModel):

@@ -8,11 +8,12 @@ import json
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import CHECKPOINTS
 from millstream.files import FileRef, open_files
-from millstream.files.claimcheck import HEADER, ClaimCheck, claim_checked
-from millstream.service import App, Context, RetryPolicy, ServiceRunner
-from millstream.service.state import INLINE_STATE_LIMIT, CheckpointStore
-from millstream.service.wellknown import CHECKPOINTS
+from millstream.files._claimcheck import HEADER, ClaimCheck, claim_checked
+from millstream.runtime import ServiceRunner
+from millstream.runtime._state import INLINE_STATE_LIMIT, CheckpointStore
+from millstream.service import App, Context, RetryPolicy
 from tests.service.test_runtime import read_all, run_until, send_orders
 
 

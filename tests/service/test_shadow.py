@@ -9,12 +9,13 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import DEPLOYMENTS
 from millstream.cli.main import cli
 from millstream.errors import InvalidRequestError
-from millstream.service import App, Context, ServiceRunner
-from millstream.service.shadow import diff_outputs, promote
-from millstream.service.state import CheckpointStore
-from millstream.service.wellknown import DEPLOYMENTS
+from millstream.operations._shadow import diff_outputs, promote
+from millstream.runtime import ServiceRunner
+from millstream.runtime._state import CheckpointStore
+from millstream.service import App, Context
 from tests.service.test_runtime import read_all, run_until, send_orders
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 import millstream
-from millstream.service import App, ServiceRunner
+from millstream.runtime import ServiceRunner
+from millstream.service import App
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 
 SLOW_S = 0.3  # above the default commit interval (200 ms)

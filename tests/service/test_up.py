@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import millstream
-from millstream.service.wellknown import METRICS
+from millstream._wellknown import METRICS
 from tests.service.test_crash import STREAMS_URL, N, committed, doubled_ids, produce_items
 from tests.service.test_runtime import read_all
 from tests.support.children import REPO

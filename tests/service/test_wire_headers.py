@@ -17,13 +17,14 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import EXCEPTIONS, retry_stream
 from millstream.cli.main import cli
 from millstream.codecs import JSON, OCTET_STREAM
 from millstream.files import ClaimCheck, open_files
 from millstream.records import Record
-from millstream.service import App, RetryPolicy, ServiceRunner
-from millstream.service.wellknown import EXCEPTIONS, retry_stream
-from millstream.streams.base import Streams
+from millstream.runtime import ServiceRunner
+from millstream.service import App, RetryPolicy
+from millstream.streams._base import Streams
 
 REPO = Path(__file__).resolve().parents[2]
 SECTION = "### Headers millstream writes"
@@ -66,7 +67,7 @@ def header_constants() -> dict[str, str]:
 #: metrics endpoint `top` reads, and the keys of a table snapshot's first line.
 NOT_RECORD_HEADERS = {
     "src/millstream/cli/top.py": {"Content-Type", "Content-Length"},
-    "src/millstream/tables/snapshot.py": {"feed", "created_ms", "format", "version",
+    "src/millstream/tables/_snapshot.py": {"feed", "created_ms", "format", "version",
                                           "documents", "table", "offsets", "indexes"},
 }
 
@@ -139,11 +140,11 @@ def test_the_kafka_docs_list_every_header_constant_of_the_code() -> None:
         "millstream.codecs.CONTENT_TYPE": "content-type",
         "millstream.codecs.SCHEMA": "schema",
         "millstream.codecs.SCHEMA_VERSION": "schema-version",
-        "millstream.files.claimcheck.HEADER": "millstream-claim-check",
-        "millstream.service.runner.REPLAY_PARTITION_HEADER": "millstream-replay-partition",
-        "millstream.service.runner.REPLAY_STREAM_HEADER": "millstream-replay-stream",
-        "millstream.service.wellknown.REPLAY_HEADER": "millstream-replay-of",
-        "millstream.service.wellknown.WRITER_HEADER": "millstream-writer",
+        "millstream.files._claimcheck.HEADER": "millstream-claim-check",
+        "millstream.runtime._runner.REPLAY_PARTITION_HEADER": "millstream-replay-partition",
+        "millstream.runtime._runner.REPLAY_STREAM_HEADER": "millstream-replay-stream",
+        "millstream._wellknown.REPLAY_HEADER": "millstream-replay-of",
+        "millstream._wellknown.WRITER_HEADER": "millstream-writer",
     }
     assert sorted(documented()) == sorted(constants.values())
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 import millstream
+from millstream._wellknown import WRITER_HEADER
 from millstream.codecs import header
-from millstream.service import App, Context, RetryPolicy, ServiceRunner
-from millstream.service.shadow import diff_outputs
-from millstream.service.wellknown import WRITER_HEADER
+from millstream.operations._shadow import diff_outputs
+from millstream.runtime import ServiceRunner
+from millstream.service import App, Context, RetryPolicy
 from tests.service.test_runtime import read_all, run_until, send_orders
 
 QUICK = RetryPolicy(attempts=2, backoff_ms=1, max_backoff_ms=1)

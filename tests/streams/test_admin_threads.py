@@ -18,7 +18,7 @@ import pytest
 import millstream
 from millstream.errors import AlreadyExistsError, ClosedError, UnknownStreamError
 from millstream.records import StreamPartition
-from millstream.streams.base import Admin, PartitionInfo, Streams
+from millstream.streams._base import Admin, PartitionInfo, Streams
 
 THREADS = 6
 ROUNDS = 25

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from millstream import CorruptDataError
-from millstream.streams.local import batch
+from millstream.streams._local import batch
 
 records = st.lists(
     st.tuples(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import millstream
-from millstream.streams.base import Consumer
+from millstream.streams._base import Consumer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import millstream
-import millstream.streams.local.consumer as consumer_module
-from millstream.streams.local.consumer import IDLE_AFTER_S, IDLE_SLEEP_S
+import millstream.streams._local.consumer as consumer_module
+from millstream.streams._local.consumer import IDLE_AFTER_S, IDLE_SLEEP_S
 
 
 def _count_naps(monkeypatch: pytest.MonkeyPatch) -> list[float]:

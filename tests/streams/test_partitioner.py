@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from millstream.streams.partitioner import murmur2, partition_for_key
+from millstream.streams._partitioner import murmur2, partition_for_key
 
 KAFKA_VECTORS = [
     (b"21", -973932308),

@@ -9,7 +9,7 @@ import pytest
 
 import millstream
 from millstream import Retention, StreamPartition
-from millstream.streams.local import LocalStreams
+from millstream.streams._local import LocalStreams
 
 
 def open_log(tmp_path: Path) -> LocalStreams:

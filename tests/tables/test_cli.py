@@ -16,7 +16,7 @@ from millstream import Retention, Streams
 from millstream.cli.main import cli
 from millstream.cli.tables import tables_group
 from millstream.tables import open_tables
-from millstream.tables.materialize import Materializer
+from millstream.tables._materialize import Materializer
 from tests.tables.helpers import produce_feed, replay
 
 if "tables" not in cli.commands:  # until cli/main.py registers the group

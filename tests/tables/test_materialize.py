@@ -16,7 +16,7 @@ from millstream import (
     Streams,
 )
 from millstream.tables import Tables, open_tables
-from millstream.tables.materialize import Materializer, rebuild
+from millstream.tables._materialize import Materializer, rebuild
 from tests.tables.helpers import produce_feed, replay
 
 

@@ -4,7 +4,7 @@ materializer and rebuild are offered there (an app never imports ``millstream.ta
 from __future__ import annotations
 
 import millstream.tables
-from millstream.tables import materialize
+from millstream.tables import _materialize as materialize
 
 TABLES_API = [
     "Document",

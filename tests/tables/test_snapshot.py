@@ -12,8 +12,8 @@ import pytest
 from millstream import CorruptDataError, NotFoundError, StreamPartition, Streams
 from millstream.files import FileStore, open_files
 from millstream.tables import Tables
-from millstream.tables.materialize import Materializer
-from millstream.tables.snapshot import (
+from millstream.tables._materialize import Materializer
+from millstream.tables._snapshot import (
     latest_snapshot,
     list_snapshots,
     restore_snapshot,

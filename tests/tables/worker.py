@@ -11,7 +11,7 @@ import sys
 
 import millstream
 from millstream.tables import open_tables
-from millstream.tables.materialize import Materializer
+from millstream.tables._materialize import Materializer
 
 
 def main(argv: list[str]) -> None:

@@ -41,9 +41,9 @@ from schemathesis.checks import not_a_server_error
 
 from millstream import open_streams
 from millstream.files import FileStore, open_files
-from millstream.files.gc import run_gc
-from millstream.service.clock import SystemClock
-from millstream.streams.reading import read_to_end
+from millstream.files._gc import run_gc
+from millstream.runtime._clock import SystemClock
+from millstream.streams._reading import read_to_end
 from millstream.tables import Tables, open_tables
 from millstream.testing import TestPlatform
 from videosite.app import app

@@ -22,7 +22,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from millstream.service.clock import SystemClock
+from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app
 from videosite.web import create_app

@@ -35,7 +35,7 @@ from tests.support.platform_fixtures import isolate
 from tests.support.s3_fixtures import KEY, SECRET, S3Target
 
 import millstream
-from millstream.streams.reading import read_to_end
+from millstream.streams._reading import read_to_end
 from videosite.analytics import AnalyticsDB
 from videosite.client import UploadRefused
 from videosite.config import analytics_db_url

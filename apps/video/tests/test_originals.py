@@ -18,7 +18,7 @@ import av
 import pytest
 
 from millstream.files import FileRef
-from millstream.service.replay import replay
+from millstream.operations._replay import replay
 from millstream.testing import TestPlatform
 from videosite.app import app, discarded_original
 from videosite.media import NotAVideo, probe

@@ -21,9 +21,9 @@ from PIL import Image
 
 from millstream import open_streams
 from millstream.files import FileStore, open_files
-from millstream.service import ServiceRunner
+from millstream.runtime import ServiceRunner
 from millstream.tables import Tables, open_tables
-from millstream.tables.materialize import rebuild
+from millstream.tables._materialize import rebuild
 from millstream.testing import TestPlatform
 from videosite.analytics import AnalyticsDB
 from videosite.app import app

@@ -30,9 +30,10 @@ from PIL import Image
 from millstream import open_streams
 from millstream.cli.main import cli
 from millstream.faults import FAULT_EXIT_CODE
-from millstream.files.gc import collect_garbage, references_in_streams
-from millstream.service import App, Context, ServiceRunner
-from millstream.service.shadow import diff_outputs
+from millstream.files._gc import collect_garbage, references_in_streams
+from millstream.operations._shadow import diff_outputs
+from millstream.runtime import ServiceRunner
+from millstream.service import App, Context
 from millstream.testing import TestPlatform
 from videosite.app import HALFWAY_FAULT, app
 from videosite.config import media_limits

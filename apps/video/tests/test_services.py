@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from millstream import open_streams
-from millstream.service import ServiceRunner
-from millstream.streams.base import Streams
+from millstream.runtime import ServiceRunner
+from millstream.streams._base import Streams
 from millstream.testing import TestPlatform
 from videosite.analytics import AnalyticsDB
 from videosite.app import app

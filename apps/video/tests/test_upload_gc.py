@@ -16,8 +16,8 @@ from pathlib import Path
 
 import millstream
 from millstream.files import FileRef, open_files
-from millstream.files.gc import run_gc
-from millstream.streams.reading import read_to_end
+from millstream.files._gc import run_gc
+from millstream.streams._reading import read_to_end
 
 _CHILD = """
 import json, sys

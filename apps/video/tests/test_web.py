@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from millstream.service.clock import SystemClock
+from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app
 from videosite.models import Upload, Video

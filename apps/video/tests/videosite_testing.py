@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import av
 
-from millstream.service import ServiceRunner
+from millstream.runtime import ServiceRunner
 
 __all__ = ["FFMPEG_MAX_ALLOC", "STARVED", "Idle", "ffmpeg_allocations_at_most"]
 

@@ -31,7 +31,7 @@ from millstream._verify.history import read_history
 from millstream._verify.signals import StopSignals
 from millstream._verify.workers import GROUP_SUFFIX, read_all
 from millstream.errors import ConfigError, MillstreamError, UnknownStreamError
-from millstream.streams.base import Streams
+from millstream.streams._base import Streams
 
 __all__ = ["DRAIN_S", "RUN_FILE", "AckCounter", "Interrupted", "Outcome", "Plan", "Tick",
            "reanalyse", "run", "scratch_name"]

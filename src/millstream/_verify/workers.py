@@ -39,7 +39,7 @@ from millstream._verify.history import (
 )
 from millstream.errors import MillstreamError, OperationTimeoutError
 from millstream.records import Record, StreamPartition
-from millstream.streams.base import SendHandle
+from millstream.streams._base import SendHandle
 
 __all__ = ["GROUP_SUFFIX", "KEYS", "WINDOW", "die_with_parent", "main", "read_all",
            "run_consumer", "run_producer"]

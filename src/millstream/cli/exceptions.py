@@ -9,10 +9,10 @@ import time
 
 import click
 
+from millstream._wellknown import EXCEPTIONS
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import NotFoundError
-from millstream.service.replay import list_exceptions, replay, replayed_ids
-from millstream.service.wellknown import EXCEPTIONS
+from millstream.operations._replay import list_exceptions, replay, replayed_ids
 
 __all__ = ["exceptions_group", "parse_since"]
 

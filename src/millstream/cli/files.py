@@ -32,10 +32,10 @@ from rich.progress import (
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import MillstreamError
 from millstream.files import FileStore, open_files
-from millstream.files.core import CHUNK, StoreBase
-from millstream.files.gc import run_gc
-from millstream.streams.base import Streams
-from millstream.tables.base import Tables
+from millstream.files._core import CHUNK, StoreBase
+from millstream.files._gc import run_gc
+from millstream.streams._base import Streams
+from millstream.tables._base import Tables
 
 __all__ = ["files_group"]
 
@@ -293,7 +293,7 @@ def _platform_backends(streams_url: str | None, tables_url: str | None,
     would then find no reference and delete every object. A missing tables file is accepted
     with ``force`` (a platform that never made a table), and then not created."""
     from millstream.config import load_config
-    from millstream.streams.local import parse_local_url
+    from millstream.streams._local import parse_local_url
     from millstream.tables import _sqlite_path as sqlite_path
 
     config = load_config(streams=streams_url, tables=tables_url)

@@ -8,8 +8,8 @@ import click
 from rich.text import Text
 
 from millstream.cli.shared import console
-from millstream.service.graph import to_svg, to_text, topology
-from millstream.service.loader import load_app
+from millstream.observe._topology import to_svg, to_text, topology
+from millstream.operations._loader import load_app
 
 __all__ = ["graph_command"]
 

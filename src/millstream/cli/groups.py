@@ -9,7 +9,7 @@ import click
 from millstream.cli.exceptions import parse_since
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import NotFoundError
-from millstream.streams.base import Streams
+from millstream.streams._base import Streams
 
 __all__ = ["ResetParam", "groups_group"]
 

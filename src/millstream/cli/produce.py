@@ -26,7 +26,7 @@ from rich.progress import (
 from millstream.cli.shared import CliState, console, open_streams, pass_state
 from millstream.errors import InvalidRequestError, MillstreamError
 from millstream.records import Position
-from millstream.streams.base import Producer, SendHandle
+from millstream.streams._base import Producer, SendHandle
 
 __all__ = ["produce", "summarize"]
 

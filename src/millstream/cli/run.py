@@ -11,9 +11,9 @@ import click
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state
 from millstream.files import open_files
-from millstream.service.loader import load_app
-from millstream.service.runner import ServiceRunner
-from millstream.service.supervisor import Supervisor, run_command
+from millstream.operations._loader import load_app
+from millstream.operations._supervisor import Supervisor, run_command
+from millstream.runtime._runner import ServiceRunner
 from millstream.tables import open_tables
 
 __all__ = ["run_command_cli", "up_command"]

@@ -7,8 +7,8 @@ import json
 import click
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
-from millstream.service.loader import load_app
-from millstream.service.shadow import diff_outputs, promote
+from millstream.operations._loader import load_app
+from millstream.operations._shadow import diff_outputs, promote
 
 __all__ = ["diff_command", "promote_command"]
 

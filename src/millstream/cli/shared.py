@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 import millstream
-from millstream.streams.base import Streams
+from millstream.streams._base import Streams
 
 __all__ = ["CliState", "console", "open_streams", "pass_state", "table"]
 

@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import InvalidRequestError, NotFoundError
-from millstream.files.base import FileStore
+from millstream.files._base import FileStore
 from millstream.records import StreamPartition
 from millstream.tables import Tables, open_tables
-from millstream.tables.base import Scalar
+from millstream.tables._base import Scalar
 
 __all__ = ["tables_group"]
 
@@ -193,7 +193,7 @@ def snapshot(ctx: click.Context, table_name: str, files_url: str | None) -> None
     Example:
       millstream tables snapshot orders
     """
-    from millstream.tables.snapshot import write_snapshot
+    from millstream.tables._snapshot import write_snapshot
 
     files = _open_files(files_url)
     try:
@@ -225,7 +225,7 @@ def restore(ctx: click.Context, table_name: str, snapshot_name: str | None,
       millstream tables restore orders
       millstream tables restore orders-v2 tables/orders/snapshots/NAME.jsonl.gz
     """
-    from millstream.tables.snapshot import latest_snapshot, restore_snapshot
+    from millstream.tables._snapshot import latest_snapshot, restore_snapshot
 
     files = _open_files(files_url)
     try:
@@ -265,7 +265,7 @@ def rebuild_command(ctx: click.Context, state: CliState, table_name: str, stream
       millstream tables rebuild orders --into orders-v2
       millstream tables rebuild orders --into orders --into-tables postgresql://db/app
     """
-    from millstream.tables.materialize import rebuild
+    from millstream.tables._materialize import rebuild
 
     if into_tables and not into:
         into = table_name

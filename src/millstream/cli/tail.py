@@ -20,7 +20,7 @@ from rich.json import JSON
 from millstream.cli.shared import CliState, console, open_streams, pass_state
 from millstream.errors import OffsetOutOfRangeError
 from millstream.records import Record, StreamPartition
-from millstream.streams.base import Consumer, Streams
+from millstream.streams._base import Consumer, Streams
 
 __all__ = ["Start", "StartParam", "display_bytes", "tail"]
 

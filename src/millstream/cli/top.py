@@ -8,7 +8,7 @@ service names lose their middle. ``metrics
 prometheus`` prints the same in the Prometheus text format; ``metrics serve`` answers
 ``GET /metrics`` with it (stdlib ``http.server``, one request at a time). All read
 ``millstream.metrics`` from ``--since`` ago (default 10m) and aggregate in
-``millstream.service.monitor``.
+``millstream.observe._health``.
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
+from millstream._wellknown import METRICS
 from millstream.cli.shared import CliState, console, open_streams, pass_state
 from millstream.errors import ConfigError, NotFoundError, UnknownStreamError
-from millstream.service.monitor import (
+from millstream.observe._health import (
     CONTENT_TYPE,
     MetricsView,
     ServiceView,
     Snapshot,
     prometheus_text,
 )
-from millstream.service.wellknown import METRICS
-from millstream.streams.base import Streams
+from millstream.streams._base import Streams
 
 __all__ = [
     "DurationParam", "MetricsServer", "metrics_group", "render_lines", "shorten", "top_command"]

@@ -17,10 +17,10 @@ from millstream._backend import Backend
 from millstream._writable import check_directory
 from millstream.config import load_config
 from millstream.errors import ConfigError, UnavailableError
+from millstream.files._base import FileRef, FileStore, FileWriter, Source
+from millstream.files._claimcheck import ClaimCheck, claim_checked
+from millstream.files._gc import collect_garbage, find_references
 from millstream.files._pinning import pinned
-from millstream.files.base import FileRef, FileStore, FileWriter, Source
-from millstream.files.claimcheck import ClaimCheck, claim_checked
-from millstream.files.gc import collect_garbage, find_references
 
 __all__ = [
     "ClaimCheck",
@@ -54,7 +54,7 @@ def _file_path(url: str, options: Mapping[str, Any] | None) -> Path:
 
 
 def _open_file(url: str, home: Path, options: Mapping[str, Any] | None) -> FileStore:
-    from millstream.files.local import LocalStore
+    from millstream.files._local import LocalStore
 
     return LocalStore(_file_path(url, options))
 
@@ -64,7 +64,7 @@ def _check_file(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
 
 
 def _open_s3(url: str, home: Path, options: Mapping[str, Any] | None) -> FileStore:
-    from millstream.files.s3 import S3Store
+    from millstream.files._s3 import S3Store
 
     base = url.split("?", 1)[0]
     return S3Store("s3://" + base.split("://", 1)[1], _options(url, options),
@@ -72,7 +72,7 @@ def _open_s3(url: str, home: Path, options: Mapping[str, Any] | None) -> FileSto
 
 
 def _check_s3(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
-    from millstream.files.s3 import S3Store
+    from millstream.files._s3 import S3Store
 
     store = _open_s3(url, home, options)
     try:
@@ -83,7 +83,7 @@ def _check_s3(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
 
 
 def _open_fsspec(url: str, home: Path, options: Mapping[str, Any] | None) -> FileStore:
-    from millstream.files.fsspec_store import FsspecStore
+    from millstream.files._fsspec import FsspecStore
 
     try:
         return FsspecStore(url.split("?", 1)[0], _options(url, options),

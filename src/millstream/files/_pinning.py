@@ -3,8 +3,8 @@ will refer to them is on its way (the public face of ``_pins``)."""
 
 from __future__ import annotations
 
+from millstream.files._base import FileStore
 from millstream.files._pins import Pins
-from millstream.files.base import FileStore
 
 __all__ = ["pinned"]
 

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from millstream.errors import CorruptDataError, NotFoundError, UnavailableError
-from millstream.files.base import FileRef, FileStore
+from millstream.files._base import FileRef, FileStore
 
 __all__ = [
     "AREA",

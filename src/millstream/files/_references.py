@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from millstream.errors import CorruptDataError, NotFoundError, OperationTimeoutError
-from millstream.files.base import FileRef, FileStore
-from millstream.files.claimcheck import PREFIX as CLAIM_PREFIX
+from millstream.files._base import FileRef, FileStore
+from millstream.files._claimcheck import PREFIX as CLAIM_PREFIX
 from millstream.records import Record, StreamPartition
-from millstream.streams.base import Streams
-from millstream.streams.reading import read_ranges
-from millstream.tables.base import Tables
+from millstream.streams._base import Streams
+from millstream.streams._reading import read_ranges
+from millstream.tables._base import Tables
 
 __all__ = ["REASONS", "Progress", "References", "find_references", "is_snapshot"]
 

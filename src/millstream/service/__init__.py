@@ -1,16 +1,17 @@
-"""Services: plain functions run on streams with the universal microarchitecture.
+"""Writing services: plain functions declared on an ``App`` and run on streams.
 
-Declare them on an ``App`` (``millstream.service.app``), run them with ``ServiceRunner`` or
-the ``millstream run`` / ``millstream up`` commands.
+Declare services on an ``App``; run them with ``millstream run`` / ``millstream up`` (or a
+``millstream.runtime.ServiceRunner`` in your own process); send from async code with
+``AsyncWriter``.
 """
 
 from __future__ import annotations
 
-from millstream.service.app import App, Emit, RetryPolicy, ServiceSpec, StreamSpec
-from millstream.service.context import Context
-from millstream.service.failures import ReportedFailure
-from millstream.service.metrics import Statistics
-from millstream.service.runner import ServiceRunner
+from millstream.runtime._failures import ReportedFailure
+from millstream.runtime._metrics import Statistics
+from millstream.service._app import App, Emit, RetryPolicy, ServiceSpec, StreamSpec
+from millstream.service._context import Context
+from millstream.service._writer import AsyncWriter
 
-__all__ = ["App", "Context", "Emit", "ReportedFailure", "RetryPolicy", "ServiceRunner",
+__all__ = ["App", "AsyncWriter", "Context", "Emit", "ReportedFailure", "RetryPolicy",
            "ServiceSpec", "Statistics", "StreamSpec"]

@@ -9,10 +9,10 @@ their streams from ``app_streams``, so a claim-checked record is unwrapped in on
 from __future__ import annotations
 
 from millstream.errors import InvalidRequestError
-from millstream.files.base import FileStore
-from millstream.files.claimcheck import ClaimCheck, claim_checked
-from millstream.service.app import App
-from millstream.streams.base import Streams
+from millstream.files._base import FileStore
+from millstream.files._claimcheck import ClaimCheck, claim_checked
+from millstream.service._app import App
+from millstream.streams._base import Streams
 
 __all__ = ["app_streams"]
 

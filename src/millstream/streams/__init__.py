@@ -15,31 +15,31 @@ from typing import Any
 from millstream._backend import Backend
 from millstream.config import load_config
 from millstream.errors import ConfigError
-from millstream.streams.base import Streams
+from millstream.streams._base import Streams
 
 __all__ = ["SCHEMES", "check_streams", "open_streams"]
 
 
 def _open_local(url: str, home: Path, options: Mapping[str, Any] | None) -> Streams:
-    from millstream.streams.local import LocalStreams
+    from millstream.streams._local import LocalStreams
 
     return LocalStreams(url, home)
 
 
 def _check_local(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
-    from millstream.streams.local import check
+    from millstream.streams._local import check
 
     return check(url, home)
 
 
 def _open_kafka(url: str, home: Path, options: Mapping[str, Any] | None) -> Streams:
-    from millstream.streams.kafka import KafkaStreams
+    from millstream.streams._kafka import KafkaStreams
 
     return KafkaStreams(url, options)
 
 
 def _check_kafka(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
-    from millstream.streams.kafka import check
+    from millstream.streams._kafka import check
 
     return check(url, options)
 

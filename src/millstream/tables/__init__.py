@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from millstream._backend import Backend
 from millstream.config import load_config
 from millstream.errors import ConfigError
-from millstream.tables.base import Document, Export, Scalar, Table, TableInfo, Tables, Writes
-from millstream.tables.materialize import Materializer, MaterializerStatistics, rebuild
+from millstream.tables._base import Document, Export, Scalar, Table, TableInfo, Tables, Writes
+from millstream.tables._materialize import Materializer, MaterializerStatistics, rebuild
 
 __all__ = [
     "SCHEMES",
@@ -46,25 +46,25 @@ def _sqlite_path(url: str) -> Path:
 
 
 def _open_sqlite(url: str, home: Path, options: Mapping[str, Any] | None) -> Tables:
-    from millstream.tables.sqlite import SqliteTables
+    from millstream.tables._sqlite import SqliteTables
 
     return SqliteTables(url, _sqlite_path(url))
 
 
 def _check_sqlite(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
-    from millstream.tables.sqlite import check
+    from millstream.tables._sqlite import check
 
     return check(_sqlite_path(url))
 
 
 def _open_postgres(url: str, home: Path, options: Mapping[str, Any] | None) -> Tables:
-    from millstream.tables.postgres import PostgresTables
+    from millstream.tables._postgres import PostgresTables
 
     return PostgresTables(url)
 
 
 def _check_postgres(url: str, home: Path, options: Mapping[str, Any] | None) -> str:
-    from millstream.tables.postgres import check
+    from millstream.tables._postgres import check
 
     return check(url)
 

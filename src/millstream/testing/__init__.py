@@ -28,8 +28,8 @@ service's checkpointed state, ``platform.metrics(service)`` its final metrics re
 
 from __future__ import annotations
 
-from millstream.testing.clock import DEFAULT_EPOCH, ManualClock
-from millstream.testing.platform import TestPlatform
-from millstream.testing.running import RunningService
+from millstream.testing._clock import DEFAULT_EPOCH, ManualClock
+from millstream.testing._platform import TestPlatform
+from millstream.testing._running import RunningService
 
 __all__ = ["DEFAULT_EPOCH", "ManualClock", "RunningService", "TestPlatform"]

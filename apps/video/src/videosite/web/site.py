@@ -24,11 +24,11 @@ from millstream import (
     Streams,
     UnknownStreamError,
 )
+from millstream._wellknown import EXCEPTIONS
 from millstream.files import FileRef, FileStore
-from millstream.service.edge import AsyncWriter
-from millstream.service.failures import ExceptionRecord, parse_exception
-from millstream.service.monitor import MetricsView, Snapshot
-from millstream.service.wellknown import EXCEPTIONS
+from millstream.observe._health import MetricsView, Snapshot
+from millstream.runtime._failures import ExceptionRecord, parse_exception
+from millstream.service._writer import AsyncWriter
 from millstream.tables import Tables
 from videosite.app import app
 from videosite.models import Progress, Video

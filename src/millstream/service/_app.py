@@ -1,0 +1,288 @@
+"""Declaring an app: its streams, its services, and what each service reads and writes.
+
+A service is a plain function decorated with ``@app.service``. It takes the decoded input
+value (and, if it has a second parameter, the ``Context``) and returns nothing, one value, a
+list of values, or ``Emit`` objects; values go to the service's only output stream, ``Emit``
+names the stream. The handler is called synchronously, and its value parameter's annotation
+must hold what its inputs carry: both are checked when it is declared (``_handler``).
+Everything the runtime needs — group, codecs, retry policy, state, delivery
+mode — is read from the declaration, so the same declaration also draws the topology graph.
+
+    app = App("shop")
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice})
+    def billing(order: Order) -> Invoice:
+        return Invoice(order_id=order.id, total=order.total)
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from millstream._names import check_stream_name
+from millstream.codecs import Codec, codec_for
+from millstream.errors import InvalidRequestError
+from millstream.service._handler import check_handler, handler_function
+from millstream.streams._base import Retention
+
+__all__ = ["App", "Emit", "RetryPolicy", "ServiceSpec", "StreamSpec"]
+
+Payload = Any  # a pydantic model class, bytes, dict (JSON) or a codec object
+
+
+class Emit(NamedTuple):
+    """One output a handler returns (or passes to ``ctx.emit``): a value for a named stream.
+
+    ``key`` defaults to the input record's key, so records about one entity keep landing on
+    the same partition down the pipeline."""
+
+    stream: str
+    value: Any
+    key: bytes | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failing handler is retried before its record goes to the exceptions stream.
+
+    Attempt ``n`` (from 2) waits ``backoff_ms * multiplier ** (n - 2)``, capped at
+    ``max_backoff_ms``. ``attempts`` counts the first try: 3 means two retries.
+    """
+
+    attempts: int = 3
+    backoff_ms: int = 100
+    multiplier: float = 2.0
+    max_backoff_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise InvalidRequestError(
+                f"retry attempts={self.attempts!r} must be an integer ≥ 1 (1 means no retry)"
+            )
+        if self.backoff_ms < 0 or self.max_backoff_ms < 0 or self.multiplier < 1:
+            raise InvalidRequestError(
+                f"retry backoff_ms={self.backoff_ms}, max_backoff_ms={self.max_backoff_ms} must "
+                f"be ≥ 0 and multiplier={self.multiplier} ≥ 1"
+            )
+
+    def delay_s(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2, 3, ...)."""
+        delay = self.backoff_ms * self.multiplier ** max(attempt - 2, 0)
+        return min(delay, self.max_backoff_ms) / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A stream the app declares: its payload codec and partition count."""
+
+    name: str
+    codec: Codec[Any]
+    partitions: int
+    retention: Retention | None = None
+
+
+@dataclass(slots=True)
+class ServiceSpec:
+    """Everything declared about one service."""
+
+    name: str
+    handler: Callable[..., Any]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    group: str
+    stateful: bool = False
+    exactly_once: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    takes_context: bool = False
+    uses: tuple[str, ...] = ()
+    max_batch: int = 500
+    commit_interval_ms: int = 200
+    checkpoint_interval_ms: int = 5_000
+    checkpoint_records: int = 10_000
+    description: str = ""
+    on_start: Callable[[Any], None] | None = None
+    on_stop: Callable[[Any], None] | None = None
+
+
+class App:
+    """A set of services and the streams between them."""
+
+    def __init__(self, name: str, *, partitions: int = 4,
+                 claim_check_bytes: int | None = None) -> None:
+        if not isinstance(name, str) or not name or not name.replace("-", "").replace(
+                "_", "").isalnum():
+            raise InvalidRequestError(
+                f"app name {name!r} must be letters, digits, '-' and '_' (it prefixes group "
+                "and stream names)"
+            )
+        if not isinstance(partitions, int) or partitions < 1:
+            raise InvalidRequestError(f"partitions={partitions!r} must be an integer ≥ 1")
+        self.name = name
+        self.partitions = partitions
+        if claim_check_bytes is not None and (not isinstance(claim_check_bytes, int)
+                                              or claim_check_bytes < 1):
+            raise InvalidRequestError(
+                f"claim_check_bytes={claim_check_bytes!r} must be a positive integer or None")
+        #: values larger than this go to the file store, a reference travels instead
+        self.claim_check_bytes = claim_check_bytes
+        self.streams: dict[str, StreamSpec] = {}
+        self.services: dict[str, ServiceSpec] = {}
+
+    # -- streams ----------------------------------------------------------------------------
+
+    def stream(self, name: str, payload: Payload = bytes, *,
+               partitions: int | None = None, retention: Retention | None = None) -> StreamSpec:
+        """Declare a stream's payload (a pydantic model, ``bytes`` or ``dict``), partitions
+        and retention (used when the runtime creates it; e.g. ``Retention(compact=True)``
+        for a stream that feeds a table).
+
+        Declaring the same stream twice with another payload is an error; services that name
+        a stream without declaring it get its first declaration."""
+        check_stream_name(name)
+        codec = codec_for(payload)
+        count = self.partitions if partitions is None else partitions
+        if not isinstance(count, int) or count < 1:
+            raise InvalidRequestError(f"stream {name!r}: partitions={count!r} must be ≥ 1")
+        existing = self.streams.get(name)
+        if existing is not None:
+            if existing.codec.description != codec.description:
+                raise InvalidRequestError(
+                    f"stream {name!r} is already declared with payload "
+                    f"{existing.codec.description}; it cannot also carry {codec.description}"
+                )
+            if partitions is not None and existing.partitions != count:
+                raise InvalidRequestError(
+                    f"stream {name!r} is already declared with {existing.partitions} "
+                    f"partitions, not {count}"
+                )
+            if retention is not None and existing.retention not in (None, retention):
+                raise InvalidRequestError(
+                    f"stream {name!r} is already declared with retention "
+                    f"{existing.retention.describe() if existing.retention else 'forever'}")
+            if retention is not None and existing.retention is None:
+                existing = self.streams[name] = StreamSpec(name, existing.codec,
+                                                           existing.partitions, retention)
+            return existing
+        spec = StreamSpec(name, codec, count, retention)
+        self.streams[name] = spec
+        return spec
+
+    def _declare(self, streams: Iterable[str] | Mapping[str, Payload] | str | None,
+                 what: str, service: str) -> tuple[str, ...]:
+        if streams is None:
+            return ()
+        if isinstance(streams, str):
+            streams = [streams]
+        names: list[str] = []
+        if isinstance(streams, Mapping):
+            for name, payload in streams.items():
+                self.stream(name, payload)
+                names.append(name)
+        else:
+            for name in streams:
+                if name not in self.streams:
+                    self.stream(name, bytes)
+                names.append(name)
+        if len(set(names)) != len(names):
+            raise InvalidRequestError(f"service {service!r} lists an {what} stream twice")
+        return tuple(names)
+
+    # -- services ---------------------------------------------------------------------------
+
+    def service(
+        self,
+        name: str | None = None,
+        *,
+        inputs: Iterable[str] | Mapping[str, Payload] | str,
+        outputs: Iterable[str] | Mapping[str, Payload] | str | None = None,
+        group: str | None = None,
+        stateful: bool = False,
+        exactly_once: bool = False,
+        retry: RetryPolicy | None = None,
+        uses: Iterable[str] = (),
+        max_batch: int = 500,
+        commit_interval_ms: int = 200,
+        checkpoint_interval_ms: int = 5_000,
+        checkpoint_records: int = 10_000,
+        on_start: Callable[[Any], None] | None = None,
+        on_stop: Callable[[Any], None] | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare the decorated function as a service.
+
+        ``inputs``/``outputs``: stream names, or a mapping of name to payload type.
+        ``group`` defaults to ``<app>.<service>``. ``stateful`` gives the handler
+        ``ctx.state`` (checkpointed). ``exactly_once`` commits outputs and input offsets in
+        one transaction (stream-to-stream services). ``uses`` names stores the service touches
+        (``"files"``, ``"tables:videos"``), for the topology graph. ``on_start(ctx)`` runs
+        before the first record (open per-service resources, e.g. with ``ctx.add_store``);
+        ``on_stop(ctx)`` after the last, also when the service fails.
+        """
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            target = handler_function(fn)
+            if name is None and not hasattr(target, "__name__"):
+                raise InvalidRequestError(
+                    f"a {type(target).__name__} object has no name to give its service; name "
+                    "it: @app.service('my-service', inputs=...)")
+            sname = name or target.__name__.replace("_", "-")
+            if sname in self.services:
+                raise InvalidRequestError(f"app {self.name!r} already has a service {sname!r}")
+            ins = self._declare(inputs, "input", sname)
+            if not ins:
+                raise InvalidRequestError(f"service {sname!r} needs at least one input stream")
+            outs = self._declare(outputs, "output", sname)
+            counts = {self.streams[s].partitions for s in ins}
+            if stateful and len(counts) > 1:
+                raise InvalidRequestError(
+                    f"stateful service {sname!r} reads streams with different partition "
+                    f"counts ({', '.join(f'{s}={self.streams[s].partitions}' for s in ins)}); "
+                    "state is sharded by partition, so its inputs must be co-partitioned"
+                )
+            for number in (max_batch, commit_interval_ms, checkpoint_interval_ms,
+                           checkpoint_records):
+                if not isinstance(number, int) or number < 1:
+                    raise InvalidRequestError(
+                        f"service {sname!r}: batch and interval settings must be integers ≥ 1, "
+                        f"got {number!r}"
+                    )
+            takes_context = check_handler(
+                fn, sname, {s: self.streams[s].codec for s in ins},
+                namespace=sys._getframe(1).f_locals)  # where fn was written: its local names
+            spec = ServiceSpec(
+                name=sname, handler=fn, inputs=ins, outputs=outs,
+                group=group or f"{self.name}.{sname}", stateful=stateful,
+                exactly_once=exactly_once, retry=retry or RetryPolicy(),
+                takes_context=takes_context, uses=tuple(uses), max_batch=max_batch,
+                commit_interval_ms=commit_interval_ms,
+                checkpoint_interval_ms=checkpoint_interval_ms,
+                checkpoint_records=checkpoint_records,
+                description=(inspect.getdoc(target) or "").split("\n")[0],
+                on_start=on_start, on_stop=on_stop,
+            )
+            self.services[sname] = spec
+            return fn
+
+        return decorate
+
+    def get(self, service: str) -> ServiceSpec:
+        """The service named ``service``; the error lists the ones there are."""
+        try:
+            return self.services[service]
+        except KeyError:
+            known = ", ".join(sorted(self.services)) or "(none)"
+            raise InvalidRequestError(
+                f"app {self.name!r} has no service {service!r}; its services: {known}"
+            ) from None
+
+    def writers_of(self, stream: str) -> list[str]:
+        """The services that write ``stream``, in declaration order. A stream with several
+        writers gets a ``millstream-writer`` header on each record, naming the service."""
+        return [name for name, spec in self.services.items() if stream in spec.outputs]
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, services={sorted(self.services)})"
+

@@ -1,0 +1,510 @@
+"""The Kafka consumer: confluent-kafka's consumer behind millstream's ``Consumer`` Protocol.
+
+With a group it subscribes (classic protocol, ``range`` assignment so equally partitioned
+streams are co-assigned) and commits synchronously; without one it assigns itself every
+partition. Offsets are never committed automatically. ``auto.offset.reset`` is ``error``:
+where the group has no committed offset the adapter places the reader itself (earliest or
+latest, from ``offset_reset``), and a committed offset that retention removed surfaces as
+``OffsetOutOfRangeError`` instead of a silent jump. A commit for a partition this member
+does not currently own is refused locally (the broker would accept it within a generation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from itertools import repeat
+from operator import is_not, itemgetter
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka import (
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from millstream._names import check_group_name
+from millstream.errors import (
+    ClosedError,
+    FencedError,
+    InvalidRequestError,
+    MillstreamError,
+    OffsetOutOfRangeError,
+    UnavailableError,
+)
+from millstream.records import Record, StreamPartition
+from millstream.streams._base import OffsetReset, RebalanceCallback
+from millstream.streams._checks import (
+    check_commit_offset,
+    check_offset,
+    check_poll,
+    check_timestamp,
+    stream_names,
+)
+from millstream.streams._kafka.errors import error_of, translate
+from millstream.streams._kafka.metadata import PartitionCounts
+from millstream.streams._kafka.options import KafkaOptions
+
+__all__ = ["KafkaConsumer"]
+
+log = logging.getLogger(__name__)
+_new = tuple.__new__
+# Message accessors as plain functions, for map() over a whole poll's messages in C.
+_error, _topic, _partition, _offset, _timestamp, _key, _value, _headers = (
+    Message.error, Message.topic, Message.partition, Message.offset, Message.timestamp,
+    Message.key, Message.value, Message.headers)
+_second = itemgetter(1)
+_is_not_none = partial(is_not, None)  # by identity: KafkaError's == fails against None
+T = TypeVar("T")
+#: what librdkafka answers for a partition whose leader it cannot reach
+_LEADER_GONE = {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.NOT_LEADER_FOR_PARTITION}
+
+
+def _sp(tp: TopicPartition) -> StreamPartition:
+    return StreamPartition(tp.topic, tp.partition)
+
+
+class KafkaConsumer:
+    """A consumer on Kafka; see ``millstream.streams._base.Consumer``."""
+
+    def __init__(self, options: KafkaOptions, group: str | None,
+                 offset_reset: OffsetReset = "earliest") -> None:
+        if offset_reset not in ("earliest", "latest"):
+            raise InvalidRequestError(f"offset_reset={offset_reset!r}: use 'earliest' or 'latest'")
+        self._options = options
+        self._group = check_group_name(group) if group is not None else None
+        self._reset = offset_reset
+        config = options.consumer()
+        config["group.id"] = group if group is not None else f"millstream-solo-{uuid.uuid4().hex}"
+        config["auto.offset.reset"] = "error"
+        try:
+            self._consumer = _Consumer(config)
+        except KafkaException as exc:
+            raise translate(exc, "creating a consumer") from exc
+        self._counts = PartitionCounts(self._consumer, options.timeout_s)
+        self._positions: dict[StreamPartition, int] = {}
+        self._owned: set[StreamPartition] = set()
+        self._streams: list[str] = []
+        self._on_assign: RebalanceCallback | None = None
+        self._on_revoke: RebalanceCallback | None = None
+        self._unplaced: list[TopicPartition] | None = None  # assigned, start not yet found
+        self._pending: MillstreamError | None = None  # raised by the next poll
+        self._closed = False
+
+    @property
+    def group(self) -> str | None:
+        return self._group
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this consumer is closed; open a new one")
+
+    def _timeout(self) -> float:
+        return self._options.timeout_s
+
+    # -- subscription ----------------------------------------------------------------------
+
+    def subscribe(self, streams: Iterable[str], *, on_assign: RebalanceCallback | None = None,
+                  on_revoke: RebalanceCallback | None = None) -> None:
+        self._check_open()
+        names = stream_names(streams)
+        counts = {name: self._counts.get(name) for name in names}
+        self._streams = names
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        try:
+            if self._group is None:
+                tps = [TopicPartition(n, p) for n, c in counts.items() for p in range(c)]
+                self._place(tps)
+                self._consumer.assign(tps)
+                self._owned = {_sp(tp) for tp in tps}
+                if on_assign is not None:
+                    on_assign(sorted(self._owned))
+            else:
+                self._consumer.subscribe(names, on_assign=self._assigned,
+                                         on_revoke=self._revoked, on_lost=self._lost)
+        except KafkaException as exc:
+            raise translate(exc, "subscribing") from exc
+
+    def _place(self, tps: list[TopicPartition]) -> None:
+        """Set each partition's starting offset: the group's commit, else offset_reset.
+
+        The lookups go to the group coordinator and the partitions' leaders; while a broker is
+        down or leadership moves they fail for a while, so they are tried again until
+        ``millstream.timeout_ms`` has passed, then a millstream error is raised.
+        """
+        deadline = time.monotonic() + self._timeout()
+        while True:
+            try:
+                starts = self._starts(tps, max(deadline - time.monotonic(), 0.1))
+                break
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise translate(exc, "finding where assigned partitions start") from exc
+            time.sleep(0.1)
+        for tp in tps:
+            tp.offset = self._positions[_sp(tp)] = starts[_sp(tp)]
+
+    def _starts(self, tps: list[TopicPartition], timeout: float) -> dict[StreamPartition, int]:
+        committed: dict[StreamPartition, int] = {}
+        if self._group is not None:
+            for tp in self._consumer.committed(tps, timeout=timeout):
+                if tp.error is not None:  # unknown, not "never committed": never guess
+                    raise KafkaException(tp.error)
+                if tp.offset >= 0:
+                    committed[_sp(tp)] = tp.offset
+        starts = {}
+        for tp in tps:
+            sp = _sp(tp)
+            if sp in committed:
+                starts[sp] = committed[sp]
+                continue
+            marks = self._consumer.get_watermark_offsets(tp, timeout=timeout)
+            if marks is None:  # confluent-kafka's answer to a timeout
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
+                                                f"no watermark offsets for {sp}"))
+            starts[sp] = marks[0] if self._reset == "earliest" else marks[1]
+        return starts
+
+    def _assigned(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        # Nothing may leave a rebalance callback: confluent-kafka would then assign the
+        # partitions itself at offsets this adapter does not track (their records dropped)
+        # and re-raise a C-level error from poll() as an object no except clause catches.
+        # Instead take nothing yet; poll() tries again and raises the error meanwhile.
+        try:
+            self._place(tps)
+        except MillstreamError as exc:
+            consumer.unassign()
+            self._unplaced, self._pending = tps, exc
+            return
+        self._unplaced = None
+        consumer.assign(tps)
+        gained = {_sp(tp) for tp in tps}
+        self._owned = gained
+        if self._on_assign is not None and gained:
+            self._on_assign(sorted(gained))
+
+    def _revoked(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._unplaced = None
+        lost = {_sp(tp) for tp in tps}
+        if self._on_revoke is not None and lost:
+            self._on_revoke(sorted(lost))
+        self._drop(lost)
+        consumer.unassign()
+
+    def _lost(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._unplaced = None
+        lost = {_sp(tp) for tp in tps}
+        log.warning("consumer lost partitions without revocation (session expired): %s",
+                    ", ".join(map(str, sorted(lost))))
+        self._drop(lost)
+        consumer.unassign()
+
+    def _drop(self, lost: set[StreamPartition]) -> None:
+        self._owned -= lost
+        for sp in lost:
+            self._positions.pop(sp, None)
+
+    def assignment(self) -> list[StreamPartition]:
+        return sorted(self._owned)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        self._check_open()
+        check_poll(bool(self._streams), max_records, timeout)
+        if self._unplaced is not None:  # an assignment whose start lookups failed
+            self._assigned(self._consumer, self._unplaced)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            raise pending
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                messages = self._consumer.consume(max_records, 0)
+                if not messages and timeout > 0:
+                    while not messages:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        first = self._consumer.poll(min(left, 0.1))
+                        if first is not None:
+                            messages = [first, *self._consumer.consume(max_records - 1, 0)]
+            except KafkaException as exc:
+                raise translate(exc, "polling") from exc
+            if not messages and self._pending is not None:
+                pending, self._pending = self._pending, None
+                raise pending
+            records = self._records(messages)
+            # a poll that fetched only end-of-partition events waits on for its timeout
+            if records or not messages or time.monotonic() >= deadline:
+                return records
+
+    def _records(self, messages: list[Any]) -> list[Record]:
+        """The poll's records, built column by column in C (``map`` over the messages) when
+        no message is an error and every partition is still owned; else record by record."""
+        if not messages or any(map(_is_not_none, map(_error, messages))):
+            return self._records_one_by_one(messages)
+        topics: list[Any] = list(map(_topic, messages))
+        partitions: list[Any] = list(map(_partition, messages))
+        offsets: list[Any] = list(map(_offset, messages))
+        # each partition's last offset; most polls hold one partition only
+        topic, partition = topics[0], partitions[0]
+        if partitions.count(partition) == len(partitions) and topics.count(topic) == len(topics):
+            last = {(topic, partition): offsets[-1]}
+        else:
+            last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+        positions = self._positions
+        if any(tp not in positions for tp in last):
+            return self._records_one_by_one(messages)  # a rebalance took a partition away
+        headers = list(map(_headers, messages))
+        out: list[Record] = list(map(_new, repeat(Record), zip(
+            topics, partitions, offsets, map(_second, map(_timestamp, messages)),
+            map(_key, messages), map(_value, messages),
+            [tuple(h) if h else () for h in headers] if any(map(_is_not_none, headers))
+            else repeat(()), strict=False)))
+        for (topic, partition), offset in last.items():
+            positions[StreamPartition(topic, partition)] = offset + 1
+        return out
+
+    def _records_one_by_one(self, messages: list[Any]) -> list[Record]:
+        out: list[Record] = []
+        positions = self._positions
+        failure: MillstreamError | None = None
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                # keep every record of this batch (librdkafka will not hand them out again);
+                # the first error is raised now if nothing was read, else by the next poll
+                try:
+                    self._raise_message_error(err, m)
+                except MillstreamError as exc:
+                    failure = failure or exc
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            sp = StreamPartition(topic, partition)
+            if sp not in positions:
+                continue  # fetched before a rebalance took the partition away
+            headers = m.headers()
+            out.append(_new(Record, (topic, partition, offset, m.timestamp()[1], m.key(),
+                                     m.value(), tuple(headers) if headers else ())))
+            positions[sp] = offset + 1
+        if failure is not None:
+            if not out:
+                raise failure
+            self._pending = self._pending or failure
+        return out
+
+    def _raise_message_error(self, err: KafkaError, m: Any) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            # the fetcher reached the end: past transaction markers and aborted records too,
+            # which occupy offsets but are never returned — so the position moves there
+            sp = StreamPartition(m.topic(), m.partition())
+            if sp in self._positions and m.offset() > self._positions[sp]:
+                self._positions[sp] = m.offset()
+            return
+        if code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            sp = StreamPartition(m.topic(), m.partition())
+            low, high = self._watermarks(sp)
+            who = f"group {self._group!r}" if self._group else "this consumer"
+            raise OffsetOutOfRangeError(
+                f"{who} is at offset {self._positions.get(sp)} of {sp}, outside the retained "
+                f"range {low}..{high}; records before {low} are gone — seek_to_beginning() to "
+                f"continue from {low}, or reset the group "
+                f"(`millstream groups reset {self._group or 'GROUP'} {sp.stream} --to earliest`)"
+            )
+        raise error_of(err, "polling")
+
+    # -- positions ---------------------------------------------------------------------------
+
+    def _ask(self, call: Callable[[float], T], doing: str) -> T:
+        """``call(timeout)`` — a lookup at the partitions' leaders — tried again until
+        ``millstream.timeout_ms`` has passed while it fails for a reason that passes. With
+        its leader down librdkafka calls an owned partition "unknown" at once; that is no
+        ``NotFoundError`` but a broker that cannot be reached, and is raised as such."""
+        deadline = time.monotonic() + self._timeout()
+        while True:
+            try:
+                return call(max(deadline - time.monotonic(), 0.1))
+            except KafkaException as exc:
+                code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) \
+                    else None
+                error = translate(exc, doing)
+                if code not in _LEADER_GONE and not error.retriable:
+                    raise error from exc
+                if time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"Kafka did not answer within {self._timeout():g} s while {doing} "
+                        f"({exc.args[0].str() if code is not None else exc}): the partition's "
+                        "leader is down or the stream was deleted — check the brokers are up "
+                        "and reachable") from exc
+            time.sleep(0.1)
+
+    def _watermarks(self, sp: StreamPartition) -> tuple[int, int]:
+        tp = TopicPartition(sp.stream, sp.partition)
+
+        def ask(timeout: float) -> tuple[int, int]:
+            marks = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            if marks is None:  # confluent-kafka's answer to a timeout
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
+                                                f"no watermark offsets for {sp}"))
+            return int(marks[0]), int(marks[1])
+
+        return self._ask(ask, f"reading the offsets of {sp}")
+
+    def _owned_list(self, partitions: Iterable[StreamPartition] | None) -> list[StreamPartition]:
+        self._check_open()
+        if partitions is None:
+            return sorted(self._owned)
+        out = []
+        for sp in partitions:
+            sp = StreamPartition(*sp)
+            if sp not in self._owned:
+                raise InvalidRequestError(
+                    f"{sp} is not assigned to this consumer (it owns "
+                    f"{', '.join(map(str, sorted(self._owned))) or 'nothing'})"
+                )
+            out.append(sp)
+        return out
+
+    def _seek(self, sp: StreamPartition, offset: int) -> None:
+        try:
+            self._consumer.seek(TopicPartition(sp.stream, sp.partition, offset))
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:
+                raise translate(exc, f"seeking {sp}") from exc
+            # a partition whose fetch stopped on an error (e.g. its offset fell below the
+            # retained start) refuses seek(); assigning it again at the offset restarts it
+            self._positions[sp] = offset
+            try:
+                self._consumer.assign([TopicPartition(o.stream, o.partition, self._positions[o])
+                                       for o in sorted(self._owned)])
+            except KafkaException as again:
+                raise translate(again, f"seeking {sp}") from again
+        if offset >= 0:
+            self._positions[sp] = offset
+
+    def position(self, partition: StreamPartition) -> int:
+        sp = self._owned_list([partition])[0]
+        return self._positions[sp]
+
+    def seek(self, partition: StreamPartition, offset: int) -> None:
+        sp = self._owned_list([partition])[0]
+        check_offset(offset, sp)
+        low, high = self._watermarks(sp)
+        if not low <= offset <= high:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside {sp}'s retained range {low}..{high} (the end, "
+                f"{high}, is where the next record will go); seek within it"
+            )
+        self._seek(sp, offset)
+
+    def seek_to_beginning(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        for sp in self._owned_list(partitions):
+            self._seek(sp, self._watermarks(sp)[0])
+
+    def seek_to_end(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        for sp in self._owned_list(partitions):
+            self._seek(sp, self._watermarks(sp)[1])
+
+    def seek_to_timestamp(self, timestamp_ms: int,
+                          partitions: Iterable[StreamPartition] | None = None) -> None:
+        check_timestamp(timestamp_ms)
+        targets = self._owned_list(partitions)
+        found = self._ask(
+            lambda timeout: self._consumer.offsets_for_times(
+                [TopicPartition(sp.stream, sp.partition, timestamp_ms) for sp in targets],
+                timeout=timeout),
+            "seeking by time")
+        for tp in found:
+            sp = _sp(tp)
+            self._seek(sp, tp.offset if tp.offset >= 0 else self._watermarks(sp)[1])
+
+    def lag(self) -> dict[StreamPartition, int]:
+        self._check_open()
+        return {sp: max(self._watermarks(sp)[1] - self._positions[sp], 0)
+                for sp in sorted(self._owned)}
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def committed(self, partitions: Iterable[StreamPartition] | None = None
+                  ) -> dict[StreamPartition, int | None]:
+        self._check_open()
+        wanted = [StreamPartition(*sp) for sp in partitions] if partitions is not None \
+            else sorted(self._owned)
+        if self._group is None or not wanted:
+            return dict.fromkeys(wanted)
+        try:
+            tps = self._consumer.committed(
+                [TopicPartition(sp.stream, sp.partition) for sp in wanted],
+                timeout=self._timeout())
+        except KafkaException as exc:
+            raise translate(exc, "reading committed offsets") from exc
+        return {_sp(tp): (tp.offset if tp.offset >= 0 else None) for tp in tps}
+
+    def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
+        self._check_open()
+        if self._group is None:
+            raise InvalidRequestError(
+                "this consumer has no group, so it cannot commit; open it with group=..."
+            )
+        if offsets is None:
+            chosen = {sp: self._positions[sp] for sp in self._owned if sp in self._positions}
+        else:
+            chosen = {}
+            for sp, off in offsets.items():
+                sp = StreamPartition(*sp)
+                chosen[sp] = check_commit_offset(off, sp)
+        lost = sorted(set(chosen) - self._owned)
+        if lost:
+            raise FencedError(
+                f"group {self._group!r} moved {', '.join(map(str, lost))} to another member; "
+                "this consumer can no longer commit for them (nothing was committed) — poll "
+                "again to get the current assignment"
+            )
+        if not chosen:
+            return
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(sp.stream, sp.partition, off)
+                         for sp, off in chosen.items()],
+                asynchronous=False)
+        except KafkaException as exc:
+            raise translate(exc, f"committing offsets for group {self._group!r}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def group_metadata(self) -> Any:
+        """The group generation for a transaction's ``send_offsets_to_transaction``."""
+        self._check_open()
+        if self._group is None:
+            raise InvalidRequestError("a consumer without a group cannot commit in a transaction")
+        try:
+            return self._consumer.consumer_group_metadata()
+        except KafkaException as exc:
+            raise translate(exc, f"reading group {self._group!r}'s metadata") from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._group is None and self._on_revoke is not None and self._owned:
+                self._on_revoke(sorted(self._owned))
+            self._consumer.close()  # a group member's on_revoke runs in here, and may commit
+        except KafkaException as exc:
+            raise translate(exc, "closing the consumer") from exc
+        finally:
+            self._closed = True
+
+    def __enter__(self) -> KafkaConsumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

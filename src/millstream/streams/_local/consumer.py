@@ -1,0 +1,638 @@
+"""The embedded log's consumer: reads batches, follows its group, commits with fencing.
+
+``poll`` reads the batch rows past each owned partition's position, checks their CRC and
+turns them into records (``tuple.__new__`` over columns: no per-record Python frame). When
+nothing is new it waits on ``PRAGMA data_version`` (which changes when another connection
+commits) with a short adaptive sleep: 0.2 ms growing to 1 ms, and to ``IDLE_SLEEP_S`` once
+nothing came for ``IDLE_AFTER_S`` (across polls), so an idle consumer costs little CPU (a
+record arriving then waits up to that much longer). A heartbeat thread with its own
+connection keeps the member's lease; the polling thread applies assignment changes between
+polls.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
+from pathlib import Path
+
+from millstream._names import check_group_name
+from millstream.errors import (
+    ClosedError,
+    CorruptDataError,
+    FencedError,
+    InvalidRequestError,
+    MillstreamError,
+    OffsetOutOfRangeError,
+)
+from millstream.faults import fault_point
+from millstream.records import Record, StreamPartition
+from millstream.streams._base import OffsetReset, RebalanceCallback
+from millstream.streams._checks import (
+    check_commit_offset,
+    check_offset,
+    check_poll,
+    check_timestamp,
+    stream_names,
+)
+from millstream.streams._local import batch as batchfmt
+from millstream.streams._local import catalog, groups
+from millstream.streams._local.db import LocalOptions, connect, translate, write_txn
+
+__all__ = ["LocalConsumer"]
+
+log = logging.getLogger(__name__)
+_new = tuple.__new__
+_REFRESH_S = 0.01
+_RANGE_CHECK_S = 1.0
+#: after this long without a record, an idle poll checks for new data every IDLE_SLEEP_S
+IDLE_AFTER_S = 1.0
+IDLE_SLEEP_S = 0.005
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class LocalConsumer:
+    """A consumer on the embedded log; see ``millstream.streams._base.Consumer``."""
+
+    def __init__(self, path: Path, options: LocalOptions, group: str | None,
+                 offset_reset: OffsetReset = "earliest") -> None:
+        if offset_reset not in ("earliest", "latest"):
+            raise InvalidRequestError(
+                f"offset_reset={offset_reset!r}: use 'earliest' or 'latest'"
+            )
+        self._path = path
+        self._options = options
+        self._group = check_group_name(group) if group is not None else None
+        self._reset = offset_reset
+        self._conn = connect(path, options)
+        self._client = f"{socket.gethostname()}:{os.getpid()}"
+        self._member_id: str | None = None
+        self._owned_member: str | None = None  # the membership the positions were taken in
+        self._member_lock = threading.Lock()
+        self._streams: list[str] = []
+        self._metas: dict[int, catalog.StreamMeta] = {}
+        self._owned: list[groups.Slot] = []
+        self._positions: dict[groups.Slot, int] = {}
+        self._buffers: dict[groups.Slot, tuple[list[Record], int]] = {}
+        self._buffer_ends: dict[groups.Slot, int] = {}  # end offset of each buffered batch
+        self._on_assign: RebalanceCallback | None = None
+        self._on_revoke: RebalanceCallback | None = None
+        self._version = -2
+        self._refreshed_at = 0.0
+        self._ranges_at = 0.0
+        self._rr = 0
+        self._last_poll = time.monotonic()
+        self._quiet_since: float | None = None  # when polls last started coming back empty
+        self._closed = False
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _sp(self, slot: groups.Slot) -> StreamPartition:
+        return StreamPartition(self._metas[slot[0]].name, slot[1])
+
+    def _slot(self, sp: StreamPartition, *, owned: bool = True) -> groups.Slot:
+        """The slot of ``sp``; with ``owned``, it must be assigned to this consumer."""
+        if not isinstance(sp, tuple) or len(sp) != 2:
+            raise InvalidRequestError(
+                f"{sp!r} is not a StreamPartition(stream, partition)"
+            )
+        for sid, meta in self._metas.items():
+            if meta.name == sp[0]:
+                slot = (sid, sp[1])
+                if slot in self._positions or (not owned and 0 <= sp[1] < meta.partitions):
+                    return slot
+        raise InvalidRequestError(
+            f"{sp[0]}[{sp[1]}] is not assigned to this consumer (it owns "
+            f"{', '.join(str(p) for p in self.assignment()) or 'nothing'})"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this consumer is closed; open a new one")
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> MillstreamError:
+        return translate(exc, self._path, doing)
+
+    @property
+    def group(self) -> str | None:
+        return self._group
+
+    # -- subscription and assignment ----------------------------------------------------------
+
+    def subscribe(self, streams: Iterable[str], *, on_assign: RebalanceCallback | None = None,
+                  on_revoke: RebalanceCallback | None = None) -> None:
+        self._check_open()
+        names = stream_names(streams)
+        try:
+            metas = [catalog.require(self._conn, n) for n in names]
+        except sqlite3.Error as exc:
+            raise self._error(exc, "subscribing") from exc
+        if self._streams:
+            self._leave()
+        self._metas = {m.id: m for m in metas}
+        self._streams = names
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        if self._group is None:
+            self._set_owned({(m.id, p) for m in metas for p in range(m.partitions)}, set())
+            return
+        member_id = groups.new_member_id(_now_ms())
+        try:
+            groups.join(self._conn, self._group, member_id, self._client, names,
+                        self._options.session_timeout_ms)
+        except sqlite3.Error as exc:
+            raise self._error(exc, f"joining group {self._group!r}") from exc
+        with self._member_lock:
+            self._member_id = member_id
+        self._version = -2
+        self._refresh(force=True)
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(
+                target=self._heartbeat_loop, name="millstream-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def _refresh(self, force: bool = False) -> None:
+        """Apply assignment changes: release revoked partitions, take gained ones."""
+        if self._group is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._refreshed_at < _REFRESH_S:
+            return
+        self._refreshed_at = now
+        with self._member_lock:
+            member_id = self._member_id
+        if member_id is None:
+            return
+        if member_id != self._owned_member:
+            # the heartbeat rejoined under a new id after this member expired: every partition
+            # it held is lost (even one that comes back) and restarts from the group's commit
+            self._set_owned(set(), set())
+            self._owned_member = member_id
+            self._version = -2
+        try:
+            current = groups.version(self._conn, self._group)
+            if current == self._version and not force:
+                return
+            self._version = current
+            held, revoking = groups.ownership(self._conn, self._group, member_id)
+            if revoking:
+                if self._on_revoke is not None:
+                    self._on_revoke(sorted(self._sp(s) for s in revoking if s[0] in self._metas))
+                groups.release(self._conn, self._group, member_id, revoking)
+                fault_point("log.group.after_release")
+                # The release bumped the version, so the next refresh reads ownership again.
+                # Taking the version now instead would skip a partition another member handed
+                # to this one after ``ownership`` above: it would stay held here, never polled.
+        except sqlite3.Error as exc:
+            raise self._error(exc, f"following group {self._group!r}") from exc
+        self._set_owned(held - revoking, revoking)
+
+    def _set_owned(self, owned: set[groups.Slot], revoked: set[groups.Slot]) -> None:
+        owned = {s for s in owned if s[0] in self._metas}
+        lost = set(self._positions) - owned - revoked
+        if lost:
+            log.warning("consumer lost partitions without revocation (its lease expired): %s",
+                        ", ".join(str(self._sp(s)) for s in sorted(lost)))
+        gained = owned - set(self._positions)
+        for slot in set(self._positions) - owned:
+            del self._positions[slot]
+            self._buffers.pop(slot, None)
+        if gained:
+            self._positions.update(self._initial_positions(gained))
+        self._owned = sorted(owned)
+        if gained and self._on_assign is not None:
+            self._on_assign(sorted(self._sp(s) for s in gained))
+
+    def _initial_positions(self, slots: set[groups.Slot]) -> dict[groups.Slot, int]:
+        try:
+            committed: dict[groups.Slot, int] = {}
+            if self._group is not None:
+                committed = {
+                    (s, p): o for s, p, o in self._conn.execute(
+                        "SELECT stream_id, partition, next_offset FROM group_offsets "
+                        "WHERE group_name=?", (self._group,))
+                }
+            ranges = self._ranges(slots)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading committed offsets") from exc
+        out = {}
+        for slot in slots:
+            start, end = ranges[slot]
+            if slot in committed:
+                out[slot] = committed[slot]
+            else:
+                out[slot] = start if self._reset == "earliest" else end
+        return out
+
+    def _ranges(self, slots: Iterable[groups.Slot]) -> dict[groups.Slot, tuple[int, int]]:
+        out = {}
+        for sid, p in slots:
+            row = self._conn.execute(
+                "SELECT start_offset, next_offset FROM partitions WHERE stream_id=? "
+                "AND partition=?", (sid, p)).fetchone()
+            out[(sid, p)] = (row[0], row[1]) if row else (0, 0)
+        return out
+
+    def assignment(self) -> list[StreamPartition]:
+        return sorted(self._sp(s) for s in self._owned)
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        assert self._group is not None
+        interval = self._options.heartbeat_interval_ms / 1000
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = connect(self._path, self._options)
+            while not self._stop.wait(interval):
+                with self._member_lock:
+                    member_id = self._member_id
+                if member_id is None:
+                    continue
+                idle = time.monotonic() - self._last_poll
+                if idle > self._options.max_poll_interval_ms / 1000:
+                    log.warning("no poll for %.0f s (max_poll_interval_ms=%d): leaving group %s",
+                                idle, self._options.max_poll_interval_ms, self._group)
+                    groups.leave(conn, self._group, member_id)
+                    with self._member_lock:
+                        self._member_id = None
+                    continue
+                alive = groups.heartbeat(conn, self._group, member_id,
+                                         self._options.session_timeout_ms)
+                if not alive:
+                    log.warning("member %s of group %s was expired; rejoining", member_id,
+                                self._group)
+                    fresh = groups.new_member_id(_now_ms())
+                    groups.join(conn, self._group, fresh, self._client, self._streams,
+                                self._options.session_timeout_ms)
+                    with self._member_lock:
+                        self._member_id = fresh
+        except (sqlite3.Error, MillstreamError):
+            log.exception("heartbeats for group %s stopped", self._group)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        self._check_open()
+        check_poll(bool(self._streams), max_records, timeout)
+        self._last_poll = time.monotonic()
+        if self._group is not None and self._member_id is None:
+            self.subscribe(self._streams, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        deadline = self._last_poll + timeout
+        sleep = 0.0002
+        seen = -1
+        while True:
+            owned = self._owned
+            self._refresh()
+            if self._owned is not owned:
+                seen = -1  # partitions were gained: read them even if no new data came
+            try:
+                version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+                out = self._fetch(max_records) if version != seen else []
+            except sqlite3.Error as exc:
+                raise self._error(exc, "reading records") from exc
+            if out:
+                self._quiet_since = None
+                return out
+            seen = version
+            now = time.monotonic()
+            if self._quiet_since is None:
+                self._quiet_since = now
+            if now >= deadline:
+                return out
+            if now - self._ranges_at >= _RANGE_CHECK_S:
+                self._ranges_at = now
+                self._check_ranges()
+            idle = now - self._quiet_since >= IDLE_AFTER_S
+            time.sleep(min(IDLE_SLEEP_S if idle else sleep, deadline - now))
+            sleep = min(sleep * 1.5, 0.001)
+
+    def _fetch(self, max_records: int) -> list[Record]:
+        out: list[Record] = []
+        owned = self._owned
+        n = len(owned)
+        for i in range(n):
+            slot = owned[(self._rr + i) % n]
+            try:
+                out.extend(self._read(slot, max_records - len(out)))
+            except CorruptDataError:
+                if not out:
+                    raise
+                break  # return what was read before the damage; a later poll raises
+            if len(out) >= max_records:
+                break
+        if n:
+            self._rr = (self._rr + 1) % n
+        return out
+
+    def _read(self, slot: groups.Slot, need: int) -> list[Record]:
+        out: list[Record] = []
+        buffered = self._buffers.pop(slot, None)
+        if buffered is not None:
+            records, index = buffered
+            out = records[index:index + need]
+            if index + need < len(records):
+                self._buffers[slot] = (records, index + need)
+                self._positions[slot] = out[-1].offset + 1
+                return out
+            self._positions[slot] = self._buffer_ends.pop(slot)
+            if len(out) >= need:
+                return out
+        sid, p = slot
+        meta = self._metas[sid]
+        where = f"stream {meta.name!r} partition {p}"
+        pos = self._positions[slot]
+        # Rows are read one at a time from the cursor and it is closed as soon as enough
+        # records are in: no row is fetched that this poll does not use, and the read
+        # snapshot is released at once (an open statement would hold back checkpoints).
+        cursor = self._conn.execute(
+            "SELECT base_offset, end_offset, count, crc, payload FROM batches "
+            "WHERE stream_id=? AND partition=? AND end_offset>? ORDER BY end_offset",
+            (sid, p, pos),
+        )
+        try:
+            first = True
+            for base, end, count, crc, payload in cursor:
+                if first and base > pos:
+                    self._check_start(slot, pos)
+                first = False
+                try:
+                    ts, keys, values, headers, offsets = batchfmt.decode(
+                        payload, crc, sid, p, base, count, where)
+                except CorruptDataError:
+                    if out:  # the position is at the damaged batch: the next poll raises
+                        return out
+                    raise
+                hs = headers if headers is not None else repeat((), count)
+                if offsets is None:
+                    skip = pos - base if pos > base else 0
+                    offs: Iterable[int] = range(base + skip, end)
+                else:
+                    skip = bisect.bisect_left(offsets, pos)
+                    offs = offsets[skip:]
+                if skip:
+                    ts, keys, values = ts[skip:], keys[skip:], values[skip:]
+                    hs = list(hs)[skip:]
+                built = map(_new, repeat(Record), zip(
+                    repeat(meta.name), repeat(p), offs, ts, keys, values, hs))
+                room = need - len(out)
+                if len(ts) > room:
+                    records = list(built)
+                    out.extend(records[:room])
+                    self._buffers[slot] = (records, room)
+                    self._buffer_ends[slot] = end
+                    self._positions[slot] = records[room - 1].offset + 1
+                    return out
+                out.extend(built)  # straight into the result: no intermediate list
+                self._positions[slot] = pos = end
+                if len(out) >= need:
+                    return out
+        finally:
+            cursor.close()
+        return out
+
+    def _check_start(self, slot: groups.Slot, pos: int) -> None:
+        row = self._conn.execute(
+            "SELECT start_offset, next_offset FROM partitions WHERE stream_id=? AND partition=?",
+            slot).fetchone()
+        if row is not None and pos < row[0]:
+            self._raise_expired(slot, pos, row[0], row[1])
+
+    def _check_ranges(self) -> None:
+        try:
+            ranges = self._ranges(self._owned)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading partition ranges") from exc
+        for slot, (start, end) in ranges.items():
+            pos = self._positions.get(slot)
+            if pos is not None and pos < start:
+                self._raise_expired(slot, pos, start, end)
+
+    def _raise_expired(self, slot: groups.Slot, pos: int, start: int, end: int) -> None:
+        sp = self._sp(slot)
+        who = f"group {self._group!r}" if self._group else "this consumer"
+        raise OffsetOutOfRangeError(
+            f"{who} is at offset {pos} of {sp}, but retention removed records before {start} "
+            f"(retained: {start}..{end - 1}); records {pos}..{start - 1} are gone — "
+            f"seek_to_beginning() to continue from {start}, or reset the group "
+            f"(`millstream groups reset {self._group or 'GROUP'} {sp.stream} --to earliest`)"
+        )
+
+    # -- positions and offsets ----------------------------------------------------------------
+
+    def position(self, partition: StreamPartition) -> int:
+        self._check_open()
+        return self._positions[self._slot(partition)]
+
+    def _targets(self, partitions: Iterable[StreamPartition] | None) -> list[groups.Slot]:
+        self._check_open()
+        self._refresh()
+        if partitions is None:
+            return list(self._owned)
+        return [self._slot(sp) for sp in partitions]
+
+    def seek(self, partition: StreamPartition, offset: int) -> None:
+        slot = self._targets([partition])[0]
+        check_offset(offset, partition)
+        start, end = self._ranges([slot])[slot]
+        if not start <= offset <= end:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside {self._sp(slot)}'s retained range {start}..{end} "
+                f"(the end, {end}, is where the next record will go); seek within it"
+            )
+        self._positions[slot] = offset
+        self._buffers.pop(slot, None)
+
+    def seek_to_beginning(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        slots = self._targets(partitions)
+        for slot, (start, _) in self._ranges(slots).items():
+            self._positions[slot] = start
+            self._buffers.pop(slot, None)
+
+    def seek_to_end(self, partitions: Iterable[StreamPartition] | None = None) -> None:
+        slots = self._targets(partitions)
+        for slot, (_, end) in self._ranges(slots).items():
+            self._positions[slot] = end
+            self._buffers.pop(slot, None)
+
+    def seek_to_timestamp(self, timestamp_ms: int,
+                          partitions: Iterable[StreamPartition] | None = None) -> None:
+        check_timestamp(timestamp_ms)
+        slots = self._targets(partitions)
+        try:
+            for slot in slots:
+                self._positions[slot] = self._offset_for_time(slot, timestamp_ms)
+                self._buffers.pop(slot, None)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "seeking by time") from exc
+
+    def _offset_for_time(self, slot: groups.Slot, ts_ms: int) -> int:
+        sid, p = slot
+        row = self._conn.execute(
+            "SELECT base_offset, count, crc, payload FROM batches WHERE stream_id=? AND "
+            "partition=? AND max_ts>=? ORDER BY end_offset LIMIT 1", (sid, p, ts_ms),
+        ).fetchone()
+        if row is None:
+            return self._ranges([slot])[slot][1]
+        base, count, crc, payload = row
+        ts, _, _, _, offsets = batchfmt.decode(
+            payload, crc, sid, p, base, count, f"{self._sp(slot)}")
+        offs = offsets if offsets is not None else range(base, base + count)
+        for t, off in zip(ts, offs, strict=True):
+            if t >= ts_ms:
+                return int(off)
+        return int(base + count)  # unreachable: max_ts >= ts_ms
+
+    def lag(self) -> dict[StreamPartition, int]:
+        self._check_open()
+        try:
+            ranges = self._ranges(self._owned)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "computing lag") from exc
+        return {
+            self._sp(s): max(end - self._positions[s], 0) for s, (_, end) in ranges.items()
+        }
+
+    def committed(self, partitions: Iterable[StreamPartition] | None = None
+                  ) -> dict[StreamPartition, int | None]:
+        self._check_open()
+        wanted = list(partitions) if partitions is not None else self.assignment()
+        if self._group is None:
+            return dict.fromkeys(wanted)
+        try:
+            rows = {
+                (s, p): o for s, p, o in self._conn.execute(
+                    "SELECT stream_id, partition, next_offset FROM group_offsets "
+                    "WHERE group_name=?", (self._group,))
+            }
+            ids = {}
+            for sp in wanted:
+                meta = catalog.require(self._conn, sp[0])
+                ids[sp] = (meta.id, sp[1])
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading committed offsets") from exc
+        return {StreamPartition(*sp): rows.get(ids[sp]) for sp in wanted}
+
+    def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
+        self._commit(offsets, None)
+
+    def commit_with(self, offsets: Mapping[StreamPartition, int],
+                    appends: Callable[[sqlite3.Connection], None]) -> None:
+        """Commit ``offsets`` and run ``appends`` (which writes batch rows) in one write
+        transaction, after the same fencing checks as ``commit``: a transaction's records
+        become visible together with the group's progress, or not at all."""
+        self._commit(offsets, appends)
+
+    def _commit(self, offsets: Mapping[StreamPartition, int] | None,
+                appends: Callable[[sqlite3.Connection], None] | None) -> None:
+        self._check_open()
+        if self._group is None:
+            raise InvalidRequestError(
+                "this consumer has no group, so it cannot commit; open it with group=..."
+            )
+        with self._member_lock:
+            member_id = self._member_id
+        if offsets is None:
+            chosen = {s: self._positions[s] for s in self._owned}
+        else:
+            chosen = {}
+            for sp, off in offsets.items():
+                slot = self._slot(sp, owned=False)
+                chosen[slot] = check_commit_offset(off, sp)
+        if not chosen and appends is None:
+            return
+        if member_id is None:
+            raise FencedError(
+                f"this consumer left group {self._group!r} (no poll within "
+                f"max_poll_interval_ms); poll again to rejoin, then commit"
+            )
+        if member_id != self._owned_member:
+            raise FencedError(
+                f"this consumer's membership of group {self._group!r} expired (no heartbeat "
+                "within session_timeout_ms, e.g. the process was paused) and it rejoined; its "
+                "partitions may have moved in between, so nothing was committed — poll again "
+                "to get the current assignment"
+            )
+        now = _now_ms()
+        try:
+            with write_txn(self._conn):
+                lost = groups.check_holder(self._conn, self._group, member_id,
+                                           {s: self._sp(s) for s in chosen})
+                if lost:
+                    raise FencedError(
+                        f"group {self._group!r} moved {', '.join(map(str, sorted(lost)))} to "
+                        "another member; this consumer can no longer commit for them (nothing "
+                        "was committed) — poll again to get the current assignment"
+                    )
+                for slot, end in self._ranges(chosen).items():
+                    if chosen[slot] > end[1]:
+                        raise OffsetOutOfRangeError(
+                            f"commit offset {chosen[slot]} for {self._sp(slot)} is past its end "
+                            f"{end[1]}"
+                        )
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO group_offsets (group_name, stream_id, partition, "
+                    "next_offset, committed_ms) VALUES (?,?,?,?,?)",
+                    [(self._group, s, p, off, now) for (s, p), off in chosen.items()],
+                )
+                if appends is not None:
+                    appends(self._conn)
+                fault_point("log.commit_offsets.before_commit")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "committing offsets") from exc
+        fault_point("log.commit_offsets.after_commit")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _leave(self) -> None:
+        if self._group is None or self._member_id is None:
+            self._positions.clear()
+            self._buffers.clear()
+            self._owned = []
+            return
+        if self._on_revoke is not None and self._owned:
+            self._on_revoke(self.assignment())
+        with self._member_lock:
+            member_id, self._member_id = self._member_id, None
+        try:
+            groups.leave(self._conn, self._group, member_id)
+        except sqlite3.Error as exc:
+            raise self._error(exc, f"leaving group {self._group!r}") from exc
+        finally:
+            self._positions.clear()
+            self._buffers.clear()
+            self._owned = []
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        # stop heartbeats first: one in flight after the leave would find the member row
+        # gone and rejoin as a fresh member, holding partitions until its lease ran out
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        try:
+            self._leave()
+        finally:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> LocalConsumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
