@@ -85,7 +85,7 @@ test-newest:  ## the tests that need no external service, on the newest python3.
 demo: venv  ## the video site processing sample videos it generates, on the embedded log
 	$(PY) -m videosite.demo
 
-bench: venv  ## stream, service, files, tables and video site benchmarks (results go in docs/benchmarks.md)
+bench: venv  ## stream, service, files, tables and video site benchmarks (record results in docs/internals/benchmarks.md)
 	$(PY) bench/streams.py
 	$(PY) bench/services.py
 	$(PY) bench/files.py

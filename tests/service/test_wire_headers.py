@@ -1,7 +1,7 @@
-"""The headers millstream writes on records are exactly the ones docs/kafka.md names.
+"""The headers millstream writes on records are exactly the ones docs/guides/kafka.md names.
 
 Two checks, so that neither side drifts silently: the table "Headers millstream writes" in
-docs/kafka.md lists every header constant the code defines (found by reading the source), and
+docs/guides/kafka.md lists every header constant the code defines (found by reading the source), and
 records written by the service runtime and the claim-check on the embedded log (the code that
 makes headers is the same for every backend) carry the documented names and values.
 """
@@ -31,9 +31,9 @@ SECTION = "### Headers millstream writes"
 
 
 def documented() -> dict[str, str]:
-    """Header name → the "value" column of its row, from docs/kafka.md."""
-    text = (REPO / "docs/kafka.md").read_text()
-    assert SECTION in text, f"docs/kafka.md has no section {SECTION!r}"
+    """Header name → the "value" column of its row, from docs/guides/kafka.md."""
+    text = (REPO / "docs/guides/kafka.md").read_text()
+    assert SECTION in text, f"docs/guides/kafka.md has no section {SECTION!r}"
     body = text.split(SECTION, 1)[1].split("\n#", 1)[0]
     rows = {}
     for line in body.splitlines():

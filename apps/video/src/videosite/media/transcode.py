@@ -150,7 +150,7 @@ class _Output:
         self.video.gop_size = gop
         # x264 frame threads: several frames in flight keep both cores busy, where PyAV's
         # default (slices of one frame) left one mostly idle — a 10 s 720p ladder took
-        # ~5 s instead of ~7.5 s here, and compresses a little better (docs/benchmarks.md)
+        # ~5 s instead of ~7.5 s here, and compresses a little better (docs/internals/benchmarks.md)
         self.video.thread_type = "FRAME"
         self.video.options = {
             "preset": "veryfast",
