@@ -122,7 +122,7 @@ reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 r
 	  exit $$rc)
 
 lint: venv  ## ruff and mypy --strict
-	$(VENV)/bin/ruff check $(wildcard src tests bench apps/video)
+	$(VENV)/bin/ruff check $(wildcard src tests bench scripts apps/video)
 	$(VENV)/bin/mypy
 
 clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
