@@ -22,7 +22,7 @@ from millstream.errors import MillstreamError
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "docs" / "reference" / "errors.md"
 #: public modules whose ``__all__`` may name errors
-MODULES = ("millstream.errors", "millstream.codecs")
+MODULES = ("millstream", "millstream.errors", "millstream.codecs")
 
 HEADER = """\
 # Errors

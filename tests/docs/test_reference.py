@@ -50,7 +50,7 @@ def test_the_cli_reference_lists_every_visible_command_with_its_help() -> None:
 def test_the_configuration_page_lists_every_local_option_with_its_default() -> None:
     import dataclasses
 
-    from millstream.streams.local import LocalOptions
+    from millstream.streams._local import LocalOptions
 
     text = (REPO / "docs/reference/configuration.md").read_text()
     section = text.split("### `local:` options", 1)[1].split("\n#", 1)[0]
