@@ -28,7 +28,7 @@ define with_services
 	$(1)
 endef
 
-.PHONY: help venv test test-newest demo bench reliability lint clean
+.PHONY: help venv test test-newest demo bench reliability lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -124,6 +124,10 @@ reliability: venv  ## crash/kill tests 50 rounds each, the Kafka broker kill 5 r
 lint: venv  ## ruff and mypy --strict
 	$(VENV)/bin/ruff check $(wildcard src tests bench scripts apps/video)
 	$(VENV)/bin/mypy
+
+docs: venv  ## regenerate docs/reference/cli.md and errors.md from the commands and error classes
+	$(PY) scripts/cli_reference.py
+	$(PY) scripts/errors_reference.py
 
 clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
 	rm -rf $(VENV) $(NEWEST_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

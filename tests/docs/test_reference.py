@@ -28,7 +28,7 @@ def test_the_committed_reference_page_is_what_its_script_writes_from_the_code(
         page: str, script: str) -> None:
     committed = (REPO / page).read_text()
     assert committed == load(script).render(), (
-        f"{page} is out of date with the code: run python {script} and commit the result")
+        f"{page} is out of date with the code: run make docs (python {script}) and commit it")
 
 
 def test_the_cli_reference_lists_every_visible_command_with_its_help() -> None:
