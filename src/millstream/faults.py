@@ -27,6 +27,8 @@ lookup when nothing is armed. Points in use:
   streams' new records; the batch's deletes come next
 - ``tables.materialize.before_commit`` / ``tables.materialize.after_commit``  a table's rows and
   offsets in one transaction
+- ``tables.feed.before_commit`` / ``tables.feed.after_commit``  a table output's batch: its
+  rows and offsets in one transaction
 - ``service.batch.after_send``    a batch's outputs handed to the producer, nothing committed
 - ``service.commit.after_flush`` / ``service.commit.after_commit``  around an at-least-once commit
 - ``service.transaction.before_commit`` / ``service.transaction.after_commit``  exactly-once

@@ -171,7 +171,9 @@ class Table(Protocol):
 
     def transaction(self) -> AbstractContextManager[Writes]:
         """Open a write transaction: committed when the ``with`` block ends, rolled back
-        when it raises. One transaction at a time per table handle."""
+        when it raises. One transaction at a time per table handle; transactions on one
+        table, from any process, run one after another, and each sees everything committed
+        before it began."""
         ...
 
     def export(self) -> AbstractContextManager[Export]:

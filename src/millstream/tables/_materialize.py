@@ -1,13 +1,15 @@
 """The materializer: a table fed from a stream, and rebuilding a table by replaying it.
 
 Each record upserts the document at its key (the record key as UTF-8 by default); a
-tombstone (value ``None``) deletes it. Records are applied in batches, one transaction each,
-and the stream offsets the table then reflects are written in that same transaction — in the
-table backend, not in a consumer group. After any crash the table therefore equals its stream
-replayed up to the stored offsets, and the next run continues from there.
+tombstone (value ``None``) deletes it (the rule is ``_changes``). Records are applied in
+batches, one transaction each, and the stream offsets the table then reflects are written
+in that same transaction — in the table backend, not in a consumer group. After any crash
+the table therefore equals its stream replayed up to the stored offsets, and the next run
+continues from there.
 
 A value that is not a JSON object (or does not validate as ``model``) is skipped, logged and
-counted; a replay skips it the same way, so the table still equals the replay.
+counted; a replay skips it the same way, so the table still equals the replay. A service
+feeds a table it declares as an output through ``_feed.TableFeed`` instead.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json
+from pydantic import BaseModel
 
 from millstream.errors import (
     FencedError,
@@ -27,9 +28,10 @@ from millstream.errors import (
     OffsetOutOfRangeError,
 )
 from millstream.faults import fault_point
-from millstream.records import Record, StreamPartition
+from millstream.records import StreamPartition
 from millstream.streams._base import Admin, Consumer, Streams
 from millstream.tables._base import Table, TableInfo, Tables
+from millstream.tables._changes import KeyFunction, changes_of
 
 __all__ = ["Materializer", "MaterializerStatistics", "Progress", "check_replayable", "rebuild"]
 
@@ -38,7 +40,6 @@ _POLL = 5000  # records per poll; a batch (one transaction) gathers up to batch_
 
 #: ``progress(done, total)``: records (offsets) replayed so far, of those to replay.
 Progress = Callable[[int, int], None]
-KeyFunction = Callable[[Record], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,21 +135,6 @@ class Materializer:
 
     # -- applying -----------------------------------------------------------------------------
 
-    def _document(self, record: Record) -> str | None:
-        value = record.value
-        assert value is not None
-        try:
-            if self._model is not None:
-                return self._model.model_validate_json(value).model_dump_json()
-            if isinstance(from_json(value, allow_inf_nan=False), dict):
-                return value.decode()
-            why = "not a JSON object"
-        except (UnicodeDecodeError, ValueError, ValidationError) as exc:
-            why = " ".join(str(exc).split())[:300]
-        log.warning("table %s: skipping the record at %s: %s", self.table.name,
-                    record.position, why)
-        return None
-
     def step(self, timeout: float = 0.5) -> int:
         """Poll one batch — up to ``batch_size`` records, waiting up to ``timeout`` s for the
         first and not at all for more — and apply it in one transaction with its offsets;
@@ -163,29 +149,8 @@ class Materializer:
             records.extend(more)
         if not records:
             return 0
-        latest: dict[str, str | None] = {}
-        skipped = 0
-        key_of = self._key
-        for r in records:
-            if key_of is not None:
-                k = key_of(r)
-            else:
-                k = r.key.decode("utf-8", "replace") if r.key is not None else None
-            if not k or "\x00" in k:
-                log.warning("table %s: skipping the record at %s: no usable key",
-                            self.table.name, r.position)
-                skipped += 1
-                continue
-            if r.value is None:
-                latest[k] = None
-                continue
-            doc = self._document(r)
-            if doc is None:
-                skipped += 1
-            else:
-                latest[k] = doc
-        puts = [(k, d) for k, d in latest.items() if d is not None]
-        deletes = [k for k, d in latest.items() if d is None]
+        changes = changes_of(self.table.name, records, key=self._key, model=self._model)
+        puts, deletes = changes.puts, changes.deletes
         offsets = {sp: consumer.position(sp) for sp in self._start}
         with self.table.transaction() as tx:
             stored = tx.offsets()
@@ -203,7 +168,7 @@ class Materializer:
         s = self._stats
         self._stats = MaterializerStatistics(
             s.batches + 1, s.records + len(records), s.upserts + len(puts),
-            s.deletes + len(deletes), s.skipped + skipped, dict(offsets))
+            s.deletes + len(deletes), s.skipped + changes.skipped, dict(offsets))
         return len(records)
 
     def catch_up(self, progress: Progress | None = None, *, timeout: float = 0.2

@@ -429,7 +429,11 @@ class PostgresTable(TableBase):
     @contextmanager
     def transaction(self) -> Iterator[_Writes]:
         with self._backend._write(f"writing table {self._name!r}", self._name) as cur:
-            if not self._backend._exists(cur, self._name):
+            # the table's catalog row, locked until the end: transactions on one table run
+            # one after another, each seeing what the previous committed (as on SQLite)
+            cur.execute("SELECT 1 FROM millstream_tables WHERE name=%s FOR UPDATE",
+                        (self._name,))
+            if cur.fetchone() is None:
                 raise NotFoundError(f"table {self._name!r} does not exist (it was dropped)")
             yield _Writes(cur, self._name)
 

@@ -1,0 +1,76 @@
+"""Turning a batch of stream records into a table's changes: the rule every feed applies.
+
+A record upserts the document at its key (the record key as UTF-8 unless a key function
+says otherwise); a tombstone (value ``None``) deletes it; within a batch only each key's
+last record counts. A record with no usable key, a value that is not a JSON object, or one
+that does not validate as the table's model is skipped and logged — a replay skips it the
+same way, so the table still equals its stream replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
+
+from millstream.records import Record
+
+__all__ = ["Changes", "KeyFunction", "changes_of"]
+
+log = logging.getLogger(__name__)
+
+KeyFunction = Callable[[Record], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one batch does to a table: documents to write and keys to delete."""
+
+    puts: list[tuple[str, str]]
+    deletes: list[str]
+    skipped: int
+
+
+def _document(table: str, record: Record, model: type[BaseModel] | None) -> str | None:
+    value = record.value
+    assert value is not None
+    try:
+        if model is not None:
+            return model.model_validate_json(value).model_dump_json()
+        if isinstance(from_json(value, allow_inf_nan=False), dict):
+            return value.decode()
+        why = "not a JSON object"
+    except (UnicodeDecodeError, ValueError, ValidationError) as exc:
+        why = " ".join(str(exc).split())[:300]
+    log.warning("table %s: skipping the record at %s: %s", table, record.position, why)
+    return None
+
+
+def changes_of(table: str, records: Sequence[Record], *, key: KeyFunction | None = None,
+               model: type[BaseModel] | None = None) -> Changes:
+    """The changes ``records`` (in stream order) make to ``table``; see the module docstring."""
+    latest: dict[str, str | None] = {}
+    skipped = 0
+    for r in records:
+        if key is not None:
+            k = key(r)
+        else:
+            k = r.key.decode("utf-8", "replace") if r.key is not None else None
+        if not k or "\x00" in k:
+            log.warning("table %s: skipping the record at %s: no usable key", table,
+                        r.position)
+            skipped += 1
+            continue
+        if r.value is None:
+            latest[k] = None
+            continue
+        doc = _document(table, r, model)
+        if doc is None:
+            skipped += 1
+        else:
+            latest[k] = doc
+    return Changes([(k, d) for k, d in latest.items() if d is not None],
+                   [k for k, d in latest.items() if d is None], skipped)
