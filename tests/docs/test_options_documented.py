@@ -1,6 +1,6 @@
 """Every argument a user can give ``App``, ``@app.service`` and ``RetryPolicy`` is named in
 the guide that explains it — as `` `name` `` or as an argument of a call written in code,
-``RetryPolicy(attempts, backoff_ms, …)`` — so a new option cannot ship undocumented."""
+``RetryPolicy(attempts, backoff, …)`` — so a new option cannot ship undocumented."""
 
 from __future__ import annotations
 

@@ -226,7 +226,7 @@ def test_records_a_service_could_not_deliver_at_close_are_reported_and_counted(
     lines_per_order = 5
 
     @app.service(inputs={orders: _Order}, outputs={lines: _Line}, max_batch=1,
-                 commit_interval_ms=1)
+                 commit_interval=0.001)
     def explode(order: _Order, ctx: Context) -> None:
         if order.id == 1:
             own_kafka.kill_node(0)

@@ -72,7 +72,7 @@ def test_the_runtime_on_kafka_at_least_once(kafka_bootstrap: str) -> None:
     orders, invoices = f"orders-{suffix}", f"invoices-{suffix}"
 
     @app.service(inputs={orders: Order}, outputs={invoices: Invoice},
-                 retry=RetryPolicy(attempts=2, backoff_ms=1))
+                 retry=RetryPolicy(attempts=2, backoff=0.001))
     def billing(order: Order) -> Invoice:
         if order.id == 13:
             raise ValueError("unlucky")

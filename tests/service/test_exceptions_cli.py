@@ -23,7 +23,7 @@ def make_app(broken: set[int]) -> App:
     app = App("shop", partitions=2)
 
     @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice},
-                 retry=RetryPolicy(attempts=2, backoff_ms=1))
+                 retry=RetryPolicy(attempts=2, backoff=0.001))
     def billing(order: Order) -> Invoice:
         if order.id in broken:
             raise KeyError(f"no tax rate for order {order.id}")

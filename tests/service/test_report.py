@@ -18,7 +18,7 @@ from millstream.service import App, Context, RetryPolicy
 from millstream.testing import TestPlatform
 from tests.service.test_runtime import read_all, run_until, send_orders
 
-QUICK = RetryPolicy(attempts=3, backoff_ms=1, max_backoff_ms=1)
+QUICK = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.001)
 
 
 class Order(BaseModel):

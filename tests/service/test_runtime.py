@@ -130,7 +130,7 @@ def test_failures_are_retried_then_recorded_and_processing_continues() -> None:
     calls: dict[int, int] = {}
 
     @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice},
-                 retry=RetryPolicy(attempts=3, backoff_ms=1))
+                 retry=RetryPolicy(attempts=3, backoff=0.001))
     def billing(order: Order, ctx: Context) -> Invoice:
         calls[order.id] = calls.get(order.id, 0) + 1
         ctx.emit(None, Invoice(order_id=order.id, amount=-1))  # dropped if the attempt fails
@@ -256,7 +256,7 @@ def test_stateful_service_keeps_state_per_partition_and_drops_failed_attempts() 
     attempts: dict[int, int] = {}
 
     @app.service(inputs={"orders": Order}, stateful=True,
-                 retry=RetryPolicy(attempts=2, backoff_ms=1))
+                 retry=RetryPolicy(attempts=2, backoff=0.001))
     def counter(order: Order, ctx: Context) -> None:
         key = f"k{order.id % 3}"
         ctx.state[key] = ctx.state.get(key, 0) + 1

@@ -32,7 +32,7 @@ def test_ctx_files_names_objects_per_input_record_so_a_retry_rewrites() -> None:
     attempts: dict[int, int] = {}
 
     @app.service(inputs={"uploads": Upload}, outputs={"stored": Stored},
-                 retry=RetryPolicy(attempts=2, backoff_ms=1))
+                 retry=RetryPolicy(attempts=2, backoff=0.001))
     def store(upload: Upload, ctx: Context) -> Stored:
         ref = ctx.files.put("blob.bin", bytes([upload.id % 256]) * upload.size)
         attempts[upload.id] = attempts.get(upload.id, 0) + 1

@@ -15,7 +15,7 @@ from millstream.errors import InvalidRequestError
 from millstream.service import App, Context, RetryPolicy
 from millstream.testing import DEFAULT_EPOCH, ManualClock, TestPlatform
 
-SLOW_RETRY = RetryPolicy(attempts=3, backoff_ms=60_000, max_backoff_ms=600_000)
+SLOW_RETRY = RetryPolicy(attempts=3, backoff=60.0, max_backoff=600.0)
 
 
 class Order(BaseModel):

@@ -228,7 +228,7 @@ def test_a_replayed_record_carries_the_documented_replay_headers() -> None:
     app = App("shop", partitions=2)
 
     @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice},
-                 retry=RetryPolicy(attempts=1, backoff_ms=1))
+                 retry=RetryPolicy(attempts=1, backoff=0.001))
     def billing(order: Order) -> Invoice:
         raise KeyError(f"no tax rate for order {order.id}")
 

@@ -18,7 +18,7 @@ from millstream.runtime import ServiceRunner
 from millstream.service import App, Context, RetryPolicy
 from tests.service.test_runtime import read_all, run_until, send_orders
 
-QUICK = RetryPolicy(attempts=2, backoff_ms=1, max_backoff_ms=1)
+QUICK = RetryPolicy(attempts=2, backoff=0.001, max_backoff=0.001)
 
 
 class Item(BaseModel):

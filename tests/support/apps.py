@@ -55,7 +55,7 @@ def double_eos(item: Item) -> Doubled:
 
 
 @app.service(inputs={"items": Item}, outputs={"totals": Total}, stateful=True, max_batch=20,
-             checkpoint_records=100, checkpoint_interval_ms=60_000)
+             checkpoint_records=100, checkpoint_interval=60.0)
 def summer(item: Item, ctx: Context) -> Total:
     """Running totals per bucket (id mod 5), checkpointed every 100 records."""
     if _DELAY:

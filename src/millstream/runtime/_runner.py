@@ -15,7 +15,7 @@ Around the handler sits the universal microarchitecture:
 * counters, a processing-time histogram and lag are written to the metrics stream every
   ``metrics_interval_s`` and at shutdown (``statistics()`` reads them live);
 * a stateful service's state is checkpointed with the input offsets it matches every
-  ``checkpoint_interval_ms`` or ``checkpoint_records``, on revocation and at shutdown, and
+  ``checkpoint_interval`` seconds or ``checkpoint_records``, on revocation and at shutdown, and
   reloaded when its partitions are assigned.
 
 ``stop()`` (the CLI calls it on SIGTERM/SIGINT) lets the record in hand finish, then sends,
@@ -233,9 +233,9 @@ class ServiceRunner:
             consumer.subscribe([*spec.inputs, self.retry_stream],
                                on_assign=self._on_assign, on_revoke=self._on_revoke)
             now = self.clock.monotonic()
-            next_commit = now + spec.commit_interval_ms / 1000
+            next_commit = now + spec.commit_interval
             next_metrics = now + self._metrics_interval
-            next_checkpoint = now + spec.checkpoint_interval_ms / 1000
+            next_checkpoint = now + spec.checkpoint_interval
             while not self._stopping:
                 records = consumer.poll(max_records=spec.max_batch, timeout=self._poll_timeout)
                 if records:
@@ -245,11 +245,11 @@ class ServiceRunner:
                         now >= next_checkpoint
                         or self._since_checkpoint >= spec.checkpoint_records):
                     self._checkpoint_all()
-                    next_checkpoint = now + spec.checkpoint_interval_ms / 1000
-                    next_commit = now + spec.commit_interval_ms / 1000
+                    next_checkpoint = now + spec.checkpoint_interval
+                    next_commit = now + spec.commit_interval
                 elif now >= next_commit:
                     self._commit()
-                    next_commit = now + spec.commit_interval_ms / 1000
+                    next_commit = now + spec.commit_interval
                 if self._plumbing and now >= next_metrics:
                     self._emit_metrics(final=False)
                     next_metrics = now + self._metrics_interval
@@ -292,7 +292,7 @@ class ServiceRunner:
         # commit interval inside the batch too, so a record that is done does not wait for
         # the rest of its batch (and is not redone after a crash). Not in a transaction.
         eager = timing and stride == 1 and self._txn is None
-        commit_ns = self.spec.commit_interval_ms * 1_000_000
+        commit_ns = int(self.spec.commit_interval * 1e9)
         last_commit = batch_start
         for record in records:
             if self._stopping:

@@ -49,30 +49,38 @@ class Emit(NamedTuple):
 class RetryPolicy:
     """How often a failing handler is retried before its record goes to the exceptions stream.
 
-    Attempt ``n`` (from 2) waits ``backoff_ms * multiplier ** (n - 2)``, capped at
-    ``max_backoff_ms``. ``attempts`` counts the first try: 3 means two retries.
+    Attempt ``n`` (from 2) waits ``backoff * multiplier ** (n - 2)`` seconds, capped at
+    ``max_backoff`` seconds. ``attempts`` counts the first try: 3 means two retries.
     """
 
     attempts: int = 3
-    backoff_ms: int = 100
+    backoff: float = 0.1
     multiplier: float = 2.0
-    max_backoff_ms: int = 5_000
+    max_backoff: float = 5.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.attempts, int) or self.attempts < 1:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) \
+                or self.attempts < 1:
             raise InvalidRequestError(
                 f"retry attempts={self.attempts!r} must be an integer ≥ 1 (1 means no retry)"
             )
-        if self.backoff_ms < 0 or self.max_backoff_ms < 0 or self.multiplier < 1:
+        for what, seconds in (("backoff", self.backoff), ("max_backoff", self.max_backoff)):
+            if not _is_number(seconds) or seconds < 0:
+                raise InvalidRequestError(
+                    f"retry {what}={seconds!r} must be a number of seconds ≥ 0 "
+                    "(e.g. 0.1 for 100 ms)")
+        if not _is_number(self.multiplier) or self.multiplier < 1:
             raise InvalidRequestError(
-                f"retry backoff_ms={self.backoff_ms}, max_backoff_ms={self.max_backoff_ms} must "
-                f"be ≥ 0 and multiplier={self.multiplier} ≥ 1"
-            )
+                f"retry multiplier={self.multiplier!r} must be a number ≥ 1")
 
     def delay_s(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2, 3, ...)."""
-        delay = self.backoff_ms * self.multiplier ** max(attempt - 2, 0)
-        return min(delay, self.max_backoff_ms) / 1000.0
+        delay = self.backoff * self.multiplier ** max(attempt - 2, 0)
+        return float(min(delay, self.max_backoff))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +108,8 @@ class ServiceSpec:
     takes_context: bool = False
     uses: tuple[str, ...] = ()
     max_batch: int = 500
-    commit_interval_ms: int = 200
-    checkpoint_interval_ms: int = 5_000
+    commit_interval: float = 0.2
+    checkpoint_interval: float = 5.0
     checkpoint_records: int = 10_000
     description: str = ""
     on_start: Callable[[Any], None] | None = None
@@ -205,8 +213,8 @@ class App:
         retry: RetryPolicy | None = None,
         uses: Iterable[str] = (),
         max_batch: int = 500,
-        commit_interval_ms: int = 200,
-        checkpoint_interval_ms: int = 5_000,
+        commit_interval: float = 0.2,
+        checkpoint_interval: float = 5.0,
         checkpoint_records: int = 10_000,
         on_start: Callable[[Any], None] | None = None,
         on_stop: Callable[[Any], None] | None = None,
@@ -242,13 +250,17 @@ class App:
                     f"counts ({', '.join(f'{s}={self.streams[s].partitions}' for s in ins)}); "
                     "state is sharded by partition, so its inputs must be co-partitioned"
                 )
-            for number in (max_batch, commit_interval_ms, checkpoint_interval_ms,
-                           checkpoint_records):
-                if not isinstance(number, int) or number < 1:
+            for what, count in (("max_batch", max_batch),
+                                ("checkpoint_records", checkpoint_records)):
+                if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                     raise InvalidRequestError(
-                        f"service {sname!r}: batch and interval settings must be integers ≥ 1, "
-                        f"got {number!r}"
-                    )
+                        f"service {sname!r}: {what}={count!r} must be an integer ≥ 1")
+            for what, seconds in (("commit_interval", commit_interval),
+                                  ("checkpoint_interval", checkpoint_interval)):
+                if not _is_number(seconds) or seconds <= 0:
+                    raise InvalidRequestError(
+                        f"service {sname!r}: {what}={seconds!r} must be a number of seconds "
+                        "> 0 (e.g. 0.2 for 200 ms)")
             takes_context = check_handler(
                 fn, sname, {s: self.streams[s].codec for s in ins},
                 namespace=sys._getframe(1).f_locals)  # where fn was written: its local names
@@ -257,8 +269,8 @@ class App:
                 group=group or f"{self.name}.{sname}", stateful=stateful,
                 exactly_once=exactly_once, retry=retry or RetryPolicy(),
                 takes_context=takes_context, uses=tuple(uses), max_batch=max_batch,
-                commit_interval_ms=commit_interval_ms,
-                checkpoint_interval_ms=checkpoint_interval_ms,
+                commit_interval=float(commit_interval),
+                checkpoint_interval=float(checkpoint_interval),
                 checkpoint_records=checkpoint_records,
                 description=(inspect.getdoc(target) or "").split("\n")[0],
                 on_start=on_start, on_stop=on_stop,
