@@ -1,6 +1,14 @@
 """millstream: small Python services connected by named, durable, replayable streams.
 
-The public API, in one place::
+The top level opens the platform's three stores — ``open_streams``, ``open_files``,
+``open_tables``, each by URL (default: the configured one, see ``millstream.config``) — and
+holds the types of the streams API, the record types (``millstream.records``) and every error
+(``millstream.errors``). The rest lives in subpackages, each exporting its public names from
+its ``__init__``: ``millstream.streams``, ``.files``, ``.tables``, ``.service`` (writing
+services), ``.runtime`` (running them), ``.operations`` (what the CLI drives), ``.observe``
+(health, metrics, topology), ``.testing`` (the test kit), and the public modules
+``millstream.codecs`` and ``millstream.faults``. A module or package whose name starts with
+``_`` is internal; ``millstream.cli`` is the command line, not an API::
 
     import millstream
 
@@ -35,9 +43,9 @@ from millstream.errors import (
     UnavailableError,
     UnknownStreamError,
 )
+from millstream.files import open_files
 from millstream.records import Headers, Position, Record, StreamPartition
-from millstream.streams import open_streams
-from millstream.streams._base import (
+from millstream.streams import (
     Admin,
     BatchHandle,
     Consumer,
@@ -48,7 +56,9 @@ from millstream.streams._base import (
     SendHandle,
     StreamInfo,
     Streams,
+    open_streams,
 )
+from millstream.tables import open_tables
 
 __version__ = "0.1.0"
 
@@ -85,5 +95,7 @@ __all__ = [
     "UnknownStreamError",
     "__version__",
     "load_config",
+    "open_files",
     "open_streams",
+    "open_tables",
 ]

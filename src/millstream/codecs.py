@@ -17,6 +17,9 @@ it: the reader's default fills in; fields the reader does not know are ignored).
 does not validate — a required field missing, a type changed, another schema's name, another
 content type — raises ``DecodeError`` naming the schema, the versions and pydantic's reasons;
 the service runtime sends it to the exceptions stream.
+
+A public module: ``app.stream(name, payload)`` takes a payload type or a codec, and a script
+encodes and decodes records with the same codec the services use.
 """
 
 from __future__ import annotations

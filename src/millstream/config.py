@@ -5,6 +5,9 @@ Resolved, highest first, from: arguments, ``MILLSTREAM_STREAMS`` / ``MILLSTREAM_
 found in the working directory or named by ``MILLSTREAM_CONFIG``), and the embedded defaults
 under ``MILLSTREAM_HOME`` (``./.millstream``). The environment is read here, at the edge,
 and nowhere else.
+
+A public module: ``load_config`` and ``PlatformConfig`` are also at the top level
+(``millstream.load_config``); ``millstream config show`` prints what they resolve.
 """
 
 from __future__ import annotations

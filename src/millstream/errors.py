@@ -21,6 +21,8 @@ code that already catches ``ValueError`` or ``LookupError`` keeps working::
 
 Adapters translate their client library's exceptions into these at the module boundary
 (``raise ... from exc``); no foreign exception type leaves an adapter.
+
+A public module; every error is also at the top level (``millstream.NotFoundError``).
 """
 
 from __future__ import annotations

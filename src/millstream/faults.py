@@ -37,6 +37,10 @@ lookup when nothing is armed. Points in use:
   pinned, and has not sent its record yet
 - ``videosite.stage.before_store``  a video stage has read its original and made its outputs;
   the original is checked again next, then the outputs stored
+
+A public module, for apps' own crash tests: an app marks its moments with ``fault_point`` too
+(the video site's points above), and a test reads a killed process's exit code as
+``FAULT_EXIT_CODE``.
 """
 
 from __future__ import annotations

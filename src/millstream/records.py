@@ -3,6 +3,9 @@
 All three are ``NamedTuple`` subclasses. A consumer builds millions of records per second, and
 a tuple subclass is built in C (``tuple.__new__``) for about a third of the cost of a frozen
 dataclass, while remaining immutable, hashable, typed and readable by attribute.
+
+A public module; ``Record``, ``Headers``, ``Position`` and ``StreamPartition`` are also at the
+top level (``millstream.Record``).
 """
 
 from __future__ import annotations

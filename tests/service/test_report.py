@@ -70,7 +70,7 @@ def test_reported_inputs_go_to_exceptions_and_their_outputs_still_go_out() -> No
         assert sorted(calls) == [1, 2, 3, 3, 4]
         found = sorted(platform.exceptions("check"), key=lambda e: e.message)
         assert [(e.document["stage"], e.error_type, e.message, e.attempts) for e in found] == [
-            ("reported", "millstream.runtime._failures.ReportedFailure",
+            ("reported", "millstream.service.ReportedFailure",
              "order 2: negative total -3.0", 1),
             ("reported", f"{__name__}.Refused", "order 3: over the limit", 2)]
         assert [e.key() for e in found] == [b"2", b"3"]

@@ -1,27 +1,24 @@
 """``millstream config show`` and ``millstream doctor``: what is configured, and does it work.
 
 ``doctor`` checks each backend the configuration names — streams, files, tables — through
-the same code that opens it (``check_streams``/``check_files``/``check_tables``, one scheme
-table each), and says for each what to fix; it exits with 1 if any check fails.
+the same table of backends that opens it (``millstream._backends``), and says for each what
+to fix; it exits with 1 if any check fails.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import click
 from rich.text import Text
 
+from millstream._backends import FAMILIES
 from millstream.cli.shared import CliState, console, pass_state, table
 from millstream.config import PlatformConfig, load_config
 from millstream.errors import MillstreamError
-from millstream.files import check_files
-from millstream.streams import check_streams
-from millstream.tables import check_tables
 
 __all__ = ["Check", "config_group", "doctor", "run_checks", "shown"]
 
@@ -81,10 +78,6 @@ class Check:
     detail: str
 
 
-#: each family's check, found through the same scheme table as its opener
-_CHECKS: dict[str, Callable[[str], str]] = {
-    "streams": check_streams, "files": check_files, "tables": check_tables,
-}
 _SECRET = re.compile(r"secret|password|passwd|token|^key$|sasl\.", re.IGNORECASE)
 
 
@@ -106,10 +99,10 @@ def shown(url: str) -> str:
 def run_checks(config: PlatformConfig) -> list[Check]:
     """Check every backend the configuration names, through the code that opens it."""
     out = []
-    for backend, check in _CHECKS.items():
+    for backend, family in FAMILIES.items():
         url = getattr(config, backend)
         try:
-            out.append(Check(backend, url, True, check(url)))
+            out.append(Check(backend, url, True, family.check(url, config.home, None)))
         except MillstreamError as exc:
             out.append(Check(backend, url, False, str(exc)))
     return out

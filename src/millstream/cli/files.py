@@ -294,7 +294,7 @@ def _platform_backends(streams_url: str | None, tables_url: str | None,
     with ``force`` (a platform that never made a table), and then not created."""
     from millstream.config import load_config
     from millstream.streams._local import parse_local_url
-    from millstream.tables import _sqlite_path as sqlite_path
+    from millstream.tables._sqlite import sqlite_path
 
     config = load_config(streams=streams_url, tables=tables_url)
     missing = []

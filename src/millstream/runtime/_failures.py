@@ -26,14 +26,9 @@ from typing import Any
 
 from millstream.records import Headers, Record
 
-__all__ = ["INLINE_LIMIT", "ExceptionRecord", "ReportedFailure", "describe_failure",
-           "parse_exception"]
+__all__ = ["INLINE_LIMIT", "ExceptionRecord", "describe_failure", "parse_exception"]
 
 INLINE_LIMIT = 256 * 1024
-
-
-class ReportedFailure(Exception):
-    """What ``ctx.report("reason")`` records: a reason given by the handler itself."""
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -7,11 +7,9 @@ Declare services on an ``App``; run them with ``millstream run`` / ``millstream 
 
 from __future__ import annotations
 
-from millstream.runtime._failures import ReportedFailure
-from millstream.runtime._metrics import Statistics
 from millstream.service._app import App, Emit, RetryPolicy, ServiceSpec, StreamSpec
-from millstream.service._context import Context
+from millstream.service._context import Context, ReportedFailure
 from millstream.service._writer import AsyncWriter
 
 __all__ = ["App", "AsyncWriter", "Context", "Emit", "ReportedFailure", "RetryPolicy",
-           "ServiceSpec", "Statistics", "StreamSpec"]
+           "ServiceSpec", "StreamSpec"]

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from millstream._wellknown import shadow_stream
 from millstream.errors import InvalidRequestError
 from millstream.records import Record
-from millstream.runtime._failures import ReportedFailure
-from millstream.runtime._state import Shard
 from millstream.service._app import Emit
 from millstream.streams._base import Streams
 
-__all__ = ["Context"]
+if TYPE_CHECKING:
+    from millstream.runtime._state import Shard
+
+__all__ = ["Context", "ReportedFailure"]
+
+
+class ReportedFailure(Exception):
+    """What ``ctx.report("reason")`` records: a reason given by the handler itself."""
+
+
+# exception records name an error by its class's module: give the public one
+ReportedFailure.__module__ = "millstream.service"
 
 
 class Context:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.filesize import decimal
 
@@ -41,7 +42,7 @@ from millstream.tables._common import (
     encode,
 )
 
-__all__ = ["SqliteTable", "SqliteTables", "check"]
+__all__ = ["SqliteTable", "SqliteTables", "check", "sqlite_path"]
 
 _BUSY_MS = 30_000
 _CHUNK = 2000
@@ -401,6 +402,15 @@ class SqliteTable(TableBase):
             raise _translate(exc, path, doing, self._name) from exc
         finally:
             conn.close()
+
+
+def sqlite_path(url: str) -> Path:
+    """The database file a ``sqlite:///abs/path.db`` URL names; ``ConfigError`` if none."""
+    path = urlsplit(url).path
+    if not path or path == "/":
+        raise ConfigError(
+            f"tables URL {url!r} names no file; use sqlite:///absolute/path/tables.db")
+    return Path(path)
 
 
 def check(path: Path) -> str:

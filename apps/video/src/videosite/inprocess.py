@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import millstream
 from millstream.files import FileStore, open_files
-from millstream.runtime import ServiceRunner
-from millstream.service import Statistics
+from millstream.runtime import ServiceRunner, Statistics
 from millstream.tables import Tables, open_tables
 
 from ._allocator import tune_allocator
