@@ -43,6 +43,36 @@ stderr and exit status 1.
 """
 
 
+#: what a caller usually does about an error (by class name); the message says the specifics
+ADVICE = {
+    "ConfigError": "Fix the URL, option, file or credentials the message names; retrying "
+                   "without a change fails the same way.",
+    "MissingDependencyError": "Install the extra the message names "
+                              "(`pip install -e '.[kafka]'` from a clone).",
+    "RecordTooLargeError": "Send smaller records, or send large values through the "
+                           "claim-check (`App(..., claim_check_bytes=...)`), which stores them "
+                           "in the file store and sends a reference.",
+    "OffsetOutOfRangeError": "The offset is outside what the partition holds. Below its "
+                             "retained start, retention removed those records: seek to the "
+                             "beginning to read on. Past its end: seek to the end.",
+    "FencedError": "The group moved this member's partitions to another member, which reads "
+                   "on from the last commit: what this member processed since is processed "
+                   "again, nothing is lost. Poll again to rejoin.",
+    "DeliveryError": "The records it names were not stored. The producer stops after a failed "
+                     "write: open a new one and send them again.",
+    "CorruptDataError": "Stored data failed its checksum or hash. Do not retry; the message "
+                        "names the place and what to do (restore, re-put, or salvage).",
+    "UnavailableError": "Retry later, with back-off; `millstream doctor` says which backend "
+                        "does not answer.",
+    "OperationTimeoutError": "Retry later; a bound such as `millstream.timeout_ms` or a "
+                             "`timeout=` argument ran out.",
+    "ClosedError": "Open a new producer, consumer or handle.",
+    "DecodeError": "A service sends such a record to the exceptions stream with stage "
+                   "`decode` and does not retry it; fix the writer or the reader's model, "
+                   "then replay.",
+}
+
+
 def _errors() -> list[type[MillstreamError]]:
     found: list[type[MillstreamError]] = []
     for name in MODULES:
@@ -106,6 +136,8 @@ def render() -> str:
                 facts.append("also " + ", ".join(f"`{b}`" for b in builtins))
             facts.append("retriable" if cls.retriable else "not retriable")
         out += ["", f"## {cls.__name__}", "", " · ".join(facts), "", doc]
+        if cls.__name__ in ADVICE:
+            out += ["", "What to do: " + ADVICE[cls.__name__]]
     return "\n".join(out) + "\n"
 
 
