@@ -19,7 +19,7 @@ import millstream
 from millstream.errors import UnavailableError
 from millstream.files import open_files
 from millstream.files._gc import run_gc
-from millstream.files._pins import Limits
+from millstream.files._pin_area import Limits
 from millstream.tables import open_tables
 
 

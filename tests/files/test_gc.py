@@ -15,7 +15,9 @@ from millstream.errors import InvalidRequestError, UnavailableError
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.files import collect_garbage, find_references, open_files
 from millstream.files._gc import run_gc
-from millstream.files._pins import Limits, Pins, condemn, gc_running, running_marker
+from millstream.files._gc_marks import condemn, gc_running, running_marker
+from millstream.files._pin_area import Limits
+from millstream.files._pins import Pins
 from millstream.files._references import References
 from millstream.tables import open_tables
 from millstream.tables._snapshot import write_snapshot

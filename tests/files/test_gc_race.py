@@ -26,7 +26,8 @@ import millstream
 from millstream.codecs import ModelCodec
 from millstream.files import ClaimCheck, FileRef, FileStore, open_files
 from millstream.files._gc import run_gc
-from millstream.files._pins import Limits, Pins
+from millstream.files._pin_area import Limits
+from millstream.files._pins import Pins
 from millstream.runtime import ServiceRunner
 from millstream.service import App, Context
 from millstream.streams._base import Streams

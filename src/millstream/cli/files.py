@@ -32,8 +32,9 @@ from rich.progress import (
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import MillstreamError
 from millstream.files import FileStore, open_files
-from millstream.files._core import CHUNK, StoreBase
+from millstream.files._core import StoreBase
 from millstream.files._gc import run_gc
+from millstream.files._objects import CHUNK
 from millstream.streams._base import Streams
 from millstream.tables._base import Tables
 

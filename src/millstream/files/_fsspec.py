@@ -32,7 +32,9 @@ from millstream.errors import (
     UnavailableError,
 )
 from millstream.faults import fault_point
-from millstream.files._core import ObjectMeta, StoreBase, WriterBase, hash_file
+from millstream.files._core import StoreBase
+from millstream.files._objects import ObjectMeta
+from millstream.files._writing import WriterBase, hash_file
 
 __all__ = ["FsspecStore"]
 

@@ -38,17 +38,14 @@ from dataclasses import dataclass, field
 from millstream.errors import CorruptDataError, InvalidRequestError, NotFoundError
 from millstream.faults import fault_point
 from millstream.files._base import FileRef, FileStore
-from millstream.files._pins import (
-    AREA,
-    LIMITS,
-    Dated,
-    Limits,
+from millstream.files._gc_marks import (
     condemn,
     drop_leftovers,
     pinned,
     running_marker,
 )
-from millstream.files._pins import uncondemn as _uncondemn
+from millstream.files._gc_marks import uncondemn as _uncondemn
+from millstream.files._pin_area import AREA, LIMITS, Dated, Limits
 from millstream.files._references import (
     REASONS,
     Progress,

@@ -41,6 +41,9 @@ lock (a put killed between its renames is completed).
   ``local_path`` of a new object costs one hash of it, later ones almost nothing, and a file
   changed in place is never handed out. A path stays the caller's to misuse: bytes changed
   after ``local_path`` returned are seen only by the next check.
+
+This module holds the store and its records; a put is ``_local_writer``, the checks
+``_local_checks``, files without a record ``_local_adopt``, the layout ``_local_layout``.
 """
 
 from __future__ import annotations
@@ -51,12 +54,8 @@ import json
 import logging
 import os
 import stat
-import threading
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,102 +63,24 @@ from millstream.errors import (
     CorruptDataError,
     InvalidRequestError,
     NotFoundError,
-    UnavailableError,
 )
 from millstream.faults import fault_point
 from millstream.files._base import FileRef
-from millstream.files._core import ObjectMeta, StoreBase, WriterBase, hash_file
-from millstream.files._verify import DAMAGED, RACY_S, Signature, signature, verify_fd
+from millstream.files._core import StoreBase
+from millstream.files._local_adopt import adopt_unrecorded, leftover
+from millstream.files._local_checks import LocalChecks
+from millstream.files._local_layout import META, PENDING, TMP, fsync_dir, meta_of, replace_retrying
+from millstream.files._local_writer import LocalWriter
+from millstream.files._objects import ObjectMeta
+from millstream.files._verify import signature
+from millstream.files._writing import WriterBase
 
 __all__ = ["LocalStore"]
 
 logger = logging.getLogger(__name__)
 
-META = ".meta"
-TMP = ".tmp"
 #: Temporary files older than this are leftovers of killed writers and removed at open.
 STALE_TMP_S = 24 * 3600.0
-PENDING = ".meta.json"
-#: Checks remembered in memory per store when they cannot be recorded (about 200 bytes each).
-REMEMBERED_CHECKS = 4096
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, record: dict[str, object]) -> None:
-    with open(path, "w") as f:
-        json.dump(record, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _replace_retrying(src: Path, dst: Path) -> None:
-    """``os.replace``, making ``dst``'s folder first; a delete may drop a folder it found
-    empty meanwhile, hence the retries."""
-    for attempt in range(3):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(src, dst)
-            return
-        except FileNotFoundError:
-            if attempt == 2:
-                raise
-
-
-class _LocalWriter(WriterBase):
-    def __init__(self, store: LocalStore, name: str, content_type: str | None) -> None:
-        super().__init__(store, name, content_type)
-        self._local = store
-        self._tmp = store.root / TMP / f"{uuid.uuid4().hex}.part"
-        self._pending: Path | None = None
-        self._file = open(self._tmp, "xb", buffering=0)  # noqa: SIM115 - closed at commit
-
-    def _write_chunk(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            n = self._file.write(view)
-            view = view[n or 0:]
-
-    def _commit(self, sha256: str, size: int) -> ObjectMeta:
-        store = self._local
-        fd = self._file.fileno()
-        os.fsync(fd)
-        st = os.fstat(fd)
-        self._file.close()
-        record = {"name": self.name, "sha256": sha256, "size": size,
-                  "content_type": self.content_type, "ino": st.st_ino}
-        target = store.root / self.name
-        meta_target = store.meta_path(self.name)
-        self._pending = store.pending_path(st.st_ino)
-        _write_synced(self._pending, record)
-        fault_point("files.put.before_commit")
-        with store.lock():
-            try:
-                _replace_retrying(self._tmp, target)
-            except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-                raise InvalidRequestError(
-                    f"cannot store {self.name!r}: a part of it is already an object, or it "
-                    f"is a folder of other objects ({exc.strerror})"
-                ) from exc
-            fault_point("files.put.between_renames")
-            _replace_retrying(self._pending, meta_target)
-        fault_point("files.put.after_commit")
-        _fsync_dir(target.parent)
-        _fsync_dir(meta_target.parent)
-        return ObjectMeta(size=size, sha256=sha256, content_type=self.content_type,
-                          modified=st.st_mtime)
-
-    def _discard(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-        if self._pending is not None:
-            self._pending.unlink(missing_ok=True)
 
 
 class LocalStore(StoreBase):
@@ -171,15 +92,13 @@ class LocalStore(StoreBase):
         (self.root / TMP).mkdir(parents=True, exist_ok=True)
         (self.root / META).mkdir(exist_ok=True)
         super().__init__(self.root.as_uri(), None)
-        #: whole-file checks this store has made (hashes of an object against its record)
-        self.hashed = 0
-        self._memory_lock = threading.Lock()
-        #: checks that could not be recorded (a read-only or full disk): (name, sha256,
-        #: signature) of files found intact, the least recently used dropped first
-        self._checked: OrderedDict[tuple[str, str, Signature], None] = OrderedDict()
-        self._checking: dict[tuple[str, str, Signature], Future[None]] = {}
-        self._warned_unrecorded = False
+        self._checks = LocalChecks(self)
         self._reap_stale_tmp()
+
+    @property
+    def hashed(self) -> int:
+        """Whole-file checks this store has made (hashes of an object against its record)."""
+        return self._checks.hashed
 
     def _reap_stale_tmp(self) -> None:
         cutoff = time.time() - STALE_TMP_S
@@ -190,7 +109,7 @@ class LocalStore(StoreBase):
                 if entry.name.endswith(PENDING):  # a record whose rename a crash cut off?
                     with self.lock():
                         self._finish_put(Path(entry.path))
-                elif entry.name.endswith(".json") and self._leftover(Path(entry.path)):
+                elif entry.name.endswith(".json") and leftover(Path(entry.path)):
                     continue  # an older version's: kept for `files adopt` to check against
                 os.unlink(entry.path)
 
@@ -213,10 +132,10 @@ class LocalStore(StoreBase):
             os.close(fd)  # releases the lock
 
     def _new_writer(self, name: str, content_type: str | None) -> WriterBase:
-        return _LocalWriter(self, name, content_type)
+        return LocalWriter(self, name, content_type)
 
     # --- records ----------------------------------------------------------------------------
-    def _read_record(self, name: str) -> dict[str, Any] | None:
+    def read_record(self, name: str) -> dict[str, Any] | None:
         try:
             with open(self.meta_path(name)) as f:
                 record = json.load(f)
@@ -239,8 +158,8 @@ class LocalStore(StoreBase):
         except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
             return
         meta = self.meta_path(name)
-        _replace_retrying(pending, meta)
-        _fsync_dir(meta.parent)
+        replace_retrying(pending, meta)
+        fsync_dir(meta.parent)
         logger.warning("completed the interrupted write of %s/%s", self.url, name)
 
     def _record(self, name: str) -> tuple[dict[str, Any], os.stat_result] | None:
@@ -252,17 +171,17 @@ class LocalStore(StoreBase):
         there (its record is moved into place). If they still differ, the file is not the
         one written (a restored copy, or replaced behind the store's back), and the record
         stands: reads hash the file against it."""
-        found = self._stat_and_read(name)
+        found = self.stat_and_read(name)
         if found is None:
             return None
         record, st = found
         if record is None or record.get("ino") != st.st_ino:
             with self.lock():
-                found = self._stat_and_read(name)
+                found = self.stat_and_read(name)
                 if found is not None and (found[0] is None
                                           or found[0].get("ino") != found[1].st_ino):
                     self._finish_put(self.pending_path(found[1].st_ino))
-                    found = self._stat_and_read(name)
+                    found = self.stat_and_read(name)
             if found is None:
                 return None
             record, st = found
@@ -273,7 +192,7 @@ class LocalStore(StoreBase):
                 "`millstream files put`, or delete it")
         return record, st
 
-    def _stat_and_read(self, name: str
+    def stat_and_read(self, name: str
                        ) -> tuple[dict[str, Any] | None, os.stat_result] | None:
         path = self.root / name
         try:
@@ -282,95 +201,17 @@ class LocalStore(StoreBase):
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return self._read_record(name), st
+        return self.read_record(name), st
 
     def _head(self, name: str) -> ObjectMeta | None:
         found = self._record(name)
         if found is None:
             return None
         record, st = found
-        return _meta_of(record, st)
-
-    # --- checks -----------------------------------------------------------------------------
-    def _check_fd(self, name: str, meta: ObjectMeta, fd: int) -> None:
-        """Raise ``CorruptDataError`` unless the file open as ``fd`` holds the recorded
-        bytes: at once when its signature is the one last verified (in the record, or in
-        this process's memory when the record could not be written), else by hashing it —
-        once for all the threads that ask at the same time."""
-        record = self._read_record(name)
-        st = os.fstat(fd)
-        sig = signature(st)
-        if (record is not None and record["sha256"] == meta.sha256
-                and record.get("verified") == list(sig)):
-            return
-        key = (name, meta.sha256, sig)
-        with self._memory_lock:
-            if key in self._checked:
-                self._checked.move_to_end(key)
-                return
-            running = self._checking.get(key)
-            if running is None:
-                running = self._checking[key] = Future()
-                mine = True
-            else:
-                mine = False
-        if not mine:
-            running.result()  # the same answer: None, or the CorruptDataError it raised
-            return
-        try:
-            self._hash_and_record(name, meta, fd, st, key)
-        except BaseException as exc:
-            running.set_exception(exc)
-            raise
-        else:
-            running.set_result(None)
-        finally:
-            with self._memory_lock:
-                self._checking.pop(key, None)
-
-    def _hash_and_record(self, name: str, meta: ObjectMeta, fd: int, st: os.stat_result,
-                         key: tuple[str, str, Signature]) -> None:
-        what = f"{self.url}/{name}"
-        if st.st_size != meta.size:
-            raise CorruptDataError(
-                f"{what}: the file has {st.st_size} bytes, {meta.size} were recorded; "
-                f"{DAMAGED}")
-        self.hashed += 1
-        verified = verify_fd(fd, meta.sha256, meta.size, what)
-        if verified is None:
-            return  # changed less than RACY_S ago: checked again at its next use
-        with self.lock():  # record it only if nothing changed meanwhile
-            record = self._read_record(name)
-            try:
-                now = signature(os.stat(self.root / name))
-            except FileNotFoundError:
-                return
-            if record is None or record["sha256"] != meta.sha256 or now != verified:
-                return
-            record.update(ino=verified.ino, verified=list(verified))
-            tmp = self.root / TMP / f"{uuid.uuid4().hex}.json"
-            try:
-                _write_synced(tmp, record)  # synced: it replaces the write's own record
-                os.replace(tmp, self.meta_path(name))
-                return
-            except OSError as exc:  # a read-only or full disk: remembered here instead
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                failure = exc
-        with self._memory_lock:
-            self._checked[key] = None
-            while len(self._checked) > REMEMBERED_CHECKS:
-                self._checked.popitem(last=False)
-            warn, self._warned_unrecorded = not self._warned_unrecorded, True
-        if warn:
-            logger.warning(
-                "cannot record checks in %s (%s): each object's check is remembered in this "
-                "process only (the last %d), so every new process hashes each object again "
-                "at its first range read or local_path; make the store writable",
-                self.url, failure, REMEMBERED_CHECKS)
+        return meta_of(record, st)
 
     def _check_range(self, name: str, meta: ObjectMeta, raw: BinaryIO) -> None:
-        self._check_fd(name, meta, raw.fileno())
+        self._checks.check_fd(name, meta, raw.fileno())
 
     # --- the rest of the primitives ---------------------------------------------------------
     def _open_with_record(self, name: str) -> tuple[dict[str, Any] | None, int] | None:
@@ -385,7 +226,7 @@ class LocalStore(StoreBase):
                 fd = os.open(self.root / name, os.O_RDONLY)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return None
-            record = self._read_record(name)
+            record = self.read_record(name)
         ino = os.fstat(fd).st_ino
         if record is not None and record.get("ino") != ino and (
                 self.pending_path(ino).exists()):
@@ -452,19 +293,6 @@ class LocalStore(StoreBase):
         return self._recorded(self._names(prefix))
 
     # --- files without a record -------------------------------------------------------------
-    @staticmethod
-    def _leftover(path: Path) -> dict[str, Any] | None:
-        """The record in ``.tmp/<random>.json`` that a write of an older millstream left when
-        it was killed between its two renames (no name in it; its ``ino`` names the file)."""
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if (isinstance(record, dict) and isinstance(record.get("ino"), int)
-                and isinstance(record.get("sha256"), str) and "name" not in record):
-            return record
-        return None
-
     def _walk_unrecorded(self, prefix: str) -> Iterator[str]:
         for name in self._names(prefix):
             try:
@@ -476,59 +304,12 @@ class LocalStore(StoreBase):
         try:
             found = self._record(name)  # (completes a put cut off between its renames)
         except CorruptDataError:  # no record: what adopt is for
-            return self._adopt_unrecorded(name, content_type)
+            return adopt_unrecorded(self, name, content_type)
         if found is None:
             raise NotFoundError(f"no file {name!r} in the file store {self.url}")
         raise InvalidRequestError(
             f"{self.url}/{name} is already an object (its SHA-256 was recorded when it was "
             "written); adopt records only files without a record — put it again to replace it")
-
-    def _adopt_unrecorded(self, name: str, content_type: str | None) -> ObjectMeta:
-        what = f"{self.url}/{name}"
-        path = self.root / name
-        with open(path, "rb") as f:
-            started = time.time_ns()
-            before = signature(os.fstat(f.fileno()))
-            sha256, size = hash_file(f)
-            if signature(os.fstat(f.fileno())) != before:
-                raise UnavailableError(f"{what} changed while it was hashed; adopt it again")
-        leftovers: dict[int, tuple[Path, dict[str, Any]]] = {}
-        for entry in os.scandir(self.root / TMP):
-            if entry.name.endswith(".json") and not entry.name.endswith(PENDING):
-                old = self._leftover(Path(entry.path))
-                if old is not None:
-                    leftovers[old["ino"]] = (Path(entry.path), old)
-        left = leftovers.get(before.ino)
-        if left is not None:
-            if (left[1]["sha256"], left[1].get("size")) != (sha256, size):
-                raise CorruptDataError(
-                    f"{what}: the interrupted write that left it recorded SHA-256 "
-                    f"{left[1]['sha256']} ({left[1].get('size')} bytes), its bytes hash to "
-                    f"{sha256} ({size} bytes); {DAMAGED}")
-            content_type = left[1].get("content_type") or content_type  # as written
-        record: dict[str, Any] = {"name": name, "sha256": sha256, "size": size,
-                                  "content_type": content_type, "ino": before.ino}
-        if started - before.ctime_ns >= RACY_S * 1e9:
-            record["verified"] = list(before)
-        with self.lock():
-            found = self._stat_and_read(name)
-            if found is None:
-                raise NotFoundError(f"no object {name!r} in the file store {self.url}")
-            if found[0] is not None:
-                raise InvalidRequestError(
-                    f"{what} is already an object (a put recorded it meanwhile); adopt "
-                    "records only files without a record")
-            if signature(found[1]) != before:
-                raise UnavailableError(f"{what} changed while it was hashed; adopt it again")
-            tmp = self.root / TMP / f"{uuid.uuid4().hex}{PENDING}"
-            _write_synced(tmp, record)
-            _replace_retrying(tmp, self.meta_path(name))
-            _fsync_dir(self.meta_path(name).parent)
-            if left is not None:
-                left[0].unlink(missing_ok=True)
-        logger.info("adopted %s: SHA-256 %s, %s bytes, recorded as found", what, sha256,
-                       size)
-        return _meta_of(record, found[1])
 
     def local_path(self, ref: FileRef | str) -> Path:
         """The object's own file (not a copy), checked first; do not modify it."""
@@ -539,7 +320,7 @@ class LocalStore(StoreBase):
             if found is None:
                 break
             record, st = found
-            self._refuse_stale(ref, _meta_of(record, st))
+            self._refuse_stale(ref, meta_of(record, st))
             if record.get("verified") == list(signature(st)):
                 return path  # checked since its last change: one stat and one small read
             fault_point("files.read.after_record")
@@ -554,15 +335,11 @@ class LocalStore(StoreBase):
                     raise CorruptDataError(
                         f"{self.url}/{name}: no SHA-256 recorded for this file; put it "
                         "again with `millstream files put`, or delete it")
-                meta = _meta_of(record_now, os.fstat(fd))
+                meta = meta_of(record_now, os.fstat(fd))
                 self._refuse_stale(ref, meta)
-                self._check_fd(name, meta, fd)
+                self._checks.check_fd(name, meta, fd)
             finally:
                 os.close(fd)
             return path
         raise NotFoundError(f"no object {name!r} in the file store {self.url}")
 
-
-def _meta_of(record: dict[str, Any], st: os.stat_result) -> ObjectMeta:
-    return ObjectMeta(size=record["size"], sha256=record["sha256"],
-                      content_type=record.get("content_type"), modified=st.st_mtime)

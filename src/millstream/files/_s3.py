@@ -33,8 +33,10 @@ from millstream.errors import (
 )
 from millstream.faults import fault_point
 from millstream.files._base import FileRef, Source
-from millstream.files._core import CHUNK, ObjectMeta, StoreBase, WriterBase, check_name, hash_file
+from millstream.files._core import StoreBase
+from millstream.files._objects import CHUNK, ObjectMeta, check_name
 from millstream.files._s3_errors import MissingObjectError, translate
+from millstream.files._writing import WriterBase, hash_file
 
 __all__ = ["S3Store"]
 
