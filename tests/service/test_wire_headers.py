@@ -141,8 +141,8 @@ def test_the_kafka_docs_list_every_header_constant_of_the_code() -> None:
         "millstream.codecs.SCHEMA": "schema",
         "millstream.codecs.SCHEMA_VERSION": "schema-version",
         "millstream.files._claimcheck.HEADER": "millstream-claim-check",
-        "millstream.runtime._runner.REPLAY_PARTITION_HEADER": "millstream-replay-partition",
-        "millstream.runtime._runner.REPLAY_STREAM_HEADER": "millstream-replay-stream",
+        "millstream.runtime._handling.REPLAY_PARTITION_HEADER": "millstream-replay-partition",
+        "millstream.runtime._handling.REPLAY_STREAM_HEADER": "millstream-replay-stream",
         "millstream._wellknown.REPLAY_HEADER": "millstream-replay-of",
         "millstream._wellknown.WRITER_HEADER": "millstream-writer",
     }

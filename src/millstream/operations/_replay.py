@@ -18,7 +18,7 @@ from millstream.codecs import header
 from millstream.errors import NotFoundError, OffsetOutOfRangeError
 from millstream.records import Headers
 from millstream.runtime._failures import ExceptionRecord, parse_exception
-from millstream.runtime._runner import REPLAY_PARTITION_HEADER, REPLAY_STREAM_HEADER
+from millstream.runtime._handling import REPLAY_PARTITION_HEADER, REPLAY_STREAM_HEADER
 from millstream.streams._base import Streams
 from millstream.streams._reading import read_to_end
 

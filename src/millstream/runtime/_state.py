@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from millstream._wellknown import CHECKPOINTS
@@ -31,9 +31,9 @@ from millstream.errors import CorruptDataError, InvalidRequestError
 from millstream.files._base import FileRef, FileStore
 from millstream.files._pins import Pins
 from millstream.records import StreamPartition
-from millstream.streams._base import Producer, Streams
+from millstream.streams._base import Consumer, Producer, Streams
 
-__all__ = ["INLINE_STATE_LIMIT", "Checkpoint", "CheckpointStore", "Shard"]
+__all__ = ["INLINE_STATE_LIMIT", "Checkpoint", "CheckpointStore", "ServiceState", "Shard"]
 
 #: State up to this size (JSON) travels inside the checkpoint record; larger goes to a file.
 INLINE_STATE_LIMIT = 256 * 1024
@@ -237,3 +237,47 @@ class CheckpointStore:
         """Note a checkpoint this instance stored (directly or in a transaction)."""
         self._latest[partition] = Checkpoint(dict(offsets), dict(state),
                                              int(time.time() * 1000), records)
+
+
+class ServiceState:
+    """A stateful service's shards, by partition number, and where they were checkpointed.
+
+    ``done`` is the runner's progress (next offset per input partition), shared: a shard's
+    offsets are read from it, and a shard loaded from a checkpoint moves it there.
+    """
+
+    def __init__(self, store: CheckpointStore, inputs: tuple[str, ...],
+                 done: dict[tuple[str, int], int]) -> None:
+        self.store = store
+        self.inputs = inputs
+        self.shards: dict[int, Shard] = {}
+        #: records handled since the last checkpoint (counted by the runner)
+        self.since_checkpoint = 0
+        self._done = done
+
+    def numbers(self, partitions: Iterable[StreamPartition]) -> set[int]:
+        """The shard numbers of those of ``partitions`` that are inputs."""
+        return {sp.partition for sp in partitions if sp.stream in self.inputs}
+
+    def offsets(self, number: int) -> dict[str, int]:
+        """Shard ``number``'s progress: the next offset of each input it has read."""
+        done = self._done
+        return {s: done[s, number] for s in self.inputs if (s, number) in done}
+
+    def load(self, partitions: list[StreamPartition], consumer: Consumer) -> None:
+        """Load the shards of newly assigned partitions from their latest checkpoints and
+        move the consumer (and the progress) to the offsets those match."""
+        self.store.refresh()
+        for number in sorted(self.numbers(partitions)):
+            latest = self.store.latest(number)
+            self.shards[number] = Shard(dict(latest.state) if latest else {})
+            if latest is None:
+                continue
+            for sp in partitions:
+                if sp.partition == number and sp.stream in latest.offsets:
+                    consumer.seek(sp, latest.offsets[sp.stream])
+                    self._done[sp.stream, number] = latest.offsets[sp.stream]
+
+    def drop(self, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            self.shards.pop(number, None)

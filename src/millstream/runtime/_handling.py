@@ -1,0 +1,181 @@
+"""The one path every input record takes: decode, handle (with retries), encode — or report.
+
+``RecordHandler.handle(record)`` decodes the record with its stream's codec (a record from
+the service's retry stream with the codec of the stream it was replayed from), gives a
+stateful handler its partition's shard, runs the handler per the service's ``RetryPolicy``
+(each attempt's state changes and ``ctx.emit`` outputs are kept only if it succeeds), and
+appends what it returned to the outputs as encoded rows. A record that cannot be decoded,
+whose handler keeps failing, or whose output cannot be encoded goes to the exceptions stream
+(``report``) and processing continues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from millstream._wellknown import REPLAY_HEADER
+from millstream.codecs import Codec, header
+from millstream.errors import InvalidRequestError
+from millstream.records import Record
+from millstream.runtime._clock import Clock
+from millstream.runtime._failures import describe_failure
+from millstream.runtime._metrics import Metrics
+from millstream.runtime._outputs import EncodeError, Encoder, Outputs
+from millstream.runtime._state import ServiceState
+from millstream.service._app import App, ServiceSpec
+from millstream.service._context import Context
+
+__all__ = ["REPLAY_PARTITION_HEADER", "REPLAY_STREAM_HEADER", "Interrupted", "RecordHandler"]
+
+log = logging.getLogger(__name__)
+
+#: Header on a replayed record: the input stream it originally came from.
+REPLAY_STREAM_HEADER = "millstream-replay-stream"
+#: Header on a replayed record: its original partition (the state shard it belongs to).
+REPLAY_PARTITION_HEADER = "millstream-replay-partition"
+
+
+class Interrupted(Exception):
+    """Stop was requested while a record was being retried: leave it for the next run."""
+
+
+class RecordHandler:
+    """Handles one service's input records, one at a time, on the runner's thread."""
+
+    def __init__(self, app: App, spec: ServiceSpec, *, encoder: Encoder, outputs: Outputs,
+                 state: ServiceState | None, ctx: Context | None, metrics: Metrics,
+                 clock: Clock, plumbing: bool, retry_stream: str,
+                 send_exception: Callable[[bytes, bytes], None],
+                 stopping: Callable[[], bool]) -> None:
+        self._spec = spec
+        self._codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.inputs}
+        self._encoder = encoder
+        self._outputs = outputs
+        self._state = state
+        self._ctx = ctx  # None unless the handler takes the context
+        self._metrics = metrics
+        self._identity = dict(metrics.identity)
+        self._key = metrics.identity["group"].encode()  # exception records go by group
+        self._clock = clock
+        self._plumbing = plumbing
+        self._retry_stream = retry_stream
+        self._send_exception = send_exception
+        self._stopping = stopping
+
+    def handle(self, record: Record) -> None:
+        """Decode ``record``, run the handler on it and collect what it returned as output
+        rows, or report it. Raises ``Interrupted`` if a stop came while it was retried."""
+        codec = self._codecs.get(record.stream)
+        replay_of: int | None = None
+        number = record.partition
+        if codec is None:  # from the retry stream
+            try:
+                stream, replay_of, number = self._replayed(record)
+            except (InvalidRequestError, ValueError) as exc:
+                self.report(record, "decode", exc, 1, None)
+                return
+            codec = self._codecs[stream]
+        try:
+            value = codec.decode(record.value, record.headers)
+        except Exception as exc:  # any decoding failure: to the exceptions stream
+            self.report(record, "decode", exc, 1, replay_of)
+            return
+        shard = None
+        if self._state is not None:
+            shard = self._state.shards.get(number)
+            if shard is None:
+                self.report(record, "state", InvalidRequestError(
+                    f"this instance does not hold the state of partition {number}; replay it "
+                    "again when the service runs with one instance, or reset the group"),
+                    1, replay_of)
+                return
+        ctx, handler, encoder = self._ctx, self._spec.handler, self._encoder
+        rows = self._outputs.rows
+        attempt = 1
+        while True:
+            if ctx is not None:
+                ctx._begin(record, shard, attempt)
+            if shard is not None:
+                shard.begin()
+            try:
+                result = handler(value) if ctx is None else handler(value, ctx)
+                emitted = None if ctx is None else ctx.emitted
+                if type(result) is encoder.model and not emitted:  # the common shape
+                    try:
+                        data = encoder.to_json(result)
+                    except Exception as exc:
+                        raise EncodeError(str(exc)) from exc
+                    rows.append((encoder.sole, record.key, data, encoder.sole_headers, record))
+                elif result is not None or emitted:
+                    encoder.collect(rows, record, result, emitted)
+                if shard is not None:
+                    shard.keep()
+            except EncodeError as exc:
+                if shard is not None:
+                    shard.drop()
+                self.report(record, "encode", exc.__cause__ or exc, attempt, replay_of)
+                return
+            except Exception as exc:  # the handler's failure: retry, then give up loudly
+                if shard is not None:
+                    shard.drop()
+                if not self._again(record, exc, attempt, replay_of):
+                    return
+                attempt += 1
+                continue
+            # the attempt succeeded: what it reported (ctx.report) is recorded — outside the
+            # retry, so a failure to send it never runs the handler (and its outputs) again
+            if ctx is not None:
+                for reported in ctx.reported:
+                    self.report(record, "reported", reported, attempt, replay_of)
+            return
+
+    def _again(self, record: Record, error: Exception, attempt: int,
+               replay_of: int | None) -> bool:
+        """After failed ``attempt``: wait and say True to try again, or give up (False)."""
+        policy = self._spec.retry
+        if self._plumbing:
+            self._metrics.errors += 1
+        stopping = self._stopping()
+        if attempt >= policy.attempts or stopping:
+            if stopping and attempt < policy.attempts:
+                raise Interrupted() from error
+            self.report(record, "handle", error, attempt, replay_of)
+            return False
+        self._metrics.retries += 1
+        delay = policy.delay_s(attempt + 1)
+        log.info("service %s: %s at %s/%d@%d, attempt %d of %d in %.3f s", self._spec.name,
+                 type(error).__name__, record.stream, record.partition, record.offset,
+                 attempt + 1, policy.attempts, delay)
+        self._clock.sleep(delay)
+        return True
+
+    def _replayed(self, record: Record) -> tuple[str, int | None, int]:
+        original = header(record.headers, REPLAY_STREAM_HEADER)
+        if original not in self._codecs:
+            raise InvalidRequestError(
+                f"record {record.position} on {self._retry_stream} names input stream "
+                f"{original!r}, which service {self._spec.name!r} does not read"
+            )
+        of = header(record.headers, REPLAY_HEADER)
+        part = header(record.headers, REPLAY_PARTITION_HEADER)
+        return original, int(of) if of else None, int(part) if part else 0
+
+    def report(self, record: Record, stage: str, error: BaseException, attempts: int,
+               replay_of: int | None) -> None:
+        """Send ``record`` to the exceptions stream: ``stage`` says where it failed."""
+        metrics = self._metrics
+        metrics.exceptions += 1
+        if stage == "reported":  # handled by design: an exception record, not an error
+            log.info("service %s reported %s/%d@%d: %s: %s", self._spec.name, record.stream,
+                     record.partition, record.offset, type(error).__name__, error)
+        else:
+            if stage != "handle":
+                metrics.errors += 1
+            log.warning("service %s gave up on %s/%d@%d after %d attempt(s) (%s): %s: %s",
+                        self._spec.name, record.stream, record.partition, record.offset,
+                        attempts, stage, type(error).__name__, error)
+        doc = describe_failure(self._identity, record, stage, error, attempts, replay_of,
+                               int(self._clock.time() * 1000))
+        self._send_exception(doc, self._key)

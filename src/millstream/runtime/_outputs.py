@@ -1,0 +1,119 @@
+"""A service's outputs between handler and producer: what handlers returned, encoded as rows.
+
+``Outputs`` holds the rows of the records handled since the last send (one per output
+record: the stream actually written, key, value, headers, and the input record it came
+from). ``Encoder`` turns what a handler returned — nothing, one value, a list, ``Emit``
+objects, what it passed to ``ctx.emit`` — into those rows: the key defaults to the input's,
+a shadow writes its own streams, and a stream several services write gets a writer header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import GeneratorType
+from typing import Any
+
+from millstream._wellknown import WRITER_HEADER, shadow_stream
+from millstream.codecs import Codec, ModelCodec
+from millstream.errors import InvalidRequestError
+from millstream.records import Headers, Record
+from millstream.service._app import App, Emit, ServiceSpec
+
+__all__ = ["EncodeError", "Encoder", "Outputs", "Row"]
+
+#: (stream written, key, value, headers, the input record it came from)
+Row = tuple[str, bytes | None, bytes | None, Headers, Record]
+
+
+class EncodeError(Exception):
+    """An output could not be encoded: a bug in the handler, not retried."""
+
+
+class Outputs:
+    """The rows of the records handled since the last ``take()``, in order."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def take(self) -> list[Row]:
+        """Hand the rows over and start a new list (the producer may keep the old one)."""
+        rows, self.rows = self.rows, []
+        return rows
+
+
+class _NoModel:
+    """Matches no handler result: the service has no single model output."""
+
+
+class Encoder:
+    """Encodes one service's handler results into output rows."""
+
+    def __init__(self, app: App, spec: ServiceSpec, shadow: str | None) -> None:
+        self._spec = spec
+        #: declared output name -> the stream actually written (shadow streams for a shadow)
+        self.streams = {s: s if shadow is None else shadow_stream(s, shadow)
+                        for s in spec.outputs}
+        self._codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.outputs}
+        # outputs other services of the app write too: each record names its writer, so
+        # `diff` (and readers) can tell whose it is
+        writer = (WRITER_HEADER, spec.name.encode())
+        self._stamps = {s: writer for s in spec.outputs if len(app.writers_of(s)) > 1}
+        sole = self._codecs[spec.outputs[0]] if len(spec.outputs) == 1 else None
+        #: The common shape, one pydantic-model output: a handler result of exactly this
+        #: type goes to ``sole`` with ``sole_headers``, serialized by ``to_json``.
+        self.model: type = sole.model if isinstance(sole, ModelCodec) else _NoModel
+        self.sole = self.streams[spec.outputs[0]] if sole is not None else ""
+        stamp = self._stamps.get(spec.outputs[0]) if sole is not None else None
+        self.sole_headers: Headers = (
+            () if not isinstance(sole, ModelCodec)
+            else sole.headers if stamp is None else (*sole.headers, stamp))
+        self.to_json: Callable[[Any], bytes] = (
+            sole.model.__pydantic_serializer__.to_json if isinstance(sole, ModelCodec)
+            else bytes)
+
+    def collect(self, rows: list[Row], record: Record, result: Any,
+                emitted: list[Emit] | None) -> None:
+        """Append the rows for ``result`` (and ``emitted`` before it); nothing is appended if
+        one of them cannot be encoded (``EncodeError``)."""
+        items: Iterable[Any]
+        if result is None:
+            items = ()
+        elif isinstance(result, Emit):  # before tuple: Emit is a NamedTuple
+            items = (result,)
+        elif isinstance(result, list | tuple | GeneratorType):
+            items = result
+        else:
+            items = (result,)
+        rows += [self.encode(record, item) for item in (*(emitted or ()), *items)]
+
+    def encode(self, record: Record, item: Any) -> Row:
+        """One output row: ``item`` is an ``Emit`` or a value for the only output."""
+        spec = self._spec
+        if isinstance(item, Emit):
+            declared, value, key = item.stream, item.value, item.key
+            if declared not in self.streams:
+                raise InvalidRequestError(
+                    f"service {spec.name!r} emitted to {declared!r}, which is not one of "
+                    f"its outputs ({', '.join(spec.outputs) or 'none'}); declare it"
+                )
+        else:
+            if len(spec.outputs) != 1:
+                raise InvalidRequestError(
+                    f"service {spec.name!r} returned a {type(item).__name__} but has "
+                    f"{len(spec.outputs)} outputs; return Emit(stream, value) instead"
+                )
+            declared, value, key = spec.outputs[0], item, None
+        if key is None:
+            key = record.key
+        elif isinstance(key, str):
+            key = key.encode()
+        try:
+            data, headers = self._codecs[declared].encode(value)
+        except Exception as exc:
+            raise EncodeError(str(exc)) from exc
+        stamp = self._stamps.get(declared)
+        if stamp is not None:
+            headers = (*headers, stamp)
+        return self.streams[declared], key, data, headers, record
