@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from millstream.cli.graph import graph_command
 from millstream.cli.main import cli
-from millstream.observe._topology import Edge, to_svg, to_text, topology
+from millstream.observe import Edge, to_svg, to_text, topology
 from millstream.service._app import App
 from millstream.service._context import Context
 

@@ -23,20 +23,19 @@ from pydantic import BaseModel
 
 import millstream
 from millstream._wellknown import METRICS
-from millstream.cli.top import MetricsServer, metrics_group, render_lines, top_command
+from millstream.cli.top import metrics_group, render_lines, top_command
 from millstream.codecs import ModelCodec
 from millstream.errors import NotFoundError
-from millstream.observe._health import (
+from millstream.observe import (
     CONTENT_TYPE,
+    MetricsServer,
     MetricsTable,
     MetricsView,
-    instance_view,
-    is_stalled,
     prometheus_text,
-    service_view,
 )
+from millstream.observe._health import instance_view, is_stalled, service_view
 from millstream.records import StreamPartition
-from millstream.runtime import ServiceRunner
+from millstream.runtime import Counters, MetricsRecord, ServiceRunner
 from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics import Metrics
 from millstream.service import App, RetryPolicy
@@ -60,22 +59,23 @@ def doc(*, group: str = "shop.billing", instance: str = "h:1", time_ms: int = T0
         interval_ms: int = 5000, interval: dict[str, int] | None = None,
         totals: dict[str, int] | None = None, lag: dict[str, int] | None = None,
         assigned: Iterable[str] | None = None, values: Iterable[int] = (),
-        final: bool = False) -> dict[str, Any]:
-    """A metrics record as ``Metrics.snapshot`` writes it (unset counters are 0)."""
+        final: bool = False) -> MetricsRecord:
+    """A metrics record as ``Metrics`` writes it (unset counters are 0), read from the JSON
+    object on the stream."""
     zero = {"in": 0, "out": 0, "errors": 0, "retries": 0, "exceptions": 0}
     lag = lag or {}
     app, _, service = group.partition(".")
-    return {
+    return MetricsRecord.parse({
         "kind": "service", "app": app, "service": service, "group": group,
         "instance": instance, "version": "1", "time_ms": time_ms, "started_ms": T0 - 60_000,
         "interval_ms": interval_ms, "totals": {**zero, **(totals or {})},
         "interval": {**zero, **(interval or {})}, "processing": {},
         "histogram": hist(*values), "lag": lag,
         "assigned": list(assigned if assigned is not None else lag), "final": final,
-    }
+    })
 
 
-def table_of(*docs: dict[str, Any]) -> MetricsTable:
+def table_of(*docs: MetricsRecord) -> MetricsTable:
     table = MetricsTable()
     for d in docs:
         assert table.add(d)
@@ -139,7 +139,8 @@ def test_errors_count_running_intervals_and_every_instance_total() -> None:
             totals={"errors": 3, "exceptions": 2, "in": 10}, final=True),
     ).snapshot(T0).get("shop.billing")
     assert (svc.errors, svc.exceptions) == (3, 1)
-    assert svc.totals == {"in": 5910, "out": 0, "errors": 11, "retries": 0, "exceptions": 5}
+    assert svc.totals == Counters(records_in=5910, records_out=0, errors=11, retries=0,
+                                  exceptions=5)
 
 
 @pytest.mark.parametrize(("before", "after"), [(10, 15), (15, 15)])
@@ -223,10 +224,11 @@ def test_when_none_runs_the_instance_heard_from_last_decides(killed_at: int, sto
 def test_two_runs_with_one_instance_name_are_two_instances() -> None:
     first = doc(instance="h:1", time_ms=T0 - 9000, totals={"exceptions": 4}, final=True)
     second = doc(instance="h:1", time_ms=T0 - 1000, totals={"exceptions": 3}, final=True)
-    first["run"], second["run"] = "aaaa", "bbbb"
+    first, second = (first.model_copy(update={"run": "aaaa"}),
+                     second.model_copy(update={"run": "bbbb"}))
     svc = table_of(first, second).snapshot(T0).get("shop.billing")
     assert [i.run for i in svc.instances] == ["aaaa", "bbbb"]
-    assert svc.totals["exceptions"] == 7
+    assert svc.totals.exceptions == 7
 
 
 def test_the_live_screen_fits_an_80_column_terminal() -> None:
@@ -246,12 +248,12 @@ def test_the_live_screen_fits_an_80_column_terminal() -> None:
 def test_table_ignores_what_is_not_a_newer_service_metrics_record() -> None:
     table = table_of(doc(time_ms=T0, totals={"in": 5}))
     assert not table.add(doc(time_ms=T0 - 1, totals={"in": 1}))  # older than the latest
-    assert not table.add({"kind": "something-else"})
+    assert not table.add_bytes(b'{"kind": "something-else"}')
     assert not table.add_bytes(b"not json")
     assert not table.add_bytes(None)
-    assert not table.add({"kind": "service", "group": "g"})  # no instance / time
+    assert not table.add_bytes(b'{"kind": "service", "group": "g"}')  # no instance / time
     assert table.skipped == 4
-    assert table.snapshot(T0).get("shop.billing").totals["in"] == 5
+    assert table.snapshot(T0).get("shop.billing").totals.records_in == 5
 
 
 def test_reads_the_document_the_real_metrics_class_writes() -> None:
@@ -261,11 +263,12 @@ def test_reads_the_document_the_real_metrics_class_writes() -> None:
         metrics.histogram.record(20)
     metrics.lag = {StreamPartition("orders", 0): 6}
     metrics.assigned = [StreamPartition("orders", 0)]
-    real = metrics.snapshot()
-    inst = service_view([instance_view(real, None, real["time_ms"])]).instances[0]
+    real = MetricsRecord.parse(json.dumps(metrics.snapshot()))  # as the runner sends it
+    inst = service_view([instance_view(real, None, real.time_ms)]).instances[0]
     assert (inst.app, inst.service, inst.group, inst.version) == ("shop", "billing",
                                                                   "shop.billing", "3")
-    assert inst.totals == {"in": 40, "out": 38, "errors": 2, "retries": 0, "exceptions": 0}
+    assert inst.totals == Counters(records_in=40, records_out=38, errors=2, retries=0,
+                                   exceptions=0)
     assert inst.interval == inst.totals
     assert (inst.lag, inst.assigned, inst.status) == ({"orders/0": 6}, ("orders/0",), "running")
     assert inst.histogram.percentile(0.5) == 20
@@ -382,15 +385,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def write(streams: Streams, docs: Iterable[dict[str, Any]]) -> None:
+def write(streams: Streams, docs: Iterable[MetricsRecord]) -> None:
     streams.admin().ensure_stream(METRICS, 1)
     with streams.open_producer() as producer:
-        for d in sorted(docs, key=lambda d: d["time_ms"]):
-            producer.send(METRICS, json.dumps(d).encode(), key=d["group"].encode(),
-                          timestamp=d["time_ms"])
+        for d in sorted(docs, key=lambda d: d.time_ms):
+            producer.send(METRICS, d.to_json(), key=d.group.encode(), timestamp=d.time_ms)
 
 
-def fleet(now: int) -> list[dict[str, Any]]:
+def fleet(now: int) -> list[MetricsRecord]:
     """Five services: running (2 instances), stalled, idle, silent and stopped."""
     return [
         doc(instance="a", time_ms=now - 1000, interval_ms=5000,
@@ -606,9 +608,9 @@ def test_a_clean_stop_after_a_killed_run_shows_stopped_not_silent(tmp_path: Path
     double = snap.get("testapp.double")
     killed = [i for i in double.instances if i.status == "silent"]
     assert sorted(i.status for i in double.instances) == ["silent", "stopped"]
-    assert killed[0].totals["in"] > 0  # it wrote metrics before it died
-    assert (double.status, double.silent, double.totals["in"]) == (
-        "stopped", False, killed[0].totals["in"] + runner.metrics.records_in)
+    assert killed[0].totals.records_in > 0  # it wrote metrics before it died
+    assert (double.status, double.silent, double.totals.records_in) == (
+        "stopped", False, killed[0].totals.records_in + runner.metrics.records_in)
     assert render_lines(snap, 80)[1].split() == [
         "testapp.double", "0", "0.0", "-", "-", "0/0", "0/0", "0", "stopped"]
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 import millstream.testing
 from millstream.errors import InvalidRequestError
+from millstream.runtime import Counters
 from millstream.service import App, Context, RetryPolicy
 from millstream.testing import DEFAULT_EPOCH, ManualClock, TestPlatform
 
@@ -87,7 +88,7 @@ def test_a_shadow_writes_to_shadow_streams_in_its_own_group() -> None:
         assert platform.lag("billing", shadow="v2") == 0
         assert platform.lag("billing") == 3  # production's group has not read anything
         (final,) = platform.metrics("billing")
-        assert (final["group"], final["version"]) == ("shop.billing.shadow.v2", "v2")
+        assert (final.group, final.version) == ("shop.billing.shadow.v2", "v2")
 
 
 def test_run_until_idle_leaves_the_expected_fold_in_the_checkpointed_state() -> None:
@@ -106,7 +107,7 @@ def test_run_until_idle_leaves_the_expected_fold_in_the_checkpointed_state() -> 
         assert stats.records_in == 40 and stats.exceptions == 0
         assert platform.lag("totals") == 0
         (final,) = platform.metrics("totals")
-        assert final["final"] is True and final["totals"]["in"] == 40
+        assert final.final is True and final.totals.records_in == 40
         # more input, another run: the state picks up from its checkpoint
         platform.send("orders", Order(id=99, customer="c0", total=1.0), key="c0")
         assert platform.run_until_idle("totals").records_in == 1
@@ -177,16 +178,16 @@ def test_advancing_the_clock_past_the_metrics_interval_writes_a_metrics_record()
             clock.advance(30)
             (doc,) = platform.wait_until(lambda: platform.metrics("billing"),
                                          message="a metrics record")
-        assert doc["totals"] == {"in": 5, "out": 5, "errors": 0, "retries": 0,
-                                 "exceptions": 0}
-        assert doc["histogram"]["count"] == 5
-        assert doc["final"] is False
-        assert doc["time_ms"] == int((DEFAULT_EPOCH + 30) * 1000)
-        assert doc["interval_ms"] == 30_000
-        assert doc["group"] == "shop.billing"
+        assert doc.totals == Counters(records_in=5, records_out=5, errors=0, retries=0,
+                                      exceptions=0)
+        assert doc.histogram.count == 5
+        assert doc.final is False
+        assert doc.time_ms == int((DEFAULT_EPOCH + 30) * 1000)
+        assert doc.interval_ms == 30_000
+        assert doc.group == "shop.billing"
         first, final = platform.metrics("billing")
-        assert first == doc and final["final"] is True
-        assert final["interval"]["in"] == 0  # nothing since the first record
+        assert first == doc and final.final is True
+        assert final.interval.records_in == 0  # nothing since the first record
 
 
 def test_wait_for_timeout_lists_what_arrived_and_why_the_rest_did_not() -> None:

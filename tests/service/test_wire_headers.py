@@ -66,7 +66,7 @@ def header_constants() -> dict[str, str]:
 #: Header-like literals in the source that are not record headers: HTTP headers of the
 #: metrics endpoint `top` reads, and the keys of a table snapshot's first line.
 NOT_RECORD_HEADERS = {
-    "src/millstream/cli/top.py": {"Content-Type", "Content-Length"},
+    "src/millstream/observe/_prometheus.py": {"Content-Type", "Content-Length"},
     "src/millstream/tables/_snapshot.py": {"feed", "created_ms", "format", "version",
                                           "documents", "table", "offsets", "indexes"},
 }

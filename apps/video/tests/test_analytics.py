@@ -4,6 +4,7 @@ answers from every view, value for value and type for type; the service writes w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from millstream import ConfigError
 from millstream.files import FileRef
+from millstream.runtime import METRICS_STREAM, Counters, MetricsRecord, ProcessingSummary
 from millstream.testing import TestPlatform
 from videosite.analytics import AnalyticsDB
 from videosite.app import app
@@ -57,15 +59,16 @@ def processing(video_id: str, uploaded_at: float) -> Video:
                  uploaded_at=uploaded_at)
 
 
-def metrics(service: str, records_in: int, errors: int, count: int, mean_ms: float | None,
-            max_ms: float | None) -> dict[str, Any]:
-    return {"service": service, "group": f"videosite.{service}", "instance": 0,
-            "time_ms": 1_750_000_000_000, "interval_ms": 5_000,
-            "interval": {"in": records_in, "out": records_in, "errors": errors,
-                         "exceptions": errors},
-            "processing": {"count": count, "mean_ms": mean_ms, "p50_ms": mean_ms,
-                           "p99_ms": max_ms, "max_ms": max_ms},
-            "final": False}
+def metrics(service: str, records_in: int, errors: int, count: int, mean_ms: float,
+            max_ms: float) -> MetricsRecord:
+    """A service's metrics record; one that timed no record (``count`` 0) has no times."""
+    return MetricsRecord(
+        app="videosite", service=service, group=f"videosite.{service}", instance="h:1",
+        time_ms=1_750_000_000_000, interval_ms=5_000,
+        interval=Counters(records_in=records_in, records_out=records_in, errors=errors,
+                          exceptions=errors),
+        processing=ProcessingSummary(count=count, mean_ms=mean_ms, p50_ms=mean_ms,
+                                     p99_ms=max_ms, max_ms=max_ms))
 
 
 def fill(db: AnalyticsDB) -> None:
@@ -80,7 +83,7 @@ def fill(db: AnalyticsDB) -> None:
     db.record_metrics("0/1", metrics("transcode", 3, 1, 3, 10.0, 20.0))
     db.record_metrics("0/2", metrics("transcode", 2, 0, 1, 30.0, 30.0))
     db.record_metrics("0/3", metrics("join", 7, 0, 7, 2.0, 3.0))
-    db.record_metrics("0/4", metrics("catalog", 0, 0, 0, None, None))
+    db.record_metrics("0/4", metrics("catalog", 0, 0, 0, 0.0, 0.0))
     db.record_metrics("0/1", metrics("transcode", 3, 1, 3, 10.0, 20.0))
 
 
@@ -154,20 +157,66 @@ def test_query_parameters_are_question_marks_and_literals_are_left_alone(
                     "2025-06-17", "a") == [(2,)]
 
 
+#: a metrics record as the runtime wrote it before the record had a format number, and one
+#: older still (no run id, no since-start processing), and one of another app's service
+WRITTEN_BEFORE = [
+    {"kind": "service", "app": "videosite", "service": "probe", "group": "videosite.probe",
+     "instance": "host-a:41", "run": "0a1b2c3d4e5f", "version": "1",
+     "time_ms": 1_750_000_005_000, "started_ms": 1_750_000_000_000, "interval_ms": 5000,
+     "totals": {"in": 12, "out": 11, "errors": 2, "retries": 1, "exceptions": 1},
+     "interval": {"in": 4, "out": 3, "errors": 1, "retries": 1, "exceptions": 1},
+     "processing": {"count": 4, "mean_ms": 2.5, "p50_ms": 2.0, "p90_ms": 4.0, "p99_ms": 4.0,
+                    "max_ms": 4.0},
+     "histogram": {"buckets": {"62": 2, "95": 2}, "count": 4, "total_us": 10000,
+                   "max_us": 4000},
+     "processing_total": {"count": 12, "total_us": 30000},
+     "lag": {"uploads/0": 3}, "assigned": ["uploads/0"], "final": False},
+    {"kind": "service", "app": "videosite", "service": "join", "group": "videosite.join",
+     "instance": "host-b:7", "version": "1", "time_ms": 1_750_000_010_000,
+     "started_ms": 1_750_000_000_000, "interval_ms": 10_000,
+     "totals": {"in": 6, "out": 2, "errors": 0, "retries": 0, "exceptions": 0},
+     "interval": {"in": 6, "out": 2, "errors": 0, "retries": 0, "exceptions": 0},
+     "processing": {"count": 0, "mean_ms": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0,
+                    "max_ms": 0.0},
+     "histogram": {"buckets": {}, "count": 0, "total_us": 0, "max_us": 0},
+     "lag": {}, "assigned": [], "final": True},
+    {"kind": "service", "app": "shop", "service": "billing", "group": "shop.billing",
+     "instance": "host-c:9", "time_ms": 1_750_000_010_000},
+]
+
+
 def test_the_analytics_service_writes_where_the_environment_says(
         target: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDEOSITE_ANALYTICS_DB", target)
     videos = [ready("a", DAY1, 320, 240, True), failed("c", DAY1, "rejected", "too long")]
+    older = ("host-a:41", "host-b:7", "host-c:9")
+    rows_of_older = ("SELECT service, grp, instance, time_ms, interval_ms, records_in, "
+                     "records_out, errors, exceptions, processed, mean_ms, p50_ms, p99_ms, "
+                     f"max_ms, final FROM service_metrics WHERE instance IN {older} "
+                     "ORDER BY instance")
     with TestPlatform(app) as platform, AnalyticsDB(target) as db:
         for video in videos:
             platform.send("videos", video, key=video.video_id)
+        with platform.streams.open_producer() as producer:  # as the runtime wrote them
+            for written in WRITTEN_BEFORE:
+                producer.send(METRICS_STREAM, json.dumps(written).encode(),
+                              key=str(written["group"]).encode())
         with platform.running("analytics"):  # it also reads millstream.metrics: never idle
-            platform.wait_until(lambda: db.query("SELECT COUNT(*) FROM videos") == [(2,)],
-                                timeout=20, message="both videos in the analytics tables")
+            platform.wait_until(lambda: db.query("SELECT COUNT(*) FROM videos") == [(2,)]
+                                and len(db.query(rows_of_older)) == 2,
+                                timeout=20, message="both videos and both older metrics "
+                                                    "records in the analytics tables")
         assert db.query("SELECT video_id, status, reason FROM videos ORDER BY video_id") == [
             ("a", "ready", None), ("c", "failed", "too long")]
         assert db.query("SELECT day, uploaded, ready, failed FROM videos_per_day") == [
             ("2025-06-15", 2, 1, 1)]
+        # another app's record is left out; an interval that timed nothing has no times
+        assert typed(db.query(rows_of_older)) == typed([
+            ("probe", "videosite.probe", "host-a:41", 1_750_000_005_000, 5000, 4, 3, 1, 1, 4,
+             2.5, 2.0, 4.0, 4.0, 0),
+            ("join", "videosite.join", "host-b:7", 1_750_000_010_000, 10_000, 6, 2, 0, 0, 0,
+             None, None, None, None, 1)])
+        assert platform.exceptions("analytics") == []
 
 
 def test_the_environment_names_a_file_or_a_url(tmp_path: Path) -> None:

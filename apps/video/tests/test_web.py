@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,4 +232,9 @@ def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) ->
     page = web.client.get("/ops", headers=AUTH).text
     for service in ("probe", "thumbnail", "transcode", "join", "catalog"):
         assert f"<td>{service}</td>" in page
+        # its last cell: records read, over the latest metrics record of each run
+        latest = {m.run: m.totals.records_in for m in web.platform.metrics(service)}
+        row = re.search(rf"<tr><td>{service}</td>.*?</tr>", page, re.DOTALL)
+        assert row is not None and sum(latest.values()) >= 2
+        assert row.group().endswith(f"<td>{sum(latest.values())}</td></tr>")
     assert "None." in page  # no exceptions

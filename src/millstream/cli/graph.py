@@ -8,7 +8,7 @@ import click
 from rich.text import Text
 
 from millstream.cli.shared import console
-from millstream.observe._topology import to_svg, to_text, topology
+from millstream.observe import to_svg, to_text, topology
 from millstream.operations._loader import load_app
 
 __all__ = ["graph_command"]

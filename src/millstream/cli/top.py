@@ -4,24 +4,18 @@
 handler time, errors, exceptions, lag, status — refreshed every second on a terminal; as
 plain rows, a table per refresh, when its output is not one (``-b``, as ``top -b`` does),
 ``-n`` times, or once with ``--once``. Lines fit the terminal's width (``--width``): long
-service names lose their middle. ``metrics
-prometheus`` prints the same in the Prometheus text format; ``metrics serve`` answers
-``GET /metrics`` with it (stdlib ``http.server``, one request at a time). All read
-``millstream.metrics`` from ``--since`` ago (default 10m) and aggregate in
-``millstream.observe._health``.
+service names lose their middle. ``metrics prometheus`` prints the same in the Prometheus
+text format; ``metrics serve`` answers ``GET /metrics`` with it. All read
+``millstream.metrics`` from ``--since`` ago (default 10m) through ``millstream.observe``.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import re
 import sys
-import threading
 import time
 from datetime import datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,19 +26,10 @@ from rich.text import Text
 from millstream._wellknown import METRICS
 from millstream.cli.shared import CliState, console, open_streams, pass_state
 from millstream.errors import ConfigError, NotFoundError, UnknownStreamError
-from millstream.observe._health import (
-    CONTENT_TYPE,
-    MetricsView,
-    ServiceView,
-    Snapshot,
-    prometheus_text,
-)
+from millstream.observe import MetricsServer, MetricsView, ServiceView, Snapshot, prometheus_text
 from millstream.streams._base import Streams
 
-__all__ = [
-    "DurationParam", "MetricsServer", "metrics_group", "render_lines", "shorten", "top_command"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DurationParam", "metrics_group", "render_lines", "shorten", "top_command"]
 
 _REFRESH_S = 1.0
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -116,8 +101,8 @@ _MIN_NAME = 12
 def _cells(svc: ServiceView) -> list[str]:
     return [svc.group, str(svc.alive), f"{svc.rate_in:.1f}",
             _ms(svc.percentile_ms(0.50)), _ms(svc.percentile_ms(0.99)),
-            f"{svc.errors}/{svc.totals['errors']}",
-            f"{svc.exceptions}/{svc.totals['exceptions']}", str(svc.lag), svc.status]
+            f"{svc.errors}/{svc.totals.errors}",
+            f"{svc.exceptions}/{svc.totals.exceptions}", str(svc.lag), svc.status]
 
 
 def shorten(name: str, width: int) -> str:
@@ -276,47 +261,6 @@ def prometheus(state: CliState, since_ms: int | None) -> None:
     with open_streams(state) as streams, _open_view(streams, since_ms) as view:
         view.refresh(timeout=0.2)
         click.echo(prometheus_text(view), nl=False)
-
-
-class MetricsServer(HTTPServer):
-    """Answers ``GET /metrics`` with ``view`` in the Prometheus text format, reading the
-    records that arrived first. One request at a time: the view is not shared across threads."""
-
-    def __init__(self, view: MetricsView, host: str = "127.0.0.1", port: int = 9108) -> None:
-        self.view = view
-        self.lock = threading.Lock()
-        super().__init__((host, port), _Handler)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def render(self) -> bytes:
-        with self.lock:
-            self.view.refresh()
-            return prometheus_text(self.view).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
-    timeout = 10  # a client that stops sending cannot hold the one request slot
-
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] != "/metrics":
-            self._send(HTTPStatus.NOT_FOUND, b"not found; metrics are at /metrics\n",
-                       "text/plain; charset=utf-8")
-            return
-        self._send(HTTPStatus.OK, self.server.render(), CONTENT_TYPE)
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
 
 
 @metrics_group.command("serve")

@@ -1,14 +1,26 @@
 """The runtime: the loop that runs one service's instance — polling, handling, delivering
-outputs, committing offsets and checkpointing state — and what it writes about itself
-(metrics, exception records)."""
+outputs, committing offsets and checkpointing state — and what it writes about itself: a
+``MetricsRecord`` per instance and interval to ``METRICS_STREAM``, an ``ExceptionRecord`` per
+input given up on to ``EXCEPTIONS_STREAM``."""
 
 from __future__ import annotations
 
+from millstream._wellknown import EXCEPTIONS as EXCEPTIONS_STREAM
+from millstream._wellknown import METRICS as METRICS_STREAM
 from millstream.runtime._clock import SYSTEM_CLOCK, Clock, SystemClock
 from millstream.runtime._failures import ExceptionRecord, parse_exception
 from millstream.runtime._metrics import Statistics
+from millstream.runtime._metrics_record import (
+    Counters,
+    MetricsRecord,
+    ProcessingSummary,
+    ProcessingTotal,
+    RecordedHistogram,
+)
 from millstream.runtime._runner import ServiceRunner
 from millstream.runtime._state import CheckpointStore
 
-__all__ = ["SYSTEM_CLOCK", "CheckpointStore", "Clock", "ExceptionRecord", "ServiceRunner",
+__all__ = ["EXCEPTIONS_STREAM", "METRICS_STREAM", "SYSTEM_CLOCK", "CheckpointStore", "Clock",
+           "Counters", "ExceptionRecord", "MetricsRecord", "ProcessingSummary",
+           "ProcessingTotal", "RecordedHistogram", "ServiceRunner",
            "Statistics", "SystemClock", "parse_exception"]

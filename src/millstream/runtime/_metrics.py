@@ -1,27 +1,15 @@
 """A running service's metrics: counters, the processing-time histogram and lag.
 
-The runner calls ``Metrics`` in its loop (plain attribute increments, no locks: one thread);
-``snapshot()`` turns the totals plus the interval since the last snapshot into the JSON
-document written to ``millstream.metrics`` and returned by ``statistics()``.
+The runner calls ``Metrics`` in its loop (plain attribute increments; a lock only where
+``statistics()`` may read from another thread); ``record()`` turns the totals plus the
+interval since the previous record into a ``MetricsRecord`` (``_metrics_record`` defines it
+and its JSON), which the runner writes to ``millstream.metrics``; ``snapshot()`` is the same
+as the JSON object. ``final`` is true on the record a run writes when it stops cleanly
+(after its last commit); a run that dies writes none.
 
-A metrics record (``kind: "service"``)::
-
-    {"kind": "service", "app": ..., "service": ..., "group": ..., "instance": "host:pid",
-     "run": "<12 hex digits, new for every run>", "version": ...,
-     "time_ms": ..., "started_ms": ..., "interval_ms": ...,
-     "totals":   {"in": n, "out": n, "errors": n, "retries": n, "exceptions": n},
-     "interval": {... same counters since the previous record ...},
-     "processing": {"count", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"},   # interval
-     "histogram": {"buckets": {...}, "count", "total_us", "max_us"},               # interval
-     "processing_total": {"count", "total_us"},                             # since start
-     "lag": {"stream/partition": records}, "assigned": ["stream/partition", ...],
-     "final": false}
-
-``final`` is true on the record a run writes when it stops cleanly (after its last commit);
-a run that dies writes none. ``instance`` names the process (and slot) for people and
-Prometheus; ``run`` tells apart two runs that share one (a runner started again in the same
-process, a container restarted with the same host name and pid), so neither's totals hide
-the other's.
+``instance`` names the process (and slot) for people and Prometheus; ``run`` tells apart two
+runs that share one (a runner started again in the same process, a container restarted with
+the same host name and pid), so neither's totals hide the other's.
 """
 
 from __future__ import annotations
@@ -36,10 +24,15 @@ from typing import Any
 from millstream.records import StreamPartition
 from millstream.runtime._clock import SYSTEM_CLOCK, Clock
 from millstream.runtime._histogram import Histogram
+from millstream.runtime._metrics_record import (
+    Counters,
+    MetricsRecord,
+    ProcessingSummary,
+    ProcessingTotal,
+    RecordedHistogram,
+)
 
-__all__ = ["COUNTERS", "Metrics", "Statistics", "instance_id"]
-
-COUNTERS = ("in", "out", "errors", "retries", "exceptions")
+__all__ = ["Metrics", "Statistics", "instance_id"]
 
 
 def instance_id(index: int = 0) -> str:
@@ -61,6 +54,7 @@ class Statistics:
     lag: dict[str, int]
     assigned: tuple[str, ...]
     uptime_s: float
+    #: the metrics record as JSON (``MetricsRecord.to_dict``)
     document: dict[str, Any] = field(repr=False)
     #: records the service sent that were never delivered: its producer failed to close
     undelivered: int = 0
@@ -74,6 +68,7 @@ class Metrics:
         self._clock = clock
         # the runner's thread records; statistics() may read from another thread
         self._lock = threading.Lock()
+        #: who writes: the fields exception records carry too
         self.identity = {"app": app, "service": service, "group": group,
                          "instance": instance_id(instance), "version": version}
         #: this run's id in its metrics records (exception records name the instance only)
@@ -88,7 +83,7 @@ class Metrics:
         self.total_histogram = Histogram()  # since start
         self.started_ms = int(clock.time() * 1000)
         self._last_ms = self.started_ms
-        self._last_totals = dict.fromkeys(COUNTERS, 0)
+        self._last_totals = Counters()
         self.lag: dict[StreamPartition, int] = {}
         self.assigned: list[StreamPartition] = []
 
@@ -105,49 +100,57 @@ class Metrics:
                                               records - weight * (len(durations_ns) - 1))
             self.records_in += records
 
-    def totals(self) -> dict[str, int]:
-        return {"in": self.records_in, "out": self.records_out, "errors": self.errors,
-                "retries": self.retries, "exceptions": self.exceptions}
+    def totals(self) -> Counters:
+        return Counters(records_in=self.records_in, records_out=self.records_out,
+                        errors=self.errors, retries=self.retries, exceptions=self.exceptions)
+
+    def record(self, *, final: bool = False, advance: bool = True) -> MetricsRecord:
+        """The metrics record for the interval since the previous one; with ``advance`` the
+        interval restarts."""
+        with self._lock:
+            return self._record(final, advance)
 
     def snapshot(self, *, final: bool = False, advance: bool = True) -> dict[str, Any]:
-        """The metrics document for the interval since the previous snapshot; with
-        ``advance`` the interval restarts."""
-        with self._lock:
-            return self._snapshot(final, advance)
+        """``record()`` as the JSON object written to the stream."""
+        return self.record(final=final, advance=advance).to_dict()
 
-    def _snapshot(self, final: bool, advance: bool) -> dict[str, Any]:
+    def _record(self, final: bool, advance: bool) -> MetricsRecord:
         now = int(self._clock.time() * 1000)
         totals = self.totals()
-        interval = {k: totals[k] - self._last_totals[k] for k in COUNTERS}
-        doc: dict[str, Any] = {
-            "kind": "service", **self.identity, "run": self.run, "time_ms": now,
-            "started_ms": self.started_ms,
-            "interval_ms": max(now - self._last_ms, 1), "totals": totals, "interval": interval,
-            "processing": self.histogram.summary(), "histogram": self.histogram.to_dict(),
-            "processing_total": {
-                "count": self.total_histogram.count + self.histogram.count,
-                "total_us": self.total_histogram.total + self.histogram.total},
-            "lag": {f"{sp.stream}/{sp.partition}": n for sp, n in sorted(self.lag.items())},
-            "assigned": [f"{sp.stream}/{sp.partition}" for sp in self.assigned],
-            "final": final,
-        }
+        who = self.identity
+        record = MetricsRecord(
+            app=who["app"], service=who["service"], group=who["group"],
+            instance=who["instance"], version=who["version"], run=self.run, time_ms=now,
+            started_ms=self.started_ms,
+            interval_ms=max(now - self._last_ms, 1), totals=totals,
+            interval=totals - self._last_totals,
+            processing=ProcessingSummary.model_validate(self.histogram.summary()),
+            histogram=RecordedHistogram.of(self.histogram),
+            processing_total=ProcessingTotal(
+                count=self.total_histogram.count + self.histogram.count,
+                total_us=self.total_histogram.total + self.histogram.total),
+            lag={f"{sp.stream}/{sp.partition}": n for sp, n in sorted(self.lag.items())},
+            assigned=tuple(f"{sp.stream}/{sp.partition}" for sp in self.assigned),
+            final=final,
+        )
         if advance:
             self.total_histogram.merge(self.histogram)
             self.histogram = Histogram()
             self._last_ms = now
             self._last_totals = totals
-        return doc
+        return record
 
     def statistics(self) -> Statistics:
         with self._lock:
             whole = Histogram()
             whole.merge(self.total_histogram)
             whole.merge(self.histogram)
-            doc = self._snapshot(False, False)
+            record = self._record(False, False)
         return Statistics(
             records_in=self.records_in, records_out=self.records_out, errors=self.errors,
             retries=self.retries, exceptions=self.exceptions, processing=whole.summary(),
-            lag=doc["lag"], assigned=tuple(doc["assigned"]),
-            uptime_s=(self._clock.time() * 1000 - self.started_ms) / 1000.0, document=doc,
+            lag=dict(record.lag), assigned=record.assigned,
+            uptime_s=(self._clock.time() * 1000 - self.started_ms) / 1000.0,
+            document=record.to_dict(),
             undelivered=self.undelivered,
         )

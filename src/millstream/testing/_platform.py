@@ -37,6 +37,7 @@ from millstream.records import Position, Record
 from millstream.runtime._clock import Clock
 from millstream.runtime._failures import ExceptionRecord, parse_exception
 from millstream.runtime._metrics import Statistics
+from millstream.runtime._metrics_record import MetricsRecord
 from millstream.runtime._runner import ServiceRunner
 from millstream.runtime._state import CheckpointStore
 from millstream.service._app import App, ServiceSpec, StreamSpec
@@ -337,11 +338,11 @@ class TestPlatform:
         return [f for f in found
                 if f is not None and (service is None or f.service == service)]
 
-    def metrics(self, service: str | None = None) -> list[dict[str, Any]]:
-        """Metrics documents so far (of ``service`` only, if named), oldest first."""
-        docs = [decode_record(self.app, r) for r in self.records(METRICS)]
-        return [d for d in docs
-                if isinstance(d, dict) and (service is None or d.get("service") == service)]
+    def metrics(self, service: str | None = None) -> list[MetricsRecord]:
+        """Metrics records so far (of ``service`` only, if named), oldest first."""
+        found = [MetricsRecord.parse(r.value) for r in self.records(METRICS)
+                 if r.value is not None]
+        return [m for m in found if service is None or m.service == service]
 
     def state_by_partition(self, service: str, *,
                            shadow: str | None = None) -> dict[int, dict[str, Any]]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from millstream.errors import ConfigError, MissingDependencyError, UnavailableError
+from millstream.runtime import MetricsRecord
 
 from .models import Video
 
@@ -332,15 +333,17 @@ class AnalyticsDB:
             if stages:
                 self._db.executemany(_UPSERT_STAGE, stages)
 
-    def record_metrics(self, position: str, doc: Mapping[str, Any]) -> None:
-        """Upsert one ``millstream.metrics`` document (a service's) found at ``position``."""
-        interval = doc.get("interval") or {}
-        timing = doc.get("processing") or {}
-        values = (position, doc["service"], doc["group"], str(doc["instance"]), doc["time_ms"],
-                  doc.get("interval_ms", 0), interval.get("in", 0), interval.get("out", 0),
-                  interval.get("errors", 0), interval.get("exceptions", 0),
-                  timing.get("count", 0), timing.get("mean_ms"), timing.get("p50_ms"),
-                  timing.get("p99_ms"), timing.get("max_ms"), int(bool(doc.get("final"))))
+    def record_metrics(self, position: str, record: MetricsRecord) -> None:
+        """Upsert one service's ``millstream.metrics`` record, found at ``position``. An
+        interval that timed no record has no times (NULL), not times of 0."""
+        interval, timing = record.interval, record.processing
+        timed = timing.count > 0
+        values = (position, record.service, record.group, record.instance, record.time_ms,
+                  record.interval_ms, interval.records_in, interval.records_out,
+                  interval.errors, interval.exceptions, timing.count,
+                  timing.mean_ms if timed else None, timing.p50_ms if timed else None,
+                  timing.p99_ms if timed else None, timing.max_ms if timed else None,
+                  int(record.final))
         with self._db.transaction():
             self._db.execute(_UPSERT_METRICS, dict(zip(_METRICS_COLUMNS, values, strict=True)))
 

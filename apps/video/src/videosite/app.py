@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 from millstream import MillstreamError, NotFoundError
 from millstream.faults import fault_point
 from millstream.files import FileRef
+from millstream.runtime import METRICS_STREAM, MetricsRecord
 from millstream.service import App, Context
 from millstream.tables import Materializer
 
@@ -48,8 +48,7 @@ app.stream("renditions", Transcoded)
 app.stream("status", Progress)
 app.stream("videos", Video)
 #: the platform's metrics stream (one partition), read by analytics
-METRICS = "millstream.metrics"
-app.stream(METRICS, dict, partitions=1)
+app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
@@ -213,9 +212,9 @@ def _close_analytics_db(ctx: Context) -> None:
     ctx.analytics_db.close()
 
 
-@app.service(inputs={"videos": Video, METRICS: dict}, uses=("sql:analytics",),
-             on_start=_open_analytics_db, on_stop=_close_analytics_db)
-def analytics(value: Video | dict[str, Any], ctx: Context) -> None:
+@app.service(inputs={"videos": Video, METRICS_STREAM: MetricsRecord},
+             uses=("sql:analytics",), on_start=_open_analytics_db, on_stop=_close_analytics_db)
+def analytics(value: Video | MetricsRecord, ctx: Context) -> None:
     """Writes flat SQL tables for analysts (SQLite, or PostgreSQL), from the beginning of videos.
 
     Reads videos and millstream.metrics; tables videos, stage_times and service_metrics,
@@ -223,5 +222,5 @@ def analytics(value: Video | dict[str, Any], ctx: Context) -> None:
     db: AnalyticsDB = ctx.analytics_db
     if isinstance(value, Video):
         db.record(value)
-    elif value.get("kind") == "service" and value.get("app") == app.name:
+    elif value.app == app.name:
         db.record_metrics(f"{ctx.record.partition}/{ctx.record.offset}", value)

@@ -24,11 +24,10 @@ from millstream import (
     Streams,
     UnknownStreamError,
 )
-from millstream._wellknown import EXCEPTIONS
 from millstream.files import FileRef, FileStore
-from millstream.observe._health import MetricsView, Snapshot
-from millstream.runtime._failures import ExceptionRecord, parse_exception
-from millstream.service._writer import AsyncWriter
+from millstream.observe import MetricsView, Snapshot
+from millstream.runtime import EXCEPTIONS_STREAM, ExceptionRecord, parse_exception
+from millstream.service import AsyncWriter
 from millstream.tables import Tables
 from videosite.app import app
 from videosite.models import Progress, Video
@@ -129,7 +128,7 @@ class Site:
         self._status = _Tail(streams, STATUS)
         self._progress: dict[str, dict[str, Progress]] = {}
         self._progress_lock = threading.Lock()
-        self._exceptions_tail = _Tail(streams, EXCEPTIONS)
+        self._exceptions_tail = _Tail(streams, EXCEPTIONS_STREAM)
         self._exceptions: list[ExceptionRecord] = []
         self._metrics: MetricsView | None = None
         self._metrics_lock = threading.Lock()
