@@ -25,7 +25,6 @@ service leaves its group.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -290,10 +289,9 @@ class ServiceRunner:
             self.metrics.assigned = list(consumer.assignment())
         except Exception as exc:  # lag is best effort; the record still goes out
             log.debug("lag unavailable: %s", exc)
-        doc = self.metrics.snapshot(final=final)
+        record = self.metrics.record(final=final)
         assert self._producer is not None
-        self._producer.send(METRICS, json.dumps(doc, separators=(",", ":")).encode(),
-                            key=self.group.encode())
+        self._producer.send(METRICS, record.to_json(), key=self.group.encode())
 
     # -- rebalancing ------------------------------------------------------------------------
 
