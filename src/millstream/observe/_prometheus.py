@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from millstream.observe._health import InstanceView, Snapshot
 from millstream.observe._reader import MetricsView
+from millstream.runtime._metrics_record import Counters
 
 __all__ = ["CONTENT_TYPE", "MetricsServer", "prometheus_text"]
 
@@ -30,14 +31,15 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
 _INSTANCE_LABELS = ("app", "service", "group", "instance")
-#: (``Counters`` field, metric name, help) per counter
-_COUNTERS = (
-    ("records_in", "millstream_records_in_total", "Records the instance read and handled."),
-    ("records_out", "millstream_records_out_total", "Records the instance wrote."),
-    ("errors", "millstream_errors_total", "Handler failures, retried or not."),
-    ("retries", "millstream_retries_total", "Handler retries."),
-    ("exceptions", "millstream_exceptions_total",
-     "Records given up on and written to millstream.exceptions."),
+#: (metric name, help, its value in the instance's ``Counters``) per counter
+_COUNTERS: tuple[tuple[str, str, Callable[[Counters], int]], ...] = (
+    ("millstream_records_in_total", "Records the instance read and handled.",
+     lambda c: c.records_in),
+    ("millstream_records_out_total", "Records the instance wrote.", lambda c: c.records_out),
+    ("millstream_errors_total", "Handler failures, retried or not.", lambda c: c.errors),
+    ("millstream_retries_total", "Handler retries.", lambda c: c.retries),
+    ("millstream_exceptions_total", "Records given up on and written to millstream.exceptions.",
+     lambda c: c.exceptions),
 )
 _QUANTILES = (0.5, 0.9, 0.99)
 
@@ -90,9 +92,9 @@ def prometheus_text(view: MetricsView | Snapshot) -> str:
         return [(k, str(getattr(inst, k))) for k in _INSTANCE_LABELS]
 
     out: list[str] = []
-    for field, name, text in _COUNTERS:
+    for name, text, count in _COUNTERS:
         _family(out, name, "counter", text)
-        out.extend(f"{name}{_labels(ident(i))} {getattr(i.totals, field)}" for i in instances)
+        out.extend(f"{name}{_labels(ident(i))} {count(i.totals)}" for i in instances)
     _family(out, "millstream_up", "gauge",
             "1 if the instance's metrics arrive in time, 0 if it is silent or stopped.")
     out.extend(f"millstream_up{_labels(ident(i))} {int(i.up)}" for i in instances)
