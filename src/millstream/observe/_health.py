@@ -1,6 +1,6 @@
 """The health model: what a service's metrics records say about it at a given time.
 
-Pure functions over metrics records (``MetricsRecord``; no stream, no clock of their own), so the
+Pure functions over ``MetricsRecord``s, with no stream and no clock of their own, so the
 arithmetic is tested with hand-built records: ``instance_view`` turns an instance's latest
 (and previous) record into an ``InstanceView``, ``service_view`` aggregates the instances of a
 group into a ``ServiceView``; a ``Snapshot`` holds every service at one moment.
