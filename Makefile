@@ -33,7 +33,7 @@ endef
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-venv: $(STAMP)  ## create .venv and install millstream[dev,video] and apps/video (again when a pyproject.toml changed)
+venv: $(STAMP)  ## create .venv with millstream[dev] and apps/video[test] (again when a pyproject.toml changed)
 
 $(STAMP): pyproject.toml apps/video/pyproject.toml
 	@ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }; \
@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml apps/video/pyproject.toml
 	  "$$python" -m venv $(VENV) || { rm -rf $(VENV); \
 	    echo "error: '$$python -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
 	    exit 1; }; fi
-	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev,video]' -e 'apps/video[test]'
+	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev]' -e 'apps/video[test]'
 	@touch $@
 
 test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20), stop services
@@ -77,7 +77,7 @@ test-newest:  ## the tests that need no external service, on the newest python3.
 	  echo "creating $(NEWEST_VENV) with $$python ($$version)"; rm -rf $(NEWEST_VENV); \
 	  "$$python" -m venv $(NEWEST_VENV); \
 	  $(NEWEST_VENV)/bin/python -m pip install --disable-pip-version-check --quiet \
-	    -e '.[dev,video]' -e 'apps/video[test]'; \
+	    -e '.[dev]' -e 'apps/video[test]'; \
 	  touch "$$stamp"; fi; \
 	MILLSTREAM_NO_SERVICES=1 $(NEWEST_VENV)/bin/python -m pytest -q \
 	  -m 'not kafka and not kafka_cluster and not slow' --durations=10 $(PYTEST_ARGS)

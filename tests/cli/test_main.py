@@ -1,10 +1,9 @@
-"""The top-level command: help, global options, error handling, and the demo hook."""
+"""The top-level command: help, global options and error handling."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import click
@@ -86,20 +85,3 @@ def test_expected_errors_print_no_traceback_from_the_installed_command() -> None
         "error: stream 'missing' does not exist; create it first (`millstream streams create "
         "missing` or admin.create_stream('missing'))"
     ]
-
-
-def test_demo_calls_the_demo_module_with_the_options(
-    run: Invoke, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[str | None, int]] = []
-
-    def fake_run(streams_url: str | None, records: int) -> int:
-        calls.append((streams_url, records))
-        return 3
-
-    fake = types.ModuleType("millstream.demo")
-    fake.run = fake_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "millstream.demo", fake)
-    run("demo", code=3)
-    run("--streams", "local:/tmp/x", "demo", "--records", "50", code=3)
-    assert calls == [(None, 100_000), ("local:/tmp/x", 50)]

@@ -7,10 +7,9 @@ click's usage errors exit with 2. A traceback means a bug.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.console import Console
@@ -106,15 +105,8 @@ def demo(ctx: click.Context, state: CliState, records: int) -> None:
     Example:
       millstream demo --records 10000
     """
-    try:
-        module = importlib.import_module("millstream.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "millstream.demo":
-            raise
-        raise click.ClickException(
-            "the demo is not part of this version of millstream; upgrade to get it"
-        ) from exc
-    run = cast(Callable[[str | None, int], int], module.run)
+    from millstream.cli._demo import run  # multiprocessing and progress bars: only for it
+
     ctx.exit(run(state.streams_url, records))
 
 

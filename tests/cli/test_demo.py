@@ -1,4 +1,4 @@
-"""The demo runs end to end on a fresh local log, and again on the same log."""
+"""``millstream demo`` runs end to end on a fresh local log, and again on the same log."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import millstream
-from millstream import demo
+from millstream.cli import _demo as demo
+from tests.cli.conftest import Invoke
 
 
 def _ends(url: str) -> dict[int, int]:
@@ -40,3 +41,13 @@ def test_demo_produces_and_consumes_exactly_its_records(tmp_path: Path) -> None:
 
 def test_demo_refuses_a_negative_count(tmp_path: Path) -> None:
     assert demo.run(f"local:{tmp_path / 'log'}", -1) == 2
+
+
+@pytest.mark.multiprocess
+def test_the_demo_command_runs_the_demo_on_the_streams_it_is_given(
+        run: Invoke, tmp_path: Path) -> None:
+    url = f"local:{tmp_path / 'log'}"
+    run("--streams", url, "demo", "--records", "600")
+    ends = _ends(url)
+    assert (len(ends), sum(ends.values())) == (demo.PARTITIONS, 600)
+    assert _committed(url) == ends
