@@ -11,19 +11,21 @@
 
 from __future__ import annotations
 
-from millstream.streams._base import Admin, Retention
+from millstream.errors import InvalidRequestError
+from millstream.streams._base import Admin, Retention, StreamInfo
 
 __all__ = [
     "CHECKPOINTS",
     "DEPLOYMENTS",
     "EXCEPTIONS",
     "METRICS",
+    "PLATFORM_STREAMS",
     "REPLAY_HEADER",
-    "SHADOW_INFIX",
     "WRITER_HEADER",
+    "ensure_platform_stream",
     "ensure_platform_streams",
+    "is_platform_stream",
     "retry_stream",
-    "shadow_stream",
 ]
 
 METRICS = "millstream.metrics"
@@ -31,15 +33,21 @@ EXCEPTIONS = "millstream.exceptions"
 CHECKPOINTS = "millstream.checkpoints"
 DEPLOYMENTS = "millstream.deployments"
 RETRY_PREFIX = "millstream.retry."
-SHADOW_INFIX = ".shadow."
 
 #: Header on a replayed record: the offset of the exception record it re-submits.
 REPLAY_HEADER = "millstream-replay-of"
 #: Header naming the service that wrote a record, on streams several services of an app write.
 WRITER_HEADER = "millstream-writer"
 
-_METRICS_RETENTION = Retention(max_age_ms=7 * 24 * 3600 * 1000)
-_CHECKPOINT_RETENTION = Retention(compact=True)
+#: Each platform stream's retention; every one of them, and every retry stream, has one
+#: partition. ``ensure_platform_streams`` creates the first three for every service;
+#: ``millstream.deployments`` is created by the first promotion.
+PLATFORM_STREAMS: dict[str, Retention | None] = {
+    METRICS: Retention(max_age=7 * 24 * 3600),
+    EXCEPTIONS: None,
+    CHECKPOINTS: Retention(compact=True),
+    DEPLOYMENTS: None,
+}
 
 
 def retry_stream(group: str) -> str:
@@ -47,13 +55,23 @@ def retry_stream(group: str) -> str:
     return RETRY_PREFIX + "".join(c if c.isalnum() or c in "._-" else "_" for c in group)
 
 
-def shadow_stream(stream: str, version: str) -> str:
-    """Where a shadow version ``version`` writes what production writes to ``stream``."""
-    return f"{stream}{SHADOW_INFIX}{version}"
+def is_platform_stream(name: str) -> bool:
+    """True for ``PLATFORM_STREAMS`` and retry streams: made with the platform's settings."""
+    return name in PLATFORM_STREAMS or name.startswith(RETRY_PREFIX)
+
+
+def ensure_platform_stream(admin: Admin, name: str) -> StreamInfo:
+    """Create platform stream ``name`` (one of ``PLATFORM_STREAMS`` or a retry stream) with
+    its settings, unless it exists; its description either way."""
+    if not is_platform_stream(name):
+        raise InvalidRequestError(
+            f"{name!r} is not one of the platform's streams ({', '.join(PLATFORM_STREAMS)}, "
+            f"{RETRY_PREFIX}<group>)")
+    return admin.ensure_stream(name, 1, PLATFORM_STREAMS.get(name))
 
 
 def ensure_platform_streams(admin: Admin) -> None:
-    """Create the well-known streams unless they exist (one partition each)."""
-    admin.ensure_stream(METRICS, 1, _METRICS_RETENTION)
-    admin.ensure_stream(EXCEPTIONS, 1)
-    admin.ensure_stream(CHECKPOINTS, 1, _CHECKPOINT_RETENTION)
+    """Create the streams every service writes (metrics, exceptions, checkpoints) unless they
+    exist."""
+    for name in (METRICS, EXCEPTIONS, CHECKPOINTS):
+        ensure_platform_stream(admin, name)

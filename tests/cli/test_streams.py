@@ -26,7 +26,7 @@ def test_create_stores_the_retention_given(run: Invoke, streams: Streams) -> Non
         "--retention-bytes", "4096")
     info = streams.admin().describe_stream("events")
     assert info.partition_count == 2
-    assert info.retention == Retention(max_age_ms=5_400_000, max_bytes=4096)
+    assert info.retention == Retention(max_age=5400, max_bytes=4096)
 
 
 def test_list_with_no_streams_says_how_to_create_one(run: Invoke) -> None:

@@ -25,8 +25,8 @@ def test_a_group_behind_the_retained_start_gets_a_clear_error(kafka_bootstrap: s
     group = f"kretention-g-{uuid.uuid4().hex[:8]}"
     sp = StreamPartition(name, 0)
     with millstream.open_streams(f"kafka://{kafka_bootstrap}") as streams:
-        info = streams.admin().create_stream(name, retention=Retention(max_age_ms=3_600_000))
-        assert info.retention.max_age_ms == 3_600_000 and info.retention.max_bytes is None
+        info = streams.admin().create_stream(name, retention=Retention(max_age=3600))
+        assert info.retention.max_age == 3600 and info.retention.max_bytes is None
         with streams.open_producer() as producer:
             producer.send_batch(name, [f"{i}".encode() for i in range(10)]).wait(30)
         with streams.open_consumer(group) as consumer:

@@ -583,7 +583,7 @@ def test_compaction_keeps_latest_value_per_key_and_drops_old_tombstones(
     with millstream.open_streams(log_url) as streams:
         admin = streams.admin()
         admin.create_stream("table", partitions=2,
-                            retention=Retention(compact=True, tombstone_ms=tombstone_ms))
+                            retention=Retention(compact=True, tombstone_age=tombstone_ms / 1000))
         latest: dict[bytes, tuple[millstream.Position, bytes | None]] = {}
         with streams.open_producer() as producer:
             for version in range(12):  # many batches, each updating every key
@@ -618,7 +618,7 @@ def test_compaction_keeps_latest_value_per_key_and_drops_old_tombstones(
         # at once: the latest record per key is kept, tombstones too (they are young)
         assert admin.enforce_retention(force_compact=True) > 0
         assert stored() == expected(with_tombstones=True)
-        # once tombstone_ms has passed, the tombstones go as well
+        # once tombstone_age has passed, the tombstones go as well
         wait_until(lambda: time.time_ns() // 1_000_000 > written_at + tombstone_ms + 50,
                    5, "the tombstones to age")
         admin.enforce_retention(force_compact=True)
@@ -638,7 +638,7 @@ def test_compaction_of_a_partitions_newest_records_leaves_readers_able_to_reach_
         log_url: str) -> None:
     with millstream.open_streams(log_url) as streams:
         admin = streams.admin()
-        admin.create_stream("tail", retention=Retention(compact=True, tombstone_ms=0))
+        admin.create_stream("tail", retention=Retention(compact=True, tombstone_age=0))
         with streams.open_producer() as producer:
             for key, value in ((b"a", b"1"), (b"b", b"2"), (b"b", None)):
                 producer.send("tail", value, key=key).wait(10)  # one batch each

@@ -29,10 +29,27 @@ def test_forever_is_the_default(tmp_path: Path) -> None:
         assert streams.admin().describe_stream("events").partitions[0].start == 0
 
 
+def test_retention_ages_are_seconds_and_are_kept_to_the_millisecond(tmp_path: Path) -> None:
+    with open_log(tmp_path) as streams:
+        admin = streams.admin()
+        admin.create_stream("short", retention=Retention(max_age=1.5, compact=True,
+                                                         tombstone_age=0.25))
+        assert admin.describe_stream("short").retention == Retention(
+            max_age=1.5, compact=True, tombstone_age=0.25)
+        assert admin.describe_stream("short").retention.describe() == "age ≤ 1.5 s, compacted"
+    for bad in (0, 0.0004, -1, True, "60"):
+        with pytest.raises(millstream.InvalidRequestError, match=f"max_age={bad!r} must be"):
+            Retention(max_age=bad)  # type: ignore[arg-type]
+    with pytest.raises(millstream.InvalidRequestError, match=r"tombstone_age=-0\.5 must be"):
+        Retention(tombstone_age=-0.5)
+    with pytest.raises(TypeError, match="max_age_ms"):
+        Retention(max_age_ms=60_000)  # type: ignore[call-arg]
+
+
 def test_age_retention_drops_old_batches_and_moves_the_start(tmp_path: Path) -> None:
     now = time.time_ns() // 1_000_000
     with open_log(tmp_path) as streams:
-        streams.admin().create_stream("clicks", retention=Retention(max_age_ms=60_000))
+        streams.admin().create_stream("clicks", retention=Retention(max_age=60))
         with streams.open_producer() as producer:
             for i in range(10):  # ten old records, one batch each
                 producer.send("clicks", b"old", timestamp=now - 3_600_000 + i).wait(10)
@@ -64,7 +81,7 @@ def test_size_retention_keeps_the_newest_batches_within_the_bound(tmp_path: Path
 def test_a_group_left_behind_by_retention_gets_a_clear_error(tmp_path: Path) -> None:
     now = time.time_ns() // 1_000_000
     with open_log(tmp_path) as streams:
-        streams.admin().create_stream("audit", retention=Retention(max_age_ms=60_000))
+        streams.admin().create_stream("audit", retention=Retention(max_age=60))
         with streams.open_producer() as producer:
             for i in range(6):
                 producer.send("audit", f"{i}".encode(), timestamp=now - 3_600_000).wait(10)

@@ -58,7 +58,7 @@ def test_soak_many_processes_with_retention(tmp_path: Path) -> None:
     with millstream.open_streams(url) as streams:
         admin = streams.admin()
         admin.create_stream("soak-size", STREAMS["soak-size"], Retention(max_bytes=SIZE_BOUND))
-        admin.create_stream("soak-age", STREAMS["soak-age"], Retention(max_age_ms=AGE_BOUND_MS))
+        admin.create_stream("soak-age", STREAMS["soak-age"], Retention(max_age=AGE_BOUND_MS / 1000))
     stop_producers = tmp_path / "stop-producers"
     stop_consumers = tmp_path / "stop-consumers"
     db = db_path(url)

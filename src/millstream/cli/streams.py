@@ -6,7 +6,7 @@ import click
 from rich.filesize import decimal
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
-from millstream.streams._base import Retention
+from millstream.streams._base import Retention, to_ms
 
 __all__ = ["format_ms", "format_retention", "streams_group"]
 
@@ -24,8 +24,8 @@ def format_ms(ms: int) -> str:
 def format_retention(r: Retention) -> str:
     """A retention for people: ``forever``, ``7d``, ``1.0 GB/partition, compacted``."""
     parts = []
-    if r.max_age_ms is not None:
-        parts.append(format_ms(r.max_age_ms))
+    if r.max_age is not None:
+        parts.append(format_ms(to_ms(r.max_age)))
     if r.max_bytes is not None:
         parts.append(f"{decimal(r.max_bytes)}/partition")
     if r.compact:
@@ -68,7 +68,8 @@ def create(state: CliState, name: str, partitions: int, retention_ms: int | None
     Example:
       millstream streams create orders --partitions 4 --retention-ms 604800000
     """
-    retention = Retention(max_age_ms=retention_ms, max_bytes=retention_bytes, compact=compact)
+    retention = Retention(max_age=None if retention_ms is None else retention_ms / 1000,
+                          max_bytes=retention_bytes, compact=compact)
     with open_streams(state) as streams:
         info = streams.admin().create_stream(name, partitions, retention)
     noun = "partition" if info.partition_count == 1 else "partitions"

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from millstream._wellknown import EXCEPTIONS, REPLAY_HEADER, retry_stream
+from millstream._wellknown import (
+    EXCEPTIONS,
+    REPLAY_HEADER,
+    ensure_platform_stream,
+    retry_stream,
+)
 from millstream.codecs import header
 from millstream.errors import NotFoundError, OffsetOutOfRangeError
 from millstream.records import Headers
@@ -98,7 +103,7 @@ def replay(streams: Streams, failures: Iterable[ExceptionRecord]) -> list[Replay
             if not failure.group:
                 raise NotFoundError(f"exception {failure.id} names no consumer group")
             target = retry_stream(failure.group)
-            admin.ensure_stream(target, 1)
+            ensure_platform_stream(admin, target)
             given = failure.headers()
             # a failure of a replayed record keeps pointing at the original input
             origin_stream = header(given, REPLAY_STREAM_HEADER) or str(failure.input["stream"])

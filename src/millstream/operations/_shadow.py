@@ -26,7 +26,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from millstream._wellknown import CHECKPOINTS, DEPLOYMENTS, WRITER_HEADER, shadow_stream
+from millstream._shadownames import shadow_group, shadow_stream
+from millstream._wellknown import (
+    CHECKPOINTS,
+    DEPLOYMENTS,
+    WRITER_HEADER,
+    ensure_platform_stream,
+)
 from millstream.codecs import header
 from millstream.errors import InvalidRequestError, NotFoundError
 from millstream.runtime._state import CheckpointStore
@@ -34,11 +40,7 @@ from millstream.service._app import App
 from millstream.streams._base import Streams
 from millstream.streams._reading import read_to_end
 
-__all__ = ["Difference", "StreamDiff", "diff_outputs", "promote", "shadow_group"]
-
-
-def shadow_group(group: str, version: str) -> str:
-    return f"{group}.shadow.{version}"
+__all__ = ["Difference", "StreamDiff", "diff_outputs", "promote"]
 
 
 @dataclass
@@ -188,7 +190,7 @@ def promote(streams: Streams, app: App, service: str, version: str) -> dict[str,
     record = {"kind": "promotion", "app": app.name, "service": service, "version": version,
               "from_group": shadow, "to_group": production, "offsets": offsets,
               "checkpoints": copied, "time_ms": int(time.time() * 1000)}
-    admin.ensure_stream(DEPLOYMENTS, 1)
+    ensure_platform_stream(admin, DEPLOYMENTS)
     with streams.open_producer() as producer:
         producer.send(DEPLOYMENTS, json.dumps(record).encode(), key=production.encode()).wait()
     return record

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from types import GeneratorType
 from typing import Any
 
-from millstream._wellknown import WRITER_HEADER, shadow_stream
+from millstream._shadownames import shadow_stream
+from millstream._wellknown import WRITER_HEADER
 from millstream.codecs import Codec, ModelCodec
 from millstream.errors import InvalidRequestError
 from millstream.records import Headers, Record

@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from millstream._shadownames import shadow_group
 from millstream._wellknown import (
     METRICS,
-    ensure_platform_streams,
     retry_stream,
 )
 from millstream.errors import DeliveryError
@@ -51,6 +51,7 @@ from millstream.runtime._handling import (
 from millstream.runtime._metrics import Metrics, Statistics
 from millstream.runtime._outputs import Encoder, Outputs
 from millstream.runtime._state import CheckpointStore, ServiceState
+from millstream.runtime._streams import ensure_app_streams
 from millstream.service._app import App, Emit
 from millstream.service._claimed import app_streams
 from millstream.service._context import Context
@@ -93,7 +94,7 @@ class ServiceRunner:
         self.spec = spec
         self.streams = streams
         self.shadow = shadow
-        self.group = spec.group if shadow is None else f"{spec.group}.shadow.{shadow}"
+        self.group = spec.group if shadow is None else shadow_group(spec.group, shadow)
         self.version = shadow or version
         self.retry_stream = retry_stream(self.group)
         self._encoder = Encoder(app, spec, shadow)
@@ -157,15 +158,8 @@ class ServiceRunner:
 
     def prepare(self) -> None:
         """Create the streams the service reads and writes, and the platform's streams."""
-        admin = self.streams.admin()
-        ensure_platform_streams(admin)
-        for name in self.spec.inputs:
-            declared = self.app.streams[name]
-            admin.ensure_stream(name, declared.partitions, declared.retention)
-        for name, actual in self.output_streams.items():
-            declared = self.app.streams[name]
-            admin.ensure_stream(actual, declared.partitions, declared.retention)
-        admin.ensure_stream(self.retry_stream, 1)
+        ensure_app_streams(self.app, self.streams, services=[self.spec.name],
+                           shadow=self.shadow)
 
     def run(self, until: Callable[[ServiceRunner], bool] | None = None) -> None:
         """Process records until ``stop()`` is called (or ``until(self)`` is true after a

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from millstream._wellknown import shadow_stream
+from millstream._shadownames import shadow_stream
 from millstream.errors import InvalidRequestError
 from millstream.records import Record
 from millstream.service._app import Emit

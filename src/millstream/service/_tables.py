@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from millstream._shadownames import is_shadow, shadow_table
 from millstream.tables._base import Table, Tables
 
 __all__ = ["ServiceTables"]
@@ -19,11 +20,11 @@ class ServiceTables:
 
     def __init__(self, tables: Tables, shadow: str | None = None) -> None:
         self.backend = tables
-        self._suffix = f".shadow.{shadow}" if shadow else ""
+        self._shadow = shadow
 
     def name(self, name: str) -> str:
         """The backend name of table ``name`` for this service."""
-        return name + self._suffix
+        return name if not self._shadow else shadow_table(name, self._shadow)
 
     def table(self, name: str) -> Table:
         return self.backend.table(self.name(name))
@@ -34,6 +35,7 @@ class ServiceTables:
     def list_tables(self) -> list[str]:
         """This namespace's tables, by their names in it."""
         names = self.backend.list_tables()
-        if not self._suffix:
-            return [n for n in names if ".shadow." not in n]
-        return [n[:-len(self._suffix)] for n in names if n.endswith(self._suffix)]
+        if not self._shadow:
+            return [n for n in names if not is_shadow(n)]
+        suffix = shadow_table("", self._shadow)
+        return [n[:-len(suffix)] for n in names if n.endswith(suffix)]

@@ -35,46 +35,63 @@ OffsetReset = Literal["earliest", "latest"]
 RebalanceCallback = Callable[[list[StreamPartition]], None]
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def to_ms(seconds: float) -> int:
+    """A duration of the Python API (seconds) as the backends keep it (whole milliseconds)."""
+    return round(seconds * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class Retention:
     """How long a stream keeps its records.
 
-    The default keeps everything forever: streams are the system of record. ``max_age_ms``
-    and ``max_bytes`` (per partition) delete the oldest records beyond the bound; whole
-    stored batches go at once, so a little more than the bound may be kept. ``compact`` keeps
-    the latest record per key; a tombstone (value ``None``) removes its key, and is itself
-    removed once it is ``tombstone_ms`` old. A partition's newest batch is never compacted
-    (like Kafka's active segment), so a reader can always reach the end. Offsets never change;
-    a compacted stream's offsets have gaps.
+    The default keeps everything forever: streams are the system of record. ``max_age``
+    (seconds) and ``max_bytes`` (per partition) delete the oldest records beyond the bound;
+    whole stored batches go at once, so a little more than the bound may be kept. ``compact``
+    keeps the latest record per key; a tombstone (value ``None``) removes its key, and is
+    itself removed once it is ``tombstone_age`` seconds old. A partition's newest batch is
+    never compacted (like Kafka's active segment), so a reader can always reach the end.
+    Offsets never change; a compacted stream's offsets have gaps. Both backends keep ages in
+    whole milliseconds (Kafka's ``retention.ms``, ``delete.retention.ms``).
     """
 
-    max_age_ms: int | None = None
+    max_age: float | None = None
     max_bytes: int | None = None
     compact: bool = False
-    tombstone_ms: int = 24 * 3600 * 1000
+    tombstone_age: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
         from millstream.errors import InvalidRequestError
 
-        for name in ("max_age_ms", "max_bytes"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise InvalidRequestError(
-                    f"retention {name}={value!r} must be a positive integer, or None for no bound"
-                )
-        if not isinstance(self.tombstone_ms, int) or self.tombstone_ms < 0:
+        if self.max_age is not None and not (_is_number(self.max_age)
+                                             and self.max_age >= 0.001):
             raise InvalidRequestError(
-                f"retention tombstone_ms={self.tombstone_ms!r} must be an integer ≥ 0"
+                f"retention max_age={self.max_age!r} must be a number of seconds ≥ 0.001, or "
+                "None for no bound"
+            )
+        if self.max_bytes is not None and (not isinstance(self.max_bytes, int)
+                                           or isinstance(self.max_bytes, bool)
+                                           or self.max_bytes <= 0):
+            raise InvalidRequestError(
+                f"retention max_bytes={self.max_bytes!r} must be a positive integer, or None "
+                "for no bound"
+            )
+        if not _is_number(self.tombstone_age) or self.tombstone_age < 0:
+            raise InvalidRequestError(
+                f"retention tombstone_age={self.tombstone_age!r} must be a number of seconds ≥ 0"
             )
 
     @property
     def forever(self) -> bool:
-        return self.max_age_ms is None and self.max_bytes is None and not self.compact
+        return self.max_age is None and self.max_bytes is None and not self.compact
 
     def describe(self) -> str:
         parts = []
-        if self.max_age_ms is not None:
-            parts.append(f"age ≤ {self.max_age_ms} ms")
+        if self.max_age is not None:
+            parts.append(f"age ≤ {self.max_age:g} s")
         if self.max_bytes is not None:
             parts.append(f"size ≤ {self.max_bytes} B/partition")
         if self.compact:

@@ -25,10 +25,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from millstream._shadownames import shadow_group
 from millstream._wellknown import (
     EXCEPTIONS,
     METRICS,
-    ensure_platform_streams,
     retry_stream,
 )
 from millstream.errors import InvalidRequestError, UnknownStreamError
@@ -40,6 +40,8 @@ from millstream.runtime._metrics import Statistics
 from millstream.runtime._metrics_record import MetricsRecord
 from millstream.runtime._runner import ServiceRunner
 from millstream.runtime._state import CheckpointStore
+from millstream.runtime._streams import ensure_app_streams
+from millstream.runtime._threads import ServiceThreads, combine_statistics
 from millstream.service._app import App, ServiceSpec, StreamSpec
 from millstream.service._claimed import app_streams
 from millstream.streams import open_streams
@@ -47,7 +49,7 @@ from millstream.streams._base import Producer, Streams
 from millstream.tables import Tables, open_tables
 from millstream.testing._clock import ManualClock
 from millstream.testing._reading import StreamReader, decode_record
-from millstream.testing._running import RunningService, combine_statistics
+from millstream.testing._running import RunningService
 
 __all__ = ["TestPlatform"]
 
@@ -104,10 +106,7 @@ class TestPlatform:
             # as the services see them: a claim-checked value is sent and read back whole
             self._streams = app_streams(self.app, open_streams(self.url), self._files)
             self._tables = open_tables("sqlite:///" + str(self.directory / "tables.db"))
-            admin = self._streams.admin()
-            ensure_platform_streams(admin)
-            for spec in self.app.streams.values():
-                admin.ensure_stream(spec.name, spec.partitions, spec.retention)
+            ensure_app_streams(self.app, self._streams)
         except BaseException:
             self._close()
             raise
@@ -198,20 +197,12 @@ class TestPlatform:
         ``RunningService.wait_assigned``)."""
         if not isinstance(instances, int) or instances < 1:
             raise InvalidRequestError(f"instances={instances!r} must be an integer ≥ 1")
-        runners: list[tuple[ServiceRunner, Streams]] = []
-        try:  # each instance's streams handle is closed by its thread, or here if it never runs
-            for i in range(instances):
-                runners.append(self._runner(service, shadow, i))
-            runners[0][0].prepare()
-        except BaseException:
-            for _, streams in runners:
-                streams.close()
-            raise
-        handle = RunningService(service, runners[0][0].group, self.app.get(service).inputs,
+        self.streams  # noqa: B018  (raises unless the platform is open)
+        threads = ServiceThreads(self.app, lambda: open_streams(self.url), [service],
+                                 instances=instances, shadow=shadow, **self._runner_options())
+        handle = RunningService(threads.start(), self._group(self.app.get(service), shadow),
                                 self.streams.admin().describe_group)
         self._handles.append(handle)
-        for runner, streams in runners:
-            handle._add(runner, streams)
         return handle
 
     def running(self, service: str, *, instances: int = 1,
@@ -252,20 +243,22 @@ class TestPlatform:
                     f"{timeout} s: {combine_statistics(runs)}"
                 )
 
-    def _runner(self, service: str, shadow: str | None,
-                instance: int = 0) -> tuple[ServiceRunner, Streams]:
+    def _runner(self, service: str, shadow: str | None) -> tuple[ServiceRunner, Streams]:
         self.streams  # noqa: B018  (raises unless the platform is open)
         streams = open_streams(self.url)
         try:
             runner = ServiceRunner(self.app, service, streams, shadow=shadow,
-                                   metrics_interval_s=self.metrics_interval_s,
-                                   poll_timeout_s=_POLL_TIMEOUT_S, clock=self.clock,
-                                   instance=instance, files=self._files,
-                                   tables=self._tables)
+                                   **self._runner_options())
         except BaseException:
             streams.close()
             raise
         return runner, streams
+
+    def _runner_options(self) -> dict[str, Any]:
+        """What every runner on this platform is given besides its app and service."""
+        return {"metrics_interval_s": self.metrics_interval_s,
+                "poll_timeout_s": _POLL_TIMEOUT_S, "clock": self.clock,
+                "files": self._files, "tables": self._tables}
 
     # -- output -------------------------------------------------------------------------------
 
@@ -412,7 +405,7 @@ class TestPlatform:
 
     @staticmethod
     def _group(spec: ServiceSpec, shadow: str | None) -> str:
-        return spec.group if shadow is None else f"{spec.group}.shadow.{shadow}"
+        return spec.group if shadow is None else shadow_group(spec.group, shadow)
 
     def __repr__(self) -> str:
         where = self.directory if self._streams is not None else "closed"

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from millstream._wellknown import SHADOW_INFIX
+from millstream._shadownames import is_shadow, production_name
 from millstream.errors import OperationTimeoutError
 from millstream.records import Record, StreamPartition
 from millstream.service._app import App
@@ -60,8 +60,8 @@ def decode_record(app: App, record: Record) -> Any:
     codec of the stream it shadows); platform streams (``millstream.*``) as JSON; other
     streams as raw bytes."""
     spec = app.streams.get(record.stream)
-    if spec is None and SHADOW_INFIX in record.stream:
-        spec = app.streams.get(record.stream.rsplit(SHADOW_INFIX, 1)[0])
+    if spec is None and is_shadow(record.stream):
+        spec = app.streams.get(production_name(record.stream))
     if spec is not None:
         return spec.codec.decode(record.value, record.headers)
     if record.stream.startswith("millstream.") and record.value is not None:

@@ -1,24 +1,24 @@
-"""Service instances running in background threads, and their statistics added up.
+"""Service instances running in background threads, as a test sees them.
 
-A ``RunningService`` is what ``TestPlatform.start`` returns: one ``ServiceRunner`` per
-instance, each in its own thread with its own streams handle (so its own consumer in the
-service's real group). A thread that dies keeps its exception; the platform's wait helpers
-report it at once, and ``stop()`` raises it.
+A ``RunningService`` is what ``TestPlatform.start`` returns: the instances of one service,
+run by ``millstream.runtime.ServiceThreads`` (each a ``ServiceRunner`` in its own thread with
+its own streams handle, so its own consumer in the service's real group). A thread that dies
+keeps its exception; the platform's wait helpers report it at once as an ``AssertionError``,
+and ``stop()`` raises it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 
-from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics import Statistics
 from millstream.runtime._runner import ServiceRunner
-from millstream.streams._base import GroupInfo, Streams
+from millstream.runtime._threads import ServiceThreads
+from millstream.streams._base import GroupInfo
 
-__all__ = ["RunningService", "combine_statistics"]
+__all__ = ["RunningService"]
 
 log = logging.getLogger(__name__)
 
@@ -27,44 +27,34 @@ class RunningService:
     """Instances of one service running in background threads; stop them with ``stop()``
     or by leaving its ``with`` block."""
 
-    def __init__(self, service: str, group: str, inputs: Sequence[str],
+    def __init__(self, threads: ServiceThreads, group: str,
                  describe_group: Callable[[str], GroupInfo]) -> None:
-        self.service = service
+        (self.service,) = threads.services
         self.group = group
-        self.runners: list[ServiceRunner] = []
-        self.errors: list[BaseException] = []
-        self._inputs = tuple(inputs)
+        self._threads = threads
+        self._inputs = threads.app.get(self.service).inputs
         self._describe_group = describe_group
-        self._threads: list[threading.Thread] = []
         self._reported = False
 
-    def _add(self, runner: ServiceRunner, streams: Streams) -> None:
-        index = len(self.runners)
-        thread = threading.Thread(target=self._run, args=(runner, streams), daemon=True,
-                                  name=f"millstream-test-{self.service}-{index}")
-        self.runners.append(runner)
-        self._threads.append(thread)
-        thread.start()
+    @property
+    def runners(self) -> list[ServiceRunner]:
+        """The instances' runners."""
+        return self._threads.runners
 
-    def _run(self, runner: ServiceRunner, streams: Streams) -> None:
-        try:
-            runner.run()
-        except BaseException as exc:  # kept for stop() and the wait helpers to report
-            log.warning("service %s instance crashed: %s: %s", self.service,
-                        type(exc).__name__, exc)
-            self.errors.append(exc)
-        finally:
-            streams.close()
+    @property
+    def errors(self) -> list[BaseException]:
+        """What ended each instance's thread that died, in order."""
+        return [failure.error for failure in self._threads.errors]
 
     @property
     def alive(self) -> bool:
         """True while any instance's thread runs."""
-        return any(t.is_alive() for t in self._threads)
+        return self._threads.alive
 
     def statistics(self) -> Statistics:
         """The instances' statistics added up (processing times from their merged
         histograms)."""
-        return combine_statistics(self.runners)
+        return self._threads.statistics(self.service)
 
     def wait_assigned(self, timeout: float = 5.0) -> GroupInfo:
         """Wait until every instance is a member of the group, every input partition has a
@@ -104,12 +94,7 @@ class RunningService:
         """Stop every instance (each finishes its record in hand, commits, checkpoints and
         leaves the group) and return the added-up statistics. Idempotent; the first call
         re-raises an instance's crash."""
-        for runner in self.runners:
-            runner.stop()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        stuck = [t.name for t in self._threads if t.is_alive()]
+        stuck = self._threads.stop(timeout)
         if stuck:
             raise AssertionError(
                 f"service {self.service!r}: {', '.join(stuck)} did not stop within {timeout} s "
@@ -117,7 +102,7 @@ class RunningService:
             )
         if self.errors and not self._reported:
             self._reported = True
-            raise self.errors[0]
+            self._threads.raise_error()
         return self.statistics()
 
     def __enter__(self) -> RunningService:
@@ -136,38 +121,3 @@ class RunningService:
         state = "running" if self.alive else "stopped"
         return f"RunningService({self.service!r}, instances={len(self.runners)}, {state})"
 
-
-def combine_statistics(runners: Iterable[ServiceRunner]) -> Statistics:
-    """Several runners' statistics as one: counters and lag summed, histograms merged."""
-    parts: list[Statistics] = []
-    whole = Histogram()
-    for runner in runners:
-        parts.append(runner.statistics())
-        for source in (runner.metrics.total_histogram, runner.metrics.histogram):
-            _merge(whole, source)
-    lag: dict[str, int] = {}
-    for part in parts:
-        for name, n in part.lag.items():
-            lag[name] = lag.get(name, 0) + n
-    return Statistics(
-        records_in=sum(p.records_in for p in parts),
-        records_out=sum(p.records_out for p in parts),
-        errors=sum(p.errors for p in parts),
-        retries=sum(p.retries for p in parts),
-        exceptions=sum(p.exceptions for p in parts),
-        processing=whole.summary(),
-        lag=lag,
-        assigned=tuple(sorted(a for p in parts for a in p.assigned)),
-        uptime_s=max((p.uptime_s for p in parts), default=0.0),
-        document={"instances": [p.document for p in parts]},
-    )
-
-
-def _merge(into: Histogram, source: Histogram) -> None:
-    # the runner's thread may be recording into ``source``: copy its buckets in one step
-    buckets = dict(source.buckets)
-    for index, n in buckets.items():
-        into.buckets[index] = into.buckets.get(index, 0) + n
-    into.count += sum(buckets.values())
-    into.total += source.total
-    into.max = max(into.max, source.max)

@@ -100,10 +100,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     with InProcessSite(token=token, port=args.port, limits=limits) as site:
         print(f"serving {site.url}/ on streams {site.config.streams}; Ctrl-C to stop")
+        shown = 0
         try:
             while True:
                 time.sleep(1)
-                errors, site.errors = site.errors, []
+                errors = site.errors[shown:]
+                shown += len(errors)
                 for error in errors:
                     print(f"service error: {error}", file=sys.stderr)
         except KeyboardInterrupt:

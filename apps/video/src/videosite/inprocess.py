@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import millstream
 from millstream.files import FileStore, open_files
-from millstream.runtime import ServiceRunner, Statistics
+from millstream.runtime import ServiceRunner, ServiceThreads, Statistics, ensure_app_streams
 from millstream.tables import Tables, open_tables
 
 from ._allocator import tune_allocator
 from .app import app
 from .client import upload
 from .models import Video
-from .pipeline import ensure_streams
 
 if TYPE_CHECKING:
     from .web.server import ServerLimits
@@ -71,45 +70,24 @@ class InProcessSite:
         self.config = millstream.load_config()
         self.files: FileStore = open_files()
         self.tables: Tables = open_tables()
-        self.errors: list[str] = []
+        self._stop_errors: list[str] = []
         self.url: str | None = None
         self._serve = serve
         self._port = port
         self._limits = limits
         self._server: Any = None
         self._web_thread: threading.Thread | None = None
-        self._runners: list[ServiceRunner] = []
-        self._threads: list[threading.Thread] = []
-        #: each runner's streams handle: its thread closes it, ``stop`` the ones never started
-        self._handles: list[millstream.Streams] = []
         try:
-            for name in services if services is not None else app.services:
-                for instance in range((instances or {}).get(name, 1)):
-                    streams = millstream.open_streams(self.config.streams)
-                    self._handles.append(streams)
-                    runner = ServiceRunner(app, name, streams, files=self.files,
-                                           tables=self.tables, instance=instance,
-                                           metrics_interval_s=metrics_interval_s,
-                                           poll_timeout_s=poll_timeout_s)
-                    self._runners.append(runner)
-                    self._threads.append(threading.Thread(
-                        target=self._run, args=(runner, streams),
-                        name=f"service-{name}-{instance}", daemon=True))
+            self._services = ServiceThreads(
+                app, lambda: millstream.open_streams(self.config.streams), services,
+                instances=instances or {}, files=self.files, tables=self.tables,
+                metrics_interval_s=metrics_interval_s, poll_timeout_s=poll_timeout_s)
         except BaseException:
-            self._close_unstarted()
             self.files.close()
             self.tables.close()
             raise
 
     # -- running -------------------------------------------------------------------------------
-
-    def _run(self, runner: ServiceRunner, streams: millstream.Streams) -> None:
-        try:
-            runner.run()
-        except Exception as exc:  # reported; the other services keep running
-            self.errors.append(f"{runner.spec.name}: {type(exc).__name__}: {exc}")
-        finally:
-            streams.close()
 
     def start(self) -> InProcessSite:
         """Set the process's allocator (``tune_allocator``), create the app's streams, start
@@ -118,9 +96,8 @@ class InProcessSite:
         tune_allocator()
         try:
             with millstream.open_streams(self.config.streams) as streams:
-                ensure_streams(streams)
-            for thread in self._threads:
-                thread.start()
+                ensure_app_streams(app, streams)  # all of them: uploads are accepted at once
+            self._services.start()
             if self._serve:
                 self._start_web()
         except BaseException:
@@ -154,28 +131,12 @@ class InProcessSite:
             if self._web_thread is not None:
                 self._web_thread.join(30)
             self._server = None
-        for runner in self._runners:
-            runner.stop()
-        busy = []
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(STOP_WAIT_S)
-                if thread.is_alive():
-                    busy.append(thread.name)
+        busy = self._services.stop(STOP_WAIT_S)
         if busy:  # a service still holds a record: leave the stores to it (daemon threads)
-            self.errors.append(f"still running after {STOP_WAIT_S:.0f} s: {', '.join(busy)}")
+            self._stop_errors.append(f"still running after {STOP_WAIT_S:.0f} s: {', '.join(busy)}")
             return
-        self._close_unstarted()
         self.files.close()
         self.tables.close()
-
-    def _close_unstarted(self) -> None:
-        """Close the streams handles of services whose thread never started (a failed
-        ``start``, or ``stop`` without it); a started thread closes its own."""
-        for index, streams in enumerate(self._handles):
-            thread = self._threads[index] if index < len(self._threads) else None
-            if thread is None or thread.ident is None:
-                streams.close()
 
     def __enter__(self) -> InProcessSite:
         return self.start()
@@ -225,11 +186,17 @@ class InProcessSite:
         return finished
 
     @property
+    def errors(self) -> list[str]:
+        """What went wrong: each service instance that died (``service#instance: error``),
+        and services still running when ``stop`` gave up on them. The others keep
+        running after one dies."""
+        return [str(failure) for failure in self._services.errors] + self._stop_errors
+
+    @property
     def runners(self) -> list[ServiceRunner]:
         """The services' runners, one per instance."""
-        return list(self._runners)
+        return list(self._services.runners)
 
     def statistics(self) -> dict[str, Statistics]:
-        """Each service's live counters and timings (of its last instance, when several run;
-        ``runners`` has them all)."""
-        return {runner.spec.name: runner.statistics() for runner in self._runners}
+        """Each service's live counters and timings, its instances added up."""
+        return {name: self._services.statistics(name) for name in self._services.services}

@@ -19,18 +19,9 @@ from .app import app
 from .models import Upload
 from .titles import check_title
 
-__all__ = ["UPLOADS", "ensure_streams", "new_video_id", "submit", "upload_record"]
+__all__ = ["UPLOADS", "new_video_id", "submit", "upload_record"]
 
 UPLOADS = "uploads"
-
-
-def ensure_streams(streams: Streams) -> None:
-    """Create the app's own streams unless they exist (a web server calls this at start, so
-    uploads can be accepted before any service has run)."""
-    admin = streams.admin()
-    for spec in app.streams.values():
-        if not spec.name.startswith("millstream."):  # the platform's: its services make them
-            admin.ensure_stream(spec.name, spec.partitions, spec.retention)
 
 
 def new_video_id() -> str:

@@ -44,6 +44,7 @@ from millstream.streams._base import (
     PartitionLag,
     Retention,
     StreamInfo,
+    to_ms,
 )
 from millstream.streams._checks import (
     ResetTo,
@@ -123,10 +124,10 @@ class KafkaAdmin:
             )
         r = retention or Retention()
         config = {
-            "retention.ms": str(r.max_age_ms if r.max_age_ms is not None else -1),
+            "retention.ms": str(to_ms(r.max_age) if r.max_age is not None else -1),
             "retention.bytes": str(r.max_bytes if r.max_bytes is not None else -1),
             "cleanup.policy": "compact" if r.compact else "delete",
-            "delete.retention.ms": str(r.tombstone_ms),
+            "delete.retention.ms": str(to_ms(r.tombstone_age)),
             # the broker's default (1,048,588 bytes, framing included) is below a record of
             # max_record_bytes: the stream takes what the producer accepts
             "max.message.bytes": str(self._options.batch_bytes),
@@ -193,11 +194,12 @@ class KafkaAdmin:
             return value if value > 0 else None
 
         policy = configs.get("cleanup.policy")
+        max_age_ms = number("retention.ms")
         retention = Retention(
-            max_age_ms=number("retention.ms"),
+            max_age=None if max_age_ms is None else max_age_ms / 1000,
             max_bytes=number("retention.bytes"),
             compact="compact" in (policy.value if policy is not None else ""),
-            tombstone_ms=number("delete.retention.ms") or 0,
+            tombstone_age=(number("delete.retention.ms") or 0) / 1000,
         )
         return StreamInfo(
             name=name,

@@ -23,6 +23,7 @@ from millstream.streams._base import (
     PartitionLag,
     Retention,
     StreamInfo,
+    to_ms,
 )
 from millstream.streams._checks import (
     ResetTo,
@@ -72,8 +73,9 @@ class LocalAdmin:
                 cur = conn.execute(
                     "INSERT INTO streams (name, partitions, retention_ms, retention_bytes, "
                     "compact, tombstone_ms, created_ms) VALUES (?,?,?,?,?,?,?)",
-                    (name, partitions, r.max_age_ms, r.max_bytes, int(r.compact),
-                     r.tombstone_ms, time.time_ns() // 1_000_000),
+                    (name, partitions, None if r.max_age is None else to_ms(r.max_age),
+                     r.max_bytes, int(r.compact), to_ms(r.tombstone_age),
+                     time.time_ns() // 1_000_000),
                 )
                 conn.executemany(
                     "INSERT INTO partitions (stream_id, partition) VALUES (?, ?)",

@@ -30,7 +30,8 @@ class StreamMeta:
 def _meta(row: tuple[int, str, int, int | None, int | None, int, int]) -> StreamMeta:
     return StreamMeta(
         row[0], row[1], row[2],
-        Retention(max_age_ms=row[3], max_bytes=row[4], compact=bool(row[5]), tombstone_ms=row[6]),
+        Retention(max_age=None if row[3] is None else row[3] / 1000, max_bytes=row[4],
+                  compact=bool(row[5]), tombstone_age=row[6] / 1000),
     )
 
 

@@ -4,7 +4,7 @@ Runs inside writers (a producer's writer thread every ``retention_check_ms``) an
 (``LocalAdmin.enforce_retention``); there is no server process. Age and size retention delete
 whole batches from the front of a partition and advance its ``start_offset``. Compaction
 rewrites batches so only the latest record per key is kept (a tombstone is kept until it is
-``tombstone_ms`` old, then it goes too); offsets never change. Freed pages are returned to the
+``tombstone_age`` old, then it goes too); offsets never change. Freed pages are returned to the
 file system with ``incremental_vacuum`` so the file does not grow after retention.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from millstream.faults import fault_point
 from millstream.records import Headers, record_size
+from millstream.streams._base import to_ms
 from millstream.streams._local import batch as batchfmt
 from millstream.streams._local import catalog
 from millstream.streams._local.db import translate
@@ -55,7 +56,7 @@ def enforce(
 def _trim_partition(conn: sqlite3.Connection, meta: catalog.StreamMeta, partition: int,
                     now: int) -> int:
     r = meta.retention
-    if r.max_age_ms is None and r.max_bytes is None:
+    if r.max_age is None and r.max_bytes is None:
         return 0
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -68,10 +69,10 @@ def _trim_partition(conn: sqlite3.Connection, meta: catalog.StreamMeta, partitio
             return 0
         end, total = row
         new_start: int | None = None
-        if r.max_age_ms is not None:
+        if r.max_age is not None:
             kept = conn.execute(
                 "SELECT min(base_offset) FROM batches WHERE stream_id=? AND partition=? "
-                "AND max_ts >= ?", (meta.id, partition, now - r.max_age_ms),
+                "AND max_ts >= ?", (meta.id, partition, now - to_ms(r.max_age)),
             ).fetchone()[0]
             new_start = kept if kept is not None else end
         if r.max_bytes is not None and total > r.max_bytes:
@@ -152,7 +153,7 @@ def compact_partition(
             decoded.append((rid, base, ts, keys, values, headers, offs))
             for key, off in zip(keys, offs, strict=True):
                 latest[key] = off
-        tombstone_before = now - meta.retention.tombstone_ms
+        tombstone_before = now - to_ms(meta.retention.tombstone_age)
         removed = 0
         new_total = 0
         newest = decoded[-1][0] if decoded else None

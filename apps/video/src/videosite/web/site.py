@@ -26,12 +26,16 @@ from millstream import (
 )
 from millstream.files import FileRef, FileStore
 from millstream.observe import MetricsView, Snapshot
-from millstream.runtime import EXCEPTIONS_STREAM, ExceptionRecord, parse_exception
+from millstream.runtime import (
+    EXCEPTIONS_STREAM,
+    ExceptionRecord,
+    ensure_app_streams,
+    parse_exception,
+)
 from millstream.service import AsyncWriter
 from millstream.tables import Tables
 from videosite.app import app
 from videosite.models import Progress, Video
-from videosite.pipeline import ensure_streams
 
 from .settings import WebSettings
 
@@ -123,7 +127,7 @@ class Site:
         self.tables = tables
         self.settings = settings
         self._owned = owned
-        ensure_streams(streams)
+        ensure_app_streams(app, streams)  # uploads are accepted before any service ran
         self.writer = AsyncWriter(streams, app)
         self._status = _Tail(streams, STATUS)
         self._progress: dict[str, dict[str, Progress]] = {}
