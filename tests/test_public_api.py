@@ -76,8 +76,6 @@ PUBLIC_API: dict[str, list[str]] = {
         "header",
     ],
     "millstream.config": ["KEYS", "PlatformConfig", "load_config"],
-    # ``millstream demo`` moves into the CLI (issue 12); this entry goes with it
-    "millstream.demo": ["CONSUMERS", "GROUP", "PARTITIONS", "STREAM", "run"],
     "millstream.errors": [
         "AlreadyExistsError",
         "ClosedError",
