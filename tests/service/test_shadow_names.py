@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from millstream.operations import shadow_group, shadow_stream, shadow_table
-from millstream.service import App, Context
+from millstream.service import App, Context, shadow_group, shadow_stream, shadow_table
 from millstream.testing import TestPlatform
 
 

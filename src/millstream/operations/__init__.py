@@ -3,7 +3,6 @@ app by reference, replaying failed records, and running and promoting shadow ver
 
 from __future__ import annotations
 
-from millstream._shadownames import shadow_group, shadow_stream, shadow_table
 from millstream.operations._loader import load_app
 from millstream.operations._replay import Replayed, list_exceptions, replay, replayed_ids
 from millstream.operations._shadow import (
@@ -15,5 +14,4 @@ from millstream.operations._shadow import (
 from millstream.operations._supervisor import Child, Supervisor, run_command
 
 __all__ = ["Child", "Difference", "Replayed", "StreamDiff", "Supervisor", "diff_outputs",
-           "list_exceptions", "load_app", "promote", "replay", "replayed_ids", "run_command",
-           "shadow_group", "shadow_stream", "shadow_table"]
+           "list_exceptions", "load_app", "promote", "replay", "replayed_ids", "run_command"]

@@ -26,7 +26,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from millstream._shadownames import shadow_group, shadow_stream
 from millstream._wellknown import (
     CHECKPOINTS,
     DEPLOYMENTS,
@@ -37,6 +36,7 @@ from millstream.codecs import header
 from millstream.errors import InvalidRequestError, NotFoundError
 from millstream.runtime._state import CheckpointStore
 from millstream.service._app import App
+from millstream.service._shadow import shadow_group, shadow_stream
 from millstream.streams._base import Streams
 from millstream.streams._reading import read_to_end
 

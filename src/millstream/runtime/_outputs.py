@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from types import GeneratorType
 from typing import Any
 
-from millstream._shadownames import shadow_stream
 from millstream._wellknown import WRITER_HEADER
 from millstream.codecs import Codec, ModelCodec
 from millstream.errors import InvalidRequestError
 from millstream.records import Headers, Record
 from millstream.service._app import App, Emit, ServiceSpec
+from millstream.service._shadow import shadow_stream
 
 __all__ = ["EncodeError", "Encoder", "Outputs", "Row"]
 

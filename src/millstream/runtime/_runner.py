@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from millstream._shadownames import shadow_group
 from millstream._wellknown import (
     METRICS,
     retry_stream,
@@ -56,6 +55,7 @@ from millstream.service._app import App, Emit
 from millstream.service._claimed import app_streams
 from millstream.service._context import Context
 from millstream.service._files import ServiceFiles
+from millstream.service._shadow import shadow_group
 from millstream.service._tables import ServiceTables
 from millstream.streams._base import Producer, Streams
 from millstream.tables._base import Tables

@@ -9,7 +9,7 @@ unless they exist:
   ``millstream.exceptions``, ``millstream.checkpoints``), with the platform's settings;
 * every stream the app declares (or only those the chosen ``services`` read and write), with
   its declared partitions and retention — for a ``shadow`` version, the services' outputs
-  under their shadow names instead (``millstream.operations.shadow_stream``);
+  under their shadow names instead (``millstream.service.shadow_stream``);
 * each chosen service's retry stream (``millstream.retry.<group>``).
 
 A stream that already exists is left as it is, whatever its settings.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from millstream._shadownames import shadow_group, shadow_stream
 from millstream._wellknown import (
     CHECKPOINTS,
     EXCEPTIONS,
@@ -29,6 +28,7 @@ from millstream._wellknown import (
     retry_stream,
 )
 from millstream.service._app import App
+from millstream.service._shadow import shadow_group, shadow_stream
 from millstream.streams._base import StreamInfo, Streams
 
 __all__ = ["ensure_app_streams"]

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from millstream._shadownames import shadow_stream
 from millstream.errors import InvalidRequestError
 from millstream.records import Record
 from millstream.service._app import Emit
+from millstream.service._shadow import shadow_stream
 from millstream.streams._base import Streams
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from millstream._shadownames import is_shadow, shadow_table
+from millstream.service._shadow import is_shadow, shadow_table
 from millstream.tables._base import Table, Tables
 
 __all__ = ["ServiceTables"]

@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from millstream._shadownames import shadow_group
 from millstream._wellknown import (
     EXCEPTIONS,
     METRICS,
@@ -44,6 +43,7 @@ from millstream.runtime._streams import ensure_app_streams
 from millstream.runtime._threads import ServiceThreads, combine_statistics
 from millstream.service._app import App, ServiceSpec, StreamSpec
 from millstream.service._claimed import app_streams
+from millstream.service._shadow import shadow_group
 from millstream.streams import open_streams
 from millstream.streams._base import Producer, Streams
 from millstream.tables import Tables, open_tables

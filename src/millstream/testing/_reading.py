@@ -10,10 +10,10 @@ import json
 import time
 from typing import Any
 
-from millstream._shadownames import is_shadow, production_name
 from millstream.errors import OperationTimeoutError
 from millstream.records import Record, StreamPartition
 from millstream.service._app import App
+from millstream.service._shadow import is_shadow, production_name
 from millstream.streams._base import Consumer, Streams
 
 __all__ = ["StreamReader", "decode_record"]
