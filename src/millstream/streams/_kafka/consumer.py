@@ -15,16 +15,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
-from itertools import repeat
-from operator import is_not, itemgetter
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import (
     KafkaError,
     KafkaException,
-    Message,
     TopicPartition,
 )
 
@@ -47,19 +43,13 @@ from millstream.streams._checks import (
     stream_names,
 )
 from millstream.streams._kafka.errors import error_of, translate
+from millstream.streams._kafka.messages import records_of, records_one_by_one
 from millstream.streams._kafka.metadata import PartitionCounts
 from millstream.streams._kafka.options import KafkaOptions
 
 __all__ = ["KafkaConsumer"]
 
 log = logging.getLogger(__name__)
-_new = tuple.__new__
-# Message accessors as plain functions, for map() over a whole poll's messages in C.
-_error, _topic, _partition, _offset, _timestamp, _key, _value, _headers = (
-    Message.error, Message.topic, Message.partition, Message.offset, Message.timestamp,
-    Message.key, Message.value, Message.headers)
-_second = itemgetter(1)
-_is_not_none = partial(is_not, None)  # by identity: KafkaError's == fails against None
 T = TypeVar("T")
 #: what librdkafka answers for a partition whose leader it cannot reach
 _LEADER_GONE = {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
@@ -247,54 +237,12 @@ class KafkaConsumer:
                 return records
 
     def _records(self, messages: list[Any]) -> list[Record]:
-        """The poll's records, built column by column in C (``map`` over the messages) when
-        no message is an error and every partition is still owned; else record by record."""
-        if not messages or any(map(_is_not_none, map(_error, messages))):
-            return self._records_one_by_one(messages)
-        topics: list[Any] = list(map(_topic, messages))
-        partitions: list[Any] = list(map(_partition, messages))
-        offsets: list[Any] = list(map(_offset, messages))
-        # each partition's last offset; most polls hold one partition only
-        topic, partition = topics[0], partitions[0]
-        if partitions.count(partition) == len(partitions) and topics.count(topic) == len(topics):
-            last = {(topic, partition): offsets[-1]}
-        else:
-            last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
-        positions = self._positions
-        if any(tp not in positions for tp in last):
-            return self._records_one_by_one(messages)  # a rebalance took a partition away
-        headers = list(map(_headers, messages))
-        out: list[Record] = list(map(_new, repeat(Record), zip(
-            topics, partitions, offsets, map(_second, map(_timestamp, messages)),
-            map(_key, messages), map(_value, messages),
-            [tuple(h) if h else () for h in headers] if any(map(_is_not_none, headers))
-            else repeat(()), strict=False)))
-        for (topic, partition), offset in last.items():
-            positions[StreamPartition(topic, partition)] = offset + 1
-        return out
-
-    def _records_one_by_one(self, messages: list[Any]) -> list[Record]:
-        out: list[Record] = []
-        positions = self._positions
-        failure: MillstreamError | None = None
-        for m in messages:
-            err = m.error()
-            if err is not None:
-                # keep every record of this batch (librdkafka will not hand them out again);
-                # the first error is raised now if nothing was read, else by the next poll
-                try:
-                    self._raise_message_error(err, m)
-                except MillstreamError as exc:
-                    failure = failure or exc
-                continue
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
-            sp = StreamPartition(topic, partition)
-            if sp not in positions:
-                continue  # fetched before a rebalance took the partition away
-            headers = m.headers()
-            out.append(_new(Record, (topic, partition, offset, m.timestamp()[1], m.key(),
-                                     m.value(), tuple(headers) if headers else ())))
-            positions[sp] = offset + 1
+        """The poll's records (``messages``); a message's error is raised now if no record
+        came, else by the next poll."""
+        out = records_of(messages, self._positions)
+        if out is not None:
+            return out
+        out, failure = records_one_by_one(messages, self._positions, self._raise_message_error)
         if failure is not None:
             if not out:
                 raise failure

@@ -2,8 +2,8 @@
 
 Each send registers a delivery callback that resolves its handle: with the idempotent producer
 (the default) one callback shared by one thread's ``send``s to one partition, when the
-partition is given or there is no key (``_Lane``), or by a keyless batch (``_OrderedBatch``);
-otherwise one per record (``_Handle``: a key's partition is librdkafka's choice). A sending
+partition is given or there is no key (``Lane``), or by a keyless batch (``OrderedBatch``);
+otherwise one per record (``Handle``: a key's partition is librdkafka's choice). A sending
 thread serves those callbacks itself (``poll(0)`` after every batch and every 512 or 1,000
 ``send``s, as a direct user of confluent-kafka would); a background thread serves them
 whenever no sender has for ``_IDLE_S`` and at once while a handle is waited on, so handles
@@ -11,7 +11,7 @@ resolve without the caller's help. Only one thread serves at a time (``_serving`
 take turns on the GIL for every callback, and run callbacks out of the order reported.
 A full local queue blocks the sender (serving callbacks) up to ``millstream.timeout_ms``, then
 raises. Records that cannot be delivered are reported through their handle and by
-``flush()``, never hidden.
+``flush()``, never hidden. The handles and their callbacks are ``handles``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka import Producer as _Producer
 
 from millstream.errors import (
@@ -33,8 +33,21 @@ from millstream.errors import (
     OperationTimeoutError,
     RecordTooLargeError,
 )
-from millstream.records import Headers, Position, record_size
-from millstream.streams._kafka.errors import error_of, translate
+from millstream.records import Headers, record_size
+from millstream.streams._kafka.errors import translate
+from millstream.streams._kafka.handles import (
+    LAST,
+    Chunk,
+    Delivered,
+    Handle,
+    Handles,
+    Lane,
+    Lanes,
+    OrderedBatch,
+    Sent,
+    Target,
+    ThreadLanes,
+)
 from millstream.streams._kafka.metadata import PartitionCounts
 from millstream.streams._kafka.options import KafkaOptions
 
@@ -42,283 +55,6 @@ __all__ = ["KafkaProducer"]
 
 _IDLE_S = 0.02  # the background thread serves callbacks once senders have not for this long
 _SERVE_EVERY = 1000  # send() serves callbacks every this many records
-
-
-class _Target:
-    """What the records a producer sends to one stream share: the stream's name and
-    partition count, the producer's failure list, and the handles being waited for."""
-
-    __slots__ = ("cond", "failures", "partitions", "stream", "watched")
-
-    def __init__(self, stream: str, partitions: int, failures: list[MillstreamError],
-                 cond: threading.Condition, watched: dict[object, int]) -> None:
-        self.stream = stream
-        self.partitions = partitions
-        self.failures = failures
-        self.cond = cond
-        self.watched = watched
-
-    def wait_for(self, waiter: Any, done: Callable[[], bool], timeout: float | None) -> bool:
-        """Sleep until ``done()`` (or ``timeout``), with ``waiter`` registered as watched so
-        that its delivery callback wakes this thread; True if done."""
-        with self.cond:
-            watched = self.watched
-            watched[waiter] = watched.get(waiter, 0) + 1
-            self.cond.notify_all()  # the background thread serves callbacks now
-            try:
-                return self.cond.wait_for(done, timeout)
-            finally:
-                if watched[waiter] == 1:
-                    del watched[waiter]
-                else:
-                    watched[waiter] -= 1
-
-
-_Delivered = Callable[[KafkaError | None, Any], None]
-
-
-class _Handle:
-    """One record's acknowledgement. Built without ``__init__`` (the cheap path): ``_state``
-    is the record's ``_Target`` until the delivery callback replaces it with a plain
-    ``(stream, partition, offset)`` tuple (made a ``Position`` on first use) or the
-    ``MillstreamError``. Nothing else is allocated per record: a waiting thread registers the
-    handle in ``watched`` and sleeps on the producer's condition; the callback wakes it only
-    for a watched handle."""
-
-    __slots__ = ("_state",)
-
-    _state: Any
-
-    def __call__(self, err: KafkaError | None, msg: Any) -> None:
-        """The delivery callback; the handle itself is the callable given to ``produce``,
-        which saves a bound-method object (one more for the garbage collector) per record."""
-        target: _Target = self._state
-        if err is None:
-            self._state = (target.stream, msg.partition(), msg.offset())
-        else:
-            error = error_of(err, f"producing to {target.stream!r}")
-            self._state = error
-            target.failures.append(error)
-        watched = target.watched
-        if watched and self in watched:
-            with target.cond:
-                target.cond.notify_all()
-
-    def done(self) -> bool:
-        return type(self._state) is not _Target
-
-    def wait(self, timeout: float | None = None) -> Position:
-        state = self._state
-        if type(state) is _Target:
-            if not state.wait_for(self, self.done, timeout):
-                raise OperationTimeoutError(
-                    f"a record for {state.stream!r} was not acknowledged within {timeout} s; "
-                    "it may still be delivered — wait again or flush()"
-                )
-            state = self._state
-        if type(state) is Position:
-            return state
-        if isinstance(state, MillstreamError):
-            raise DeliveryError(f"a record was not acknowledged: {state}") from state
-        position = Position(*state)
-        self._state = position
-        return position
-
-
-class _Chunk(list[Any]):
-    """The results of up to ``_CHUNK`` consecutive records of one lane, in the order sent:
-    each an offset (``int``) or the ``MillstreamError`` of a failed record. ``next`` links
-    the chunk that follows, until this one is complete."""
-
-    __slots__ = ("lane", "next")
-
-    def __init__(self, lane: _Lane) -> None:
-        super().__init__()
-        self.lane = lane
-        self.next: _Chunk | None = None
-
-
-_CHUNK = 512
-_LAST = _CHUNK - 1
-
-
-class _Lane:
-    """The records one thread sends with ``send()`` to one partition, matched to their
-    delivery reports in the order sent.
-
-    An idempotent producer stores a partition's records in the order sent, librdkafka
-    reports their delivery in that order, and the producer's callbacks are served by one
-    thread at a time. So every record of a lane is produced with the same callback
-    (``delivered``, made once), which appends the result to the chunk being delivered, and
-    a record's handle is its chunk and its index there: librdkafka holds nothing made per
-    record, and a handle the caller drops dies at once. A lane belongs to one sending thread
-    (``_Lanes``), so "produce, then take the next index" needs no lock. The callback checks
-    that offsets rise: a report out of order fails loudly instead of misplacing records."""
-
-    __slots__ = ("_last", "delivered", "delivering", "filled", "partition", "sending",
-                 "target")
-
-    def __init__(self, target: _Target, partition: int) -> None:
-        self.target = target
-        self.partition = partition
-        self.sending = self.delivering = _Chunk(self)
-        self.filled = 0  # records sent into ``sending``
-        self._last = -1
-        self.delivered: _Delivered = self._delivered
-
-    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
-        chunk = self.delivering
-        if err is None:
-            offset = msg.offset()
-            if offset > self._last:
-                self._last = offset
-                chunk.append(offset)
-            else:
-                self._fail(chunk, MillstreamError(
-                    f"librdkafka reported offset {offset} of {self.target.stream}"
-                    f"[{self.partition}] after {self._last}, out of the order sent, so this "
-                    "producer cannot tell which record it belongs to"))
-        else:
-            self._fail(chunk, error_of(err, f"producing to {self.target.stream!r}"))
-        if len(chunk) == _CHUNK:
-            self.delivering = chunk.next  # type: ignore[assignment]  # linked when sent
-            chunk.next = None
-        watched = self.target.watched
-        if watched and self in watched:
-            with self.target.cond:
-                self.target.cond.notify_all()
-
-    def _fail(self, chunk: _Chunk, error: MillstreamError) -> None:
-        chunk.append(error)
-        self.target.failures.append(error)
-
-
-class _Lanes:
-    """One thread's lanes to one stream: by partition, and the one keyless records go to
-    (moved to another random partition every ``_CHUNK`` records)."""
-
-    __slots__ = ("by_partition", "sticky", "target")
-
-    def __init__(self, target: _Target) -> None:
-        self.target = target
-        self.by_partition: list[_Lane | None] = [None] * target.partitions
-        self.sticky = self.lane(random.randrange(target.partitions)
-                                if target.partitions > 1 else 0)
-
-    def lane(self, partition: int) -> _Lane:
-        lane = self.by_partition[partition]
-        if lane is None:
-            lane = self.by_partition[partition] = _Lane(self.target, partition)
-        return lane
-
-    def move_sticky(self) -> None:
-        if self.target.partitions > 1:
-            self.sticky = self.lane(random.randrange(self.target.partitions))
-
-
-class _ThreadLanes(threading.local):
-    """Each sending thread's ``_Lanes``, by stream."""
-
-    def __init__(self) -> None:
-        self.of: dict[str, _Lanes] = {}
-
-
-class _Sent:
-    """The handle of a record sent through a lane: its chunk and its index there."""
-
-    __slots__ = ("_chunk", "_index")
-
-    _chunk: _Chunk
-    _index: int
-
-    def done(self) -> bool:
-        return len(self._chunk) > self._index
-
-    def wait(self, timeout: float | None = None) -> Position:
-        chunk, index = self._chunk, self._index
-        lane = chunk.lane
-        if len(chunk) <= index and not lane.target.wait_for(lane, self.done, timeout):
-            raise OperationTimeoutError(
-                f"a record for {lane.target.stream!r} was not acknowledged within {timeout} s; "
-                "it may still be delivered — wait again or flush()"
-            )
-        result = chunk[index]
-        if type(result) is int:
-            return Position(lane.target.stream, lane.partition, result)
-        raise DeliveryError(f"a record was not acknowledged: {result}") from result
-
-
-class _OrderedBatch:
-    """The acknowledgement of a keyless batch sent to one partition by an idempotent producer.
-
-    Such a producer stores one partition's records in the order sent, so the batch's offsets,
-    sorted, are its records' offsets in order: one shared delivery callback (a bound method
-    made once per batch) collects them, and nothing is allocated per record. Used only with
-    ``enable.idempotence=true`` (the default); otherwise every record gets a ``_Handle``."""
-
-    __slots__ = ("_errors", "_n", "_offsets", "_partition", "_positions", "_target",
-                 "delivered")
-
-    def __init__(self, target: _Target, partition: int, n: int) -> None:
-        self._target = target
-        self._partition = partition
-        self._n = n
-        self._offsets: list[int] = []
-        self._errors: list[MillstreamError] = []
-        self._positions: list[Position] | None = None
-        self.delivered: _Delivered = self._delivered
-
-    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
-            self._offsets.append(msg.offset())
-        else:
-            target = self._target
-            error = error_of(err, f"producing to {target.stream!r}")
-            self._errors.append(error)
-            target.failures.append(error)
-        watched = self._target.watched
-        if watched and self in watched and self.done():
-            with self._target.cond:
-                self._target.cond.notify_all()
-
-    def done(self) -> bool:
-        return len(self._offsets) + len(self._errors) >= self._n
-
-    def wait(self, timeout: float | None = None) -> list[Position]:
-        target = self._target
-        if not self.done() and not target.wait_for(self, self.done, timeout):
-            raise OperationTimeoutError(
-                f"{self._n - len(self._offsets) - len(self._errors)} of a batch's {self._n} "
-                f"records for {target.stream!r} were not acknowledged within {timeout} s; "
-                "they may still be delivered — wait again or flush()"
-            )
-        if self._errors:
-            first = self._errors[0]
-            raise DeliveryError(
-                f"{len(self._errors)} of a batch's {self._n} records were not acknowledged: "
-                f"{first}") from first
-        if self._positions is None:
-            stream, partition = target.stream, self._partition
-            self._positions = [Position(stream, partition, offset)
-                               for offset in sorted(self._offsets)]
-        return list(self._positions)
-
-
-class _BatchHandle:
-    __slots__ = ("_handles",)
-
-    def __init__(self, handles: list[_Handle]) -> None:
-        self._handles = handles
-
-    def done(self) -> bool:
-        return all(type(h._state) is not _Target for h in self._handles)
-
-    def wait(self, timeout: float | None = None) -> list[Position]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return [
-            h.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
-            for h in self._handles
-        ]
 
 
 class KafkaProducer:
@@ -346,8 +82,8 @@ class KafkaProducer:
         self._serving = threading.Lock()
         self._wanted = 0
         self._watched: dict[object, int] = {}
-        self._targets: dict[str, _Target] = {}
-        self._lanes = _ThreadLanes()
+        self._targets: dict[str, Target] = {}
+        self._lanes = ThreadLanes()
         self._sends = 0  # send() calls since callbacks were last served in a sending thread
         self._served = 0.0  # when they were (time.monotonic())
         self._closed = False
@@ -398,10 +134,10 @@ class KafkaProducer:
                 self._wanted -= 1
                 self._acked.notify_all()
 
-    def _next_chunk(self, lane: _Lane, lanes: _Lanes) -> None:
+    def _next_chunk(self, lane: Lane, lanes: Lanes) -> None:
         """After a lane's chunk filled up: start the next, move keyless records to another
         partition, serve callbacks."""
-        lane.sending.next = lane.sending = _Chunk(lane)
+        lane.sending.next = lane.sending = Chunk(lane)
         lane.filled = 0
         lanes.move_sticky()
         self._serve_here()
@@ -411,13 +147,13 @@ class KafkaProducer:
         (``len()``: records queued or in flight, and reports not yet served)."""
         return self._serve_now(self._producer.flush, timeout) if len(self._producer) else 0
 
-    def _check(self, stream: str, partition: int | None) -> _Target:
+    def _check(self, stream: str, partition: int | None) -> Target:
         if self._closed:
             raise ClosedError("this producer is closed; open a new one")
         target = self._targets.get(stream)
         if target is None:
             count = self._counts.get(stream)
-            target = _Target(stream, count, self._failures, self._acked, self._watched)
+            target = Target(stream, count, self._failures, self._acked, self._watched)
             self._targets[stream] = target
         if partition is not None and (type(partition) is not int
                                       or not 0 <= partition < target.partitions):
@@ -429,7 +165,7 @@ class KafkaProducer:
 
     def _produce(self, stream: str, value: bytes | None, key: bytes | None,
                  partition: int, headers: Headers | None, timestamp: int | None,
-                 handle: _Delivered) -> None:
+                 handle: Delivered) -> None:
         """One ``produce`` with the full options; waits (serving callbacks) while the local
         queue is full. The hot paths call ``produce`` themselves and come here on
         ``BufferError`` or when headers or a timestamp are given."""
@@ -455,8 +191,8 @@ class KafkaProducer:
 
     def send(self, stream: str, value: bytes | None, *, key: bytes | None = None,
              partition: int | None = None, headers: Headers | None = None,
-             timestamp: int | None = None) -> _Sent | _Handle:
-        lanes = self._lanes.of.get(stream)  # only with idempotence; see _Lane
+             timestamp: int | None = None) -> Sent | Handle:
+        lanes = self._lanes.of.get(stream)  # only with idempotence; see Lane
         if (lanes is not None and key is None and partition is None and not headers
                 and timestamp is None and value is not None and len(value) <= self._limit
                 and not self._closed):  # the hot path: a keyless record to the sticky lane
@@ -467,10 +203,10 @@ class KafkaProducer:
                 self._produce(stream, value, None, lane.partition, None, None, lane.delivered)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {stream!r}") from exc
-            sent = _Sent()
+            sent = Sent()
             sent._chunk = lane.sending
             sent._index = index = lane.filled
-            if index < _LAST:
+            if index < LAST:
                 lane.filled = index + 1
             else:
                 self._next_chunk(lane, lanes)
@@ -484,7 +220,7 @@ class KafkaProducer:
         if self._ordered and (key is None or partition is not None):
             checked = self._check(stream, partition)
             if lanes is None:
-                lanes = self._lanes.of[stream] = _Lanes(checked)
+                lanes = self._lanes.of[stream] = Lanes(checked)
             lane = lanes.sticky if partition is None else lanes.lane(partition)
             try:
                 if headers or timestamp is not None:
@@ -496,10 +232,10 @@ class KafkaProducer:
                 self._produce(stream, value, key, lane.partition, None, None, lane.delivered)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {stream!r}") from exc
-            sent = _Sent()
+            sent = Sent()
             sent._chunk = lane.sending
             sent._index = index = lane.filled
-            if index < _LAST:
+            if index < LAST:
                 lane.filled = index + 1
             else:
                 self._next_chunk(lane, lanes)
@@ -507,7 +243,7 @@ class KafkaProducer:
         target = self._targets.get(stream)
         if target is None or partition is not None or self._closed:
             target = self._check(stream, partition)
-        handle = _Handle()
+        handle = Handle()
         handle._state = target
         part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
         try:
@@ -526,7 +262,7 @@ class KafkaProducer:
 
     def send_batch(self, stream: str, values: Sequence[bytes | None], *,
                    keys: Sequence[bytes | None] | None = None, partition: int | None = None,
-                   headers: Sequence[Headers] | None = None) -> _BatchHandle | _OrderedBatch:
+                   headers: Sequence[Headers] | None = None) -> Handles | OrderedBatch:
         n = len(values)
         for name, column in (("keys", keys), ("headers", headers)):
             if column is not None and len(column) != n:
@@ -549,7 +285,7 @@ class KafkaProducer:
         if keys is None and self._ordered:  # one partition, one callback for the batch
             if partition is None:  # keyless records spread over partitions in batches
                 partition = random.randrange(target.partitions) if target.partitions > 1 else 0
-            batch = _OrderedBatch(target, partition, n)
+            batch = OrderedBatch(target, partition, n)
             delivered = batch.delivered
             try:
                 if headers is None:
@@ -566,12 +302,12 @@ class KafkaProducer:
             self._serve_here()
             return batch
         part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
-        handles: list[_Handle] = []
+        handles: list[Handle] = []
         append = handles.append
         try:
             if keys is None and headers is None:
                 for value in values:
-                    handle = _Handle()
+                    handle = Handle()
                     handle._state = target
                     append(handle)
                     try:
@@ -580,7 +316,7 @@ class KafkaProducer:
                         self._produce(stream, value, None, part, None, None, handle)
             else:
                 for i in range(n):
-                    handle = _Handle()
+                    handle = Handle()
                     handle._state = target
                     append(handle)
                     self._produce(stream, values[i], keys[i] if keys else None, part,
@@ -588,7 +324,7 @@ class KafkaProducer:
         except KafkaException as exc:
             raise translate(exc, f"producing to {stream!r}") from exc
         self._serve_here()
-        return _BatchHandle(handles)
+        return Handles(handles)
 
     def flush(self, timeout: float | None = None) -> None:
         if self._closed:

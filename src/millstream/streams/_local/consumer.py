@@ -6,21 +6,17 @@ nothing is new it waits on ``PRAGMA data_version`` (which changes when another c
 commits) with a short adaptive sleep: 0.2 ms growing to 1 ms, and to ``IDLE_SLEEP_S`` once
 nothing came for ``IDLE_AFTER_S`` (across polls), so an idle consumer costs little CPU (a
 record arriving then waits up to that much longer). A heartbeat thread with its own
-connection keeps the member's lease; the polling thread applies assignment changes between
-polls.
+connection keeps the member's lease (``membership``); the polling thread applies assignment
+changes between polls. Batch rows become records in ``fetch``; the commit's fenced write is
+``groups.commit_offsets``.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
-import os
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from itertools import repeat
 from pathlib import Path
 
 from millstream._names import check_group_name
@@ -42,23 +38,19 @@ from millstream.streams._checks import (
     check_timestamp,
     stream_names,
 )
-from millstream.streams._local import batch as batchfmt
-from millstream.streams._local import catalog, groups
-from millstream.streams._local.db import LocalOptions, connect, translate, write_txn
+from millstream.streams._local import catalog, fetch, groups
+from millstream.streams._local.commit import commit_offsets
+from millstream.streams._local.db import LocalOptions, connect, translate
+from millstream.streams._local.membership import Membership
 
 __all__ = ["LocalConsumer"]
 
 log = logging.getLogger(__name__)
-_new = tuple.__new__
 _REFRESH_S = 0.01
 _RANGE_CHECK_S = 1.0
 #: after this long without a record, an idle poll checks for new data every IDLE_SLEEP_S
 IDLE_AFTER_S = 1.0
 IDLE_SLEEP_S = 0.005
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class LocalConsumer:
@@ -75,27 +67,22 @@ class LocalConsumer:
         self._group = check_group_name(group) if group is not None else None
         self._reset = offset_reset
         self._conn = connect(path, options)
-        self._client = f"{socket.gethostname()}:{os.getpid()}"
-        self._member_id: str | None = None
+        self._membership = Membership(path, options, self._group) if self._group else None
         self._owned_member: str | None = None  # the membership the positions were taken in
-        self._member_lock = threading.Lock()
         self._streams: list[str] = []
         self._metas: dict[int, catalog.StreamMeta] = {}
         self._owned: list[groups.Slot] = []
         self._positions: dict[groups.Slot, int] = {}
-        self._buffers: dict[groups.Slot, tuple[list[Record], int]] = {}
-        self._buffer_ends: dict[groups.Slot, int] = {}  # end offset of each buffered batch
+        #: a batch read past what a poll wanted: its records, the next index, its end offset
+        self._buffers: dict[groups.Slot, fetch.Rest] = {}
         self._on_assign: RebalanceCallback | None = None
         self._on_revoke: RebalanceCallback | None = None
         self._version = -2
         self._refreshed_at = 0.0
         self._ranges_at = 0.0
         self._rr = 0
-        self._last_poll = time.monotonic()
         self._quiet_since: float | None = None  # when polls last started coming back empty
         self._closed = False
-        self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -144,34 +131,25 @@ class LocalConsumer:
         self._metas = {m.id: m for m in metas}
         self._streams = names
         self._on_assign, self._on_revoke = on_assign, on_revoke
-        if self._group is None:
+        if self._membership is None:
             self._set_owned({(m.id, p) for m in metas for p in range(m.partitions)}, set())
             return
-        member_id = groups.new_member_id(_now_ms())
         try:
-            groups.join(self._conn, self._group, member_id, self._client, names,
-                        self._options.session_timeout_ms)
+            self._membership.join(self._conn, names)
         except sqlite3.Error as exc:
             raise self._error(exc, f"joining group {self._group!r}") from exc
-        with self._member_lock:
-            self._member_id = member_id
         self._version = -2
         self._refresh(force=True)
-        if self._heartbeat is None:
-            self._heartbeat = threading.Thread(
-                target=self._heartbeat_loop, name="millstream-heartbeat", daemon=True)
-            self._heartbeat.start()
 
     def _refresh(self, force: bool = False) -> None:
         """Apply assignment changes: release revoked partitions, take gained ones."""
-        if self._group is None:
+        if self._group is None or self._membership is None:
             return
         now = time.monotonic()
         if not force and now - self._refreshed_at < _REFRESH_S:
             return
         self._refreshed_at = now
-        with self._member_lock:
-            member_id = self._member_id
+        member_id = self._membership.member_id
         if member_id is None:
             return
         if member_id != self._owned_member:
@@ -236,63 +214,23 @@ class LocalConsumer:
         return out
 
     def _ranges(self, slots: Iterable[groups.Slot]) -> dict[groups.Slot, tuple[int, int]]:
-        out = {}
-        for sid, p in slots:
-            row = self._conn.execute(
-                "SELECT start_offset, next_offset FROM partitions WHERE stream_id=? "
-                "AND partition=?", (sid, p)).fetchone()
-            out[(sid, p)] = (row[0], row[1]) if row else (0, 0)
-        return out
+        return fetch.ranges(self._conn, slots)
 
     def assignment(self) -> list[StreamPartition]:
         return sorted(self._sp(s) for s in self._owned)
-
-    # -- heartbeats ---------------------------------------------------------------------------
-
-    def _heartbeat_loop(self) -> None:
-        assert self._group is not None
-        interval = self._options.heartbeat_interval_ms / 1000
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = connect(self._path, self._options)
-            while not self._stop.wait(interval):
-                with self._member_lock:
-                    member_id = self._member_id
-                if member_id is None:
-                    continue
-                idle = time.monotonic() - self._last_poll
-                if idle > self._options.max_poll_interval_ms / 1000:
-                    log.warning("no poll for %.0f s (max_poll_interval_ms=%d): leaving group %s",
-                                idle, self._options.max_poll_interval_ms, self._group)
-                    groups.leave(conn, self._group, member_id)
-                    with self._member_lock:
-                        self._member_id = None
-                    continue
-                alive = groups.heartbeat(conn, self._group, member_id,
-                                         self._options.session_timeout_ms)
-                if not alive:
-                    log.warning("member %s of group %s was expired; rejoining", member_id,
-                                self._group)
-                    fresh = groups.new_member_id(_now_ms())
-                    groups.join(conn, self._group, fresh, self._client, self._streams,
-                                self._options.session_timeout_ms)
-                    with self._member_lock:
-                        self._member_id = fresh
-        except (sqlite3.Error, MillstreamError):
-            log.exception("heartbeats for group %s stopped", self._group)
-        finally:
-            if conn is not None:
-                conn.close()
 
     # -- reading ------------------------------------------------------------------------------
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         self._check_open()
         check_poll(bool(self._streams), max_records, timeout)
-        self._last_poll = time.monotonic()
-        if self._group is not None and self._member_id is None:
-            self.subscribe(self._streams, on_assign=self._on_assign, on_revoke=self._on_revoke)
-        deadline = self._last_poll + timeout
+        started = time.monotonic()
+        if self._membership is not None:
+            self._membership.last_poll = started
+            if self._membership.member_id is None:
+                self.subscribe(self._streams, on_assign=self._on_assign,
+                               on_revoke=self._on_revoke)
+        deadline = started + timeout
         sleep = 0.0002
         seen = -1
         while True:
@@ -343,66 +281,21 @@ class LocalConsumer:
         out: list[Record] = []
         buffered = self._buffers.pop(slot, None)
         if buffered is not None:
-            records, index = buffered
+            records, index, end = buffered
             out = records[index:index + need]
             if index + need < len(records):
-                self._buffers[slot] = (records, index + need)
+                self._buffers[slot] = (records, index + need, end)
                 self._positions[slot] = out[-1].offset + 1
                 return out
-            self._positions[slot] = self._buffer_ends.pop(slot)
+            self._positions[slot] = end
             if len(out) >= need:
                 return out
-        sid, p = slot
-        meta = self._metas[sid]
-        where = f"stream {meta.name!r} partition {p}"
         pos = self._positions[slot]
-        # Rows are read one at a time from the cursor and it is closed as soon as enough
-        # records are in: no row is fetched that this poll does not use, and the read
-        # snapshot is released at once (an open statement would hold back checkpoints).
-        cursor = self._conn.execute(
-            "SELECT base_offset, end_offset, count, crc, payload FROM batches "
-            "WHERE stream_id=? AND partition=? AND end_offset>? ORDER BY end_offset",
-            (sid, p, pos),
-        )
-        try:
-            first = True
-            for base, end, count, crc, payload in cursor:
-                if first and base > pos:
-                    self._check_start(slot, pos)
-                first = False
-                try:
-                    ts, keys, values, headers, offsets = batchfmt.decode(
-                        payload, crc, sid, p, base, count, where)
-                except CorruptDataError:
-                    if out:  # the position is at the damaged batch: the next poll raises
-                        return out
-                    raise
-                hs = headers if headers is not None else repeat((), count)
-                if offsets is None:
-                    skip = pos - base if pos > base else 0
-                    offs: Iterable[int] = range(base + skip, end)
-                else:
-                    skip = bisect.bisect_left(offsets, pos)
-                    offs = offsets[skip:]
-                if skip:
-                    ts, keys, values = ts[skip:], keys[skip:], values[skip:]
-                    hs = list(hs)[skip:]
-                built = map(_new, repeat(Record), zip(
-                    repeat(meta.name), repeat(p), offs, ts, keys, values, hs))
-                room = need - len(out)
-                if len(ts) > room:
-                    records = list(built)
-                    out.extend(records[:room])
-                    self._buffers[slot] = (records, room)
-                    self._buffer_ends[slot] = end
-                    self._positions[slot] = records[room - 1].offset + 1
-                    return out
-                out.extend(built)  # straight into the result: no intermediate list
-                self._positions[slot] = pos = end
-                if len(out) >= need:
-                    return out
-        finally:
-            cursor.close()
+        self._positions[slot], rest = fetch.read_batches(
+            self._conn, self._metas[slot[0]].name, slot, pos, out, need,
+            lambda: self._check_start(slot, pos))
+        if rest is not None:
+            self._buffers[slot] = rest
         return out
 
     def _check_start(self, slot: groups.Slot, pos: int) -> None:
@@ -481,21 +374,8 @@ class LocalConsumer:
             raise self._error(exc, "seeking by time") from exc
 
     def _offset_for_time(self, slot: groups.Slot, ts_ms: int) -> int:
-        sid, p = slot
-        row = self._conn.execute(
-            "SELECT base_offset, count, crc, payload FROM batches WHERE stream_id=? AND "
-            "partition=? AND max_ts>=? ORDER BY end_offset LIMIT 1", (sid, p, ts_ms),
-        ).fetchone()
-        if row is None:
-            return self._ranges([slot])[slot][1]
-        base, count, crc, payload = row
-        ts, _, _, _, offsets = batchfmt.decode(
-            payload, crc, sid, p, base, count, f"{self._sp(slot)}")
-        offs = offsets if offsets is not None else range(base, base + count)
-        for t, off in zip(ts, offs, strict=True):
-            if t >= ts_ms:
-                return int(off)
-        return int(base + count)  # unreachable: max_ts >= ts_ms
+        found = fetch.offset_for_time(self._conn, slot, ts_ms, f"{self._sp(slot)}")
+        return self._ranges([slot])[slot][1] if found is None else found
 
     def lag(self) -> dict[StreamPartition, int]:
         self._check_open()
@@ -540,12 +420,11 @@ class LocalConsumer:
     def _commit(self, offsets: Mapping[StreamPartition, int] | None,
                 appends: Callable[[sqlite3.Connection], None] | None) -> None:
         self._check_open()
-        if self._group is None:
+        if self._group is None or self._membership is None:
             raise InvalidRequestError(
                 "this consumer has no group, so it cannot commit; open it with group=..."
             )
-        with self._member_lock:
-            member_id = self._member_id
+        member_id = self._membership.member_id
         if offsets is None:
             chosen = {s: self._positions[s] for s in self._owned}
         else:
@@ -567,31 +446,8 @@ class LocalConsumer:
                 "partitions may have moved in between, so nothing was committed — poll again "
                 "to get the current assignment"
             )
-        now = _now_ms()
         try:
-            with write_txn(self._conn):
-                lost = groups.check_holder(self._conn, self._group, member_id,
-                                           {s: self._sp(s) for s in chosen})
-                if lost:
-                    raise FencedError(
-                        f"group {self._group!r} moved {', '.join(map(str, sorted(lost)))} to "
-                        "another member; this consumer can no longer commit for them (nothing "
-                        "was committed) — poll again to get the current assignment"
-                    )
-                for slot, end in self._ranges(chosen).items():
-                    if chosen[slot] > end[1]:
-                        raise OffsetOutOfRangeError(
-                            f"commit offset {chosen[slot]} for {self._sp(slot)} is past its end "
-                            f"{end[1]}"
-                        )
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO group_offsets (group_name, stream_id, partition, "
-                    "next_offset, committed_ms) VALUES (?,?,?,?,?)",
-                    [(self._group, s, p, off, now) for (s, p), off in chosen.items()],
-                )
-                if appends is not None:
-                    appends(self._conn)
-                fault_point("log.commit_offsets.before_commit")
+            commit_offsets(self._conn, self._group, member_id, chosen, self._sp, appends)
         except sqlite3.Error as exc:
             raise self._error(exc, "committing offsets") from exc
         fault_point("log.commit_offsets.after_commit")
@@ -599,17 +455,18 @@ class LocalConsumer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def _leave(self) -> None:
-        if self._group is None or self._member_id is None:
+        if self._group is None or self._membership is None or (
+                self._membership.member_id is None):
             self._positions.clear()
             self._buffers.clear()
             self._owned = []
             return
         if self._on_revoke is not None and self._owned:
-            self._on_revoke(self.assignment())
-        with self._member_lock:
-            member_id, self._member_id = self._member_id, None
+            self._on_revoke(self.assignment())  # it may commit: still a member
+        member_id = self._membership.take()
         try:
-            groups.leave(self._conn, self._group, member_id)
+            if member_id is not None:  # (else the heartbeat has just left for want of polls)
+                groups.leave(self._conn, self._group, member_id)
         except sqlite3.Error as exc:
             raise self._error(exc, f"leaving group {self._group!r}") from exc
         finally:
@@ -622,9 +479,8 @@ class LocalConsumer:
             return
         # stop heartbeats first: one in flight after the leave would find the member row
         # gone and rejoin as a fresh member, holding partitions until its lease ran out
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
+        if self._membership is not None:
+            self._membership.stop()
         try:
             self._leave()
         finally:
