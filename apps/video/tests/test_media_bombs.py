@@ -29,7 +29,8 @@ from videosite.media import (
     thumbnails,
     transcode,
 )
-from videosite.media._open import VIDEO_CODECS, open_video
+from videosite.media._headers import VIDEO_CODECS
+from videosite.media._open import open_video
 from videosite.media.samples import make_clip
 
 #: peak RSS growth allowed while refusing a bomb (MiB)

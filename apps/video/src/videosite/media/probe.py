@@ -17,7 +17,8 @@ from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 
-from ._open import first_frame, open_video
+from ._decoding import first_frame
+from ._open import open_video
 from .errors import from_av
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation

@@ -17,7 +17,9 @@ import av
 from av.video.frame import VideoFrame
 from PIL import Image
 
-from ._open import OpenVideo, check_frame, first_frame, open_video
+from ._checks import check_frame
+from ._decoding import OpenVideo, first_frame
+from ._open import open_video
 from .errors import ProcessingError
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .orientation import display_size, read_rotation, rotate_image

@@ -33,7 +33,10 @@ from av.container import OutputContainer
 from av.filter import Graph
 from av.video.frame import PictureType, VideoFrame
 
-from ._open import OpenVideo, check_audio_gap, check_frame, open_video, stream_fps
+from ._checks import check_audio_gap, check_frame
+from ._container import stream_fps
+from ._decoding import OpenVideo
+from ._open import open_video
 from .errors import MediaError, MediaRejected, ProcessingError
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .mp4 import Fragment, read_layout

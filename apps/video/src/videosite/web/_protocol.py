@@ -45,7 +45,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from .server import ENV, ServerLimits
+from ._limits import ENV, ServerLimits
 
 __all__ = ["CAP_REPORT_S", "GuardedH11Protocol", "guarded_protocol"]
 

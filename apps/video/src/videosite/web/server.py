@@ -23,56 +23,14 @@ reads the limits from ``VIDEOSITE_*`` variables; the CLI's flags override them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
-
 import uvicorn
 from starlette.types import ASGIApp
 
-from .settings import from_env
+from ._edge import HEADERS
+from ._limits import ENV, ServerLimits
+from ._protocol import guarded_protocol
 
 __all__ = ["ENV", "ServerLimits", "build_server"]
-
-#: field -> environment variable
-ENV = {
-    "max_connections": "VIDEOSITE_MAX_CONNECTIONS",
-    "header_timeout_s": "VIDEOSITE_HEADER_TIMEOUT_S",
-    "min_body_rate": "VIDEOSITE_MIN_BODY_RATE",
-    "body_rate_window_s": "VIDEOSITE_BODY_RATE_WINDOW_S",
-    "send_timeout_s": "VIDEOSITE_SEND_TIMEOUT_S",
-    "keep_alive_s": "VIDEOSITE_KEEP_ALIVE_S",
-    "linger_s": "VIDEOSITE_LINGER_S",
-    "linger_bytes": "VIDEOSITE_LINGER_BYTES",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """How much a client may hold of the server, and for how long."""
-
-    max_connections: int = 512
-    header_timeout_s: float = 10.0
-    min_body_rate: int = 1024
-    body_rate_window_s: float = 20.0
-    send_timeout_s: float = 60.0
-    keep_alive_s: int = 5
-    linger_s: float = 2.0
-    linger_bytes: int = 1 << 20
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not value > 0:
-                raise ValueError(f"{ENV[f.name]} (ServerLimits.{f.name}) must be above 0, "
-                                 f"not {value!r}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any
-                 ) -> ServerLimits:
-        """The defaults, each overridden by its ``VIDEOSITE_*`` variable, then by
-        ``overrides`` (keyword arguments that are not None)."""
-        return from_env(cls, ENV, environ, overrides)
 
 
 def build_server(app: ASGIApp, *, host: str, port: int, limits: ServerLimits | None = None,
@@ -80,9 +38,6 @@ def build_server(app: ASGIApp, *, host: str, port: int, limits: ServerLimits | N
     """A uvicorn server for ``app`` on ``host:port``, speaking HTTP/1.1 through the guarded
     h11 protocol (always that one: the ``auto`` choice would switch to httptools when it is
     installed, without these limits). ``limits`` default to ``ServerLimits.from_env()``."""
-    from ._edge import HEADERS
-    from ._protocol import guarded_protocol
-
     limits = limits if limits is not None else ServerLimits.from_env()
     security = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
