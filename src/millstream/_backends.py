@@ -81,7 +81,7 @@ class Family(Generic[T]):
         listed = ", ".join(f"{s}:" for s in self.backends)
         if self.fallback is not None:
             listed += f" and {self.fallback_name}"
-        return f"{listed} (for example {' or '.join(self.examples)})"
+        return f"{listed} (for example {', '.join(self.examples)})"
 
     def open(self, url: str, home: Path, options: Mapping[str, Any] | None) -> T:
         return self.backend(url).open(url, home, options)
