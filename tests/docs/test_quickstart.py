@@ -7,7 +7,8 @@ then the other terminal's commands one by one, whose output must be what the pag
 first on the embedded default, then on a real Kafka broker with the URL the page exports
 (the broker is the suite's, started as the page's ``kafka_cluster start`` line starts one).
 On Kafka the stream and app names get a suffix of their own, since the broker is shared
-with other tests.
+with other tests. The testing guide's Kafka test module (docs/guides/testing.md) is run the
+same way, against the quickstart's ``shop.py``.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "quickstart.md"
+TESTING_GUIDE = REPO / "docs" / "guides" / "testing.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 HEAD = re.compile(r"^(\S+\[\d+\]@\d+)  key=(\S+)$")
 COMMAND_TIMEOUT_S = 120
 
 
-def blocks(info: str) -> list[str]:
+def blocks(info: str, page: Path = PAGE) -> list[str]:
     """The bodies of the page's fenced blocks with this info string, in order."""
-    return [body for kind, body in FENCE.findall(PAGE.read_text()) if kind == info]
+    return [body for kind, body in FENCE.findall(page.read_text()) if kind == info]
 
 
 def one(info: str, contains: str) -> str:
@@ -47,14 +49,13 @@ def one(info: str, contains: str) -> str:
     return found[0]
 
 
-def files() -> dict[str, str]:
-    """The project files the page writes: python blocks whose first line is ``# NAME.py``."""
+def files(page: Path = PAGE) -> dict[str, str]:
+    """The project files a page writes: python blocks whose first line is ``# NAME.py``."""
     found = {}
-    for body in blocks("python"):
+    for body in blocks("python", page):
         first = body.splitlines()[0]
         if re.fullmatch(r"# \w+\.py", first):
             found[first[2:]] = body
-    assert set(found) == {"shop.py", "test_shop.py"}, found.keys()
     return found
 
 
@@ -101,7 +102,9 @@ def run(command: str, cwd: Path, env: dict[str, str]) -> str:
 def write_project(folder: Path, suffix: str = "") -> Path:
     project = folder / "shop"
     project.mkdir()
-    for name, body in files().items():
+    written = files()
+    assert set(written) == {"shop.py", "test_shop.py"}, written.keys()
+    for name, body in written.items():
         (project / name).write_text(renamed(body, suffix))
     return project
 
@@ -184,3 +187,20 @@ def test_the_same_service_runs_on_kafka_with_the_url_the_page_exports(
     doctor = run(check, project, environment(None))
     assert "FAIL" not in doctor, doctor
     run_it(project, f"kafka://{kafka_bootstrap}", suffix)
+
+
+@pytest.mark.multiprocess
+def test_the_testing_guides_kafka_test_passes_against_the_quickstart_service(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    project = write_project(tmp_path, suffix)
+    guide = files(TESTING_GUIDE)
+    assert set(guide) == {"test_shop_on_kafka.py"}, guide.keys()
+    (project / "test_shop_on_kafka.py").write_text(
+        renamed(guide["test_shop_on_kafka.py"], suffix))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "test_shop_on_kafka.py"], cwd=project,
+                          env=environment(f"kafka://{kafka_bootstrap}"),
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
