@@ -29,16 +29,19 @@ class Probe(BaseModel):
 
 
 def video_app() -> App:
-    """Four services: a probe and a thumbnailer using the file store, a stateful exactly-once
-    join of three streams (``likes`` declared up front as JSON) using a table, an indexer."""
+    """Four services: a probe and a thumbnailer using the file store (exactly-once: the join
+    that reads them keeps state), a stateful exactly-once join of three streams (``likes``
+    declared up front as JSON) using a table, an indexer."""
     app = App("videos", partitions=4)
     app.stream("likes", dict)
 
-    @app.service(inputs="uploads", outputs={"probes": Probe}, uses=["files"])
+    @app.service(inputs="uploads", outputs={"probes": Probe}, uses=["files"],
+                 exactly_once=True)
     def probe(upload: bytes) -> None:
         """Probe each upload for its duration."""
 
-    @app.service(inputs={"probes": Probe}, outputs="thumbs", uses=["files"])
+    @app.service(inputs={"probes": Probe}, outputs="thumbs", uses=["files"],
+                 exactly_once=True)
     def thumbnail(probe: Probe) -> None: ...
 
     @app.service(inputs=["probes", "thumbs", "likes"], outputs="catalog", stateful=True,
@@ -56,12 +59,12 @@ VIDEO_TEXT = """\
 videos: 4 services, 6 streams, 2 stores
 
 layer 1
-  uploads ─▶ [probe] ─▶ probes
+  uploads ─▶ [probe] ─▶ probes  (exactly-once)
       Probe each upload for its duration.
       uses files
 
 layer 2
-  probes ─▶ [thumbnail] ─▶ thumbs
+  probes ─▶ [thumbnail] ─▶ thumbs  (exactly-once)
       uses files
 
 layer 3

@@ -55,6 +55,7 @@ from millstream.service._app import App, Emit
 from millstream.service._claimed import app_streams
 from millstream.service._context import Context
 from millstream.service._files import ServiceFiles
+from millstream.service._guarantees import check_at_start
 from millstream.service._shadow import shadow_group
 from millstream.service._tables import ServiceTables
 from millstream.streams._base import Producer, Streams
@@ -89,6 +90,7 @@ class ServiceRunner:
         tables: Tables | None = None,
     ) -> None:
         spec = app.get(service)
+        check_at_start(app, spec)  # the app may have been changed since it was declared
         streams = app_streams(app, streams, files)
         self.app = app
         self.spec = spec

@@ -26,6 +26,12 @@ from typing import Any, NamedTuple
 from millstream._names import check_stream_name
 from millstream.codecs import Codec, codec_for
 from millstream.errors import InvalidRequestError
+from millstream.service._guarantees import (
+    EXACTLY_ONCE,
+    Processing,
+    check_guarantees,
+    check_processing,
+)
 from millstream.service._handler import check_handler, handler_function
 from millstream.streams._base import Retention
 
@@ -117,10 +123,19 @@ class ServiceSpec:
 
 
 class App:
-    """A set of services and the streams between them."""
+    """A set of services and the streams between them.
+
+    ``processing`` is the app's processing guarantee, for every service:
+    ``"at-least-once"`` (the default; a crash never loses a record, but may make a service
+    write some outputs twice) or ``"exactly-once"`` (each service commits its outputs, state
+    and input offsets in one transaction; choose it when any service keeps totals or counts,
+    and see docs/services.md#delivery). A stateful exactly-once service that reads what an
+    at-least-once service writes is refused, naming both.
+    """
 
     def __init__(self, name: str, *, partitions: int = 4,
-                 claim_check_bytes: int | None = None) -> None:
+                 claim_check_bytes: int | None = None,
+                 processing: Processing = "at-least-once") -> None:
         if not isinstance(name, str) or not name or not name.replace("-", "").replace(
                 "_", "").isalnum():
             raise InvalidRequestError(
@@ -131,6 +146,8 @@ class App:
             raise InvalidRequestError(f"partitions={partitions!r} must be an integer ≥ 1")
         self.name = name
         self.partitions = partitions
+        #: the processing guarantee of every service that does not declare its own
+        self.processing: Processing = check_processing(processing)
         if claim_check_bytes is not None and (not isinstance(claim_check_bytes, int)
                                               or claim_check_bytes < 1):
             raise InvalidRequestError(
@@ -209,7 +226,7 @@ class App:
         outputs: Iterable[str] | Mapping[str, Payload] | str | None = None,
         group: str | None = None,
         stateful: bool = False,
-        exactly_once: bool = False,
+        exactly_once: bool | None = None,
         retry: RetryPolicy | None = None,
         uses: Iterable[str] = (),
         max_batch: int = 500,
@@ -223,8 +240,10 @@ class App:
 
         ``inputs``/``outputs``: stream names, or a mapping of name to payload type.
         ``group`` defaults to ``<app>.<service>``. ``stateful`` gives the handler
-        ``ctx.state`` (checkpointed). ``exactly_once`` commits outputs and input offsets in
-        one transaction (stream-to-stream services). ``uses`` names stores the service touches
+        ``ctx.state`` (checkpointed). ``exactly_once`` overrides the app's ``processing``
+        for this service (True: outputs, state and input offsets commit in one transaction);
+        a stateful exactly-once service reading what an at-least-once one writes is refused.
+        ``uses`` names stores the service touches
         (``"files"``, ``"tables:videos"``), for the topology graph. ``on_start(ctx)`` runs
         before the first record (open per-service resources, e.g. with ``ctx.add_store``);
         ``on_stop(ctx)`` after the last, also when the service fails.
@@ -264,10 +283,15 @@ class App:
             takes_context = check_handler(
                 fn, sname, {s: self.streams[s].codec for s in ins},
                 namespace=sys._getframe(1).f_locals)  # where fn was written: its local names
+            if exactly_once not in (None, True, False):
+                raise InvalidRequestError(
+                    f"service {sname!r}: exactly_once={exactly_once!r} must be True, False "
+                    "or None (None: the app's processing guarantee)")
             spec = ServiceSpec(
                 name=sname, handler=fn, inputs=ins, outputs=outs,
                 group=group or f"{self.name}.{sname}", stateful=stateful,
-                exactly_once=exactly_once, retry=retry or RetryPolicy(),
+                exactly_once=(self.processing == EXACTLY_ONCE if exactly_once is None
+                              else exactly_once), retry=retry or RetryPolicy(),
                 takes_context=takes_context, uses=tuple(uses), max_batch=max_batch,
                 commit_interval=float(commit_interval),
                 checkpoint_interval=float(checkpoint_interval),
@@ -275,6 +299,7 @@ class App:
                 description=(inspect.getdoc(target) or "").split("\n")[0],
                 on_start=on_start, on_stop=on_stop,
             )
+            check_guarantees(self, [spec])
             self.services[sname] = spec
             return fn
 
