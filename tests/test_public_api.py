@@ -163,8 +163,8 @@ PUBLIC_API: dict[str, list[str]] = {
         "parse_exception",
     ],
     "millstream.service": ["App", "AsyncWriter", "Context", "Emit", "ReportedFailure",
-                           "RetryPolicy", "ServiceSpec", "StreamSpec", "shadow_group",
-                           "shadow_stream", "shadow_table"],
+                           "RetryPolicy", "ServiceSpec", "StreamSpec", "TableOutput",
+                           "shadow_group", "shadow_stream", "shadow_table"],
     "millstream.streams": [
         "Admin",
         "BatchHandle",

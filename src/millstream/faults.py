@@ -29,6 +29,8 @@ lookup when nothing is armed. Points in use:
   offsets in one transaction
 - ``tables.feed.before_commit`` / ``tables.feed.after_commit``  a table output's batch: its
   rows and offsets in one transaction
+- ``service.tables.before_apply``  a service's commit is done (its table rows are durable in
+  the table's stream, its inputs committed) and the table batch has not begun
 - ``service.batch.after_send``    a batch's outputs handed to the producer, nothing committed
 - ``service.commit.after_flush`` / ``service.commit.after_commit``  around an at-least-once commit
 - ``service.transaction.before_commit`` / ``service.transaction.after_commit``  exactly-once

@@ -92,6 +92,7 @@ def topology(app: App, *, include_platform: bool = False) -> Topology:
     edges: list[Edge] = []
     stream_names = list(app.streams)
     stores: list[str] = []
+    details: dict[str, str] = {}
     for spec in app.services.values():
         sid = f"service:{spec.name}"
         edges += [Edge("input", f"stream:{s}", sid) for s in spec.inputs]
@@ -103,9 +104,12 @@ def topology(app: App, *, include_platform: bool = False) -> Topology:
             if s not in stream_names:
                 stream_names.append(s)
         edges += [Edge("output", sid, f"stream:{s}") for s in outputs]
-        for store in dict.fromkeys(spec.uses):
+        written = {f"tables:{t.name}": f"table of {t.model.__name__}, fed from {t.stream}"
+                   for t in spec.tables}  # table outputs: stores it writes, shown as uses
+        for store in dict.fromkeys([*spec.uses, *written]):
             if store not in stores:
                 stores.append(store)
+            details[store] = details.get(store) or written.get(store, "")
             edges.append(Edge("uses", sid, f"store:{store}"))
     layers = _layers([f"stream:{s}" for s in stream_names]
                      + [f"service:{s}" for s in app.services], edges)
@@ -124,7 +128,7 @@ def topology(app: App, *, include_platform: bool = False) -> Topology:
             detail = "platform, 1 partition"
         nodes.append(Node("stream", s, layers[f"stream:{s}"], detail,
                           platform=s in PLATFORM_STREAMS))
-    nodes += [Node("store", s) for s in stores]
+    nodes += [Node("store", s, detail=details[s]) for s in stores]
     return Topology(app.name, tuple(nodes), tuple(edges))
 
 

@@ -3,8 +3,9 @@
 ``Outputs`` holds the rows of the records handled since the last send (one per output
 record: the stream actually written, key, value, headers, and the input record it came
 from). ``Encoder`` turns what a handler returned — nothing, one value, a list, ``Emit``
-objects, what it passed to ``ctx.emit`` — into those rows: the key defaults to the input's,
-a shadow writes its own streams, and a stream several services write gets a writer header.
+objects, what it passed to ``ctx.emit`` — into those rows: the key defaults to the input's
+(a table output's row is keyed by its key field), a shadow writes its own streams, and a
+stream several services write gets a writer header.
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ class Encoder:
         # `diff` (and readers) can tell whose it is
         writer = (WRITER_HEADER, spec.name.encode())
         self._stamps = {s: writer for s in spec.outputs if len(app.writers_of(s)) > 1}
+        #: tables keyed by a field of their rows: their records carry that key
+        self._row_keys = {t.stream: t for t in spec.tables if t.key is not None}
         sole = self._codecs[spec.outputs[0]] if len(spec.outputs) == 1 else None
         #: The common shape, one pydantic-model output: a handler result of exactly this
         #: type goes to ``sole`` with ``sole_headers``, serialized by ``to_json``.
-        self.model: type = sole.model if isinstance(sole, ModelCodec) else _NoModel
+        self.model: type = (sole.model if isinstance(sole, ModelCodec)
+                            and spec.outputs[0] not in self._row_keys else _NoModel)
         self.sole = self.streams[spec.outputs[0]] if sole is not None else ""
         stamp = self._stamps.get(spec.outputs[0]) if sole is not None else None
         self.sole_headers: Headers = (
@@ -106,6 +110,12 @@ class Encoder:
                     f"{len(spec.outputs)} outputs; return Emit(stream, value) instead"
                 )
             declared, value, key = spec.outputs[0], item, None
+        table = self._row_keys.get(declared)
+        if table is not None:
+            try:
+                key = table.record_key(value, key)
+            except InvalidRequestError as exc:
+                raise EncodeError(str(exc)) from exc
         if key is None:
             key = record.key
         elif isinstance(key, str):

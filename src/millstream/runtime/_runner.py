@@ -51,6 +51,7 @@ from millstream.runtime._metrics import Metrics, Statistics
 from millstream.runtime._outputs import Encoder, Outputs
 from millstream.runtime._state import CheckpointStore, ServiceState
 from millstream.runtime._streams import ensure_app_streams
+from millstream.runtime._table_outputs import TableOutputs
 from millstream.service._app import App, Emit
 from millstream.service._claimed import app_streams
 from millstream.service._context import Context
@@ -147,6 +148,10 @@ class ServiceRunner:
                                   spec.commit_interval),
             state=self._state, retry_stream=self.retry_stream,
             transactional_id=f"{self.group}.{instance}", partitions=self._partitions)
+        #: the tables among its outputs, fed after each of its commits
+        self._tables_out = TableOutputs(service, spec.tables, streams, tables,
+                                        self.output_streams, shadow)
+        self.delivery.on_commit(self._tables_out.after_commit)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -178,6 +183,7 @@ class ServiceRunner:
             self.delivery.start(consumer, self._producer, now)
             consumer.subscribe([*spec.inputs, self.retry_stream],
                                on_assign=self._on_assign, on_revoke=self._on_revoke)
+            self._tables_out.catch_up()  # rows a crash left between a commit and its batch
             next_metrics = now + self._metrics_interval
             while not self._stopping:
                 records = consumer.poll(max_records=spec.max_batch, timeout=self._poll_timeout)
@@ -316,6 +322,7 @@ class ServiceRunner:
             self._live.flush()
 
     def _close(self) -> None:
+        self._tables_out.close()  # first: a revocation while the consumer closes feeds nothing
         for closer in (self._consumer, self.delivery, self._producer, self._live):
             if closer is None:
                 continue

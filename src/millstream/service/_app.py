@@ -33,6 +33,7 @@ from millstream.service._guarantees import (
     check_processing,
 )
 from millstream.service._handler import check_handler, handler_function
+from millstream.service._table_output import TableOutput, table_output
 from millstream.streams._base import Retention
 
 __all__ = ["App", "Emit", "RetryPolicy", "ServiceSpec", "StreamSpec"]
@@ -120,6 +121,8 @@ class ServiceSpec:
     description: str = ""
     on_start: Callable[[Any], None] | None = None
     on_stop: Callable[[Any], None] | None = None
+    #: the tables among its outputs (their changelog streams are in ``outputs``)
+    tables: tuple[TableOutput, ...] = ()
 
 
 class App:
@@ -156,6 +159,7 @@ class App:
         self.claim_check_bytes = claim_check_bytes
         self.streams: dict[str, StreamSpec] = {}
         self.services: dict[str, ServiceSpec] = {}
+        self.tables: dict[str, TableOutput] = {}
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -196,8 +200,28 @@ class App:
         self.streams[name] = spec
         return spec
 
-    def _declare(self, streams: Iterable[str] | Mapping[str, Payload] | str | None,
-                 what: str, service: str) -> tuple[str, ...]:
+    def table(self, name: str, model: type[Any], *, key: str | None = None,
+              stream: str | None = None, indexes: Iterable[str] = ()) -> TableOutput:
+        """Declare table ``name`` of ``model`` rows keyed by field ``key`` (None: by the
+        record key), fed from ``stream`` (default: ``name``), with ``indexes``; list what
+        it returns in a service's ``outputs`` and the runtime keeps the table fed from what
+        the service emits, exactly once (see ``TableOutput``).
+
+        Declaring the same table twice with anything different is an error."""
+        declared = table_output(name, model, key=key, stream=stream, indexes=tuple(indexes))
+        existing = self.tables.get(name)
+        if existing is not None:
+            if existing != declared:
+                raise InvalidRequestError(
+                    f"table {name!r} is already declared as {existing}; it cannot also be "
+                    f"{declared}")
+            return existing
+        self.stream(declared.stream, model)
+        self.tables[name] = declared
+        return declared
+
+    def _declare(self, streams: Iterable[str | TableOutput] | Mapping[str, Payload] | str
+                 | None, what: str, service: str) -> tuple[str, ...]:
         if streams is None:
             return ()
         if isinstance(streams, str):
@@ -209,7 +233,17 @@ class App:
                 names.append(name)
         else:
             for name in streams:
-                if name not in self.streams:
+                if isinstance(name, TableOutput):
+                    if what != "output":
+                        raise InvalidRequestError(
+                            f"service {service!r} lists table {name.name!r} as an {what}; "
+                            f"a table is an output (read its stream {name.stream!r})")
+                    if self.tables.get(name.name) != name:
+                        raise InvalidRequestError(
+                            f"service {service!r} lists table {name.name!r}, which is not "
+                            f"this app's; declare it with app.table(...)")
+                    name = name.stream
+                elif name not in self.streams:
                     self.stream(name, bytes)
                 names.append(name)
         if len(set(names)) != len(names):
@@ -223,7 +257,7 @@ class App:
         name: str | None = None,
         *,
         inputs: Iterable[str] | Mapping[str, Payload] | str,
-        outputs: Iterable[str] | Mapping[str, Payload] | str | None = None,
+        outputs: Iterable[str | TableOutput] | Mapping[str, Payload] | str | None = None,
         group: str | None = None,
         stateful: bool = False,
         exactly_once: bool | None = None,
@@ -238,7 +272,8 @@ class App:
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare the decorated function as a service.
 
-        ``inputs``/``outputs``: stream names, or a mapping of name to payload type.
+        ``inputs``/``outputs``: stream names, or a mapping of name to payload type;
+        ``outputs`` may list tables (``app.table(...)``), which the runtime feeds.
         ``group`` defaults to ``<app>.<service>``. ``stateful`` gives the handler
         ``ctx.state`` (checkpointed). ``exactly_once`` overrides the app's ``processing``
         for this service (True: outputs, state and input offsets commit in one transaction);
@@ -262,6 +297,7 @@ class App:
             if not ins:
                 raise InvalidRequestError(f"service {sname!r} needs at least one input stream")
             outs = self._declare(outputs, "output", sname)
+            tables = tuple(t for t in outputs or () if isinstance(t, TableOutput))
             counts = {self.streams[s].partitions for s in ins}
             if stateful and len(counts) > 1:
                 raise InvalidRequestError(
@@ -297,7 +333,7 @@ class App:
                 checkpoint_interval=float(checkpoint_interval),
                 checkpoint_records=checkpoint_records,
                 description=(inspect.getdoc(target) or "").split("\n")[0],
-                on_start=on_start, on_stop=on_stop,
+                on_start=on_start, on_stop=on_stop, tables=tables,
             )
             check_guarantees(self, [spec])
             self.services[sname] = spec

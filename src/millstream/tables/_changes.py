@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
-from millstream.records import Record
+from millstream.records import Headers, Record
 
 __all__ = ["Changes", "KeyFunction", "changes_of"]
 
@@ -34,11 +34,13 @@ class Changes:
     skipped: int
 
 
-def _document(table: str, record: Record, model: type[BaseModel] | None) -> str | None:
+def _document(table: str, record: Record, model: type[BaseModel] | None,
+              written_by: Headers) -> str | None:
     value = record.value
     assert value is not None
     try:
-        if model is not None:
+        if model is not None and not (written_by
+                                      and record.headers[:len(written_by)] == written_by):
             return model.model_validate_json(value).model_dump_json()
         if isinstance(from_json(value, allow_inf_nan=False), dict):
             return value.decode()
@@ -50,8 +52,12 @@ def _document(table: str, record: Record, model: type[BaseModel] | None) -> str 
 
 
 def changes_of(table: str, records: Sequence[Record], *, key: KeyFunction | None = None,
-               model: type[BaseModel] | None = None) -> Changes:
-    """The changes ``records`` (in stream order) make to ``table``; see the module docstring."""
+               model: type[BaseModel] | None = None, written_by: Headers = ()) -> Changes:
+    """The changes ``records`` (in stream order) make to ``table``; see the module docstring.
+
+    A record whose headers begin with ``written_by`` (the headers ``model``'s codec writes)
+    is that model serialised by the runtime: it is only checked to be a JSON object, not
+    validated again."""
     latest: dict[str, str | None] = {}
     skipped = 0
     for r in records:
@@ -67,7 +73,7 @@ def changes_of(table: str, records: Sequence[Record], *, key: KeyFunction | None
         if r.value is None:
             latest[k] = None
             continue
-        doc = _document(table, r, model)
+        doc = _document(table, r, model, written_by)
         if doc is None:
             skipped += 1
         else:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel
 
+from millstream.codecs import ModelCodec
 from millstream.errors import InvalidRequestError
 from millstream.faults import fault_point
-from millstream.records import Record, StreamPartition
+from millstream.records import Headers, Record, StreamPartition
 from millstream.streams._base import Consumer, Streams
 from millstream.tables._base import Table, Tables
 from millstream.tables._changes import KeyFunction, changes_of
@@ -42,8 +43,9 @@ class TableFeed:
     ``indexes``), in batches of up to ``batch_size``.
 
     ``key(record)`` gives a document's key (default: the record key as UTF-8); ``model``
-    validates every document. Use it with ``with`` or call ``close()``; the streams and
-    tables handles stay the caller's.
+    validates every document but those the runtime wrote with ``model``'s codec (its
+    headers say so), which are only checked to be JSON objects. Use it with ``with`` or call
+    ``close()``; the streams and tables handles stay the caller's.
     """
 
     def __init__(self, streams: Streams, tables: Tables, table: str, stream: str, *,
@@ -56,6 +58,8 @@ class TableFeed:
         self._streams = streams
         self._key = key
         self._model = model
+        #: the headers of rows the runtime wrote with ``model``'s codec: not validated again
+        self._written_by: Headers = ModelCodec(model).headers if model is not None else ()
         self._batch_size = batch_size
         self._consumer: Consumer | None = None
         #: where the table's stored offsets are, as far as this feed knows: its next batch
@@ -89,12 +93,21 @@ class TableFeed:
         self._at = start
         return consumer
 
-    def apply(self, timeout: float = 10.0) -> int:
-        """Apply every record the stream holds at the call, in batches; return how many this
-        feed applied. Waits up to ``timeout`` s for records the stream holds but the reader
-        has not received yet; what is left then goes with the next call."""
+    def backlog(self) -> dict[StreamPartition, int]:
+        """The stream's end offset in each partition where this feed has records to read
+        (empty when it has none)."""
         consumer = self._open()
-        ends = {sp: consumer.position(sp) + lag for sp, lag in consumer.lag().items()}
+        return {sp: consumer.position(sp) + lag for sp, lag in consumer.lag().items()
+                if lag > 0}
+
+    def apply(self, timeout: float = 10.0, *,
+              until: Mapping[StreamPartition, int] | None = None) -> int:
+        """Apply every record the stream holds at the call (or up to the ends ``until``, a
+        ``backlog()``), in batches; return how many this feed applied. Waits up to
+        ``timeout`` s for records the stream holds but the reader has not received yet; what
+        is left then goes with the next call."""
+        consumer = self._open()
+        ends = dict(self.backlog() if until is None else until)
         applied = 0
         deadline = time.monotonic() + timeout
         while any(consumer.position(sp) < end for sp, end in ends.items()):
@@ -115,7 +128,8 @@ class TableFeed:
         return applied
 
     def _write(self, consumer: Consumer, records: list[Record]) -> int:
-        changes = changes_of(self.table.name, records, key=self._key, model=self._model)
+        changes = changes_of(self.table.name, records, key=self._key, model=self._model,
+                             written_by=self._written_by)
         reached = {sp: consumer.position(sp) for sp in self._at}
         moved: dict[StreamPartition, int] | None = None
         with self.table.transaction() as tx:  # serialized per table: the check holds

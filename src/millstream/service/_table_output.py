@@ -1,0 +1,74 @@
+"""Tables as declared outputs: ``outputs=[app.table("videos", Video, key="video_id")]``.
+
+A ``TableOutput`` names a table, the pydantic model of its rows, the field that keys them
+and the stream that carries them (its changelog; the table's name unless said otherwise). A
+service that lists it among its outputs emits rows as it emits any value — returned, or
+``ctx.emit(videos, row)`` — and they go to the changelog stream, keyed by the row's key.
+After each of the service's commits the runtime applies what the stream gained to the
+table in batches, each in one table transaction with the stream offsets it reaches
+(``millstream.tables._feed``): the table always equals its stream replayed up to the
+offsets stored with it, exactly once, whatever crashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from millstream._names import check_stream_name
+from millstream.errors import InvalidRequestError
+from millstream.tables._common import check_field, check_table_name
+
+__all__ = ["TableOutput"]
+
+
+@dataclass(frozen=True, slots=True)
+class TableOutput:
+    """A table a service writes: ``name``, its row ``model``, the ``key`` field (None: the
+    record's key), the changelog ``stream`` and the fields to ``index``."""
+
+    name: str
+    model: type[BaseModel]
+    key: str | None
+    stream: str
+    indexes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_table_name(self.name)
+        check_stream_name(self.stream)
+        if not (isinstance(self.model, type) and issubclass(self.model, BaseModel)):
+            raise InvalidRequestError(
+                f"table {self.name!r}: its rows must be a pydantic model class, not "
+                f"{self.model!r}")
+        if self.key is not None and self.key not in self.model.model_fields:
+            raise InvalidRequestError(
+                f"table {self.name!r}: key field {self.key!r} is not a field of "
+                f"{self.model.__name__} (its fields: {', '.join(self.model.model_fields)})")
+        for field in self.indexes:
+            check_field(field)
+
+    def record_key(self, row: Any, given: bytes | str | None = None) -> bytes:
+        """The key of the record that carries ``row``: its key field as UTF-8 text. A key
+        ``given`` with it (``ctx.emit(..., key=)``) must be the same."""
+        value = getattr(row, self.key or "", None)
+        if value is None or value == "":
+            raise InvalidRequestError(
+                f"table {self.name!r}: a {type(row).__name__} row has no {self.key!r} "
+                f"({value!r}); every row needs its key")
+        key = str(value).encode()
+        if given is not None and (given.encode() if isinstance(given, str) else given) != key:
+            raise InvalidRequestError(
+                f"a row of table {self.name!r} was emitted with key {given!r}, not its "
+                f"{self.key} {key.decode()!r}")
+        return key
+
+
+def table_output(name: str, model: type[BaseModel], *, key: str | None = None,
+                 stream: str | None = None, indexes: Sequence[str] = ()) -> TableOutput:
+    """Build the ``TableOutput`` ``App.table`` declares; see ``TableOutput``."""
+    if isinstance(indexes, str):
+        indexes = (indexes,)
+    return TableOutput(name, model, key, stream or name, tuple(indexes))
