@@ -57,7 +57,7 @@ from videosite_testing import STARVED, ffmpeg_allocations_at_most
 TOKEN = "bad-input-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_UPLOAD = 2 * 1024 * 1024
-STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+STAGES = ("probe", "thumbnail", "transcode", "join")
 BOUNDARY = "x0b0undary"
 HTML_TITLE = '<img src=x onerror="alert(1)"><b>bold</b> & co'
 #: videos longer than this are refused (VIDEOSITE_MAX_DURATION_S): at upload when it is set

@@ -35,7 +35,7 @@ TOKEN = "browser-token"
 #: the status label of a gallery card starts with the text (a function: the CSP forbids eval)
 STATUS_IS = """([id, text]) => document.querySelector(`[data-video-id='${id}'] .status`)
     .textContent.startsWith(text)"""
-STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+STAGES = ("probe", "thumbnail", "transcode", "join")
 
 
 def _need(reason: str) -> None:
@@ -147,7 +147,7 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
     page.wait_for_selector("#upload-result a")
     assert page.evaluate("document.getElementById('upload-progress').value") == 1
     new_id = page.get_attribute("#upload-result a", "href").rsplit("/", 1)[-1]
-    for service in ("join", "catalog"):  # catalogued as processing, nothing processed yet
+    for service in ("join",):  # catalogued as processing, nothing processed yet
         served.platform.run_until_idle(service, timeout=30.0)
     page.goto(f"{served.base}/")
     card = page.locator(f"[data-video-id='{new_id}']")
@@ -158,7 +158,7 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
     for service in ("probe", "thumbnail"):
         served.platform.run_until_idle(service, timeout=30.0)
     page.wait_for_function(STATUS_IS, arg=[new_id, "processing 67%"])
-    for service in ("transcode", "join", "catalog"):
+    for service in ("transcode", "join"):
         served.platform.run_until_idle(service, timeout=30.0)
     page.wait_for_function(STATUS_IS, arg=[new_id, "ready"])
     assert card.locator("progress").count() == 0

@@ -2,7 +2,7 @@
 
 Three real clips (one silent and rotated, one portrait), a PNG and a "media bomb" (a clip
 over the duration limit, lowered for the test) are submitted; probe, thumbnail, transcode,
-join and catalog run until idle; the catalog table, the join's state, the status stream and
+join run until idle; the catalog table, the join's state, the status stream and
 — started only afterwards — the analytics tables are checked value by value.
 """
 
@@ -32,7 +32,7 @@ from videosite.models import Progress, Video
 from videosite.pipeline import submit
 from videosite_testing import Idle
 
-STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+STAGES = ("probe", "thumbnail", "transcode", "join")
 #: seconds after the first upload that each of the five is uploaded: two days of two, one of one
 UPLOADED_AFTER = (0, 3_600, 90_000, 93_600, 180_000)
 
@@ -216,7 +216,7 @@ def test_analytics_started_late_fills_from_the_beginning(
         # the services' metrics records, also from the beginning: every record they read
         assert db.query("SELECT service, records_in, exceptions FROM processing_by_service "
                         "WHERE service != 'analytics' ORDER BY service") == [
-            ("catalog", 10, 0), ("join", 20, 2), ("probe", 5, 0), ("thumbnail", 5, 0),
+            ("join", 20, 2), ("probe", 5, 0), ("thumbnail", 5, 0),
             ("transcode", 5, 0)]
         [(transcode_ms,)] = db.query(
             "SELECT mean_ms FROM processing_by_service WHERE service = 'transcode'")

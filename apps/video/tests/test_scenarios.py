@@ -43,7 +43,7 @@ from videosite.models import Progress, Thumbnails, Upload, Video
 from videosite.pipeline import submit
 from videosite_testing import Idle
 
-STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+STAGES = ("probe", "thumbnail", "transcode", "join")
 SHADOW = "v2"
 #: the v2 thumbnailer: five smaller stills instead of three
 V2_POINTS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -240,7 +240,7 @@ def test_a_transcoder_killed_halfway_leaves_one_final_record_and_no_orphan(
             _, err = restarted.communicate(timeout=30)
         assert restarted.returncode == 0, err.decode()
 
-        for service in ("join", "catalog"):
+        for service in ("join",):
             run_until_idle(platform, service)
 
         videos: list[Video] = platform.values("videos")

@@ -20,7 +20,7 @@ from videosite.models import Progress, Video
 from videosite.pipeline import submit
 from videosite_testing import Idle
 
-STAGES = ("probe", "thumbnail", "transcode", "join", "catalog", "analytics")
+STAGES = ("probe", "thumbnail", "transcode", "join", "analytics")
 
 
 class _Tracked:
@@ -70,7 +70,7 @@ class CountingStreams:
         return getattr(self._inner, name)
 
 
-@pytest.mark.parametrize("service", ["transcode", "catalog", "analytics"])
+@pytest.mark.parametrize("service", ["transcode", "join", "analytics"])
 def test_a_service_closes_what_it_opened_when_it_stops(
         service: str, clips: dict[str, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +95,7 @@ def test_a_service_closes_what_it_opened_when_it_stops(
             progress = [p for p in platform.values("status") if p.stage == "transcode"]
             assert progress[0].fraction == 0.0 and progress[-1].fraction == 1.0
             assert [r.key for r in platform.records("renditions")] == [video_id.encode()]
-        elif service == "catalog":
+        elif service == "join":  # and its table output, the catalog
             [(key, doc)] = platform.tables.table("videos").scan("", limit=10)
             assert (key, Video.model_validate(doc).status) == (video_id, "ready")
         else:

@@ -29,7 +29,7 @@ from videosite.web import create_app
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_UPLOAD = 2 * 1024 * 1024
-STAGES = ("probe", "thumbnail", "transcode", "join", "catalog")
+STAGES = ("probe", "thumbnail", "transcode", "join")
 XSS = "<script>alert(1)</script>"
 
 
@@ -230,7 +230,7 @@ def test_titles_are_escaped_and_pages_carry_the_csp(web: Web, processed: dict[st
 
 def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) -> None:
     page = web.client.get("/ops", headers=AUTH).text
-    for service in ("probe", "thumbnail", "transcode", "join", "catalog"):
+    for service in ("probe", "thumbnail", "transcode", "join"):
         assert f"<td>{service}</td>" in page
         # its last cell: records read, over the latest metrics record of each run
         latest = {m.run: m.totals.records_in for m in web.platform.metrics(service)}

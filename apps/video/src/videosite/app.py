@@ -1,17 +1,19 @@
 """The video site's processing pipeline as millstream services.
 
     uploads ─► probe ─────► probes ─────┐
-            ├► thumbnail ─► thumbnails ─┼─► join ─► videos ─► catalog (table videos)
-            └► transcode ─► renditions ─┘                 └─► analytics (SQL tables)
+            ├► thumbnail ─► thumbnails ─┼─► join ─► videos ─► analytics (SQL tables)
+            └► transcode ─► renditions ─┘     (the catalog: table videos)
                probe, thumbnail, transcode ─► status (Progress)
 
 Every stream has the app's partition count and every record is keyed by the video id, so
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
 ``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
 
-What a service keeps between records — catalog's materializer, analytics' database — is
-opened by its ``on_start`` hook, offered to the handler as ``ctx.<name>``
-(``ctx.add_store``) and closed by its ``on_stop`` hook. Transcode's live progress goes out
+The catalog is the join's table output: the join writes each video to the videos stream and
+the runtime keeps table ``videos`` equal to that stream, in batches after the join's commits.
+What a service keeps between records — analytics' database — is opened by its ``on_start``
+hook, offered to the handler as ``ctx.<name>`` (``ctx.add_store``) and closed by its
+``on_stop`` hook. Transcode's live progress goes out
 with ``ctx.emit_now``; ``status``, which three services write, names each record's writer
 (the ``millstream-writer`` header), so ``millstream diff`` compares a shadow with its own
 service's records only.
@@ -27,7 +29,6 @@ from millstream.faults import fault_point
 from millstream.files import FileRef
 from millstream.runtime import METRICS_STREAM, MetricsRecord
 from millstream.service import App, Context
-from millstream.tables import Materializer
 
 from .analytics import AnalyticsDB
 from .config import analytics_db_url, media_limits
@@ -46,7 +47,8 @@ app.stream("probes", Probed)
 app.stream("thumbnails", Thumbnails)
 app.stream("renditions", Transcoded)
 app.stream("status", Progress)
-app.stream("videos", Video)
+#: the catalog: every video's latest description, by id, fed from the videos stream
+videos = app.table("videos", Video, key="video_id", indexes=["status"])
 #: the platform's metrics stream (one partition), read by analytics
 app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
 
@@ -119,9 +121,9 @@ def transcode(upload: Upload, ctx: Context) -> None:
 
 @app.service(inputs={"uploads": Upload, "probes": Probed, "thumbnails": Thumbnails,
                      "renditions": Transcoded},
-             outputs={"videos": Video}, stateful=True, uses=("files",))
+             outputs=[videos], stateful=True, uses=("files",))
 def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video | None:
-    """Waits for all parts of a video, then writes its description to videos.
+    """Waits for all parts of a video, then writes its description to videos (the catalog).
 
     The upload, probe, thumbnails and renditions; ready, or failed with the reason. A part
     arriving again after its video finished (an at-least-once duplicate) is dropped. A
@@ -181,27 +183,6 @@ def _discard_refused(video: Video, ctx: Context) -> None:
     except MillstreamError as exc:  # the video is recorded all the same; the object stays
         log.warning("the original %s of refused video %s was not deleted: %s",
                     original.url, video.video_id, exc)
-
-
-def _open_feeder(ctx: Context) -> None:
-    ctx.add_store("feeder", Materializer(
-        ctx.streams, ctx.tables.backend, ctx.tables.name("videos"), "videos", model=Video,
-        indexes=["status"]))
-
-
-def _close_feeder(ctx: Context) -> None:
-    ctx.feeder.close()
-
-
-@app.service(inputs={"videos": Video}, uses=("tables:videos",),
-             on_start=_open_feeder, on_stop=_close_feeder)
-def catalog(video: Video, ctx: Context) -> None:
-    """Materializes the videos stream into the videos table.
-
-    The table and its offsets commit together, so it always equals the stream replayed;
-    `millstream tables snapshot videos` snapshots it."""
-    feeder: Materializer = ctx.feeder
-    feeder.catch_up()
 
 
 def _open_analytics_db(ctx: Context) -> None:
