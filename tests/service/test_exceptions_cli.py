@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from click.testing import CliRunner
 from pydantic import BaseModel
@@ -10,8 +11,10 @@ from pydantic import BaseModel
 import millstream
 from millstream._wellknown import retry_stream
 from millstream.cli.main import cli
+from millstream.operations import list_exceptions
 from millstream.runtime import ServiceRunner
 from millstream.service import App, RetryPolicy
+from millstream.testing import TestPlatform
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 
 
@@ -111,3 +114,15 @@ def test_bad_ids_and_missing_stream_are_clear_errors() -> None:
     assert "no exception with id 99; nothing was replayed" in result.output
     result = CliRunner().invoke(cli, ["exceptions", "replay"])
     assert result.exit_code == 2 and "give exception ids, or --all" in result.output
+
+
+def test_list_exceptions_since_takes_seconds_since_the_epoch() -> None:
+    with TestPlatform(make_app({1, 2})) as platform:
+        platform.send_many("orders", [Order(id=i, total=i) for i in range(4)],
+                           key=lambda o: str(o.id))
+        before = time.time() - 1
+        platform.run_until_idle("billing")
+        after = time.time() + 1
+        assert len(list_exceptions(platform.streams)) == 2
+        assert len(list_exceptions(platform.streams, since=before)) == 2
+        assert list_exceptions(platform.streams, since=after) == []

@@ -12,7 +12,7 @@ from videosite.app import app
 from videosite.join import (
     FINISHED,
     PRUNE_EVERY,
-    REMEMBER_FINISHED_MS,
+    REMEMBER_FINISHED_S,
     combine,
     forget_finished,
     in_flight,
@@ -90,7 +90,7 @@ def test_a_part_sent_again_after_its_video_finished_is_dropped() -> None:
 
 
 def test_tombstones_older_than_the_horizon_or_beyond_the_limit_are_forgotten() -> None:
-    day = REMEMBER_FINISHED_MS
+    day = round(REMEMBER_FINISHED_S * 1000)  # in ms, as record timestamps and tombstones
     waiting = {"upload": {"video_id": "w"}}
     state: dict[str, Any] = {"a": {FINISHED: 0}, "b": {FINISHED: 10}, "c": {FINISHED: 20},
                              "d": {FINISHED: 30}, "w": waiting}
@@ -108,7 +108,7 @@ def test_finishing_videos_prune_their_partition_now_and_then() -> None:
     for part in parts("old"):
         receive(state, part, now_ms=1_000)
     assert state == {"old": {FINISHED: 1_000}}
-    later = 1_000 + REMEMBER_FINISHED_MS + 1
+    later = 1_000 + round(REMEMBER_FINISHED_S * 1000) + 1
     names = [f"new{i}" for i in range(10 * PRUNE_EVERY)]
     for name in names:
         for part in parts(name):

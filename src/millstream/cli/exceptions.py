@@ -38,6 +38,10 @@ def parse_since(text: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+def _epoch_s(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
 def _ensure(state: CliState) -> None:
     with open_streams(state) as streams:
         if EXCEPTIONS not in streams.admin().list_streams():
@@ -76,7 +80,7 @@ def list_command(state: CliState, service: str | None, group: str | None, since:
     _ensure(state)
     with open_streams(state) as streams:
         found = list_exceptions(streams, group=group, service=service,
-                                since_ms=parse_since(since))
+                                since=_epoch_s(parse_since(since)))
         shown = found[-limit:]
         replayed: dict[str, set[int]] = {}
         for failure in shown:
@@ -152,7 +156,7 @@ def replay_command(state: CliState, idents: tuple[int, ...], everything: bool,
     with open_streams(state) as streams:
         if everything:
             found = list_exceptions(streams, group=group, service=service,
-                                    since_ms=parse_since(since))
+                                    since=_epoch_s(parse_since(since)))
             done: dict[str, set[int]] = {}
             for failure in found:
                 if failure.group not in done:

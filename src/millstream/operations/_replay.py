@@ -31,9 +31,11 @@ __all__ = ["Replayed", "list_exceptions", "replay", "replayed_ids"]
 
 
 def list_exceptions(streams: Streams, *, group: str | None = None,
-                    service: str | None = None, since_ms: int | None = None,
+                    service: str | None = None, since: float | None = None,
                     ids: Iterable[int] | None = None) -> list[ExceptionRecord]:
-    """Exception records, oldest first, filtered by group, service, time or ids."""
+    """Exception records, oldest first, filtered by group, service, time or ids. ``since``:
+    only those written at or after this time, in seconds since the epoch (as ``time.time()``)."""
+    since_ms = None if since is None else since * 1000  # records carry milliseconds
     wanted = set(ids) if ids is not None else None
     found = []
     for record in read_to_end(streams, EXCEPTIONS):

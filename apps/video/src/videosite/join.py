@@ -13,7 +13,7 @@ ever completes, and which would stay in the state for good. With it the duplicat
 (and so is a repeated upload, which would otherwise announce the video as processing again).
 
 Tombstones are pruned by age and count, so the state stays bounded: a tombstone older than
-``REMEMBER_FINISHED_MS`` (record time) goes, and a partition keeps at most
+``REMEMBER_FINISHED_S`` seconds (record time) goes, and a partition keeps at most
 ``REMEMBER_AT_MOST``, the newest. Pruning scans the partition's state, so it is done by about
 one finishing video in ``PRUNE_EVERY``, chosen by its id (the same on a replay). A duplicate
 arriving after its video's tombstone went is not recognised: it starts an entry in flight.
@@ -33,7 +33,7 @@ __all__ = [
     "PARTS",
     "PRUNE_EVERY",
     "REMEMBER_AT_MOST",
-    "REMEMBER_FINISHED_MS",
+    "REMEMBER_FINISHED_S",
     "VideoFailed",
     "combine",
     "forget_finished",
@@ -63,7 +63,7 @@ _BLAME_ORDER = ("probe", "transcode", "thumbnail")
 #: the field of a finished video's tombstone: when (record time, ms) it finished
 FINISHED = "finished_ms"
 #: how long a finished video is remembered, in record time: a day of at-least-once retries
-REMEMBER_FINISHED_MS = 24 * 3600 * 1000
+REMEMBER_FINISHED_S = 24 * 3600.0
 #: how many finished videos a partition remembers at most (the newest); ~50 bytes each
 REMEMBER_AT_MOST = 10_000
 #: about one finishing video in this many prunes its partition's tombstones
@@ -134,13 +134,14 @@ def receive(state: MutableMapping[str, Any], part: Part, now_ms: int) -> Video |
 
 
 def forget_finished(state: MutableMapping[str, Any], now_ms: int, *,
-                    keep_ms: int = REMEMBER_FINISHED_MS,
+                    keep: float = REMEMBER_FINISHED_S,
                     at_most: int = REMEMBER_AT_MOST) -> int:
-    """Remove tombstones older than ``keep_ms`` before ``now_ms``, then the oldest beyond
-    ``at_most``; return how many went. Videos in flight are left alone."""
+    """Remove tombstones older than ``keep`` seconds before ``now_ms`` (a record timestamp,
+    milliseconds since the epoch, as tombstones hold), then the oldest beyond ``at_most``;
+    return how many went. Videos in flight are left alone."""
     finished = sorted((entry[FINISHED], video_id) for video_id, entry in state.items()
                       if FINISHED in entry)
-    cutoff = now_ms - keep_ms
+    cutoff = now_ms - round(keep * 1000)
     old = sum(1 for at, _ in finished if at < cutoff)
     old = max(old, len(finished) - at_most)
     for _, video_id in finished[:old]:
