@@ -281,6 +281,21 @@ def test_each_public_module_imports_first_in_a_fresh_interpreter(module: str) ->
     assert (done.returncode, done.stderr) == (0, "")
 
 
+def test_importing_millstream_loads_neither_the_file_store_nor_tables_until_used() -> None:
+    """A program that only uses streams does not pay for pydantic and the file store
+    (``open_files``/``open_tables`` are imported at first use)."""
+    code = ("import sys, millstream\n"
+            "print(sorted(m for m in ('millstream.files', 'millstream.tables', 'pydantic')"
+            " if m in sys.modules))\n"
+            "millstream.open_files, millstream.open_tables\n"
+            "print(sorted(m for m in ('millstream.files', 'millstream.tables')"
+            " if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == ["[]", "['millstream.files', 'millstream.tables']"]
+
+
 @pytest.mark.parametrize("name", errors.__all__)
 def test_every_error_is_a_millstream_error(name: str) -> None:
     cls = getattr(errors, name)
