@@ -5,10 +5,13 @@ waiting outputs → flush the producer → write a checkpoint (state + the input
 matches) of every shard that changed, waiting for each → release what waited for them →
 commit those offsets. Checkpoints are due every ``checkpoint_interval`` or every
 ``checkpoint_records`` records, when partitions are revoked, and at the end. Between them,
-each commit interval only flushes the outputs (and commits the retry stream's offsets, which
-no state depends on). A crash re-reads from the last checkpoint: the state is restored with
-it, so it never counts a record twice; outputs since then come out again. Fault points
-``service.checkpoint.before_write`` / ``service.checkpoint.after_write``.
+each commit interval only flushes the outputs. The retry stream's offsets are committed only
+after a checkpoint of every shard (a replayed record may change any shard's state), and a
+revoked retry stream is handed over with one: a replay whose effect on the state is lost by a
+crash is handled again (at least once), never skipped. A crash re-reads from the last
+checkpoint: the state is restored with it, so it never counts an input record twice; outputs
+since then come out again. Fault points ``service.checkpoint.before_write`` /
+``service.checkpoint.after_write``.
 """
 
 from __future__ import annotations
@@ -58,29 +61,24 @@ class Checkpointed(DeliveryBase):
 
     def revoke(self, partitions: list[StreamPartition]) -> None:
         numbers = self._state.numbers(partitions)
-        self._checkpoint(numbers)
-        self._flush(partitions)
+        # a replayed record may have changed any shard: the retry stream is handed over
+        # only with a checkpoint of every one
+        retry = any(self._is_retry(sp) for sp in partitions)
+        self._checkpoint(None if retry else numbers)
         self._state.drop(numbers)
         self._forget(partitions)
 
     def finish(self) -> None:
         self._checkpoint()
-        self._flush()
 
     def _is_retry(self, sp: StreamPartition) -> bool:
         return sp.stream == self._retry_stream
 
-    def _flush(self, only: Iterable[StreamPartition] | None = None) -> None:
-        """Make the outputs durable; commit only the retry stream's offsets."""
+    def _flush(self) -> None:
+        """Make the outputs durable; no offset moves (they move with checkpoints)."""
         self.send()
         assert self._producer is not None
         self._producer.flush()
-        offsets = self._moved(only, self._is_retry)
-        if not offsets:
-            return
-        fault_point("service.commit.after_flush")
-        self._commit_offsets(offsets)
-        fault_point("service.commit.after_commit")
 
     def _checkpoint(self, numbers: Iterable[int] | None = None) -> None:
         """Flush outputs, write checkpoints of the shards that moved, then commit their
@@ -106,7 +104,8 @@ class Checkpointed(DeliveryBase):
             self._w.durable()
         fault_point("service.checkpoint.after_write")
         state.since_checkpoint = 0
-        commit.update(self._moved(keep=self._is_retry))
+        if numbers is None:  # a replay's effect on any shard is in a checkpoint now
+            commit.update(self._moved(keep=self._is_retry))
         commit = {sp: o for sp, o in commit.items() if self._committed_at.get(sp) != o}
         if commit:
             self._commit_offsets(commit)

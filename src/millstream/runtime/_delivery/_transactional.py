@@ -13,7 +13,7 @@ other systems) are not part of the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from millstream._wellknown import CHECKPOINTS, EXCEPTIONS
 from millstream.errors import RecordTooLargeError
@@ -85,7 +85,10 @@ class Transactional(DeliveryBase):
             self._state.load(partitions, self._consumer)
 
     def revoke(self, partitions: list[StreamPartition]) -> None:
-        self._commit(partitions)
+        # The open transaction holds the outputs of the kept partitions' records too: it
+        # commits their offsets (and checkpoints their shards) with them, or the next owner
+        # after a crash would handle those records again and their outputs come out twice.
+        self._commit()
         if self._state is not None:
             self._state.drop(self._state.numbers(partitions))
         self._forget(partitions)
@@ -98,27 +101,24 @@ class Transactional(DeliveryBase):
         if txn is not None:
             txn.close()
 
-    def _commit(self, only: Iterable[StreamPartition] | None = None) -> None:
+    def _commit(self) -> None:
+        """Commit the transaction: every output sent into it, a checkpoint of every shard
+        that changed or moved, and every input offset they match — all or nothing."""
         txn = self._txn
         assert txn is not None
         self.send()
-        only = None if only is None else set(only)
         # every shard whose offsets moved gets a checkpoint in the same transaction, so on
         # restart state and committed offsets agree exactly
-        written = self._checkpoint(txn, only) if self._state is not None else []
-        offsets = self._moved(only)
-        # every output and every shard's state will be durable
-        everything = only is None or self._state is None
+        written = self._checkpoint(txn) if self._state is not None else []
+        offsets = self._moved()
         if not offsets and not written and not self._dirty:
-            if everything:
-                self._w.durable()
+            self._w.durable()
             return
         fault_point("service.transaction.before_commit")
         assert self._consumer is not None
         txn.commit(self._consumer, offsets)
         self._dirty = False
-        if everything:
-            self._w.durable()
+        self._w.durable()  # every output and every shard's state is durable
         if self._state is not None:
             for number, shard_offsets, shard in written:
                 self._state.store.remember(number, shard_offsets, shard.data, 0)
@@ -127,14 +127,12 @@ class Transactional(DeliveryBase):
         self._committed(offsets)
         fault_point("service.transaction.after_commit")
 
-    def _checkpoint(self, txn: TransactionalProducer, only: set[StreamPartition] | None
+    def _checkpoint(self, txn: TransactionalProducer
                     ) -> list[tuple[int, dict[str, int], Shard]]:
         state = self._state
         assert state is not None
         written: list[tuple[int, dict[str, int], Shard]] = []
         for number, shard in state.shards.items():
-            if only is not None and not any(sp.partition == number for sp in only):
-                continue
             moved = state.offsets(number)
             latest = state.store.latest(number)
             if shard.changed or (latest.offsets if latest else {}) != moved:
