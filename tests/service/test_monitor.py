@@ -89,7 +89,7 @@ def test_rates_are_summed_per_second_over_each_instance_interval() -> None:
     snap = table_of(
         doc(instance="a", interval_ms=5000, interval={"in": 500, "out": 450}),
         doc(instance="b", interval_ms=2000, interval={"in": 300, "out": 300}),
-    ).snapshot(T0)
+    ).snapshot(T0 / 1000)
     svc = snap.get("shop.billing")
     assert [i.rate_in for i in svc.instances] == [100.0, 150.0]
     assert (svc.rate_in, svc.rate_out) == (250.0, 240.0)
@@ -102,7 +102,7 @@ def test_percentiles_merge_the_latest_interval_histogram_of_each_instance() -> N
         doc(instance="a", values=[10] * 90),
         doc(instance="b", values=[30] * 10),
     )
-    svc = table.snapshot(T0).get("shop.billing")
+    svc = table.snapshot(T0 / 1000).get("shop.billing")
     assert svc.histogram.count == 100
     assert svc.percentile_ms(0.50) == 0.010
     assert svc.percentile_ms(0.90) == 0.010
@@ -114,7 +114,7 @@ def test_percentiles_merge_the_latest_interval_histogram_of_each_instance() -> N
 
 
 def test_empty_histograms_give_no_percentile() -> None:
-    svc = table_of(doc()).snapshot(T0).get("shop.billing")
+    svc = table_of(doc()).snapshot(T0 / 1000).get("shop.billing")
     assert svc.percentile_ms(0.5) is None
 
 
@@ -124,7 +124,7 @@ def test_lag_sums_the_newest_report_of_each_partition() -> None:
         doc(instance="b", lag={"orders/2": 11}),
         # stopped earlier, when it owned orders/2: b's newer report wins
         doc(instance="c", time_ms=T0 - 3000, lag={"orders/2": 99, "orders/3": 4}, final=True),
-    ).snapshot(T0)
+    ).snapshot(T0 / 1000)
     svc = snap.get("shop.billing")
     assert svc.partition_lag == {"orders/0": 5, "orders/1": 7, "orders/2": 11, "orders/3": 4}
     assert svc.lag == 27
@@ -137,7 +137,7 @@ def test_errors_count_running_intervals_and_every_instance_total() -> None:
         doc(instance="b", interval={"errors": 1}, totals={"errors": 1, "in": 900}),
         doc(instance="c", interval={"errors": 5, "exceptions": 5},
             totals={"errors": 3, "exceptions": 2, "in": 10}, final=True),
-    ).snapshot(T0).get("shop.billing")
+    ).snapshot(T0 / 1000).get("shop.billing")
     assert (svc.errors, svc.exceptions) == (3, 1)
     assert svc.totals == Counters(records_in=5910, records_out=0, errors=11, retries=0,
                                   exceptions=5)
@@ -149,7 +149,7 @@ def test_stalled_when_assigned_reading_nothing_and_lag_not_falling(before: int,
     previous = doc(time_ms=T0 - 5000, lag={"orders/0": before})
     latest = doc(lag={"orders/0": after})
     assert is_stalled(latest, previous)
-    svc = table_of(previous, latest).snapshot(T0).get("shop.billing")
+    svc = table_of(previous, latest).snapshot(T0 / 1000).get("shop.billing")
     assert (svc.instances[0].status, svc.status, svc.stalled) == ("stalled", "stalled", True)
     assert svc.alive == 1
 
@@ -167,7 +167,7 @@ def test_not_stalled(case: str) -> None:
     if case == "idle":
         previous = doc(time_ms=T0 - 5000, lag={"orders/0": 0})
     assert not is_stalled(latest, previous)
-    assert table_of(previous, latest).snapshot(T0).get("shop.billing").status == "running"
+    assert table_of(previous, latest).snapshot(T0 / 1000).get("shop.billing").status == "running"
 
 
 def test_one_record_is_not_enough_to_call_an_instance_stalled() -> None:
@@ -176,8 +176,8 @@ def test_one_record_is_not_enough_to_call_an_instance_stalled() -> None:
 
 def test_silent_after_three_intervals_by_the_injected_clock() -> None:
     table = table_of(doc(time_ms=T0, interval_ms=5000))
-    assert table.snapshot(T0 + 15_000).get("shop.billing").status == "running"
-    svc = table.snapshot(T0 + 15_001).get("shop.billing")
+    assert table.snapshot((T0 + 15_000) / 1000).get("shop.billing").status == "running"
+    svc = table.snapshot((T0 + 15_001) / 1000).get("shop.billing")
     assert (svc.status, svc.silent, svc.alive, svc.instances[0].up) == ("silent", True, 0, False)
 
 
@@ -189,11 +189,20 @@ def test_short_intervals_are_silent_only_after_the_floor() -> None:
     assert instance_view(latest, None, T0 + 2_999, silent_floor_ms=2000).status == "running"
 
 
+def test_a_tables_clock_and_silence_floor_are_seconds() -> None:
+    table = MetricsTable(silent_floor=20.5)  # seconds; the record's interval makes 15 s
+    assert table.add(doc(time_ms=T0, interval_ms=5000))
+    assert table.snapshot(T0 / 1000 + 20.5).get("shop.billing").status == "running"
+    svc = table.snapshot(T0 / 1000 + 20.501).get("shop.billing")
+    assert (svc.status, svc.instances[0].time_ms) == ("silent", T0)  # records keep their ms
+    assert table.snapshot(T0 / 1000 + 20.501).time_ms == T0 + 20_501
+
+
 def test_a_silent_instance_beside_a_running_one_leaves_the_service_running() -> None:
     snap = table_of(
         doc(instance="a", time_ms=T0 - 60_000, interval={"in": 100}),
         doc(instance="b", time_ms=T0 - 1000, interval={"in": 50}),
-    ).snapshot(T0)
+    ).snapshot(T0 / 1000)
     svc = snap.get("shop.billing")
     assert [i.status for i in svc.instances] == ["silent", "running"]
     assert (svc.status, svc.silent, svc.alive, svc.count("silent")) == ("running", False, 1, 1)
@@ -203,7 +212,7 @@ def test_a_silent_instance_beside_a_running_one_leaves_the_service_running() -> 
 def test_final_record_means_stopped_not_silent() -> None:
     table = table_of(doc(time_ms=T0 - 5000, interval={"in": 5}),
                      doc(time_ms=T0, interval_ms=20, interval={"in": 5}, final=True))
-    svc = table.snapshot(T0 + 3_600_000).get("shop.billing")
+    svc = table.snapshot((T0 + 3_600_000) / 1000).get("shop.billing")
     assert (svc.instances[0].status, svc.status, svc.silent) == ("stopped", "stopped", False)
     assert (svc.alive, svc.rate_in) == (0, 0.0)
 
@@ -215,7 +224,7 @@ def test_final_record_means_stopped_not_silent() -> None:
 def test_when_none_runs_the_instance_heard_from_last_decides(killed_at: int, stopped_at: int,
                                                              status: str) -> None:
     svc = table_of(doc(instance="h:1", time_ms=killed_at),
-                   doc(instance="h:2", time_ms=stopped_at, final=True)).snapshot(T0).get(
+                   doc(instance="h:2", time_ms=stopped_at, final=True)).snapshot(T0 / 1000).get(
         "shop.billing")
     assert sorted(i.status for i in svc.instances) == ["silent", "stopped"]
     assert (svc.status, svc.silent, svc.alive) == (status, status == "silent", 0)
@@ -226,7 +235,7 @@ def test_two_runs_with_one_instance_name_are_two_instances() -> None:
     second = doc(instance="h:1", time_ms=T0 - 1000, totals={"exceptions": 3}, final=True)
     first, second = (first.model_copy(update={"run": "aaaa"}),
                      second.model_copy(update={"run": "bbbb"}))
-    svc = table_of(first, second).snapshot(T0).get("shop.billing")
+    svc = table_of(first, second).snapshot(T0 / 1000).get("shop.billing")
     assert [i.run for i in svc.instances] == ["aaaa", "bbbb"]
     assert svc.totals.exceptions == 7
 
@@ -238,7 +247,7 @@ def test_the_live_screen_fits_an_80_column_terminal() -> None:
 
     now = now_ms()
     screen = Console(width=80, record=True, force_terminal=True, color_system=None)
-    screen.print(_screen(table_of(*fleet(now)).snapshot(now), None, 80))
+    screen.print(_screen(table_of(*fleet(now)).snapshot(now / 1000), None, 80))
     lines = screen.export_text().splitlines()
     assert lines[1:] == FLEET_AT_80
     assert lines[0].startswith("millstream top ") and lines[0].endswith(
@@ -253,7 +262,7 @@ def test_table_ignores_what_is_not_a_newer_service_metrics_record() -> None:
     assert not table.add_bytes(None)
     assert not table.add_bytes(b'{"kind": "service", "group": "g"}')  # no instance / time
     assert table.skipped == 4
-    assert table.snapshot(T0).get("shop.billing").totals.records_in == 5
+    assert table.snapshot(T0 / 1000).get("shop.billing").totals.records_in == 5
 
 
 def test_reads_the_document_the_real_metrics_class_writes() -> None:
@@ -335,7 +344,7 @@ def test_prometheus_text_has_exact_counters_gauges_and_summaries() -> None:
         doc(instance=weird, time_ms=T0 - 60_000, totals={"in": 1}),
         doc(group="shop.stuck", time_ms=T0 - 5000, lag={"my/stream/0": 3}),
         doc(group="shop.stuck", lag={"my/stream/0": 4}),
-    ).snapshot(T0)
+    ).snapshot(T0 / 1000)
     text = prometheus_text(snap)
     assert 'instance="h\\"q\\\\x\\ny"' in text
     types, samples = parse_prometheus(text)
@@ -602,7 +611,7 @@ def test_a_clean_stop_after_a_killed_run_shows_stopped_not_silent(tmp_path: Path
         runner.run(until=lambda r: committed(streams, "testapp.double") >= N)
         # a minute later by the view's clock the killed run is long silent
         later = now_ms() + 60_000
-        with MetricsView(streams, since_ms=None, now_ms=lambda: later) as view:
+        with MetricsView(streams, since=None, now=lambda: later / 1000) as view:
             view.refresh(timeout=1.0)
             snap = view.snapshot()
     double = snap.get("testapp.double")
@@ -632,7 +641,7 @@ def server() -> Iterator[tuple[MetricsServer, Streams, list[int]]]:
     clock = [now_ms()]
     with millstream.open_streams() as streams:
         write(streams, fleet(clock[0]))
-        with MetricsView(streams, now_ms=lambda: clock[0]) as view:
+        with MetricsView(streams, now=lambda: clock[0] / 1000) as view:
             srv = MetricsServer(view, "127.0.0.1", 0)
             thread = threading.Thread(target=srv.serve_forever, daemon=True)
             thread.start()

@@ -72,7 +72,7 @@ _since_option = click.option(
 
 def _open_view(streams: Streams, since_ms: int | None) -> MetricsView:
     try:
-        return MetricsView(streams, since_ms=since_ms)
+        return MetricsView(streams, since=None if since_ms is None else since_ms / 1000)
     except UnknownStreamError as exc:
         if exc.name != METRICS:
             raise

@@ -1,9 +1,11 @@
 """Reading ``millstream.metrics``: each instance's latest records, kept for the health model.
 
 ``MetricsTable`` takes records in stream order and keeps the last two of every instance (one
-run of a service process), plus its processing count and sum; ``snapshot(now_ms)`` hands them
+run of a service process), plus its processing count and sum; ``snapshot(now)`` hands them
 to the health model (``_health``). ``MetricsView`` feeds a table from a standalone consumer of
-the stream, starting a while back (``since_ms``) and then tailing; its clock is injectable.
+the stream, starting a while back (``since`` seconds) and then tailing; its clock (``now``,
+seconds since the epoch as ``time.time``) is injectable. Times given here are seconds; the
+records and the views made from them keep the metrics record's milliseconds (``time_ms``).
 What is not a metrics record this millstream reads is counted in ``skipped`` and left out.
 """
 
@@ -27,16 +29,18 @@ from millstream.records import StreamPartition
 from millstream.runtime._metrics_record import MetricsRecord
 from millstream.streams._base import Streams
 
-__all__ = ["DEFAULT_SINCE_MS", "MetricsTable", "MetricsView", "wall_clock_ms"]
+__all__ = ["DEFAULT_SINCE", "SILENT_FLOOR", "MetricsTable", "MetricsView"]
 
 log = logging.getLogger(__name__)
 
-#: How far back a view starts reading by default: ten minutes.
-DEFAULT_SINCE_MS = 10 * 60 * 1000
+#: How far back a view starts reading by default, in seconds: ten minutes.
+DEFAULT_SINCE = 10 * 60.0
+#: An instance is silent at the earliest this many seconds after its latest record.
+SILENT_FLOOR = SILENT_FLOOR_MS / 1000
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 @dataclass(slots=True)
@@ -48,10 +52,11 @@ class _Track:
 
 
 class MetricsTable:
-    """The last two metrics records of every instance, fed in stream order."""
+    """The last two metrics records of every instance, fed in stream order. An instance
+    counts as silent ``max(3 × its interval, silent_floor)`` seconds after its latest record."""
 
-    def __init__(self, *, silent_floor_ms: int = SILENT_FLOOR_MS) -> None:
-        self.silent_floor_ms = silent_floor_ms
+    def __init__(self, *, silent_floor: float = SILENT_FLOOR) -> None:
+        self.silent_floor = silent_floor
         self._tracks: dict[tuple[str, str, str], _Track] = {}  # (group, instance, run)
         #: records that were not metrics records this millstream reads
         self.skipped = 0
@@ -86,11 +91,13 @@ class MetricsTable:
             return False
         return self.add(record)
 
-    def snapshot(self, now_ms: int) -> Snapshot:
+    def snapshot(self, now: float) -> Snapshot:
+        """Every service as of ``now`` (seconds since the epoch)."""
+        now_ms = _ms(now)
         by_group: dict[str, list[InstanceView]] = {}
         for (group, _, _), track in sorted(self._tracks.items()):
             by_group.setdefault(group, []).append(instance_view(
-                track.latest, track.previous, now_ms, silent_floor_ms=self.silent_floor_ms,
+                track.latest, track.previous, now_ms, silent_floor_ms=_ms(self.silent_floor),
                 processed=(track.processed_count, track.processed_us)))
         return Snapshot(now_ms, tuple(service_view(v) for _, v in sorted(by_group.items())))
 
@@ -98,27 +105,28 @@ class MetricsTable:
 class MetricsView:
     """A ``MetricsTable`` fed by a standalone consumer of the metrics stream.
 
-    Reading starts ``since_ms`` before now (``None``: the first retained record) or at
-    ``from_offset``; ``refresh`` reads what has arrived since. Raises ``UnknownStreamError``
-    when the stream does not exist (no service has run yet). Use with ``with`` or ``close()``.
+    Reading starts ``since`` seconds before now (``None``: the first retained record) or at
+    ``from_offset``; ``refresh`` reads what has arrived since. ``now`` is the view's clock
+    (seconds since the epoch; ``time.time`` by default). Raises ``UnknownStreamError`` when
+    the stream does not exist (no service has run yet). Use with ``with`` or ``close()``.
     """
 
-    def __init__(self, streams: Streams, *, since_ms: int | None = DEFAULT_SINCE_MS,
-                 from_offset: int | None = None, now_ms: Callable[[], int] = wall_clock_ms,
-                 silent_floor_ms: int = SILENT_FLOOR_MS, stream: str = METRICS) -> None:
-        self.now_ms = now_ms
+    def __init__(self, streams: Streams, *, since: float | None = DEFAULT_SINCE,
+                 from_offset: int | None = None, now: Callable[[], float] = time.time,
+                 silent_floor: float = SILENT_FLOOR, stream: str = METRICS) -> None:
+        self.now = now
         self.stream = stream
-        self.table = MetricsTable(silent_floor_ms=silent_floor_ms)
+        self.table = MetricsTable(silent_floor=silent_floor)
         self._consumer = streams.open_consumer(None)
 
         def start(partitions: list[StreamPartition]) -> None:
             if from_offset is not None:
                 for sp in partitions:
                     self._consumer.seek(sp, from_offset)
-            elif since_ms is None:
+            elif since is None:
                 self._consumer.seek_to_beginning(partitions)
-            else:
-                self._consumer.seek_to_timestamp(max(now_ms() - since_ms, 0), partitions)
+            else:  # record timestamps are milliseconds
+                self._consumer.seek_to_timestamp(max(_ms(now() - since), 0), partitions)
 
         try:
             self._consumer.subscribe([stream], on_assign=start)
@@ -143,7 +151,7 @@ class MetricsView:
 
     def snapshot(self) -> Snapshot:
         """Every service as of now (by the view's clock)."""
-        return self.table.snapshot(self.now_ms())
+        return self.table.snapshot(self.now())
 
     def close(self) -> None:
         self._consumer.close()
