@@ -4,6 +4,9 @@ record are durable and the offsets it is given are the group's committed offsets
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 import millstream
@@ -91,3 +94,10 @@ def test_a_listener_that_fails_stops_the_service_after_its_commit() -> None:
     # the commit the listener followed stands; nothing after it was committed
     assert 0 < committed <= N
     assert runner.statistics().records_in >= committed
+
+
+def test_only_the_delivery_package_reads_a_services_delivery_flags() -> None:
+    runtime = Path(millstream.__file__).parent / "runtime"
+    readers = sorted(str(path.relative_to(runtime)) for path in runtime.rglob("*.py")
+                     if re.search(r"\.(exactly_once|stateful)\b", path.read_text()))
+    assert readers == ["_delivery/__init__.py"]

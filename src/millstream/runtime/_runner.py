@@ -40,7 +40,7 @@ from millstream.files._base import FileStore
 from millstream.files._pins import Pins
 from millstream.records import Record, StreamPartition
 from millstream.runtime._clock import SYSTEM_CLOCK, Clock
-from millstream.runtime._delivery import Delivery, Wiring, delivery_for
+from millstream.runtime._delivery import Delivery, Wiring, delivery_for, state_for
 from millstream.runtime._handling import (
     REPLAY_PARTITION_HEADER,
     REPLAY_STREAM_HEADER,
@@ -49,7 +49,6 @@ from millstream.runtime._handling import (
 )
 from millstream.runtime._metrics import Metrics, Statistics
 from millstream.runtime._outputs import Encoder, Outputs
-from millstream.runtime._state import CheckpointStore, ServiceState
 from millstream.runtime._streams import ensure_app_streams
 from millstream.runtime._table_outputs import TableOutputs
 from millstream.service._app import App, Emit
@@ -114,22 +113,21 @@ class ServiceRunner:
         self._poll_timeout = poll_timeout_s
         self._stopping = False
         self._running = False
-        self.ctx = Context(app.name, service, streams, spec.outputs, spec.stateful)
-        self.ctx.shadow = shadow
-        self.ctx._emit_now = self._emit_now
         self.files = files
         # objects written for records not yet durable (ctx.files, checkpoint states): pinned
         # against `files gc`, released once the delivery mode says every output is durable
         self._pins = Pins(files) if files is not None else None
+        self._done: dict[tuple[str, int], int] = {}  # next offset per input partition
+        self._outputs = Outputs()
+        self._state = state_for(spec, streams, self.group, files=files, pins=self._pins,
+                                done=self._done)
+        self.ctx = Context(app.name, service, streams, spec.outputs, self._state is not None)
+        self.ctx.shadow = shadow
+        self.ctx._emit_now = self._emit_now
         if files is not None:
             self.ctx.add_store("files", ServiceFiles(files, self.group, self._pins))
         if tables is not None:
             self.ctx.add_store("tables", ServiceTables(tables, shadow))
-        self._done: dict[tuple[str, int], int] = {}  # next offset per input partition
-        self._outputs = Outputs()
-        self._state = (ServiceState(CheckpointStore(streams, self.group, files=files,
-                                                    pins=self._pins), spec.inputs, self._done)
-                       if spec.stateful else None)
         self._handler = RecordHandler(
             app, spec, encoder=self._encoder, outputs=self._outputs, state=self._state,
             ctx=self.ctx if spec.takes_context else None, metrics=self.metrics, clock=clock,
