@@ -104,6 +104,24 @@ def test_a_dead_instance_is_reported_and_the_others_keep_running(tmp_path: Path)
     assert not threads.alive
 
 
+def test_leaving_the_block_raises_what_killed_an_instance_unless_the_block_failed(
+        tmp_path: Path) -> None:
+    url = f"local:{tmp_path / 'log'}"
+    threads = ServiceThreads(make_app(), lambda: millstream.open_streams(url), ["remember"],
+                             **options())
+    with pytest.raises(millstream.InvalidRequestError, match="not JSON-serialisable"), threads:
+        send(url, range(13, 14))
+        wait(lambda: bool(threads.errors))
+    assert not threads.alive
+    again = ServiceThreads(make_app(), lambda: millstream.open_streams(url), ["remember"],
+                           **options())
+    with pytest.raises(KeyError, match="the block's own"), again:
+        send(url, range(13, 14))
+        wait(lambda: len(again.errors) == 1)
+        raise KeyError("the block's own")
+    assert not again.alive
+
+
 def test_stop_names_the_threads_still_running_after_the_timeout(tmp_path: Path) -> None:
     url = f"local:{tmp_path / 'log'}"
     entered, gate = threading.Event(), threading.Event()

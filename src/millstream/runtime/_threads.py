@@ -10,7 +10,8 @@ its own in the service's real group), which its thread closes when the runner re
 An instance whose ``run`` raises ends; the others keep running. Its exception is kept in
 ``errors`` (a ``ServiceError`` naming the service and the instance) and logged;
 ``raise_error()`` raises the first one not raised yet, so a caller polling for output hears
-of a crash at once instead of waiting out its timeout.
+of a crash at once instead of waiting out its timeout. Leaving a ``with`` block raises it too
+(unless the block itself failed): a crash is never silently dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from millstream.errors import InvalidRequestError
+from millstream.errors import InvalidRequestError, OperationTimeoutError
 from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics import Statistics
 from millstream.runtime._runner import ServiceRunner
@@ -150,7 +151,16 @@ class ServiceThreads:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.stop()
+        """Stop every instance; unless the block itself failed, raise what killed one (not
+        raised yet), or ``OperationTimeoutError`` for threads still running after 10 s."""
+        stuck = self.stop()
+        if exc_type is not None:
+            return
+        self.raise_error()
+        if stuck:
+            raise OperationTimeoutError(
+                f"{', '.join(stuck)} still running 10 s after being asked to stop (a handler "
+                "that blocks?); they are daemon threads and end with the process")
 
     # -- watching -------------------------------------------------------------------------------
 
