@@ -151,3 +151,16 @@ def test_an_unknown_service_or_count_is_refused_before_anything_is_opened(
     with pytest.raises(millstream.InvalidRequestError, match="instances of 'billing'=0"):
         ServiceThreads(make_app(), connect, instances={"billing": 0})
     assert opened == []
+
+
+def test_a_stopped_or_started_one_cannot_start_again(tmp_path: Path) -> None:
+    url = f"local:{tmp_path / 'log'}"
+    never = ServiceThreads(make_app(), lambda: millstream.open_streams(url), ["billing"])
+    assert never.stop() == []
+    with pytest.raises(millstream.InvalidRequestError, match="starts once"):
+        never.start()
+    once = ServiceThreads(make_app(), lambda: millstream.open_streams(url), ["billing"],
+                          **options()).start()
+    with pytest.raises(millstream.InvalidRequestError, match="starts once"):
+        once.start()
+    assert once.stop() == [] and not once.alive

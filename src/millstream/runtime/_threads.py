@@ -139,6 +139,7 @@ class ServiceThreads:
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
         if not self._threads:  # never started: nothing else closes the handles
+            self._started = True  # and they are closed: it cannot start any more
             self._close_handles()
         return [t.name for t in self._threads if t.is_alive()]
 
