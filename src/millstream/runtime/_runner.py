@@ -113,6 +113,7 @@ class ServiceRunner:
         self._poll_timeout = poll_timeout_s
         self._stopping = False
         self._running = False
+        self._failed = False  # run() raised: leaving the group commits nothing more
         self.files = files
         # objects written for records not yet durable (ctx.files, checkpoint states): pinned
         # against `files gc`, released once the delivery mode says every output is durable
@@ -195,6 +196,11 @@ class ServiceRunner:
                 if until is not None and until(self):
                     break
             self._shutdown()
+        except BaseException:
+            # outputs sent since the last commit may be lost (a failed send, flush or
+            # transaction): the revocation as the consumer closes must not commit their inputs
+            self._failed = True
+            raise
         finally:
             self._running = False
             try:
@@ -298,7 +304,8 @@ class ServiceRunner:
     def _on_revoke(self, partitions: list[StreamPartition]) -> None:
         gone = set(partitions)
         self.metrics.assigned = [sp for sp in self.metrics.assigned if sp not in gone]
-        self.delivery.revoke(partitions)
+        if not self._failed:  # after a failure the group handles those records again
+            self.delivery.revoke(partitions)
         for sp in gone:
             self._done.pop((sp.stream, sp.partition), None)
 

@@ -70,7 +70,8 @@ class Delivery(Protocol):
         ...
 
     def revoke(self, partitions: list[StreamPartition]) -> None:
-        """Partitions are being taken away: make durable and commit what was done on them."""
+        """Partitions are being taken away: make durable and commit what was done on them.
+        Not called once the service failed (the runner commits nothing more then)."""
         ...
 
     def finish(self) -> None:
