@@ -73,20 +73,35 @@ def committed(streams: Streams, group: str, stream: str = "items") -> int:
     return sum(p.committed or 0 for p in info.partitions if p.stream == stream)
 
 
+def final_state(streams: Streams, group: str) -> dict[str, int]:
+    """Every partition's last checkpointed state, summed by bucket."""
+    store = CheckpointStore(streams, group)
+    store.refresh()
+    state: dict[str, int] = {}
+    for number in range(app.streams["items"].partitions):
+        latest = store.latest(number)
+        assert latest is not None
+        for bucket, total in latest.state.items():
+            state[bucket] = state.get(bucket, 0) + total
+    return state
+
+
 def stop(proc: subprocess.Popen[bytes], out: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(30)
     assert code == 0, out.with_suffix(".err").read_text()
 
 
+@pytest.mark.parametrize("service,output", [("copy", "copies"), ("tally", "tallies")])
 def test_transactional_revoke_commits_the_offsets_of_every_output_in_its_transaction(
-        tmp_path: Path) -> None:
+        tmp_path: Path, service: str, output: str) -> None:
     n = 200
+    group = f"delivery.{service}"
     with millstream.open_streams(STREAMS_URL) as streams:
         produce_items(streams, n)
         # A commits only when a partition is revoked (its commit interval is a minute), and
         # dies right after handing the partition over
-        a = start("copy", tmp_path / "a.out", {
+        a = start(service, tmp_path / "a.out", {
             "DELIVERY_DELAY_MS": "10", "DELIVERY_COMMIT_S": "60",
             "MILLSTREAM_FAULT": "log.group.after_release"})
         b = None
@@ -94,12 +109,12 @@ def test_transactional_revoke_commits_the_offsets_of_every_output_in_its_transac
             wait_until(lambda: len(seen(tmp_path / "a.out")) >= 40 or a.poll() is not None,
                        60, "the first member to handle 40 items")
             assert a.poll() is None, (tmp_path / "a.err").read_text()
-            b = start("copy", tmp_path / "b.out", {})
+            b = start(service, tmp_path / "b.out", {})
             assert a.wait(60) == FAULT_EXIT_CODE, (tmp_path / "a.err").read_text()
             # what the revocation committed: outputs and offsets in one transaction
-            outputs = streams.admin().describe_stream("copies").records
-            assert outputs == committed(streams, "delivery.copy") > 0
-            wait_until(lambda: committed(streams, "delivery.copy") >= n or b.poll() is not None,
+            outputs = streams.admin().describe_stream(output).records
+            assert outputs == committed(streams, group) > 0
+            wait_until(lambda: committed(streams, group) >= n or b.poll() is not None,
                        90, f"the second member to commit all {n} items")
         finally:
             if b is not None:
@@ -108,10 +123,13 @@ def test_transactional_revoke_commits_the_offsets_of_every_output_in_its_transac
         handled_by_a = set(seen(tmp_path / "a.out"))
         assert len(handled_by_a) >= 40
         ids = Counter(Item.model_validate_json(r.value or b"").id
-                      for r in read_all(streams, "copies"))
+                      for r in read_all(streams, output))
         assert set(ids) == set(range(n))
         assert [i for i, c in ids.items() if c > 1] == []
         assert sum(ids.values()) == n
+        if service == "tally":  # the state went over with its partition, each item in it once
+            assert final_state(streams, group) == {
+                str(b): sum(i for i in range(n) if i % 5 == b) for b in range(5)}
 
 
 def test_checkpointed_replay_offset_moves_only_with_the_checkpoint_of_its_state(
@@ -166,13 +184,6 @@ def test_checkpointed_replay_offset_moves_only_with_the_checkpoint_of_its_state(
         finally:
             stop(third, tmp_path / "third.out")
         assert committed(streams, group, retry) == 1
-        store = CheckpointStore(streams, group)
-        store.refresh()
-        state: dict[str, int] = {}
-        for number in range(app.streams["items"].partitions):
-            latest = store.latest(number)
-            assert latest is not None
-            for bucket, total in latest.state.items():
-                state[bucket] = state.get(bucket, 0) + total
         # every item applied once: item 7 by its replay
-        assert state == {str(b): sum(i for i in range(n) if i % 5 == b) for b in range(5)}
+        assert final_state(streams, group) == {
+            str(b): sum(i for i in range(n) if i % 5 == b) for b in range(5)}

@@ -2,9 +2,9 @@
 importable by child processes as ``tests.support.delivery_apps:app``.
 
 Each handler prints ``seen <id>`` per record it applies. ``DELIVERY_DELAY_MS`` slows every
-handler, ``DELIVERY_COMMIT_S`` sets the commit interval of ``copy`` (a long one: it commits
-only when partitions are revoked or it stops), and ``DELIVERY_FAIL_ID`` makes ``count`` fail
-on that item (no retries: it goes to the exceptions stream at once).
+handler, ``DELIVERY_COMMIT_S`` sets the commit interval of ``copy`` and ``tally`` (a long
+one: they commit only when partitions are revoked or they stop), and ``DELIVERY_FAIL_ID``
+makes ``count`` fail on that item (no retries: it goes to the exceptions stream at once).
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ def copy(item: Item) -> Item:
     """Copies each item, exactly once."""
     _seen(item)
     return item
+
+
+@app.service(inputs={"items": Item}, outputs={"tallies": Item}, exactly_once=True,
+             stateful=True, max_batch=5, commit_interval=_COMMIT_S)
+def tally(item: Item, ctx: Context) -> Item:
+    """Running totals per bucket (id mod 5), exactly once: each item with its bucket's total."""
+    _seen(item)
+    bucket = str(item.id % 5)
+    ctx.state[bucket] = ctx.state.get(bucket, 0) + item.n
+    return Item(id=item.id, n=ctx.state[bucket])
 
 
 @app.service(inputs={"items": Item}, outputs={"counts": Total}, stateful=True, max_batch=10,
