@@ -239,10 +239,10 @@ class Pipeline:
         self.runners = self.site.runners
         self.errors = self.site.errors
         self.streams = millstream.open_streams()
-        self.producer = self.streams.open_producer()
+        self.writer = app.open_writer(self.streams, files=self.files)
 
     def submit(self, path: Path, video_id: str) -> None:
-        submit(self.streams, self.files, path, video_id, producer=self.producer,
+        submit(self.streams, self.files, path, video_id, writer=self.writer,
                video_id=video_id)
 
     def wait(self, ids: list[str], timeout: float = 1800.0) -> dict[str, tuple[float, Video]]:
@@ -274,7 +274,7 @@ class Pipeline:
         return [r.statistics().assigned for r in self.runners if r.spec.name == "transcode"]
 
     def close(self) -> None:
-        self.producer.close()
+        self.writer.close()
         self.streams.close()
         self.site.stop()
 

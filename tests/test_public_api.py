@@ -162,8 +162,9 @@ PUBLIC_API: dict[str, list[str]] = {
         "ensure_app_streams",
         "parse_exception",
     ],
-    "millstream.service": ["App", "AsyncWriter", "Context", "Emit", "ReportedFailure",
-                           "RetryPolicy", "ServiceSpec", "StreamSpec", "TableOutput",
+    "millstream.service": ["App", "AsyncWriter", "Context", "Emit", "Lifespan",
+                           "ReportedFailure", "RetryPolicy", "ServiceSpec", "Stream",
+                           "TableOutput", "Writer",
                            "shadow_group", "shadow_stream", "shadow_table"],
     "millstream.streams": [
         "Admin",

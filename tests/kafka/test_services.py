@@ -179,18 +179,18 @@ def test_stateful_exactly_once_on_kafka_restores_state_from_transactional_checkp
         return Invoice(order_id=order.id, amount=total)
 
     with millstream.open_streams(url(kafka_bootstrap)) as streams:
-        first = ServiceRunner(app, "running-total", streams, metrics_interval_s=60)
+        first = ServiceRunner(app, "running_total", streams, metrics_interval_s=60)
         first.prepare()
         send_orders(streams, [Order(id=i, total=1.0) for i in range(40)], stream=orders)
         run_until(first, lambda r: r.metrics.records_in >= 40, timeout=90)
         send_orders(streams, [Order(id=i, total=1.0) for i in range(40, 50)], stream=orders)
         started = time.monotonic()
-        second = ServiceRunner(app, "running-total", streams, metrics_interval_s=60)
+        second = ServiceRunner(app, "running_total", streams, metrics_interval_s=60)
         run_until(second, lambda r: r.metrics.records_in >= 10, timeout=90)
         # the checkpoints (written in transactions) were read to their end at once
         assert time.monotonic() - started < 30
         assert second.statistics().records_in == 10  # nothing re-processed
-        store = CheckpointStore(streams, app.services["running-total"].group)
+        store = CheckpointStore(streams, app.services["running_total"].group)
         store.refresh()
         totals_by_partition = [store.latest(p).state["total"]  # type: ignore[union-attr]
                                for p in (0, 1)]

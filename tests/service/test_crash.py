@@ -115,12 +115,12 @@ def test_exactly_once_kill_during_the_transaction_no_loss_no_duplicate(
         tmp_path: Path, fault: str) -> None:
     with millstream.open_streams(STREAMS_URL) as streams:
         produce_items(streams)
-        crash("double-eos", fault, tmp_path / "crash.out",
+        crash("double_eos", fault, tmp_path / "crash.out",
               extra_env={"MILLSTREAM_TEST_DELAY_MS": "2"})
         part = streams.admin().describe_stream("doubled-eos").records
-        assert 0 < committed(streams, "testapp.double-eos") < N
-        assert part == committed(streams, "testapp.double-eos")  # outputs match offsets
-        run_to_end(streams, "double-eos", "testapp.double-eos", tmp_path / "run.out")
+        assert 0 < committed(streams, "testapp.double_eos") < N
+        assert part == committed(streams, "testapp.double_eos")  # outputs match offsets
+        run_to_end(streams, "double_eos", "testapp.double_eos", tmp_path / "run.out")
         ids = doubled_ids(streams, "doubled-eos")
         assert set(ids) == set(range(N))
         assert max(ids.values()) == 1, [i for i, c in ids.items() if c > 1][:10]

@@ -70,7 +70,7 @@ def test_async_generators_async_callables_and_partials_of_them_are_refused() -> 
         "service 'notify': handler notify is an `async def` coroutine function; "
         + ASYNC_ADVICE)
     assert refusal(lambda: app.service(inputs={"orders": Order})(stream_out)) == (
-        "service 'stream-out': handler stream_out is an async generator function; "
+        "service 'stream_out': handler stream_out is an async generator function; "
         + ASYNC_ADVICE)
     assert refusal(lambda: app.service("mail", inputs={"orders": Order})(Mailer())) == (
         "service 'mail': handler Mailer() is an object whose __call__ is an `async def` "
@@ -192,7 +192,7 @@ def test_annotations_that_hold_every_input_are_accepted() -> None:
     def partial_value(value: Refund, ctx: Context) -> None: ...
 
     assert sorted(app.services) == ["anything", "base", "hidden", "json", "optional",
-                                    "partial-value", "plain", "unannotated", "union"]
+                                    "partial_value", "plain", "unannotated", "union"]
     assert app.services["union"].takes_context and not app.services["base"].takes_context
 
 

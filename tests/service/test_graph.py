@@ -268,7 +268,9 @@ def test_svg_platform_streams_are_optional_and_dashed() -> None:
 def test_svg_escapes_every_text() -> None:
     app = App("shop")
 
-    @app.service(name="a<b>&c", inputs="orders", uses=["tables:<x>"])
+    # a service name cannot hold markup (it is refused: test_service_names.py); its
+    # description, the title and a store's name can
+    @app.service(name="a_b-c", inputs="orders", uses=["tables:<x>"])
     def handler(order: bytes) -> None:
         """Runs <script>alert("doc")</script> & more."""
 
@@ -280,10 +282,10 @@ def test_svg_escapes_every_text() -> None:
     assert title is not None
     assert title.text == '<script>alert("title")</script>'
     service = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "service")
-    assert service.get("data-service") == "a<b>&c"
+    assert service.get("data-service") == "a_b-c"
     tip = service.find(f"{SVG}title")
     assert tip is not None
-    assert tip.text == 'a<b>&c — Runs <script>alert("doc")</script> & more.'
+    assert tip.text == 'a_b-c — Runs <script>alert("doc")</script> & more.'
     store = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "store")
     assert store.get("data-store") == "tables:<x>"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import millstream
+from millstream import Producer
 from millstream.codecs import ModelCodec
 from millstream.errors import InvalidRequestError
 from millstream.runtime import ServiceRunner
@@ -17,19 +18,15 @@ def make(sent: list[str]) -> App:
     app = App("direct", partitions=1)
     codec = ModelCodec(Invoice)
 
-    def opened(ctx: Context) -> None:
-        ctx.add_store("producer", ctx.streams.open_producer())
+    def opened(ctx: Context) -> Producer:
+        return ctx.streams.open_producer()  # closed when the service stops
 
-    def closed(ctx: Context) -> None:
-        ctx.producer.close()
-
-    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice},
-                 on_start=opened, on_stop=closed)
-    def billing(order: Order, ctx: Context) -> None:
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, lifespan=opened)
+    def billing(order: Order, ctx: Context, producer: Producer) -> None:
         stream = ctx.output_stream("invoices")
         sent.append(stream)
         data, headers = codec.encode(Invoice(order_id=order.id, amount=order.total))
-        ctx.producer.send(stream, data, key=ctx.key, headers=headers).wait(5)
+        producer.send(stream, data, key=ctx.key, headers=headers).wait(5)
 
     return app
 

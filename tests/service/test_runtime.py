@@ -8,7 +8,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,8 +24,7 @@ from millstream.records import Record
 from millstream.runtime import ServiceRunner
 from millstream.runtime._failures import parse_exception
 from millstream.runtime._state import CheckpointStore
-from millstream.service import App, Context, Emit, RetryPolicy
-from millstream.service._writer import AsyncWriter
+from millstream.service import App, AsyncWriter, Context, Emit, RetryPolicy
 from millstream.streams._base import Streams
 
 
@@ -420,20 +420,20 @@ def test_runner_in_a_thread_stops_from_another_thread() -> None:
         assert group.members == ()
 
 
-def test_on_start_and_on_stop_hooks_frame_the_records() -> None:
+def test_a_lifespan_frames_the_records_and_its_value_reaches_the_handler() -> None:
     app = App("hooks", partitions=1)
     events: list[str] = []
 
-    def opened(ctx: Context) -> None:
+    @contextmanager
+    def opened(ctx: Context) -> Iterator[list[int]]:
         events.append("start")
-        ctx.add_store("seen", [])
+        seen: list[int] = []
+        yield seen
+        events.append(f"stop after {len(seen)}")
 
-    def closed(ctx: Context) -> None:
-        events.append(f"stop after {len(ctx.seen)}")
-
-    @app.service(inputs={"orders": Order}, on_start=opened, on_stop=closed)
-    def count(order: Order, ctx: Context) -> None:
-        ctx.seen.append(order.id)
+    @app.service(inputs={"orders": Order}, lifespan=opened)
+    def count(order: Order, ctx: Context, seen: list[int]) -> None:
+        seen.append(order.id)
         events.append("record")
 
     with millstream.open_streams() as streams:
@@ -444,13 +444,20 @@ def test_on_start_and_on_stop_hooks_frame_the_records() -> None:
     assert events == ["start", "record", "record", "record", "stop after 3"]
 
 
-def test_on_stop_runs_when_the_consumer_cannot_be_opened_after_on_start() -> None:
+def test_a_lifespan_is_closed_when_the_consumer_cannot_be_opened() -> None:
     app = App("hooks", partitions=1)
     events: list[str] = []
 
-    @app.service(inputs={"orders": Order}, on_start=lambda ctx: events.append("start"),
-                 on_stop=lambda ctx: events.append("stop"))
-    def count(order: Order) -> None:
+    @contextmanager
+    def opened(ctx: Context) -> Iterator[None]:
+        events.append("start")
+        try:
+            yield None
+        finally:
+            events.append("stop")
+
+    @app.service(inputs={"orders": Order}, lifespan=opened)
+    def count(order: Order, ctx: Context, nothing: None) -> None:
         events.append("record")
 
     with millstream.open_streams() as streams:

@@ -46,8 +46,8 @@ def test_declarations_a_table_output_cannot_honour_are_refused() -> None:
     rows = shop.table("rows", OrderRow, key="id")
     assert refusal(lambda: shop.table("rows", OrderRow, key="customer")).startswith(
         "table 'rows' is already declared as TableOutput(name='rows'")
-    assert refusal(lambda: shop.service(inputs=[rows])(lambda v: None)) == (
-        "service '<lambda>' lists table 'rows' as an input; a table is an output (read its "
+    assert refusal(lambda: shop.service("reader", inputs=[rows])(lambda v: None)) == (
+        "service 'reader' lists table 'rows' as an input; a table is an output (read its "
         "stream 'rows')")
     theirs = App("other").table("ledger", OrderRow, key="id")
     assert refusal(lambda: shop.service("copy", inputs=["rows"], outputs=[theirs])(

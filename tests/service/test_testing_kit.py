@@ -237,9 +237,9 @@ def test_a_crashed_instance_fails_the_wait_and_stop_raises_its_error() -> None:
         ctx.state["seen"] = {order.id}  # not JSON: the checkpoint cannot be written
 
     with TestPlatform(app) as platform:
-        handle = platform.start("keep-sets")
+        handle = platform.start("keep_sets")
         platform.send("orders", Order(id=1, customer="a", total=1.0))
-        with pytest.raises(AssertionError, match="'keep-sets' crashed: InvalidRequestError"):
+        with pytest.raises(AssertionError, match="'keep_sets' crashed: InvalidRequestError"):
             platform.wait_until(platform.exceptions, timeout=5.0)
         with pytest.raises(InvalidRequestError, match="not JSON-serialisable"):
             handle.stop()

@@ -62,7 +62,7 @@ def test_up_restarts_a_killed_service_and_stops_all_cleanly(tmp_path: Path) -> N
             os.kill(victim, signal.SIGKILL)
             wait_until(lambda: len(child_pids(proc.pid)) == 3 and victim not in
                        child_pids(proc.pid), 30, "the killed service to be restarted")
-            for group in ("testapp.double", "testapp.double-eos", "testapp.summer"):
+            for group in ("testapp.double", "testapp.double_eos", "testapp.summer"):
                 wait_until(lambda g=group: committed(streams, g) >= N, 90,  # type: ignore[misc]
                            f"{group} to finish")
         finally:
@@ -79,8 +79,8 @@ def test_up_restarts_a_killed_service_and_stops_all_cleanly(tmp_path: Path) -> N
         finals = [json.loads(r.value or b"") for r in read_all(streams, METRICS)]
         finals = [m for m in finals if m["final"]]
         # every clean stop wrote its final metrics; the SIGKILLed one could not
-        assert sorted(m["service"] for m in finals) == ["double", "double-eos", "summer"]
-        for group in ("testapp.double", "testapp.double-eos", "testapp.summer"):
+        assert sorted(m["service"] for m in finals) == ["double", "double_eos", "summer"]
+        for group in ("testapp.double", "testapp.double_eos", "testapp.summer"):
             info = streams.admin().describe_group(group)
             assert info.members == () and info.lag == 0
 

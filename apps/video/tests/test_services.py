@@ -1,5 +1,5 @@
 """The app's services as the runtime runs them: whatever a service opens — by its
-``on_start`` hook, or the runtime's producer for ``emit_now`` — is closed when it stops, and
+``lifespan``, or the runtime's producer for ``emit_now`` — is closed when it stops, and
 a shadow transcoder's live progress goes to its own status stream, never to production's."""
 
 from __future__ import annotations

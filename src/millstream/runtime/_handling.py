@@ -55,6 +55,8 @@ class RecordHandler:
         self._outputs = outputs
         self._state = state
         self._ctx = ctx  # None unless the handler takes the context
+        #: what is called with (value) or (value, ctx): the handler (see ``give``)
+        self.function: Callable[..., Any] = spec.handler
         self._metrics = metrics
         self._identity = dict(metrics.identity)
         self._key = metrics.identity["group"].encode()  # exception records go by group
@@ -63,6 +65,12 @@ class RecordHandler:
         self._retry_stream = retry_stream
         self._send_exception = send_exception
         self._stopping = stopping
+
+    def give(self, resource: Any) -> None:
+        """Call the handler with ``resource`` — what the service's lifespan opened — as its
+        third argument from now on."""
+        handler = self._spec.handler
+        self.function = lambda value, ctx: handler(value, ctx, resource)
 
     def handle(self, record: Record) -> None:
         """Decode ``record``, run the handler on it and collect what it returned as output
@@ -91,7 +99,7 @@ class RecordHandler:
                     "again when the service runs with one instance, or reset the group"),
                     1, replay_of)
                 return
-        ctx, handler, encoder = self._ctx, self._spec.handler, self._encoder
+        ctx, handler, encoder = self._ctx, self.function, self._encoder
         rows = self._outputs.rows
         attempt = 1
         while True:

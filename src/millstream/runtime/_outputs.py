@@ -20,6 +20,7 @@ from millstream.errors import InvalidRequestError
 from millstream.records import Headers, Record
 from millstream.service._app import App, Emit, ServiceSpec
 from millstream.service._shadow import shadow_stream
+from millstream.service._stream import check_value, stream_name
 
 __all__ = ["EncodeError", "Encoder", "Outputs", "Row"]
 
@@ -58,6 +59,7 @@ class Encoder:
         self.streams = {s: s if shadow is None else shadow_stream(s, shadow)
                         for s in spec.outputs}
         self._codecs: dict[str, Codec[Any]] = {s: app.streams[s].codec for s in spec.outputs}
+        self._declared = {s: app.streams[s] for s in spec.outputs}
         # outputs other services of the app write too: each record names its writer, so
         # `diff` (and readers) can tell whose it is
         writer = (WRITER_HEADER, spec.name.encode())
@@ -78,6 +80,19 @@ class Encoder:
             sole.model.__pydantic_serializer__.to_json if isinstance(sole, ModelCodec)
             else bytes)
 
+    def error(self, declared: str, value: Any, exc: Exception) -> EncodeError:
+        """Why ``value`` could not be encoded for output ``declared``, as its ``__cause__``
+        (the error recorded): the stream and both types when the value is of the wrong type,
+        else the codec's own error."""
+        cause: Exception = exc
+        try:
+            check_value(self._declared[declared], value, f"service {self._spec.name!r}")
+        except InvalidRequestError as wrong:
+            cause = wrong
+        error = EncodeError(str(cause))
+        error.__cause__ = cause
+        return error
+
     def collect(self, rows: list[Row], record: Record, result: Any,
                 emitted: list[Emit] | None) -> None:
         """Append the rows for ``result`` (and ``emitted`` before it); nothing is appended if
@@ -97,7 +112,7 @@ class Encoder:
         """One output row: ``item`` is an ``Emit`` or a value for the only output."""
         spec = self._spec
         if isinstance(item, Emit):
-            declared, value, key = item.stream, item.value, item.key
+            declared, value, key = stream_name(item.stream), item.value, item.key
             if declared not in self.streams:
                 raise InvalidRequestError(
                     f"service {spec.name!r} emitted to {declared!r}, which is not one of "
@@ -123,7 +138,7 @@ class Encoder:
         try:
             data, headers = self._codecs[declared].encode(value)
         except Exception as exc:
-            raise EncodeError(str(exc)) from exc
+            raise self.error(declared, value, exc)  # noqa: B904 (its cause is set)
         stamp = self._stamps.get(declared)
         if stamp is not None:
             headers = (*headers, stamp)

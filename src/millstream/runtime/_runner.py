@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from millstream._wellknown import (
@@ -122,13 +123,14 @@ class ServiceRunner:
         self._outputs = Outputs()
         self._state = state_for(spec, streams, self.group, files=files, pins=self._pins,
                                 done=self._done)
-        self.ctx = Context(app.name, service, streams, spec.outputs, self._state is not None)
+        self.ctx = Context(app.name, service, streams, spec.outputs, self._state is not None,
+                           declared=app.streams)
         self.ctx.shadow = shadow
         self.ctx._emit_now = self._emit_now
         if files is not None:
-            self.ctx.add_store("files", ServiceFiles(files, self.group, self._pins))
+            self.ctx._files = ServiceFiles(files, self.group, self._pins)
         if tables is not None:
-            self.ctx.add_store("tables", ServiceTables(tables, shadow))
+            self.ctx._tables = ServiceTables(tables, shadow)
         self._handler = RecordHandler(
             app, spec, encoder=self._encoder, outputs=self._outputs, state=self._state,
             ctx=self.ctx if spec.takes_context else None, metrics=self.metrics, clock=clock,
@@ -171,11 +173,15 @@ class ServiceRunner:
         """Process records until ``stop()`` is called (or ``until(self)`` is true after a
         batch), then shut down cleanly."""
         self.prepare()
+        with ExitStack() as lifespan:  # exited after the last record, also on failure
+            if self.spec.lifespan is not None:
+                self._handler.give(lifespan.enter_context(self.spec.lifespan(self.ctx)))
+            self._loop(until)
+
+    def _loop(self, until: Callable[[ServiceRunner], bool] | None) -> None:
         spec = self.spec
-        if spec.on_start is not None:
-            spec.on_start(self.ctx)
         self._running = True
-        try:  # from here on, on_stop runs and what was opened is closed, whatever happens
+        try:  # from here on, what was opened is closed, whatever happens
             self._producer = self.streams.open_producer()
             consumer = self._consumer = self.streams.open_consumer(self.group)
             now = self.clock.monotonic()
@@ -203,11 +209,7 @@ class ServiceRunner:
             raise
         finally:
             self._running = False
-            try:
-                if spec.on_stop is not None:
-                    spec.on_stop(self.ctx)
-            finally:
-                self._close()
+            self._close()
 
     # -- processing -------------------------------------------------------------------------
 

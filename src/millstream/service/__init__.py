@@ -1,20 +1,22 @@
 """Writing services: plain functions declared on an ``App`` and run on streams.
 
-Declare services on an ``App`` (and the tables they write, ``App.table``); run them with
-``millstream run`` / ``millstream up`` (or a ``millstream.runtime.ServiceRunner`` in your own
-process); send from async code with ``AsyncWriter``. A shadow version of a service
-(``millstream run … --shadow v2``) uses the names ``shadow_group``, ``shadow_stream`` and
-``shadow_table`` give.
+Declare streams (``Stream`` handles), the tables services write (``App.table``) and the
+services on an ``App``; run them with ``millstream run`` / ``millstream up`` (or a
+``millstream.runtime.ServiceRunner`` in your own process); send typed records from a script
+with ``app.open_writer(...)`` (a ``Writer``), from async code with ``AsyncWriter``. A shadow
+version of a service (``millstream run … --shadow v2``) uses the names ``shadow_group``,
+``shadow_stream`` and ``shadow_table`` give.
 """
 
 from __future__ import annotations
 
-from millstream.service._app import App, Emit, RetryPolicy, ServiceSpec, StreamSpec
+from millstream.service._app import App, Emit, Lifespan, RetryPolicy, ServiceSpec
 from millstream.service._context import Context, ReportedFailure
 from millstream.service._shadow import shadow_group, shadow_stream, shadow_table
+from millstream.service._stream import Stream
 from millstream.service._table_output import TableOutput
-from millstream.service._writer import AsyncWriter
+from millstream.service._writer import AsyncWriter, Writer
 
-__all__ = ["App", "AsyncWriter", "Context", "Emit", "ReportedFailure", "RetryPolicy",
-           "ServiceSpec", "StreamSpec", "TableOutput", "shadow_group", "shadow_stream",
-           "shadow_table"]
+__all__ = ["App", "AsyncWriter", "Context", "Emit", "Lifespan", "ReportedFailure",
+           "RetryPolicy", "ServiceSpec", "Stream", "TableOutput", "Writer", "shadow_group",
+           "shadow_stream", "shadow_table"]

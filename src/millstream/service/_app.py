@@ -1,16 +1,20 @@
 """Declaring an app: its streams, its services, and what each service reads and writes.
 
-A service is a plain function decorated with ``@app.service``. It takes the decoded input
-value (and, if it has a second parameter, the ``Context``) and returns nothing, one value, a
-list of values, or ``Emit`` objects; values go to the service's only output stream, ``Emit``
-names the stream. The handler is called synchronously, and its value parameter's annotation
-must hold what its inputs carry: both are checked when it is declared (``_handler``).
-Everything the runtime needs — group, codecs, retry policy, state, delivery
-mode — is read from the declaration, so the same declaration also draws the topology graph.
+A stream is declared once with its payload type and used by handle; a service is a plain
+function decorated with ``@app.service``. It takes the decoded input value (and, if it has a
+second parameter, the ``Context``; a third, when the service has a ``lifespan``, gets what
+the lifespan opened) and returns nothing, one value, a list of values, or ``Emit`` objects;
+values go to the service's only output stream, ``Emit`` names the stream. The handler is
+called synchronously, and its value parameter's annotation must hold what its inputs carry:
+both are checked when it is declared (``_handler``). Everything the runtime needs — group,
+codecs, retry policy, state, delivery mode, lifespan — is read from the declaration, so the
+same declaration also draws the topology graph.
 
     app = App("shop")
+    orders = app.stream("orders", Order)
+    invoices = app.stream("invoices", Invoice)
 
-    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice})
+    @app.service(inputs=[orders], outputs=[invoices])
     def billing(order: Order) -> Invoice:
         return Invoice(order_id=order.id, total=order.total)
 """
@@ -18,10 +22,14 @@ mode — is read from the declaration, so the same declaration also draws the to
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
+
+from pydantic import BaseModel
 
 from millstream._names import check_stream_name
 from millstream.codecs import Codec, codec_for
@@ -33,21 +41,45 @@ from millstream.service._guarantees import (
     check_processing,
 )
 from millstream.service._handler import check_handler, handler_function
+from millstream.service._stream import Stream, stream_name
 from millstream.service._table_output import TableOutput, table_output
+from millstream.service._writer import Writer
 from millstream.streams._base import Retention
 
-__all__ = ["App", "Emit", "RetryPolicy", "ServiceSpec", "StreamSpec"]
+if TYPE_CHECKING:
+    from millstream.files._base import FileStore
+    from millstream.service._context import Context
+    from millstream.streams._base import Streams as StreamsBackend
+
+__all__ = ["App", "Emit", "Lifespan", "RetryPolicy", "ServiceSpec"]
 
 Payload = Any  # a pydantic model class, bytes, dict (JSON) or a codec object
+#: what ``inputs`` and ``outputs`` take: handles, names, or ``{name: payload}`` (and, as
+#: outputs, tables)
+Streams = (Stream[Any] | str | Iterable[Stream[Any] | str | TableOutput]
+           | Mapping[str, Payload])
+#: a service's lifespan: given the service's context, a context manager whose value the
+#: handler gets as its third argument
+Lifespan = Callable[["Context"], AbstractContextManager[Any]]
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+V = TypeVar("V")
+O = TypeVar("O")  # noqa: E741
+
+#: what a service may be named: it names the group and the retry stream
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class Emit(NamedTuple):
-    """One output a handler returns (or passes to ``ctx.emit``): a value for a named stream.
+    """One output a handler returns: a value for a stream (a handle or its name).
 
     ``key`` defaults to the input record's key, so records about one entity keep landing on
     the same partition down the pipeline."""
 
-    stream: str
+    stream: Stream[Any] | str
     value: Any
     key: bytes | str | None = None
 
@@ -90,14 +122,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSpec:
-    """A stream the app declares: its payload codec and partition count."""
-
-    name: str
-    codec: Codec[Any]
-    partitions: int
-    retention: Retention | None = None
+def _check_service_name(name: object, *, given: bool) -> str:
+    """``name`` if it can name a service (and so its group and retry stream)."""
+    if isinstance(name, str) and _SERVICE_NAME.fullmatch(name) and len(name) <= 100:
+        return name
+    fix = ("choose another" if given
+           else "give the service a name: @app.service('my-service', inputs=...)")
+    raise InvalidRequestError(
+        f"service name {name!r} cannot name a consumer group and its retry stream: use up "
+        f"to 100 letters, digits, '_' and '-', starting with a letter or digit; {fix}")
 
 
 @dataclass(slots=True)
@@ -119,8 +152,8 @@ class ServiceSpec:
     checkpoint_interval: float = 5.0
     checkpoint_records: int = 10_000
     description: str = ""
-    on_start: Callable[[Any], None] | None = None
-    on_stop: Callable[[Any], None] | None = None
+    #: opens what the handler keeps between records (its value is the third argument)
+    lifespan: Lifespan | None = None
     #: the tables among its outputs (their changelog streams are in ``outputs``)
     tables: tuple[TableOutput, ...] = ()
 
@@ -157,20 +190,43 @@ class App:
                 f"claim_check_bytes={claim_check_bytes!r} must be a positive integer or None")
         #: values larger than this go to the file store, a reference travels instead
         self.claim_check_bytes = claim_check_bytes
-        self.streams: dict[str, StreamSpec] = {}
+        #: the declared streams by name
+        self.streams: dict[str, Stream[Any]] = {}
         self.services: dict[str, ServiceSpec] = {}
         self.tables: dict[str, TableOutput] = {}
 
     # -- streams ----------------------------------------------------------------------------
 
-    def stream(self, name: str, payload: Payload = bytes, *,
-               partitions: int | None = None, retention: Retention | None = None) -> StreamSpec:
-        """Declare a stream's payload (a pydantic model, ``bytes`` or ``dict``), partitions
-        and retention (used when the runtime creates it; e.g. ``Retention(compact=True)``
-        for a stream that feeds a table).
+    @overload
+    def stream(self, name: str, payload: type[M], *, partitions: int | None = None,
+               retention: Retention | None = None) -> Stream[M]: ...
 
-        Declaring the same stream twice with another payload is an error; services that name
-        a stream without declaring it get its first declaration."""
+    @overload
+    def stream(self, name: str, payload: type[bytes] = ..., *, partitions: int | None = None,
+               retention: Retention | None = None) -> Stream[bytes]: ...
+
+    @overload
+    def stream(self, name: str, payload: type[dict[Any, Any]], *,
+               partitions: int | None = None,
+               retention: Retention | None = None) -> Stream[dict[str, Any]]: ...
+
+    @overload
+    def stream(self, name: str, payload: Codec[T], *, partitions: int | None = None,
+               retention: Retention | None = None) -> Stream[T]: ...
+
+    def stream(self, name: str, payload: Payload = bytes, *,
+               partitions: int | None = None, retention: Retention | None = None,
+               ) -> Stream[Any]:
+        """Declare a stream and return its typed handle, to name it by in ``inputs``,
+        ``outputs``, ``ctx.emit`` and ``Writer.send``.
+
+        ``payload``: a pydantic model class (JSON with schema headers), ``bytes`` (the
+        default) or ``dict`` (JSON), or a codec object. ``partitions`` defaults to the app's;
+        ``retention`` is used when the runtime creates the stream (e.g.
+        ``Retention(compact=True)`` for a stream that feeds a table).
+
+        Declaring the same stream again returns its handle; with another payload or partition
+        count it is an error."""
         check_stream_name(name)
         codec = codec_for(payload)
         count = self.partitions if partitions is None else partitions
@@ -193,12 +249,12 @@ class App:
                     f"stream {name!r} is already declared with retention "
                     f"{existing.retention.describe() if existing.retention else 'forever'}")
             if retention is not None and existing.retention is None:
-                existing = self.streams[name] = StreamSpec(name, existing.codec,
-                                                           existing.partitions, retention)
+                existing = self.streams[name] = Stream(name, existing.codec,
+                                                       existing.partitions, retention)
             return existing
-        spec = StreamSpec(name, codec, count, retention)
-        self.streams[name] = spec
-        return spec
+        handle: Stream[Any] = Stream(name, codec, count, retention)
+        self.streams[name] = handle
+        return handle
 
     def table(self, name: str, model: type[Any], *, key: str | None = None,
               stream: str | None = None, indexes: Iterable[str] = ()) -> TableOutput:
@@ -220,44 +276,75 @@ class App:
         self.tables[name] = declared
         return declared
 
-    def _declare(self, streams: Iterable[str | TableOutput] | Mapping[str, Payload] | str
-                 | None, what: str, service: str) -> tuple[str, ...]:
+    def _declare(self, streams: Streams | None, what: str,
+                 service: str) -> tuple[tuple[str, ...], set[str]]:
+        """The names of ``streams``, declared; and which of them were given by handle."""
         if streams is None:
-            return ()
-        if isinstance(streams, str):
+            return (), set()
+        if isinstance(streams, str | Stream):
             streams = [streams]
         names: list[str] = []
+        handles: set[str] = set()
         if isinstance(streams, Mapping):
             for name, payload in streams.items():
                 self.stream(name, payload)
                 names.append(name)
         else:
-            for name in streams:
-                if isinstance(name, TableOutput):
+            for item in streams:
+                if isinstance(item, TableOutput):
                     if what != "output":
                         raise InvalidRequestError(
-                            f"service {service!r} lists table {name.name!r} as an {what}; "
-                            f"a table is an output (read its stream {name.stream!r})")
-                    if self.tables.get(name.name) != name:
+                            f"service {service!r} lists table {item.name!r} as an {what}; "
+                            f"a table is an output (read its stream {item.stream!r})")
+                    if self.tables.get(item.name) != item:
                         raise InvalidRequestError(
-                            f"service {service!r} lists table {name.name!r}, which is not "
+                            f"service {service!r} lists table {item.name!r}, which is not "
                             f"this app's; declare it with app.table(...)")
-                    name = name.stream
-                elif name not in self.streams:
-                    self.stream(name, bytes)
-                names.append(name)
+                    names.append(item.stream)
+                    continue
+                if isinstance(item, Stream):
+                    self.stream(item.name, item.codec, partitions=item.partitions,
+                                retention=item.retention)
+                    handles.add(item.name)
+                elif not isinstance(item, str):
+                    raise InvalidRequestError(
+                        f"service {service!r}: {what} {item!r} is neither a stream handle "
+                        "(app.stream(name, Payload)), a table (app.table(...)) nor a stream "
+                        "name")
+                elif item not in self.streams:
+                    self.stream(item, bytes)
+                names.append(stream_name(item))
         if len(set(names)) != len(names):
             raise InvalidRequestError(f"service {service!r} lists an {what} stream twice")
-        return tuple(names)
+        return tuple(names), handles
 
     # -- services ---------------------------------------------------------------------------
+
+    @overload
+    def service(
+        self, name: str | None = None, *, inputs: Streams, outputs: Streams | None = None,
+        group: str | None = None, stateful: bool = False, exactly_once: bool | None = None,
+        retry: RetryPolicy | None = None, uses: Iterable[str] = (), max_batch: int = 500,
+        commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
+        checkpoint_records: int = 10_000, lifespan: None = None,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def service(
+        self, name: str | None = None, *, inputs: Streams, outputs: Streams | None = None,
+        group: str | None = None, stateful: bool = False, exactly_once: bool | None = None,
+        retry: RetryPolicy | None = None, uses: Iterable[str] = (), max_batch: int = 500,
+        commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
+        checkpoint_records: int = 10_000,
+        lifespan: Callable[[Context], AbstractContextManager[R]],
+    ) -> Callable[[Callable[[V, Context, R], O]], Callable[[V, Context, R], O]]: ...
 
     def service(
         self,
         name: str | None = None,
         *,
-        inputs: Iterable[str] | Mapping[str, Payload] | str,
-        outputs: Iterable[str | TableOutput] | Mapping[str, Payload] | str | None = None,
+        inputs: Streams,
+        outputs: Streams | None = None,
         group: str | None = None,
         stateful: bool = False,
         exactly_once: bool | None = None,
@@ -267,21 +354,21 @@ class App:
         commit_interval: float = 0.2,
         checkpoint_interval: float = 5.0,
         checkpoint_records: int = 10_000,
-        on_start: Callable[[Any], None] | None = None,
-        on_stop: Callable[[Any], None] | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Declare the decorated function as a service.
+        lifespan: Lifespan | None = None,
+    ) -> Callable[[Any], Any]:
+        """Declare the decorated function as a service named ``name`` (default: the
+        function's name, as written).
 
-        ``inputs``/``outputs``: stream names, or a mapping of name to payload type;
-        ``outputs`` may list tables (``app.table(...)``), which the runtime feeds.
-        ``group`` defaults to ``<app>.<service>``. ``stateful`` gives the handler
-        ``ctx.state`` (checkpointed). ``exactly_once`` overrides the app's ``processing``
-        for this service (True: outputs, state and input offsets commit in one transaction);
-        a stateful exactly-once service reading what an at-least-once one writes is refused.
-        ``uses`` names stores the service touches
-        (``"files"``, ``"tables:videos"``), for the topology graph. ``on_start(ctx)`` runs
-        before the first record (open per-service resources, e.g. with ``ctx.add_store``);
-        ``on_stop(ctx)`` after the last, also when the service fails.
+        ``inputs``/``outputs``: stream handles (``app.stream(...)``), stream names, or a
+        mapping of name to payload type; ``outputs`` may list tables (``app.table(...)``),
+        which the runtime feeds. ``group`` defaults to ``<app>.<service>``. ``stateful``
+        gives the handler ``ctx.state`` (checkpointed). ``exactly_once`` overrides the app's
+        ``processing`` for this service (True: outputs, state and input offsets commit in one
+        transaction); a stateful exactly-once service reading what an at-least-once one
+        writes is refused. ``uses`` names stores the service touches (``"files"``,
+        ``"tables:videos"``), for the topology graph. ``lifespan(ctx)`` returns a context
+        manager entered before the first record and exited after the last, also when the
+        service fails; what it yields is the handler's third argument. Durations are seconds.
         """
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -290,14 +377,17 @@ class App:
                 raise InvalidRequestError(
                     f"a {type(target).__name__} object has no name to give its service; name "
                     "it: @app.service('my-service', inputs=...)")
-            sname = name or target.__name__.replace("_", "-")
+            sname = _check_service_name(name if name is not None else target.__name__,
+                                        given=name is not None)
             if sname in self.services:
                 raise InvalidRequestError(f"app {self.name!r} already has a service {sname!r}")
-            ins = self._declare(inputs, "input", sname)
+            ins, by_handle = self._declare(inputs, "input", sname)
             if not ins:
                 raise InvalidRequestError(f"service {sname!r} needs at least one input stream")
-            outs = self._declare(outputs, "output", sname)
-            tables = tuple(t for t in outputs or () if isinstance(t, TableOutput))
+            outs, _ = self._declare(outputs, "output", sname)
+            tables = tuple(t for t in (outputs if isinstance(outputs, Iterable)
+                                       and not isinstance(outputs, str | Mapping) else ())
+                           if isinstance(t, TableOutput))
             counts = {self.streams[s].partitions for s in ins}
             if stateful and len(counts) > 1:
                 raise InvalidRequestError(
@@ -316,9 +406,14 @@ class App:
                     raise InvalidRequestError(
                         f"service {sname!r}: {what}={seconds!r} must be a number of seconds "
                         "> 0 (e.g. 0.2 for 200 ms)")
+            if lifespan is not None and not callable(lifespan):
+                raise InvalidRequestError(
+                    f"service {sname!r}: lifespan={lifespan!r} must be a function of the "
+                    "service's Context returning a context manager (@contextmanager)")
             takes_context = check_handler(
                 fn, sname, {s: self.streams[s].codec for s in ins},
-                namespace=sys._getframe(1).f_locals)  # where fn was written: its local names
+                namespace=sys._getframe(1).f_locals,  # where fn was written: its local names
+                by_handle=by_handle, lifespan=lifespan)
             if exactly_once not in (None, True, False):
                 raise InvalidRequestError(
                     f"service {sname!r}: exactly_once={exactly_once!r} must be True, False "
@@ -333,7 +428,7 @@ class App:
                 checkpoint_interval=float(checkpoint_interval),
                 checkpoint_records=checkpoint_records,
                 description=(inspect.getdoc(target) or "").split("\n")[0],
-                on_start=on_start, on_stop=on_stop, tables=tables,
+                lifespan=lifespan, tables=tables,
             )
             check_guarantees(self, [spec])
             self.services[sname] = spec
@@ -341,20 +436,34 @@ class App:
 
         return decorate
 
+    def open_writer(self, streams: StreamsBackend | str | None = None, *,
+                    files: FileStore | None = None, timeout: float = 30.0) -> Writer:
+        """A ``Writer`` sending typed records to this app's streams from plain code (a
+        script, a backfill): ``streams`` is an open backend or a URL (default: the
+        configured one, opened and closed with the writer); ``files`` is needed when the app
+        claim-checks large values; each send waits up to ``timeout`` seconds for
+        durability. Use it in a ``with`` block."""
+        return Writer(self, streams, files=files, timeout=timeout)
+
     def get(self, service: str) -> ServiceSpec:
         """The service named ``service``; the error lists the ones there are."""
         try:
             return self.services[service]
         except KeyError:
             known = ", ".join(sorted(self.services)) or "(none)"
+            alike = [s for s in self.services
+                     if s.replace("-", "_") == str(service).replace("-", "_")]
+            hint = (f"; did you mean {alike[0]!r}? (a service is named as its function is "
+                    "written)") if alike else ""
             raise InvalidRequestError(
-                f"app {self.name!r} has no service {service!r}; its services: {known}"
+                f"app {self.name!r} has no service {service!r}{hint}; its services: {known}"
             ) from None
 
-    def writers_of(self, stream: str) -> list[str]:
+    def writers_of(self, stream: Stream[Any] | str) -> list[str]:
         """The services that write ``stream``, in declaration order. A stream with several
         writers gets a ``millstream-writer`` header on each record, naming the service."""
-        return [name for name, spec in self.services.items() if stream in spec.outputs]
+        name = stream_name(stream)
+        return [service for service, spec in self.services.items() if name in spec.outputs]
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, services={sorted(self.services)})"

@@ -8,11 +8,15 @@ their streams from ``app_streams``, so a claim-checked record is unwrapped in on
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from millstream.errors import InvalidRequestError
 from millstream.files._base import FileStore
 from millstream.files._claimcheck import ClaimCheck, claim_checked
-from millstream.service._app import App
 from millstream.streams._base import Streams
+
+if TYPE_CHECKING:
+    from millstream.service._app import App
 
 __all__ = ["app_streams"]
 

@@ -1,15 +1,19 @@
 """Checks a service handler against its declaration, so what is declared is what runs.
 
-The runtime calls a handler synchronously with the value its input's codec decodes, and a
-``Context`` when it takes a second parameter. ``check_handler`` refuses, when the service is
-declared, what would otherwise fail quietly at run time:
+The runtime calls a handler synchronously with the value its input's codec decodes, a
+``Context`` when it takes a second parameter, and what the service's lifespan opened as the
+third. ``check_handler`` refuses, when the service is declared, what would otherwise fail
+quietly at run time:
 
 * a handler that is asynchronous — an ``async def``, an async generator function, an object
   whose ``__call__`` is one, or a ``functools.partial`` of any of these: it would return a
   coroutine that nothing awaits;
 * a value parameter whose annotation cannot hold what an input stream decodes to — for
   example ``def f(order: Order)`` reading a stream named without a payload type, which carries
-  ``bytes``.
+  ``bytes``, whether the stream was named or given by handle;
+* a handler whose parameters do not fit the declaration: a third parameter without a
+  lifespan to fill it, a lifespan whose value the handler has no parameter for, or a
+  resource parameter annotated with a type the lifespan's annotation says it does not yield.
 
 An annotation it cannot evaluate (a name imported only under ``TYPE_CHECKING``), or one whose
 runtime type it cannot tell (a ``TypeVar``, ``Literal``, a non-runtime ``Protocol``), is
@@ -22,7 +26,8 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Set
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,9 +42,12 @@ _JSON_TYPES: tuple[type, ...] = (dict, list, str, int, float, bool, type(None))
 
 
 def check_handler(fn: Callable[..., Any], service: str, inputs: Mapping[str, Codec[Any]],
-                  namespace: Mapping[str, Any] | None = None) -> bool:
-    """Check ``fn`` as the handler of ``service`` reading ``inputs`` (stream name → codec);
-    True when it takes a ``Context`` as its second parameter.
+                  namespace: Mapping[str, Any] | None = None, *,
+                  by_handle: Set[str] = frozenset(),
+                  lifespan: Callable[..., Any] | None = None) -> bool:
+    """Check ``fn`` as the handler of ``service`` reading ``inputs`` (stream name → codec,
+    ``by_handle`` the names given as handles) with ``lifespan``; True when it takes a
+    ``Context`` as its second parameter (always, with a lifespan).
 
     ``namespace`` helps evaluate annotations written as strings (``from __future__ import
     annotations``): the names visible where the handler was defined, besides its module's.
@@ -48,19 +56,28 @@ def check_handler(fn: Callable[..., Any], service: str, inputs: Mapping[str, Cod
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check
-        return False
+        return lifespan is not None
     params = [p for p in signature.parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(params) > 2 or not params:
+    if lifespan is not None and len(params) != 3:
+        raise InvalidRequestError(
+            f"service {service!r} has a lifespan, so handler {_name(fn)} must take (value, "
+            f"ctx, resource) — the third gets what {_name(lifespan)} opens — not "
+            f"{len(params)} positional parameter{'s' if len(params) != 1 else ''}")
+    if lifespan is None and (len(params) > 2 or not params):
         raise InvalidRequestError(
             f"service handler {_name(fn)!r} must take (value) or (value, ctx), not "
             f"{len(params)} positional parameters"
+            + ("; a third (a resource) needs the service to declare lifespan=..."
+               if len(params) == 3 else "")
         )
     value = params[0]
     annotation = _evaluate(value.annotation, fn, namespace)
     if annotation is not inspect.Parameter.empty:
-        _check_annotation(annotation, value.name, fn, service, inputs)
-    return len(params) == 2
+        _check_annotation(annotation, value.name, fn, service, inputs, by_handle)
+    if lifespan is not None:
+        _check_resource(params[2], fn, lifespan, service, namespace)
+    return len(params) >= 2
 
 
 # -- synchronous only ----------------------------------------------------------------------
@@ -169,7 +186,7 @@ def _produced(codec: Codec[Any]) -> tuple[type, ...] | None:
 
 
 def _check_annotation(annotation: Any, param: str, fn: Callable[..., Any], service: str,
-                      inputs: Mapping[str, Codec[Any]]) -> None:
+                      inputs: Mapping[str, Codec[Any]], by_handle: Set[str]) -> None:
     classes = _classes(annotation)
     if classes is None:
         return
@@ -189,15 +206,53 @@ def _check_annotation(annotation: Any, param: str, fn: Callable[..., Any], servi
     models = [c for c in classes if issubclass(c, BaseModel)]
     if len(models) == 1 and not any(isinstance(c, ModelCodec) for c in wrong.values()):
         model = models[0].__name__
-        declared = ", ".join(f"{s!r}: {model if s in wrong else _given(c)}"
-                             for s, c in inputs.items())
-        fixes.append(f"write inputs={{{declared}}} to have it decoded as {model}")
+        if by_handle & set(wrong):
+            declared = ", ".join(f"app.stream({s!r}, {model})" for s in wrong)
+            fixes.append(f"declare {declared} to have it decoded as {model}")
+        else:
+            declared = ", ".join(f"{s!r}: {model if s in wrong else _given(c)}"
+                                 for s, c in inputs.items())
+            fixes.append(f"write inputs={{{declared}}} to have it decoded as {model}")
     union = " | ".join(dict.fromkeys(_given(c) for c in inputs.values()))
     fixes.append(f"annotate `{param}: {union}`")
     raise InvalidRequestError(
         f"service {service!r}: handler {name} takes `{param}: {_describe(annotation)}` but "
         f"{carried}{given}; {', or '.join(fixes)}"
     )
+
+
+# -- the resource's annotation -------------------------------------------------------------
+
+
+def _check_resource(param: inspect.Parameter, fn: Callable[..., Any],
+                    lifespan: Callable[..., Any], service: str,
+                    namespace: Mapping[str, Any] | None) -> None:
+    """Refuse a resource parameter whose annotation cannot hold what ``lifespan`` is
+    annotated to yield (``-> Iterator[DB]`` under ``@contextmanager``, or
+    ``-> AbstractContextManager[DB]``)."""
+    annotation = _evaluate(param.annotation, fn, namespace)
+    if annotation is inspect.Parameter.empty:
+        return
+    wanted = _classes(annotation)
+    if wanted is None:
+        return
+    opener = inspect.unwrap(lifespan)
+    try:
+        returns = _evaluate(inspect.signature(opener).return_annotation, opener, namespace)
+    except (TypeError, ValueError):
+        return
+    if typing.get_origin(returns) not in (Iterator, Generator, Iterable,
+                                          AbstractContextManager):
+        return
+    args = typing.get_args(returns)
+    yielded = _classes(args[0]) if args else None
+    if yielded is None or _accepts(wanted, yielded):
+        return
+    names = " | ".join(c.__name__ for c in yielded)
+    raise InvalidRequestError(
+        f"service {service!r}: handler {_name(fn)} takes `{param.name}: "
+        f"{_describe(annotation)}` but its lifespan "
+        f"{_name(lifespan)} yields {names}; annotate `{param.name}: {names}`")
 
 
 def _given(codec: Codec[Any]) -> str:

@@ -41,9 +41,10 @@ from millstream.runtime._runner import ServiceRunner
 from millstream.runtime._state import CheckpointStore
 from millstream.runtime._streams import ensure_app_streams
 from millstream.runtime._threads import ServiceThreads, combine_statistics
-from millstream.service._app import App, ServiceSpec, StreamSpec
+from millstream.service._app import App, ServiceSpec
 from millstream.service._claimed import app_streams
 from millstream.service._shadow import shadow_group
+from millstream.service._stream import Stream
 from millstream.streams import open_streams
 from millstream.streams._base import Producer, Streams
 from millstream.tables import Tables, open_tables
@@ -389,7 +390,7 @@ class TestPlatform:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _stream(self, stream: str) -> StreamSpec:
+    def _stream(self, stream: str) -> Stream[Any]:
         spec = self.app.streams.get(stream)
         if spec is None:
             raise InvalidRequestError(
@@ -452,7 +453,7 @@ def _with_partitions(app: App, override: int | Mapping[str, int] | None) -> App:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise InvalidRequestError(f"partitions_override[{name!r}]={count!r} must be ≥ 1")
     changed = copy.copy(app)
-    changed.streams = {name: StreamSpec(name, spec.codec, counts.get(name, spec.partitions))
+    changed.streams = {name: Stream(name, spec.codec, counts.get(name, spec.partitions))
                        for name, spec in app.streams.items()}
     for service in app.services.values():
         found = {changed.streams[s].partitions for s in service.inputs}

@@ -9,11 +9,12 @@ Every stream has the app's partition count and every record is keyed by the vide
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
 ``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
 
-The catalog is the join's table output: the join writes each video to the videos stream and
-the runtime keeps table ``videos`` equal to that stream, in batches after the join's commits.
-What a service keeps between records — analytics' database — is opened by its ``on_start``
-hook, offered to the handler as ``ctx.<name>`` (``ctx.add_store``) and closed by its
-``on_stop`` hook. Transcode's live progress goes out
+Each stream is declared once, with its payload, as a typed handle (``uploads``,
+``probes`` ...) that the services name. The catalog is the join's table output: the join
+writes each video to the videos stream and the runtime keeps table ``videos`` equal to that
+stream, in batches after the join's commits. What a service keeps between records —
+analytics' database — is opened by its ``lifespan`` before the first record, handed to the
+handler as its third argument and closed after the last. Transcode's live progress goes out
 with ``ctx.emit_now``; ``status``, which three services write, names each record's writer
 (the ``millstream-writer`` header), so ``millstream diff`` compares a shadow with its own
 service's records only.
@@ -36,21 +37,24 @@ from .join import VideoFailed, receive
 from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
 from .stages import run_probe, run_thumbnails, run_transcode
 
-__all__ = ["app"]
+__all__ = ["app", "catalog", "metrics", "probes", "renditions", "status", "thumbnails",
+           "uploads", "videos"]
 
 log = logging.getLogger(__name__)
 
 app = App("videosite", partitions=4)
 
-app.stream("uploads", Upload)
-app.stream("probes", Probed)
-app.stream("thumbnails", Thumbnails)
-app.stream("renditions", Transcoded)
-app.stream("status", Progress)
+uploads = app.stream("uploads", Upload)
+probes = app.stream("probes", Probed)
+thumbnails = app.stream("thumbnails", Thumbnails)
+renditions = app.stream("renditions", Transcoded)
+status = app.stream("status", Progress)
+#: every video's description as the join finishes it: the catalog's changelog
+videos = app.stream("videos", Video)
 #: the catalog: every video's latest description, by id, fed from the videos stream
-videos = app.table("videos", Video, key="video_id", indexes=["status"])
+catalog = app.table("videos", Video, key="video_id", indexes=["status"])
 #: the platform's metrics stream (one partition), read by analytics
-app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
+metrics = app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
@@ -67,28 +71,25 @@ def _done(stage: str, video_id: str, ok: bool, error: str | None) -> Progress:
                     message="done" if ok else f"failed: {error}")
 
 
-@app.service(inputs={"uploads": Upload}, outputs={"probes": Probed, "status": Progress},
-             uses=("files",))
+@app.service(inputs=[uploads], outputs=[probes, status], uses=("files",))
 def probe(upload: Upload, ctx: Context) -> None:
     """Describes the original with PyAV and refuses media bombs.
 
     Container, duration, codecs, size, frame rate, bit rate, rotation and audio."""
     result = run_probe(upload, ctx.files, media_limits())
-    ctx.emit("probes", result)
-    ctx.emit("status", _done("probe", upload.video_id, result.ok, result.error))
+    ctx.emit(probes, result)
+    ctx.emit(status, _done("probe", upload.video_id, result.ok, result.error))
 
 
-@app.service(inputs={"uploads": Upload}, outputs={"thumbnails": Thumbnails, "status": Progress},
-             uses=("files",))
+@app.service(inputs=[uploads], outputs=[thumbnails, status], uses=("files",))
 def thumbnail(upload: Upload, ctx: Context) -> None:
     """Stills at several points of the video and a poster, as JPEGs in the file store."""
     result = run_thumbnails(upload, ctx.files, media_limits())
-    ctx.emit("thumbnails", result)
-    ctx.emit("status", _done("thumbnail", upload.video_id, result.ok, result.error))
+    ctx.emit(thumbnails, result)
+    ctx.emit(status, _done("thumbnail", upload.video_id, result.ok, result.error))
 
 
-@app.service(inputs={"uploads": Upload},
-             outputs={"renditions": Transcoded, "status": Progress}, uses=("files",))
+@app.service(inputs=[uploads], outputs=[renditions, status], uses=("files",))
 def transcode(upload: Upload, ctx: Context) -> None:
     """Encodes the H.264 + AAC rendition ladder (never upscaled) and its HLS playlists.
 
@@ -99,8 +100,8 @@ def transcode(upload: Upload, ctx: Context) -> None:
     halfway = [False]
 
     def progress(fraction: float, message: str) -> None:
-        ctx.emit_now("status", Progress(video_id=video_id, stage="transcode",
-                                        fraction=fraction, message=message))
+        ctx.emit_now(status, Progress(video_id=video_id, stage="transcode",
+                                      fraction=fraction, message=message))
 
     progress(0.0, "started")
 
@@ -115,13 +116,12 @@ def transcode(upload: Upload, ctx: Context) -> None:
 
     result = run_transcode(upload, ctx.files, media_limits(), progress=report)
     if not result.ok or sent[0] < 1.0:
-        ctx.emit_now("status", _done("transcode", video_id, result.ok, result.error))
-    ctx.emit("renditions", result)
+        ctx.emit_now(status, _done("transcode", video_id, result.ok, result.error))
+    ctx.emit(renditions, result)
 
 
-@app.service(inputs={"uploads": Upload, "probes": Probed, "thumbnails": Thumbnails,
-                     "renditions": Transcoded},
-             outputs=[videos], stateful=True, uses=("files",))
+@app.service(inputs=[uploads, probes, thumbnails, renditions], outputs=[catalog],
+             stateful=True, uses=("files",))
 def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video | None:
     """Waits for all parts of a video, then writes its description to videos (the catalog).
 
@@ -185,22 +185,17 @@ def _discard_refused(video: Video, ctx: Context) -> None:
                     original.url, video.video_id, exc)
 
 
-def _open_analytics_db(ctx: Context) -> None:
-    ctx.add_store("analytics_db", AnalyticsDB(analytics_db_url()))
+def open_analytics_db(ctx: Context) -> AnalyticsDB:
+    """The analysts' database (closed when the service stops: it is a context manager)."""
+    return AnalyticsDB(analytics_db_url())
 
 
-def _close_analytics_db(ctx: Context) -> None:
-    ctx.analytics_db.close()
-
-
-@app.service(inputs={"videos": Video, METRICS_STREAM: MetricsRecord},
-             uses=("sql:analytics",), on_start=_open_analytics_db, on_stop=_close_analytics_db)
-def analytics(value: Video | MetricsRecord, ctx: Context) -> None:
+@app.service(inputs=[videos, metrics], uses=("sql:analytics",), lifespan=open_analytics_db)
+def analytics(value: Video | MetricsRecord, ctx: Context, db: AnalyticsDB) -> None:
     """Writes flat SQL tables for analysts (SQLite, or PostgreSQL), from the beginning of videos.
 
     Reads videos and millstream.metrics; tables videos, stage_times and service_metrics,
     and views over them (videos_per_day, failures_by_reason, processing_by_service ...)."""
-    db: AnalyticsDB = ctx.analytics_db
     if isinstance(value, Video):
         db.record(value)
     elif value.app == app.name:

@@ -12,16 +12,17 @@ import time
 import uuid
 from pathlib import Path
 
-from millstream import Producer, Streams
+from millstream import Streams
 from millstream.files import FileStore
+from millstream.service import Writer
 
-from .app import app
+from .app import app, uploads
 from .models import Upload
 from .titles import check_title
 
 __all__ = ["UPLOADS", "new_video_id", "submit", "upload_record"]
 
-UPLOADS = "uploads"
+UPLOADS = uploads.name
 
 
 def new_video_id() -> str:
@@ -45,20 +46,18 @@ def upload_record(files: FileStore, path: str | Path, title: str, video_id: str,
 
 
 def submit(streams: Streams, files: FileStore, path: str | Path, title: str, *,
-           producer: Producer | None = None, video_id: str | None = None,
+           writer: Writer | None = None, video_id: str | None = None,
            now: float | None = None, timeout: float = 10.0) -> str:
     """Store the video at ``path`` and queue it for processing; return its id.
 
-    ``producer``: one to reuse (a web server keeps one); else one is opened and closed.
-    Returns once the ``Upload`` record is stored."""
+    ``writer``: the app's ``Writer`` to reuse (a program submitting many keeps one); else one
+    is opened on ``streams`` and closed, waiting up to ``timeout`` s. Returns once the
+    ``Upload`` record is stored."""
     video_id = video_id or new_video_id()
     upload = upload_record(files, path, title, video_id, now=now)
-    data, headers = app.streams[UPLOADS].codec.encode(upload)  # as the app declares it
-    own = producer is None
-    sender = streams.open_producer() if producer is None else producer
-    try:
-        sender.send(UPLOADS, data, key=video_id.encode(), headers=headers).wait(timeout)
-    finally:
-        if own:
-            sender.close()
+    if writer is not None:
+        writer.send(uploads, upload, key=video_id)
+        return video_id
+    with app.open_writer(streams, files=files, timeout=timeout) as own:
+        own.send(uploads, upload, key=video_id)
     return video_id

@@ -34,7 +34,7 @@ from millstream.runtime import (
 )
 from millstream.service import AsyncWriter
 from millstream.tables import Tables
-from videosite.app import app
+from videosite.app import app, status
 from videosite.models import Progress, Video
 
 from .settings import WebSettings
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MEDIA_TYPES", "Site", "media_files"]
 
 VIDEOS_TABLE = "videos"
-STATUS = "status"
+STATUS = status.name
 #: content types the site serves inline; anything else goes out as an octet-stream download
 MEDIA_TYPES = {"video/mp4", "image/jpeg", "application/vnd.apple.mpegurl"}
 #: how many exceptions the ops page keeps
@@ -161,7 +161,7 @@ class Site:
 
     def progress(self, video_id: str) -> dict[str, Progress]:
         """The latest Progress of each stage for one video, from the status stream."""
-        codec = app.streams[STATUS].codec
+        codec = status.codec
         with self._progress_lock:
             for record in self._status.read():
                 try:
