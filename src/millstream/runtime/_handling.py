@@ -65,79 +65,94 @@ class RecordHandler:
         self._retry_stream = retry_stream
         self._send_exception = send_exception
         self._stopping = stopping
+        #: ``handle(record)``: decode ``record``, run the handler on it and collect what it
+        #: returned as output rows, or report it; raises ``Interrupted`` if a stop came while
+        #: it was retried
+        self.handle: Callable[[Record], None] = self._path()
 
     def give(self, resource: Any) -> None:
         """Call the handler with ``resource`` — what the service's lifespan opened — as its
         third argument from now on."""
         handler = self._spec.handler
         self.function = lambda value, ctx: handler(value, ctx, resource)
+        self.handle = self._path()
 
-    def handle(self, record: Record) -> None:
-        """Decode ``record``, run the handler on it and collect what it returned as output
-        rows, or report it. Raises ``Interrupted`` if a stop came while it was retried."""
-        codec = self._codecs.get(record.stream)
-        replay_of: int | None = None
-        number = record.partition
-        if codec is None:  # from the retry stream
-            try:
-                stream, replay_of, number = self._replayed(record)
-            except (InvalidRequestError, ValueError) as exc:
-                self.report(record, "decode", exc, 1, None)
-                return
-            codec = self._codecs[stream]
-        try:
-            value = codec.decode(record.value, record.headers)
-        except Exception as exc:  # any decoding failure: to the exceptions stream
-            self.report(record, "decode", exc, 1, replay_of)
-            return
-        shard = None
-        if self._state is not None:
-            shard = self._state.shards.get(number)
-            if shard is None:
-                self.report(record, "state", InvalidRequestError(
-                    f"this instance does not hold the state of partition {number}; replay it "
-                    "again when the service runs with one instance, or reset the group"),
-                    1, replay_of)
-                return
-        ctx, handler, encoder = self._ctx, self.function, self._encoder
-        rows = self._outputs.rows
-        attempt = 1
-        while True:
-            if ctx is not None:
-                ctx._begin(record, shard, attempt)
-            if shard is not None:
-                shard.begin()
-            try:
-                result = handler(value) if ctx is None else handler(value, ctx)
-                emitted = None if ctx is None else ctx.emitted
-                if type(result) is encoder.model and not emitted:  # the common shape
-                    try:
-                        data = encoder.to_json(result)
-                    except Exception as exc:
-                        raise EncodeError(str(exc)) from exc
-                    rows.append((encoder.sole, record.key, data, encoder.sole_headers, record))
-                elif result is not None or emitted:
-                    encoder.collect(rows, record, result, emitted)
-                if shard is not None:
-                    shard.keep()
-            except EncodeError as exc:
-                if shard is not None:
-                    shard.drop()
-                self.report(record, "encode", exc.__cause__ or exc, attempt, replay_of)
-                return
-            except Exception as exc:  # the handler's failure: retry, then give up loudly
-                if shard is not None:
-                    shard.drop()
-                if not self._again(record, exc, attempt, replay_of):
+    def _path(self) -> Callable[[Record], None]:
+        """Build ``handle(record)``, with everything it reads bound once: it runs for every
+        record, so it looks up nothing per record that does not change."""
+        codec_for, ctx, handler, encoder = (self._codecs.get, self._ctx, self.function,
+                                            self._encoder)
+        model, to_json, sole, sole_headers = (encoder.model, encoder.to_json, encoder.sole,
+                                              encoder.sole_headers)
+        shards = self._state.shards if self._state is not None else None
+        outputs, collect, report, again = (self._outputs, encoder.collect, self.report,
+                                           self._again)
+
+        def handle(record: Record) -> None:
+            codec = codec_for(record.stream)
+            replay_of: int | None = None
+            number = record.partition
+            if codec is None:  # from the retry stream
+                try:
+                    stream, replay_of, number = self._replayed(record)
+                except (InvalidRequestError, ValueError) as exc:
+                    report(record, "decode", exc, 1, None)
                     return
-                attempt += 1
-                continue
-            # the attempt succeeded: what it reported (ctx.report) is recorded — outside the
-            # retry, so a failure to send it never runs the handler (and its outputs) again
-            if ctx is not None:
-                for reported in ctx.reported:
-                    self.report(record, "reported", reported, attempt, replay_of)
-            return
+                codec = self._codecs[stream]
+            try:
+                value = codec.decode(record.value, record.headers)
+            except Exception as exc:  # any decoding failure: to the exceptions stream
+                report(record, "decode", exc, 1, replay_of)
+                return
+            shard = None
+            if shards is not None:
+                shard = shards.get(number)
+                if shard is None:
+                    report(record, "state", InvalidRequestError(
+                        f"this instance does not hold the state of partition {number}; "
+                        "replay it again when the service runs with one instance, or reset "
+                        "the group"), 1, replay_of)
+                    return
+            attempt = 1
+            while True:
+                if ctx is not None:
+                    ctx._begin(record, shard, attempt)
+                if shard is not None:
+                    shard.begin()
+                try:
+                    result = handler(value) if ctx is None else handler(value, ctx)
+                    emitted = None if ctx is None else ctx.emitted
+                    if type(result) is model and not emitted:  # the common shape
+                        try:
+                            data = to_json(result)
+                        except Exception as exc:
+                            raise EncodeError(str(exc)) from exc
+                        outputs.rows.append((sole, record.key, data, sole_headers, record))
+                    elif result is not None or emitted:
+                        collect(outputs.rows, record, result, emitted)
+                    if shard is not None:
+                        shard.keep()
+                except EncodeError as exc:
+                    if shard is not None:
+                        shard.drop()
+                    report(record, "encode", exc.__cause__ or exc, attempt, replay_of)
+                    return
+                except Exception as exc:  # the handler's failure: retry, then give up loudly
+                    if shard is not None:
+                        shard.drop()
+                    if not again(record, exc, attempt, replay_of):
+                        return
+                    attempt += 1
+                    continue
+                # the attempt succeeded: what it reported (ctx.report) is recorded — outside
+                # the retry, so a failure to send it never runs the handler (and its outputs)
+                # again
+                if ctx is not None:
+                    for reported in ctx.reported:
+                        report(record, "reported", reported, attempt, replay_of)
+                return
+
+        return handle
 
     def _again(self, record: Record, error: Exception, attempt: int,
                replay_of: int | None) -> bool:
