@@ -91,9 +91,12 @@ def test_a_listener_that_fails_stops_the_service_after_its_commit() -> None:
             run_until(runner, lambda r: False)
         committed = sum(p.committed or 0 for p in
                         streams.admin().describe_group("hooks.bill").partitions)
-    # the commit the listener followed stands; nothing after it was committed
+        invoices = streams.admin().describe_stream("invoices").records
+    # the commit the listener followed stands, with the output of every input it committed
+    # durable (the runner's records_in counter is only brought up to date at a batch's end, so
+    # a commit in the middle of a batch is checked against the outputs instead)
     assert 0 < committed <= N
-    assert runner.statistics().records_in >= committed
+    assert invoices >= committed
 
 
 def test_only_the_delivery_package_reads_a_services_delivery_flags() -> None:
