@@ -186,6 +186,7 @@ from contextlib import contextmanager
 from pydantic import BaseModel
 
 from millstream.service import App, Context, Stream
+from millstream.testing import TestPlatform
 
 
 class Order(BaseModel):
@@ -229,6 +230,10 @@ with app.open_writer("local:") as writer:
     writer.send(orders, Invoice(order_id=1))  # error 3
     writer.send_many(invoices, [Invoice(order_id=1)], key=lambda i: str(i.order_id))
     wrong: Stream[Invoice] = orders  # error 4
+
+with TestPlatform(app) as platform:
+    platform.send(orders, Order(id=1))
+    got: list[Order] = platform.values(invoices)  # error 5
 '''
 
 
@@ -259,6 +264,8 @@ def test_mypy_strict_sees_the_payload_types_of_handles_writers_and_lifespans(
         '"Writer"  [misc]',
         f'{at("# error 4")}: error: Incompatible types in assignment (expression has type '
         '"Stream[Order]", variable has type "Stream[Invoice]")  [assignment]',
+        f'{at("# error 5")}: error: Argument 1 to "values" of "TestPlatform" has '
+        'incompatible type "Stream[Invoice]"; expected "Stream[Order]"  [arg-type]',
     ], out + err
     assert status == 1
 
@@ -284,3 +291,24 @@ def test_a_table_output_is_emitted_to_by_its_handle_and_refuses_other_rows() -> 
     assert errors == [
         "stream 'latest' carries Order, but ctx.emit in service 'keep' was given a Refund; "
         "send an Order to it, or declare another stream for Refund values"] * 2
+
+
+def test_the_test_kit_sends_and_reads_by_handle_and_refuses_a_wrong_value() -> None:
+    app = App("shop", partitions=1)
+    orders = app.stream("orders", Order)
+    invoices = app.stream("invoices", Invoice)
+
+    @app.service(inputs=[orders], outputs=[invoices])
+    def billing(order: Order) -> Invoice:
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with TestPlatform(app) as platform:
+        assert refusal(lambda: platform.send(orders, Refund(order_id=1))) == (  # type: ignore[arg-type]
+            "stream 'orders' carries Order, but TestPlatform.send was given a Refund; send an "
+            "Order to it, or declare another stream for Refund values")
+        platform.send(orders, Order(id=1, total=2.0))
+        platform.send_many(orders, [Order(id=2, total=3.0)])
+        platform.run_until_idle("billing")
+        assert platform.wait_for(invoices, 2) == platform.values(invoices) == [
+            Invoice(order_id=1, amount=2.0), Invoice(order_id=2, amount=3.0)]
+        assert [r.offset for r in platform.records(invoices)] == [0, 1]

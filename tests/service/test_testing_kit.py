@@ -252,7 +252,8 @@ def test_partitions_override_and_undeclared_streams() -> None:
         assert platform.streams.admin().describe_stream("orders").partition_count == 1
         with pytest.raises(InvalidRequestError, match="declares no stream 'nope'"):
             platform.send("nope", b"x")
-        with pytest.raises(InvalidRequestError, match="expected a Order"):
+        with pytest.raises(InvalidRequestError,
+                           match=r"carries Order, but TestPlatform\.send was given an Invoice"):
             platform.send("orders", Invoice(order_id=1, amount=1))
     with pytest.raises(InvalidRequestError, match="does not declare"):
         TestPlatform(make_app(), partitions_override={"nope": 2})

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 from millstream._wellknown import (
@@ -44,7 +44,7 @@ from millstream.runtime._threads import ServiceThreads, combine_statistics
 from millstream.service._app import App, ServiceSpec
 from millstream.service._claimed import app_streams
 from millstream.service._shadow import shadow_group
-from millstream.service._stream import Stream
+from millstream.service._stream import Stream, check_value, stream_name
 from millstream.streams import open_streams
 from millstream.streams._base import Producer, Streams
 from millstream.tables import Tables, open_tables
@@ -57,6 +57,8 @@ __all__ = ["TestPlatform"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: a stream's payload type, for the methods that take its handle
+P = TypeVar("P")
 KeyLike = bytes | str | None
 
 #: Embedded-log options: a member that stops heartbeating loses its partitions in 1.5 s.
@@ -166,23 +168,38 @@ class TestPlatform:
 
     # -- input --------------------------------------------------------------------------------
 
+    @overload
+    def send(self, stream: Stream[P], value: P, *, key: KeyLike = None,
+             timeout: float = 5.0) -> Position: ...
+
+    @overload
     def send(self, stream: str, value: Any, *, key: KeyLike = None,
+             timeout: float = 5.0) -> Position: ...
+
+    def send(self, stream: Stream[Any] | str, value: Any, *, key: KeyLike = None,
              timeout: float = 5.0) -> Position:
-        """Encode ``value`` with the stream's declared codec, send it, wait until durable."""
-        data, headers = self._stream(stream).codec.encode(value)
+        """Encode ``value`` with the stream's declared codec (the stream by handle or name),
+        send it, wait until durable."""
+        stream = stream_name(stream)
+        declared = self._stream(stream)
+        check_value(declared, value, "TestPlatform.send")
+        data, headers = declared.codec.encode(value)
         return self._open_producer().send(stream, data, key=_key_bytes(key),
                                           headers=headers).wait(timeout)
 
-    def send_many(self, stream: str, values: Iterable[Any], *,
+    def send_many(self, stream: Stream[Any] | str, values: Iterable[Any], *,
                   key: Callable[[Any], KeyLike] | KeyLike = None,
                   timeout: float = 5.0) -> list[Position]:
         """Send several values in order; ``key`` is one key for all or a function of the
         value. Returns their positions once all are durable."""
-        codec = self._stream(stream).codec
+        stream = stream_name(stream)
+        declared = self._stream(stream)
         items = list(values)
         if not items:
             return []
-        encoded = [codec.encode(v) for v in items]
+        for item in items:
+            check_value(declared, item, "TestPlatform.send_many")
+        encoded = [declared.codec.encode(v) for v in items]
         keys = [_key_bytes(key(v) if callable(key) else key) for v in items]
         return self._open_producer().send_batch(
             stream, [d for d, _ in encoded], keys=keys, headers=[h for _, h in encoded],
@@ -263,21 +280,31 @@ class TestPlatform:
 
     # -- output -------------------------------------------------------------------------------
 
-    def records(self, stream: str) -> list[Record]:
-        """Every record of ``stream`` now, in (partition, offset) order."""
+    def records(self, stream: Stream[Any] | str) -> list[Record]:
+        """Every record of ``stream`` (a handle or a name) now, in (partition, offset)
+        order."""
+        stream = stream_name(stream)
         reader = self._readers.get(stream)
         if reader is None:
             reader = self._readers[stream] = StreamReader(self.streams, stream)
         return reader.read()
 
-    def values(self, stream: str) -> list[Any]:
+    @overload
+    def values(self, stream: Stream[P]) -> list[P]: ...
+
+    @overload
+    def values(self, stream: str) -> list[Any]: ...
+
+    def values(self, stream: Stream[Any] | str) -> list[Any]:
         """``records(stream)`` decoded with the stream's declared codec."""
         return [decode_record(self.app, r) for r in self.records(stream)]
 
-    def wait_for(self, stream: str, count: int, *, timeout: float = 5.0) -> list[Any]:
+    def wait_for(self, stream: Stream[Any] | str, count: int, *,
+                 timeout: float = 5.0) -> list[Any]:
         """Wait until ``stream`` holds at least ``count`` records; return all its values,
         decoded. On timeout, ``AssertionError`` shows what did arrive (and any exception
         records, which are often why)."""
+        stream = stream_name(stream)
         deadline = time.monotonic() + timeout
         while True:
             self._check_services()
