@@ -74,12 +74,16 @@ def printed_records(text: str) -> set[tuple[str, str, str]]:
     return records
 
 
-def renamed(text: str, suffix: str) -> str:
-    """``text`` with the app's streams and the app itself named with ``suffix``."""
+def renamed(text: str, suffix: str, python: bool = False) -> str:
+    """``text`` with the app's streams and the app itself named with ``suffix``: in python,
+    the string literals that name them; in commands and their output, the words."""
     if not suffix:
         return text
     for name in ("orders", "invoices"):
-        text = re.sub(rf"\b{name}\b(?=[\"\[ ]|$)", f"{name}-{suffix}", text, flags=re.M)
+        if python:
+            text = text.replace(f'"{name}"', f'"{name}-{suffix}"')
+        else:
+            text = re.sub(rf"(?<![\w-]){name}(?![\w-])", f"{name}-{suffix}", text)
     return text.replace('App("shop"', f'App("shop{suffix}"')
 
 
@@ -103,9 +107,9 @@ def write_project(folder: Path, suffix: str = "") -> Path:
     project = folder / "shop"
     project.mkdir()
     written = files()
-    assert set(written) == {"shop.py", "test_shop.py"}, written.keys()
+    assert set(written) == {"shop.py", "test_shop.py", "send_orders.py"}, written.keys()
     for name, body in written.items():
-        (project / name).write_text(renamed(body, suffix))
+        (project / name).write_text(renamed(body, suffix, python=True))
     return project
 
 
@@ -128,8 +132,8 @@ def run_it(project: Path, streams_url: str | None, suffix: str = "") -> None:
                     return False
                 return True
             wait_until(created, 60, "the service to create its streams")
-        produce, tail, exceptions = renamed(one("sh", "millstream produce"), suffix).splitlines()
-        run(produce, project, env)
+        send, tail, exceptions = renamed(one("sh", "python send_orders.py"), suffix).splitlines()
+        assert run(send, project, env) == "sent 3 orders\n"
         printed = run(tail, project, env)
         expected = renamed(one("text", "key=ada"), suffix)
         assert printed_records(printed) == printed_records(expected)
@@ -197,7 +201,7 @@ def test_the_testing_guides_kafka_test_passes_against_the_quickstart_service(
     guide = files(TESTING_GUIDE)
     assert set(guide) == {"test_shop_on_kafka.py"}, guide.keys()
     (project / "test_shop_on_kafka.py").write_text(
-        renamed(guide["test_shop_on_kafka.py"], suffix))
+        renamed(guide["test_shop_on_kafka.py"], suffix, python=True))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "test_shop_on_kafka.py"], cwd=project,
                           env=environment(f"kafka://{kafka_bootstrap}"),
