@@ -97,8 +97,11 @@ class TableFeed:
         """The stream's end offset in each partition where this feed has records to read
         (empty when it has none)."""
         consumer = self._open()
-        return {sp: consumer.position(sp) + lag for sp, lag in consumer.lag().items()
-                if lag > 0}
+        # the admin's answer, not the reader's lag(): a Kafka reader's offset queries wait
+        # behind its own fetches (up to fetch.wait.max.ms each, 0.5 s), the admin's do not
+        info = self._streams.admin().describe_stream(self.stream)
+        ends = {StreamPartition(self.stream, p.partition): p.end for p in info.partitions}
+        return {sp: end for sp, end in ends.items() if consumer.position(sp) < end}
 
     def apply(self, timeout: float = 10.0, *,
               until: Mapping[StreamPartition, int] | None = None) -> int:
