@@ -128,6 +128,30 @@ def test_a_row_emitted_under_another_key_than_its_key_field_goes_to_the_exceptio
             "a": {"word": "a", "count": 1}}
 
 
+def test_a_returned_row_is_keyed_by_its_key_field_not_by_the_input_key() -> None:
+    words = App("words", partitions=2)
+    tallies = words.table("tallies", Tally, key="word")
+
+    @words.service(inputs={"text": Tally}, outputs=[tallies])
+    def tally(t: Tally) -> Tally:
+        return t
+
+    with TestPlatform(words) as platform:
+        sent = [Tally(word=w, count=i) for i, w in enumerate(["a", "b", "a", "", "c"])]
+        platform.send_many("text", sent, key="same-input-key")
+        stats = platform.run_until_idle("tally")
+        assert (stats.records_out, stats.exceptions) == (4, 1)
+        assert [r.key for r in platform.records("tallies")
+                if r.key == b"a"] == [b"a", b"a"]
+        assert sorted(r.key for r in platform.records("tallies")) == [b"a", b"a", b"b", b"c"]
+        [failure] = platform.exceptions()
+        assert (failure.stage, failure.message) == (
+            "encode", "table 'tallies': a Tally row has no 'word' (''); every row needs its key")
+        assert dict(platform.tables.table("tallies").scan()) == {
+            "a": {"word": "a", "count": 2}, "b": {"word": "b", "count": 1},
+            "c": {"word": "c", "count": 4}}
+
+
 def test_a_service_with_a_table_output_needs_a_tables_backend() -> None:
     with TestPlatform(app) as platform:
         message = refusal(lambda: ServiceRunner(app, "ledger", platform.streams))

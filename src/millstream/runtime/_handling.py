@@ -84,6 +84,7 @@ class RecordHandler:
                                             self._encoder)
         model, to_json, sole, sole_headers = (encoder.model, encoder.to_json, encoder.sole,
                                               encoder.sole_headers)
+        sole_key = encoder.sole_key  # a keyed table's row: the key is its key field
         shards = self._state.shards if self._state is not None else None
         outputs, collect, report, again = (self._outputs, encoder.collect, self.report,
                                            self._again)
@@ -127,7 +128,8 @@ class RecordHandler:
                             data = to_json(result)
                         except Exception as exc:
                             raise EncodeError(str(exc)) from exc
-                        outputs.rows.append((sole, record.key, data, sole_headers, record))
+                        key = record.key if sole_key is None else sole_key(result)
+                        outputs.rows.append((sole, key, data, sole_headers, record))
                     elif result is not None or emitted:
                         collect(outputs.rows, record, result, emitted)
                     if shard is not None:

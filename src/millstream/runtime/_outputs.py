@@ -21,6 +21,7 @@ from millstream.records import Headers, Record
 from millstream.service._app import App, Emit, ServiceSpec
 from millstream.service._shadow import shadow_stream
 from millstream.service._stream import check_value, stream_name
+from millstream.service._table_output import TableOutput
 
 __all__ = ["EncodeError", "Encoder", "Outputs", "Row"]
 
@@ -69,8 +70,11 @@ class Encoder:
         sole = self._codecs[spec.outputs[0]] if len(spec.outputs) == 1 else None
         #: The common shape, one pydantic-model output: a handler result of exactly this
         #: type goes to ``sole`` with ``sole_headers``, serialized by ``to_json``.
-        self.model: type = (sole.model if isinstance(sole, ModelCodec)
-                            and spec.outputs[0] not in self._row_keys else _NoModel)
+        self.model: type = sole.model if isinstance(sole, ModelCodec) else _NoModel
+        #: the sole output is a table keyed by a field of its rows: the key of a row
+        table = self._row_keys.get(spec.outputs[0]) if sole is not None else None
+        self.sole_key: Callable[[Any], bytes] | None = (
+            None if table is None else self._keyer(table))
         self.sole = self.streams[spec.outputs[0]] if sole is not None else ""
         stamp = self._stamps.get(spec.outputs[0]) if sole is not None else None
         self.sole_headers: Headers = (
@@ -92,6 +96,15 @@ class Encoder:
         error = EncodeError(str(cause))
         error.__cause__ = cause
         return error
+
+    @staticmethod
+    def _keyer(table: TableOutput) -> Callable[[Any], bytes]:
+        def key(row: Any) -> bytes:
+            try:
+                return table.record_key(row)
+            except InvalidRequestError as exc:
+                raise EncodeError(str(exc)) from exc
+        return key
 
     def collect(self, rows: list[Row], record: Record, result: Any,
                 emitted: list[Emit] | None) -> None:
