@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,6 +206,20 @@ def test_a_transaction_applies_documents_and_offsets_together(tables: Tables) ->
     with t.transaction() as tx:
         tx.clear()
     assert t.count() == 0 and t.offsets() == {}
+
+
+def test_put_json_stores_any_json_text_and_the_last_document_of_a_key(tables: Tables) -> None:
+    t = tables.create_table("texts", indexes=["v"])
+    awkward = {"v": "tab\there\nnew line \\ back\\slash \"quoted\" \u00e9\u65e5 \\N",
+               "nested": {"list": [1, 2.5, None, True]}}
+    with t.transaction() as tx:
+        tx.put_json([("a", json.dumps(awkward)), ("b", '{"v": 1}'), ("a", '{"v": 2}'),
+                     ("c\tkey", json.dumps(awkward))])
+    with t.transaction() as tx:  # a second call in one transaction, as a feed's batch makes
+        tx.put_json([("b", '{"v": 3}')])
+        tx.put_json([("d", '{"v": 4}')])
+    assert dict(t.scan()) == {"a": {"v": 2}, "b": {"v": 3}, "c\tkey": awkward, "d": {"v": 4}}
+    assert [k for k, _ in t.query({"v": 3})] == ["b"]
 
 
 def test_an_export_is_one_consistent_view(tables: Tables) -> None:

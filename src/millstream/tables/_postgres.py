@@ -300,6 +300,13 @@ class PostgresTables:
         self.close()
 
 
+#: where put_json stages rows: a temporary table of the session, emptied after each use
+_STAGE = ("CREATE TEMPORARY TABLE IF NOT EXISTS millstream_stage (key TEXT, doc TEXT) "
+          "ON COMMIT DELETE ROWS")
+_STAGE_COPY = "COPY millstream_stage (key, doc) FROM STDIN"
+_STAGE_CLEAR = "DELETE FROM millstream_stage"
+
+
 class _Writes:
     """One open write transaction on a PostgreSQL table."""
 
@@ -309,13 +316,27 @@ class _Writes:
         self._upsert = (f"INSERT INTO {_doc(name)} (key, doc) VALUES (%s, %s::jsonb) "
                         "ON CONFLICT (key) DO UPDATE SET doc=EXCLUDED.doc").encode()
         self._delete = f"DELETE FROM {_doc(name)} WHERE key=%s".encode()
+        self._upsert_staged = (
+            f"INSERT INTO {_doc(name)} (key, doc) SELECT key, doc::jsonb FROM "
+            "millstream_stage ON CONFLICT (key) DO UPDATE SET doc=EXCLUDED.doc").encode()
+        self._delete_many = f"DELETE FROM {_doc(name)} WHERE key = ANY(%s::text[])".encode()
 
     def put(self, key: str, doc: Document) -> None:
         self._cur.execute(self._upsert, (check_key(key), encode(doc)))
 
     def put_json(self, items: Sequence[tuple[str, str]]) -> None:
-        if items:
-            self._cur.executemany(self._upsert, items)
+        if not items:
+            return
+        # COPY into a session-local staging table, then one upsert from it: ~2× executemany
+        # (pipelined) and ~5× an upsert from arrays, whose adaptation is slow. One row per key
+        # (the last given): one statement may change a row only once.
+        cur = self._cur
+        cur.execute(_STAGE)
+        with cur.copy(_STAGE_COPY) as copy:
+            for row in dict(items).items():
+                copy.write_row(row)
+        cur.execute(self._upsert_staged)
+        cur.execute(_STAGE_CLEAR)
 
     def delete(self, key: str) -> bool:
         self._cur.execute(self._delete, (check_key(key),))
@@ -323,7 +344,7 @@ class _Writes:
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            self._cur.executemany(self._delete, [(k,) for k in keys])
+            self._cur.execute(self._delete_many, (list(keys),))
 
     def clear(self) -> None:
         self._cur.execute(f"DELETE FROM {_doc(self._name)}".encode())
