@@ -56,7 +56,7 @@ __all__ = ["App", "Emit", "Lifespan", "RetryPolicy", "ServiceSpec"]
 Payload = Any  # a pydantic model class, bytes, dict (JSON) or a codec object
 #: what ``inputs`` and ``outputs`` take: handles, names, or ``{name: payload}`` (and, as
 #: outputs, tables)
-Streams = (Stream[Any] | str | Iterable[Stream[Any] | str | TableOutput]
+StreamRefs = (Stream[Any] | str | Iterable[Stream[Any] | str | TableOutput]
            | Mapping[str, Payload])
 #: a service's lifespan: given the service's context, a context manager whose value the
 #: handler gets as its third argument
@@ -276,7 +276,7 @@ class App:
         self.tables[name] = declared
         return declared
 
-    def _declare(self, streams: Streams | None, what: str,
+    def _declare(self, streams: StreamRefs | None, what: str,
                  service: str) -> tuple[tuple[str, ...], set[str]]:
         """The names of ``streams``, declared; and which of them were given by handle."""
         if streams is None:
@@ -322,7 +322,7 @@ class App:
 
     @overload
     def service(
-        self, name: str | None = None, *, inputs: Streams, outputs: Streams | None = None,
+        self, name: str | None = None, *, inputs: StreamRefs, outputs: StreamRefs | None = None,
         group: str | None = None, stateful: bool = False, exactly_once: bool | None = None,
         retry: RetryPolicy | None = None, uses: Iterable[str] = (), max_batch: int = 500,
         commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
@@ -331,7 +331,7 @@ class App:
 
     @overload
     def service(
-        self, name: str | None = None, *, inputs: Streams, outputs: Streams | None = None,
+        self, name: str | None = None, *, inputs: StreamRefs, outputs: StreamRefs | None = None,
         group: str | None = None, stateful: bool = False, exactly_once: bool | None = None,
         retry: RetryPolicy | None = None, uses: Iterable[str] = (), max_batch: int = 500,
         commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
@@ -343,8 +343,8 @@ class App:
         self,
         name: str | None = None,
         *,
-        inputs: Streams,
-        outputs: Streams | None = None,
+        inputs: StreamRefs,
+        outputs: StreamRefs | None = None,
         group: str | None = None,
         stateful: bool = False,
         exactly_once: bool | None = None,
