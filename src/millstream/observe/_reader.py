@@ -145,8 +145,10 @@ class MetricsView:
                 self.table.add_bytes(record.value)
             read += len(records)
             wait = 0.0
-            if not records and sum(self._consumer.lag().values()) == 0:
-                break
+            if not records:
+                if sum(self._consumer.lag().values()) == 0:
+                    break
+                wait = 0.1  # records to read, not fetched yet: wait for them, do not spin
         return read
 
     def snapshot(self) -> Snapshot:

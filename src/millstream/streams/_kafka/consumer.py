@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import (
@@ -42,6 +42,7 @@ from millstream.streams._checks import (
     check_timestamp,
     stream_names,
 )
+from millstream.streams._kafka._lookups import OffsetLookups
 from millstream.streams._kafka.errors import error_of, translate
 from millstream.streams._kafka.messages import records_of, records_one_by_one
 from millstream.streams._kafka.metadata import PartitionCounts
@@ -79,6 +80,7 @@ class KafkaConsumer:
         except KafkaException as exc:
             raise translate(exc, "creating a consumer") from exc
         self._counts = PartitionCounts(self._consumer, options.timeout_s)
+        self._lookups = OffsetLookups(options)
         self._positions: dict[StreamPartition, int] = {}
         self._owned: set[StreamPartition] = set()
         self._streams: list[str] = []
@@ -296,16 +298,16 @@ class KafkaConsumer:
             time.sleep(0.1)
 
     def _watermarks(self, sp: StreamPartition) -> tuple[int, int]:
-        tp = TopicPartition(sp.stream, sp.partition)
+        return self._ask(lambda timeout: self._lookups.watermarks([sp], timeout)[sp],
+                         f"reading the offsets of {sp}")
 
-        def ask(timeout: float) -> tuple[int, int]:
-            marks = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
-            if marks is None:  # confluent-kafka's answer to a timeout
-                raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
-                                                f"no watermark offsets for {sp}"))
-            return int(marks[0]), int(marks[1])
-
-        return self._ask(ask, f"reading the offsets of {sp}")
+    def _offsets(self, partitions: list[StreamPartition], which: Literal["first", "end"]
+                 ) -> dict[StreamPartition, int]:
+        """The first or end offset of each partition, in one lookup."""
+        if not partitions:
+            return {}
+        return self._ask(lambda timeout: self._lookups.offsets(partitions, which, timeout),
+                         f"reading the offsets of {', '.join(map(str, partitions))}")
 
     def _owned_list(self, partitions: Iterable[StreamPartition] | None) -> list[StreamPartition]:
         self._check_open()
@@ -355,12 +357,12 @@ class KafkaConsumer:
         self._seek(sp, offset)
 
     def seek_to_beginning(self, partitions: Iterable[StreamPartition] | None = None) -> None:
-        for sp in self._owned_list(partitions):
-            self._seek(sp, self._watermarks(sp)[0])
+        for sp, offset in self._offsets(self._owned_list(partitions), "first").items():
+            self._seek(sp, offset)
 
     def seek_to_end(self, partitions: Iterable[StreamPartition] | None = None) -> None:
-        for sp in self._owned_list(partitions):
-            self._seek(sp, self._watermarks(sp)[1])
+        for sp, offset in self._offsets(self._owned_list(partitions), "end").items():
+            self._seek(sp, offset)
 
     def seek_to_timestamp(self, timestamp_ms: int,
                           partitions: Iterable[StreamPartition] | None = None) -> None:
@@ -377,8 +379,8 @@ class KafkaConsumer:
 
     def lag(self) -> dict[StreamPartition, int]:
         self._check_open()
-        return {sp: max(self._watermarks(sp)[1] - self._positions[sp], 0)
-                for sp in sorted(self._owned)}
+        ends = self._offsets(sorted(self._owned), "end")
+        return {sp: max(end - self._positions[sp], 0) for sp, end in ends.items()}
 
     # -- offsets ---------------------------------------------------------------------------
 

@@ -95,11 +95,15 @@ class _Tail:
                     raise
                 self._consumer = consumer
             found: list[Any] = []
+            wait = 0.0
             for _ in range(1000):
-                records = self._consumer.poll(max_records=1000, timeout=0.0)
+                records = self._consumer.poll(max_records=1000, timeout=wait)
                 found.extend(records)
-                if not records and sum(self._consumer.lag().values()) == 0:
-                    break
+                wait = 0.0
+                if not records:
+                    if sum(self._consumer.lag().values()) == 0:
+                        break
+                    wait = 0.1  # records to read, not fetched yet: wait for them, not spin
             return found
 
     def close(self) -> None:
