@@ -32,7 +32,7 @@ from millstream import (
 )
 from millstream.streams._kafka.consumer import KafkaConsumer
 
-TIMEOUT_S = 1.0
+TIMEOUT_S = 0.5
 SLACK_S = 3.0  # what a call may take beyond millstream.timeout_ms
 CLEAR = (UnavailableError, OperationTimeoutError, DeliveryError)
 
