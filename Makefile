@@ -28,7 +28,7 @@ define with_services
 	$(1)
 endef
 
-.PHONY: help venv test test-newest demo bench reliability lint docs clean
+.PHONY: help venv test newest-venv test-newest demo bench reliability lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -62,24 +62,37 @@ test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20)
 # The newest Python found (scripts/newest-python.sh: python3.N on PATH, pyenv's versions) gets
 # a venv of its own; there the tests run that need no external service — Kafka, S3,
 # PostgreSQL and browser tests skip (MILLSTREAM_NO_SERVICES=1), the soak tests stay in `make
-# test`. Nothing runs when the newest Python is the one .venv already uses.
+# test`. Nothing runs when the newest Python is the one .venv already uses. Needing no
+# service, they run in NEWEST_WORKERS processes (pytest-xdist, a test file per process at a
+# time, so module fixtures are made once): 2, the cores CI has.
 NEWEST_VENV := .venv-newest
-test-newest:  ## the tests that need no external service, on the newest python3.x found (in .venv-newest)
-	@python=$$(bash scripts/newest-python.sh) || { \
+NEWEST_WORKERS ?= 2
+# The newest Python as $$python and its version as $$version; exits 0 (nothing to do) when
+# .venv already uses that version.
+define newest_python
+	python=$$(bash scripts/newest-python.sh) || { \
 	  echo "test-newest: no Python ≥ 3.11 found" >&2; exit 1; }; \
 	minor() { "$$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }; \
 	version=$$(minor "$$python"); \
 	if [[ -x $(PY) && $$(minor $(PY)) == "$$version" ]]; then \
 	  echo "test-newest: the newest Python here is $$version, which $(VENV) uses: nothing more to run"; \
-	  exit 0; fi; \
+	  exit 0; fi
+endef
+
+newest-venv:  ## create .venv-newest for test-newest (again when a pyproject.toml changed); .ci/run makes it beside .venv
+	@$(newest_python); \
 	stamp=$(NEWEST_VENV)/.installed-$$version; \
 	if [[ ! -f $$stamp || pyproject.toml -nt $$stamp || apps/video/pyproject.toml -nt $$stamp ]]; then \
 	  echo "creating $(NEWEST_VENV) with $$python ($$version)"; rm -rf $(NEWEST_VENV); \
 	  "$$python" -m venv $(NEWEST_VENV); \
 	  $(NEWEST_VENV)/bin/python -m pip install --disable-pip-version-check --quiet \
 	    -e '.[dev]' -e 'apps/video[test]'; \
-	  touch "$$stamp"; fi; \
+	  touch "$$stamp"; fi
+
+test-newest: newest-venv  ## the tests that need no external service, on the newest python3.x found (in .venv-newest)
+	@$(newest_python); \
 	MILLSTREAM_NO_SERVICES=1 $(NEWEST_VENV)/bin/python -m pytest -q \
+	  -n $(NEWEST_WORKERS) --dist loadfile \
 	  -m 'not kafka and not kafka_cluster and not slow' --durations=10 $(PYTEST_ARGS)
 
 demo: venv  ## the video site processing sample videos it generates, on the embedded log
