@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 
@@ -29,7 +30,13 @@ import pytest
 from pydantic import BaseModel
 
 import millstream
-from millstream import MillstreamError, OperationTimeoutError, StreamPartition, UnavailableError
+from millstream import (
+    Consumer,
+    MillstreamError,
+    OperationTimeoutError,
+    StreamPartition,
+    UnavailableError,
+)
 from millstream.codecs import ModelCodec
 from millstream.runtime import ServiceRunner
 from millstream.service import App, Context
@@ -333,17 +340,22 @@ def test_every_consumer_call_fails_fast_when_the_broker_dies_under_it(
             owned = [sp, StreamPartition(stream, 1)]
             own_kafka.kill_node(0)
 
-            for consumer in (member, solo):
-                assert _answers("poll", lambda c=consumer: c.poll(10, timeout=0.5),
+            def each_call(consumer: Consumer) -> None:
+                assert _answers("poll", lambda: consumer.poll(10, timeout=0.5),
                                 0.5 + SLACK_S) == []
                 assert _answers("assignment", consumer.assignment, SLACK_S) == owned
-                assert _answers("position", lambda c=consumer: c.position(sp), SLACK_S) == 3
-                _fails_clearly("seek", lambda c=consumer: c.seek(sp, 1), bound)
+                assert _answers("position", lambda: consumer.position(sp), SLACK_S) == 3
+                _fails_clearly("seek", lambda: consumer.seek(sp, 1), bound)
                 _fails_clearly("seek_to_beginning", consumer.seek_to_beginning, bound)
                 _fails_clearly("seek_to_end", consumer.seek_to_end, bound)
-                _fails_clearly("seek_to_timestamp", lambda c=consumer: c.seek_to_timestamp(0),
+                _fails_clearly("seek_to_timestamp", lambda: consumer.seek_to_timestamp(0),
                                bound)
                 _fails_clearly("lag", consumer.lag, bound)
+
+            # the two consumers are separate clients: tried side by side, each call timed
+            with ThreadPoolExecutor(2) as pool:
+                for done in [pool.submit(each_call, c) for c in (member, solo)]:
+                    done.result()
             _fails_clearly("committed", member.committed, bound)
             _fails_clearly("commit", member.commit, 6.0 + bound)
             with pytest.raises(millstream.InvalidRequestError, match="no group"):
