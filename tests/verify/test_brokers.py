@@ -35,6 +35,14 @@ def start_nodes(base: Path, n: int) -> list[subprocess.Popen[bytes]]:
         proc = subprocess.Popen([sys.executable, "-c", NODE, str(node / "server.properties")],
                                 cwd=node, start_new_session=True)
         procs.append(proc)
+    # as the harness does before it records 'ready': each node runs its own command line (for
+    # a moment after a spawn, /proc shows the child's command line empty)
+    for proc, i in zip(procs, range(1, n + 1), strict=True):
+        marker = str(base / f"node-{i}" / "server.properties").encode()
+        deadline = time.monotonic() + 30
+        while marker not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline and proc.poll() is None, f"node {i} did not start"
+            time.sleep(0.01)
     (base / "state.json").write_text(json.dumps(
         {"status": "ready", "bootstrap": "127.0.0.1:1", "pids": [p.pid for p in procs]}))
     return procs
