@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import TYPE_CHECKING, Literal
 
 from millstream.errors import InvalidRequestError
@@ -50,19 +51,41 @@ def check_processing(value: object) -> Processing:
 
 def check_guarantees(app: App, services: Iterable[ServiceSpec]) -> None:
     """Refuse a stateful exactly-once service that reads a stream an at-least-once service
-    of ``app`` writes, where either of the two is among ``services`` (with the app's own)."""
+    of ``app`` writes — directly, or through exactly-once services that pass its records on
+    (each copy of a record becomes one output) — where one of the services involved is
+    among ``services`` (with the app's own)."""
     given = list(services)
     every = {**app.services, **{s.name: s for s in given}}
     names = {s.name for s in given}
     for reader in every.values():
         if not (reader.stateful and reader.exactly_once):
             continue
-        for writer in every.values():
-            if writer.exactly_once or not names & {reader.name, writer.name}:
-                continue
-            shared = [s for s in reader.inputs if s in writer.outputs]
-            if shared:
-                raise InvalidRequestError(_refusal(app, reader, writer, shared[0]))
+        for stream in reader.inputs:
+            chain = _duplicates_in(every, stream)
+            if chain is not None and names & {reader.name, *(s.name for _, s in chain)}:
+                raise InvalidRequestError(_refusal(app, reader, chain))
+
+
+def _duplicates_in(every: dict[str, ServiceSpec], stream: str
+                   ) -> list[tuple[str, ServiceSpec]] | None:
+    """How ``stream`` may hold a record twice: the (stream, writer) steps back from it to
+    an at-least-once writer, the first step being ``stream`` and the service writing it;
+    None if no at-least-once service's records reach it."""
+    paths: dict[str, list[tuple[str, ServiceSpec]]] = {}
+    for writer in every.values():  # streams at-least-once services write
+        if not writer.exactly_once:
+            for out in writer.outputs:
+                paths.setdefault(out, [(out, writer)])
+    todo = list(paths)
+    while todo:  # and the outputs of exactly-once services reading them, passed on
+        name = todo.pop(0)
+        for relay in every.values():
+            if name in relay.inputs and relay.exactly_once:
+                for out in relay.outputs:
+                    if out not in paths:
+                        paths[out] = [(out, relay), *paths[name]]
+                        todo.append(out)
+    return paths.get(stream)
 
 
 def check_at_start(app: App, spec: ServiceSpec) -> None:
@@ -80,7 +103,9 @@ def check_at_start(app: App, spec: ServiceSpec) -> None:
                     "twice is taken into the state twice", spec.name, name, app.name)
 
 
-def _refusal(app: App, reader: ServiceSpec, writer: ServiceSpec, stream: str) -> str:
+def _refusal(app: App, reader: ServiceSpec, chain: list[tuple[str, ServiceSpec]]) -> str:
+    stream = chain[0][0]
+    origin, writer = chain[-1]
     if app.processing == EXACTLY_ONCE:  # the writer was declared exactly_once=False
         change = (f"remove exactly_once=False from service {writer.name!r}, so it runs "
                   "exactly-once as the app does")
@@ -88,8 +113,17 @@ def _refusal(app: App, reader: ServiceSpec, writer: ServiceSpec, stream: str) ->
         change = (f"declare the app exactly-once — App({app.name!r}, "
                   f"processing='exactly-once') — so every service commits in transactions, "
                   f"or at least declare {writer.name!r} with exactly_once=True")
+    if len(chain) == 1:
+        return (
+            f"stateful exactly-once service {reader.name!r} reads stream {stream!r}, which "
+            f"at-least-once service {writer.name!r} writes: after a crash {writer.name!r} "
+            f"writes some records twice, and {reader.name!r} would take each copy into its "
+            f"state. To fix it, {change}.")
+    relays = "".join(f"service {relay.name!r} writes from stream {source!r}, which "
+                     for (_, relay), (source, _) in pairwise(chain))
     return (
         f"stateful exactly-once service {reader.name!r} reads stream {stream!r}, which "
-        f"at-least-once service {writer.name!r} writes: after a crash {writer.name!r} "
-        f"writes some records twice, and {reader.name!r} would take each copy into its "
-        f"state. To fix it, {change}.")
+        f"{relays}at-least-once service {writer.name!r} writes: after a crash "
+        f"{writer.name!r} writes some records to {origin!r} twice, each copy is passed on "
+        f"to {stream!r}, and {reader.name!r} would take each copy into its state. To fix "
+        f"it, {change}.")
