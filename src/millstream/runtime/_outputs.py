@@ -65,8 +65,8 @@ class Encoder:
         # `diff` (and readers) can tell whose it is
         writer = (WRITER_HEADER, spec.name.encode())
         self._stamps = {s: writer for s in spec.outputs if len(app.writers_of(s)) > 1}
-        #: tables keyed by a field of their rows: their records carry that key
-        self._row_keys = {t.stream: t for t in spec.tables if t.key is not None}
+        #: the tables among the outputs: their records carry their rows' keys, checked
+        self._row_keys = {t.stream: t for t in spec.tables}
         sole = self._codecs[spec.outputs[0]] if len(spec.outputs) == 1 else None
         #: The common shape, one pydantic-model output: a handler result of exactly this
         #: type goes to ``sole`` with ``sole_headers``, serialized by ``to_json``.
@@ -141,7 +141,7 @@ class Encoder:
         table = self._row_keys.get(declared)
         if table is not None:
             try:
-                key = table.record_key(value, key)
+                key = table.record_key(value, key, record.key)
             except InvalidRequestError as exc:
                 raise EncodeError(str(exc)) from exc
         if key is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -50,20 +51,56 @@ class TableOutput:
         for field in self.indexes:
             check_field(field)
 
-    def record_key(self, row: Any, given: bytes | str | None = None) -> bytes:
+    def record_key(self, row: Any, given: bytes | str | None = None,
+                   fallback: bytes | None = None) -> bytes:
         """The key of the record that carries ``row``: its key field as UTF-8 text. A key
-        ``given`` with it (``ctx.emit(..., key=)``) must be the same."""
-        value = getattr(row, self.key or "", None)
+        ``given`` with it (``ctx.emit(..., key=)``) must be the same. A table keyed by the
+        record key (``key=None``) takes ``given``, else ``fallback`` (the input record's).
+        Either way it must be a usable table key — non-empty UTF-8 text without NUL — or the
+        row is refused here (it goes to the exceptions stream) instead of being skipped by
+        the table."""
+        if not isinstance(row, self.model):
+            raise InvalidRequestError(
+                f"table {self.name!r} takes {self.model.__name__} rows, not "
+                f"{type(row).__name__} {_short(row)}")
+        if self.key is None:
+            key = given if given is not None else fallback
+            text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+            if not _usable(text):
+                raise InvalidRequestError(
+                    f"table {self.name!r} is keyed by the record key, and a "
+                    f"{type(row).__name__} row came with key {key!r}; emit it with a key "
+                    "(non-empty text without NUL): ctx.emit(..., key=...)")
+            assert key is not None
+            return key if isinstance(key, bytes) else key.encode()
+        value = getattr(row, self.key)
         if value is None or value == "":
             raise InvalidRequestError(
                 f"table {self.name!r}: a {type(row).__name__} row has no {self.key!r} "
                 f"({value!r}); every row needs its key")
+        # types whose text is their JSON value: the key reads as the row's field does
+        if isinstance(value, bool) or not isinstance(value, str | int | UUID) \
+                or not _usable(str(value)):
+            raise InvalidRequestError(
+                f"table {self.name!r}: a {type(row).__name__} row's {self.key} {value!r} "
+                "cannot key a table row; keys are text without NUL characters, integers or "
+                "UUIDs")
         key = str(value).encode()
         if given is not None and (given.encode() if isinstance(given, str) else given) != key:
             raise InvalidRequestError(
                 f"a row of table {self.name!r} was emitted with key {given!r}, not its "
                 f"{self.key} {key.decode()!r}")
         return key
+
+
+def _usable(key: str | None) -> bool:
+    # what a table accepts as a key (tables._common.check_key)
+    return key is not None and key != "" and "\x00" not in key
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def table_output(name: str, model: type[BaseModel], *, key: str | None = None,
