@@ -60,7 +60,7 @@ def own_kafka() -> Iterator[KafkaCluster]:
     import tests.support.platform_fixtures as root
 
     if root._kafka_single is not None:
-        root._kafka_single.stop()
+        root._kafka_single.stop(grace=root.DONE_GRACE_S)
     base = Path(tempfile.gettempdir())
     reap_stale(base)
     try:
@@ -73,7 +73,7 @@ def own_kafka() -> Iterator[KafkaCluster]:
             pytest.fail(f"no Kafka broker of our own: {exc} [MILLSTREAM_REQUIRE_SERVICES=1]")
         pytest.skip(f"no Kafka broker of our own: {exc}")
     yield cluster
-    cluster.stop()
+    cluster.stop(grace=root.DONE_GRACE_S)
 
 
 def _bounce(cluster: KafkaCluster) -> float:

@@ -528,12 +528,12 @@ class BackgroundStart:
         assert self.cluster is not None
         return self.cluster
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10.0) -> None:
         self._cancel.set()
         if self._thread.ident is not None:
             self._thread.join()
         if self.cluster is not None:
-            self.cluster.stop()
+            self.cluster.stop(grace=grace)
 
 
 # --- CLI -----------------------------------------------------------------------------------------

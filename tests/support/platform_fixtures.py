@@ -84,6 +84,9 @@ def skip_if_services_off(what: str) -> None:
 # first, so two clusters never share the machine. MILLSTREAM_KAFKA_BOOTSTRAP=host:port uses a
 # broker you started yourself (python -m tests.support.kafka_cluster start ...) instead.
 _kafka_single: BackgroundStart | None = None
+#: the SIGTERM grace of a cluster the session is done with: its data is thrown away, so
+#: nothing is gained by waiting out a controlled shutdown (3 nodes took 10-20 s)
+DONE_GRACE_S = 1.0
 
 
 def _kafka_dir(nodes: int) -> Path:
@@ -128,7 +131,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _kafka_single is not None:
-        _kafka_single.stop()
+        _kafka_single.stop(grace=DONE_GRACE_S)
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +153,7 @@ def kafka_bootstrap() -> str:
 def kafka_cluster3() -> Iterator[KafkaCluster]:
     """Three Kafka nodes (replication factor 3, min ISR 2) with kill_node/restart_node."""
     if _kafka_single is not None:
-        _kafka_single.stop()  # one cluster at a time: three JVMs already fill two cores
+        _kafka_single.stop(grace=DONE_GRACE_S)  # one cluster at a time: 3 JVMs fill 2 cores
     try:
         runtime = find_runtime(fetch=True)
         cluster = KafkaCluster(_kafka_dir(3), 3, runtime=runtime, owner=os.getpid())
@@ -163,4 +166,4 @@ def kafka_cluster3() -> Iterator[KafkaCluster]:
         cluster.stop()
         _no_service(f"no 3-node Kafka cluster: {exc}")
     yield cluster
-    cluster.stop()
+    cluster.stop(grace=DONE_GRACE_S)
