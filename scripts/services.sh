@@ -65,8 +65,10 @@ status_kafka() {
 # Maven the tests fall back to moto's server (a fake) — refused when MILLSTREAM_REQUIRE_SERVICES=1.
 SERVICES+=(s3proxy)
 S3PROXY_ARTIFACT=org.gaul:s3proxy:2.1.0:jar:jar-with-dependencies
+S3PROXY_JAR=~/.m2/repository/org/gaul/s3proxy/2.1.0/s3proxy-2.1.0-jar-with-dependencies.jar
 
 start_s3proxy() {
+    [[ -f $S3PROXY_JAR ]] && return 0  # fetched before: Maven would take seconds to say so
     if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
         if [[ ${MILLSTREAM_REQUIRE_SERVICES:-} == 1 ]]; then
             echo "services: s3proxy: needs java and mvn" >&2
@@ -85,8 +87,7 @@ stop_s3proxy() {
 }
 
 status_s3proxy() {
-    local jar=~/.m2/repository/org/gaul/s3proxy/2.1.0/s3proxy-2.1.0-jar-with-dependencies.jar
-    if [[ -f $jar ]]; then echo "s3proxy: $jar"; else echo "s3proxy: no jar yet"; fi
+    if [[ -f $S3PROXY_JAR ]]; then echo "s3proxy: $S3PROXY_JAR"; else echo "s3proxy: no jar yet"; fi
 }
 
 # --- dispatch ----------------------------------------------------------------------------------
