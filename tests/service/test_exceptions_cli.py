@@ -126,3 +126,23 @@ def test_list_exceptions_since_takes_seconds_since_the_epoch() -> None:
         assert len(list_exceptions(platform.streams)) == 2
         assert len(list_exceptions(platform.streams, since=before)) == 2
         assert list_exceptions(platform.streams, since=after) == []
+
+
+def test_list_names_a_shadows_failures_as_the_shadows() -> None:
+    app = make_app({3})
+    with millstream.open_streams() as streams:
+        production = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        shadow = ServiceRunner(app, "billing", streams, shadow="v2", metrics_interval_s=60)
+        production.prepare()
+        shadow.prepare()
+        send_orders(streams, [Order(id=3, total=3)])
+        run_until(production, lambda r: r.metrics.records_in >= 1)
+        run_until(shadow, lambda r: r.metrics.records_in >= 1)
+
+    listing = invoke("exceptions", "list")
+    rows = [line.split() for line in listing.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[3:6] for row in rows] == [["billing", "orders[1]@0", "handle"],
+                                         ["billing", "(shadow", "v2)"]]
+    only_shadow = invoke("exceptions", "list", "--group", "shop.billing.shadow.v2")
+    assert [line.split()[3:6] for line in only_shadow.splitlines()
+            if line.strip()[:1].isdigit()] == [["billing", "(shadow", "v2)"]]

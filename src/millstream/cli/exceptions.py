@@ -13,6 +13,7 @@ from millstream._wellknown import EXCEPTIONS
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
 from millstream.errors import NotFoundError
 from millstream.operations._replay import list_exceptions, replay, replayed_ids
+from millstream.service._shadow import is_shadow
 
 __all__ = ["exceptions_group", "parse_since"]
 
@@ -71,7 +72,8 @@ def exceptions_group() -> None:
 @pass_state
 def list_command(state: CliState, service: str | None, group: str | None, since: str | None,
                  limit: int) -> None:
-    """List failures: id, time, service, input position, stage, error, attempts, replayed.
+    """List failures: id, time, service (a shadow's as "billing (shadow v2)"), input position,
+    stage, error, attempts, replayed.
 
     \b
     Example:
@@ -94,7 +96,9 @@ def list_command(state: CliState, service: str | None, group: str | None, since:
         when = dt.datetime.fromtimestamp(int(f.document.get("time_ms", 0)) / 1000)
         position = f"{f.input.get('stream')}[{f.input.get('partition')}]@{f.input.get('offset')}"
         message = f.message if len(f.message) <= 80 else f.message[:77] + "..."
-        t.add_row(str(f.id), when.strftime("%Y-%m-%d %H:%M:%S"), f.service, position,
+        version = f.document.get("version")  # a shadow's failures are its own, not production's
+        service = f"{f.service} (shadow {version})" if is_shadow(f.group) else f.service
+        t.add_row(str(f.id), when.strftime("%Y-%m-%d %H:%M:%S"), service, position,
                   str(f.document.get("stage", "")), f"{f.error_type.rpartition('.')[2]}: "
                   f"{message}", str(f.attempts), "yes" if f.id in replayed[f.group] else "no")
     console().print(t)
