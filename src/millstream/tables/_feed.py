@@ -85,7 +85,8 @@ class TableFeed:
         try:
             consumer.subscribe([self.stream])
             for sp, offset in start.items():
-                consumer.seek(sp, offset)
+                if consumer.position(sp) != offset:  # a Kafka seek asks the broker (~0.5 s)
+                    consumer.seek(sp, offset)
         except BaseException:
             consumer.close()
             raise
