@@ -103,6 +103,7 @@ bench: venv  ## stream, service, files, tables and video site benchmarks (record
 	$(PY) bench/services.py
 	$(PY) bench/files.py
 	$(PY) bench/tables.py
+	$(PY) bench/table_outputs.py
 	$(PY) bench/video.py
 
 # pytest exits 5 when a selection matches no test: not a failure here. The property tests
