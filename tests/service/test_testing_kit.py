@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 import millstream.testing
 from millstream.errors import InvalidRequestError
-from millstream.runtime import Counters
+from millstream.runtime import METRICS_STREAM, Counters, MetricsRecord
 from millstream.service import App, Context, RetryPolicy
 from millstream.testing import DEFAULT_EPOCH, ManualClock, TestPlatform
 
@@ -307,3 +307,18 @@ def test_wait_for_returns_claim_checked_values_whole_as_the_services_read_them()
         # what travelled in the streams were references to one object per large value
         assert sorted(ref.size for ref in platform.files.list("claim-check/")) == [
             25 + len(big), 29 + len(big) // 5 * 5]
+
+
+def test_run_until_idle_on_a_reader_of_the_metrics_stream_says_why_it_is_never_idle() -> None:
+    app = App("watch")
+    metrics = app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
+
+    @app.service(inputs=[metrics])
+    def latency(record: MetricsRecord) -> None:
+        pass
+
+    with TestPlatform(app) as platform, pytest.raises(AssertionError) as failure:
+        platform.run_until_idle("latency", timeout=1.0)
+    assert str(failure.value).endswith(
+        "; it reads millstream.metrics, where each of its stops writes a record it has not "
+        "read, so it is never idle: run it with running() and wait for what it writes")
