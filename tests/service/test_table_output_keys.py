@@ -94,3 +94,24 @@ def test_a_row_of_another_type_is_refused_naming_the_value() -> None:
         assert platform.run_until_idle("tally").exceptions == 1
         assert [f.message for f in platform.exceptions()] == [
             "table 'tallies' takes Tally rows, not dict {'word': 'a', 'count': 1}"]
+
+
+def test_a_returned_row_of_a_table_keyed_by_the_record_key_takes_the_input_key() -> None:
+    words = App("words", partitions=1)
+    tallies = words.table("tallies", Tally)  # keyed by the record key
+
+    @words.service(inputs={"text": Tally}, outputs=[tallies])
+    def tally(t: Tally) -> Tally:
+        return t
+
+    with TestPlatform(words) as platform:
+        platform.send_many("text", [Tally(word="a", count=1), Tally(word="b", count=2)],
+                           key=lambda t: t.word.upper())
+        platform.send_many("text", [Tally(word="c", count=3)])  # no key
+        stats = platform.run_until_idle("tally")
+        assert (stats.records_out, stats.exceptions) == (2, 1)
+        assert [f.message for f in platform.exceptions()] == [
+            "table 'tallies' is keyed by the record key, and a Tally row came with key None; "
+            "emit it with a key (non-empty text without NUL): ctx.emit(..., key=...)"]
+        assert dict(platform.tables.table("tallies").scan()) == {
+            "A": {"word": "a", "count": 1}, "B": {"word": "b", "count": 2}}

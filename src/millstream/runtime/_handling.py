@@ -84,7 +84,7 @@ class RecordHandler:
                                             self._encoder)
         model, to_json, sole, sole_headers = (encoder.model, encoder.to_json, encoder.sole,
                                               encoder.sole_headers)
-        sole_key = encoder.sole_key  # a keyed table's row: the key is its key field
+        sole_key = encoder.sole_key  # a table's row: its key, checked with its JSON
         shards = self._state.shards if self._state is not None else None
         outputs, collect, report, again = (self._outputs, encoder.collect, self.report,
                                            self._again)
@@ -128,7 +128,8 @@ class RecordHandler:
                             data = to_json(result)
                         except Exception as exc:
                             raise EncodeError(str(exc)) from exc
-                        key = record.key if sole_key is None else sole_key(result)
+                        key = (record.key if sole_key is None
+                               else sole_key(result, data, record.key))
                         outputs.rows.append((sole, key, data, sole_headers, record))
                     elif result is not None or emitted:
                         collect(outputs.rows, record, result, emitted)

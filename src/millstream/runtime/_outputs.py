@@ -71,9 +71,10 @@ class Encoder:
         #: The common shape, one pydantic-model output: a handler result of exactly this
         #: type goes to ``sole`` with ``sole_headers``, serialized by ``to_json``.
         self.model: type = sole.model if isinstance(sole, ModelCodec) else _NoModel
-        #: the sole output is a table keyed by a field of its rows: the key of a row
+        #: the sole output is a table: ``sole_key(row, data, record_key)`` gives the key of
+        #: a row (its key field, or the record key) after checking it and its JSON ``data``
         table = self._row_keys.get(spec.outputs[0]) if sole is not None else None
-        self.sole_key: Callable[[Any], bytes] | None = (
+        self.sole_key: Callable[[Any, bytes, bytes | None], bytes] | None = (
             None if table is None else self._keyer(table))
         self.sole = self.streams[spec.outputs[0]] if sole is not None else ""
         stamp = self._stamps.get(spec.outputs[0]) if sole is not None else None
@@ -98,12 +99,14 @@ class Encoder:
         return error
 
     @staticmethod
-    def _keyer(table: TableOutput) -> Callable[[Any], bytes]:
-        def key(row: Any) -> bytes:
+    def _keyer(table: TableOutput) -> Callable[[Any, bytes, bytes | None], bytes]:
+        def key(row: Any, data: bytes, record_key: bytes | None) -> bytes:
             try:
-                return table.record_key(row)
+                key = table.record_key(row, None, record_key)
+                table.check_row(data, key)
             except InvalidRequestError as exc:
                 raise EncodeError(str(exc)) from exc
+            return key
         return key
 
     def collect(self, rows: list[Row], record: Record, result: Any,
@@ -152,6 +155,11 @@ class Encoder:
             data, headers = self._codecs[declared].encode(value)
         except Exception as exc:
             raise self.error(declared, value, exc)  # noqa: B904 (its cause is set)
+        if table is not None:
+            try:
+                table.check_row(data, key)
+            except InvalidRequestError as exc:
+                raise EncodeError(str(exc)) from exc
         stamp = self._stamps.get(declared)
         if stamp is not None:
             headers = (*headers, stamp)

@@ -12,6 +12,7 @@ offsets stored with it, exactly once, whatever crashes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,19 @@ class TableOutput:
                 f"a row of table {self.name!r} was emitted with key {given!r}, not its "
                 f"{self.key} {key.decode()!r}")
         return key
+
+    def check_row(self, data: bytes | None, key: bytes) -> None:
+        """Refuse a row whose JSON holds a NUL character (``\\u0000``): PostgreSQL cannot
+        store one in a document, and the table's batch would fail after the service's
+        commit, every time it is retried — the table stuck, and the service with it."""
+        if data is not None and b"\\u0000" in data and _NUL.search(data):
+            raise InvalidRequestError(
+                f"a row of table {self.name!r} (key {key.decode(errors='replace')!r}) holds "
+                "a NUL character (\\u0000) in its text, which a table cannot store "
+                "(PostgreSQL refuses it); remove it from the row before emitting it")
+
+
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 
 
 def _usable(key: str | None) -> bool:
