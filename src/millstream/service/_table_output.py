@@ -93,15 +93,16 @@ class TableOutput:
                 f"{self.key} {key.decode()!r}")
         return key
 
-    def check_row(self, data: bytes | None, key: bytes) -> None:
+    def check_row(self, data: bytes | None, key: bytes | None) -> None:
         """Refuse a row whose JSON holds a NUL character (``\\u0000``): PostgreSQL cannot
         store one in a document, and the table's batch would fail after the service's
         commit, every time it is retried — the table stuck, and the service with it."""
         if data is not None and b"\\u0000" in data and _NUL.search(data):
+            shown = (key or b"").decode(errors="replace")
             raise InvalidRequestError(
-                f"a row of table {self.name!r} (key {key.decode(errors='replace')!r}) holds "
-                "a NUL character (\\u0000) in its text, which a table cannot store "
-                "(PostgreSQL refuses it); remove it from the row before emitting it")
+                f"a row of table {self.name!r} (key {shown!r}) holds a NUL character "
+                "(\\u0000) in its text, which a table cannot store (PostgreSQL refuses it); "
+                "remove it from the row before emitting it")
 
 
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
