@@ -8,6 +8,7 @@ import threading
 from pydantic import BaseModel
 
 from millstream import StreamPartition, Streams
+from millstream.codecs import ModelCodec
 from millstream.tables import Tables, open_tables
 from millstream.tables._feed import TableFeed
 from millstream.tables._materialize import rebuild
@@ -143,3 +144,29 @@ def test_rows_that_do_not_fit_the_model_are_skipped_like_a_replay_skips_them(
         assert feed.statistics().skipped == 2
     assert dict(tables.table("raw").scan()) == {"a": {"id": "a", "total": 1.0},
                                                 "d": {"id": "d", "total": 0.0}}
+
+
+def test_within_a_batch_each_keys_last_usable_record_counts_also_for_rows_the_runtime_wrote(
+        streams: Streams, tables: Tables) -> None:
+    # the feed's inline path (rows stamped with the model's codec headers, checked only to be
+    # JSON objects) keeps the rule of a replay: a tombstone after a row deletes it, a row after
+    # a tombstone restores it, and a stamped record that is not a JSON object is skipped
+    # without hiding the row before it
+    stamped = ModelCodec(Order).headers
+    streams.admin().create_stream("stamped")
+    with streams.open_producer() as p:
+        for key, value in ((b"a", b'{"id": "a", "total": 1}'), (b"a", None),
+                           (b"b", None), (b"b", b'{"id": "b", "total": 2}'),
+                           (b"c", b'{"id": "c", "total": 3}'), (b"c", b"[3]"),
+                           (b"d", b'{"id": "d", "total": 4}'), (b"d", b'{"id": "d", "total": NaN}'),
+                           (b"e", b'{"id": "e", "total": 5}'), (b"e", None),
+                           (b"e", b'{"id": "e", "total": 6}')):
+            p.send("stamped", value, key=key, headers=stamped if value is not None else ())
+        p.flush()
+    with TableFeed(streams, tables, "stamped", "stamped", model=Order) as feed:
+        assert feed.apply() == 11
+        stats = feed.statistics()
+        assert (stats.batches, stats.upserts, stats.deletes, stats.skipped) == (1, 4, 1, 2)
+    assert dict(tables.table("stamped").scan()) == {
+        "b": {"id": "b", "total": 2}, "c": {"id": "c", "total": 3},
+        "d": {"id": "d", "total": 4}, "e": {"id": "e", "total": 6}}

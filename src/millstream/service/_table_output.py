@@ -75,6 +75,8 @@ class TableOutput:
             assert key is not None
             return key if isinstance(key, bytes) else key.encode()
         value = getattr(row, self.key)
+        if type(value) is str and value and "\x00" not in value and given is None:
+            return value.encode()  # the common key (it runs for every row): text, not given
         if value is None or value == "":
             raise InvalidRequestError(
                 f"table {self.name!r}: a {type(row).__name__} row has no {self.key!r} "

@@ -42,7 +42,7 @@ def _document(table: str, record: Record, model: type[BaseModel] | None,
         if model is not None and not (written_by
                                       and record.headers[:len(written_by)] == written_by):
             return model.model_validate_json(value).model_dump_json()
-        if isinstance(from_json(value, allow_inf_nan=False), dict):
+        if type(from_json(value, allow_inf_nan=False, cache_strings=False)) is dict:
             return value.decode()
         why = "not a JSON object"
     except (UnicodeDecodeError, ValueError, ValidationError) as exc:
@@ -58,25 +58,41 @@ def changes_of(table: str, records: Sequence[Record], *, key: KeyFunction | None
     A record whose headers begin with ``written_by`` (the headers ``model``'s codec writes)
     is that model serialised by the runtime: it is only checked to be a JSON object, not
     validated again."""
-    latest: dict[str, str | None] = {}
+    # it runs for every record a table is fed: the common record (keyed by its record key,
+    # a JSON object the runtime wrote or no model to validate) is handled inline
+    puts: dict[str, str] = {}
+    deletes: dict[str, None] = {}
     skipped = 0
+    stamp = len(written_by)
     for r in records:
-        if key is not None:
-            k = key(r)
+        if key is None:
+            raw = r[4]
+            k = raw.decode("utf-8", "replace") if raw is not None else None
         else:
-            k = r.key.decode("utf-8", "replace") if r.key is not None else None
+            k = key(r)
         if not k or "\x00" in k:
             log.warning("table %s: skipping the record at %s: no usable key", table,
                         r.position)
             skipped += 1
             continue
-        if r.value is None:
-            latest[k] = None
+        value = r[5]
+        if value is None:
+            deletes[k] = None
+            puts.pop(k, None)
             continue
-        doc = _document(table, r, model, written_by)
-        if doc is None:
-            skipped += 1
-        else:
-            latest[k] = doc
-    return Changes([(k, d) for k, d in latest.items() if d is not None],
-                   [k for k, d in latest.items() if d is None], skipped)
+        doc: str | None = None
+        if model is None or (stamp and r[6][:stamp] == written_by):
+            try:  # only checked to be a JSON object
+                if type(from_json(value, allow_inf_nan=False, cache_strings=False)) is dict:
+                    doc = value.decode()
+            except ValueError:
+                pass
+        if doc is None:  # to validate, or to say why it is skipped
+            doc = _document(table, r, model, written_by)
+            if doc is None:
+                skipped += 1
+                continue
+        puts[k] = doc
+        if deletes:
+            deletes.pop(k, None)
+    return Changes(list(puts.items()), list(deletes), skipped)

@@ -275,8 +275,12 @@ class LocalProducer:
                 if partition is None and None not in keys:
                     cache = self._key_cache(meta)
                     targets = [cache.get(k) for k in keys]  # type: ignore[arg-type]
-                    if None in targets:
-                        targets = [self._partition(meta, k, None) for k in keys]
+                    if None in targets:  # hash only the keys not seen yet
+                        for i, placed in enumerate(targets):
+                            if placed is None:
+                                k = keys[i]
+                                assert k is not None
+                                targets[i] = cache[k] = partition_for_key(k, meta.partitions)
                 else:
                     targets = [self._partition(meta, k, partition) for k in keys]
                 spread: dict[int | None, list[int]] = {}
