@@ -37,3 +37,33 @@ def test_a_damaged_sqlite_file_is_reported(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 400)
     with pytest.raises(CorruptDataError, match="damaged"):
         open_tables("sqlite:///" + str(path).lstrip("/"))
+
+
+def test_a_new_file_gets_16_kb_pages_and_a_file_with_4_kb_pages_keeps_them_and_works(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    def page_size(path: Path) -> int:
+        conn = sqlite3.connect(path)
+        try:
+            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            conn.close()
+
+    new = tmp_path / "new.db"
+    with open_tables("sqlite:///" + str(new).lstrip("/")) as tables:
+        tables.create_table("t").put("k", {"v": 1})
+    assert page_size(new) == 16384
+    old = tmp_path / "old.db"  # as files were made before: 4 KB pages, already in WAL mode
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE before (x)")
+    conn.close()
+    for _ in range(2):
+        with open_tables("sqlite:///" + str(old).lstrip("/")) as tables:
+            t = tables.ensure_table("t", indexes=["v"])
+            with t.transaction() as tx:
+                tx.put_json([(f"k{i:04d}", f'{{"v": {i}}}') for i in range(3000)])
+            assert t.count() == 3000 and t.get("k2999") == {"v": 2999}
+    assert page_size(old) == 4096

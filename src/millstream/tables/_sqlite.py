@@ -6,7 +6,8 @@ declared indexes and the stored stream offsets live in three ``millstream_*`` ta
 same file, so documents and offsets commit in one transaction. ``synchronous=NORMAL``: a
 crashed process loses nothing committed; a power cut may lose the last commits, documents and
 offsets together, so a fed table rolls back consistently and its feed replays the rest.
-sqlite3 exceptions are translated here and never leave this module.
+A new file gets 16 KB pages. sqlite3 exceptions are translated here and never leave this
+module.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = ["SqliteTable", "SqliteTables", "check", "sqlite_path"]
 
 _BUSY_MS = 30_000
 _CHUNK = 2000
+_PAGE = 16384
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS millstream_tables (name TEXT PRIMARY KEY, feed TEXT, "
     "created_ms INTEGER NOT NULL)",
@@ -99,6 +101,11 @@ def _connect(path: Path) -> sqlite3.Connection:
                            check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        # a new file gets 16 KB pages (an existing one keeps its own; only before WAL mode
+        # is it settable): a batch of random keys dirties most leaf pages of a table either
+        # way, and a quarter as many pages to log made a batch's upserts and commit ~12 %
+        # cheaper (bench/table_outputs.py)
+        conn.execute(f"PRAGMA page_size={_PAGE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-65536")
