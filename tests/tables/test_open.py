@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from millstream import ConfigError, CorruptDataError
-from millstream.tables import open_tables
+from millstream.tables import Tables, open_tables
+from millstream.tables._sqlite import SqliteTables
 
 
 def test_the_default_is_sqlite_under_millstream_home(_isolated_home: Path) -> None:
@@ -50,9 +52,14 @@ def test_a_new_file_gets_16_kb_pages_and_a_file_with_4_kb_pages_keeps_them_and_w
         finally:
             conn.close()
 
+    def checkpoint_pages(tables: Tables) -> int:  # ~40 MB of WAL between checkpoints
+        return int(cast(SqliteTables, tables).connection().execute(
+            "PRAGMA wal_autocheckpoint").fetchone()[0])
+
     new = tmp_path / "new.db"
     with open_tables("sqlite:///" + str(new).lstrip("/")) as tables:
         tables.create_table("t").put("k", {"v": 1})
+        assert checkpoint_pages(tables) == 2500
     assert page_size(new) == 16384
     old = tmp_path / "old.db"  # as files were made before: 4 KB pages, already in WAL mode
     conn = sqlite3.connect(old)
@@ -66,4 +73,5 @@ def test_a_new_file_gets_16_kb_pages_and_a_file_with_4_kb_pages_keeps_them_and_w
             with t.transaction() as tx:
                 tx.put_json([(f"k{i:04d}", f'{{"v": {i}}}') for i in range(3000)])
             assert t.count() == 3000 and t.get("k2999") == {"v": 2999}
+            assert checkpoint_pages(tables) == 10_000
     assert page_size(old) == 4096

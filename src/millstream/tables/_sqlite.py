@@ -49,6 +49,7 @@ __all__ = ["SqliteTable", "SqliteTables", "check", "sqlite_path"]
 _BUSY_MS = 30_000
 _CHUNK = 2000
 _PAGE = 16384
+_WAL_CHECKPOINT_BYTES = 40_960_000  # 10,000 pages of 4 KB
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS millstream_tables (name TEXT PRIMARY KEY, feed TEXT, "
     "created_ms INTEGER NOT NULL)",
@@ -111,7 +112,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA cache_size=-65536")
         # checkpoint every ~40 MB of WAL, not 4 MB: a batch of random keys dirties thousands
         # of pages, and frequent checkpoints halved the upsert rate (bench/tables.py)
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_BYTES // page}")
         conn.execute("PRAGMA journal_size_limit=67108864")
     except BaseException:
         conn.close()
