@@ -601,7 +601,9 @@ def test_a_stored_title_is_shown_without_control_or_bidi_characters(
         web: Web, processed: dict[str, str]) -> None:
     vid = processed["old title"]
     doc = web.client.get(f"/api/videos/{vid}").json()
-    assert (doc["status"], doc["title"]) == ("ready", STORED_TITLE)  # the API says what is stored
+    # the API says what the catalog stores: the upload's title without its NUL, which no table
+    # can hold (the other characters stay, and the pages leave them out)
+    assert (doc["status"], doc["title"]) == ("ready", STORED_TITLE.replace("\x00", ""))
     page = web.client.get(f"/videos/{vid}").text
     assert "<title>nul evil line sep \u00b7 videosite</title>" in page
     assert "<h1>nul evil line sep</h1>" in page

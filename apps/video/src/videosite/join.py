@@ -27,6 +27,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from .models import Probed, StageResult, StageTiming, Thumbnails, Transcoded, Upload, Video
+from .titles import storable
 
 __all__ = [
     "FINISHED",
@@ -74,7 +75,7 @@ Part = Upload | Probed | Thumbnails | Transcoded
 
 def processing(upload: Upload) -> Video:
     """What is known while the stages run."""
-    return Video(video_id=upload.video_id, title=upload.title, status="processing",
+    return Video(video_id=upload.video_id, title=storable(upload.title), status="processing",
                  source=upload.source, uploaded_at=upload.uploaded_at)
 
 

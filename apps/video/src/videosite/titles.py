@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["MAX_TITLE", "BadTitle", "check_title", "shown"]
+__all__ = ["MAX_TITLE", "BadTitle", "check_title", "shown", "storable"]
 
 MAX_TITLE = 200
 #: bidirectional embeddings and overrides (LRE RLE PDF LRO RLO) and isolates (LRI RLI FSI PDI)
@@ -61,3 +61,10 @@ def check_title(raw: str) -> str:
 def shown(title: str) -> str:
     """``title`` without the characters titles may not hold."""
     return "".join(char for char in title if not forbidden(char))
+
+
+def storable(title: str) -> str:
+    """``title`` as the catalog keeps it: without NUL, which no table can hold (PostgreSQL
+    refuses it, and a table output refuses a row holding one on every backend). Titles are
+    checked at upload; only a record written before that check can hold one."""
+    return title.replace("\x00", "")
