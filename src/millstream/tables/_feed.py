@@ -30,7 +30,11 @@ from millstream.records import Headers, Record, StreamPartition
 from millstream.streams._base import Consumer, Streams
 from millstream.tables._base import Table, Tables
 from millstream.tables._changes import KeyFunction, changes_of
-from millstream.tables._materialize import MaterializerStatistics, check_replayable
+from millstream.tables._materialize import (
+    MaterializerStatistics,
+    check_replayable,
+    open_reader,
+)
 
 __all__ = ["TableFeed"]
 
@@ -70,26 +74,7 @@ class TableFeed:
     def _open(self) -> Consumer:
         if self._consumer is not None:
             return self._consumer
-        info = self.table.info()
-        if info.feed not in (None, self.stream):
-            raise InvalidRequestError(
-                f"table {self.table.name!r} is fed from stream {info.feed!r}, not "
-                f"{self.stream!r}; drop it, or rebuild it from {self.stream!r} "
-                f"(millstream tables rebuild {self.table.name} --stream {self.stream})")
-        start = check_replayable(self._streams.admin(), self.table.name, self.stream,
-                                 info.offsets)
-        if info.feed is None:
-            with self.table.transaction() as tx:
-                tx.set_feed(self.stream)
-        consumer = self._streams.open_consumer()
-        try:
-            consumer.subscribe([self.stream])
-            for sp, offset in start.items():
-                if consumer.position(sp) != offset:  # a Kafka seek asks the broker (~0.5 s)
-                    consumer.seek(sp, offset)
-        except BaseException:
-            consumer.close()
-            raise
+        consumer, start, _ = open_reader(self._streams, self.table, self.stream)
         self._consumer = consumer
         self._at = start
         return consumer

@@ -33,7 +33,8 @@ from millstream.streams._base import Admin, Consumer, Streams
 from millstream.tables._base import Table, TableInfo, Tables
 from millstream.tables._changes import KeyFunction, changes_of
 
-__all__ = ["Materializer", "MaterializerStatistics", "Progress", "check_replayable", "rebuild"]
+__all__ = ["Materializer", "MaterializerStatistics", "Progress", "check_replayable",
+           "open_reader", "rebuild"]
 
 log = logging.getLogger(__name__)
 _POLL = 5000  # records per poll; a batch (one transaction) gathers up to batch_size
@@ -78,6 +79,34 @@ def check_replayable(admin: Admin, table: str, stream: str,
         start_at[sp] = need
     return start_at
 
+def open_reader(streams: Streams, table: Table, stream: str
+                ) -> tuple[Consumer, dict[StreamPartition, int], TableInfo]:
+    """A consumer of ``stream`` placed where ``table``'s stored offsets say its feed goes on
+    (refused when the table is fed from another stream, or the stream no longer holds those
+    offsets); marks ``stream`` as the table's feed the first time. Returns the consumer, the
+    offsets it starts at and the table's info as read."""
+    info = table.info()
+    if info.feed not in (None, stream):
+        raise InvalidRequestError(
+            f"table {table.name!r} is fed from stream {info.feed!r}, not {stream!r}; drop it, "
+            f"or rebuild it from {stream!r} (millstream tables rebuild {table.name} "
+            f"--stream {stream})")
+    start = check_replayable(streams.admin(), table.name, stream, info.offsets)
+    if info.feed is None:
+        with table.transaction() as tx:
+            tx.set_feed(stream)
+    consumer = streams.open_consumer()
+    try:
+        consumer.subscribe([stream])
+        for sp, offset in start.items():
+            if consumer.position(sp) != offset:  # a Kafka seek asks the broker (~0.5 s)
+                consumer.seek(sp, offset)
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer, start, info
+
+
 
 class Materializer:
     """Feeds ``table`` (created if missing, with ``indexes``) from ``stream``.
@@ -110,24 +139,7 @@ class Materializer:
     def _open(self) -> Consumer:
         if self._consumer is not None:
             return self._consumer
-        info = self.table.info()
-        if info.feed not in (None, self.stream):
-            raise InvalidRequestError(
-                f"table {self.table.name!r} is fed from stream {info.feed!r}, not "
-                f"{self.stream!r}; drop it or rebuild it from {self.stream!r} first")
-        start = check_replayable(self._streams.admin(), self.table.name, self.stream,
-                                 info.offsets)
-        if info.feed is None:
-            with self.table.transaction() as tx:
-                tx.set_feed(self.stream)
-        consumer = self._streams.open_consumer()
-        try:
-            consumer.subscribe([self.stream])
-            for sp, offset in start.items():
-                consumer.seek(sp, offset)
-        except BaseException:
-            consumer.close()
-            raise
+        consumer, start, info = open_reader(self._streams, self.table, self.stream)
         self._consumer = consumer
         self._start = start
         self._expected = {sp: info.offsets[sp] for sp in start if sp in info.offsets}
