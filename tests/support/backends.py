@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import millstream
-from millstream import Retention, Streams
+from millstream import Producer, Retention, Streams
 
 _counter = itertools.count()
 
@@ -26,6 +26,7 @@ class BackendUnderTest:
     url: str
     rebalance_s: float
     session_s: float
+    bootstrap: str | None = None  # Kafka's, for what the Protocols cannot ask for
     _opened: list[Streams] = field(default_factory=list)
 
     def open(self) -> Streams:
@@ -38,6 +39,26 @@ class BackendUnderTest:
         name = f"{prefix}-{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
         self.open().admin().create_stream(name, partitions, retention)
         return name
+
+    def refusing_stream(self, producer: Producer) -> tuple[str, bytes]:
+        """A stream and a value that ``producer`` accepts at the call but the backend
+        refuses to store: on Kafka, a record over the stream's own ``max.message.bytes``
+        (2,000, below millstream's limit); on the embedded log, any record for a stream
+        deleted after ``producer`` learned it."""
+        if self.bootstrap is not None:
+            from confluent_kafka.admin import AdminClient, NewTopic
+
+            name = f"refusing-{uuid.uuid4().hex[:10]}"
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            for future in admin.create_topics([NewTopic(name, 1, 1, config={
+                    "max.message.bytes": "2000"})]).values():
+                future.result(60)
+            return name, b"x" * 5_000
+        name = self.new_stream(prefix="refusing")
+        producer.write(name, b"learn the stream")
+        producer.flush(30)
+        self.open().admin().delete_stream(name)
+        return name, b"refused"
 
     def new_group(self) -> str:
         return f"g-{uuid.uuid4().hex[:10]}"
@@ -63,5 +84,5 @@ def kafka_backend(bootstrap: str) -> BackendUnderTest:
     return BackendUnderTest(
         name="kafka",
         url=f"kafka://{bootstrap}?session.timeout.ms=6000&heartbeat.interval.ms=1000",
-        rebalance_s=15.0, session_s=6.0,
+        rebalance_s=15.0, session_s=6.0, bootstrap=bootstrap,
     )

@@ -6,7 +6,7 @@ import click
 from rich.filesize import decimal
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
-from millstream.streams._base import Retention, to_ms
+from millstream.streams._info import Retention, to_ms
 
 __all__ = ["format_ms", "format_retention", "streams_group"]
 

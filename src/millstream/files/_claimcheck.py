@@ -31,11 +31,13 @@ from millstream.streams._base import (
     OffsetReset,
     Producer,
     RebalanceCallback,
+    RecordBatch,
     SendHandle,
     Streams,
     SupportsTransactions,
     TransactionalProducer,
 )
+from millstream.streams._batch import RecordList
 
 __all__ = ["HEADER", "ClaimCheck", "claim_checked"]
 
@@ -146,6 +148,21 @@ class _Producer:
         finally:
             self._pins.sent(ticket)
 
+    def write(self, stream: str, value: bytes | None, *, key: bytes | None = None,
+              partition: int | None = None, headers: Headers | None = None,
+              timestamp: int | None = None) -> None:
+        if not self._claim.applies(stream, value):
+            self._inner.write(stream, value, key=key, partition=partition, headers=headers,
+                              timestamp=timestamp)
+            return
+        ticket = self._claim.hold(stream, (value,), self._pins)
+        try:  # as in send: the pin may go with a flush once the record is handed over
+            value, headers = self._claim.outgoing(stream, value, headers)
+            self._inner.write(stream, value, key=key, partition=partition, headers=headers,
+                              timestamp=timestamp)
+        finally:
+            self._pins.sent(ticket)
+
     def flush(self, timeout: float | None = None) -> None:
         mark = self._pins.mark()  # only what was handed over before the flush began
         self._inner.flush(timeout)
@@ -185,6 +202,13 @@ class _Consumer:
         records = self._inner.poll(max_records, timeout)
         check_out = self._claim.check_out
         return [check_out(r) if r.headers else r for r in records]
+
+    def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> RecordBatch:
+        batch = self._inner.poll_batch(max_records, timeout)
+        if not any(batch.headers()):  # no record can carry a reference
+            return batch
+        check_out = self._claim.check_out
+        return RecordList([check_out(r) if r.headers else r for r in batch], batch.ends())
 
     def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
         self._inner.commit(offsets)

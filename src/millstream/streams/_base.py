@@ -6,11 +6,18 @@ only. What each method promises (ordering, idempotence, what it raises) is writt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 from millstream.records import Headers, Position, Record, StreamPartition
+from millstream.streams._info import (
+    GroupInfo,
+    MemberInfo,
+    PartitionInfo,
+    PartitionLag,
+    Retention,
+    StreamInfo,
+)
 
 __all__ = [
     "Admin",
@@ -23,6 +30,7 @@ __all__ = [
     "PartitionLag",
     "Producer",
     "RebalanceCallback",
+    "RecordBatch",
     "Retention",
     "SendHandle",
     "StreamInfo",
@@ -33,139 +41,6 @@ __all__ = [
 
 OffsetReset = Literal["earliest", "latest"]
 RebalanceCallback = Callable[[list[StreamPartition]], None]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def to_ms(seconds: float) -> int:
-    """A duration of the Python API (seconds) as the backends keep it (whole milliseconds)."""
-    return round(seconds * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long a stream keeps its records.
-
-    The default keeps everything forever: streams are the system of record. ``max_age``
-    (seconds) and ``max_bytes`` (per partition) delete the oldest records beyond the bound;
-    whole stored batches go at once, so a little more than the bound may be kept. ``compact``
-    keeps the latest record per key; a tombstone (value ``None``) removes its key, and is
-    itself removed once it is ``tombstone_age`` seconds old. A partition's newest batch is
-    never compacted (like Kafka's active segment), so a reader can always reach the end.
-    Offsets never change; a compacted stream's offsets have gaps. Both backends keep ages in
-    whole milliseconds (Kafka's ``retention.ms``, ``delete.retention.ms``).
-    """
-
-    max_age: float | None = None
-    max_bytes: int | None = None
-    compact: bool = False
-    tombstone_age: float = 24 * 3600.0
-
-    def __post_init__(self) -> None:
-        from millstream.errors import InvalidRequestError
-
-        if self.max_age is not None and not (_is_number(self.max_age)
-                                             and self.max_age >= 0.001):
-            raise InvalidRequestError(
-                f"retention max_age={self.max_age!r} must be a number of seconds ≥ 0.001, or "
-                "None for no bound"
-            )
-        if self.max_bytes is not None and (not isinstance(self.max_bytes, int)
-                                           or isinstance(self.max_bytes, bool)
-                                           or self.max_bytes <= 0):
-            raise InvalidRequestError(
-                f"retention max_bytes={self.max_bytes!r} must be a positive integer, or None "
-                "for no bound"
-            )
-        if not _is_number(self.tombstone_age) or self.tombstone_age < 0:
-            raise InvalidRequestError(
-                f"retention tombstone_age={self.tombstone_age!r} must be a number of seconds ≥ 0"
-            )
-
-    @property
-    def forever(self) -> bool:
-        return self.max_age is None and self.max_bytes is None and not self.compact
-
-    def describe(self) -> str:
-        parts = []
-        if self.max_age is not None:
-            parts.append(f"age ≤ {self.max_age:g} s")
-        if self.max_bytes is not None:
-            parts.append(f"size ≤ {self.max_bytes} B/partition")
-        if self.compact:
-            parts.append("compacted")
-        return ", ".join(parts) or "forever"
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionInfo:
-    """One partition's retained range: offsets ``start`` (first kept) to ``end`` (next to write)."""
-
-    partition: int
-    start: int
-    end: int
-    bytes: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """A stream's configuration and the retained range of each partition."""
-
-    name: str
-    partitions: tuple[PartitionInfo, ...]
-    retention: Retention = field(default_factory=Retention)
-
-    @property
-    def partition_count(self) -> int:
-        return len(self.partitions)
-
-    @property
-    def records(self) -> int:
-        """Offsets retained over all partitions (an upper bound on compacted streams)."""
-        return sum(p.end - p.start for p in self.partitions)
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    """A live member of a consumer group."""
-
-    member_id: str
-    client: str
-    streams: tuple[str, ...]
-    partitions: tuple[StreamPartition, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    """A group's progress on one partition: committed offset (None if never) and lag."""
-
-    stream: str
-    partition: int
-    committed: int | None
-    end: int
-    owner: str | None
-    start: int = 0
-
-    @property
-    def lag(self) -> int:
-        """Records still to read: from the committed offset (or the retained start) to the end."""
-        position = self.committed if self.committed is not None else self.start
-        return max(self.end - max(position, self.start), 0)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupInfo:
-    """A consumer group: its members and, per partition, committed offset and lag."""
-
-    name: str
-    members: tuple[MemberInfo, ...]
-    partitions: tuple[PartitionLag, ...]
-
-    @property
-    def lag(self) -> int:
-        return sum(p.lag for p in self.partitions)
 
 
 class SendHandle(Protocol):
@@ -196,12 +71,73 @@ class BatchHandle(Protocol):
         ...
 
 
+class RecordBatch(Protocol):
+    """The records one ``Consumer.poll_batch`` returned, made only when touched.
+
+    A batch reads like a sequence of ``Record`` (``len``, ``bool``, iteration, ``batch[i]``),
+    but a backend keeps what its read gave (Kafka's messages, the embedded log's records) and
+    builds a ``Record`` only when one is asked for. The column calls build no ``Record``: each
+    returns a new list with one entry per record, in the batch's order — the cheap way to pass
+    records through. Within a partition, records come in offset order.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __bool__(self) -> bool: ...
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+    def __getitem__(self, index: int) -> Record:
+        """The record at ``index`` (negative counts from the end); ``IndexError`` past it."""
+        ...
+
+    def values(self) -> list[bytes | None]:
+        """Each record's value (``None`` for a tombstone)."""
+        ...
+
+    def keys(self) -> list[bytes | None]:
+        """Each record's key."""
+        ...
+
+    def headers(self) -> list[Headers]:
+        """Each record's headers (``()`` for none)."""
+        ...
+
+    def timestamps(self) -> list[int]:
+        """Each record's timestamp, in milliseconds since the epoch."""
+        ...
+
+    def streams(self) -> list[str]:
+        """Each record's stream."""
+        ...
+
+    def partitions(self) -> list[int]:
+        """Each record's partition."""
+        ...
+
+    def offsets(self) -> list[int]:
+        """Each record's offset."""
+        ...
+
+    def positions(self) -> list[Position]:
+        """Each record's ``Position``."""
+        ...
+
+    def ends(self) -> dict[StreamPartition, int]:
+        """For each partition with a record in the batch, the offset ``commit()`` would store
+        for it right after this poll: past its last record here (and past any offsets the
+        read skipped, such as Kafka's transaction markers). Committing these marks the whole
+        batch as processed."""
+        ...
+
+
 class Producer(Protocol):
     """Appends records to streams.
 
-    ``send`` and ``send_batch`` return at once; records sent by one producer to one partition
-    are stored in the order sent. A record is *acknowledged* once its handle resolved or a
-    later ``flush()`` returned; an acknowledged record is never lost. A record over the size
+    ``send``, ``send_batch`` and ``write`` return at once; records sent by one producer to one
+    partition are stored in the order sent, whichever of the three sent them. A record is
+    *acknowledged* once its handle resolved or a later ``flush()`` returned; an acknowledged
+    record is never lost. A record over the size
     limit raises ``RecordTooLargeError`` at the call, and nothing of it is sent. Sending to a
     stream that does not exist raises ``UnknownStreamError``.
     """
@@ -233,6 +169,25 @@ class Producer(Protocol):
         """Queue many records at once (the cheap path). ``keys`` and ``headers``, when given,
         have one entry per value. Either every record is accepted or, if one is invalid,
         none is."""
+        ...
+
+    def write(
+        self,
+        stream: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Queue one record, as ``send`` does, without a handle (the cheapest path).
+
+        The arguments, the partition chosen and the checks at the call (``RecordTooLargeError``,
+        ``UnknownStreamError``, ``InvalidRequestError``, ``ClosedError``) are ``send``'s. The
+        record is acknowledged by the next ``flush()`` that returns; a flush raises
+        ``DeliveryError``, naming how many records failed and the first error, if any record
+        written since the previous flush could not be stored."""
         ...
 
     def flush(self, timeout: float | None = None) -> None:
@@ -280,6 +235,12 @@ class Consumer(Protocol):
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         """Return up to ``max_records`` records, waiting up to ``timeout`` seconds for the
         first. Advances the consumer's position past what it returns."""
+        ...
+
+    def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> RecordBatch:
+        """``poll``, returning a ``RecordBatch`` instead of a list: the same records, the same
+        waiting, rebalance callbacks and errors, and the position advanced past the batch.
+        Its records are made only when touched; ``ends()`` is what a commit would store."""
         ...
 
     def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer as _Consumer
@@ -44,7 +44,13 @@ from millstream.streams._checks import (
 )
 from millstream.streams._kafka._lookups import OffsetLookups
 from millstream.streams._kafka.errors import error_of, translate
-from millstream.streams._kafka.messages import records_of, records_one_by_one
+from millstream.streams._kafka.messages import (
+    MessageBatch,
+    batch_of,
+    batch_one_by_one,
+    records_of,
+    records_one_by_one,
+)
 from millstream.streams._kafka.metadata import PartitionCounts
 from millstream.streams._kafka.options import KafkaOptions
 
@@ -52,6 +58,7 @@ __all__ = ["KafkaConsumer"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+B = TypeVar("B", bound=Sized)
 #: what librdkafka answers for a partition whose leader it cannot reach
 _LEADER_GONE = {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
                 KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
@@ -209,6 +216,13 @@ class KafkaConsumer:
     # -- reading ---------------------------------------------------------------------------
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        return self._poll(max_records, timeout, self._records)
+
+    def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> MessageBatch:
+        return self._poll(max_records, timeout, self._batch)
+
+    def _poll(self, max_records: int, timeout: float, convert: Callable[[list[Any]], B]) -> B:
+        """Wait up to ``timeout`` for messages and ``convert`` them (records or a batch)."""
         self._check_open()
         check_poll(bool(self._streams), max_records, timeout)
         if self._unplaced is not None:  # an assignment whose start lookups failed
@@ -233,10 +247,22 @@ class KafkaConsumer:
             if not messages and self._pending is not None:
                 pending, self._pending = self._pending, None
                 raise pending
-            records = self._records(messages)
+            records = convert(messages)
             # a poll that fetched only end-of-partition events waits on for its timeout
             if records or not messages or time.monotonic() >= deadline:
                 return records
+
+    def _batch(self, messages: list[Any]) -> MessageBatch:
+        """The poll's ``messages`` as a batch; errors as in ``_records``."""
+        out = batch_of(messages, self._positions)
+        if out is not None:
+            return out
+        batch, failure = batch_one_by_one(messages, self._positions, self._raise_message_error)
+        if failure is not None:
+            if not batch:
+                raise failure
+            self._pending = self._pending or failure
+        return batch
 
     def _records(self, messages: list[Any]) -> list[Record]:
         """The poll's records (``messages``); a message's error is raised now if no record

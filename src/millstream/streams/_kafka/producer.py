@@ -12,6 +12,10 @@ take turns on the GIL for every callback, and run callbacks out of the order rep
 A full local queue blocks the sender (serving callbacks) up to ``millstream.timeout_ms``, then
 raises. Records that cannot be delivered are reported through their handle and by
 ``flush()``, never hidden. The handles and their callbacks are ``handles``.
+
+``write`` queues a record with no handle: every written record shares one delivery callback
+(``_written``, made once) that only records failures, so a write costs one ``produce()``
+call, and the next ``flush()`` (which waits until every report is served) raises for them.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from millstream.errors import (
     RecordTooLargeError,
 )
 from millstream.records import Headers, record_size
-from millstream.streams._kafka.errors import translate
+from millstream.streams._kafka.errors import error_of, translate
 from millstream.streams._kafka.handles import (
     LAST,
     Chunk,
@@ -83,6 +87,8 @@ class KafkaProducer:
         self._wanted = 0
         self._watched: dict[object, int] = {}
         self._targets: dict[str, Target] = {}
+        self._writable: set[str] = set()  # streams write() has checked (emptied by close)
+        self._written: Delivered = self._write_done
         self._lanes = ThreadLanes()
         self._sends = 0  # send() calls since callbacks were last served in a sending thread
         self._served = 0.0  # when they were (time.monotonic())
@@ -144,8 +150,15 @@ class KafkaProducer:
 
     def _flush(self, timeout: float) -> int:
         """librdkafka's flush, served in this thread; at once when nothing is outstanding
-        (``len()``: records queued or in flight, and reports not yet served)."""
-        return self._serve_now(self._producer.flush, timeout) if len(self._producer) else 0
+        (``len()``: records queued or in flight, and reports not yet served) and no other
+        thread is serving callbacks (one in progress may still be recording a failure)."""
+        if self._serving.acquire(blocking=False):
+            try:
+                if not len(self._producer):
+                    return 0
+            finally:
+                self._serving.release()
+        return self._serve_now(self._producer.flush, timeout)
 
     def _check(self, stream: str, partition: int | None) -> Target:
         if self._closed:
@@ -326,6 +339,36 @@ class KafkaProducer:
         self._serve_here()
         return Handles(handles)
 
+    def write(self, stream: str, value: bytes | None, *, key: bytes | None = None,
+              partition: int | None = None, headers: Headers | None = None,
+              timestamp: int | None = None) -> None:
+        if (value is not None and partition is None and not headers and timestamp is None
+                and stream in self._writable
+                and (len(value) if key is None else len(value) + len(key)) <= self._limit):
+            try:  # the hot path: a stream already checked, librdkafka's partitioner
+                self._produce_now(stream, value, key, -1, self._written)
+            except BufferError:
+                self._produce(stream, value, key, -1, None, None, self._written)
+            except KafkaException as exc:
+                raise translate(exc, f"producing to {stream!r}") from exc
+        else:
+            size = record_size(key, value, headers)
+            if size > self._limit:
+                raise RecordTooLargeError(size, self._limit, stream)
+            self._check(stream, partition)
+            self._produce(stream, value, key, -1 if partition is None else partition, headers,
+                          timestamp, self._written)
+            if not self._closed:
+                self._writable.add(stream)
+        self._sends += 1
+        if self._sends >= _SERVE_EVERY:
+            self._serve_here()
+
+    def _write_done(self, err: Any, msg: Any) -> None:
+        """The delivery callback of every written record: only failures are kept."""
+        if err is not None:
+            self._failures.append(error_of(err, f"producing to {msg.topic()!r}"))
+
     def flush(self, timeout: float | None = None) -> None:
         if self._closed:
             return
@@ -344,8 +387,9 @@ class KafkaProducer:
         del self._failures[:n]
         if failed:
             raise DeliveryError(
-                f"{len(failed)} records could not be stored (their handles say which); "
-                f"first: {failed[0]}", undelivered=len(failed),
+                f"{len(failed)} records could not be stored (a sent record's handle says "
+                f"which; written records have none); first: {failed[0]}",
+                undelivered=len(failed),
             ) from failed[0]
 
     def close(self, timeout: float | None = None) -> None:
@@ -353,6 +397,7 @@ class KafkaProducer:
             if self._closed:
                 return
             self._closed = True
+            self._writable.clear()
         try:
             limit = self._options.timeout_s if timeout is None else timeout
             remaining = self._flush(limit)

@@ -16,7 +16,13 @@ from millstream.errors import (
     UnknownStreamError,
 )
 from millstream.records import StreamPartition
-from millstream.streams._base import (
+from millstream.streams._checks import (
+    ResetTo,
+    check_reset_partitions,
+    check_reset_target,
+    reset_offset_for,
+)
+from millstream.streams._info import (
     GroupInfo,
     MemberInfo,
     PartitionInfo,
@@ -24,12 +30,6 @@ from millstream.streams._base import (
     Retention,
     StreamInfo,
     to_ms,
-)
-from millstream.streams._checks import (
-    ResetTo,
-    check_reset_partitions,
-    check_reset_target,
-    reset_offset_for,
 )
 from millstream.streams._local import catalog, retention
 from millstream.streams._local._shared import SharedConnection

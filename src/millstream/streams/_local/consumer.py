@@ -23,7 +23,6 @@ from millstream._names import check_group_name
 from millstream.errors import (
     ClosedError,
     CorruptDataError,
-    FencedError,
     InvalidRequestError,
     MillstreamError,
     OffsetOutOfRangeError,
@@ -31,6 +30,7 @@ from millstream.errors import (
 from millstream.faults import fault_point
 from millstream.records import Record, StreamPartition
 from millstream.streams._base import OffsetReset, RebalanceCallback
+from millstream.streams._batch import RecordList, ends_of
 from millstream.streams._checks import (
     check_commit_offset,
     check_offset,
@@ -39,7 +39,7 @@ from millstream.streams._checks import (
     stream_names,
 )
 from millstream.streams._local import catalog, fetch, groups
-from millstream.streams._local.commit import commit_offsets
+from millstream.streams._local._offsets import commit_as_member, committed_offsets
 from millstream.streams._local.db import LocalOptions, connect, translate
 from millstream.streams._local.membership import Membership
 
@@ -259,6 +259,14 @@ class LocalConsumer:
             time.sleep(min(IDLE_SLEEP_S if idle else sleep, deadline - now))
             sleep = min(sleep * 1.5, 0.001)
 
+    def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> RecordList:
+        """``poll``'s records (already made by the read) as a batch, with their ends."""
+        records = self.poll(max_records, timeout)
+        return RecordList(records, ends_of(records, self._position_of, grouped=True))
+
+    def _position_of(self, sp: StreamPartition) -> int:
+        return self._positions[self._slot(sp)]
+
     def _fetch(self, max_records: int) -> list[Record]:
         out: list[Record] = []
         owned = self._owned
@@ -394,18 +402,9 @@ class LocalConsumer:
         if self._group is None:
             return dict.fromkeys(wanted)
         try:
-            rows = {
-                (s, p): o for s, p, o in self._conn.execute(
-                    "SELECT stream_id, partition, next_offset FROM group_offsets "
-                    "WHERE group_name=?", (self._group,))
-            }
-            ids = {}
-            for sp in wanted:
-                meta = catalog.require(self._conn, sp[0])
-                ids[sp] = (meta.id, sp[1])
+            return committed_offsets(self._conn, self._group, wanted)
         except sqlite3.Error as exc:
             raise self._error(exc, "reading committed offsets") from exc
-        return {StreamPartition(*sp): rows.get(ids[sp]) for sp in wanted}
 
     def commit(self, offsets: Mapping[StreamPartition, int] | None = None) -> None:
         self._commit(offsets, None)
@@ -434,23 +433,11 @@ class LocalConsumer:
                 chosen[slot] = check_commit_offset(off, sp)
         if not chosen and appends is None:
             return
-        if member_id is None:
-            raise FencedError(
-                f"this consumer left group {self._group!r} (no poll within "
-                f"max_poll_interval_ms); poll again to rejoin, then commit"
-            )
-        if member_id != self._owned_member:
-            raise FencedError(
-                f"this consumer's membership of group {self._group!r} expired (no heartbeat "
-                "within session_timeout_ms, e.g. the process was paused) and it rejoined; its "
-                "partitions may have moved in between, so nothing was committed — poll again "
-                "to get the current assignment"
-            )
         try:
-            commit_offsets(self._conn, self._group, member_id, chosen, self._sp, appends)
+            commit_as_member(self._conn, self._group, member_id, self._owned_member, chosen,
+                             self._sp, appends)
         except sqlite3.Error as exc:
             raise self._error(exc, "committing offsets") from exc
-        fault_point("log.commit_offsets.after_commit")
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -26,10 +26,14 @@ from millstream.errors import (
     RecordTooLargeError,
 )
 from millstream.faults import fault_point
-from millstream.records import Headers, Position, record_size
+from millstream.records import Headers, record_size
 from millstream.streams._checks import check_batch
 from millstream.streams._local import append, catalog, retention
 from millstream.streams._local import batch as batchfmt
+from millstream.streams._local._buffered import Batch as _Batch
+from millstream.streams._local._buffered import BatchHandle as _BatchHandle
+from millstream.streams._local._buffered import RecordHandle as _RecordHandle
+from millstream.streams._local._buffered import merge as _merge
 from millstream.streams._local.db import LocalOptions, connect, translate
 from millstream.streams._partitioner import partition_for_key
 
@@ -37,81 +41,6 @@ __all__ = ["LocalProducer"]
 
 log = logging.getLogger(__name__)
 _KEY_CACHE_LIMIT = 100_000
-
-
-class _Batch:
-    """Records buffered for one partition, stored as one row."""
-
-    __slots__ = (
-        "base", "error", "event", "headers", "keys", "meta", "partition", "seq", "size",
-        "timestamps", "values",
-    )
-
-    def __init__(self, meta: catalog.StreamMeta, partition: int, seq: int) -> None:
-        self.meta = meta
-        self.partition = partition
-        self.seq = seq
-        self.timestamps: list[int] = []
-        self.keys: list[bytes | None] = []
-        self.values: list[bytes | None] = []
-        self.headers: list[Headers] | None = None
-        self.size = 0
-        self.base = -1
-        self.error: MillstreamError | None = None
-        self.event = threading.Event()
-
-    def wait(self, timeout: float | None) -> None:
-        if not self.event.wait(timeout):
-            raise OperationTimeoutError(
-                f"records for {self.meta.name}[{self.partition}] were not acknowledged within "
-                f"{timeout} s; they may still be stored — wait again or flush()"
-            )
-        if self.error is not None:
-            raise DeliveryError(
-                f"records for {self.meta.name}[{self.partition}] were not stored: {self.error}"
-            ) from self.error
-
-
-class _RecordHandle:
-    __slots__ = ("_batch", "_index")
-
-    def __init__(self, batch: _Batch, index: int) -> None:
-        self._batch = batch
-        self._index = index
-
-    def done(self) -> bool:
-        return self._batch.event.is_set()
-
-    def wait(self, timeout: float | None = None) -> Position:
-        b = self._batch
-        b.wait(timeout)
-        return Position(b.meta.name, b.partition, b.base + self._index)
-
-
-class _BatchHandle:
-    __slots__ = ("_order", "_parts")
-
-    def __init__(self, parts: list[tuple[_Batch, int, int]],
-                 order: list[int] | None = None) -> None:
-        self._parts = parts
-        self._order = order  # parts hold records grouped by partition: their original indexes
-
-    def done(self) -> bool:
-        return all(b.event.is_set() for b, _, _ in self._parts)
-
-    def wait(self, timeout: float | None = None) -> list[Position]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        out: list[Position] = []
-        for b, start, count in self._parts:
-            b.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
-            name, part, base = b.meta.name, b.partition, b.base
-            out.extend(Position(name, part, base + i) for i in range(start, start + count))
-        if self._order is None:
-            return out
-        ordered: list[Position] = out[:]
-        for position, index in zip(out, self._order, strict=True):
-            ordered[index] = position
-        return ordered
 
 
 class LocalProducer:
@@ -133,7 +62,8 @@ class LocalProducer:
         self._seq = 0
         self._done_seq = 0
         self._error: MillstreamError | None = None
-        self._batch_errors: list[tuple[int, MillstreamError]] = []
+        self._batch_errors: list[tuple[int, MillstreamError, int]] = []  # seq, error, records
+        self._lost = 0  # records not stored when the writer stopped
         self._closed = False
         self._stopping = False
         self._writer_idle = False
@@ -250,6 +180,41 @@ class LocalProducer:
                 self._cond.notify()
         return _RecordHandle(b, index)
 
+    def write(
+        self,
+        stream: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        # send() without the handle; the same lines, kept apart so that neither pays a call
+        size = record_size(key, value, headers)
+        if size > self._limit:
+            raise RecordTooLargeError(size, self._limit, stream)
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        with self._lock:
+            self._check_open()
+            self._await_room()
+            meta = self._meta(stream)
+            b = self._batch_for(meta, self._partition(meta, key, partition))
+            b.timestamps.append(timestamp)
+            b.keys.append(key)
+            if headers:
+                if b.headers is None:
+                    b.headers = [()] * len(b.values)
+                b.headers.append(tuple(headers))
+            elif b.headers is not None:
+                b.headers.append(())
+            b.values.append(value)
+            b.size += size
+            self._buffered += size
+            if self._writer_idle:
+                self._cond.notify()
+
     def send_batch(
         self,
         stream: str,
@@ -350,12 +315,14 @@ class LocalProducer:
                 self._cond.wait(remaining)
             if self._error is not None and self._done_seq < target:
                 raise DeliveryError(
-                    f"some records were not stored: {self._error}"
-                ) from self._error
-            failed = [e for seq, e in self._batch_errors if seq <= target]
-            self._batch_errors = [(seq, e) for seq, e in self._batch_errors if seq > target]
+                    f"{self._lost} records were not stored: {self._error}",
+                    undelivered=self._lost) from self._error
+            failed = [(e, n) for seq, e, n in self._batch_errors if seq <= target]
+            self._batch_errors = [f for f in self._batch_errors if f[0] > target]
             if failed:
-                raise DeliveryError(f"some records were not stored: {failed[0]}") from failed[0]
+                lost = sum(n for _, n in failed)
+                raise DeliveryError(f"{lost} records were not stored: {failed[0][0]}",
+                                    undelivered=lost) from failed[0][0]
 
     def close(self, timeout: float | None = None) -> None:
         with self._cond:
@@ -389,6 +356,7 @@ class LocalProducer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
+        batches: list[_Batch] = []
         last_retention = time.monotonic()  # first pass one interval after opening
         try:
             conn = connect(self._path, self._options)
@@ -403,7 +371,8 @@ class LocalProducer:
                     batches = self._take()
                 self._commit(conn, batches)
                 with self._cond:
-                    self._batch_errors.extend((b.seq, b.error) for b in batches if b.error)
+                    self._batch_errors.extend((b.seq, b.error, len(b.values))
+                                              for b in batches if b.error)
                     self._buffered -= sum(b.size for b in batches)
                     self._done_seq = max(b.seq for b in batches)
                     self._cond.notify_all()
@@ -412,18 +381,20 @@ class LocalProducer:
                     last_retention = now
                     retention.enforce(conn, self._path, {b.meta.id for b in batches})
         except MillstreamError as exc:
-            self._fail(exc)
+            self._fail(exc, batches)
         except Exception as exc:  # the writer must never die silently
             log.exception("the producer's writer thread failed")
-            self._fail(DeliveryError(f"the producer's writer failed: {exc!r}"))
+            self._fail(DeliveryError(f"the producer's writer failed: {exc!r}"), batches)
         finally:
             if conn is not None:
                 conn.close()
 
-    def _fail(self, error: MillstreamError) -> None:
+    def _fail(self, error: MillstreamError, failing: list[_Batch]) -> None:
         with self._cond:
             self._error = error
             leftovers = self._take()
+            self._lost += sum(len(b.values) for b in failing + leftovers
+                              if b.seq > self._done_seq)
             self._buffered = 0
             self._cond.notify_all()
         for b in leftovers:
@@ -470,14 +441,3 @@ class LocalProducer:
             if b.error is not None:
                 self._streams.pop(b.meta.name, None)
             b.event.set()
-
-
-def _merge(parts: list[tuple[_Batch, int, int]]) -> list[tuple[_Batch, int, int]]:
-    """Join adjacent runs in the same batch (one per record when keys differ)."""
-    merged: list[tuple[_Batch, int, int]] = []
-    for b, start, count in parts:
-        if merged and merged[-1][0] is b and merged[-1][1] + merged[-1][2] == start:
-            merged[-1] = (b, merged[-1][1], merged[-1][2] + count)
-        else:
-            merged.append((b, start, count))
-    return merged

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from millstream.faults import fault_point
 from millstream.records import Headers, record_size
-from millstream.streams._base import to_ms
+from millstream.streams._info import to_ms
 from millstream.streams._local import batch as batchfmt
 from millstream.streams._local import catalog
 from millstream.streams._local.db import translate
