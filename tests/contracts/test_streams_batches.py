@@ -278,7 +278,7 @@ def test_flush_raises_for_writes_that_failed_and_acknowledges_only_what_was_stor
         producer.write(good, b"g1")
         producer.write(refusing, refused)
         producer.write(good, b"g2")
-        with pytest.raises(DeliveryError, match="^2 records") as failed:
+        with pytest.raises(DeliveryError, match=r"^2 records") as failed:
             producer.flush(60)
         assert failed.value.undelivered == 2
         producer.flush(30)  # each failure is reported once
