@@ -1,6 +1,6 @@
-"""A service declaration refuses a handler the runtime would not run as written: an
-asynchronous one (never awaited), or one whose value annotation cannot hold what its inputs
-carry. Each refusal names the service and the handler and says what to write instead."""
+"""A service declaration refuses a handler the runtime would not run as written: an async
+generator (its outputs yielded to nothing), or one whose value annotation cannot hold what its
+inputs carry. Each refusal names the service and the handler and says what to write instead."""
 
 from __future__ import annotations
 
@@ -35,24 +35,6 @@ def refusal(declare: Any) -> str:
     return str(caught.value)
 
 
-ASYNC_ADVICE = ("the runtime calls handlers synchronously and nothing would await it. Write "
-                "the handler as a plain `def` (call async code from it with asyncio.run(...) "
-                "if you must); async handlers are not supported yet")
-
-
-def test_an_async_def_handler_is_refused_at_declaration() -> None:
-    app = App("shop")
-
-    def declare() -> None:
-        @app.service(inputs={"orders": Order})
-        async def billing(order: Order) -> None: ...
-
-    assert refusal(declare) == (
-        "service 'billing': handler billing is an `async def` coroutine function; "
-        + ASYNC_ADVICE)
-    assert app.services == {}
-
-
 async def notify(order: Order) -> None: ...
 
 
@@ -64,25 +46,26 @@ class Mailer:
     async def __call__(self, order: Order) -> None: ...
 
 
-def test_async_generators_async_callables_and_partials_of_them_are_refused() -> None:
+def test_async_handlers_async_callables_and_partials_of_them_are_declared_async() -> None:
     app = App("shop")
-    assert refusal(lambda: app.service(inputs={"orders": Order})(notify)) == (
-        "service 'notify': handler notify is an `async def` coroutine function; "
-        + ASYNC_ADVICE)
-    assert refusal(lambda: app.service(inputs={"orders": Order})(stream_out)) == (
-        "service 'stream_out': handler stream_out is an async generator function; "
-        + ASYNC_ADVICE)
-    assert refusal(lambda: app.service("mail", inputs={"orders": Order})(Mailer())) == (
-        "service 'mail': handler Mailer() is an object whose __call__ is an `async def` "
-        "coroutine function; " + ASYNC_ADVICE)
-    partial = functools.partial(functools.partial(notify))
-    assert refusal(lambda: app.service(inputs={"orders": Order})(partial)) == (
-        "service 'notify': handler functools.partial(notify) is an `async def` coroutine "
-        "function; " + ASYNC_ADVICE)
+    app.service(inputs={"orders": Order})(notify)
+    app.service("mail", inputs={"orders": Order}, concurrency=4)(Mailer())
+    app.service("partial", inputs={"orders": Order})(
+        functools.partial(functools.partial(notify)))
+    assert {name: (s.asynchronous, s.concurrency) for name, s in app.services.items()} == {
+        "notify": (True, 16), "mail": (True, 4), "partial": (True, 16)}
     # a callable object must be named: it has no function name to give its service
     assert refusal(lambda: app.service(inputs={"orders": Order})(Mailer())) == (
         "a Mailer object has no name to give its service; name it: "
         "@app.service('my-service', inputs=...)")
+
+
+def test_an_async_generator_handler_is_refused_at_declaration() -> None:
+    app = App("shop")
+    assert refusal(lambda: app.service(inputs={"orders": Order})(stream_out)) == (
+        "service 'stream_out': handler stream_out is an async generator function; a handler "
+        "returns its outputs (or passes them to ctx.emit), it does not yield them. Write it "
+        "as `async def` returning a list of outputs, or as a plain `def`")
     assert app.services == {}
 
 

@@ -41,6 +41,7 @@ from millstream.files._base import FileStore
 from millstream.files._pins import Pins
 from millstream.records import Record, StreamPartition
 from millstream.runtime._clock import SYSTEM_CLOCK, Clock
+from millstream.runtime._concurrent import Concurrent, concurrent_for
 from millstream.runtime._delivery import Delivery, Wiring, delivery_for, state_for
 from millstream.runtime._handling import (
     REPLAY_PARTITION_HEADER,
@@ -153,6 +154,15 @@ class ServiceRunner:
         self._tables_out = TableOutputs(service, spec.tables, streams, tables,
                                         self.output_streams, shadow)
         self.delivery.on_commit(self._tables_out.after_commit)
+        #: an async service's records in flight (None: one at a time, by _process_batch)
+        self._concurrent: Concurrent | None = None if not spec.asynchronous else concurrent_for(
+            app, spec, encoder=self._encoder, outputs=self._outputs, done=self._done,
+            state=self._state, ctx=self.ctx if spec.takes_context else None,
+            metrics=self.metrics, clock=clock, plumbing=plumbing,
+            retry_stream=self.retry_stream, function=lambda: self._handler.function,
+            emit_now=self._emit_now, send=self.delivery.send,
+            send_exception=self._send_exception, poll_timeout_s=poll_timeout_s,
+            stopping=lambda: self._stopping)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -190,10 +200,15 @@ class ServiceRunner:
                                on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._tables_out.catch_up()  # rows a crash left between a commit and its batch
             next_metrics = now + self._metrics_interval
+            concurrent = self._concurrent
             while not self._stopping:
-                records = consumer.poll(max_records=spec.max_batch, timeout=self._poll_timeout)
-                if records:
-                    self._process_batch(records)
+                if concurrent is not None:  # an async handler: records in flight together
+                    concurrent.step(consumer)
+                else:
+                    records = consumer.poll(max_records=spec.max_batch,
+                                            timeout=self._poll_timeout)
+                    if records:
+                        self._process_batch(records)
                 now = self.clock.monotonic()
                 self.delivery.tick(now)
                 if self._plumbing and now >= next_metrics:
@@ -260,10 +275,12 @@ class ServiceRunner:
         self.delivery.send()
         fault_point("service.batch.after_send")
 
-    def _emit_now(self, declared: str, value: Any, key: bytes | str | None) -> None:
+    def _emit_now(self, declared: str, value: Any, key: bytes | str | None,
+                  record: Record | None = None) -> None:
         """``ctx.emit_now``: encode like any output, send at once, outside the attempt (and
-        outside a transaction: with its own producer)."""
-        stream, key_bytes, data, headers, _ = self._encoder.encode(self.ctx.record,
+        outside a transaction: with its own producer). ``record``: the input it is for (an
+        async service's own context says; else the one being handled)."""
+        stream, key_bytes, data, headers, _ = self._encoder.encode(record or self.ctx.record,
                                                                   Emit(declared, value, key))
         if self._live is None:
             self._live = self.streams.open_producer()
@@ -307,6 +324,8 @@ class ServiceRunner:
         gone = set(partitions)
         self.metrics.assigned = [sp for sp in self.metrics.assigned if sp not in gone]
         if not self._failed:  # after a failure the group handles those records again
+            if self._concurrent is not None:  # its records in flight there finish first
+                self._concurrent.revoke(partitions)
             self.delivery.revoke(partitions)
         for sp in gone:
             self._done.pop((sp.stream, sp.partition), None)
@@ -320,6 +339,8 @@ class ServiceRunner:
     # -- shutdown ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        if self._concurrent is not None:  # the records in flight finish first
+            self._concurrent.drain()
         self.delivery.finish()
         if self._plumbing:
             self._emit_metrics(final=True)
@@ -347,3 +368,5 @@ class ServiceRunner:
                           "an unknown number of" if lost is None else lost,
                           type(closer).__name__, exc)
         self._consumer = self._producer = self._live = None
+        if self._concurrent is not None:
+            self._concurrent.close()

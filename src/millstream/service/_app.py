@@ -4,9 +4,10 @@ A stream is declared once with its payload type and used by handle; a service is
 function decorated with ``@app.service``. It takes the decoded input value (and, if it has a
 second parameter, the ``Context``; a third, when the service has a ``lifespan``, gets what
 the lifespan opened) and returns nothing, one value, a list of values, or ``Emit`` objects;
-values go to the service's only output stream, ``Emit`` names the stream. The handler is
-called synchronously, and its value parameter's annotation must hold what its inputs carry:
-both are checked when it is declared (``_handler``). Everything the runtime needs — group,
+values go to the service's only output stream, ``Emit`` names the stream. A plain ``def``
+handles one record at a time; an ``async def`` is awaited, up to ``concurrency`` records at
+once (in order within a key). Its value parameter's annotation must hold what its inputs
+carry: both are checked when it is declared (``_handler``). Everything the runtime needs — group,
 codecs, retry policy, state, delivery mode, lifespan — is read from the declaration, so the
 same declaration also draws the topology graph.
 
@@ -40,7 +41,12 @@ from millstream.service._guarantees import (
     check_guarantees,
     check_processing,
 )
-from millstream.service._handler import check_handler, handler_function
+from millstream.service._handler import (
+    check_concurrency,
+    check_handler,
+    handler_function,
+    is_async_handler,
+)
 from millstream.service._stream import Stream, stream_name
 from millstream.service._table_output import TableOutput, table_output
 from millstream.service._writer import Writer
@@ -156,6 +162,9 @@ class ServiceSpec:
     lifespan: Lifespan | None = None
     #: the tables among its outputs (their changelog streams are in ``outputs``)
     tables: tuple[TableOutput, ...] = ()
+    #: the handler is ``async def``: awaited, up to ``concurrency`` records at once
+    asynchronous: bool = False
+    concurrency: int = 1
 
 
 class App:
@@ -326,7 +335,7 @@ class App:
         group: str | None = None, stateful: bool = False, exactly_once: bool | None = None,
         retry: RetryPolicy | None = None, uses: Iterable[str] = (), max_batch: int = 500,
         commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
-        checkpoint_records: int = 10_000, lifespan: None = None,
+        checkpoint_records: int = 10_000, lifespan: None = None, concurrency: int | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -337,6 +346,7 @@ class App:
         commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
         checkpoint_records: int = 10_000,
         lifespan: Callable[[Context], AbstractContextManager[R]],
+        concurrency: int | None = None,
     ) -> Callable[[Callable[[V, Context, R], O]], Callable[[V, Context, R], O]]: ...
 
     def service(
@@ -355,6 +365,7 @@ class App:
         checkpoint_interval: float = 5.0,
         checkpoint_records: int = 10_000,
         lifespan: Lifespan | None = None,
+        concurrency: int | None = None,
     ) -> Callable[[Any], Any]:
         """Declare the decorated function as a service named ``name`` (default: the
         function's name, as written).
@@ -414,6 +425,7 @@ class App:
                 fn, sname, {s: self.streams[s].codec for s in ins},
                 namespace=sys._getframe(1).f_locals,  # where fn was written: its local names
                 by_handle=by_handle, lifespan=lifespan)
+            at_once = check_concurrency(fn, sname, concurrency, stateful=stateful)
             if exactly_once not in (None, True, False):
                 raise InvalidRequestError(
                     f"service {sname!r}: exactly_once={exactly_once!r} must be True, False "
@@ -428,7 +440,8 @@ class App:
                 checkpoint_interval=float(checkpoint_interval),
                 checkpoint_records=checkpoint_records,
                 description=(inspect.getdoc(target) or "").split("\n")[0],
-                lifespan=lifespan, tables=tables,
+                lifespan=lifespan, tables=tables, asynchronous=is_async_handler(fn),
+                concurrency=at_once,
             )
             check_guarantees(self, [spec])
             self.services[sname] = spec

@@ -1,0 +1,367 @@
+"""Async handlers: an ``async def`` service runs up to ``concurrency`` records at once, in
+order within a key, and everything a sync handler has works for it.
+
+* declaration: ``concurrency`` > 1 is refused on a plain ``def`` and on a stateful service,
+  with the service named and what to write; the defaults (16 async, 1 stateful or sync);
+* order and concurrency (on the embedded log and on Kafka): many records on few keys with
+  random awaits come out per key in input order, a key never has two records in flight, and
+  the records in flight reach ``concurrency`` (measured in the handler);
+* offsets: committed only below the lowest record not yet finished, while later ones finish;
+* the context (per record, across awaits), outputs returned and ``ctx.emit``, ``ctx.report``,
+  the lifespan's resource, retries that wait with asyncio (other records go on), the
+  exceptions stream, replay from the retry stream, the processing-time histogram, and
+  exactly-once on the embedded log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import millstream
+from millstream._wellknown import EXCEPTIONS
+from millstream.errors import InvalidRequestError
+from millstream.operations import list_exceptions, replay
+from millstream.runtime import ServiceRunner
+from millstream.runtime._failures import parse_exception
+from millstream.service import App, Context, Emit, RetryPolicy
+from millstream.streams._base import Streams
+from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
+from tests.support.backends import BackendUnderTest, kafka_backend, local_backend
+
+BACKENDS = ["local", pytest.param("kafka", marks=pytest.mark.kafka)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendUnderTest]:
+    if request.param == "local":
+        b = local_backend(tmp_path / "log")
+    else:
+        b = kafka_backend(request.getfixturevalue("kafka_bootstrap"))
+    yield b
+    b.close()
+
+
+def committed(streams: Streams, group: str, stream: str) -> dict[int, int]:
+    info = streams.admin().describe_group(group)
+    return {p.partition: p.committed or 0 for p in info.partitions if p.stream == stream}
+
+
+# -- declaring -----------------------------------------------------------------------------
+
+
+def test_concurrency_on_a_plain_def_is_refused_naming_the_service_and_async_def() -> None:
+    app = App("shop")
+    with pytest.raises(InvalidRequestError) as caught:
+        @app.service(inputs={"orders": Order}, concurrency=8)
+        def billing(order: Order) -> None: ...
+    assert str(caught.value) == (
+        "service 'billing': concurrency=8 needs an `async def` handler, and billing is a "
+        "plain `def`: a plain function holds the service's thread until it returns, so "
+        "records cannot overlap. Make it `async def` (awaiting its I/O), or drop "
+        "concurrency= (run more instances for CPU-bound work)")
+    assert app.services == {}
+
+
+def test_a_stateful_service_runs_one_record_at_a_time_and_refuses_more() -> None:
+    app = App("shop")
+    with pytest.raises(InvalidRequestError) as caught:
+        @app.service(inputs={"orders": Order}, stateful=True, concurrency=4)
+        async def tally(order: Order, ctx: Context) -> None: ...
+    assert str(caught.value).startswith(
+        "service 'tally': a stateful service runs one record at a time, not concurrency=4: "
+        "its state is checkpointed together with one input offset per partition, and "
+        "records finishing out of order would leave state no offset matches")
+
+    @app.service(inputs={"orders": Order}, stateful=True)
+    async def counted(order: Order, ctx: Context) -> None: ...
+
+    @app.service(inputs={"orders": Order})
+    async def fetched(order: Order) -> None: ...
+
+    @app.service(inputs={"orders": Order}, concurrency=1)
+    async def serial(order: Order) -> None: ...
+
+    @app.service(inputs={"orders": Order})
+    def plain(order: Order) -> None: ...
+
+    assert {n: (s.asynchronous, s.concurrency) for n, s in app.services.items()} == {
+        "counted": (True, 1), "fetched": (True, 16), "serial": (True, 1),
+        "plain": (False, 1)}
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
+def test_concurrency_must_be_a_positive_integer(bad: object) -> None:
+    app = App("shop")
+    with pytest.raises(InvalidRequestError) as caught:
+        app.service("fetch", inputs={"orders": Order}, concurrency=bad)(_fetch)  # type: ignore[call-overload]
+    assert str(caught.value) == (
+        f"service 'fetch': concurrency={bad!r} must be an integer ≥ 1 (the number of "
+        "records its async handler runs at once)")
+
+
+async def _fetch(order: Order) -> None: ...
+
+
+# -- order and concurrency -----------------------------------------------------------------
+
+
+def test_records_of_a_key_run_in_offset_order_while_up_to_n_run_at_once(
+        backend: BackendUnderTest) -> None:
+    n, keys, per_key = 64, 100, 30
+    suffix = uuid.uuid4().hex[:6]
+    orders, invoices = f"orders-{suffix}", f"invoices-{suffix}"
+    app = App(f"conc{suffix}", partitions=4)
+    in_flight: Counter[str] = Counter()
+    most = {"all": 0, "key": 0}
+    started: dict[str, list[int]] = defaultdict(list)
+    rng = random.Random(7)
+
+    @app.service(inputs={orders: Order}, outputs={invoices: Invoice}, concurrency=n)
+    async def billing(order: Order, ctx: Context) -> Invoice:
+        key = (ctx.key or b"").decode()
+        in_flight["all"] += 1
+        in_flight[key] += 1
+        most["all"] = max(most["all"], in_flight["all"])
+        most["key"] = max(most["key"], in_flight[key])
+        started[key].append(order.id)
+        await asyncio.sleep(rng.random() * 0.004)
+        in_flight["all"] -= 1
+        in_flight[key] -= 1
+        return Invoice(order_id=order.id, amount=order.total)
+
+    total = keys * per_key
+    with millstream.open_streams(backend.url) as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        with streams.open_producer() as producer:
+            for i in range(total):  # ids rise within each key: key k holds k, k+100, ...
+                order = Order(id=i, total=i)
+                producer.send(orders, order.model_dump_json().encode(),
+                              key=f"k{i % keys}".encode(),
+                              headers=(("content-type", b"application/json"),))
+        run_until(runner, lambda r: r.metrics.records_in >= total, timeout=120)
+        out = read_all(streams, invoices)
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for record in out:
+            by_key[(record.key or b"").decode()].append(
+                Invoice.model_validate_json(record.value or b"").order_id)
+        expected = {f"k{k}": list(range(k, total, keys)) for k in range(keys)}
+        assert dict(started) == expected  # each key's records began in offset order
+        assert dict(by_key) == expected  # and their outputs came out in that order
+        assert most == {"all": n, "key": 1}  # N at once, never two of one key
+        assert sum(committed(streams, app.services["billing"].group, orders).values()) == total
+
+
+def test_keyless_records_each_run_as_their_own_key_and_come_out_in_partition_order(
+        ) -> None:
+    app = App("keyless", partitions=1)
+    in_flight = [0, 0]  # now, most
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=50)
+    async def billing(order: Order) -> Invoice:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await asyncio.sleep(0.02 if order.id % 2 else 0.005)  # odd ones finish later
+        in_flight[0] -= 1
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        with streams.open_producer() as producer:
+            for i in range(200):
+                producer.send("orders", Order(id=i, total=i).model_dump_json().encode(),
+                              headers=(("content-type", b"application/json"),))
+        run_until(runner, lambda r: r.metrics.records_in >= 200)
+        ids = [Invoice.model_validate_json(r.value or b"").order_id
+               for r in read_all(streams, "invoices")]
+        assert in_flight[1] == 50
+        assert ids == list(range(200))  # released in offset order, whatever finished first
+
+
+# -- offsets ---------------------------------------------------------------------------------
+
+
+def test_offsets_are_committed_only_below_the_lowest_record_not_yet_finished() -> None:
+    app = App("hold", partitions=1)
+    release = [False]
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=8)
+    async def billing(order: Order) -> Invoice:
+        while order.id == 10 and not release[0]:
+            await asyncio.sleep(0.01)
+        return Invoice(order_id=order.id, amount=order.total)
+
+    seen: dict[str, object] = {}
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=i) for i in range(50)])
+        began = [0.0]
+
+        def until(r: ServiceRunner) -> bool:
+            if not release[0] and r.metrics.records_in >= 49:
+                began[0] = began[0] or time.monotonic()
+                if time.monotonic() - began[0] > 1.0:  # five commit intervals with 10 held
+                    seen["committed"] = committed(streams, "hold.billing", "orders")
+                    seen["outputs"] = streams.admin().describe_stream("invoices").records
+                    release[0] = True
+            return r.metrics.records_in >= 50
+
+        run_until(runner, until)
+        assert seen == {"committed": {0: 10}, "outputs": 10}
+        assert committed(streams, "hold.billing", "orders") == {0: 50}
+        ids = [Invoice.model_validate_json(r.value or b"").order_id
+               for r in read_all(streams, "invoices")]
+        assert ids == list(range(50))
+
+
+# -- everything a sync handler has -----------------------------------------------------------
+
+
+class Session:
+    """A stand-in for a client a lifespan opens (an HTTP session)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.closed = False
+
+
+def test_an_async_handler_gets_its_own_context_outputs_emit_report_and_the_resource() -> None:
+    app = App("ctx", partitions=2)
+    opened: list[Session] = []
+
+    @contextmanager
+    def session(ctx: Context) -> Iterator[Session]:
+        s = Session()
+        opened.append(s)
+        yield s
+        s.closed = True
+
+    @app.service(inputs={"orders": Order},
+                 outputs={"invoices": Invoice, "audit": Order}, concurrency=16,
+                 lifespan=session)
+    async def billing(order: Order, ctx: Context, s: Session) -> Emit:
+        offset = ctx.record.offset
+        await asyncio.sleep(random.random() * 0.01)  # other records run meanwhile
+        assert ctx.record.offset == offset and ctx.key == str(order.id).encode()
+        s.calls += 1
+        ctx.emit("audit", order)
+        if order.id % 10 == 3:
+            ctx.report(f"order {order.id} looks odd")
+        return Emit("invoices", Invoice(order_id=order.id, amount=order.total * 2))
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=i) for i in range(100)])
+        run_until(runner, lambda r: r.metrics.records_in >= 100)
+        invoices = sorted((i.order_id, i.amount) for i in (
+            Invoice.model_validate_json(r.value or b"") for r in read_all(streams, "invoices")))
+        assert invoices == [(i, 2.0 * i) for i in range(100)]
+        audit = sorted(Order.model_validate_json(r.value or b"").id
+                       for r in read_all(streams, "audit"))
+        assert audit == list(range(100))
+        reported = [parse_exception(r) for r in read_all(streams, EXCEPTIONS)]
+        assert sorted((f.input["offset"], f.document["stage"], f.message)
+                      for f in reported if f is not None) == sorted(
+            (r.offset, "reported", f"order {int(r.key or b'')} looks odd")
+            for r in read_all(streams, "orders") if int(r.key or b"") % 10 == 3)
+        assert len(opened) == 1 and opened[0].calls == 100 and opened[0].closed
+        stats = runner.statistics()
+        assert (stats.records_in, stats.records_out, stats.exceptions) == (100, 200, 10)
+
+
+def test_a_failing_record_is_retried_with_asyncio_waits_while_others_go_on_then_replayed(
+        ) -> None:
+    app = App("retry", partitions=1)
+    events: list[tuple[str, int]] = []
+    broken = [True]
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=16,
+                 retry=RetryPolicy(attempts=3, backoff=0.3, multiplier=1.0))
+    async def billing(order: Order) -> Invoice:
+        if order.id == 7 and broken[0]:
+            events.append(("failed", 7))
+            raise ConnectionError("upstream down")
+        await asyncio.sleep(0.01)
+        events.append(("done", order.id))
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=i) for i in range(100)])
+        send_orders(streams, [b'{"id": "one hundred"}'])  # not an Order: a decode failure
+        run_until(runner, lambda r: r.metrics.records_in >= 101)
+        # the other 99 all finished while 7 waited between its attempts (0.3 s each)
+        first, second = [i for i, e in enumerate(events) if e == ("failed", 7)][:2]
+        assert sum(1 for e in events[first:second] if e[0] == "done") == 99
+        assert [e for e in events if e[0] == "failed"] == [("failed", 7)] * 3
+        failures = [f for f in map(parse_exception, read_all(streams, EXCEPTIONS))
+                    if f is not None]
+        assert [(f.input["offset"], f.document["stage"], f.attempts, f.error_type)
+                for f in failures] == [(7, "handle", 3, "builtins.ConnectionError"),
+                                       (100, "decode", 1, "millstream.codecs.DecodeError")]
+        stats = runner.statistics()
+        assert (stats.records_in, stats.records_out, stats.exceptions) == (101, 99, 2)
+        assert (stats.errors, stats.retries) == (4, 2)
+        assert committed(streams, "retry.billing", "orders") == {0: 101}
+
+        # fixed, the service gets record 7 again from its retry stream
+        broken[0] = False
+        replay(streams, list_exceptions(streams, group="retry.billing", ids=[failures[0].id]))
+        again = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        run_until(again, lambda r: r.metrics.records_in >= 1)
+        ids = sorted(Invoice.model_validate_json(r.value or b"").order_id
+                     for r in read_all(streams, "invoices"))
+        assert ids == list(range(100))
+
+
+def test_processing_time_of_an_async_record_is_the_time_it_awaited() -> None:
+    app = App("timed", partitions=1)
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=20)
+    async def billing(order: Order) -> Invoice:
+        await asyncio.sleep(0.010)
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=1) for i in range(200)])
+        started = time.monotonic()
+        run_until(runner, lambda r: r.metrics.records_in >= 200)
+        elapsed = time.monotonic() - started
+        summary = runner.statistics().processing
+        assert summary["count"] == 200
+        assert 10.0 <= summary["p50_ms"] <= 20.0, summary
+        assert elapsed < 200 * 0.010 / 2  # ten at a time at least: not one after another
+
+
+def test_an_async_service_is_exactly_once_on_the_embedded_log() -> None:
+    app = App("eos", partitions=2, processing="exactly-once")
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=32)
+    async def billing(order: Order) -> Invoice:
+        await asyncio.sleep(random.random() * 0.005)
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=1) for i in range(300)])
+        run_until(runner, lambda r: r.metrics.records_in >= 300)
+        ids = Counter(Invoice.model_validate_json(r.value or b"").order_id
+                      for r in read_all(streams, "invoices"))
+        assert ids == Counter(range(300))
+        assert sum(committed(streams, "eos.billing", "orders").values()) == 300
