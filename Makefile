@@ -28,7 +28,7 @@ define with_services
 	$(1)
 endef
 
-.PHONY: help venv test newest-venv test-newest demo bench reliability lint docs clean
+.PHONY: help venv test newest-venv test-newest demo bench bench-peers reliability lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -106,6 +106,35 @@ bench: venv  ## stream, service, files, tables and video site benchmarks (record
 	$(PY) bench/table_outputs.py
 	$(PY) bench/video.py
 
+# bench/peers.py runs in a venv of its own, .venv-bench, with the `bench` extra (Quix Streams,
+# FastStream): Quix Streams 3.28 needs confluent-kafka below 2.13, and .venv keeps the newest
+# for the tests. The broker is MILLSTREAM_KAFKA_BOOTSTRAP, else a one-node broker started for
+# the run in a temporary directory and stopped after it. BENCH_PEERS_ARGS go to bench/peers.py
+# (e.g. --quick, --json results.json).
+BENCH_VENV       := .venv-bench
+BENCH_STAMP      := $(BENCH_VENV)/.installed
+BENCH_PEERS_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	@if [[ ! -x $(BENCH_VENV)/bin/python ]]; then \
+	  echo "creating $(BENCH_VENV) with millstream[bench]"; $(PY) -m venv $(BENCH_VENV); fi
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -e '.[bench]'
+	@touch $@
+
+bench-peers: $(BENCH_STAMP)  ## Quix Streams, FastStream, a hand-written loop and millstream side by side on Kafka (bench/peers.py)
+	@if [[ -n "$${MILLSTREAM_KAFKA_BOOTSTRAP:-}" ]]; then \
+	  $(BENCH_VENV)/bin/python bench/peers.py --kafka "$$MILLSTREAM_KAFKA_BOOTSTRAP" \
+	    $(BENCH_PEERS_ARGS); \
+	else \
+	  dir=$$(mktemp -d "$${TMPDIR:-/tmp}/millstream-bench-kafka-XXXXXX"); \
+	  trap '$(PY) -m tests.support.kafka_cluster stop --dir "'"$$dir"'" >/dev/null; \
+	    rm -rf "'"$$dir"'"' EXIT; \
+	  echo "no MILLSTREAM_KAFKA_BOOTSTRAP: starting a one-node Kafka broker in $$dir"; \
+	  bootstrap=$$($(PY) -m tests.support.kafka_cluster start --nodes 1 --dir "$$dir" \
+	    | tail -n 1); \
+	  $(BENCH_VENV)/bin/python bench/peers.py --kafka "$$bootstrap" $(BENCH_PEERS_ARGS); \
+	fi
+
 # pytest exits 5 when a selection matches no test: not a failure here. The property tests
 # (marker `property`) draw fresh examples from a seed printed first (HYPOTHESIS_SEED=N draws
 # the same again); `millstream verify` runs VERIFY_SECONDS on the embedded log, one Kafka node
@@ -144,6 +173,6 @@ docs: venv  ## regenerate docs/reference/cli.md and errors.md from the commands 
 	$(PY) scripts/errors_reference.py
 
 clean:  ## remove the venv, caches and build output (keeps .millstream/, your data)
-	rm -rf $(VENV) $(NEWEST_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NEWEST_VENV) $(BENCH_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 \
 	  | xargs -0 rm -rf
