@@ -1,6 +1,8 @@
 """Benchmark of the service runtime: a pass-through service against a hand-written loop.
 
-Run with ``make bench`` or ``.venv/bin/python bench/services.py [--quick] [--rounds N]``.
+Run with ``make bench`` or ``.venv/bin/python bench/services.py [--quick] [--rounds N]``;
+``--kafka HOST:PORT`` runs the same comparison on a Kafka broker instead (hand-written
+confluent-kafka loop against the runtime, dict and pydantic payloads: ``_services_kafka.py``).
 
 All three variants read the same pre-written input (100-byte JSON records, 4 partitions) on
 the embedded log with its default durability, decode each record into a pydantic model,
@@ -156,9 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="50,000 records, one round")
     parser.add_argument("--records", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--kafka", metavar="HOST:PORT", default=None,
+                        help="run on this Kafka broker (A: confluent-kafka loop, C: runtime)")
+    parser.add_argument("--payload", choices=["json", "model", "both"], default="both",
+                        help="with --kafka: dict (JSON) or pydantic payloads, or both")
+    parser.add_argument("--variants", default="AC", help="with --kafka: which of A and C")
     args = parser.parse_args(argv)
     n = args.records or (50_000 if args.quick else 200_000)
     rounds = args.rounds or (1 if args.quick else 5)
+    if args.kafka:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _services_kafka import run as run_kafka
+
+        payloads = ["json", "model"] if args.payload == "both" else [args.payload]
+        return run_kafka(args.kafka, n, args.rounds or (1 if args.quick else 3), payloads,
+                         Event, passthrough, args.variants)
     print(f"services benchmark: {n:,} records x {rounds} round(s); python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, load "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))

@@ -7,7 +7,14 @@ Three codecs cover what services send:
   name and version come from the model's ``schema_name`` / ``schema_version`` class
   variables when it declares them (else the class name and 1).
 * ``JsonCodec()`` — any JSON-serialisable value (dicts, lists, numbers); ``content-type:
-  application/json`` and no schema.
+  application/json`` and no schema. It reads and writes exactly what the standard library's
+  ``json`` module does (``json.loads``; ``json.dumps`` without spaces, non-ASCII kept), in
+  pydantic-core's JSON parser and serializer where those give the same result (~0.5 µs
+  instead of ~3–4 µs for a 100-byte object): a value made only of dicts with ``str`` keys,
+  lists, tuples, ``str``, ``int``, ``float``, ``bool`` and ``None`` is written by
+  ``pydantic_core.to_json``, anything else by ``json.dumps`` (which refuses what is not JSON);
+  a record ``pydantic_core.from_json`` refuses is read again by ``json.loads`` (a BOM, lone
+  surrogates, very deep nesting), which decides.
 * ``BytesCodec()`` — bytes pass through untouched; ``content-type: application/octet-stream``.
 
 Schema evolution follows from JSON plus pydantic's defaults: a reader accepts a record from an
@@ -29,6 +36,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json, to_json
 
 from millstream.errors import InvalidRequestError, MillstreamError
 from millstream.records import Headers
@@ -111,31 +119,83 @@ class BytesCodec:
         return data
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_all_leaves = _LEAVES.issuperset
+_all_str = frozenset({str}).issuperset
+_DEEPEST_PLAIN = 64  # deeper values (or cycles) are left to json.dumps
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds only JSON's own types (dicts with ``str`` keys, lists, tuples,
+    ``str``, ``int``, ``float``, ``bool``, ``None``; exact types, no subclasses): the values
+    ``pydantic_core.to_json`` writes as ``json.dumps`` does."""
+    kind = type(value)
+    if kind is dict:
+        if not _all_str(map(type, value)):
+            return False
+        if _all_leaves(map(type, value.values())):  # the common case, in C
+            return True
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        if _all_leaves(map(type, value)):
+            return True
+        items = value
+    else:
+        return kind in _LEAVES
+    if depth >= _DEEPEST_PLAIN:
+        return False
+    depth += 1
+    return all(type(item) in _LEAVES or _plain(item, depth) for item in items)
+
+
+def _dumps(value: Any) -> bytes:
+    """``value`` as compact JSON, as ``json.dumps`` writes it; raises ``InvalidRequestError``
+    for a value that is not JSON."""
+    if _plain(value):
+        try:
+            return to_json(value)
+        except ValueError:
+            pass  # a str it cannot write (a lone surrogate): json.dumps says why
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(
+            f"{type(value).__name__} value cannot be written as JSON: {exc}; declare the "
+            "stream with a pydantic model or send bytes"
+        ) from exc
+
+
 class JsonCodec:
     """Any JSON value, without a schema."""
 
     description = "json"
     _headers: Headers = ((CONTENT_TYPE, JSON.encode()),)
 
+    @property
+    def headers(self) -> Headers:
+        """The headers every record of this codec carries (one shared tuple)."""
+        return self._headers
+
+    #: ``value`` (not None) as JSON bytes, without the headers: the runtime's per-record path
+    to_json = staticmethod(_dumps)
+
     def encode(self, value: Any) -> tuple[bytes | None, Headers]:
         if value is None:
             return None, self._headers
-        try:
-            data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequestError(
-                f"{type(value).__name__} value cannot be written as JSON: {exc}; declare the "
-                "stream with a pydantic model or send bytes"
-            ) from exc
-        return data, self._headers
+        return _dumps(value), self._headers
 
     def decode(self, data: bytes | None, headers: Headers) -> Any:
         if data is None:
             return None
-        _check_content_type(headers, JSON, "this JSON reader")
+        if headers and headers != self._headers:  # fast path: our own writer's headers
+            _check_content_type(headers, JSON, "this JSON reader")
+        try:
+            return from_json(data)
+        except ValueError:
+            pass  # what the standard library reads differently, or refuses with its message
         try:
             return json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise DecodeError(f"the record is not valid JSON: {exc}") from exc
 
 

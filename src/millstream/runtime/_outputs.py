@@ -15,7 +15,7 @@ from types import GeneratorType
 from typing import Any
 
 from millstream._wellknown import WRITER_HEADER
-from millstream.codecs import Codec, ModelCodec
+from millstream.codecs import Codec, JsonCodec, ModelCodec
 from millstream.errors import InvalidRequestError
 from millstream.records import Headers, Record
 from millstream.service._app import App, Emit, ServiceSpec
@@ -68,9 +68,13 @@ class Encoder:
         #: the tables among the outputs: their records carry their rows' keys, checked
         self._row_keys = {t.stream: t for t in spec.tables}
         sole = self._codecs[spec.outputs[0]] if len(spec.outputs) == 1 else None
-        #: The common shape, one pydantic-model output: a handler result of exactly this
-        #: type goes to ``sole`` with ``sole_headers``, serialized by ``to_json``.
-        self.model: type = sole.model if isinstance(sole, ModelCodec) else _NoModel
+        #: The common shapes, one output of a pydantic model or of JSON: a handler result of
+        #: exactly type ``model`` (the model; ``dict`` for JSON) is one value for ``sole``,
+        #: written with ``sole_headers``, serialized by ``to_json``.
+        fast: ModelCodec[Any] | JsonCodec | None = (
+            sole if isinstance(sole, ModelCodec) or type(sole) is JsonCodec else None)
+        self.model: type = (sole.model if isinstance(sole, ModelCodec)
+                            else dict if fast is not None else _NoModel)
         #: the sole output is a table: ``sole_key(row, data, record_key)`` gives the key of
         #: a row (its key field, or the record key) after checking it and its JSON ``data``
         table = self._row_keys.get(spec.outputs[0]) if sole is not None else None
@@ -79,11 +83,11 @@ class Encoder:
         self.sole = self.streams[spec.outputs[0]] if sole is not None else ""
         stamp = self._stamps.get(spec.outputs[0]) if sole is not None else None
         self.sole_headers: Headers = (
-            () if not isinstance(sole, ModelCodec)
-            else sole.headers if stamp is None else (*sole.headers, stamp))
+            () if fast is None
+            else fast.headers if stamp is None else (*fast.headers, stamp))
         self.to_json: Callable[[Any], bytes] = (
-            sole.model.__pydantic_serializer__.to_json if isinstance(sole, ModelCodec)
-            else bytes)
+            fast.model.__pydantic_serializer__.to_json if isinstance(fast, ModelCodec)
+            else fast.to_json if fast is not None else bytes)
 
     def error(self, declared: str, value: Any, exc: Exception) -> EncodeError:
         """Why ``value`` could not be encoded for output ``declared``, as its ``__cause__``
