@@ -11,11 +11,14 @@ millstream / direct.
      on ``BufferError``), one ``flush()``. A stricter reference is measured beside it: the
      same loop passing ``produce``'s arguments by position (``produce(topic, value, None, -1,
      cb)``), which skips confluent-kafka's keyword parsing, as millstream's producer does.
-  7. produce 100 B, ``send()`` one at a time, one ``flush()``; direct: as in 6.
+  7. produce 100 B, ``send()`` one at a time, one ``flush()``; direct: as in 6. In the same
+     rounds, ``write()`` one at a time (no handle), one ``flush()``, against the same direct
+     figures.
   8. consume 100 B, standalone consumer, ``poll(max_records=10_000)`` until every record is
      returned, touching every record's ``value``; direct:
      ``Consumer.consume(num_messages=10_000)`` touching ``msg.error()`` and ``msg.value()`` of
-     every message. Both read the same topic (written untimed before).
+     every message. In the same rounds, ``poll_batch(max_records=10_000)`` touching every
+     value (``batch.values()``). All read the same topic (written untimed before).
 
 The direct clients use the configuration millstream uses (acks=all, idempotence, the
 murmur2_random partitioner, the same linger); ``check_configs`` verifies it at start-up.
@@ -231,6 +234,21 @@ def _timed(fn: Callable[[], None], records: int) -> Measure:
     return records / elapsed, cpu / records * 1e6, (GC.total - gc0) * 1e3
 
 
+def ours_write(streams: Any, topic: str, values: list[bytes], records: int) -> Measure:
+    """``Producer.write`` one record at a time (no handle), one ``flush()``."""
+    with streams.open_producer() as producer:
+        producer.send_batch(topic, values[:1]).wait()  # connect, learn the topic: untimed
+
+        def run() -> None:
+            write = producer.write
+            for _ in range(records // BATCH):
+                for v in values:
+                    write(topic, v)
+            producer.flush()
+
+        return _timed(run, records)
+
+
 def ours_produce(streams: Any, topic: str, values: list[bytes], records: int,
                  one_at_a_time: bool) -> Measure:
     with streams.open_producer() as producer:
@@ -319,6 +337,26 @@ def ours_consume(streams: Any, topic: str, expected: int) -> Measure:
     return result
 
 
+def ours_consume_batch(streams: Any, topic: str, expected: int) -> Measure:
+    """``Consumer.poll_batch``, touching every record's value through ``values()``."""
+    with streams.open_consumer() as consumer:
+        consumer.subscribe([topic])
+        got, size = 0, 0
+
+        def run() -> None:
+            nonlocal got, size
+            poll_batch = consumer.poll_batch
+            while got < expected:
+                for v in poll_batch(max_records=MAX_POLL, timeout=1.0).values():
+                    size += len(v)
+                    got += 1
+
+        result = _timed(run, expected)
+    if got != expected or size != expected * SIZE:
+        raise RuntimeError(f"millstream poll_batch consumer read {got} of {expected} records")
+    return result
+
+
 def direct_consume(bootstrap: str, topic: str, expected: int) -> Measure:
     consumer = Consumer({"bootstrap.servers": bootstrap, **DIRECT_CONSUMER, **CONSUMER_EXTRA,
                          "group.id": f"bench-direct-{uuid.uuid4().hex}"})
@@ -377,12 +415,12 @@ def rounds_of(r: int, runs: dict[str, Callable[[], Measure]]) -> dict[str, Measu
 
 
 def _report(report: Report, name: str, workload: int, got: list[dict[str, Measure]],
-            reference: str | None = None) -> None:
-    pairs = [(g["direct"][0], g["ours"][0]) for g in got]
+            reference: str | None = None, ours: str = "ours") -> None:
+    pairs = [(g["direct"][0], g[ours][0]) for g in got]
     result = report(name, str(workload), "rec/s", pairs, ratio_target=RATIO_TARGET,
                     baseline_name="direct",
-                    cpu_us_per_record=[(g["direct"][1], g["ours"][1]) for g in got],
-                    gc_ms=[(g["direct"][2], g["ours"][2]) for g in got])
+                    cpu_us_per_record=[(g["direct"][1], g[ours][1]) for g in got],
+                    gc_ms=[(g["direct"][2], g[ours][2]) for g in got])
     if reference is not None:
         rates = [g[reference][0] for g in got]
         ref = statistics.median(rates)
@@ -427,21 +465,30 @@ def run(bootstrap: str, params: KafkaParams, only: set[int], report: Report) -> 
                 tag = "batch" if not one else "one"
                 warm = min(params.warmup, n)
                 ours_produce(streams, topics.new(f"{tag}-warm-ours"), values, warm, one)
+                if one:
+                    ours_write(streams, topics.new(f"{tag}-warm-write"), values, warm)
                 direct_produce(bootstrap, topics.new(f"{tag}-warm-direct"), values, warm)
                 direct_produce(bootstrap, topics.new(f"{tag}-warm-pos"), values, warm, True)
                 got = []
                 for r in range(params.rounds):
                     details.setdefault("busy_cpus", []).append(wait_for_quiet())
-                    got.append(rounds_of(r, {
+                    runs = {
                         "ours": partial(ours_produce, streams, topics.new(f"{tag}-{r}-ours"),
                                         values, n, one),
                         "direct": partial(direct_produce, bootstrap,
                                           topics.new(f"{tag}-{r}-direct"), values, n),
                         "positional": partial(direct_produce, bootstrap,
                                               topics.new(f"{tag}-{r}-pos"), values, n, True),
-                    }))
+                    }
+                    if one:
+                        runs["write"] = partial(ours_write, streams,
+                                                topics.new(f"{tag}-{r}-write"), values, n)
+                    got.append(rounds_of(r, runs))
                 _report(report, f"Kafka produce {SIZE} B, " + ("send()" if one else "send_batch"),
                         number, got, reference="positional")
+                if one:
+                    _report(report, f"Kafka produce {SIZE} B, write()", number, got,
+                            reference="positional", ours="write")
             if 8 in only:
                 n = params.records_consume
                 print(f"\n8. Kafka consume {SIZE} B, standalone consumer, "
@@ -452,6 +499,7 @@ def run(bootstrap: str, params: KafkaParams, only: set[int], report: Report) -> 
                 t_warm = topics.new("consume-warm")
                 fill(bootstrap, t_warm, values, warm)
                 ours_consume(consuming, t_warm, warm)
+                ours_consume_batch(consuming, t_warm, warm)
                 direct_consume(bootstrap, t_warm, warm)
                 got = []
                 for r in range(params.rounds):
@@ -460,9 +508,11 @@ def run(bootstrap: str, params: KafkaParams, only: set[int], report: Report) -> 
                     details.setdefault("busy_cpus", []).append(wait_for_quiet())
                     got.append(rounds_of(r, {
                         "ours": partial(ours_consume, consuming, t, n),
+                        "batch": partial(ours_consume_batch, consuming, t, n),
                         "direct": partial(direct_consume, bootstrap, t, n),
                     }))
                 _report(report, f"Kafka consume {SIZE} B", 8, got)
+                _report(report, f"Kafka consume {SIZE} B, poll_batch", 8, got, ours="batch")
     finally:
         topics.delete_all()
     return details
