@@ -89,6 +89,29 @@ def test_poll_batch_returns_every_field_and_ends_past_each_partitions_last_recor
     assert sorted(got) == sorted(read_all(backend, stream, 300))
 
 
+def test_a_batch_over_two_streams_ends_each_partition_of_each_stream(
+        backend: BackendUnderTest) -> None:
+    first, second = backend.new_stream(partitions=2), backend.new_stream(partitions=1)
+    with backend.open().open_producer() as producer:
+        producer.send_batch(first, [b"a"] * 30, partition=0)
+        producer.send_batch(first, [b"b"] * 20, partition=1)
+        producer.send_batch(second, [b"c"] * 10, partition=0)
+    got: list[Record] = []
+    with backend.open().open_consumer() as consumer:
+        consumer.subscribe([first, second])
+        deadline = time.monotonic() + 30
+        while len(got) < 60 and time.monotonic() < deadline:
+            batch = consumer.poll_batch(1000, timeout=0.5)
+            records = assert_columns_match(batch)
+            assert batch.ends() == last_offsets(records)
+            got.extend(records)
+        assert {sp: consumer.position(sp) for sp in consumer.assignment()} == {
+            StreamPartition(first, 0): 30, StreamPartition(first, 1): 20,
+            StreamPartition(second, 0): 10}
+    assert Counter((r.stream, r.partition, r.value) for r in got) == {
+        (first, 0, b"a"): 30, (first, 1, b"b"): 20, (second, 0, b"c"): 10}
+
+
 def test_an_empty_poll_batch_is_empty_in_every_column(backend: BackendUnderTest) -> None:
     stream = backend.new_stream(partitions=2)
     with backend.open().open_consumer() as consumer:

@@ -95,6 +95,8 @@ class KafkaConsumer:
         self._on_revoke: RebalanceCallback | None = None
         self._unplaced: list[TopicPartition] | None = None  # assigned, start not yet found
         self._pending: MillstreamError | None = None  # raised by the next poll
+        self._moves = 0  # assignment changes so far (rebalance callbacks run in consume())
+        self._moves_seen = 0  # ... when the current poll's consume() began
         self._closed = False
 
     @property
@@ -172,6 +174,7 @@ class KafkaConsumer:
         return starts
 
     def _assigned(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._moves += 1
         # Nothing may leave a rebalance callback: confluent-kafka would then assign the
         # partitions itself at offsets this adapter does not track (their records dropped)
         # and re-raise a C-level error from poll() as an object no except clause catches.
@@ -190,6 +193,7 @@ class KafkaConsumer:
             self._on_assign(sorted(gained))
 
     def _revoked(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._moves += 1
         self._unplaced = None
         lost = {_sp(tp) for tp in tps}
         if self._on_revoke is not None and lost:
@@ -198,6 +202,7 @@ class KafkaConsumer:
         consumer.unassign()
 
     def _lost(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        self._moves += 1
         self._unplaced = None
         lost = {_sp(tp) for tp in tps}
         log.warning("consumer lost partitions without revocation (session expired): %s",
@@ -233,6 +238,7 @@ class KafkaConsumer:
         deadline = time.monotonic() + timeout
         while True:
             try:
+                self._moves_seen = self._moves
                 messages = self._consumer.consume(max_records, 0)
                 if not messages and timeout > 0:
                     while not messages:
@@ -254,7 +260,12 @@ class KafkaConsumer:
 
     def _batch(self, messages: list[Any]) -> MessageBatch:
         """The poll's ``messages`` as a batch; errors as in ``_records``."""
-        out = batch_of(messages, self._positions)
+        owned = self._owned
+        # one partition owned throughout the poll: every message is of it
+        only = next(iter(owned)) if len(owned) == 1 and self._moves == self._moves_seen \
+            else None
+        out = batch_of(messages, self._positions, only,
+                       self._streams[0] if len(self._streams) == 1 else None)
         if out is not None:
             return out
         batch, failure = batch_one_by_one(messages, self._positions, self._raise_message_error)

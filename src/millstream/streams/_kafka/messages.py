@@ -109,32 +109,45 @@ def _record(m: Any) -> Record:
                          m.value(), tuple(headers) if headers else ()))
 
 
-def _last_offsets(messages: list[Any]) -> dict[tuple[str, int], int]:
-    """Each partition's last offset in ``messages``; most polls hold one partition only."""
+def _last_offsets(messages: list[Any], topic: str | None) -> dict[tuple[str, int], int]:
+    """Each partition's last offset in ``messages``, all of ``topic`` if it is given; most
+    polls hold one partition only."""
     partitions: list[Any] = list(map(_partition, messages))
     partition = partitions[0]
     if partitions.count(partition) == len(partitions):
-        topics: list[Any] = list(map(_topic, messages))
-        topic = topics[0]
-        if topics.count(topic) == len(topics):
+        if topic is None:
+            topics: list[Any] = list(map(_topic, messages))
+            if topics.count(topics[0]) == len(topics):
+                topic = topics[0]
+        if topic is not None:
             return {(topic, partition): messages[-1].offset()}
+    elif topic is not None:
+        last = dict(zip(partitions, map(_offset, messages), strict=True))
+        return {(topic, p): offset for p, offset in last.items()}
     return dict(zip(zip(map(_topic, messages), partitions, strict=True),
                     map(_offset, messages), strict=True))
 
 
-def batch_of(messages: list[Any], positions: dict[StreamPartition, int]
+def batch_of(messages: list[Any], positions: dict[StreamPartition, int],
+             only: StreamPartition | None = None, topic: str | None = None
              ) -> MessageBatch | None:
     """``messages`` as a batch, each partition's position moved past its last; ``None``
     (nothing moved) when they must go one by one: none came, one is an error, or a
-    partition is no longer owned."""
-    if not messages or any(map(_is_not_none, map(_error, messages))):
+    partition is no longer owned. The caller knows more in two cases: ``only``, the one
+    partition it owned throughout the poll (so every message is of it); ``topic``, the one
+    stream it reads."""
+    # a KafkaError is always true (it defines neither __bool__ nor __len__), None false
+    if not messages or any(map(_error, messages)):
         return None
-    last = _last_offsets(messages)
-    if any(tp not in positions for tp in last):
-        return None  # a rebalance took a partition away
-    ends = {}
-    for (topic, partition), offset in last.items():
-        ends[StreamPartition(topic, partition)] = offset + 1
+    if only is not None:
+        ends = {only: messages[-1].offset() + 1}
+    else:
+        last = _last_offsets(messages, topic)
+        if any(tp not in positions for tp in last):
+            return None  # a rebalance took a partition away
+        ends = {}
+        for (name, partition), offset in last.items():
+            ends[StreamPartition(name, partition)] = offset + 1
     positions.update(ends)
     return MessageBatch(messages, ends)
 
