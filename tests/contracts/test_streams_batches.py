@@ -218,10 +218,17 @@ def test_write_stores_records_in_the_order_written_with_every_field(
         backend: BackendUnderTest) -> None:
     stream = backend.new_stream(partitions=4)
     headers = (("h", b"1"), ("h", None))
+    shared = (("content-type", b"application/json"), ("schema", b"Order"))
     keys = [f"user-{i % 10}".encode() for i in range(2000)]
+
+    def headers_of(i: int) -> tuple[tuple[str, bytes | None], ...]:
+        # none, one tuple shared by many records (as a service's outputs), or each its own
+        return () if i % 3 == 0 else shared if i % 3 == 1 else (("n", f"{i}".encode()),)
+
     with backend.open().open_producer() as producer:
         for i, key in enumerate(keys):
-            assert producer.write(stream, f"{i}".encode(), key=key) is None
+            assert producer.write(stream, f"{i}".encode(), key=key, headers=headers_of(i)) \
+                is None
         producer.write(stream, b"explicit", partition=2, headers=headers,
                        timestamp=1_700_000_000_042)
         producer.write(stream, None, key=b"gone")
@@ -235,6 +242,7 @@ def test_write_stores_records_in_the_order_written_with_every_field(
     assert sorted(int(r.value or b"") for r in keyed) == list(range(2000))
     for r in keyed:
         assert r.partition == partition_for_key(r.key or b"", 4)
+        assert r.headers == headers_of(int(r.value or b""))
     for part in range(4):  # within a partition, in the order written
         values = [int(r.value or b"") for r in keyed if r.partition == part]
         assert values == sorted(values)

@@ -89,6 +89,8 @@ class KafkaProducer:
         self._targets: dict[str, Target] = {}
         self._writable: set[str] = set()  # streams write() has checked (emptied by close)
         self._written: Delivered = self._write_done
+        #: write()'s last headers: the tuple, its size, and the list produce() takes
+        self._headers: tuple[Headers | None, int, list[Any]] = (None, 0, [])
         self._lanes = ThreadLanes()
         self._sends = 0  # send() calls since callbacks were last served in a sending thread
         self._served = 0.0  # when they were (time.monotonic())
@@ -342,13 +344,24 @@ class KafkaProducer:
     def write(self, stream: str, value: bytes | None, *, key: bytes | None = None,
               partition: int | None = None, headers: Headers | None = None,
               timestamp: int | None = None) -> None:
-        if (value is not None and partition is None and not headers and timestamp is None
-                and stream in self._writable
-                and (len(value) if key is None else len(value) + len(key)) <= self._limit):
-            try:  # the hot path: a stream already checked, librdkafka's partitioner
-                self._produce_now(stream, value, key, -1, self._written)
+        if (value is not None and partition is None and timestamp is None
+                and stream in self._writable):  # the hot path: librdkafka's partitioner
+            size = len(value) if key is None else len(value) + len(key)
+            if headers:  # a service's outputs share one headers tuple: sized once
+                cache = self._headers
+                if cache[0] is not headers:
+                    cache = self._headers = (headers, record_size(None, None, headers),
+                                             list(headers))
+                size += cache[1]
+            if size > self._limit:
+                raise RecordTooLargeError(size, self._limit, stream)
+            try:
+                if headers:
+                    self._produce_now(stream, value, key, -1, self._written, None, 0, cache[2])
+                else:
+                    self._produce_now(stream, value, key, -1, self._written)
             except BufferError:
-                self._produce(stream, value, key, -1, None, None, self._written)
+                self._produce(stream, value, key, -1, headers, None, self._written)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {stream!r}") from exc
         else:
