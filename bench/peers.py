@@ -15,7 +15,7 @@ Quix Streams, a millstream service (``dict`` in, ``dict`` out, defaults, run in-
   count  the running count of records per user, output per record (100,000 records);
   io     a handler that waits 10 ms per record on I/O: synchronous handlers (the hand loop,
          Quix, millstream's ``def``) read 500 records, asynchronous ones (FastStream with
-         ``max_workers=64``, millstream's ``async def`` with ``concurrency=64``) 5,000.
+         ``max_workers=64``, millstream's ``async def`` with ``concurrency=64``) 10,000.
 
 FastStream reads a tenth of pass and count (20,000 and 10,000 records, the first ones of the
 same content, in topics of their own): its publisher waits for the broker's acknowledgement
@@ -96,7 +96,7 @@ ASYNC = {"faststream", "millstream-async"}  # read the larger io input
 def input_kind(workload: str, system: str) -> str:
     """Which input a system reads: FastStream's publisher waits for each record's
     acknowledgement (some 400 records/s here), so it reads a tenth of pass and count; the
-    asynchronous I/O handlers read ten times what the synchronous ones do."""
+    asynchronous I/O handlers read twenty times what the synchronous ones do."""
     if workload == "io":
         return "io-async" if system in ASYNC else "io"
     return f"{workload}-small" if system == "faststream" else workload
@@ -506,13 +506,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kafka", help="bootstrap HOST:PORT (default: "
                         "MILLSTREAM_KAFKA_BOOTSTRAP)")
     parser.add_argument("--quick", action="store_true",
-                        help="one round of fewer records (50,000 / 20,000 / 200 and 2,000)")
+                        help="one round of fewer records (50,000 / 20,000 / 200 and 4,000)")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick: 1)")
     parser.add_argument("--records", type=int, help="pass-through records (default 200,000)")
     parser.add_argument("--count-records", type=int, help="count records (default 100,000)")
     parser.add_argument("--io-records", type=int,
-                        help="io records for the async handlers (default 5,000); the "
-                        "synchronous ones read a tenth")
+                        help="io records for the async handlers (default 10,000)")
+    parser.add_argument("--io-sync-records", type=int,
+                        help="io records for the synchronous handlers (default 500)")
     parser.add_argument("--workloads", default="pass,count,io",
                         help="comma-separated, of pass, count, io (default: all)")
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
@@ -528,10 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown workload(s) {sorted(unknown)}: choose from {list(SYSTEMS)}")
     rounds = args.rounds or (1 if args.quick else 3)
-    io_async = args.io_records or (2_000 if args.quick else 5_000)
     sizes = {"pass": args.records or (50_000 if args.quick else 200_000),
              "count": args.count_records or (20_000 if args.quick else 100_000),
-             "io": max(io_async // 10, 50), "io-async": io_async}
+             "io": args.io_sync_records or (200 if args.quick else 500),
+             "io-async": args.io_records or (4_000 if args.quick else 10_000)}
     sizes["pass-small"], sizes["count-small"] = sizes["pass"] // 10, sizes["count"] // 10
     bootstrap = find_broker(args.kafka)
 
