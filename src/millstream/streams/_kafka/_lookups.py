@@ -1,5 +1,5 @@
 """A Kafka consumer's offset lookups (a partition's first and end offsets), on a connection
-of their own.
+of their own, and ``ask_leaders``, which retries a lookup while a leader is unreachable.
 
 On the consumer's own connection a lookup queues behind the fetch in flight, and the broker
 holds a fetch that finds nothing new for ``fetch.wait.max.ms`` (500 ms by default): a
@@ -13,17 +13,22 @@ stable offset under ``read_committed``, librdkafka's default).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from millstream.errors import UnavailableError
 from millstream.records import StreamPartition
+from millstream.streams._kafka.errors import translate
 from millstream.streams._kafka.options import KafkaOptions
 
-__all__ = ["OffsetLookups"]
+__all__ = ["OffsetLookups", "ask_leaders"]
+
+T = TypeVar("T")
 
 #: what librdkafka answers, without an error, for a partition whose leader did not respond
 _NO_ANSWER = -1001
@@ -105,3 +110,33 @@ class OffsetLookups:
                 self._admin().list_topics(topic, timeout=min(timeout, 5.0))
             except KafkaException:
                 continue  # the lookup that follows reports what is wrong
+
+
+#: what librdkafka answers for a partition whose leader it cannot reach
+_LEADER_GONE = {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.NOT_LEADER_FOR_PARTITION}
+
+
+def ask_leaders(call: Callable[[float], T], doing: str, timeout_s: float) -> T:
+    """``call(timeout)`` — a lookup at the partitions' leaders — tried again until
+    ``timeout_s`` (``millstream.timeout_ms``) has passed while it fails for a reason that
+    passes. With its leader down librdkafka calls an owned partition "unknown" at once; that
+    is no ``NotFoundError`` but a broker that cannot be reached, and is raised as such."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call(max(deadline - time.monotonic(), 0.1))
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) \
+                else None
+            error = translate(exc, doing)
+            if code not in _LEADER_GONE and not error.retriable:
+                raise error from exc
+            if time.monotonic() >= deadline:
+                raise UnavailableError(
+                    f"Kafka did not answer within {timeout_s:g} s while {doing} "
+                    f"({exc.args[0].str() if code is not None else exc}): the partition's "
+                    "leader is down or the stream was deleted — check the brokers are up "
+                    "and reachable") from exc
+        time.sleep(0.1)

@@ -31,7 +31,6 @@ from millstream.errors import (
     InvalidRequestError,
     MillstreamError,
     OffsetOutOfRangeError,
-    UnavailableError,
 )
 from millstream.records import Record, StreamPartition
 from millstream.streams._base import OffsetReset, RebalanceCallback
@@ -42,7 +41,7 @@ from millstream.streams._checks import (
     check_timestamp,
     stream_names,
 )
-from millstream.streams._kafka._lookups import OffsetLookups
+from millstream.streams._kafka._lookups import OffsetLookups, ask_leaders
 from millstream.streams._kafka.errors import error_of, translate
 from millstream.streams._kafka.messages import (
     MessageBatch,
@@ -59,11 +58,6 @@ __all__ = ["KafkaConsumer"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 B = TypeVar("B", bound=Sized)
-#: what librdkafka answers for a partition whose leader it cannot reach
-_LEADER_GONE = {KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
-                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
-                KafkaError.NOT_LEADER_FOR_PARTITION}
-
 
 def _sp(tp: TopicPartition) -> StreamPartition:
     return StreamPartition(tp.topic, tp.partition)
@@ -312,27 +306,7 @@ class KafkaConsumer:
     # -- positions ---------------------------------------------------------------------------
 
     def _ask(self, call: Callable[[float], T], doing: str) -> T:
-        """``call(timeout)`` — a lookup at the partitions' leaders — tried again until
-        ``millstream.timeout_ms`` has passed while it fails for a reason that passes. With
-        its leader down librdkafka calls an owned partition "unknown" at once; that is no
-        ``NotFoundError`` but a broker that cannot be reached, and is raised as such."""
-        deadline = time.monotonic() + self._timeout()
-        while True:
-            try:
-                return call(max(deadline - time.monotonic(), 0.1))
-            except KafkaException as exc:
-                code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) \
-                    else None
-                error = translate(exc, doing)
-                if code not in _LEADER_GONE and not error.retriable:
-                    raise error from exc
-                if time.monotonic() >= deadline:
-                    raise UnavailableError(
-                        f"Kafka did not answer within {self._timeout():g} s while {doing} "
-                        f"({exc.args[0].str() if code is not None else exc}): the partition's "
-                        "leader is down or the stream was deleted — check the brokers are up "
-                        "and reachable") from exc
-            time.sleep(0.1)
+        return ask_leaders(call, doing, self._timeout())
 
     def _watermarks(self, sp: StreamPartition) -> tuple[int, int]:
         return self._ask(lambda timeout: self._lookups.watermarks([sp], timeout)[sp],
