@@ -152,3 +152,26 @@ def test_a_damaged_claim_check_object_is_stored_again_when_its_value_is_sent_aga
         producer.send("big", value).wait(10)
     assert path.read_bytes() == value  # put again: both records refer to intact bytes
     assert [r.value for r in read(streams, "big", 2, claim)] == [value, value]
+
+
+def test_write_and_poll_batch_go_through_the_claim_check_as_send_and_poll_do(
+        streams: Streams, store: FileStore) -> None:
+    claim = ClaimCheck(store, threshold_bytes=1000)
+    big = bytes(range(256)) * 20  # 5120 bytes
+    with claim.wrap_producer(streams.open_producer()) as producer:
+        producer.write("big", big, key=b"k", headers=(("trace", b"t1"),))
+        producer.write("big", b"small", key=b"k")
+        producer.write("big", None, key=b"k")
+        producer.flush(10)
+    raw = read(streams, "big", 3)
+    assert raw[0].headers == (("trace", b"t1"), (HEADER, b"1"))
+    assert FileRef.model_validate_json(raw[0].value or b"").size == 5120
+    with claim.wrap_consumer(streams.open_consumer()) as consumer:
+        consumer.subscribe(["big"])
+        batch = consumer.poll_batch(10, timeout=5)
+    assert [(r.key, r.value, r.headers) for r in batch] == [
+        (b"k", big, (("trace", b"t1"),)), (b"k", b"small", ()), (b"k", None, ())]
+    assert batch.values() == [big, b"small", None]
+    assert batch.headers() == [(("trace", b"t1"),), (), ()]
+    assert batch.offsets() == [0, 1, 2]
+    assert batch.ends() == {millstream.StreamPartition("big", 0): 3}
