@@ -49,6 +49,14 @@ def parse_local_url(url: str, home: Path) -> tuple[Path, LocalOptions]:
                 )
             values[name] = value
             continue
+        if name == "wakeup":
+            if value not in ("auto", "poll"):
+                raise ConfigError(
+                    f"wakeup={value!r} in {url!r}: use 'auto' (idle consumers are woken by "
+                    "the writers, polling where the OS cannot notify; the default) or 'poll'"
+                )
+            values[name] = value
+            continue
         try:
             number = int(value)
         except ValueError:

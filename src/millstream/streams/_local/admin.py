@@ -33,6 +33,7 @@ from millstream.streams._info import (
 )
 from millstream.streams._local import catalog, retention
 from millstream.streams._local._shared import SharedConnection
+from millstream.streams._local._wakeup import ring
 from millstream.streams._local.db import translate, write_txn
 
 __all__ = ["MAX_PARTITIONS", "LocalAdmin"]
@@ -128,6 +129,7 @@ class LocalAdmin:
                         conn.execute(f"DELETE FROM {table} WHERE stream_id=?", (meta.id,))
                     conn.execute("DELETE FROM streams WHERE id=?", (meta.id,))
                     conn.execute("UPDATE groups SET version=version+1")
+                ring(self._path, [meta.id])  # its idle consumers drop its partitions
                 conn.execute("PRAGMA incremental_vacuum")
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"deleting stream {name!r}") from exc

@@ -2,10 +2,10 @@
 
 ``poll`` reads the batch rows past each owned partition's position, checks their CRC and
 turns them into records (``tuple.__new__`` over columns: no per-record Python frame). When
-nothing is new it waits on ``PRAGMA data_version`` (which changes when another connection
-commits) with a short adaptive sleep: 0.2 ms growing to 1 ms, and to ``IDLE_SLEEP_S`` once
-nothing came for ``IDLE_AFTER_S`` (across polls), so an idle consumer costs little CPU (a
-record arriving then waits up to that much longer). A heartbeat thread with its own
+nothing is new it sleeps until a writer rings its streams' or its group's doorbell
+(``_wakeup``, inotify on Linux); where it cannot be woken, it polls ``PRAGMA data_version``
+(changed by another connection's commit) every 0.2 ms growing to 1 ms, and every
+``IDLE_SLEEP_S`` once nothing came for ``IDLE_AFTER_S``. A heartbeat thread with its own
 connection keeps the member's lease (``membership``); the polling thread applies assignment
 changes between polls. Batch rows become records in ``fetch``; the commit's fenced write is
 ``groups.commit_offsets``.
@@ -40,6 +40,7 @@ from millstream.streams._checks import (
 )
 from millstream.streams._local import catalog, fetch, groups
 from millstream.streams._local._offsets import commit_as_member, committed_offsets
+from millstream.streams._local._wakeup import Wakeup
 from millstream.streams._local.db import LocalOptions, connect, translate
 from millstream.streams._local.membership import Membership
 
@@ -67,6 +68,7 @@ class LocalConsumer:
         self._group = check_group_name(group) if group is not None else None
         self._reset = offset_reset
         self._conn = connect(path, options)
+        self._wakeup = Wakeup(path, options.wakeup)
         self._membership = Membership(path, options, self._group) if self._group else None
         self._owned_member: str | None = None  # the membership the positions were taken in
         self._streams: list[str] = []
@@ -130,6 +132,7 @@ class LocalConsumer:
             self._leave()
         self._metas = {m.id: m for m in metas}
         self._streams = names
+        self._wakeup.watch(self._metas, self._group)  # before the first look for records
         self._on_assign, self._on_revoke = on_assign, on_revoke
         if self._membership is None:
             self._set_owned({(m.id, p) for m in metas for p in range(m.partitions)}, set())
@@ -256,7 +259,8 @@ class LocalConsumer:
                 self._ranges_at = now
                 self._check_ranges()
             idle = now - self._quiet_since >= IDLE_AFTER_S
-            time.sleep(min(IDLE_SLEEP_S if idle else sleep, deadline - now))
+            if self._wakeup.wait(deadline - now, IDLE_SLEEP_S if idle else sleep):
+                self._refreshed_at = 0.0  # a bell rang: its group may have changed
             sleep = min(sleep * 1.5, 0.001)
 
     def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> RecordList:
@@ -473,6 +477,7 @@ class LocalConsumer:
         finally:
             self._closed = True
             self._conn.close()
+            self._wakeup.close()
 
     def __enter__(self) -> LocalConsumer:
         return self

@@ -109,6 +109,9 @@ class LocalOptions:
     max_buffer_bytes: int = 64 * 1024 * 1024
     retention_check_ms: int = 10_000
     wal_limit_bytes: int = 64 * 1024 * 1024
+    #: how an idle consumer learns of new records: "auto" (woken by the writers' doorbells
+    #: where the OS offers file notifications, else polling) or "poll" (always polling)
+    wakeup: Literal["auto", "poll"] = "auto"
 
 
 def translate(exc: sqlite3.Error, path: Path, doing: str) -> MillstreamError:

@@ -7,7 +7,9 @@ the ``k`` live members subscribed to it, sorted by member id (so equally partiti
 are co-assigned, which joins need). Each partition row names its current holder and its target
 (``next_member_id``). A partition whose holder is alive moves only when the holder releases it
 (from ``poll``, after its ``on_revoke`` callback could commit); one whose holder is gone moves
-at once. Only the holder may commit offsets for a partition: that is the fencing.
+at once. Only the holder may commit offsets for a partition: that is the fencing. Every
+change of the assignment rings the group's doorbell once committed (``_wakeup``), so idle
+members look at it at once.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 from millstream.records import StreamPartition
 from millstream.streams._local import catalog
+from millstream.streams._local._wakeup import ring
 from millstream.streams._local.db import write_txn
 
 __all__ = [
@@ -58,6 +62,14 @@ def join(conn: sqlite3.Connection, group: str, member_id: str, client: str,
         )
         _reap(conn, group, now_ms)
         _rebalance(conn, group)
+    _ring(conn, group)
+
+
+def _ring(conn: sqlite3.Connection, group: str) -> None:
+    """Ring ``group``'s doorbell: its assignment changed (call after the commit)."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main" and file:
+            ring(Path(file), group=group)
 
 
 def heartbeat(conn: sqlite3.Connection, group: str, member_id: str, session_ms: int) -> bool:
@@ -68,8 +80,11 @@ def heartbeat(conn: sqlite3.Connection, group: str, member_id: str, session_ms: 
             "UPDATE group_members SET deadline_ms=? WHERE group_name=? AND member_id=?",
             (now_ms + session_ms, group, member_id),
         ).rowcount
-        if _reap(conn, group, now_ms) or not renewed:
+        changed = bool(_reap(conn, group, now_ms)) or not renewed
+        if changed:
             _rebalance(conn, group)
+    if changed:
+        _ring(conn, group)
     return bool(renewed)
 
 
@@ -80,6 +95,7 @@ def leave(conn: sqlite3.Connection, group: str, member_id: str) -> None:
             "DELETE FROM group_members WHERE group_name=? AND member_id=?", (group, member_id)
         )
         _rebalance(conn, group)
+    _ring(conn, group)
 
 
 def _reap(conn: sqlite3.Connection, group: str, now_ms: int) -> int:
@@ -156,6 +172,7 @@ def release(conn: sqlite3.Connection, group: str, member_id: str, slots: set[Slo
             [(group, s, p, member_id) for s, p in slots],
         )
         conn.execute("UPDATE groups SET version=version+1 WHERE name=?", (group,))
+    _ring(conn, group)
 
 
 def check_holder(conn: sqlite3.Connection, group: str, member_id: str,

@@ -34,6 +34,7 @@ from millstream.streams._local._buffered import Batch as _Batch
 from millstream.streams._local._buffered import BatchHandle as _BatchHandle
 from millstream.streams._local._buffered import RecordHandle as _RecordHandle
 from millstream.streams._local._buffered import merge as _merge
+from millstream.streams._local._wakeup import ring
 from millstream.streams._local.db import LocalOptions, connect, translate
 from millstream.streams._partitioner import partition_for_key
 
@@ -437,6 +438,7 @@ class LocalProducer:
                 b.event.set()
             raise error from exc
         fault_point("log.append.after_commit")
+        ring(self._path, {b.meta.id for b in batches if b.error is None})
         for b in batches:
             if b.error is not None:
                 self._streams.pop(b.meta.name, None)

@@ -18,6 +18,7 @@ from millstream.records import Headers, StreamPartition, record_size
 from millstream.streams._base import Consumer
 from millstream.streams._local import append, catalog
 from millstream.streams._local import batch as batchfmt
+from millstream.streams._local._wakeup import ring
 from millstream.streams._local.consumer import LocalConsumer
 from millstream.streams._local.db import LocalOptions, connect, translate
 from millstream.streams._partitioner import partition_for_key
@@ -122,6 +123,7 @@ class LocalTransactionalProducer:
 
         try:
             consumer.commit_with(offsets, write)
+            ring(self._path, {p.meta.id for p, _ in batches})
         finally:
             self._pending.clear()
 
