@@ -20,7 +20,9 @@ from millstream import Record, Retention, StreamPartition
 pytestmark = pytest.mark.kafka
 
 
-def test_a_group_behind_the_retained_start_gets_a_clear_error(kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize("call", ["poll", "poll_batch"])
+def test_a_group_behind_the_retained_start_gets_a_clear_error(kafka_bootstrap: str,
+                                                              call: str) -> None:
     name = f"kretention-{uuid.uuid4().hex[:8]}"
     group = f"kretention-g-{uuid.uuid4().hex[:8]}"
     sp = StreamPartition(name, 0)
@@ -46,15 +48,16 @@ def test_a_group_behind_the_retained_start_gets_a_clear_error(kafka_bootstrap: s
         assert (behind.committed, behind.start, behind.end, behind.lag) == (2, 6, 10, 4)
         with streams.open_consumer(group) as consumer:
             consumer.subscribe([name])
+            poll = getattr(consumer, call)  # the same error through the batch call
             with pytest.raises(millstream.OffsetOutOfRangeError) as raised:
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
-                    consumer.poll(10, timeout=0.5)
+                    poll(10, timeout=0.5)
             message = str(raised.value)
             assert repr(group) in message and f"{sp}" in message and "6..10" in message
             consumer.seek_to_beginning()
             records: list[Record] = []
             deadline = time.monotonic() + 30
             while len(records) < 4 and time.monotonic() < deadline:
-                records.extend(consumer.poll(10, timeout=0.5))
+                records.extend(poll(10, timeout=0.5))
             assert [r.offset for r in records] == [6, 7, 8, 9]
