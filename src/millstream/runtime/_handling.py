@@ -4,9 +4,10 @@
 the service's retry stream with the codec of the stream it was replayed from), gives a
 stateful handler its partition's shard, runs the handler per the service's ``RetryPolicy``
 (each attempt's state changes and ``ctx.emit`` outputs are kept only if it succeeds), and
-appends what it returned to the outputs as encoded rows. A record that cannot be decoded,
-whose handler keeps failing, or whose output cannot be encoded goes to the exceptions stream
-(``report``) and processing continues.
+appends what it returned to the outputs as encoded rows; ``bind(batch)`` gives the same path
+over a poll's ``RecordBatch`` by index, reading its columns where nothing can go wrong. A
+record that cannot be decoded, whose handler keeps failing, or whose output cannot be encoded
+goes to the exceptions stream (``report``) and processing continues.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from millstream.runtime._clock import Clock
 from millstream.runtime._failures import describe_failure
 from millstream.runtime._metrics import Metrics
 from millstream.runtime._outputs import EncodeError, Encoder, Outputs
-from millstream.runtime._state import ServiceState
+from millstream.runtime._state import ServiceState, Shard
 from millstream.service._app import App, ServiceSpec
 from millstream.service._context import Context
+from millstream.streams._base import RecordBatch
 
 __all__ = ["REPLAY_PARTITION_HEADER", "REPLAY_STREAM_HEADER", "Interrupted", "RecordHandler"]
 
@@ -68,6 +70,7 @@ class RecordHandler:
         #: ``handle(record)``: decode ``record``, run the handler on it and collect what it
         #: returned as output rows, or report it; raises ``Interrupted`` if a stop came while
         #: it was retried
+        self._attempts: Callable[[Record, Any, Shard | None, int | None, int], None]
         self.handle: Callable[[Record], None] = self._path()
 
     def give(self, resource: Any) -> None:
@@ -78,8 +81,8 @@ class RecordHandler:
         self.handle = self._path()
 
     def _path(self) -> Callable[[Record], None]:
-        """Build ``handle(record)``, with everything it reads bound once: it runs for every
-        record, so it looks up nothing per record that does not change."""
+        """Build ``handle(record)`` (and ``_attempts``), with everything they read bound once:
+        they run for every record, so they look up nothing per record that does not change."""
         codec_for, ctx, handler, encoder = (self._codecs.get, self._ctx, self.function,
                                             self._encoder)
         model, to_json, sole, sole_headers = (encoder.model, encoder.to_json, encoder.sole,
@@ -89,32 +92,10 @@ class RecordHandler:
         outputs, collect, report, again = (self._outputs, encoder.collect, self.report,
                                            self._again)
 
-        def handle(record: Record) -> None:
-            codec = codec_for(record.stream)
-            replay_of: int | None = None
-            number = record.partition
-            if codec is None:  # from the retry stream
-                try:
-                    stream, replay_of, number = self._replayed(record)
-                except (InvalidRequestError, ValueError) as exc:
-                    report(record, "decode", exc, 1, None)
-                    return
-                codec = self._codecs[stream]
-            try:
-                value = codec.decode(record.value, record.headers)
-            except Exception as exc:  # any decoding failure: to the exceptions stream
-                report(record, "decode", exc, 1, replay_of)
-                return
-            shard = None
-            if shards is not None:
-                shard = shards.get(number)
-                if shard is None:
-                    report(record, "state", InvalidRequestError(
-                        f"this instance does not hold the state of partition {number}; "
-                        "replay it again when the service runs with one instance, or reset "
-                        "the group"), 1, replay_of)
-                    return
-            attempt = 1
+        def attempts(record: Record, value: Any, shard: Shard | None, replay_of: int | None,
+                     attempt: int) -> None:
+            """Run the handler on ``value`` from try ``attempt`` on (retried per the policy)
+            and collect its outputs, or report ``record``."""
             while True:
                 if ctx is not None:
                     ctx._begin(record, shard, attempt)
@@ -154,6 +135,90 @@ class RecordHandler:
                     for reported in ctx.reported:
                         report(record, "reported", reported, attempt, replay_of)
                 return
+
+        def handle(record: Record) -> None:
+            codec = codec_for(record.stream)
+            replay_of: int | None = None
+            number = record.partition
+            if codec is None:  # from the retry stream
+                try:
+                    stream, replay_of, number = self._replayed(record)
+                except (InvalidRequestError, ValueError) as exc:
+                    report(record, "decode", exc, 1, None)
+                    return
+                codec = self._codecs[stream]
+            try:
+                value = codec.decode(record.value, record.headers)
+            except Exception as exc:  # any decoding failure: to the exceptions stream
+                report(record, "decode", exc, 1, replay_of)
+                return
+            shard = None
+            if shards is not None:
+                shard = shards.get(number)
+                if shard is None:
+                    report(record, "state", InvalidRequestError(
+                        f"this instance does not hold the state of partition {number}; "
+                        "replay it again when the service runs with one instance, or reset "
+                        "the group"), 1, replay_of)
+                    return
+            attempts(record, value, shard, replay_of, 1)
+
+        self._attempts = attempts
+        return handle
+
+    def bind(self, batch: RecordBatch) -> Callable[[int], None]:
+        """``handle(i)`` for the records of ``batch``: what ``handle(batch[i])`` does.
+
+        For a handler without context or state, the common case — a record of an input
+        stream that decodes, a handler that returns, outputs that encode — reads the batch's
+        columns and makes no ``Record``: the output row names its input by index in the batch
+        (``Outputs.record``). Anything else (a replayed record, a decoding failure, a handler
+        that raises, a result that is not the sole output's type) makes the record and takes
+        the path ``handle`` takes, from the point reached; nothing runs twice."""
+        general = self.handle
+        if self._ctx is not None or self._state is not None:
+            return lambda i: general(batch[i])
+        self._outputs.batch = batch
+        values, keys, headers, streams = (batch.values(), batch.keys(), batch.headers(),
+                                          batch.streams())
+        codec_for, handler, encoder = self._codecs.get, self.function, self._encoder
+        model, to_json, sole, sole_headers, sole_key = (
+            encoder.model, encoder.to_json, encoder.sole, encoder.sole_headers,
+            encoder.sole_key)
+        outputs, collect, report, again, attempts = (
+            self._outputs, encoder.collect, self.report, self._again, self._attempts)
+
+        def handle(i: int) -> None:
+            codec = codec_for(streams[i])
+            if codec is None:  # from the retry stream
+                general(batch[i])
+                return
+            try:
+                value = codec.decode(values[i], headers[i])
+            except Exception:  # decoding again on the general path reports why
+                general(batch[i])
+                return
+            try:
+                result = handler(value)
+                if type(result) is model:  # the common shape
+                    try:
+                        data = to_json(result)
+                    except Exception as exc:
+                        raise EncodeError(str(exc)) from exc
+                    key = keys[i] if sole_key is None else sole_key(result, data, keys[i])
+                    outputs.rows.append((sole, key, data, sole_headers, i))
+                elif result is not None:
+                    collect(outputs.rows, batch[i], result, None)
+            except EncodeError as exc:
+                report(batch[i], "encode", exc.__cause__ or exc, 1, None)
+                return
+            except Exception as exc:  # the handler's failure: retried on the general path
+                record = batch[i]
+                retry = again(record, exc, 1, None)
+            else:
+                return
+            if retry:  # outside the except block: a later failure is not chained to this one
+                attempts(record, value, None, None, 2)
 
         return handle
 

@@ -10,7 +10,7 @@ stream several services write gets a writer header.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import GeneratorType
 from typing import Any
 
@@ -22,11 +22,13 @@ from millstream.service._app import App, Emit, ServiceSpec
 from millstream.service._shadow import shadow_stream
 from millstream.service._stream import check_value, stream_name
 from millstream.service._table_output import TableOutput
+from millstream.streams._base import RecordBatch
 
 __all__ = ["EncodeError", "Encoder", "Outputs", "Row"]
 
-#: (stream written, key, value, headers, the input record it came from)
-Row = tuple[str, bytes | None, bytes | None, Headers, Record]
+#: (stream written, key, value, headers, the input record it came from — or its index in the
+#: batch being handled, ``Outputs.batch``; ``Outputs.record`` gives the record either way)
+Row = tuple[str, bytes | None, bytes | None, Headers, Record | int]
 
 
 class EncodeError(Exception):
@@ -36,10 +38,17 @@ class EncodeError(Exception):
 class Outputs:
     """The rows of the records handled since the last ``take()``, in order."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("batch", "rows")
 
     def __init__(self) -> None:
         self.rows: list[Row] = []
+        #: the poll batch being handled, which rows naming their input by index refer to (its
+        #: rows are all sent before the next batch is handled)
+        self.batch: RecordBatch | Sequence[Record] = ()
+
+    def record(self, source: Record | int) -> Record:
+        """The input record of a row (its last field)."""
+        return self.batch[source] if type(source) is int else source  # type: ignore[return-value]
 
     def take(self) -> list[Row]:
         """Hand the rows over and start a new list (the producer may keep the old one)."""

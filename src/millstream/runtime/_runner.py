@@ -60,7 +60,7 @@ from millstream.service._files import ServiceFiles
 from millstream.service._guarantees import check_at_start
 from millstream.service._shadow import shadow_group
 from millstream.service._tables import ServiceTables
-from millstream.streams._base import Producer, Streams
+from millstream.streams._base import Producer, RecordBatch, Streams
 from millstream.tables._base import Tables
 
 __all__ = ["REPLAY_PARTITION_HEADER", "REPLAY_STREAM_HEADER", "ServiceRunner"]
@@ -205,10 +205,10 @@ class ServiceRunner:
                 if concurrent is not None:  # an async handler: records in flight together
                     concurrent.step(consumer)
                 else:
-                    records = consumer.poll(max_records=spec.max_batch,
-                                            timeout=self._poll_timeout)
-                    if records:
-                        self._process_batch(records)
+                    batch = consumer.poll_batch(max_records=spec.max_batch,
+                                                timeout=self._poll_timeout)
+                    if batch:
+                        self._process_batch(batch)
                 now = self.clock.monotonic()
                 self.delivery.tick(now)
                 if self._plumbing and now >= next_metrics:
@@ -228,14 +228,13 @@ class ServiceRunner:
 
     # -- processing -------------------------------------------------------------------------
 
-    def _process_batch(self, records: list[Record]) -> None:
+    def _process_batch(self, batch: RecordBatch) -> None:
         done = self._done
-        handle = self._handler.handle
+        handle = self._handler.bind(batch)
         timing = self._plumbing
         clock = time.perf_counter_ns
         durations: list[int] = []
         lap = durations.append
-        handled = 0
         # Timing every record costs two clock readings and a histogram entry (~0.3 µs): for
         # records that take longer than SAMPLE_BELOW_NS each one is timed; faster ones are
         # timed one in SAMPLE_STRIDE, each sample standing for that many records.
@@ -248,24 +247,31 @@ class ServiceRunner:
         eager = timing and stride == 1
         commit_ns = self._commit_ns
         last_commit = batch_start
-        for record in records:
+        n = handled = len(batch)
+        for i in range(n):
             if self._stopping:
+                handled = i
                 break
-            sampled = timing and handled % stride == 0
+            sampled = timing and i % stride == 0
             if sampled:
                 t0 = clock()
             try:
-                handle(record)
+                handle(i)
             except Interrupted:
+                handled = i
                 break
             if sampled:
                 now = clock()
                 lap(now - t0)
-            handled += 1
-            done[record.stream, record.partition] = record.offset + 1
             if eager and now - last_commit >= commit_ns:
+                self._done_up_to(batch, i + 1)
                 self.delivery.slow_record_done()
                 last_commit = clock()
+        if handled == n:  # past the batch (and past what the read skipped, such as markers)
+            for sp, end in batch.ends().items():
+                done[sp] = end
+        else:
+            self._done_up_to(batch, handled)
         if timing and handled:
             self.metrics.record_batch(durations, stride, handled)
             per_record = (clock() - batch_start) // handled
@@ -274,6 +280,14 @@ class ServiceRunner:
             self._state.since_checkpoint += handled
         self.delivery.send()
         fault_point("service.batch.after_send")
+
+    def _done_up_to(self, batch: RecordBatch, handled: int) -> None:
+        """The first ``handled`` records of ``batch`` are done (a batch left part-way)."""
+        done = self._done
+        for stream, partition, offset in zip(batch.streams()[:handled],
+                                             batch.partitions()[:handled],
+                                             batch.offsets()[:handled], strict=True):
+            done[stream, partition] = offset + 1
 
     def _emit_now(self, declared: str, value: Any, key: bytes | str | None,
                   record: Record | None = None) -> None:

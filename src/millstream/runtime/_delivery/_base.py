@@ -162,19 +162,20 @@ class DeliveryBase:
                                         keys=[r[1] for r in chosen],
                                         headers=[r[3] for r in chosen])
         except RecordTooLargeError:
-            self._w.metrics.records_out += self._send_one_by_one(rows)
+            self._w.metrics.records_out += self._write_one_by_one(rows)
             return
         self._w.metrics.records_out += len(rows)
 
-    def _send_one_by_one(self, rows: list[Row]) -> int:
+    def _write_one_by_one(self, rows: list[Row]) -> int:
         assert self._producer is not None
+        write, record = self._producer.write, self._w.outputs.record
         sent = 0
-        for stream, key, value, headers, record in rows:
+        for stream, key, value, headers, source in rows:
             try:
-                self._producer.send(stream, value, key=key, headers=headers)
+                write(stream, value, key=key, headers=headers)
                 sent += 1
             except RecordTooLargeError as exc:
-                self._w.refused(record, exc)
+                self._w.refused(record(source), exc)
         return sent
 
     def _moved(self, only: Iterable[StreamPartition] | None = None,

@@ -57,13 +57,14 @@ class Transactional(DeliveryBase):
         txn = self._txn
         assert txn is not None
         self._dirty = True
-        for stream, key, value, headers, record in rows:
+        record = self._w.outputs.record
+        for stream, key, value, headers, source in rows:
             try:  # a keyless output stays on its input's partition number
                 txn.send(stream, value, key=key, headers=headers,
                          partition=None if key is not None
-                         else record.partition % self._partitions(stream))
+                         else record(source).partition % self._partitions(stream))
             except RecordTooLargeError as exc:
-                self._w.refused(record, exc)
+                self._w.refused(record(source), exc)
         self._w.metrics.records_out += len(rows)
 
     def send_exception(self, value: bytes, key: bytes) -> None:
