@@ -133,7 +133,9 @@ class Run:
     wall_s: float = 0.0  # start of the child → N-th output
     cpu_total_s: float = 0.0  # the child's CPU over its whole life
     samples: int = 0
+    window_s: float = 0.0  # the steady-state window's length
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # caveats that do not fail the run
 
     @property
     def ok(self) -> bool:
@@ -250,9 +252,10 @@ def child_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def steady_state(samples: list[tuple[float, int, float]], n: int) -> tuple[float, float]:
-    """(records/s, CPU µs per record) between the first sample at ≥ 5 % of N and the last
-    before N (or the first at N, when that window holds under a quarter of N)."""
+def steady_state(samples: list[tuple[float, int, float]],
+                 n: int) -> tuple[float, float, float]:
+    """(records/s, CPU µs per record, window seconds) between the first sample at ≥ 5 % of N
+    and the last before N (or the first at N, when that window holds under a quarter of N)."""
     i0 = next(i for i, s in enumerate(samples) if s[1] >= LOW_MARK * n)
     i1 = max(i for i, s in enumerate(samples) if s[1] < n) if samples[i0][1] < n else i0
     if i1 <= i0 or samples[i1][1] - samples[i0][1] < n / 4:
@@ -261,7 +264,7 @@ def steady_state(samples: list[tuple[float, int, float]], n: int) -> tuple[float
         i0 = max(i0 - 1, 0)
     (t0, c0, cpu0), (t1, c1, cpu1) = samples[i0], samples[i1]
     records = max(c1 - c0, 1)
-    return records / max(t1 - t0, 1e-9), (cpu1 - cpu0) / records * 1e6
+    return records / max(t1 - t0, 1e-9), (cpu1 - cpu0) / records * 1e6, t1 - t0
 
 
 def stop_child(proc: subprocess.Popen[bytes], run: Run) -> None:
@@ -357,7 +360,10 @@ def run_system(broker: Broker, system: str, workload: str, rnd: int, source: str
     if run.ok and proc.returncode not in (0, -signal.SIGTERM):
         run.problems.append(f"exited with {proc.returncode} when stopped")
     if run.ok:
-        run.rate, run.cpu_us = steady_state(samples, n)
+        run.rate, run.cpu_us, run.window_s = steady_state(samples, n)
+        if run.window_s < 10 * SAMPLE_S:
+            run.notes.append(f"outputs came in bursts: a steady window of only "
+                             f"{run.window_s:.2f} s, so the rate is unreliable (see wall)")
         verify(broker, run, out, first)
     if not run.ok:
         tail = log.read_text(errors="replace").strip().splitlines()[-8:]
@@ -586,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
                                          logs)
                         runs.append(run)
                         status = "ok" if run.ok else "FAILED: " + "; ".join(run.problems)
+                        if run.notes:
+                            status += " (" + "; ".join(run.notes) + ")"
                         print(f"    {workload:<5} {LABEL[system]:<34} {run.rate:>9,.0f} rec/s "
                               f"{run.cpu_us:>7.1f} µs CPU/rec  wall {run.wall_s:5.1f} s, "
                               f"CPU {run.cpu_total_s:5.1f} s in all, n={n:,}  {status}",
