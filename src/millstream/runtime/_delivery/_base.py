@@ -144,7 +144,8 @@ class DeliveryBase:
 
     def send(self) -> None:
         """Send the waiting rows with ``send_batch`` (one call per stream); if one is too
-        large, send the others one by one and report that one's input."""
+        large, send the rows of the streams not sent yet one by one and report that one's
+        input."""
         rows = self._w.outputs.take()
         if not rows:
             return
@@ -152,6 +153,7 @@ class DeliveryBase:
         assert producer is not None
         streams, keys, values, headers, _ = zip(*rows, strict=True)
         first = streams[0]
+        sent: set[str] = set()  # streams whose rows send_batch took (it takes all or none)
         try:
             if streams.count(first) == len(rows):
                 producer.send_batch(first, values, keys=keys, headers=headers)
@@ -161,8 +163,11 @@ class DeliveryBase:
                     producer.send_batch(name, [r[2] for r in chosen],
                                         keys=[r[1] for r in chosen],
                                         headers=[r[3] for r in chosen])
+                    sent.add(name)
         except RecordTooLargeError:
-            self._w.metrics.records_out += self._write_one_by_one(rows)
+            left = [row for row in rows if row[0] not in sent]  # never send a row twice
+            self._w.metrics.records_out += (len(rows) - len(left)
+                                            + self._write_one_by_one(left))
             return
         self._w.metrics.records_out += len(rows)
 
