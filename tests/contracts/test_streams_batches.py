@@ -3,6 +3,7 @@ touched) and ``Producer.write`` (no handle; acknowledged by the next ``flush``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -319,3 +320,45 @@ def test_flush_raises_for_writes_that_failed_and_acknowledges_only_what_was_stor
     assert [(r.offset, r.value) for r in records] == [
         (0, b"g0"), (1, b"g1"), (2, b"g2"), (3, b"g3")]
     assert Position(good, 0, 3) == records[-1].position
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a write's failure is reported to the first flush() of any thread and then forgotten, so "
+    "the thread that wrote the refused record gets a flush that returns: the producer must "
+    "report a failure to every flush called after the failed record was written"))
+def test_a_flush_raises_for_a_refused_write_of_its_thread_even_after_another_threads_flush(
+        backend: BackendUnderTest) -> None:
+    good = backend.new_stream(partitions=1)
+    streams = backend.open()
+    with streams.open_producer() as producer:
+        refusing, refused = backend.refusing_stream(producer)
+        outcome: dict[str, str] = {}
+
+        def flush_in(name: str) -> None:
+            try:
+                producer.flush(60)
+                outcome[name] = "returned"
+            except DeliveryError as exc:
+                outcome[name] = f"raised {exc.undelivered}"
+
+        producer.write(refusing, refused)  # thread A's record, never stored
+        other = threading.Thread(target=lambda: (producer.write(good, b"b0"),
+                                                 flush_in("thread B")))
+        other.start()
+        other.join()
+        flush_in("thread A")  # A's flush: "every record sent before the call" includes its own
+        assert outcome["thread A"] == "raised 1", outcome
+    assert [r.value for r in read_all(backend, good, 1)] == [b"b0"]
+
+
+def test_write_stores_each_records_own_headers_when_the_caller_reuses_one_list(
+        backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=1)
+    headers: list[tuple[str, bytes | None]] = [("trace", b"0")]
+    with backend.open().open_producer() as producer:
+        for i in range(5):
+            headers[0] = ("trace", str(i).encode())  # one list, changed before each write
+            producer.write(stream, f"v{i}".encode(), headers=headers)  # type: ignore[arg-type]
+        producer.flush(30)
+    assert [(r.value, r.headers) for r in read_all(backend, stream, 5)] == [
+        (f"v{i}".encode(), (("trace", str(i).encode()),)) for i in range(5)]

@@ -350,6 +350,8 @@ class KafkaProducer:
             if headers:  # a service's outputs share one headers tuple: sized once
                 cache = self._headers
                 if cache[0] is not headers:
+                    if type(headers) is not tuple:  # a list may change before the next call
+                        headers = tuple(headers)
                     cache = self._headers = (headers, record_size(None, None, headers),
                                              list(headers))
                 size += cache[1]
