@@ -11,10 +11,14 @@ then waits until ``PATH`` exists, and carries on. A test holds a process there w
 The code marks its critical moments with ``fault_point("...")``; the call costs one global
 lookup when nothing is armed. Points in use:
 
+- ``log.append.after_segment_write`` a large batch's payload appended to its segment file and
+  synced, its row not yet inserted (``streams._local._segments``)
 - ``log.append.before_commit``   batches inserted, transaction not yet committed (not synced)
 - ``log.append.after_commit``    committed and synced, acknowledgement not yet given
 - ``log.commit_offsets.before_commit`` / ``log.commit_offsets.after_commit``
 - ``log.retention.before_commit`` retention deleted batches, transaction not committed
+- ``log.segments.before_delete``  segment files no row refers to were found (write lock held),
+  none deleted yet
 - ``log.group.after_release``     an embedded group member handed partitions to their next
   holders, and has not yet looked at the group again
 - ``files.put.before_commit``     an object's bytes written and synced, not yet in place

@@ -1,17 +1,23 @@
-"""Large records (10 KB values) on the embedded log: stored with raw values (issue 13 point 4),
-read back exact at their offsets, and any damage reported with the batch's offsets."""
+"""Large records (10 KB values) on the embedded log (issue 13 point 4): stored once, in a
+segment file fsynced before its row commits (``streams._local._segments``), read back exact at
+their offsets; damage, a missing file, a crash between the file write and the commit,
+retention, compaction and stream deletion all keep the log's promises."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import millstream
-from millstream import CorruptDataError, StreamPartition
-from millstream.streams._local import batch
-from tests.support.logread import by_partition, db_path, read_all
+from millstream import CorruptDataError, Retention, StreamPartition
+from millstream.faults import FAULT_EXIT_CODE
+from tests.support.children import REPO
+from tests.support.logread import by_partition, db_path, integrity, read_all
 
 SIZE = 10 * 1024
 
@@ -51,34 +57,71 @@ def test_ten_kilobyte_records_come_back_exact_at_their_offsets(url: str) -> None
     assert all(type(r.value) is bytes for r in zero if r.value is not None)
 
 
-def test_large_values_are_stored_in_the_raw_layout(url: str) -> None:
-    with millstream.open_streams(url) as streams:
-        streams.admin().create_stream("big")
-        with streams.open_producer() as producer:
-            producer.send_batch("big", [_value(0, i) for i in range(100)]).wait(30)
+def _segment_files(url: str) -> list[Path]:
+    db = db_path(url)
+    return sorted(db.parent.glob(f"{db.name}-segment-*"))
+
+
+def _rows(url: str) -> list[tuple[int, int, int | None, int]]:
+    """(base offset, count, segment, length of the payload column) of every batch row."""
     conn = sqlite3.connect(db_path(url))
     try:
-        firsts = [bytes(p[:1]) for (p,) in conn.execute("SELECT payload FROM batches")]
+        return conn.execute(
+            "SELECT base_offset, count, segment, length(payload) FROM batches "
+            "ORDER BY stream_id, partition, base_offset").fetchall()
     finally:
         conn.close()
-    assert firsts and set(firsts) == {bytes([batch.RAW_FORMAT])}
 
 
-def test_a_flipped_byte_in_a_large_record_is_reported_with_its_batch_offsets(url: str) -> None:
-    with millstream.open_streams(url) as streams:
-        streams.admin().create_stream("rot")
+def _produce(url: str, stream: str, batches: int, per_batch: int = 40,
+             retention: Retention | None = None, options: str = "") -> None:
+    with millstream.open_streams(url + options) as streams:
+        if stream not in streams.admin().list_streams():
+            streams.admin().create_stream(stream, retention=retention)
         with streams.open_producer() as producer:
-            for k in range(4):  # one send_batch of 40 x 10 KB is one stored row (< 512 KB)
-                producer.send_batch("rot", [_value(0, k * 40 + i) for i in range(40)]).wait(30)
-    path = db_path(url)
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
-    conn.close()
-    data = bytearray(path.read_bytes())
+            start = sum(p.end for p in streams.admin().describe_stream(stream).partitions)
+            for k in range(batches):  # 40 x 10 KB: one stored row per send_batch
+                first = start + k * per_batch
+                positions = producer.send_batch(
+                    stream, [_value(0, first + i) for i in range(per_batch)]).wait(30)
+                assert positions[0].offset == first
+
+
+def test_large_batches_are_written_once_to_a_segment_file_and_rows_point_at_them(
+        url: str) -> None:
+    _produce(url, "big", batches=5)
+    rows = _rows(url)
+    assert [(b, c, s, n) for b, c, s, n in rows] == [(k * 40, 40, 1, 16) for k in range(5)]
+    [segment] = _segment_files(url)
+    data = segment.read_bytes()
+    assert len(data) > 5 * 40 * SIZE and len(data) < 5 * 40 * SIZE + 5 * 4096
+    assert data.count(b"p0-big-000123-") == 1
+    wal = db_path(url).with_name("streams.db-wal")
+    db = db_path(url).read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert b"p0-big-000123-" not in db  # the value is not also in the database
+
+
+def test_small_records_and_durability_process_keep_payloads_inline(tmp_path: Path) -> None:
+    for url, size in ((f"local:{tmp_path / 'a'}", 100),
+                      (f"local:{tmp_path / 'b'}?durability=process", SIZE)):
+        with millstream.open_streams(url) as streams:
+            streams.admin().create_stream("s")
+            with streams.open_producer() as producer:
+                producer.send_batch("s", [b"x" * size] * 40).wait(30)
+        plain = url.split("?")[0]
+        assert [s for _, _, s, _ in _rows(plain)] == [None]
+        assert _segment_files(plain) == []
+
+
+def test_a_flipped_byte_in_a_segment_file_is_reported_with_its_batch_offsets(
+        url: str) -> None:
+    _produce(url, "rot", batches=4)
+    [segment] = _segment_files(url)
+    data = bytearray(segment.read_bytes())
     needle = b"p0-big-000090-"
     assert data.count(needle) == 1
     data[data.index(needle) + 5000] ^= 0x10  # inside the value, far from its head
-    path.write_bytes(bytes(data))
+    segment.write_bytes(bytes(data))
 
     with millstream.open_streams(url) as streams, streams.open_consumer() as consumer:
         consumer.subscribe(["rot"])
@@ -89,3 +132,127 @@ def test_a_flipped_byte_in_a_large_record_is_reported_with_its_batch_offsets(url
         assert [r.offset for r in read] == list(range(80))
         assert [r.value for r in read] == [_value(0, i) for i in range(80)]
         assert consumer.position(StreamPartition("rot", 0)) == 80
+        with pytest.raises(CorruptDataError, match=r"80\.\.119"):  # stays at the damage
+            consumer.poll(timeout=0)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_missing_or_cut_segment_file_is_damage_naming_the_file(url: str, damage: str) -> None:
+    _produce(url, "gone", batches=3)
+    [segment] = _segment_files(url)
+    if damage == "deleted":
+        segment.unlink()
+    else:
+        with open(segment, "r+b") as f:
+            f.truncate(segment.stat().st_size - 1)
+    with millstream.open_streams(url) as streams, streams.open_consumer() as consumer:
+        consumer.subscribe(["gone"])
+        first = 0 if damage == "deleted" else 80
+        read: list[millstream.Record] = []
+        with pytest.raises(CorruptDataError) as caught:
+            for _ in range(10):
+                read.extend(consumer.poll(max_records=1000, timeout=0))
+        assert [r.offset for r in read] == list(range(first))
+        message = str(caught.value)
+        assert f"{first}..{first + 39}" in message and str(segment) in message
+        assert "missing or shorter" in message
+
+
+CHILD = """
+import sys, millstream
+url, n = sys.argv[1], int(sys.argv[2])
+value = lambda i: b"p0-big-%06d-" % i + bytes((i + j) % 251 for j in range(10240 - 14))
+with millstream.open_streams(url) as streams:
+    streams.admin().ensure_stream("crash")
+    producer = streams.open_producer()
+    for k in range(n):
+        producer.send_batch("crash", [value(k * 40 + i) for i in range(40)]).wait(30)
+        print(k, flush=True)
+"""
+
+
+@pytest.mark.parametrize("point", ["log.append.after_segment_write", "log.append.before_commit"])
+def test_a_crash_between_the_segment_write_and_the_commit_loses_only_the_unacknowledged_batch(
+        url: str, point: str) -> None:
+    env = {**os.environ, "MILLSTREAM_FAULT": f"{point}:3", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", CHILD, url, "5"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == FAULT_EXIT_CODE, done.stderr
+    assert done.stdout.split() == ["0", "1"]  # two batches acknowledged, the third died
+    [segment] = _segment_files(url)
+    assert segment.stat().st_size > 3 * 40 * SIZE  # the third batch's bytes, unreferenced
+    assert [(b, s) for b, _, s, _ in _rows(url)] == [(0, 1), (40, 1)]
+    _produce(url, "crash", batches=2)  # appends go on after the orphaned bytes
+    with millstream.open_streams(url) as streams:
+        records = read_all(streams, "crash")
+    assert [r.offset for r in records] == list(range(160))
+    assert [r.value for r in records] == [_value(0, i) for i in range(160)]
+    assert integrity(db_path(url)) == "ok"
+
+
+def test_retention_deletes_segment_files_no_row_needs_and_keeps_the_current_one(
+        url: str) -> None:
+    every_3_rows = f"?segment_bytes={3 * 40 * SIZE}"  # a new file every 3 rows
+    _produce(url, "aged", batches=8, retention=Retention(max_bytes=2 * 40 * SIZE),
+             options=every_3_rows)
+    # rows 0-2 went to file 1, 3-5 to file 2, 6-7 to file 3 (current)
+    assert [s for _, _, s, _ in _rows(url)] == [1, 1, 1, 2, 2, 2, 3, 3]
+    with millstream.open_streams(url) as streams:
+        assert streams.admin().enforce_retention() == 6  # the newest two rows stay
+        assert [p.start for p in streams.admin().describe_stream("aged").partitions] == [240]
+        assert [f.name[-10:] for f in _segment_files(url)] == ["0000000003"]
+        records = read_all(streams, "aged")
+    assert [r.offset for r in records] == list(range(240, 320))
+    assert [r.value for r in records] == [_value(0, i) for i in range(240, 320)]
+    _produce(url, "aged", batches=1, options=every_3_rows)  # the current file takes it
+    assert [s for _, _, s, _ in _rows(url)] == [3, 3, 3]
+
+
+def test_deleting_a_stream_deletes_its_segment_files_and_not_another_streams(
+        url: str) -> None:
+    every_2_rows = f"?segment_bytes={2 * 40 * SIZE}"
+    _produce(url, "doomed", batches=4, options=every_2_rows)  # files 1, 2 (full)
+    _produce(url, "kept", batches=1, options=every_2_rows)  # file 3
+    _produce(url, "doomed", batches=1, options=every_2_rows)  # file 3 too
+    with millstream.open_streams(url) as streams:
+        streams.admin().delete_stream("doomed")
+        assert [f.name[-10:] for f in _segment_files(url)] == ["0000000003"]
+        records = read_all(streams, "kept")
+    assert [r.value for r in records] == [_value(0, i) for i in range(40)]
+
+
+def test_compaction_of_large_records_keeps_the_latest_per_key_and_frees_their_files(
+        url: str) -> None:
+    with millstream.open_streams(f"{url}?segment_bytes={40 * SIZE}") as streams:  # a row a file
+        streams.admin().create_stream("latest", retention=Retention(compact=True))
+        with streams.open_producer() as producer:
+            for k in range(4):  # keys 0..39 rewritten 4 times, one row each
+                producer.send_batch("latest", [_value(0, k * 40 + i) for i in range(40)],
+                                    keys=[b"%d" % i for i in range(40)]).wait(30)
+        assert [s for _, _, s, _ in _rows(url)] == [1, 2, 3, 4]
+        streams.admin().enforce_retention(force_compact=True)
+        assert [s for _, _, s, _ in _rows(url)] == [4]  # the newest row stays as written
+        assert [f.name[-10:] for f in _segment_files(url)] == ["0000000004"]
+        records = read_all(streams, "latest")
+    assert [r.offset for r in records] == list(range(120, 160))
+    assert [r.value for r in records] == [_value(0, i) for i in range(120, 160)]
+
+
+def test_a_version_1_database_is_upgraded_and_its_rows_still_read(url: str) -> None:
+    with millstream.open_streams(url) as streams:
+        streams.admin().create_stream("old")
+        with streams.open_producer() as producer:
+            producer.send_batch("old", [b"small-%d" % i for i in range(10)]).wait(30)
+    conn = sqlite3.connect(db_path(url))  # back to version 1's schema
+    conn.executescript("DROP INDEX batches_by_segment; ALTER TABLE batches DROP COLUMN segment;"
+                       "UPDATE meta SET value='1' WHERE key='schema';")
+    conn.close()
+    _produce(url, "old", batches=1)
+    conn = sqlite3.connect(db_path(url))
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    conn.close()
+    assert [s for _, _, s, _ in _rows(url)] == [None, 1]
+    with millstream.open_streams(url) as streams:
+        records = read_all(streams, "old")
+    assert [r.value for r in records] == (
+        [b"small-%d" % i for i in range(10)] + [_value(0, i) for i in range(10, 50)])

@@ -26,12 +26,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import sys, millstream
-url, n = sys.argv[1], int(sys.argv[2])
+url, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 with millstream.open_streams(url) as streams:
     streams.admin().ensure_stream("ledger")
     producer = streams.open_producer()
     for i in range(n):
-        producer.send("ledger", f"entry-{i}".encode()).wait(30)
+        value = f"entry-{i}".encode()
+        if size:  # large records: batches of ten, stored in segment files
+            if i % 10 == 9:
+                producer.send_batch("ledger", [f"entry-{i - 9 + j}".encode().ljust(size, b".")
+                                               for j in range(10)]).wait(30)
+                print(*range(i - 9, i + 1), flush=True)
+            continue
+        producer.send("ledger", value).wait(30)
         print(i, flush=True)
     import os
     os._exit(0)  # no close, no checkpoint: the process vanishes right after its acks
@@ -51,14 +58,15 @@ def syncspy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _run_and_lose_power(tmp_path: Path, shim: Path, options: str, n: int) -> tuple[int, int]:
+def _run_and_lose_power(tmp_path: Path, shim: Path, options: str, n: int,
+                        value_size: int = 0) -> tuple[int, int]:
     """Run the child, cut files to their synced sizes; return (acknowledged, surviving)."""
     log_dir = tmp_path / "log"
     sync_log = tmp_path / "syncs.txt"
     url = f"local:{log_dir}{options}"
     env = {**os.environ, "LD_PRELOAD": str(shim), "SYNCSPY_LOG": str(sync_log),
            "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", CHILD, url, str(n)], env=env,
+    done = subprocess.run([sys.executable, "-c", CHILD, url, str(n), str(value_size)], env=env,
                           capture_output=True, text=True, timeout=120, check=True)
     acked = len(done.stdout.split())
     synced: dict[str, int] = {}
@@ -77,7 +85,10 @@ def _run_and_lose_power(tmp_path: Path, shim: Path, options: str, n: int) -> tup
         with streams.open_consumer() as consumer:
             consumer.subscribe(["ledger"])
             values = [r.value for r in consumer.poll(10 * n, timeout=1)]
-    assert values == [f"entry-{i}".encode() for i in range(len(values))]  # a prefix, in order
+    expected = [f"entry-{i}".encode() for i in range(len(values))]
+    if value_size:
+        expected = [v.ljust(value_size, b".") for v in expected]
+    assert values == expected  # a prefix, in order
     return acked, len(values)
 
 
@@ -85,6 +96,15 @@ def test_every_acknowledged_record_survives_a_power_loss(tmp_path: Path, syncspy
     acked, surviving = _run_and_lose_power(tmp_path, syncspy, "", 200)
     assert acked == 200
     assert surviving == 200
+
+
+def test_every_acknowledged_large_record_survives_a_power_loss(
+        tmp_path: Path, syncspy: Path) -> None:
+    """10 KB records go to segment files, fsynced before the row that refers to them commits."""
+    acked, surviving = _run_and_lose_power(tmp_path, syncspy, "", 200, value_size=10 * 1024)
+    assert acked == 200
+    assert surviving == 200
+    assert len(list((tmp_path / "log").glob("streams.db-segment-*"))) == 1
 
 
 def test_durability_process_may_lose_acknowledged_records_on_power_loss(

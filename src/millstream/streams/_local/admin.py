@@ -31,6 +31,7 @@ from millstream.streams._info import (
     StreamInfo,
     to_ms,
 )
+from millstream.streams._local import _segments as segments
 from millstream.streams._local import catalog, retention
 from millstream.streams._local._shared import SharedConnection
 from millstream.streams._local._wakeup import ring
@@ -131,6 +132,7 @@ class LocalAdmin:
                     conn.execute("UPDATE groups SET version=version+1")
                 ring(self._path, [meta.id])  # its idle consumers drop its partitions
                 conn.execute("PRAGMA incremental_vacuum")
+                segments.collect(conn, self._path)
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"deleting stream {name!r}") from exc
 

@@ -27,7 +27,7 @@ from millstream.errors import (
 
 __all__ = ["SCHEMA_VERSION", "LocalOptions", "begin_immediate", "connect", "translate", "write_txn"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: batches.segment (large payloads in segment files, see _segments)
 Durability = Literal["full", "process"]
 
 _SCHEMA = """
@@ -61,9 +61,11 @@ CREATE TABLE IF NOT EXISTS batches (
     max_ts INTEGER NOT NULL,
     size INTEGER NOT NULL,
     crc INTEGER NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    segment INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS batches_by_end ON batches (stream_id, partition, end_offset);
+CREATE INDEX IF NOT EXISTS batches_by_segment ON batches (segment) WHERE segment IS NOT NULL;
 CREATE TABLE IF NOT EXISTS groups (
     name TEXT PRIMARY KEY,
     version INTEGER NOT NULL DEFAULT 0
@@ -112,6 +114,7 @@ class LocalOptions:
     #: how an idle consumer learns of new records: "auto" (woken by the writers' doorbells
     #: where the OS offers file notifications, else polling) or "poll" (always polling)
     wakeup: Literal["auto", "poll"] = "auto"
+    segment_bytes: int = 64 * 1024 * 1024
 
 
 def translate(exc: sqlite3.Error, path: Path, doing: str) -> MillstreamError:
@@ -190,6 +193,9 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     except sqlite3.OperationalError:
         pass  # a new database: no meta table yet
+    if row is not None and int(row[0]) == 1:
+        _upgrade_from_1(conn)
+        return
     if row is not None:
         if int(row[0]) != SCHEMA_VERSION:
             raise ConfigError(
@@ -204,6 +210,19 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
         )
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Version 1 to 2: add ``batches.segment`` (every existing row stays inline). Another
+    process may upgrade at the same moment: the version is read again under the lock."""
+    with write_txn(conn):
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if int(row[0]) != 1:
+            return
+        conn.execute("ALTER TABLE batches ADD COLUMN segment INTEGER")
+        conn.execute("CREATE INDEX IF NOT EXISTS batches_by_segment ON batches (segment) "
+                     "WHERE segment IS NOT NULL")
+        conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
 
 def begin_immediate(conn: sqlite3.Connection) -> None:

@@ -9,9 +9,11 @@ import bisect
 import sqlite3
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from pathlib import Path
 
 from millstream.errors import CorruptDataError
 from millstream.records import Record
+from millstream.streams._local import _segments as segments
 from millstream.streams._local import batch as batchfmt
 from millstream.streams._local.groups import Slot
 
@@ -38,17 +40,29 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
     # records are in: no row is fetched that this poll does not use, and the read
     # snapshot is released at once (an open statement would hold back checkpoints).
     cursor = conn.execute(
-        "SELECT base_offset, end_offset, count, crc, payload FROM batches "
+        "SELECT base_offset, end_offset, count, crc, payload, segment, id FROM batches "
         "WHERE stream_id=? AND partition=? AND end_offset>? ORDER BY end_offset",
         (sid, p, pos),
     )
+    db: Path | None = None
     try:
         first = True
-        for base, end, count, crc, payload in cursor:
+        for base, end, count, crc, payload, segment, rid in cursor:
             if first and base > pos:
                 gap()
             first = False
             try:
+                if segment is not None:
+                    db = db or segments.database_of(conn)
+                    stored = segments.read(db, segment, payload, where, base, count)
+                    if stored is None:  # deleted by retention since this snapshot, or damage
+                        cursor.close()
+                        if _exists(conn, rid):
+                            raise segments.missing(db, segment, payload, where, base, count)
+                        if out:
+                            return pos, None
+                        return read_batches(conn, name, slot, pos, out, need, gap)
+                    payload = stored
                 ts, keys, values, headers, offsets = batchfmt.decode(
                     payload, crc, sid, p, base, count, where)
             except CorruptDataError:
@@ -81,6 +95,11 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
     return pos, None
 
 
+def _exists(conn: sqlite3.Connection, rid: int) -> bool:
+    """Whether batch row ``rid`` is still there, in a fresh snapshot."""
+    return conn.execute("SELECT 1 FROM batches WHERE id=?", (rid,)).fetchone() is not None
+
+
 def ranges(conn: sqlite3.Connection, slots: Iterable[Slot]) -> dict[Slot, tuple[int, int]]:
     """Each partition's retained range: its first retained offset and its next offset."""
     out = {}
@@ -97,12 +116,20 @@ def offset_for_time(conn: sqlite3.Connection, slot: Slot, ts_ms: int, where: str
     there is none yet (the reader goes to the end)."""
     sid, p = slot
     row = conn.execute(
-        "SELECT base_offset, count, crc, payload FROM batches WHERE stream_id=? AND "
-        "partition=? AND max_ts>=? ORDER BY end_offset LIMIT 1", (sid, p, ts_ms),
-    ).fetchone()
-    if row is None:
+        "SELECT base_offset, count, crc, payload, segment, id FROM batches WHERE stream_id=? "
+        "AND partition=? AND max_ts>=? ORDER BY end_offset LIMIT 1", (sid, p, ts_ms),
+    ).fetchall()
+    if not row:
         return None
-    base, count, crc, payload = row
+    base, count, crc, payload, segment, rid = row[0]
+    if segment is not None:
+        db = segments.database_of(conn)
+        stored = segments.read(db, segment, payload, where, base, count)
+        if stored is None:
+            if _exists(conn, rid):
+                raise segments.missing(db, segment, payload, where, base, count)
+            return offset_for_time(conn, slot, ts_ms, where)  # retention removed it: again
+        payload = stored
     ts, _, _, _, offsets = batchfmt.decode(payload, crc, sid, p, base, count, where)
     offs = offsets if offsets is not None else range(base, base + count)
     for t, off in zip(ts, offs, strict=True):

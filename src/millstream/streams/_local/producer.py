@@ -410,8 +410,10 @@ class LocalProducer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                stored = append.place(conn, self._path, [p for p, _, _ in prepared],
+                                      self._options)
                 next_offsets: dict[tuple[int, int], int | None] = {}
-                for payload, pcrc, b in prepared:
+                for (_, pcrc, b), (ref, segment) in zip(prepared, stored, strict=True):
                     slot = (b.meta.id, b.partition)
                     if slot not in next_offsets:
                         next_offsets[slot] = append.next_offset(conn, *slot)
@@ -423,7 +425,7 @@ class LocalProducer:
                         continue
                     next_offsets[slot] = append.insert_batch(
                         conn, b.meta.id, b.partition, base, len(b.values), max(b.timestamps),
-                        b.size, payload, pcrc)
+                        b.size, ref, pcrc, segment)
                     b.base = base
                 fault_point("log.append.before_commit")
                 conn.execute("COMMIT")
@@ -431,8 +433,9 @@ class LocalProducer:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
-            error = translate(exc, self._path, "appending records")
+        except (sqlite3.Error, MillstreamError) as exc:
+            error = (translate(exc, self._path, "appending records")
+                     if isinstance(exc, sqlite3.Error) else exc)
             for b in batches:
                 b.error = error
                 b.event.set()

@@ -19,6 +19,7 @@ from pathlib import Path
 from millstream.faults import fault_point
 from millstream.records import Headers, record_size
 from millstream.streams._info import to_ms
+from millstream.streams._local import _segments as segments
 from millstream.streams._local import batch as batchfmt
 from millstream.streams._local import catalog
 from millstream.streams._local.db import translate
@@ -37,6 +38,7 @@ def enforce(
     now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     wanted = set(stream_ids) if stream_ids is not None else None
     removed = 0
+    compacted = False
     try:
         for meta in catalog.all_streams(conn):
             if meta.retention.forever or (wanted is not None and meta.id not in wanted):
@@ -44,10 +46,13 @@ def enforce(
             for partition in range(meta.partitions):
                 removed += _trim_partition(conn, meta, partition, now)
                 if meta.retention.compact:
+                    compacted = True  # it may move rows out of segment files
                     removed += compact_partition(conn, path, meta, partition, now,
                                                  force=force_compact)
         if removed:
             conn.execute("PRAGMA incremental_vacuum")
+        if removed or compacted:
+            segments.collect(conn, path)
     except sqlite3.Error as exc:
         raise translate(exc, path, "applying retention") from exc
     return removed
@@ -141,12 +146,17 @@ def compact_partition(
             conn.execute("ROLLBACK")
             return 0
         rows = conn.execute(
-            "SELECT id, base_offset, count, crc, payload FROM batches "
+            "SELECT id, base_offset, count, crc, payload, segment FROM batches "
             "WHERE stream_id=? AND partition=? ORDER BY end_offset", (meta.id, partition),
         ).fetchall()
         decoded = []
         latest: dict[bytes | None, int] = {}
-        for rid, base, count, crc, payload in rows:
+        for rid, base, count, crc, payload, segment in rows:
+            if segment is not None:  # under the write lock: nothing can have removed it
+                stored = segments.read(path, segment, payload, where, base, count)
+                if stored is None:
+                    raise segments.missing(path, segment, payload, where, base, count)
+                payload = stored
             ts, keys, values, headers, offsets = batchfmt.decode(
                 payload, crc, meta.id, partition, base, count, where)
             offs = offsets if offsets is not None else list(range(base, base + count))
@@ -180,7 +190,8 @@ def compact_partition(
             crc = batchfmt.checksum(batchfmt.payload_crc(payload), meta.id, partition, base,
                                     len(keep))
             conn.execute(
-                "UPDATE batches SET count=?, max_ts=?, size=?, crc=?, payload=? WHERE id=?",
+                "UPDATE batches SET count=?, max_ts=?, size=?, crc=?, payload=?, segment=NULL "
+                "WHERE id=?",
                 (len(keep), max(k_ts), size, crc, payload, rid),
             )
         conn.execute(
