@@ -17,6 +17,8 @@ lookup when nothing is armed. Points in use:
 - ``log.append.after_commit``    committed and synced, acknowledgement not yet given
 - ``log.commit_offsets.before_commit`` / ``log.commit_offsets.after_commit``
 - ``log.retention.before_commit`` retention deleted batches, transaction not committed
+- ``log.read.before_segment``    a reader has a batch row that points into a segment file (its
+  snapshot open) and has not opened the file yet
 - ``log.segments.before_delete``  segment files no row refers to were found (write lock held),
   none deleted yet
 - ``log.group.after_release``     an embedded group member handed partitions to their next

@@ -18,6 +18,7 @@ from millstream import CorruptDataError, Retention, StreamPartition
 from millstream.faults import FAULT_EXIT_CODE
 from tests.support.children import REPO
 from tests.support.logread import by_partition, db_path, integrity, read_all
+from tests.support.waiting import wait_until
 
 SIZE = 10 * 1024
 
@@ -206,6 +207,45 @@ def test_retention_deletes_segment_files_no_row_needs_and_keeps_the_current_one(
     assert [r.value for r in records] == [_value(0, i) for i in range(240, 320)]
     _produce(url, "aged", batches=1, options=every_3_rows)  # the current file takes it
     assert [s for _, _, s, _ in _rows(url)] == [3, 3, 3]
+
+
+READER = """
+import sys, millstream
+from millstream import StreamPartition
+with millstream.open_streams(sys.argv[1]) as streams, streams.open_consumer() as consumer:
+    consumer.subscribe(["aged"])
+    consumer.seek(StreamPartition("aged", 0), 0)
+    try:
+        got = consumer.poll(max_records=1000, timeout=0)
+        print("records", got[0].offset, len(got))
+    except millstream.MillstreamError as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_a_reader_whose_segment_file_retention_deleted_meanwhile_sees_the_retention_gap(
+        url: str, tmp_path: Path) -> None:
+    """The reader holds a row in its snapshot; retention deletes that row and its file before
+    the reader opens it: not damage — the reader sees what retention did."""
+    every_3_rows = f"?segment_bytes={3 * 40 * SIZE}"
+    _produce(url, "aged", batches=8, retention=Retention(max_bytes=2 * 40 * SIZE),
+             options=every_3_rows)
+    release = tmp_path / "release"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MILLSTREAM_FAULT_PAUSE":
+           "log.read.before_segment", "MILLSTREAM_FAULT_PAUSE_FILE": str(release)}
+    reader = subprocess.Popen([sys.executable, "-c", READER, url], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: Path(f"{release}.reached").exists(), 60, "the reader at its row")
+        with millstream.open_streams(url) as streams:
+            assert streams.admin().enforce_retention() == 6
+        assert [f.name[-10:] for f in _segment_files(url)] == ["0000000003"]
+        release.touch()
+        out, err = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+    assert out.startswith("OffsetOutOfRangeError "), err
+    assert "retention removed records before 240" in out
 
 
 def test_deleting_a_stream_deletes_its_segment_files_and_not_another_streams(

@@ -12,6 +12,7 @@ from itertools import repeat
 from pathlib import Path
 
 from millstream.errors import CorruptDataError
+from millstream.faults import fault_point
 from millstream.records import Record
 from millstream.streams._local import _segments as segments
 from millstream.streams._local import batch as batchfmt
@@ -54,6 +55,7 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
             try:
                 if segment is not None:
                     db = db or segments.database_of(conn)
+                    fault_point("log.read.before_segment")
                     stored = segments.read(db, segment, payload, where, base, count)
                     if stored is None:  # deleted by retention since this snapshot, or damage
                         cursor.close()
