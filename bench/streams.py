@@ -72,6 +72,7 @@ TARGETS = {
     "latency_p50_ms": 2.0,
     "latency_p99_ms": 10.0,
     "kafka_ratio_vs_direct": 0.9,
+    "large_ratio_vs_raw": 0.8,  # 10 KB produce and consume vs the raw file (issue 13 point 4)
 }
 
 
@@ -215,6 +216,14 @@ def percentile(sorted_xs: Sequence[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(sorted_xs), round(q / 100 * len(sorted_xs) + 0.5)))
     return sorted_xs[rank - 1]
+
+
+def cpu_timed(fn: Any, *args: Any) -> tuple[float, float]:
+    """``fn(*args)`` (which returns the seconds it measured) and the process CPU seconds
+    (all threads) the call took."""
+    c0 = time.process_time()
+    seconds = fn(*args)
+    return seconds, time.process_time() - c0
 
 
 # -- baseline: raw framed appends ------------------------------------------------------------
@@ -617,25 +626,33 @@ def run(params: Params, base: Path, only: set[int]) -> tuple[list[Result], dict[
                   flush=True)
             p100: list[tuple[float, float]] = []
             p10k: list[tuple[float, float]] = []
+            cpu100: list[tuple[float, float]] = []
+            cpu10k: list[tuple[float, float]] = []
             unsynced: list[float] = []
             for r in range(params.rounds):
-                b = raw_append(raw_dir / f"p100-{r}", small, n_small // BATCH)
-                m = ms_produce(streams, f"p100-{r}", small, n_small // BATCH)
+                (b, cb), (m, cm) = (
+                    cpu_timed(raw_append, raw_dir / f"p100-{r}", small, n_small // BATCH),
+                    cpu_timed(ms_produce, streams, f"p100-{r}", small, n_small // BATCH))
                 p100.append((n_small / b, n_small / m))
+                cpu100.append((cb / n_small * 1e6, cm / n_small * 1e6))
                 u = raw_append(raw_dir / "unsynced", small, n_small // BATCH, sync_every=0)
                 unsynced.append(n_small / u)
-                b = raw_append(raw_dir / f"p10k-{r}", large, n_large // BATCH)
-                m = ms_produce(streams, f"p10k-{r}", large, n_large // BATCH)
+                (b, cb), (m, cm) = (
+                    cpu_timed(raw_append, raw_dir / f"p10k-{r}", large, n_large // BATCH),
+                    cpu_timed(ms_produce, streams, f"p10k-{r}", large, n_large // BATCH))
                 p10k.append((n_large / b, n_large / m))
+                cpu10k.append((cb / n_large * 1e6, cm / n_large * 1e6))
             (raw_dir / "unsynced").unlink()
             results.append(throughput("produce 100 B", "1", "rec/s", p100,
-                                      TARGETS["produce_100"]))
+                                      TARGETS["produce_100"], cpu_us_per_record=cpu100))
             ref = median(unsynced)
             details["produce_100_unsynced_baseline"] = ref
             print(f"  {'':<34} reference: the same framed appends with a single fsync at the "
                   f"end: {fmt(ref, 'rec/s')} (millstream / that = {results[-1].value / ref:.2f}x)",
                   flush=True)
-            results.append(throughput("produce 10 KB", "1", "rec/s", p10k))
+            results.append(throughput("produce 10 KB", "1", "rec/s", p10k,
+                                      ratio_target=TARGETS["large_ratio_vs_raw"],
+                                      cpu_us_per_record=cpu10k))
             mb = [(b * LARGE / 1e6, m * LARGE / 1e6) for b, m in p10k]
             results.append(throughput("produce 10 KB (payload MB/s)", "1", "MB/s", mb))
 
@@ -680,16 +697,22 @@ def run(params: Params, base: Path, only: set[int]) -> tuple[list[Result], dict[
                   flush=True)
             c100: list[tuple[float, float]] = []
             c10k: list[tuple[float, float]] = []
+            ccpu100: list[tuple[float, float]] = []
+            ccpu10k: list[tuple[float, float]] = []
             for r in range(params.rounds):
-                b = raw_read(raw_dir / f"p100-{r}", n_small)
-                m = ms_consume(streams, f"p100-{r}", n_small)
+                (b, cb), (m, cm) = (cpu_timed(raw_read, raw_dir / f"p100-{r}", n_small),
+                                    cpu_timed(ms_consume, streams, f"p100-{r}", n_small))
                 c100.append((n_small / b, n_small / m))
-                b = raw_read(raw_dir / f"p10k-{r}", n_large)
-                m = ms_consume(streams, f"p10k-{r}", n_large)
+                ccpu100.append((cb / n_small * 1e6, cm / n_small * 1e6))
+                (b, cb), (m, cm) = (cpu_timed(raw_read, raw_dir / f"p10k-{r}", n_large),
+                                    cpu_timed(ms_consume, streams, f"p10k-{r}", n_large))
                 c10k.append((n_large / b, n_large / m))
+                ccpu10k.append((cb / n_large * 1e6, cm / n_large * 1e6))
             results.append(throughput("consume 100 B", "4", "rec/s", c100,
-                                      TARGETS["consume_100"]))
-            results.append(throughput("consume 10 KB", "4", "rec/s", c10k))
+                                      TARGETS["consume_100"], cpu_us_per_record=ccpu100))
+            results.append(throughput("consume 10 KB", "4", "rec/s", c10k,
+                                      ratio_target=TARGETS["large_ratio_vs_raw"],
+                                      cpu_us_per_record=ccpu10k))
             mb = [(b * LARGE / 1e6, m * LARGE / 1e6) for b, m in c10k]
             results.append(throughput("consume 10 KB (payload MB/s)", "4", "MB/s", mb))
 
