@@ -62,6 +62,10 @@ PROGRESS_STEP = 0.1
 #: join ever deletes (an Upload naming anything else — another video's original, an object a
 #: program of its own stored — never loses it)
 OWN_ORIGINAL = re.compile(r"uploads/(?P<video_id>[0-9a-f]{16})/source(\.[a-z0-9]{1,8})?")
+#: the join's checkpoint interval: a stateful service commits (and writes its table rows)
+#: with its checkpoints, so a video is in the catalog up to this long after its last stage
+#: (at the default 5 s: 2.5 s on average; a checkpoint with nothing changed writes nothing)
+JOIN_CHECKPOINT_S = 0.5
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
@@ -121,7 +125,7 @@ def transcode(upload: Upload, ctx: Context) -> None:
 
 
 @app.service(inputs=[uploads, probes, thumbnails, renditions], outputs=[catalog],
-             stateful=True, uses=("files",))
+             stateful=True, uses=("files",), checkpoint_interval=JOIN_CHECKPOINT_S)
 def join(part: Upload | Probed | Thumbnails | Transcoded, ctx: Context) -> Video | None:
     """Waits for all parts of a video, then writes its description to videos (the catalog).
 
