@@ -56,13 +56,15 @@ class InProcessSite:
     """Every service of ``videosite.app`` in a thread with its own consumer group, and —
     with ``serve`` — the web server on ``127.0.0.1:port`` (0: 8000 if free, else any).
     ``instances`` runs that many instances of a service (one group), e.g. ``{"transcode": 2}``.
-    ``limits`` are the server's (default: ``ServerLimits.from_env()``).
+    ``limits`` are the server's (default: ``ServerLimits.from_env()``). Metrics go out every
+    ``metrics_interval_s`` (5 s, as ``millstream run``: each record is work for analytics,
+    idle or not).
 
     Use as a context manager, or ``start()`` then ``stop()``. A service that dies is
     reported in ``errors``; the others keep running."""
 
     def __init__(self, *, token: str, serve: bool = True, port: int = 0,
-                 metrics_interval_s: float = 2.0, poll_timeout_s: float = 0.1,
+                 metrics_interval_s: float = 5.0, poll_timeout_s: float = 0.1,
                  services: Iterable[str] | None = None,
                  instances: Mapping[str, int] | None = None,
                  limits: ServerLimits | None = None) -> None:
