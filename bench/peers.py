@@ -434,7 +434,7 @@ def report(runs: list[Run], workloads: list[str], skipped: dict[str, str]) -> di
     for workload in workloads:
         print(f"\n  {workload}: medians over rounds")
         print(f"    {'system':<34} {'records/s':>10} {'µs CPU/rec':>11} {'vs hand':>8} "
-              f"{'CPU vs hand':>12}  runs")
+              f"{'CPU vs hand':>12}  runs  rounds' records/s")
         hand = medians(runs, workload, "hand")
         summary[workload] = {}
         for system in SYSTEMS[workload]:
@@ -452,10 +452,12 @@ def report(runs: list[Run], workloads: list[str], skipped: dict[str, str]) -> di
             rate, cpu = got
             vs = f"{rate / hand[0]:.2f}" if hand else "-"
             cpu_vs = f"{hand[1] / cpu:.2f}" if hand and cpu > 0 else "-"
+            each = " / ".join(f"{r.rate:,.0f}" for r in mine if r.ok)
             print(f"    {LABEL[system]:<34} {rate:>10,.0f} {cpu:>11.1f} {vs:>8} {cpu_vs:>12}  "
-                  f"{ok}/{len(mine)}")
+                  f"{ok}/{len(mine)}   {each}")
             summary[workload][system] = {"rate": rate, "cpu_us": cpu,
-                                         "vs_hand": rate / hand[0] if hand else None}
+                                         "vs_hand": rate / hand[0] if hand else None,
+                                         "cpu_vs_hand": hand[1] / cpu if hand else None}
     summary["targets"] = targets(runs, workloads)
     return summary
 
