@@ -362,3 +362,40 @@ def test_write_stores_each_records_own_headers_when_the_caller_reuses_one_list(
         producer.flush(30)
     assert [(r.value, r.headers) for r in read_all(backend, stream, 5)] == [
         (f"v{i}".encode(), (("trace", str(i).encode()),)) for i in range(5)]
+
+
+def test_batches_read_across_seeks_on_two_partitions_hold_each_offset_once_from_the_seek(
+        backend: BackendUnderTest) -> None:
+    """After seeks back on one partition and forward on another, the next batches start
+    exactly at the seeks (nothing fetched before them leaks in), their ends are the positions,
+    and a batch read before the seeks still holds its own records after later polls."""
+    stream = backend.new_stream(partitions=2)
+    with backend.open().open_producer() as producer:
+        producer.send_batch(stream, [f"a{i}".encode() for i in range(200)], partition=0)
+        producer.send_batch(stream, [f"b{i}".encode() for i in range(200)], partition=1)
+    p0, p1 = StreamPartition(stream, 0), StreamPartition(stream, 1)
+    with backend.open().open_consumer() as consumer:
+        consumer.subscribe([stream])
+        early = consumer.poll_batch(50, timeout=10)
+        early_records = list(early)
+        wait_until(lambda: consumer.poll_batch(50, timeout=0.2).offsets() and
+                   consumer.position(p0) > 20 and consumer.position(p1) > 20,
+                   30, "both partitions read past 20")
+        consumer.seek(p0, 7)
+        consumer.seek(p1, 150)
+        got: list[Record] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 193 + 50 and time.monotonic() < deadline:
+            batch = consumer.poll_batch(30, timeout=0.5)
+            records = assert_columns_match(batch)
+            assert batch.ends() == last_offsets(records)
+            for sp, end in batch.ends().items():
+                assert consumer.position(sp) == end
+            got.extend(records)
+        assert not consumer.poll_batch(100, timeout=0.3)
+    assert [r.offset for r in got if r.partition == 0] == list(range(7, 200))
+    assert [r.offset for r in got if r.partition == 1] == list(range(150, 200))
+    assert [r.value for r in got if r.partition == 1] == [f"b{i}".encode()
+                                                         for i in range(150, 200)]
+    assert list(early) == early_records  # the early batch is intact after later polls
+    assert early.values() == [r.value for r in early_records]
