@@ -41,8 +41,8 @@ lookup when nothing is armed. Points in use:
 - ``service.commit.after_flush`` / ``service.commit.after_commit``  around an at-least-once commit
 - ``service.transaction.before_commit`` / ``service.transaction.after_commit``  exactly-once
 - ``service.checkpoint.before_write`` / ``service.checkpoint.after_write``  state checkpoints
-- ``service.concurrent.full``     an async service has every one of its ``concurrency`` slots
-  held by a record awaiting in its handler (visited once per step of its loop while so)
+- ``service.concurrent.full``     an async service's record began in its last free slot and
+  reached its first ``await``: ``concurrency`` records are in their handlers (each time)
 - ``videosite.upload.before_send``  the video site stored (and probed) an upload's original,
   pinned, and has not sent its record yet
 - ``videosite.stage.before_store``  a video stage has read its original and made its outputs;

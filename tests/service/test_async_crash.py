@@ -36,8 +36,10 @@ pytestmark = pytest.mark.multiprocess
 M = 400  # items, on 40 keys over 2 partitions
 N = 16  # records in flight
 KEYS = 40
-#: the fault's visit: a few commit intervals (50 ms) into the run, N in flight
-FAULT = "service.concurrent.full:60"
+#: the fault's visit: one each time the slots fill up again (records that finish together are
+#: replaced together), so the 10th comes ~10 × 20 ms in — a few commit intervals (50 ms) — with
+#: N in flight
+FAULT = "service.concurrent.full:10"
 BACKENDS = ["local", pytest.param("kafka", marks=pytest.mark.kafka)]
 
 

@@ -188,6 +188,41 @@ def test_keyless_records_each_run_as_their_own_key_and_come_out_in_partition_ord
         assert ids == list(range(200))  # released in offset order, whatever finished first
 
 
+def test_a_record_polled_later_waits_behind_the_queued_records_of_its_key() -> None:
+    # two slots: "a" (slow) and "b" run, both "k" records queue; when "b" ends the first "k"
+    # starts and the second stays queued; a third "k" polled now must start after it
+    app = App("later", partitions=1)
+    started: list[int] = []
+    sleeps = {0: 0.5, 1: 0.01, 2: 0.1}
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=2)
+    async def billing(order: Order) -> Invoice:
+        started.append(order.id)
+        await asyncio.sleep(sleeps.get(order.id, 0.01))
+        return Invoice(order_id=order.id, amount=order.total)
+
+    def send(keyed: list[tuple[str, int]]) -> None:
+        with streams.open_producer() as producer:
+            for key, i in keyed:
+                producer.send("orders", Order(id=i, total=i).model_dump_json().encode(),
+                              key=key.encode(), headers=(("content-type", b"application/json"),))
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send([("a", 0), ("b", 1), ("k", 2), ("k", 3)])
+        sent = [False]
+
+        def until(r: ServiceRunner) -> bool:
+            if 2 in started and not sent[0]:
+                send([("k", 4)])
+                sent[0] = True
+            return r.metrics.records_in >= 5
+
+        run_until(runner, until)
+        assert [i for i in started if i >= 2] == [2, 3, 4]
+
+
 # -- offsets ---------------------------------------------------------------------------------
 
 

@@ -4,8 +4,10 @@ key, on an asyncio loop stepped by the runner's thread.
 The runner calls ``step(consumer)`` where a sync service polls and handles a batch. A step
 polls as many records as there is room for (none while full, but a keep-alive poll at least
 every ``KEEPALIVE_S``, whose records are handed back with a seek, so the group never takes
-the member for dead), starts what it may, and runs the loop until a slot frees with nothing
-queued to fill it, or a short slice passes. Between steps the loop is not running: the
+the member for dead), starts what it may, and runs the loop until fewer than ``concurrency``
+records are queued to start while more would fit (time to poll again), or a slice passes
+(``SLICE_S``; ``LONG_SLICE_S`` with enough queued: a finished record's slot is refilled from
+the queue inside the loop, so polls can be rare). Between steps the loop is not running: the
 delivery mode commits, metrics go out and rebalances happen on the runner's thread, with
 the records in flight suspended at their ``await``.
 
@@ -26,8 +28,8 @@ Order and safety:
   next owner handles them); a stop finishes what is running and starts nothing more (a
   record waiting to be retried is left for the next run).
 
-Fault point ``service.concurrent.full``: every record slot is taken by a record awaiting in
-its handler (visited once per step while so).
+Fault point ``service.concurrent.full``: a record began in the last free slot and reached
+its first ``await``, so all ``concurrency`` records are in their handlers (visited each time).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -51,14 +53,18 @@ from millstream.service._app import App, ServiceSpec
 from millstream.service._context import Context
 from millstream.streams._base import Consumer
 
-__all__ = ["KEEPALIVE_S", "SLICE_S", "Concurrent", "concurrent_for"]
+__all__ = ["KEEPALIVE_S", "LONG_SLICE_S", "SLICE_S", "Concurrent", "concurrent_for"]
 
 log = logging.getLogger(__name__)
 
 #: while no more records fit, poll (and hand back what comes) at least this often
 KEEPALIVE_S = 1.0
-#: with room for more records, the loop runs at most this long before the next poll
+#: with room for more records and few queued, the loop runs at most this long before the
+#: next poll
 SLICE_S = 0.005
+#: with a slot's worth queued (or no room), at most this long: the runner's commits and
+#: metrics come due between slices
+LONG_SLICE_S = 0.05
 
 
 class Concurrent:
@@ -87,8 +93,10 @@ class Concurrent:
         self._order: dict[tuple[str, int], deque[InFlight]] = {}
         #: keys with a record running -> their next records, in order
         self._busy: dict[bytes, deque[InFlight]] = {}
-        #: records free to start, waiting for a slot
+        #: records waiting for a slot, in the order polled; a record of a key with one here
+        #: queues behind it (it may start only after them)
         self._ready: deque[InFlight] = deque()
+        self._ready_keys: Counter[bytes] = Counter()
         self._running = 0  # tasks started and not finished
         self._awaiting = 0  # of those, the ones whose handler has begun
         self.held = 0
@@ -97,6 +105,7 @@ class Concurrent:
         self._wake: asyncio.Future[None] | None = None
         self._fatal: BaseException | None = None
         self._last_poll = 0.0
+        self._draining = False  # revoke() or drain() waits for records to finish
 
     # -- what the runner calls -------------------------------------------------------------
 
@@ -114,9 +123,9 @@ class Concurrent:
         elif now - self._last_poll >= KEEPALIVE_S:
             self._keep_alive(consumer)
         if self._running:
-            if self._awaiting >= self._n:
-                fault_point("service.concurrent.full")
-            self._run(SLICE_S if self.limit > self.held else self._poll_timeout)
+            # a poll is worth it only when the queue runs short and more records fit
+            short = len(self._ready) < self._n and self.held < self.limit
+            self._run(SLICE_S if short else LONG_SLICE_S)
         self._deliver()
 
     def revoke(self, partitions: Iterable[StreamPartition]) -> None:
@@ -126,9 +135,12 @@ class Concurrent:
         if not gone.intersection(self._order):
             return
         self._drop_queued(lambda entry: (entry.record.stream, entry.record.partition) in gone)
-        while any(e.task is not None and not e.task.done()
-                  for sp in gone for e in self._order.get(sp, ())):
-            self._run(self._poll_timeout)
+        self._draining = True
+        try:
+            while any(e.task is not None for sp in gone for e in self._order.get(sp, ())):
+                self._run(self._poll_timeout)
+        finally:
+            self._draining = False
         for sp in gone:
             left = self._order.pop(sp, None)
             if left:
@@ -143,6 +155,7 @@ class Concurrent:
             for entry in self._order[sp]:
                 if entry.retrying and entry.task is not None:
                     entry.task.cancel()
+        self._draining = True
         while self._running:
             self._run(self._poll_timeout)
         self._deliver()
@@ -172,12 +185,17 @@ class Concurrent:
         held.append(entry)
         self.held += 1
         key = entry.key
-        if key is not None and key in self._busy:
+        if key is not None and key in self._ready_keys:  # behind an earlier one of its key
+            self._ready.append(entry)
+            self._ready_keys[key] += 1
+        elif key is not None and key in self._busy:
             self._busy[key].append(entry)
         elif self._running < self._n:
             self._start(entry)
         else:
             self._ready.append(entry)
+            if key is not None:
+                self._ready_keys[key] += 1
 
     def _start(self, entry: InFlight) -> None:
         self._running += 1
@@ -199,6 +217,7 @@ class Concurrent:
         """Forget the queued (not started) records ``chosen`` says: they are handled again
         by whoever polls them next."""
         self._ready = deque(e for e in self._ready if not chosen(e))
+        self._ready_keys = Counter(e.key for e in self._ready if e.key is not None)
         for key, waiting in self._busy.items():
             if any(chosen(e) for e in waiting):
                 self._busy[key] = deque(e for e in waiting if not chosen(e))
@@ -207,6 +226,8 @@ class Concurrent:
 
     async def _process(self, entry: InFlight) -> None:
         self._awaiting += 1
+        if self._awaiting >= self._n:  # the last slot: look again once it reached an await
+            self._loop.call_soon(self._full)
         entry.started_ns = time.perf_counter_ns()
         try:
             await self._handler.handle(entry)
@@ -225,8 +246,13 @@ class Concurrent:
                 self._fatal = self._fatal or exc
                 self._wake_up()
 
+    def _full(self) -> None:
+        if self._awaiting >= self._n:
+            fault_point("service.concurrent.full")
+
     def _run(self, timeout: float) -> None:
-        """Run the loop until a slot frees with nothing to fill it, or ``timeout``."""
+        """Run the loop until it is time to poll (few records queued, room for more), a
+        record finished while draining, or ``timeout``."""
         loop = self._loop
         wake: asyncio.Future[None] = loop.create_future()
         self._wake = wake
@@ -264,13 +290,19 @@ class Concurrent:
         ready = self._ready
         while self._running < self._n and ready:
             nxt = ready.popleft()
-            if nxt.key is not None and nxt.key in busy:
-                busy[nxt.key].append(nxt)
-            else:
-                self._start(nxt)
+            if nxt.key is not None:
+                left = self._ready_keys[nxt.key] - 1
+                if left:
+                    self._ready_keys[nxt.key] = left
+                else:
+                    del self._ready_keys[nxt.key]
+                if nxt.key in busy:
+                    busy[nxt.key].append(nxt)
+                    continue
+            self._start(nxt)
         self._release(entry.record.stream, entry.record.partition)
-        if self._running < self._n and not ready:
-            self._wake_up()
+        if self._draining or (len(ready) < self._n and self.held < self.limit):
+            self._wake_up()  # time to poll for more, or to see whether the drain is done
 
     def _release(self, stream: str, partition: int) -> None:
         held = self._order.get((stream, partition))

@@ -141,7 +141,7 @@ class AsyncRecordHandler:
                     1, replay_of)
                 return
         ctx = self._context(record)
-        handler = self._function()
+        handler, encoder = self._function(), self._encoder
         attempt = 1
         while True:
             if ctx is not None:
@@ -152,8 +152,16 @@ class AsyncRecordHandler:
             try:
                 result = await (handler(value) if ctx is None else handler(value, ctx))
                 emitted = None if ctx is None else ctx.emitted
-                if result is not None or emitted:
-                    self._encoder.collect(rows, record, result, emitted)
+                if type(result) is encoder.model and not emitted:  # the common shape
+                    try:
+                        data = encoder.to_json(result)
+                    except Exception as exc:
+                        raise EncodeError(str(exc)) from exc
+                    key = (record.key if encoder.sole_key is None
+                           else encoder.sole_key(result, data, record.key))
+                    rows.append((encoder.sole, key, data, encoder.sole_headers, record))
+                elif result is not None or emitted:
+                    encoder.collect(rows, record, result, emitted)
                 if shard is not None:
                     shard.keep()
             except EncodeError as exc:
