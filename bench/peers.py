@@ -92,6 +92,12 @@ SYSTEMS = {
 }
 ASYNC = {"faststream", "millstream-async"}  # read the larger io input
 
+LABEL = {"hand": "hand-written confluent-kafka", "quix": "Quix Streams",
+         "millstream": "millstream service", "faststream": "FastStream (Kafka broker)",
+         "millstream-async": "millstream async, concurrency=64"}
+TARGET_PEER, TARGET_HAND = 2.0, 0.85
+TARGET_ASYNC_RATE, TARGET_ASYNC_VS_SYNC = 0.8 * 6_400, 10.0
+
 
 def input_kind(workload: str, system: str) -> str:
     """Which input a system reads: FastStream's publisher waits for each record's
@@ -100,11 +106,6 @@ def input_kind(workload: str, system: str) -> str:
     if workload == "io":
         return "io-async" if system in ASYNC else "io"
     return f"{workload}-small" if system == "faststream" else workload
-LABEL = {"hand": "hand-written confluent-kafka", "quix": "Quix Streams",
-         "millstream": "millstream service", "faststream": "FastStream (Kafka broker)",
-         "millstream-async": "millstream async, concurrency=64"}
-TARGET_PEER, TARGET_HAND = 2.0, 0.85
-TARGET_ASYNC_RATE, TARGET_ASYNC_VS_SYNC = 0.8 * 6_400, 10.0
 
 
 def value_of(i: int) -> dict[str, Any]:

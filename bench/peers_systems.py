@@ -246,7 +246,6 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     with tempfile.TemporaryDirectory(prefix="peers-state-") as state_dir:
         cfg["state_dir"] = state_dir
-        print("ready", flush=True)
         RUNNERS[cfg["system"]](cfg, stop)
     return 0
 
