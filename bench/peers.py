@@ -363,8 +363,8 @@ def run_system(broker: Broker, system: str, workload: str, rnd: int, source: str
     if run.ok:
         run.rate, run.cpu_us, run.window_s = steady_state(samples, n)
         if run.window_s < 10 * SAMPLE_S:
-            run.notes.append(f"outputs came in bursts: a steady window of only "
-                             f"{run.window_s:.2f} s, so the rate is unreliable (see wall)")
+            run.notes.append(f"a steady window of only {run.window_s:.2f} s (too few "
+                             "records, or outputs released in bursts): the rate is unreliable")
         verify(broker, run, out, first)
     if not run.ok:
         tail = log.read_text(errors="replace").strip().splitlines()[-8:]
