@@ -20,8 +20,8 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -314,6 +314,57 @@ def test_an_async_handler_gets_its_own_context_outputs_emit_report_and_the_resou
         assert len(opened) == 1 and opened[0].calls == 100 and opened[0].closed
         stats = runner.statistics()
         assert (stats.records_in, stats.records_out, stats.exceptions) == (100, 200, 10)
+
+
+def test_an_async_lifespan_opens_and_closes_on_the_loop_the_records_run_on() -> None:
+    app = App("alife", partitions=1)
+    loops: dict[str, asyncio.AbstractEventLoop] = {}
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def client(ctx: Context) -> AsyncIterator[Session]:
+        loops["opened"] = asyncio.get_running_loop()
+        await asyncio.sleep(0)
+        s = Session()
+        events.append("open")
+        yield s
+        await asyncio.sleep(0)
+        loops["closed"] = asyncio.get_running_loop()
+        s.closed = True
+        events.append("close")
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, lifespan=client)
+    async def billing(order: Order, ctx: Context, s: Session) -> Invoice:
+        loops["record"] = asyncio.get_running_loop()
+        s.calls += 1
+        events.append("record")
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=i) for i in range(20)])
+        run_until(runner, lambda r: r.metrics.records_in >= 20)
+    assert events == ["open", *["record"] * 20, "close"]
+    assert loops["opened"] is loops["record"] is loops["closed"]
+    assert loops["record"].is_closed()  # closed after the lifespan exited on it
+
+
+def test_an_async_lifespan_for_a_plain_def_handler_is_refused() -> None:
+    app = App("alife")
+
+    @asynccontextmanager
+    async def client(ctx: Context) -> AsyncIterator[Session]:
+        yield Session()
+
+    with pytest.raises(InvalidRequestError) as caught:
+        @app.service(inputs={"orders": Order}, lifespan=client)
+        def billing(order: Order, ctx: Context, s: Session) -> None: ...
+    assert str(caught.value) == (
+        "service 'billing': lifespan client is an async context manager "
+        "(@asynccontextmanager), which only a service with an `async def` handler enters (on "
+        "its event loop); make billing `async def`, or write the lifespan with "
+        "@contextmanager")
 
 
 def test_a_failing_record_is_retried_with_asyncio_waits_while_others_go_on_then_replayed(

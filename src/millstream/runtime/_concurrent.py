@@ -39,6 +39,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from typing import Any
 
 from millstream.faults import fault_point
@@ -88,7 +89,7 @@ class Concurrent:
         self._plumbing = plumbing
         self._poll_timeout = poll_timeout_s
         self._stopping = stopping
-        self._loop = asyncio.new_event_loop()
+        self._opened: asyncio.AbstractEventLoop | None = None  # made on first use
         #: per input partition, its held records in offset order
         self._order: dict[tuple[str, int], deque[InFlight]] = {}
         #: keys with a record running -> their next records, in order
@@ -160,10 +161,24 @@ class Concurrent:
             self._run(self._poll_timeout)
         self._deliver()
 
-    def close(self) -> None:
-        """Cancel what still runs (after a failure) and close the loop; idempotent."""
+    def enter(self, opened: Any, stack: ExitStack) -> Any:
+        """Enter the lifespan's context manager ``opened`` — an async one (``async with``,
+        ``@asynccontextmanager``) on this service's loop — exiting it with ``stack``."""
+        if hasattr(opened, "__enter__") or not hasattr(opened, "__aenter__"):
+            return stack.enter_context(opened)
         loop = self._loop
-        if loop.is_closed():
+        value = loop.run_until_complete(opened.__aenter__())
+
+        def exit_(kind: Any, error: Any, trace: Any) -> bool:
+            return bool(loop.run_until_complete(opened.__aexit__(kind, error, trace)))
+
+        stack.push(exit_)
+        return value
+
+    def cancel(self) -> None:
+        """Cancel the records still running (after a failure: nothing more is released)."""
+        loop = self._opened
+        if loop is None or loop.is_closed():
             return
         tasks = [e.task for q in self._order.values() for e in q
                  if e.task is not None and not e.task.done()]
@@ -171,8 +186,22 @@ class Concurrent:
             task.cancel()
         if tasks:
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+    def close(self) -> None:
+        """Cancel what still runs and close the loop (after the lifespan exited on it);
+        idempotent."""
+        loop = self._opened
+        if loop is None or loop.is_closed():
+            return
+        self.cancel()
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self._opened is None:
+            self._opened = asyncio.new_event_loop()
+        return self._opened
 
     # -- admitting and starting ------------------------------------------------------------
 

@@ -184,8 +184,12 @@ class ServiceRunner:
         batch), then shut down cleanly."""
         self.prepare()
         with ExitStack() as lifespan:  # exited after the last record, also on failure
+            if self._concurrent is not None:  # its loop closes last (an async lifespan exits
+                lifespan.callback(self._concurrent.close)  # on it)
             if self.spec.lifespan is not None:
-                self._handler.give(lifespan.enter_context(self.spec.lifespan(self.ctx)))
+                opened = self.spec.lifespan(self.ctx)
+                self._handler.give(lifespan.enter_context(opened) if self._concurrent is None
+                                   else self._concurrent.enter(opened, lifespan))
             self._loop(until)
 
     def _loop(self, until: Callable[[ServiceRunner], bool] | None) -> None:
@@ -383,4 +387,4 @@ class ServiceRunner:
                           type(closer).__name__, exc)
         self._consumer = self._producer = self._live = None
         if self._concurrent is not None:
-            self._concurrent.close()
+            self._concurrent.cancel()

@@ -15,8 +15,9 @@ refuses, when the service is declared, what would otherwise fail quietly at run 
   example ``def f(order: Order)`` reading a stream named without a payload type, which carries
   ``bytes``, whether the stream was named or given by handle;
 * a handler whose parameters do not fit the declaration: a third parameter without a
-  lifespan to fill it, a lifespan whose value the handler has no parameter for, or a
-  resource parameter annotated with a type the lifespan's annotation says it does not yield.
+  lifespan to fill it, a lifespan whose value the handler has no parameter for, a
+  resource parameter annotated with a type the lifespan's annotation says it does not yield,
+  or an async lifespan (``@asynccontextmanager``) for a plain ``def`` handler.
 
 An annotation it cannot evaluate (a name imported only under ``TYPE_CHECKING``), or one whose
 runtime type it cannot tell (a ``TypeVar``, ``Literal``, a non-runtime ``Protocol``), is
@@ -86,6 +87,12 @@ def check_handler(fn: Callable[..., Any], service: str, inputs: Mapping[str, Cod
         _check_annotation(annotation, value.name, fn, service, inputs, by_handle)
     if lifespan is not None:
         _check_resource(params[2], fn, lifespan, service, namespace)
+        if not is_async_handler(fn) and inspect.isasyncgenfunction(inspect.unwrap(lifespan)):
+            raise InvalidRequestError(
+                f"service {service!r}: lifespan {_name(lifespan)} is an async context manager "
+                f"(@asynccontextmanager), which only a service with an `async def` handler "
+                f"enters (on its event loop); make {_name(fn)} `async def`, or write the "
+                "lifespan with @contextmanager")
     return len(params) >= 2
 
 
