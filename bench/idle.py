@@ -1,6 +1,7 @@
 """Benchmark of what the video site costs when nothing happens: its CPU use, started and idle.
 
-Run with ``.venv/bin/python bench/idle.py [--seconds 60] [--warmup 15] [--mode serve|up|both]``.
+Run with ``.venv/bin/python bench/idle.py [--seconds 60] [--warmup 15] [--mode serve|up|both]``
+or ``bench/idle.py --mode latency [--rounds 6]``.
 
 Both modes start the site on the embedded default (no servers) in a fresh temporary
 ``MILLSTREAM_HOME``, wait ``--warmup`` seconds (every service joins its group and its first
@@ -16,6 +17,12 @@ metrics go out), then read CPU time from ``/proc`` at the start and the end of `
 * **up** — production's shape: ``millstream up videosite.app:app`` (a supervisor and one
   process per service) and ``millstream-video web`` (the web server alone), each process's
   CPU and wake-ups summed over its threads.
+
+**latency** (``--mode latency``) — workload 5 of ``bench/streams.py`` (end-to-end latency
+between a producer process and a consumer process at a paced 10,000 records/s), on the
+embedded log woken by its writers (``wakeup=auto``, the default) and polling as before
+(``wakeup=poll``), beside its raw-file baseline, in rotating order over ``--rounds``; the
+medians of each round's p50 and p99 and of their ratios to the same round's baseline.
 
 The line to compare with the target is the total in cores (CPU seconds / wall seconds) of the
 six services (target ≤ 0.02 of a core for all six), printed with the machine's load.
@@ -192,12 +199,57 @@ def measure_up(home: Path, warmup: float, seconds: float) -> float:
                 proc.wait()
 
 
+def measure_latency(rounds: int, seconds: float) -> None:
+    """Workload 5 with ``wakeup=auto`` and ``wakeup=poll`` beside its baseline."""
+    import dataclasses
+    import statistics
+
+    import millstream
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import streams as streams_bench  # bench/streams.py, next to this file
+
+    params = dataclasses.replace(streams_bench.FULL, latency_seconds=seconds)
+    sides = ("raw", "auto", "poll")
+    got: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    print(f"\n  latency: workload 5 of bench/streams.py, {params.latency_rate:,} records/s, "
+          f"{params.latency_warmup_s:g} s warm-up + {seconds:g} s, {rounds} rounds, {load()}")
+    for r in range(rounds):
+        for side in sides[r % 3:] + sides[:r % 3]:
+            with tempfile.TemporaryDirectory(prefix="millstream-bench-latency-") as tmp:
+                if side == "raw":
+                    lat = streams_bench.run_pair("raw", str(Path(tmp) / "latency"), "", params)
+                else:
+                    url = f"local:{tmp}/log?wakeup={side}"
+                    with millstream.open_streams(url) as handle:
+                        handle.admin().create_stream("latency")
+                    lat = streams_bench.run_pair("millstream", url, "latency", params)
+            got[side].append(lat)
+            print(f"    round {r + 1} {side:<5} p50 {lat['p50']:7.2f} ms  p99 {lat['p99']:8.2f} ms"
+                  f"  ({load()})", flush=True)
+    for side in ("auto", "poll"):
+        parts = []
+        for key in ("p50", "p99"):
+            value = statistics.median(x[key] for x in got[side])
+            ratio = statistics.median(x[key] / b[key]
+                                      for x, b in zip(got[side], got["raw"], strict=True))
+            parts.append(f"{key} {value:.2f} ms (median ratio to the round's baseline "
+                         f"{ratio:.2f}x)")
+        print(f"  wakeup={side}: " + ", ".join(parts))
+    base = {key: statistics.median(x[key] for x in got["raw"]) for key in ("p50", "p99")}
+    print(f"  baseline (raw file): p50 {base['p50']:.2f} ms, p99 {base['p99']:.2f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="idle time measured")
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring")
-    parser.add_argument("--mode", choices=("serve", "up", "both"), default="both")
+    parser.add_argument("--mode", choices=("serve", "up", "both", "latency"), default="both")
+    parser.add_argument("--rounds", type=int, default=6, help="latency rounds (--mode latency)")
     args = parser.parse_args(argv)
+    if args.mode == "latency":
+        measure_latency(args.rounds, 3.0)
+        return 0
     for name in ENV_DROP:
         os.environ.pop(name, None)
     print(f"idle benchmark: {os.cpu_count()} CPUs, {load()}; Python "

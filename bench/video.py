@@ -48,9 +48,11 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -327,6 +329,28 @@ class Run:
     stages: list[dict[str, tuple[float, float]]]  # per clip: stage -> (start, end) from start
     submit_s: float = 0.0  # storing the originals and writing the Upload records
     idle_cores: float = 0.0  # CPU the started, idle pipeline used, in cores (before the clock)
+    threads: dict[str, float] = field(default_factory=dict)  # CPU s by thread name, the run's
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads by name (Linux; ``/proc/self/task``); threads
+    Python did not start (x264's, FFmpeg's) under "(native threads)"."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = defaultdict(float)
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "(native threads)")
+        if name.startswith("Thread-"):
+            name = "(unnamed threads)"
+        out[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return dict(out)
 
 
 def pipeline_run(work: Path, warm: Path, clip: Path, count: int, tag: str,
@@ -352,16 +376,20 @@ def pipeline_run(work: Path, warm: Path, clip: Path, count: int, tag: str,
         idle_wall, idle_cpu, _ = idle.read()
         ids = ids_per_partition(f"{tag}-", count, partitions)
         meter = Meter()
+        threads0 = thread_cpu()
         for video_id in ids:
             pipe.submit(clip, video_id)
         submitted = time.monotonic() - meter.t0
         done = pipe.wait(ids)
         _, cpu, others = meter.read()
+        threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
+        # threads that ended meanwhile (each encoder's x264 threads) left /proc/self/task
+        threads["(threads that ended: x264's, FFmpeg's)"] = cpu - sum(threads.values())
         ready = [done[i][0] - meter.t0 for i in ids]
         return Run(max(ready), cpu, others, ready,
                    [{name: (s.started_at - meter.wall0, s.finished_at - meter.wall0)
                      for name, s in done[i][1].stages.items()} for i in ids], submitted,
-                   idle_cpu / idle_wall)
+                   idle_cpu / idle_wall, threads)
     finally:
         pipe.close()
         shutil.rmtree(home, ignore_errors=True)
@@ -438,6 +466,10 @@ def batch_lines(label: str, run: Run) -> list[str]:
              + f"; transcode per clip (median) {per_clip:.2f} s",
              f"      clips ready at: first {ready[0]:.1f} s, median "
              f"{statistics.median(ready):.1f} s, last {ready[-1]:.1f} s"]
+    if run.threads:
+        top = sorted(run.threads.items(), key=lambda kv: -kv[1])
+        lines.append("      CPU by thread: " + ", ".join(
+            f"{name} {cpu:.1f} s" for name, cpu in top if cpu >= 0.05))
     if run.submit_s:
         spans = sorted(s["transcode"] for s in run.stages)
         tail = [r - s["transcode"][1] for r, s in zip(run.ready_s, run.stages, strict=True)]
