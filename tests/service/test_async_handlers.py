@@ -16,6 +16,7 @@ order within a key, and everything a sync handler has works for it.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -29,6 +30,7 @@ import pytest
 import millstream
 from millstream._wellknown import EXCEPTIONS
 from millstream.errors import InvalidRequestError
+from millstream.files import open_files
 from millstream.operations import list_exceptions, replay
 from millstream.runtime import ServiceRunner
 from millstream.runtime._failures import parse_exception
@@ -258,6 +260,51 @@ def test_offsets_are_committed_only_below_the_lowest_record_not_yet_finished() -
         ids = [Invoice.model_validate_json(r.value or b"").order_id
                for r in read_all(streams, "invoices")]
         assert ids == list(range(50))
+
+
+def test_objects_of_records_waiting_for_an_earlier_one_stay_pinned_until_their_outputs_go(
+        ) -> None:
+    # ``files gc`` deletes what no record refers to unless a writer pins it: records that
+    # finished after a record still running keep their objects pinned until they are sent
+    app = App("pinned", partitions=1)
+    release = [False]
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=8)
+    async def billing(order: Order, ctx: Context) -> Invoice:
+        ctx.files.put("blob", str(order.id).encode())
+        while order.id == 0 and not release[0]:
+            await asyncio.sleep(0.01)
+        return Invoice(order_id=order.id, amount=order.total)
+
+    store = open_files()
+
+    def pinned() -> set[str]:
+        names: set[str] = set()
+        for ref in store.list("millstream.gc/pins/"):
+            what = json.loads(store.read_bytes(ref))["what"]
+            names.update([what] if isinstance(what, str) else what)
+        return names
+
+    seen: dict[str, object] = {}
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60, files=store)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=i) for i in range(10)])
+        began = [0.0]
+
+        def until(r: ServiceRunner) -> bool:
+            if not release[0] and r.metrics.records_in >= 9:
+                began[0] = began[0] or time.monotonic()
+                if time.monotonic() - began[0] > 1.0:  # five commit intervals
+                    seen["pinned"] = pinned()
+                    seen["outputs"] = streams.admin().describe_stream("invoices").records
+                    release[0] = True
+            return r.metrics.records_in >= 10
+
+        run_until(runner, until)
+    assert seen == {"outputs": 0,
+                    "pinned": {f"pinned.billing/orders/0/{i}/blob" for i in range(10)}}
+    assert pinned() == set()  # all sent and durable: every pin released
 
 
 # -- everything a sync handler has -----------------------------------------------------------

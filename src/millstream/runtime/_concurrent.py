@@ -146,6 +146,8 @@ class Concurrent:
             left = self._order.pop(sp, None)
             if left:
                 self.held -= len(left)
+                for entry in left:  # never sent by this member
+                    entry.handed_over()
         self._deliver()
 
     def drain(self) -> None:
@@ -194,6 +196,9 @@ class Concurrent:
         if loop is None or loop.is_closed():
             return
         self.cancel()
+        for held in self._order.values():  # never sent by this run
+            for entry in held:
+                entry.handed_over()
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
@@ -344,6 +349,7 @@ class Concurrent:
             self.held -= 1
             if last.rows:
                 rows += last.rows
+            last.handed_over()
             for value, key in last.exceptions:
                 self._send_exception(value, key)
         assert last is not None

@@ -34,6 +34,7 @@ from millstream.runtime._outputs import EncodeError, Encoder, Outputs, Row
 from millstream.runtime._state import ServiceState, Shard
 from millstream.service._app import App, ServiceSpec
 from millstream.service._context import Context
+from millstream.service._files import ServiceFiles
 
 __all__ = ["AsyncRecordHandler", "InFlight"]
 
@@ -43,8 +44,8 @@ log = logging.getLogger(__name__)
 class InFlight:
     """One input record taken by an async service, from poll until it is released."""
 
-    __slots__ = ("done", "exceptions", "key", "record", "retrying", "rows", "started_ns",
-                 "task")
+    __slots__ = ("done", "exceptions", "files", "key", "record", "retrying", "rows",
+                 "started_ns", "task")
 
     def __init__(self, record: Record) -> None:
         self.record = record
@@ -57,6 +58,13 @@ class InFlight:
         self.started_ns = 0
         self.retrying = False  # waiting between attempts (a stop cancels the wait)
         self.task: asyncio.Task[None] | None = None
+        #: its own ``ctx.files``, whose pins wait for its outputs to be handed over
+        self.files: ServiceFiles | None = None
+
+    def handed_over(self) -> None:
+        """Its outputs went to the producer, or never will: its objects' pins may go."""
+        if self.files is not None:
+            self.files.sent()
 
 
 class AsyncRecordHandler:
@@ -98,15 +106,16 @@ class AsyncRecordHandler:
         finally:
             self._reporting = None
 
-    def _context(self, record: Record) -> Context | None:
+    def _context(self, entry: InFlight) -> Context | None:
         """A context of the record's own: records in flight together each see theirs."""
         template = self._ctx
         if template is None:
             return None
+        record = entry.record
         ctx = copy.copy(template)
         ctx.reported = []
         if template._files is not None:
-            ctx._files = copy.copy(template._files)
+            ctx._files = entry.files = template._files.for_record()
         emit_now = self._emit_now
         ctx._emit_now = lambda declared, value, key: emit_now(declared, value, key, record)
         return ctx
@@ -140,7 +149,7 @@ class AsyncRecordHandler:
                     "it again when the service runs with one instance, or reset the group"),
                     1, replay_of)
                 return
-        ctx = self._context(record)
+        ctx = self._context(entry)
         handler, encoder = self._function(), self._encoder
         attempt = 1
         while True:

@@ -7,17 +7,20 @@ under its own prefix. Reading is by reference, as with the store itself.
 
 Every object written is pinned first (``millstream.files._pins``); the runner drops the pins
 once the records of the batch are durable, so ``millstream files gc`` never deletes an object
-whose record is still on its way.
+whose record is still on its way. An async service gives each record its own copy
+(``for_record``), whose pins count as sent only when the record's outputs are handed to the
+producer (``sent``): a record that finished early waits for earlier ones, pinned.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import BinaryIO
 
 from millstream.errors import InvalidRequestError
 from millstream.files._base import FileRef, FileStore, FileWriter, Source
-from millstream.files._pins import Pins
+from millstream.files._pins import Pins, _Pin
 from millstream.records import Record
 
 __all__ = ["ServiceFiles", "object_prefix"]
@@ -36,9 +39,34 @@ class ServiceFiles:
         self._group = group
         self._record: Record | None = None
         self._pins = pins
+        #: pins held for a record whose outputs are not handed over yet (``for_record``)
+        self._tickets: list[list[_Pin]] | None = None
 
     def _begin(self, record: Record) -> None:
         self._record = record
+
+    def for_record(self) -> ServiceFiles:
+        """A copy for one record of an async service: what it pins stays pinned, whatever
+        is flushed meanwhile, until ``sent()``."""
+        files = copy.copy(self)
+        files._tickets = []
+        return files
+
+    def sent(self) -> None:
+        """This copy's record's outputs are handed to the producer (or will never be): its
+        pins may go once they are durable."""
+        if self._pins is not None and self._tickets:
+            for ticket in self._tickets:
+                self._pins.sent(ticket)
+            self._tickets = []
+
+    def _hold(self, full: str) -> None:
+        if self._pins is None:
+            return
+        if self._tickets is None:
+            self._pins.hold(full, sent=True)
+        else:
+            self._tickets.append(self._pins.hold(full))
 
     def name(self, name: str) -> str:
         """The full, deterministic name ``name`` gets for the current input record."""
@@ -52,14 +80,12 @@ class ServiceFiles:
     def put(self, name: str, source: Source, *, content_type: str | None = None) -> FileRef:
         """Store ``source`` as ``name`` for this input record (replacing a previous attempt's)."""
         full = self.name(name)
-        if self._pins is not None:
-            self._pins.hold(full, sent=True)
+        self._hold(full)
         return self.store.put(full, source, content_type=content_type)
 
     def writer(self, name: str, *, content_type: str | None = None) -> FileWriter:
         full = self.name(name)
-        if self._pins is not None:
-            self._pins.hold(full, sent=True)
+        self._hold(full)
         return self.store.writer(full, content_type=content_type)
 
     def open(self, ref: FileRef | str, *, start: int = 0, end: int | None = None) -> BinaryIO:
