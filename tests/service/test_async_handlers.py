@@ -318,7 +318,8 @@ class Session:
         self.closed = False
 
 
-def test_an_async_handler_gets_its_own_context_outputs_emit_report_and_the_resource() -> None:
+def test_an_async_handler_gets_its_own_context_outputs_emit_report_and_the_resource(
+        ) -> None:
     app = App("ctx", partitions=2)
     opened: list[Session] = []
 
@@ -330,10 +331,11 @@ def test_an_async_handler_gets_its_own_context_outputs_emit_report_and_the_resou
         s.closed = True
 
     @app.service(inputs={"orders": Order},
-                 outputs={"invoices": Invoice, "audit": Order}, concurrency=16,
-                 lifespan=session)
+                 outputs={"invoices": Invoice, "audit": Order, "progress": Order},
+                 concurrency=16, lifespan=session)
     async def billing(order: Order, ctx: Context, s: Session) -> Emit:
         offset = ctx.record.offset
+        ctx.emit_now("progress", order)  # at once, keyed by this record's key
         await asyncio.sleep(random.random() * 0.01)  # other records run meanwhile
         assert ctx.record.offset == offset and ctx.key == str(order.id).encode()
         s.calls += 1
@@ -353,6 +355,9 @@ def test_an_async_handler_gets_its_own_context_outputs_emit_report_and_the_resou
         audit = sorted(Order.model_validate_json(r.value or b"").id
                        for r in read_all(streams, "audit"))
         assert audit == list(range(100))
+        progress = read_all(streams, "progress")
+        assert sorted((int(r.key or b""), Order.model_validate_json(r.value or b"").id)
+                      for r in progress) == [(i, i) for i in range(100)]
         reported = [parse_exception(r) for r in read_all(streams, EXCEPTIONS)]
         assert sorted((f.input["offset"], f.document["stage"], f.message)
                       for f in reported if f is not None) == sorted(
