@@ -299,16 +299,21 @@ def test_write_checks_its_arguments_at_the_call_and_appends_nothing_refused(
     assert info.records == 1
 
 
+@pytest.mark.parametrize("call", ["write", "write_batch"])
 def test_flush_raises_for_writes_that_failed_and_acknowledges_only_what_was_stored(
-        backend: BackendUnderTest) -> None:
+        backend: BackendUnderTest, call: str) -> None:
     good = backend.new_stream(partitions=1)
     streams = backend.open()
     with streams.open_producer() as producer:
         refusing, refused = backend.refusing_stream(producer)
         producer.write(good, b"g0")
-        producer.write(refusing, refused)
-        producer.write(good, b"g1")
-        producer.write(refusing, refused)
+        if call == "write":
+            producer.write(refusing, refused)
+            producer.write(good, b"g1")
+            producer.write(refusing, refused)
+        else:
+            producer.write_batch(refusing, [refused, refused])
+            producer.write_batch(good, [b"g1"])
         producer.write(good, b"g2")
         with pytest.raises(DeliveryError, match=r"^2 records") as failed:
             producer.flush(60)
@@ -322,10 +327,6 @@ def test_flush_raises_for_writes_that_failed_and_acknowledges_only_what_was_stor
     assert Position(good, 0, 3) == records[-1].position
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a write's failure is reported to the first flush() of any thread and then forgotten, so "
-    "the thread that wrote the refused record gets a flush that returns: the producer must "
-    "report a failure to every flush called after the failed record was written"))
 def test_a_flush_raises_for_a_refused_write_of_its_thread_even_after_another_threads_flush(
         backend: BackendUnderTest) -> None:
     good = backend.new_stream(partitions=1)
@@ -399,3 +400,55 @@ def test_batches_read_across_seeks_on_two_partitions_hold_each_offset_once_from_
                                                          for i in range(150, 200)]
     assert list(early) == early_records  # the early batch is intact after later polls
     assert early.values() == [r.value for r in early_records]
+
+
+def test_write_batch_stores_every_record_in_the_order_given(backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=3)
+    shared = (("content-type", b"application/json"),)
+    n = 1200
+    keys = [f"k{i % 13}".encode() for i in range(n)]
+    headers = [shared if i % 2 else (("n", f"{i}".encode()),) for i in range(n)]
+    with backend.open().open_producer() as producer:
+        for lo in range(0, n, 500):
+            values = [f"{i}".encode() for i in range(lo, min(lo + 500, n))]
+            assert producer.write_batch(stream, values, keys=keys[lo:lo + 500],
+                                        headers=headers[lo:lo + 500]) is None
+        producer.write_batch(stream, [b"a", None, b"c"], partition=1)
+        producer.flush(60)
+    records = read_all(backend, stream, n + 3)
+    assert len(records) == n + 3
+    keyed = [r for r in records if r.key is not None]
+    for r in keyed:
+        i = int(r.value or b"")
+        assert (r.key, r.headers, r.partition) == (keys[i], headers[i],
+                                                   partition_for_key(keys[i], 3))
+    for part in range(3):
+        values = [int(r.value or b"") for r in keyed if r.partition == part]
+        assert values == sorted(values)
+        offsets = [r.offset for r in records if r.partition == part]
+        assert offsets == list(range(len(offsets)))
+    assert sorted(int(r.value or b"") for r in keyed) == list(range(n))
+    assert [(r.partition, r.value) for r in records if r.key is None] == [
+        (1, b"a"), (1, None), (1, b"c")]
+
+
+def test_write_batch_refuses_the_whole_batch_at_the_call_if_one_record_is_invalid(
+        backend: BackendUnderTest) -> None:
+    stream = backend.new_stream(partitions=2)
+    streams = backend.open()
+    producer = streams.open_producer()
+    with pytest.raises(RecordTooLargeError):
+        producer.write_batch(stream, [b"ok", b"x" * (MiB + 1), b"ok"])
+    with pytest.raises(RecordTooLargeError):
+        producer.write_batch(stream, [b"ok", b"x" * (MiB - 5)], keys=[b"k", b"k" * 10])
+    with pytest.raises(InvalidRequestError, match="2 values but 1 keys"):
+        producer.write_batch(stream, [b"a", b"b"], keys=[b"k"])
+    with pytest.raises(UnknownStreamError, match="no-such-stream"):
+        producer.write_batch("no-such-stream", [b"x"])
+    with pytest.raises(InvalidRequestError, match="partition 5"):
+        producer.write_batch(stream, [b"x"], partition=5)
+    producer.flush(30)
+    producer.close()
+    with pytest.raises(ClosedError):
+        producer.write_batch(stream, [b"late"])
+    assert streams.admin().describe_stream(stream).records == 0

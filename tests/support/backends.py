@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,13 @@ class BackendUnderTest:
             for future in admin.create_topics([NewTopic(name, 1, 1, config={
                     "max.message.bytes": "2000"})]).values():
                 future.result(60)
+            deadline = time.monotonic() + 30  # until a fresh client knows its leader
+            while time.monotonic() < deadline:
+                meta = admin.list_topics(name, timeout=10).topics.get(name)
+                if meta is not None and meta.error is None and meta.partitions and all(
+                        p.leader >= 0 for p in meta.partitions.values()):
+                    break
+                time.sleep(0.1)
             return name, b"x" * 5_000
         name = self.new_stream(prefix="refusing")
         producer.write(name, b"learn the stream")

@@ -163,6 +163,22 @@ class _Producer:
         finally:
             self._pins.sent(ticket)
 
+    def write_batch(self, stream: str, values: Sequence[bytes | None], *,
+                    keys: Sequence[bytes | None] | None = None, partition: int | None = None,
+                    headers: Sequence[Headers] | None = None) -> None:
+        if not any(self._claim.applies(stream, v) for v in values):
+            self._inner.write_batch(stream, values, keys=keys, partition=partition,
+                                    headers=headers)
+            return
+        ticket = self._claim.hold(stream, values, self._pins)  # as in send_batch
+        try:
+            pairs = [self._claim.outgoing(stream, v, headers[i] if headers else None)
+                     for i, v in enumerate(values)]
+            self._inner.write_batch(stream, [p[0] for p in pairs], keys=keys,
+                                    partition=partition, headers=[p[1] or () for p in pairs])
+        finally:
+            self._pins.sent(ticket)
+
     def flush(self, timeout: float | None = None) -> None:
         mark = self._pins.mark()  # only what was handed over before the flush began
         self._inner.flush(timeout)

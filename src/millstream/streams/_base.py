@@ -134,8 +134,8 @@ class RecordBatch(Protocol):
 class Producer(Protocol):
     """Appends records to streams.
 
-    ``send``, ``send_batch`` and ``write`` return at once; records sent by one producer to one
-    partition are stored in the order sent, whichever of the three sent them. A record is
+    ``send``, ``send_batch``, ``write`` and ``write_batch`` return at once; records sent by one
+    producer to one partition are stored in the order sent, whichever call sent them. A record is
     *acknowledged* once its handle resolved or a later ``flush()`` returned; an acknowledged
     record is never lost. A record over the size
     limit raises ``RecordTooLargeError`` at the call, and nothing of it is sent. Sending to a
@@ -190,9 +190,25 @@ class Producer(Protocol):
         written since the previous flush could not be stored."""
         ...
 
+    def write_batch(
+        self,
+        stream: str,
+        values: Sequence[bytes | None],
+        *,
+        keys: Sequence[bytes | None] | None = None,
+        partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
+    ) -> None:
+        """``send_batch`` without a handle: the same arguments, partitions and checks (every
+        record accepted, or none if one is invalid); acknowledged by the next ``flush()``
+        as ``write``'s records are."""
+        ...
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until every record sent before the call is acknowledged; raise
-        ``DeliveryError`` if any could not be stored."""
+        ``DeliveryError`` if any could not be stored. Each thread's flushes report a failed
+        record once, whichever thread sent it: the thread that wrote it hears of it even if
+        another thread's flush did first."""
         ...
 
     def close(self, timeout: float | None = None) -> None:

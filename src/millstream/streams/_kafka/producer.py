@@ -13,9 +13,10 @@ A full local queue blocks the sender (serving callbacks) up to ``millstream.time
 raises. Records that cannot be delivered are reported through their handle and by
 ``flush()``, never hidden. The handles and their callbacks are ``handles``.
 
-``write`` queues a record with no handle: every written record shares one delivery callback
-(``_written``, made once) that only records failures, so a write costs one ``produce()``
-call, and the next ``flush()`` (which waits until every report is served) raises for them.
+``write`` and ``write_batch`` queue records with no handle: every written record shares one
+delivery callback (``_written``, made once) that only records failures, so a write costs one
+``produce()`` call, and the next ``flush()`` (which waits until every report is served)
+raises for them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from millstream.errors import (
     RecordTooLargeError,
 )
 from millstream.records import Headers, record_size
+from millstream.streams._checks import check_batch
 from millstream.streams._kafka.errors import error_of, translate
 from millstream.streams._kafka.handles import (
     LAST,
@@ -59,6 +61,7 @@ __all__ = ["KafkaProducer"]
 
 _IDLE_S = 0.02  # the background thread serves callbacks once senders have not for this long
 _SERVE_EVERY = 1000  # send() serves callbacks every this many records
+_KEEP_FAILURES = 10_000  # failures kept for threads not yet told of them (see _untold)
 
 
 class KafkaProducer:
@@ -77,7 +80,9 @@ class KafkaProducer:
         self._produce_now = self._producer.produce
         self._counts = PartitionCounts(self._producer, options.timeout_s)
         self._lock = threading.Lock()
-        self._failures: list[MillstreamError] = []
+        self._failures: list[MillstreamError] = []  # appended by callbacks; see _untold
+        self._dropped = 0  # failures trimmed off its front
+        self._told = threading.local()  # per thread: how many failures its flushes reported
         self._acked = threading.Condition()
         # Callbacks are served by one thread at a time, so they run in the order librdkafka
         # reports deliveries (lanes depend on it): whoever polls or flushes holds _serving.
@@ -379,6 +384,33 @@ class KafkaProducer:
         if self._sends >= _SERVE_EVERY:
             self._serve_here()
 
+    def write_batch(self, stream: str, values: Sequence[bytes | None], *,
+                    keys: Sequence[bytes | None] | None = None, partition: int | None = None,
+                    headers: Sequence[Headers] | None = None) -> None:
+        check_batch(stream, values, keys, headers, self._limit)  # all or none, at the call
+        self._check(stream, partition)
+        part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
+        produce, written = self._producer.produce, self._written
+        listed: tuple[Headers | None, list[Any]] = (None, [])  # a shared tuple, listed once
+        try:
+            for i, value in enumerate(values):
+                key = keys[i] if keys is not None else None
+                record_headers = headers[i] if headers is not None else None
+                try:
+                    if record_headers:
+                        if listed[0] is not record_headers:
+                            listed = (record_headers, list(record_headers))
+                        produce(stream, value, key, part, written, None, 0, listed[1])
+                    else:
+                        produce(stream, value, key, part, written)
+                except BufferError:
+                    self._produce(stream, value, key, part, record_headers, None, written)
+        except KafkaException as exc:
+            raise translate(exc, f"producing to {stream!r}") from exc
+        if not self._closed:
+            self._writable.add(stream)
+        self._serve_here()
+
     def _write_done(self, err: Any, msg: Any) -> None:
         """The delivery callback of every written record: only failures are kept."""
         if err is not None:
@@ -396,16 +428,33 @@ class KafkaProducer:
             )
         self._raise_failures()
 
+    def _untold(self) -> tuple[int, MillstreamError | None]:
+        """The failures no flush of this thread has reported yet, and the first of them
+        (the last kept, if it was trimmed), now marked reported. Every thread is told of
+        every failure once: a record is any thread's to flush, and the thread that wrote it
+        must hear of it even if another thread's flush came first."""
+        failures = self._failures
+        total = self._dropped + len(failures)  # callbacks only append
+        seen = getattr(self._told, "n", 0)
+        if total <= seen:
+            return 0, None
+        self._told.n = total
+        index = seen - self._dropped
+        first = failures[index] if index >= 0 else failures[0]
+        if len(failures) > _KEEP_FAILURES:  # a thread behind them is told the count
+            with self._serving:  # no callback appends meanwhile
+                cut = len(failures) - _KEEP_FAILURES // 2
+                del failures[:cut]
+                self._dropped += cut
+        return total - seen, first
+
     def _raise_failures(self) -> None:
-        n = len(self._failures)  # callbacks only append, so the first n are stable
-        failed = self._failures[:n]
-        del self._failures[:n]
-        if failed:
+        failed, first = self._untold()
+        if first is not None:
             raise DeliveryError(
-                f"{len(failed)} records could not be stored (a sent record's handle says "
-                f"which; written records have none); first: {failed[0]}",
-                undelivered=len(failed),
-            ) from failed[0]
+                f"{failed} records could not be stored (a sent record's handle says which; "
+                f"written records have none); first: {first}", undelivered=failed,
+            ) from first
 
     def close(self, timeout: float | None = None) -> None:
         with self._lock:
@@ -422,7 +471,7 @@ class KafkaProducer:
                 self._acked.notify_all()
             self._poller.join()
         if remaining:
-            failed = len(self._failures)
+            failed, _ = self._untold()
             raise DeliveryError(
                 f"closed with {remaining + failed} records not delivered ({remaining} not "
                 f"acknowledged after {limit} s, {failed} refused); they are lost unless sent "

@@ -65,6 +65,7 @@ class LocalProducer:
         self._error: MillstreamError | None = None
         self._batch_errors: list[tuple[int, MillstreamError, int]] = []  # seq, error, records
         self._lost = 0  # records not stored when the writer stopped
+        self._told = threading.local()  # per thread: the last batch its flushes reported on
         self._closed = False
         self._stopping = False
         self._writer_idle = False
@@ -225,6 +226,26 @@ class LocalProducer:
         partition: int | None = None,
         headers: Sequence[Headers] | None = None,
     ) -> _BatchHandle:
+        parts, order = self._buffer_batch(stream, values, keys, partition, headers)
+        return _BatchHandle(parts, order) if order is not None else _BatchHandle(_merge(parts))
+
+    def write_batch(
+        self,
+        stream: str,
+        values: Sequence[bytes | None],
+        *,
+        keys: Sequence[bytes | None] | None = None,
+        partition: int | None = None,
+        headers: Sequence[Headers] | None = None,
+    ) -> None:
+        self._buffer_batch(stream, values, keys, partition, headers)
+
+    def _buffer_batch(
+        self, stream: str, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None,
+        partition: int | None, headers: Sequence[Headers] | None,
+    ) -> tuple[list[tuple[_Batch, int, int]], list[int] | None]:
+        """Check and buffer a batch: the runs holding it (batch, start, count) and, when its
+        records went to several partitions, their indexes in the order of the runs."""
         n = len(values)
         sizes = check_batch(stream, values, keys, headers, self._limit)
         now = time.time_ns() // 1_000_000
@@ -267,9 +288,9 @@ class LocalProducer:
                             [sizes[i] for i in indexes], now, 0, len(indexes), parts)
                         order.extend(indexes)
                     self._cond.notify()
-                    return _BatchHandle(parts, order)
+                    return parts, order
             self._cond.notify()
-        return _BatchHandle(_merge(parts))
+        return parts, None
 
     def _append_run(
         self, meta: catalog.StreamMeta, partition: int, values: Sequence[bytes | None],
@@ -318,8 +339,12 @@ class LocalProducer:
                 raise DeliveryError(
                     f"{self._lost} records were not stored: {self._error}",
                     undelivered=self._lost) from self._error
-            failed = [(e, n) for seq, e, n in self._batch_errors if seq <= target]
-            self._batch_errors = [f for f in self._batch_errors if f[0] > target]
+            # every thread is told of each failure once (see the Kafka producer's _untold)
+            told = getattr(self._told, "seq", 0)
+            failed = [(e, n) for seq, e, n in self._batch_errors if told < seq <= target]
+            self._told.seq = max(told, target)
+            if len(self._batch_errors) > 10_000:
+                del self._batch_errors[:5_000]
             if failed:
                 lost = sum(n for _, n in failed)
                 raise DeliveryError(f"{lost} records were not stored: {failed[0][0]}",
