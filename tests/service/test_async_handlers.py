@@ -307,6 +307,34 @@ def test_objects_of_records_waiting_for_an_earlier_one_stay_pinned_until_their_o
     assert pinned() == set()  # all sent and durable: every pin released
 
 
+def test_a_service_holding_all_it_may_still_polls_so_its_group_keeps_it() -> None:
+    # all records on one key: the first awaits 4 s while the next ones fill what the service
+    # may hold (max(4 × 2, max_batch=1) = 8); the group drops a member that does not poll for
+    # 1.5 s, so the service polls anyway (and hands back what came) at least once a second
+    app = App("full", partitions=1)
+    url = "local:?max_poll_interval_ms=1500&heartbeat_interval_ms=200&session_timeout_ms=1500"
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=2,
+                 max_batch=1)
+    async def billing(order: Order) -> Invoice:
+        await asyncio.sleep(4.0 if order.id == 0 else 0.001)
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with millstream.open_streams(url) as streams:
+        runner = ServiceRunner(app, "billing", streams, metrics_interval_s=60)
+        runner.prepare()
+        with streams.open_producer() as producer:
+            for i in range(20):
+                producer.send("orders", Order(id=i, total=i).model_dump_json().encode(),
+                              key=b"a", headers=(("content-type", b"application/json"),))
+        run_until(runner, lambda r: r.metrics.records_in >= 20, timeout=60)
+        ids = [Invoice.model_validate_json(r.value or b"").order_id
+               for r in read_all(streams, "invoices")]
+        assert ids == list(range(20))  # each once, in order: never dropped from the group
+        assert runner.statistics().records_in == 20
+        assert committed(streams, "full.billing", "orders") == {0: 20}
+
+
 # -- everything a sync handler has -----------------------------------------------------------
 
 
