@@ -6,7 +6,8 @@ fresh topics (one per client and round, single partition), runs a warm-up first,
 ``rounds`` rounds that alternate which client goes first; figures are medians and the ratio is
 millstream / direct.
 
-  6. produce 100 B, ``send_batch`` of 1,000 then one ``flush()``; direct: a loop of
+  6. produce 100 B, ``send_batch`` of 1,000 then one ``flush()`` (and, in the same rounds,
+     ``write_batch`` of 1,000, no handle); direct: a loop of
      ``Producer.produce(topic, value, on_delivery=cb)``, ``poll(0)`` every 1,000 records (and
      on ``BufferError``), one ``flush()``. A stricter reference is measured beside it: the
      same loop passing ``produce``'s arguments by position (``produce(topic, value, None, -1,
@@ -234,14 +235,19 @@ def _timed(fn: Callable[[], None], records: int) -> Measure:
     return records / elapsed, cpu / records * 1e6, (GC.total - gc0) * 1e3
 
 
-def ours_write(streams: Any, topic: str, values: list[bytes], records: int) -> Measure:
-    """``Producer.write`` one record at a time (no handle), one ``flush()``."""
+def ours_write(streams: Any, topic: str, values: list[bytes], records: int,
+               batches: bool = False) -> Measure:
+    """``Producer.write`` one record at a time (no handle), one ``flush()``; ``batches``:
+    ``write_batch`` of ``BATCH`` records instead."""
     with streams.open_producer() as producer:
         producer.send_batch(topic, values[:1]).wait()  # connect, learn the topic: untimed
 
         def run() -> None:
-            write = producer.write
+            write, write_batch = producer.write, producer.write_batch
             for _ in range(records // BATCH):
+                if batches:
+                    write_batch(topic, values)
+                    continue
                 for v in values:
                     write(topic, v)
             producer.flush()
@@ -465,8 +471,7 @@ def run(bootstrap: str, params: KafkaParams, only: set[int], report: Report) -> 
                 tag = "batch" if not one else "one"
                 warm = min(params.warmup, n)
                 ours_produce(streams, topics.new(f"{tag}-warm-ours"), values, warm, one)
-                if one:
-                    ours_write(streams, topics.new(f"{tag}-warm-write"), values, warm)
+                ours_write(streams, topics.new(f"{tag}-warm-write"), values, warm, not one)
                 direct_produce(bootstrap, topics.new(f"{tag}-warm-direct"), values, warm)
                 direct_produce(bootstrap, topics.new(f"{tag}-warm-pos"), values, warm, True)
                 got = []
@@ -480,15 +485,14 @@ def run(bootstrap: str, params: KafkaParams, only: set[int], report: Report) -> 
                         "positional": partial(direct_produce, bootstrap,
                                               topics.new(f"{tag}-{r}-pos"), values, n, True),
                     }
-                    if one:
-                        runs["write"] = partial(ours_write, streams,
-                                                topics.new(f"{tag}-{r}-write"), values, n)
+                    runs["write"] = partial(ours_write, streams, topics.new(f"{tag}-{r}-write"),
+                                            values, n, not one)
                     got.append(rounds_of(r, runs))
                 _report(report, f"Kafka produce {SIZE} B, " + ("send()" if one else "send_batch"),
                         number, got, reference="positional")
-                if one:
-                    _report(report, f"Kafka produce {SIZE} B, write()", number, got,
-                            reference="positional", ours="write")
+                _report(report, f"Kafka produce {SIZE} B, "
+                        + ("write()" if one else "write_batch"), number, got,
+                        reference="positional", ours="write")
             if 8 in only:
                 n = params.records_consume
                 print(f"\n8. Kafka consume {SIZE} B, standalone consumer, "
