@@ -36,6 +36,7 @@ from millstream.runtime import ServiceRunner
 from millstream.runtime._failures import parse_exception
 from millstream.service import App, Context, Emit, RetryPolicy
 from millstream.streams._base import Streams
+from millstream.testing import TestPlatform
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 from tests.support.backends import BackendUnderTest, kafka_backend, local_backend
 
@@ -531,3 +532,22 @@ def test_an_async_service_is_exactly_once_on_the_embedded_log() -> None:
                       for r in read_all(streams, "invoices"))
         assert ids == Counter(range(300))
         assert sum(committed(streams, "eos.billing", "orders").values()) == 300
+
+
+def test_an_async_service_runs_in_the_testing_kit() -> None:
+    app = App("kit", partitions=2)
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=8)
+    async def billing(order: Order) -> Invoice:
+        await asyncio.sleep(0.005)
+        return Invoice(order_id=order.id, amount=order.total * 2)
+
+    with TestPlatform(app) as platform:
+        platform.send_many("orders", [Order(id=i, total=i) for i in range(30)],
+                           key=lambda o: str(o.id))
+        with platform.running("billing") as running:
+            invoices = platform.wait_for("invoices", 30)
+        assert sorted(i.order_id for i in invoices) == list(range(30))
+        assert running.statistics().records_in == 30 and not running.alive
+        assert platform.lag("billing") == 0
+
