@@ -65,6 +65,7 @@ class LocalProducer:
         self._error: MillstreamError | None = None
         self._batch_errors: list[tuple[int, MillstreamError, int]] = []  # seq, error, records
         self._lost = 0  # records not stored when the writer stopped
+        self._sized: tuple[Headers | None, int] = (None, 0)  # write()'s last headers, sized
         self._told = threading.local()  # per thread: the last batch its flushes reported on
         self._closed = False
         self._stopping = False
@@ -192,23 +193,31 @@ class LocalProducer:
         headers: Headers | None = None,
         timestamp: int | None = None,
     ) -> None:
-        # send() without the handle; the same lines, kept apart so that neither pays a call
-        size = record_size(key, value, headers)
+        # send() without the handle, and with its helpers' common cases inline
+        size = (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        if headers:  # a service's outputs share one headers tuple: sized once
+            sized = self._sized
+            if sized[0] is not headers:
+                headers = tuple(headers)  # a list may change before the next call
+                sized = self._sized = (headers, record_size(None, None, headers))
+            size += sized[1]
         if size > self._limit:
             raise RecordTooLargeError(size, self._limit, stream)
         if timestamp is None:
             timestamp = time.time_ns() // 1_000_000
         with self._lock:
-            self._check_open()
-            self._await_room()
-            meta = self._meta(stream)
+            if self._closed or self._error is not None:
+                self._check_open()
+            if self._buffered > self._options.max_buffer_bytes:
+                self._await_room()
+            meta = self._streams.get(stream) or self._meta(stream)
             b = self._batch_for(meta, self._partition(meta, key, partition))
             b.timestamps.append(timestamp)
             b.keys.append(key)
             if headers:
                 if b.headers is None:
                     b.headers = [()] * len(b.values)
-                b.headers.append(tuple(headers))
+                b.headers.append(headers)
             elif b.headers is not None:
                 b.headers.append(())
             b.values.append(value)
