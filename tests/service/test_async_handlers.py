@@ -39,6 +39,7 @@ from millstream.streams._base import Streams
 from millstream.testing import TestPlatform
 from tests.service.test_runtime import Invoice, Order, read_all, run_until, send_orders
 from tests.support.backends import BackendUnderTest, kafka_backend, local_backend
+from tests.support.waiting import wait_until
 
 BACKENDS = ["local", pytest.param("kafka", marks=pytest.mark.kafka)]
 
@@ -549,5 +550,34 @@ def test_an_async_service_runs_in_the_testing_kit() -> None:
             invoices = platform.wait_for("invoices", 30)
         assert sorted(i.order_id for i in invoices) == list(range(30))
         assert running.statistics().records_in == 30 and not running.alive
+        assert platform.lag("billing") == 0
+
+
+def test_partitions_handed_to_a_new_instance_mid_flight_give_every_output_once() -> None:
+    # a second instance joins while the first has records in flight: the first lets the
+    # running ones of the partitions it gives up finish and commits them; the queued ones and
+    # those finished behind them go, unsent, to the new owner
+    app = App("handover", partitions=4)
+
+    @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=16)
+    async def billing(order: Order) -> Invoice:
+        await asyncio.sleep(0.05 if order.id % 7 == 0 else 0.01)
+        return Invoice(order_id=order.id, amount=order.total)
+
+    with TestPlatform(app) as platform:
+        platform.send_many("orders", [Order(id=i, total=i) for i in range(600)],
+                           key=lambda o: f"k{o.id % 50}")
+        first = platform.start("billing")
+        wait_until(lambda: len(platform.records("invoices")) >= 100, 30, "100 invoices")
+        second = platform.start("billing")
+        platform.wait_for("invoices", 600)
+        second.stop()
+        first.stop()
+        handled = [r.statistics().records_in for r in (*first.runners, *second.runners)]
+        ids = Counter(i.order_id for i in platform.values("invoices"))
+        assert ids == Counter(range(600))  # every output once
+        # both handled some; the first's records that had finished behind a dropped queued one
+        # were handled again by the second, their outputs sent once
+        assert sum(handled) >= 600 and all(n > 0 for n in handled)
         assert platform.lag("billing") == 0
 
