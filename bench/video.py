@@ -609,7 +609,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{wall:.1f} s: ratio {base / wall:.3f} "
                   f"{'PASS' if base / wall >= BATCH_TARGET else 'MISS'} (≥ {BATCH_TARGET}); "
                   f"transcode per clip (median) {med(batch['plain script'], per_clip):.2f} s "
-                  f"plain, {med(batch[label], per_clip):.2f} s pipeline")
+                  f"plain, {med(batch[label], per_clip):.2f} s pipeline; CPU: plain script "
+                  f"{med(batch['plain script'], lambda run: run.cpu_s):.1f} s, pipeline "
+                  f"{med(batch[label], lambda run: run.cpu_s):.1f} s (CPU seconds depend "
+                  "far less than wall time on the load of other processes)")
     print(f"  (the benchmark ran {time.monotonic() - began:.0f} s)")
     return 0
 
