@@ -2,7 +2,9 @@
 periodic checkpoint: the join (stateful) commits — and so writes its table rows — with its
 checkpoints, so the site sets its ``checkpoint_interval`` to ``app.JOIN_CHECKPOINT_S``
 (0.5 s) instead of the default 5 s, which kept each video waiting 2.5 s on average (up to
-5 s) after its transcode and the last clip of a batch with it."""
+5 s) after its transcode and the last clip of a batch with it. And the transcoder takes one
+upload per poll, so a queue of uploads cannot hold its next poll past
+``max_poll_interval_ms``."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import millstream
 from millstream import MillstreamError
-from videosite.app import JOIN_CHECKPOINT_S, app
+from videosite.app import JOIN_CHECKPOINT_S, TRANSCODE_BATCH, app
 from videosite.inprocess import InProcessSite
 from videosite.models import Video
 from videosite.pipeline import submit
@@ -46,3 +48,11 @@ def test_each_video_is_ready_within_a_join_checkpoint_of_its_transcode(
             late.append(seen - max(s.finished_at for s in video.stages.values()))
         assert site.errors == []
     assert max(late) < BOUND_S, late
+
+
+def test_the_transcoder_takes_one_upload_per_poll() -> None:
+    """A poll of N uploads is followed by the next only after N transcodes: with the
+    default 500, twenty queued 10-second clips on a loaded machine took over
+    ``max_poll_interval_ms`` (300 s) and the transcoder was dropped from its group."""
+    assert TRANSCODE_BATCH == 1
+    assert app.get("transcode").max_batch == TRANSCODE_BATCH

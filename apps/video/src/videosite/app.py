@@ -62,6 +62,11 @@ PROGRESS_STEP = 0.1
 #: join ever deletes (an Upload naming anything else — another video's original, an object a
 #: program of its own stored — never loses it)
 OWN_ORIGINAL = re.compile(r"uploads/(?P<video_id>[0-9a-f]{16})/source(\.[a-z0-9]{1,8})?")
+#: uploads the transcoder takes per poll: one, since each takes seconds to minutes — with 500,
+#: a poll took every queued upload and the next poll came only after all of them, so 20
+#: queued clips on a loaded machine (17 s each) outlasted max_poll_interval_ms (300 s): the
+#: member was dropped from its group and its finished work was to be done again
+TRANSCODE_BATCH = 1
 #: the join's checkpoint interval: a stateful service commits (and writes its table rows)
 #: with its checkpoints, so a video is in the catalog up to this long after its last stage
 #: (at the default 5 s: 2.5 s on average; a checkpoint with nothing changed writes nothing)
@@ -93,7 +98,8 @@ def thumbnail(upload: Upload, ctx: Context) -> None:
     ctx.emit(status, _done("thumbnail", upload.video_id, result.ok, result.error))
 
 
-@app.service(inputs=[uploads], outputs=[renditions, status], uses=("files",))
+@app.service(inputs=[uploads], outputs=[renditions, status], uses=("files",),
+             max_batch=TRANSCODE_BATCH)
 def transcode(upload: Upload, ctx: Context) -> None:
     """Encodes the H.264 + AAC rendition ladder (never upscaled) and its HLS playlists.
 
