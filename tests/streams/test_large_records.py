@@ -88,6 +88,29 @@ def _produce(url: str, stream: str, batches: int, per_batch: int = 40,
                 assert positions[0].offset == first
 
 
+def test_a_poll_of_large_records_stops_near_eight_megabytes_and_the_next_goes_on(
+        url: str) -> None:
+    _produce(url, "big", batches=50)  # 2,000 records of 10 KB, 40 to a stored batch
+    with millstream.open_streams(url) as streams:
+        with streams.open_producer() as producer:
+            streams.admin().create_stream("small")
+            producer.send_batch("small", [b"s" * 100] * 30_000).wait(30)
+        with streams.open_consumer() as consumer:
+            consumer.subscribe(["big"])
+            sizes = []
+            offsets: list[int] = []
+            while len(offsets) < 2000:
+                got = consumer.poll(max_records=10_000, timeout=1)
+                sizes.append(len(got))
+                offsets.extend(r.offset for r in got)
+        # a stored batch holds ~410 KB: the 21st brings a read past 8 MiB
+        assert sizes == [840, 840, 320]
+        assert offsets == list(range(2000))
+        with streams.open_consumer() as consumer:  # small records: max_records still rules
+            consumer.subscribe(["small"])
+            assert len(consumer.poll(max_records=10_000, timeout=1)) == 10_000
+
+
 def test_large_batches_are_written_once_to_a_segment_file_and_rows_point_at_them(
         url: str) -> None:
     _produce(url, "big", batches=5)

@@ -18,9 +18,11 @@ from millstream.streams._local import _segments as segments
 from millstream.streams._local import batch as batchfmt
 from millstream.streams._local.groups import Slot
 
-__all__ = ["Rest", "offset_for_time", "ranges", "read_batches"]
+__all__ = ["READ_BYTES", "Rest", "offset_for_time", "ranges", "read_batches"]
 
 _new = tuple.__new__
+#: a read of one partition stops after the batch that brings its payloads to this many bytes
+READ_BYTES = 8 * 1024 * 1024
 
 #: a batch read past what was wanted: its records, the index of the first not yet returned,
 #: and the batch's end offset (where the position goes once they are all returned)
@@ -34,7 +36,12 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
     and the rest of a batch that held more than fit. ``gap()`` is called when the first batch
     begins after ``pos`` (retention may have removed records the reader has not read).
     Damage raises ``CorruptDataError`` — unless ``out`` already holds records: then they are
-    returned, the position left at the damaged batch for the next read to raise."""
+    returned, the position left at the damaged batch for the next read to raise.
+
+    A read also stops after the batch that brings the payloads it read to ``READ_BYTES``: a
+    poll of 10,000 records of 10 KB would otherwise hold 100 MB of values at once, and memory
+    that large is fresh for every poll (measured: 4–5 µs a record spent in page faults, as
+    much as reading and checking the record)."""
     sid, p = slot
     where = f"stream {name!r} partition {p}"
     # Rows are read one at a time from the cursor and it is closed as soon as enough
@@ -46,6 +53,7 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
         (sid, p, pos),
     )
     db: Path | None = None
+    taken = 0
     try:
         first = True
         for base, end, count, crc, payload, segment, rid in cursor:
@@ -90,7 +98,8 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
                 return records[room - 1].offset + 1, (records, room, end)
             out.extend(built)  # straight into the result: no intermediate list
             pos = end
-            if len(out) >= need:
+            taken += len(payload)
+            if len(out) >= need or taken >= READ_BYTES:
                 return pos, None
     finally:
         cursor.close()
