@@ -138,3 +138,14 @@ def test_a_raw_layout_batch_cut_short_or_padded_with_a_matching_crc_is_refused(c
         crc = batch.checksum(zlib.crc32(forged), 1, 0, 0, 3)
         with pytest.raises(CorruptDataError, match="unknown layout"):
             batch.decode(forged, crc, 1, 0, 0, 3, "forged")
+
+
+@given(st.one_of(records, large_records))
+def test_the_pieces_a_segment_is_written_from_are_the_payload_and_carry_its_crc(
+        rows: list[tuple[int, bytes | None, bytes | None, tuple]]) -> None:
+    columns = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+               [r[3] for r in rows])
+    parts = batch.encode_parts(*columns)
+    payload = batch.encode(*columns)
+    assert b"".join(parts) == payload
+    assert batch.payload_crc(parts) == batch.payload_crc(payload) == zlib.crc32(payload)

@@ -48,9 +48,10 @@ _REF = struct.Struct("<QQ")  # offset, length
 _IOV = 512  # buffers per pwritev call (IOV_MAX is 1024 on Linux)
 
 
-def external(payload: bytes) -> bool:
-    """Whether ``payload`` goes to a segment file (large, and in the raw-values layout)."""
-    return len(payload) >= EXTERNAL_FROM and payload[:1] == b"\x02"
+def external(parts: list[bytes]) -> bool:
+    """Whether the payload made of ``parts`` goes to a segment file (large, and in the
+    raw-values layout)."""
+    return parts[0][:1] == b"\x02" and sum(map(len, parts)) >= EXTERNAL_FROM
 
 
 def _name(db: Path, number: int) -> Path:
@@ -72,11 +73,12 @@ def _current(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 1
 
 
-def write(conn: sqlite3.Connection, db: Path, payloads: list[bytes],
+def write(conn: sqlite3.Connection, db: Path, payloads: list[list[bytes]],
           limit: int) -> tuple[int, list[bytes]]:
-    """Append ``payloads`` to the current segment file (or the next, once the current holds
-    ``limit`` bytes) and fsync it; return the file's number and each payload's reference (the
-    ``payload`` column of its row). Call inside the write transaction that inserts the rows."""
+    """Append ``payloads`` (each given as its pieces) to the current segment file (or the
+    next, once the current holds ``limit`` bytes) and fsync it; return the file's number and
+    each payload's reference (the ``payload`` column of its row). Call inside the write
+    transaction that inserts the rows."""
     number = _current(conn)
     path = _name(db, number)
     try:
@@ -95,10 +97,11 @@ def write(conn: sqlite3.Connection, db: Path, payloads: list[bytes],
             offset = os.fstat(fd).st_size  # after any bytes a crashed writer left
             refs = []
             at = offset
-            for p in payloads:
-                refs.append(_REF.pack(at, len(p)))
-                at += len(p)
-            _pwrite_all(fd, payloads, offset)
+            for parts in payloads:
+                length = sum(map(len, parts))
+                refs.append(_REF.pack(at, length))
+                at += length
+            _pwrite_all(fd, [part for parts in payloads for part in parts], offset)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -43,14 +43,21 @@ def insert_batch(conn: sqlite3.Connection, stream_id: int, partition: int, base:
     return end
 
 
-def place(conn: sqlite3.Connection, db: Path, payloads: list[bytes],
+def place(conn: sqlite3.Connection, db: Path, payloads: list[list[bytes]],
           options: LocalOptions) -> list[tuple[bytes, int | None]]:
-    """Each row's ``payload`` column and segment: large payloads appended (and fsynced) to a
-    segment file first, inside the write transaction (see ``_segments``); the rest, and every
-    payload when commits are not fsynced (``durability="process"``), stay inline."""
+    """Each row's ``payload`` column and segment, from payloads given as their pieces
+    (``batch.encode_parts``): large payloads appended (and fsynced) to a segment file first,
+    inside the write transaction (see ``_segments``); the rest, and every payload when commits
+    are not fsynced (``durability="process"``), stay inline."""
     synced = options.durability == "full"
-    out: list[tuple[bytes, int | None]] = [(payload, None) for payload in payloads]
-    big = [i for i, payload in enumerate(payloads) if synced and segments.external(payload)]
+    out: list[tuple[bytes, int | None]] = []
+    big: list[int] = []
+    for i, parts in enumerate(payloads):
+        if synced and segments.external(parts):
+            big.append(i)
+            out.append((b"", None))  # its reference, below
+        else:
+            out.append((parts[0] if len(parts) == 1 else b"".join(parts), None))
     if big:
         number, refs = segments.write(conn, db, [payloads[i] for i in big],
                                       options.segment_bytes)

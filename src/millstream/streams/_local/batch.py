@@ -27,7 +27,7 @@ from millstream.errors import CorruptDataError
 from millstream.records import Headers
 
 __all__ = ["FORMAT", "RAW_FORMAT", "RAW_VALUES_FROM", "Decoded", "checksum", "decode", "encode",
-           "payload_crc"]
+           "encode_parts", "payload_crc"]
 
 FORMAT = 1
 RAW_FORMAT = 2
@@ -48,17 +48,36 @@ def encode(
     offsets: list[int] | None = None,
 ) -> bytes:
     """The payload for one batch row (raw values when they are large, see the module doc)."""
+    parts = encode_parts(timestamps, keys, values, headers, offsets)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def encode_parts(
+    timestamps: list[int],
+    keys: list[bytes | None],
+    values: list[bytes | None],
+    headers: list[Headers] | None,
+    offsets: list[int] | None = None,
+) -> list[bytes]:
+    """The payload as the pieces it is made of, in order: large values are not copied (a
+    segment file is written from the pieces, see ``_segments``)."""
     present = [v for v in values if v is not None]
     if sum(map(len, present)) < RAW_VALUES_FROM * len(values):
-        return marshal.dumps((FORMAT, timestamps, keys, values, headers, offsets), 4)
+        return [marshal.dumps((FORMAT, timestamps, keys, values, headers, offsets), 4)]
     lengths = [-1 if v is None else len(v) for v in values]
     head = marshal.dumps((timestamps, keys, lengths, headers, offsets), 4)
-    return b"".join([_RAW_HEAD.pack(RAW_FORMAT, len(head)), head, *present])
+    return [_RAW_HEAD.pack(RAW_FORMAT, len(head)) + head, *present]
 
 
-def payload_crc(payload: bytes) -> int:
-    """CRC-32 of the payload alone; computed outside the write lock."""
-    return zlib.crc32(payload)
+def payload_crc(payload: bytes | list[bytes]) -> int:
+    """CRC-32 of the payload alone (given whole or as its pieces); computed outside the write
+    lock."""
+    if isinstance(payload, bytes):
+        return zlib.crc32(payload)
+    crc = 0
+    for part in payload:
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
 def checksum(crc_of_payload: int, stream_id: int, partition: int, base: int, count: int) -> int:

@@ -438,7 +438,8 @@ class LocalProducer:
 
     def _commit(self, conn: sqlite3.Connection, batches: list[_Batch]) -> None:
         crcs = [
-            (batchfmt.encode(b.timestamps, b.keys, b.values, b.headers), b) for b in batches
+            (batchfmt.encode_parts(b.timestamps, b.keys, b.values, b.headers), b)
+            for b in batches
         ]
         prepared = [(payload, batchfmt.payload_crc(payload), b) for payload, b in crcs]
         try:
