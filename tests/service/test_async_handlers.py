@@ -28,12 +28,13 @@ from pathlib import Path
 import pytest
 
 import millstream
-from millstream._wellknown import EXCEPTIONS
+from millstream._wellknown import CHECKPOINTS, EXCEPTIONS
 from millstream.errors import InvalidRequestError
 from millstream.files import open_files
 from millstream.operations import list_exceptions, replay
 from millstream.runtime import ServiceRunner
 from millstream.runtime._failures import parse_exception
+from millstream.runtime._state import CheckpointStore
 from millstream.service import App, Context, Emit, RetryPolicy
 from millstream.streams._base import Streams
 from millstream.testing import TestPlatform
@@ -580,4 +581,43 @@ def test_partitions_handed_to_a_new_instance_mid_flight_give_every_output_once()
         # were handled again by the second, their outputs sent once
         assert sum(handled) >= 600 and all(n > 0 for n in handled)
         assert platform.lag("billing") == 0
+
+
+def test_a_stateful_async_service_checkpoints_state_that_matches_its_offsets() -> None:
+    # one record at a time; a record changes its state, then awaits while checkpoints are due
+    # (every 50 ms): every checkpoint written holds exactly the records below its offsets
+    app = App("acount", partitions=2)
+    attempts: Counter[int] = Counter()
+
+    @app.service(inputs={"orders": Order}, stateful=True, checkpoint_interval=0.05,
+                 retry=RetryPolicy(attempts=2, backoff=0.001))
+    async def counter(order: Order, ctx: Context) -> None:
+        key = f"k{order.id % 3}"
+        ctx.state[key] = ctx.state.get(key, 0) + 1
+        attempts[order.id] += 1
+        await asyncio.sleep(0.01)
+        if order.id == 10 and attempts[10] == 1:
+            raise RuntimeError("first attempt fails after changing state")
+
+    with millstream.open_streams() as streams:
+        runner = ServiceRunner(app, "counter", streams, metrics_interval_s=60)
+        runner.prepare()
+        send_orders(streams, [Order(id=i, total=0) for i in range(60)])
+        run_until(runner, lambda r: r.metrics.records_in >= 60)
+        store = CheckpointStore(streams, "acount.counter")
+        written = 0
+        for record in read_all(streams, CHECKPOINTS):
+            if record.key is None or not record.key.startswith(b"acount.counter"):
+                continue
+            checkpoint = store._parse(record.value or b"", record.key)
+            assert sum(checkpoint.state.values()) == checkpoint.offsets.get("orders", 0)
+            written += 1
+        assert written >= 4  # several taken while records were in their handler
+        store.refresh()
+        merged: Counter[str] = Counter()
+        for number in (0, 1):
+            latest = store.latest(number)
+            assert latest is not None
+            merged.update(latest.state)
+        assert merged == {"k0": 20, "k1": 20, "k2": 20}  # order 10 counted once
 
