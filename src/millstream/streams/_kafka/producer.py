@@ -387,29 +387,47 @@ class KafkaProducer:
     def write_batch(self, stream: str, values: Sequence[bytes | None], *,
                     keys: Sequence[bytes | None] | None = None, partition: int | None = None,
                     headers: Sequence[Headers] | None = None) -> None:
-        check_batch(stream, values, keys, headers, self._limit)  # all or none, at the call
+        # all or none, at the call; values alone are sized in one pass in C
+        if keys is not None or headers is not None \
+                or max(map(len, filter(None, values)), default=0) > self._limit:
+            check_batch(stream, values, keys, headers, self._limit)
         self._check(stream, partition)
         part = -1 if partition is None else partition  # -1: librdkafka's partitioner decides
         produce, written = self._producer.produce, self._written
-        listed: tuple[Headers | None, list[Any]] = (None, [])  # a shared tuple, listed once
         try:
-            for i, value in enumerate(values):
-                key = keys[i] if keys is not None else None
-                record_headers = headers[i] if headers is not None else None
-                try:
-                    if record_headers:
-                        if listed[0] is not record_headers:
-                            listed = (record_headers, list(record_headers))
-                        produce(stream, value, key, part, written, None, 0, listed[1])
-                    else:
-                        produce(stream, value, key, part, written)
-                except BufferError:
-                    self._produce(stream, value, key, part, record_headers, None, written)
+            if keys is None and headers is None:  # the common batch: values only
+                for value in values:
+                    try:
+                        produce(stream, value, None, part, written)
+                    except BufferError:
+                        self._produce(stream, value, None, part, None, None, written)
+            else:
+                self._write_each(stream, values, keys, part, headers)
         except KafkaException as exc:
             raise translate(exc, f"producing to {stream!r}") from exc
         if not self._closed:
             self._writable.add(stream)
         self._serve_here()
+
+    def _write_each(self, stream: str, values: Sequence[bytes | None],
+                    keys: Sequence[bytes | None] | None, part: int,
+                    headers: Sequence[Headers] | None) -> None:
+        """``write_batch``'s records with keys or headers, each by position; a headers tuple
+        shared by consecutive records is listed once."""
+        produce, written = self._producer.produce, self._written
+        listed: tuple[Headers | None, list[Any]] = (None, [])
+        for i, value in enumerate(values):
+            key = keys[i] if keys is not None else None
+            record_headers = headers[i] if headers is not None else None
+            try:
+                if record_headers:
+                    if listed[0] is not record_headers:
+                        listed = (record_headers, list(record_headers))
+                    produce(stream, value, key, part, written, None, 0, listed[1])
+                else:
+                    produce(stream, value, key, part, written)
+            except BufferError:
+                self._produce(stream, value, key, part, record_headers, None, written)
 
     def _write_done(self, err: Any, msg: Any) -> None:
         """The delivery callback of every written record: only failures are kept."""
