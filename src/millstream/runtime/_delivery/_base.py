@@ -143,9 +143,9 @@ class DeliveryBase:
         self._producer.send(EXCEPTIONS, value, key=key)
 
     def send(self) -> None:
-        """Send the waiting rows with ``send_batch`` (one call per stream); if one is too
-        large, send the rows of the streams not sent yet one by one and report that one's
-        input."""
+        """Write the waiting rows with ``write_batch``, one call per stream (no handles: the
+        next flush acknowledges them or raises); if one is too large, write the rows of the
+        streams not written yet one by one and report that one's input."""
         rows = self._w.outputs.take()
         if not rows:
             return
@@ -153,16 +153,16 @@ class DeliveryBase:
         assert producer is not None
         streams, keys, values, headers, _ = zip(*rows, strict=True)
         first = streams[0]
-        sent: set[str] = set()  # streams whose rows send_batch took (it takes all or none)
+        sent: set[str] = set()  # streams whose rows write_batch took (it takes all or none)
         try:
             if streams.count(first) == len(rows):
-                producer.send_batch(first, values, keys=keys, headers=headers)
+                producer.write_batch(first, values, keys=keys, headers=headers)
             else:
                 for name in dict.fromkeys(streams):
                     chosen = [row for row in rows if row[0] == name]
-                    producer.send_batch(name, [r[2] for r in chosen],
-                                        keys=[r[1] for r in chosen],
-                                        headers=[r[3] for r in chosen])
+                    producer.write_batch(name, [r[2] for r in chosen],
+                                         keys=[r[1] for r in chosen],
+                                         headers=[r[3] for r in chosen])
                     sent.add(name)
         except RecordTooLargeError:
             left = [row for row in rows if row[0] not in sent]  # never send a row twice
