@@ -54,10 +54,18 @@ $(STAMP): pyproject.toml apps/video/pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[dev]' -e 'apps/video[test]'
 	@touch $@
 
-test: venv  ## start services, run all tests (soak tests cut to SOAK_SECONDS=20), stop services
+# The suite runs as two pytest sessions at once (tests/support/parts.py): the Kafka tests
+# (marker kafka; the brokers start in that session only) and all the others, each on a core
+# of its own — a Kafka test mostly waits (on a broker, a kill, a timeout). Each part's output
+# is printed when it ends (its log, under TEST_LOGS, meanwhile; a progress line a minute);
+# TEST_PARTS=kafka or TEST_PARTS=other runs one part.
+TEST_PARTS ?=
+TEST_LOGS  ?= .cache/test-parts
+test: venv  ## start services, run all tests in two parts at once (soak tests cut to SOAK_SECONDS=20), stop services
 	@$(call with_services, \
 	  MILLSTREAM_SOAK_SECONDS=$${MILLSTREAM_SOAK_SECONDS:-$(SOAK_SECONDS)} \
-	  $(PY) -m pytest -q --durations=30 $(PYTEST_ARGS))
+	  $(PY) -m tests.support.parts --log-dir $(TEST_LOGS) $(TEST_PARTS) -- \
+	    -q --durations=30 $(PYTEST_ARGS))
 
 # The newest Python found (scripts/newest-python.sh: python3.N on PATH, pyenv's versions) gets
 # a venv of its own; there the tests run that need no external service — Kafka, S3,

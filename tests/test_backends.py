@@ -86,7 +86,9 @@ def test_the_error_lists_every_scheme_of_the_family_and_each_is_tested_here(fami
     assert sorted(TARGETS[family]) == sorted(schemes + (["memory"] if fsspec else []))
 
 
-@pytest.mark.parametrize("scheme", TARGETS["streams"])
+@pytest.mark.parametrize("scheme", [
+    pytest.param(scheme, marks=pytest.mark.kafka) if scheme == "kafka" else scheme
+    for scheme in TARGETS["streams"]])  # marked: runs with the Kafka tests (make test's parts)
 def test_every_streams_scheme_opens_and_checks(scheme: str, request: pytest.FixtureRequest,
                                                tmp_path: Path) -> None:
     url, options = TARGETS["streams"][scheme](request, tmp_path)

@@ -335,7 +335,8 @@ class Video(BaseModel):
     media: Media
 
 
-@pytest.mark.parametrize(("files", "log"), [("s3", "local"), ("file", "kafka")])
+@pytest.mark.parametrize(("files", "log"), [
+    ("s3", "local"), pytest.param("file", "kafka", marks=pytest.mark.kafka)])
 def test_gc_keeps_every_object_the_platform_refers_to_on_s3_and_on_kafka(
         files: str, log: str, request: pytest.FixtureRequest) -> None:
     if files == "s3":

@@ -102,9 +102,38 @@ def _start_kafka_single() -> BackgroundStart:
     ).begin()
 
 
+# --- parts (``--part``): `make test` runs the Kafka tests and the others as two sessions at once
+# (tests/support/parts.py), each on a core of its own. The Kafka part holds every test marked
+# `kafka` (so the brokers live in that session only), the other part everything else.
+PARTS = ("kafka", "other")
+#: tests of the `other` part that reached kafka_bootstrap without the `kafka` marker
+_unforeseen_kafka: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--part", choices=PARTS, default=None,
+                     help="run only the tests marked kafka (kafka) or only the others (other); "
+                          "make test runs both parts at once")
+
+
+def _select_part(config: pytest.Config, items: list[pytest.Item]) -> None:
+    part = config.getoption("part", None)
+    if part is None:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        kafka = item.get_closest_marker("kafka") is not None
+        (keep if kafka == (part == "kafka") else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects, so the markers added here count
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by the Kafka fixtures they use; move Kafka tests to the end, 3-node last."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the Kafka fixtures they use; move Kafka tests to the end, 3-node last;
+    keep only the tests of ``--part`` when given."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if services_off() and SERVICE_FIXTURES.intersection(names):
@@ -117,6 +146,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
     items.sort(key=lambda item: (item.get_closest_marker("kafka") is not None)
                + (item.get_closest_marker("kafka_cluster") is not None))
+    _select_part(config, items)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -134,6 +164,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _kafka_single.stop(grace=DONE_GRACE_S)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name a test that started a Kafka broker without the `kafka` marker: in `make test` it
+    ran in the other part, with a second broker beside the Kafka part's."""
+    if _unforeseen_kafka:
+        terminalreporter.write_line(
+            f"a Kafka broker was started for {_unforeseen_kafka[0]}, which is not marked "
+            "kafka: mark it (pytest.mark.kafka, or a pytest.param with marks=) so that "
+            "make test runs it in the Kafka part")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """``host:port`` of a ready single-node Kafka; skips (or fails, in CI) without one."""
@@ -142,6 +182,7 @@ def kafka_bootstrap() -> str:
     if external:
         return external
     if _kafka_single is None:  # not foreseen at collection (e.g. reached by getfixturevalue)
+        _unforeseen_kafka.append(os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0])
         _kafka_single = _start_kafka_single()
     try:
         return _kafka_single.result(timeout=240).bootstrap  # < pytest-timeout (300 s)
