@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from typing import IO
 
 PARTS = ("kafka", "other")
 NO_TESTS = 5
+#: a line of pytest -q's progress: result characters, then the percentage once the line is full
+RESULTS = re.compile(r"^([.sxXFE]+)(?:\s+\[\s*\d+%\])?$")
 
 
 @dataclass
@@ -46,15 +49,20 @@ class Part:
     def seconds(self) -> float:
         return (self.ended or time.monotonic()) - self.started
 
-    def last_line(self) -> str:
-        """The last non-empty line of the log so far (pytest's progress line)."""
+    def progress(self) -> str:
+        """How many tests have ended so far and how many of them failed, from pytest's
+        ``-q`` progress characters (lines of ``.sFExX``, each ending in ``[ NN%]`` once full)."""
         try:
-            with open(self.log, "rb") as f:
-                f.seek(max(0, self.log.stat().st_size - 4096))
-                lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+            text = self.log.read_text(errors="replace")
         except OSError:
-            return ""
-        return lines[-1].strip()[-90:] if lines else ""
+            return "starting"
+        ended = failed = 0
+        for line in text.splitlines():
+            chars = RESULTS.match(line)
+            if chars:
+                ended += len(chars[1])
+                failed += sum(chars[1].count(c) for c in "FE")
+        return f"{ended} ended, {failed} failed" if ended else "collecting"
 
     def summary(self) -> str:
         """pytest's final line (``N passed, M skipped in S s``), else the last line."""
@@ -119,7 +127,7 @@ def run(names: list[str], pytest_args: list[str], log_dir: Path, every: float) -
                     codes[p.name] = rc
                     _finish(p, rc)
             if time.monotonic() >= next_report and len(codes) < len(parts):
-                running = "; ".join(f"{p.name} {p.seconds:.0f} s: {p.last_line()}"
+                running = "; ".join(f"{p.name} {p.seconds:.0f} s: {p.progress()}"
                                     for p in parts if p.name not in codes)
                 print(f"[{time.monotonic() - t0:.0f} s] running: {running}", flush=True)
                 next_report += every
