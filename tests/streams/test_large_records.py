@@ -319,3 +319,45 @@ def test_a_version_1_database_is_upgraded_and_its_rows_still_read(url: str) -> N
         records = read_all(streams, "old")
     assert [r.value for r in records] == (
         [b"small-%d" % i for i in range(10)] + [_value(0, i) for i in range(10, 50)])
+
+
+WRITER = """
+import sys, millstream
+url, tag, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+with millstream.open_streams(url) as streams, streams.open_producer() as producer:
+    for k in range(n):
+        values = [tag + b"-%04d-" % (k * 40 + i) + bytes(10240) for i in range(40)]
+        first = producer.send_batch("shared", values).wait(60)[0].offset
+        print(k, first, flush=True)
+"""
+
+
+def test_producer_processes_appending_large_records_at_once_lose_and_duplicate_nothing(
+        url: str) -> None:
+    """Three processes share the segment files (appends under the write lock, a new file
+    every 3 batches): every acknowledged value is stored once, at its acknowledged offset."""
+    with millstream.open_streams(url) as streams:
+        streams.admin().create_stream("shared")
+    options = f"?segment_bytes={3 * 40 * SIZE}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url + options, tag, "20"],
+                                env=env, stdout=subprocess.PIPE, text=True)
+               for tag in ("a", "b", "c")]
+    acked = {}
+    for tag, w in zip("abc", writers, strict=True):
+        out, _ = w.communicate(timeout=300)
+        assert w.returncode == 0
+        acked[tag] = {int(k): int(first) for k, first in (line.split() for line in
+                                                          out.splitlines())}
+        assert sorted(acked[tag]) == list(range(20))
+    with millstream.open_streams(url) as streams:
+        records = read_all(streams, "shared")
+    assert [r.offset for r in records] == list(range(2400))
+    at = {r.value[:7]: r.offset for r in records if r.value is not None}
+    assert len(at) == 2400  # each value once
+    for tag in "abc":
+        for k, first in acked[tag].items():
+            for i in range(40):
+                assert at[tag.encode() + b"-%04d-" % (k * 40 + i)] == first + i
+    assert len({s for _, _, s, _ in _rows(url)}) >= 2400 // 120
+    assert integrity(db_path(url)) == "ok"
