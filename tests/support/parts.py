@@ -44,6 +44,16 @@ class Part:
     out: IO[bytes]
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    cpu: float = 0.0  # user + system seconds of the session and the children it waited for
+
+    def reap(self) -> int | None:
+        """The session's exit status once it ended (and its CPU time in ``cpu``), else None."""
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode
 
     @property
     def seconds(self) -> float:
@@ -86,7 +96,8 @@ def _start(name: str, pytest_args: list[str], log_dir: Path) -> Part:
 def _finish(part: Part, returncode: int) -> None:
     part.ended = time.monotonic()
     part.out.close()
-    print(f"\n===== part {part.name}: exit {returncode} after {part.seconds:.0f} s "
+    print(f"\n===== part {part.name}: exit {returncode} after {part.seconds:.0f} s, "
+          f"CPU {part.cpu:.0f} s "
           f"(log: {part.log}) =====", flush=True)
     sys.stdout.write(part.log.read_text(errors="replace"))
     sys.stdout.flush()
@@ -123,7 +134,7 @@ def run(names: list[str], pytest_args: list[str], log_dir: Path, every: float) -
                         p.proc.send_signal(signal.SIGINT)  # pytest stops its servers on it
                 stop.clear()
             for p in parts:
-                if p.name not in codes and (rc := p.proc.poll()) is not None:
+                if p.name not in codes and (rc := p.reap()) is not None:
                     codes[p.name] = rc
                     _finish(p, rc)
             if time.monotonic() >= next_report and len(codes) < len(parts):
@@ -141,7 +152,8 @@ def run(names: list[str], pytest_args: list[str], log_dir: Path, every: float) -
                 p.proc.wait(60)
     print(f"\n===== {len(parts)} parts in {time.monotonic() - t0:.0f} s =====")
     for p in parts:
-        print(f"{p.name}: exit {codes[p.name]}, {p.summary()} (wall {p.seconds:.0f} s)")
+        print(f"{p.name}: exit {codes[p.name]}, {p.summary()} (wall {p.seconds:.0f} s, "
+              f"CPU {p.cpu:.0f} s)")
     return exit_status([codes[p.name] for p in parts])
 
 
