@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -361,3 +362,19 @@ def test_producer_processes_appending_large_records_at_once_lose_and_duplicate_n
                 assert at[tag.encode() + b"-%04d-" % (k * 40 + i)] == first + i
     assert len({s for _, _, s, _ in _rows(url)}) >= 2400 // 120
     assert integrity(db_path(url)) == "ok"
+
+
+def test_seek_to_timestamp_finds_a_batch_kept_in_a_segment_file(url: str) -> None:
+    for _ in range(3):
+        _produce(url, "timed", batches=1)  # a stored batch each, 40 records stamped alike
+        time.sleep(0.005)
+    assert [s for _, _, s, _ in _rows(url)] == [1, 1, 1]
+    with millstream.open_streams(url) as streams:
+        stamps = [r.timestamp for r in read_all(streams, "timed")]
+        assert stamps[40] > stamps[39]
+        with streams.open_consumer() as consumer:
+            consumer.subscribe(["timed"])
+            consumer.seek_to_timestamp(stamps[40])
+            got = consumer.poll(max_records=5, timeout=1)
+    assert [r.offset for r in got] == [40, 41, 42, 43, 44]
+    assert [r.value for r in got] == [_value(0, i) for i in range(40, 45)]
