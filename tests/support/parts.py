@@ -33,6 +33,8 @@ from typing import IO
 PARTS = ("kafka", "other")
 NO_TESTS = 5
 #: a line of pytest -q's progress: result characters, then the percentage once the line is full
+#: pytest's last line: counts, then the time (``3 failed, 1392 passed, 82 deselected in 2110.72s``)
+FINAL = re.compile(r"^=*\s*(?:\d+ [a-z]+(?:, )?)+ in [\d.]+s\b")
 RESULTS = re.compile(r"^([.sxXFE]+)(?:\s+\[\s*\d+%\])?$")
 
 
@@ -78,8 +80,7 @@ class Part:
         """pytest's final line (``N passed, M skipped in S s``), else the last line."""
         lines = self.log.read_text(errors="replace").splitlines()
         for line in reversed(lines):
-            if " in " in line and any(w in line for w in ("passed", "failed", "error",
-                                                          "no tests ran", "skipped")):
+            if FINAL.match(line):
                 return line.strip("= ").strip()
         return lines[-1].strip() if lines else "(no output)"
 
