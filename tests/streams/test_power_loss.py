@@ -112,3 +112,53 @@ def test_durability_process_may_lose_acknowledged_records_on_power_loss(
     acked, surviving = _run_and_lose_power(tmp_path, syncspy, "?durability=process", 200)
     assert acked == 200
     assert surviving < acked  # what the faster setting trades away, as documented
+
+
+WRITE_THEN_DELETE = """
+import sys, millstream
+url, step = sys.argv[1], sys.argv[2]
+with millstream.open_streams(url) as streams:
+    if step == "write":  # three batches of 10 x 10 KB, a segment file each
+        streams.admin().create_stream("ledger")
+        producer = streams.open_producer()
+        for k in range(3):
+            producer.send_batch("ledger", [f"entry-{k * 10 + j}".encode().ljust(10240, b".")
+                                           for j in range(10)]).wait(30)
+    else:
+        streams.admin().delete_stream("ledger")
+    import os
+    os._exit(0)  # no close, no checkpoint
+"""
+
+
+def test_a_stream_deleted_through_durability_process_is_whole_or_gone_after_a_power_loss(
+        tmp_path: Path, syncspy: Path) -> None:
+    """A database written with the default durability, then opened with
+    ``durability=process`` (whose commits are not fsynced) to delete a stream: the deletion
+    may be lost with the power, but the segment files it freed must not be deleted before it is
+    durable — else the rows come back pointing at files that are gone (damage)."""
+    log_dir = tmp_path / "log"
+    sync_log = tmp_path / "syncs.txt"
+    env = {**os.environ, "LD_PRELOAD": str(syncspy), "SYNCSPY_LOG": str(sync_log),
+           "PYTHONPATH": str(ROOT)}
+    for step, options in (("write", f"?segment_bytes={100 * 1024}"),
+                          ("delete", "?durability=process")):
+        subprocess.run([sys.executable, "-c", WRITE_THEN_DELETE, f"local:{log_dir}{options}",
+                        step], env=env, capture_output=True, text=True, timeout=120,
+                       check=True)
+    assert sorted(p.name[-2:] for p in log_dir.glob("streams.db-segment-*")) == ["03"]
+    synced: dict[str, int] = {}
+    for line in sync_log.read_text().splitlines():
+        size, path = line.split(" ", 1)
+        synced[path] = int(size)
+    for path in log_dir.iterdir():  # the power loss
+        if path.is_file() and path.stat().st_size > synced.get(str(path), 0):
+            with open(path, "r+b") as f:
+                f.truncate(synced.get(str(path), 0))
+    (log_dir / "streams.db-shm").unlink(missing_ok=True)
+    with millstream.open_streams(f"local:{log_dir}") as streams:
+        if "ledger" in streams.admin().list_streams():  # the deletion was lost: all there
+            with streams.open_consumer() as consumer:
+                consumer.subscribe(["ledger"])
+                values = [r.value for r in consumer.poll(100, timeout=1)]
+            assert values == [f"entry-{i}".encode().ljust(10240, b".") for i in range(30)]

@@ -19,9 +19,15 @@ Rules that keep this as safe as an inline row:
   ``collect`` (run with the write lock held, after retention, compaction and stream deletion)
   deletes every other file no row refers to, so a file is never deleted while a writer could
   still refer to it.
-* A reader whose snapshot still shows a row that retention has since deleted may find its file
-  gone: it checks the row again in a fresh snapshot and treats it as removed by retention if it
-  is gone, as damage (``CorruptDataError`` naming the file) if it is still there.
+* A reader whose snapshot still shows a row that retention has since deleted, or compaction
+  rewritten in place, may find its file gone: it checks the row again in a fresh snapshot and
+  reads it again if it is gone or points elsewhere, and reports damage (``CorruptDataError``
+  naming the file) only if it still points at the missing bytes.
+* The deletions that free a file are made durable before the file is deleted (``collect``
+  fsyncs the WAL): with ``durability="process"`` commits are not fsynced, and a power loss
+  must not bring back rows whose files are gone.
+* Every path is taken from the connection (``database_of``: SQLite opens a symlinked
+  database at its target), so writers, readers and ``collect`` look in one directory.
 * ``durability="process"`` keeps every payload inline: its commits are not fsynced, so a
   power loss must not find a durable row pointing at bytes that never reached the disk.
 """
@@ -73,12 +79,13 @@ def _current(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 1
 
 
-def write(conn: sqlite3.Connection, db: Path, payloads: list[list[bytes]],
+def write(conn: sqlite3.Connection, payloads: list[list[bytes]],
           limit: int) -> tuple[int, list[bytes]]:
     """Append ``payloads`` (each given as its pieces) to the current segment file (or the
     next, once the current holds ``limit`` bytes) and fsync it; return the file's number and
     each payload's reference (the ``payload`` column of its row). Call inside the write
     transaction that inserts the rows."""
+    db = database_of(conn)
     number = _current(conn)
     path = _name(db, number)
     try:
@@ -163,6 +170,20 @@ def read(db: Path, number: int, ref: bytes, where: str, base: int, count: int) -
     return data if len(data) == length else None
 
 
+def _sync_wal(db: Path) -> None:
+    """Fsync the WAL, so every commit so far is durable: under ``durability="process"`` the
+    commit that deleted a file's rows was not, and a power loss would bring the rows back
+    without their file. (What a checkpoint moved out of the WAL was synced by it.)"""
+    try:
+        fd = os.open(db.with_name(db.name + "-wal"), os.O_RDONLY)
+    except FileNotFoundError:
+        return  # no WAL: every commit is in the database file, synced by its checkpoint
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def missing(db: Path, number: int, ref: bytes, where: str, base: int,
             count: int) -> CorruptDataError:
     """The error for a row whose segment bytes are gone while the row is still there."""
@@ -175,9 +196,11 @@ def missing(db: Path, number: int, ref: bytes, where: str, base: int,
     )
 
 
-def collect(conn: sqlite3.Connection, db: Path) -> int:
+def collect(conn: sqlite3.Connection) -> int:
     """Delete the segment files no row refers to, except the current one; return how many.
-    Takes the write lock, so no writer is between its append and its commit."""
+    Takes the write lock, so no writer is between its append and its commit, and makes the
+    deletions that freed the files durable first."""
+    db = database_of(conn)
     numbers = _numbers(db)
     if not numbers or numbers == [_current(conn)]:  # a rollover meanwhile only delays this
         return 0
@@ -188,6 +211,7 @@ def collect(conn: sqlite3.Connection, db: Path) -> int:
             "SELECT DISTINCT segment FROM batches WHERE segment IS NOT NULL")}
         doomed = [n for n in numbers if n != current and n not in used]
         if doomed:
+            _sync_wal(db)
             fault_point("log.segments.before_delete")
         for n in doomed:
             try:

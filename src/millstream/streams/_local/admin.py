@@ -132,7 +132,7 @@ class LocalAdmin:
                     conn.execute("UPDATE groups SET version=version+1")
                 ring(self._path, [meta.id])  # its idle consumers drop its partitions
                 conn.execute("PRAGMA incremental_vacuum")
-                segments.collect(conn, self._path)
+                segments.collect(conn)
         except sqlite3.Error as exc:
             raise translate(exc, self._path, f"deleting stream {name!r}") from exc
 

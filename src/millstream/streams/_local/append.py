@@ -5,7 +5,6 @@ transaction."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 from millstream.streams._local import _segments as segments
 from millstream.streams._local import batch as batchfmt
@@ -43,7 +42,7 @@ def insert_batch(conn: sqlite3.Connection, stream_id: int, partition: int, base:
     return end
 
 
-def place(conn: sqlite3.Connection, db: Path, payloads: list[list[bytes]],
+def place(conn: sqlite3.Connection, payloads: list[list[bytes]],
           options: LocalOptions) -> list[tuple[bytes, int | None]]:
     """Each row's ``payload`` column and segment, from payloads given as their pieces
     (``batch.encode_parts``): large payloads appended (and fsynced) to a segment file first,
@@ -59,8 +58,7 @@ def place(conn: sqlite3.Connection, db: Path, payloads: list[list[bytes]],
         else:
             out.append((parts[0] if len(parts) == 1 else b"".join(parts), None))
     if big:
-        number, refs = segments.write(conn, db, [payloads[i] for i in big],
-                                      options.segment_bytes)
+        number, refs = segments.write(conn, [payloads[i] for i in big], options.segment_bytes)
         for i, ref in zip(big, refs, strict=True):
             out[i] = (ref, number)
     return out

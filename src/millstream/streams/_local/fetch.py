@@ -65,9 +65,9 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
                     db = db or segments.database_of(conn)
                     fault_point("log.read.before_segment")
                     stored = segments.read(db, segment, payload, where, base, count)
-                    if stored is None:  # deleted by retention since this snapshot, or damage
+                    if stored is None:  # retention/compaction since this snapshot, or damage
                         cursor.close()
-                        if _exists(conn, rid):
+                        if _unchanged(conn, rid, segment, payload):
                             raise segments.missing(db, segment, payload, where, base, count)
                         if out:
                             return pos, None
@@ -106,9 +106,13 @@ def read_batches(conn: sqlite3.Connection, name: str, slot: Slot, pos: int,
     return pos, None
 
 
-def _exists(conn: sqlite3.Connection, rid: int) -> bool:
-    """Whether batch row ``rid`` is still there, in a fresh snapshot."""
-    return conn.execute("SELECT 1 FROM batches WHERE id=?", (rid,)).fetchone() is not None
+def _unchanged(conn: sqlite3.Connection, rid: int, segment: int, ref: bytes) -> bool:
+    """Whether batch row ``rid`` still points at the same place in the same segment file, in
+    a fresh snapshot. Retention deletes a row; compaction rewrites it in place (same id,
+    payload now inline) and then deletes the file — either way the file going is not damage,
+    and the row is read again."""
+    row = conn.execute("SELECT segment, payload FROM batches WHERE id=?", (rid,)).fetchone()
+    return row is not None and row[0] == segment and row[1] == ref
 
 
 def ranges(conn: sqlite3.Connection, slots: Iterable[Slot]) -> dict[Slot, tuple[int, int]]:
@@ -137,9 +141,9 @@ def offset_for_time(conn: sqlite3.Connection, slot: Slot, ts_ms: int, where: str
         db = segments.database_of(conn)
         stored = segments.read(db, segment, payload, where, base, count)
         if stored is None:
-            if _exists(conn, rid):
+            if _unchanged(conn, rid, segment, payload):
                 raise segments.missing(db, segment, payload, where, base, count)
-            return offset_for_time(conn, slot, ts_ms, where)  # retention removed it: again
+            return offset_for_time(conn, slot, ts_ms, where)  # changed meanwhile: again
         payload = stored
     ts, _, _, _, offsets = batchfmt.decode(payload, crc, sid, p, base, count, where)
     offs = offsets if offsets is not None else range(base, base + count)

@@ -445,8 +445,7 @@ class LocalProducer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                stored = append.place(conn, self._path, [p for p, _, _ in prepared],
-                                      self._options)
+                stored = append.place(conn, [p for p, _, _ in prepared], self._options)
                 next_offsets: dict[tuple[int, int], int | None] = {}
                 for (_, pcrc, b), (ref, segment) in zip(prepared, stored, strict=True):
                     slot = (b.meta.id, b.partition)

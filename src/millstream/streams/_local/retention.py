@@ -52,7 +52,7 @@ def enforce(
         if removed:
             conn.execute("PRAGMA incremental_vacuum")
         if removed or compacted:
-            segments.collect(conn, path)
+            segments.collect(conn)
     except sqlite3.Error as exc:
         raise translate(exc, path, "applying retention") from exc
     return removed
@@ -151,11 +151,12 @@ def compact_partition(
         ).fetchall()
         decoded = []
         latest: dict[bytes | None, int] = {}
+        db = segments.database_of(conn)  # where readers and writers look (symlinks resolved)
         for rid, base, count, crc, payload, segment in rows:
             if segment is not None:  # under the write lock: nothing can have removed it
-                stored = segments.read(path, segment, payload, where, base, count)
+                stored = segments.read(db, segment, payload, where, base, count)
                 if stored is None:
-                    raise segments.missing(path, segment, payload, where, base, count)
+                    raise segments.missing(db, segment, payload, where, base, count)
                 payload = stored
             ts, keys, values, headers, offsets = batchfmt.decode(
                 payload, crc, meta.id, partition, base, count, where)
