@@ -13,6 +13,8 @@ lookup when nothing is armed. Points in use:
 
 - ``log.append.after_segment_write`` a large batch's payload appended to its segment file and
   synced, its row not yet inserted (``streams._local._segments``)
+- ``log.append.before_directory_sync`` a segment file no committed row refers to yet got its
+  first payload, synced, and its directory is not yet synced (``streams._local._segments``)
 - ``log.append.before_commit``   batches inserted, transaction not yet committed (not synced)
 - ``log.append.after_commit``    committed and synced, acknowledgement not yet given
 - ``log.commit_offsets.before_commit`` / ``log.commit_offsets.after_commit``

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import millstream
+from millstream.faults import FAULT_EXIT_CODE
 from tests.support.platform_fixtures import require_services
 
 SHIM = Path(__file__).resolve().parents[1] / "support" / "syncspy.c"
@@ -162,3 +163,70 @@ def test_a_stream_deleted_through_durability_process_is_whole_or_gone_after_a_po
                 consumer.subscribe(["ledger"])
                 values = [r.value for r in consumer.poll(100, timeout=1)]
             assert values == [f"entry-{i}".encode().ljust(10240, b".") for i in range(30)]
+
+
+ROLLING = """
+import os, sys, millstream
+url = sys.argv[1]
+batch = lambda k: [f"entry-{k * 10 + j}".encode().ljust(10240, b".") for j in range(10)]
+with millstream.open_streams(url) as streams:
+    streams.admin().ensure_stream("ledger")
+    producer = streams.open_producer()
+    for k in map(int, sys.argv[2:]):
+        if k < 0:
+            sys.stdin.readline()  # wait for the other writer
+            continue
+        producer.send_batch("ledger", batch(k)).wait(30)
+        print(k, flush=True)
+    os._exit(0)
+"""
+
+
+def test_a_segment_file_a_crashed_writer_created_gets_its_directory_entry_synced_by_the_next(
+        tmp_path: Path, syncspy: Path) -> None:
+    """A writer dies after its rollover created (and synced) the next segment file but before
+    it synced the directory (``log.append.before_directory_sync``). A live producer then rolls
+    over to that same file: its row must not commit before the file's directory entry is
+    durable — a power loss would drop the file and leave the row pointing at nothing. The
+    power loss here also drops every segment file whose directory was not synced after the
+    file's first sync."""
+    log_dir = tmp_path / "log"
+    sync_log = tmp_path / "syncs.txt"
+    url = f"local:{log_dir}?segment_bytes={100 * 1024}"  # a file per batch of 10 x 10 KB
+    env = {**os.environ, "LD_PRELOAD": str(syncspy), "SYNCSPY_LOG": str(sync_log),
+           "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-c", ROLLING, url, "0", "-1", "2"], env=env,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as live:
+        assert live.stdout is not None and live.stdin is not None
+        assert live.stdout.readline() == "0\n"  # file 1, with its directory synced
+        crashed = subprocess.run(
+            [sys.executable, "-c", ROLLING, url, "1"], capture_output=True, text=True,
+            timeout=120, env={**env, "MILLSTREAM_FAULT": "log.append.before_directory_sync"})
+        assert crashed.returncode == FAULT_EXIT_CODE, crashed.stderr
+        live.stdin.write("go\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == "2\n"  # acknowledged: it must survive
+        assert live.wait(60) == 0
+    lines = [line.split(" ", 1) for line in sync_log.read_text().splitlines()]
+    synced = {path: int(size) for size, path in lines}
+    first = {}
+    for i, (_, path) in enumerate(lines):
+        first.setdefault(path, i)
+    for path in log_dir.iterdir():  # the power loss
+        if not path.is_file():
+            continue
+        if "-segment-" in path.name and not any(
+                p == str(log_dir) and i > first.get(str(path), len(lines))
+                for i, (_, p) in enumerate(lines)):
+            path.unlink()  # created, and its directory never synced after
+        elif path.stat().st_size > synced.get(str(path), 0):
+            with open(path, "r+b") as f:
+                f.truncate(synced.get(str(path), 0))
+    (log_dir / "streams.db-shm").unlink(missing_ok=True)
+    with millstream.open_streams(f"local:{log_dir}") as streams, \
+            streams.open_consumer() as consumer:
+        consumer.subscribe(["ledger"])
+        got = consumer.poll(100, timeout=1)
+    assert [r.offset for r in got] == list(range(20))
+    assert [r.value for r in got] == [f"entry-{i}".encode().ljust(10240, b".")
+                                      for i in (*range(10), *range(20, 30))]

@@ -11,7 +11,8 @@ on every read.
 Rules that keep this as safe as an inline row:
 
 * Appending happens inside the writer's ``BEGIN IMMEDIATE`` transaction, and the file is
-  fsynced (with its directory when it is new) before the row commits: a committed row only
+  fsynced (with its directory while no committed row refers to the file yet, whoever
+  created it) before the row commits: a committed row only
   ever points at synced bytes. A crash between the append and the commit leaves bytes nobody
   refers to; the next append goes after them.
 * The file appended to is the *current* one (its number is in the ``meta`` table); once it
@@ -98,6 +99,11 @@ def write(conn: sqlite3.Connection, payloads: list[list[bytes]],
                      (str(number),))
         path = _name(db, number)
         size = os.stat(path).st_size if path.exists() else -1
+    # The directory entry is synced by whoever first commits a row into the file, not only by
+    # whoever created it: a writer that died after creating it (before its own directory
+    # sync) leaves a file the next writer appends to as if it were known.
+    unknown = size < 0 or conn.execute(
+        "SELECT 1 FROM batches WHERE segment=? LIMIT 1", (number,)).fetchone() is None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
@@ -112,7 +118,8 @@ def write(conn: sqlite3.Connection, payloads: list[list[bytes]],
             os.fsync(fd)
         finally:
             os.close(fd)
-        if size < 0:  # a new file: make its directory entry durable too
+        if unknown:  # a new file: make its directory entry durable too
+            fault_point("log.append.before_directory_sync")
             dfd = os.open(db.parent, os.O_RDONLY)
             try:
                 os.fsync(dfd)
