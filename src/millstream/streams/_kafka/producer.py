@@ -34,13 +34,13 @@ from millstream.errors import (
     ClosedError,
     DeliveryError,
     InvalidRequestError,
-    MillstreamError,
     OperationTimeoutError,
     RecordTooLargeError,
 )
 from millstream.records import Headers, record_size
 from millstream.streams._checks import check_batch
-from millstream.streams._kafka.errors import error_of, translate
+from millstream.streams._kafka._failures import Failures
+from millstream.streams._kafka.errors import translate
 from millstream.streams._kafka.handles import (
     LAST,
     Chunk,
@@ -61,7 +61,6 @@ __all__ = ["KafkaProducer"]
 
 _IDLE_S = 0.02  # the background thread serves callbacks once senders have not for this long
 _SERVE_EVERY = 1000  # send() serves callbacks every this many records
-_KEEP_FAILURES = 10_000  # failures kept for threads not yet told of them (see _untold)
 
 
 class KafkaProducer:
@@ -80,20 +79,18 @@ class KafkaProducer:
         self._produce_now = self._producer.produce
         self._counts = PartitionCounts(self._producer, options.timeout_s)
         self._lock = threading.Lock()
-        self._failures: list[MillstreamError] = []  # appended by callbacks; see _untold
-        self._dropped = 0  # failures trimmed off its front
-        self._told = threading.local()  # per thread: how many failures its flushes reported
         self._acked = threading.Condition()
         # Callbacks are served by one thread at a time, so they run in the order librdkafka
         # reports deliveries (lanes depend on it): whoever polls or flushes holds _serving.
         # _wanted counts threads that must serve (flush, a full queue); the background
         # thread stays out of their way.
         self._serving = threading.Lock()
+        self._failed = Failures(self._serving)  # every record's failure, told to each flush
         self._wanted = 0
         self._watched: dict[object, int] = {}
         self._targets: dict[str, Target] = {}
         self._writable: set[str] = set()  # streams write() has checked (emptied by close)
-        self._written: Delivered = self._write_done
+        self._written: Delivered = self._failed.written
         #: write()'s last headers: the tuple, its size, and the list produce() takes
         self._headers: tuple[Headers | None, int, list[Any]] = (None, 0, [])
         self._lanes = ThreadLanes()
@@ -173,7 +170,7 @@ class KafkaProducer:
         target = self._targets.get(stream)
         if target is None:
             count = self._counts.get(stream)
-            target = Target(stream, count, self._failures, self._acked, self._watched)
+            target = Target(stream, count, self._failed.items, self._acked, self._watched)
             self._targets[stream] = target
         if partition is not None and (type(partition) is not int
                                       or not 0 <= partition < target.partitions):
@@ -429,11 +426,6 @@ class KafkaProducer:
             except BufferError:
                 self._produce(stream, value, key, part, record_headers, None, written)
 
-    def _write_done(self, err: Any, msg: Any) -> None:
-        """The delivery callback of every written record: only failures are kept."""
-        if err is not None:
-            self._failures.append(error_of(err, f"producing to {msg.topic()!r}"))
-
     def flush(self, timeout: float | None = None) -> None:
         if self._closed:
             return
@@ -444,35 +436,7 @@ class KafkaProducer:
                 f"{remaining} records were still not acknowledged after {limit} s; "
                 "the brokers may be down — flush again, or check them"
             )
-        self._raise_failures()
-
-    def _untold(self) -> tuple[int, MillstreamError | None]:
-        """The failures no flush of this thread has reported yet, and the first of them
-        (the last kept, if it was trimmed), now marked reported. Every thread is told of
-        every failure once: a record is any thread's to flush, and the thread that wrote it
-        must hear of it even if another thread's flush came first."""
-        failures = self._failures
-        total = self._dropped + len(failures)  # callbacks only append
-        seen = getattr(self._told, "n", 0)
-        if total <= seen:
-            return 0, None
-        self._told.n = total
-        index = seen - self._dropped
-        first = failures[index] if index >= 0 else failures[0]
-        if len(failures) > _KEEP_FAILURES:  # a thread behind them is told the count
-            with self._serving:  # no callback appends meanwhile
-                cut = len(failures) - _KEEP_FAILURES // 2
-                del failures[:cut]
-                self._dropped += cut
-        return total - seen, first
-
-    def _raise_failures(self) -> None:
-        failed, first = self._untold()
-        if first is not None:
-            raise DeliveryError(
-                f"{failed} records could not be stored (a sent record's handle says which; "
-                f"written records have none); first: {first}", undelivered=failed,
-            ) from first
+        self._failed.raise_untold()
 
     def close(self, timeout: float | None = None) -> None:
         with self._lock:
@@ -489,13 +453,13 @@ class KafkaProducer:
                 self._acked.notify_all()
             self._poller.join()
         if remaining:
-            failed, _ = self._untold()
+            failed, _ = self._failed.untold()
             raise DeliveryError(
                 f"closed with {remaining + failed} records not delivered ({remaining} not "
                 f"acknowledged after {limit} s, {failed} refused); they are lost unless sent "
                 "again — their handles say which", undelivered=remaining + failed,
             )
-        self._raise_failures()
+        self._failed.raise_untold()
 
     def __enter__(self) -> KafkaProducer:
         return self
