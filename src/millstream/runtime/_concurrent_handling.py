@@ -18,16 +18,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from millstream._wellknown import REPLAY_HEADER
-from millstream.codecs import Codec, header
+from millstream.codecs import Codec
 from millstream.errors import InvalidRequestError
 from millstream.records import Record
 from millstream.runtime._clock import Clock
 from millstream.runtime._handling import (
-    REPLAY_PARTITION_HEADER,
-    REPLAY_STREAM_HEADER,
     Interrupted,
     RecordHandler,
+    replay_origin,
+    retry_delay,
 )
 from millstream.runtime._metrics import Metrics
 from millstream.runtime._outputs import EncodeError, Encoder, Outputs, Row
@@ -200,21 +199,11 @@ class AsyncRecordHandler:
                      replay_of: int | None) -> bool:
         """After failed ``attempt``: wait (letting other records run) and say True to try
         again, or give up (False)."""
-        policy = self._spec.retry
-        record = entry.record
-        if self._plumbing:
-            self._metrics.errors += 1
-        stopping = self._stopping()
-        if attempt >= policy.attempts or stopping:
-            if stopping and attempt < policy.attempts:
-                raise Interrupted() from error
+        delay = retry_delay(self._spec, self._metrics, self._plumbing, self._stopping(),
+                            entry.record, error, attempt)
+        if delay is None:
             self._report(entry, "handle", error, attempt, replay_of)
             return False
-        self._metrics.retries += 1
-        delay = policy.delay_s(attempt + 1)
-        log.info("service %s: %s at %s/%d@%d, attempt %d of %d in %.3f s", self._spec.name,
-                 type(error).__name__, record.stream, record.partition, record.offset,
-                 attempt + 1, policy.attempts, delay)
         entry.retrying = True
         try:
             await asyncio.sleep(delay)
@@ -225,12 +214,4 @@ class AsyncRecordHandler:
         return True
 
     def _replayed(self, record: Record) -> tuple[str, int | None, int]:
-        original = header(record.headers, REPLAY_STREAM_HEADER)
-        if original not in self._codecs:
-            raise InvalidRequestError(
-                f"record {record.position} on {self._retry_stream} names input stream "
-                f"{original!r}, which service {self._spec.name!r} does not read"
-            )
-        of = header(record.headers, REPLAY_HEADER)
-        part = header(record.headers, REPLAY_PARTITION_HEADER)
-        return original, int(of) if of else None, int(part) if part else 0
+        return replay_origin(record, self._codecs, self._retry_stream, self._spec.name)

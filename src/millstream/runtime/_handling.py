@@ -13,7 +13,7 @@ goes to the exceptions stream (``report``) and processing continues.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from millstream._wellknown import REPLAY_HEADER
@@ -29,7 +29,8 @@ from millstream.service._app import App, ServiceSpec
 from millstream.service._context import Context
 from millstream.streams._base import RecordBatch
 
-__all__ = ["REPLAY_PARTITION_HEADER", "REPLAY_STREAM_HEADER", "Interrupted", "RecordHandler"]
+__all__ = ["REPLAY_PARTITION_HEADER", "REPLAY_STREAM_HEADER", "Interrupted", "RecordHandler",
+           "replay_origin", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,41 @@ REPLAY_PARTITION_HEADER = "millstream-replay-partition"
 
 class Interrupted(Exception):
     """Stop was requested while a record was being retried: leave it for the next run."""
+
+def retry_delay(spec: ServiceSpec, metrics: Metrics, plumbing: bool, stopping: bool,
+                record: Record, error: BaseException, attempt: int) -> float | None:
+    """After failed ``attempt`` of ``record``: the seconds to wait before the next attempt
+    (counted as a retry), or None to give up and report it; raises ``Interrupted`` when the
+    service stops before the attempts are used up (the record is left for the next run)."""
+    policy = spec.retry
+    if plumbing:
+        metrics.errors += 1
+    if attempt >= policy.attempts or stopping:
+        if stopping and attempt < policy.attempts:
+            raise Interrupted() from error
+        return None
+    metrics.retries += 1
+    delay = policy.delay_s(attempt + 1)
+    log.info("service %s: %s at %s/%d@%d, attempt %d of %d in %.3f s", spec.name,
+             type(error).__name__, record.stream, record.partition, record.offset,
+             attempt + 1, policy.attempts, delay)
+    return delay
+
+
+def replay_origin(record: Record, codecs: Mapping[str, Codec[Any]], retry_stream: str,
+                  service: str) -> tuple[str, int | None, int]:
+    """A record from the retry stream: the input stream it was replayed from, its original
+    offset (None if not given) and its original partition (the state shard it belongs to)."""
+    original = header(record.headers, REPLAY_STREAM_HEADER)
+    if original is None or original not in codecs:
+        raise InvalidRequestError(
+            f"record {record.position} on {retry_stream} names input stream "
+            f"{original!r}, which service {service!r} does not read"
+        )
+    of = header(record.headers, REPLAY_HEADER)
+    part = header(record.headers, REPLAY_PARTITION_HEADER)
+    return original, int(of) if of else None, int(part) if part else 0
+
 
 
 class RecordHandler:
@@ -225,33 +261,16 @@ class RecordHandler:
     def _again(self, record: Record, error: Exception, attempt: int,
                replay_of: int | None) -> bool:
         """After failed ``attempt``: wait and say True to try again, or give up (False)."""
-        policy = self._spec.retry
-        if self._plumbing:
-            self._metrics.errors += 1
-        stopping = self._stopping()
-        if attempt >= policy.attempts or stopping:
-            if stopping and attempt < policy.attempts:
-                raise Interrupted() from error
+        delay = retry_delay(self._spec, self._metrics, self._plumbing, self._stopping(),
+                            record, error, attempt)
+        if delay is None:
             self.report(record, "handle", error, attempt, replay_of)
             return False
-        self._metrics.retries += 1
-        delay = policy.delay_s(attempt + 1)
-        log.info("service %s: %s at %s/%d@%d, attempt %d of %d in %.3f s", self._spec.name,
-                 type(error).__name__, record.stream, record.partition, record.offset,
-                 attempt + 1, policy.attempts, delay)
         self._clock.sleep(delay)
         return True
 
     def _replayed(self, record: Record) -> tuple[str, int | None, int]:
-        original = header(record.headers, REPLAY_STREAM_HEADER)
-        if original not in self._codecs:
-            raise InvalidRequestError(
-                f"record {record.position} on {self._retry_stream} names input stream "
-                f"{original!r}, which service {self._spec.name!r} does not read"
-            )
-        of = header(record.headers, REPLAY_HEADER)
-        part = header(record.headers, REPLAY_PARTITION_HEADER)
-        return original, int(of) if of else None, int(part) if part else 0
+        return replay_origin(record, self._codecs, self._retry_stream, self._spec.name)
 
     def report(self, record: Record, stage: str, error: BaseException, attempts: int,
                replay_of: int | None) -> None:
