@@ -16,6 +16,7 @@ order within a key, and everything a sync handler has works for it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import time
@@ -621,3 +622,37 @@ def test_a_stateful_async_service_checkpoints_state_that_matches_its_offsets() -
             merged.update(latest.state)
         assert merged == {"k0": 20, "k1": 20, "k2": 20}  # order 10 counted once
 
+
+
+def test_a_failed_async_service_starts_nothing_more_and_leaves_no_task_pending(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The service fails while a record runs and two more of its key wait behind it: the
+    running one is cancelled, the waiting ones never start, and no task is left pending on
+    the closed loop (before the fix the cancelled record handed its slot to the next of its
+    key, which started and was destroyed pending — 'Task was destroyed but it is pending!')."""
+    app = App("shop", partitions=1)
+    started: list[int] = []
+
+    @app.service(inputs={"orders": Order}, concurrency=4)
+    async def slow(order: Order) -> None:
+        started.append(order.id)
+        await asyncio.sleep(30)
+
+    with millstream.open_streams(f"local:{tmp_path}") as streams:
+        runner = ServiceRunner(app, "slow", streams)
+        runner.prepare()
+        with streams.open_producer() as producer:  # one key: one record at a time
+            for i in range(3):
+                producer.send("orders", Order(id=i, customer="c", total=1.0)
+                              .model_dump_json().encode(), key=b"same")
+
+        def until(r: ServiceRunner) -> bool:
+            if started:
+                raise RuntimeError("the service fails here")
+            return False
+
+        with pytest.raises(RuntimeError, match="the service fails here"):
+            runner.run(until=until)
+        gc.collect()
+        assert started == [0]
+        assert "Task was destroyed but it is pending" not in caplog.text

@@ -107,6 +107,7 @@ class Concurrent:
         self._fatal: BaseException | None = None
         self._last_poll = 0.0
         self._draining = False  # revoke() or drain() waits for records to finish
+        self._cancelled = False  # cancel() was called: nothing more starts
 
     # -- what the runner calls -------------------------------------------------------------
 
@@ -178,15 +179,15 @@ class Concurrent:
         return value
 
     def cancel(self) -> None:
-        """Cancel the records still running (after a failure: nothing more is released)."""
+        """Cancel the records still running (after a failure: nothing more is released, and
+        nothing more starts — a cancelled record's key does not hand its slot on)."""
+        self._cancelled = True
         loop = self._opened
         if loop is None or loop.is_closed():
             return
-        tasks = [e.task for q in self._order.values() for e in q
-                 if e.task is not None and not e.task.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
+        while tasks := [t for t in asyncio.all_tasks(loop) if not t.done()]:
+            for task in tasks:
+                task.cancel()
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     def close(self) -> None:
@@ -309,6 +310,8 @@ class Concurrent:
         release its partition's finished records in offset order."""
         self._running -= 1
         entry.task = None
+        if self._cancelled:  # closing after a failure: start and release nothing more
+            return
         if entry.done:
             self._durations.append(time.perf_counter_ns() - entry.started_ns)
         busy = self._busy
