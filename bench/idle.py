@@ -8,7 +8,7 @@ Both modes start the site on the embedded default (no servers) in a fresh tempor
 metrics go out), then read CPU time from ``/proc`` at the start and the end of ``--seconds``
 (at least 60 s for the figures in the docs):
 
-* **serve** — what ``make demo`` and ``millstream-video serve`` run: the six services of
+* **serve** — what ``make demo`` and ``millstream-video serve`` run: the services of
   ``videosite.app`` in threads of one process, with the web server (``InProcessSite``), run
   here in this process so that each thread's CPU (``/proc/self/task/<id>/stat``) and its
   voluntary context switches (each one a sleep that ended: a wake-up) are attributed to the
@@ -25,7 +25,7 @@ embedded log woken by its writers (``wakeup=auto``, the default) and polling as 
 medians of each round's p50 and p99 and of their ratios to the same round's baseline.
 
 The line to compare with the target is the total in cores (CPU seconds / wall seconds) of the
-six services (target ≤ 0.02 of a core for all six), printed with the machine's load.
+services (issue 13 counted six with the web server; the app declares five: probe, thumbnail, transcode, join, analytics; target ≤ 0.02 of a core for them together), printed with the machine's load.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def load() -> str:
 
 def report(title: str, before: dict[str, tuple[float, int]],
            after: dict[str, tuple[float, int]], wall: float, services: set[str]) -> float:
-    """Print one line per name and the six services' total; that total in cores."""
+    """Print one line per name and the services' total; that total in cores."""
     print(f"\n  {title}: {wall:.1f} s idle, {load()}")
     print(f"    {'':<34} {'CPU s':>7} {'cores':>7} {'wake-ups/s':>11}")
     total = {"services": [0.0, 0.0], "everything": [0.0, 0.0]}
@@ -144,7 +144,7 @@ def measure_serve(home: Path, warmup: float, seconds: float) -> float:
         time.sleep(seconds)
         after, wall = sample(), time.monotonic() - t0
         services = {f"millstream-{name}-0" for name in app.services} | {"millstream-heartbeat"}
-        return report("serve (InProcessSite: six services in threads + web server)",
+        return report("serve (InProcessSite: the app's services in threads + web server)",
                       before, after, wall, services)
     finally:
         site.stop()
@@ -253,14 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ENV_DROP:
         os.environ.pop(name, None)
     print(f"idle benchmark: {os.cpu_count()} CPUs, {load()}; Python "
-          f"{sys.version.split()[0]}; target: the six services ≤ 0.02 of a core")
+          f"{sys.version.split()[0]}; target: the app's services together ≤ 0.02 of a core")
     results = {}
     for mode in ("serve", "up") if args.mode == "both" else (args.mode,):
         with tempfile.TemporaryDirectory(prefix=f"millstream-bench-idle-{mode}-") as tmp:
             run = measure_serve if mode == "serve" else measure_up
             results[mode] = run(Path(tmp), args.warmup, args.seconds)
     for mode, cores in results.items():
-        print(f"  {mode}: the six services use {cores:.4f} of a core "
+        print(f"  {mode}: the app's services use {cores:.4f} of a core "
               f"({'PASS' if cores <= 0.02 else 'MISS'})")
     return 0
 
