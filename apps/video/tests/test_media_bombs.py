@@ -201,8 +201,10 @@ def _growing(path: Path, big: tuple[int, int] = (4000, 3000)) -> Path:
 
 
 #: a 4000 x 3000 frame decoded on two threads took 41-45 MiB before the fix; the bounded
-#: decoder refuses it, and the stage's own set-up (encoders) stays under this
-GROWING_BOUND_MIB = 24.0
+#: decoder refuses it, and the stage's own set-up (encoders) stays under this: measured
+#: alone 12-15 MiB on CPython 3.11 and 18-22 on 3.13, 24.3-24.7 on 3.13 inside full CI runs
+#: (the allocator's arenas vary with the threads running) — so 32, still 9 below the bug
+GROWING_BOUND_MIB = 32.0
 
 
 @pytest.mark.parametrize("call", ["thumbnails", "transcode"])
