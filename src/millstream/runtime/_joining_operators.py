@@ -48,9 +48,15 @@ Combine = Callable[[Any, Any], Any]
 class LateRecord(Exception):
     """A join's input record came after the watermark passed what it could still join."""
 
+    #: the exceptions stream's stage for it (the runtime reads ``stage`` off what a handler
+    #: reports)
+    stage = "late"
+
 
 class UnmatchedRecord(Exception):
     """An inner join's record found nothing to join with (reported only when asked)."""
+
+    stage = "join"
 
 
 for _cls in (LateRecord, UnmatchedRecord):  # exception records name the public module

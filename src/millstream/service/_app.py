@@ -47,17 +47,15 @@ from millstream.service._handler import (
     handler_function,
     is_async_handler,
 )
+from millstream.service._joins import Joins
 from millstream.service._stream import Stream, stream_name
 from millstream.service._table_output import TableOutput, table_output
 from millstream.service._writer import Writer
 from millstream.streams._base import Retention
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from millstream.files._base import FileStore
     from millstream.service._context import Context
-    from millstream.service._joins import Join, TimeField
     from millstream.streams._base import Streams as StreamsBackend
 
 __all__ = ["App", "Emit", "Lifespan", "RetryPolicy", "ServiceSpec"]
@@ -170,7 +168,7 @@ class ServiceSpec:
     concurrency: int = 1
 
 
-class App:
+class App(Joins):
     """A set of services and the streams between them.
 
     ``processing`` is the app's processing guarantee, for every service:
@@ -178,7 +176,8 @@ class App:
     write some outputs twice) or ``"exactly-once"`` (each service commits its outputs, state
     and input offsets in one transaction; choose it when any service keeps totals or counts,
     and see docs/services.md#delivery). A stateful exactly-once service that reads what an
-    at-least-once service writes is refused, naming both.
+    at-least-once service writes is refused, naming both. Joins (``join_table``,
+    ``join_streams``, ``join_asof``, ``rekey``) come from ``Joins``.
     """
 
     def __init__(self, name: str, *, partitions: int = 4,
@@ -483,78 +482,3 @@ class App:
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, services={sorted(self.services)})"
-
-    # -- joins (declared by service/_joins.py; imported when used: it imports the runtime) --
-
-    def join_table(self, name: str, stream: Stream[V], table: Stream[T],
-                   combine: Callable[[V, T | None], O | None], *,
-                   output: Stream[O] | TableOutput, inner: bool = False,
-                   report_unmatched: bool = False,
-                   exactly_once: bool | None = None) -> Join:
-        """Declare service ``name``, a stream–table join (Kafka Streams' KStream–KTable
-        join): ``table``'s records (the changelog a table is fed from, keyed by row key)
-        keep the current row of each key; each record of ``stream`` is combined with the
-        current row of its key, ``combine(value, row)`` (``row`` None when the key has none;
-        with ``inner=True`` such a record is dropped, and reported to the exceptions stream
-        if ``report_unmatched``), and what it returns goes to ``output`` keyed by the key
-        (None: nothing). Both inputs must be co-partitioned (``rekey`` re-keys a stream that
-        is not). A tombstone (None value) on ``table`` deletes the row when its payload can
-        carry None."""
-        from millstream.service._joins import join_table
-        return join_table(self, name, stream, table, combine, output=output, inner=inner,
-                          report_unmatched=report_unmatched, exactly_once=exactly_once)
-
-    def join_streams(self, name: str, left: Stream[V], right: Stream[T],
-                     combine: Callable[[V, T], O | None], *, within: float | timedelta,
-                     output: Stream[O] | TableOutput, time: TimeField = None,
-                     right_time: TimeField | str = "same", lateness: float | timedelta = 0,
-                     grace: float | timedelta = 0,
-                     exactly_once: bool | None = None) -> Join:
-        """Declare service ``name``, a stream–stream join within a time interval (Kafka
-        Streams' windowed KStream–KStream inner join): records of ``left`` and ``right``
-        with the same key whose event times are at most ``within`` apart are combined once
-        per pair, ``combine(left_value, right_value)``, into ``output``. Event time:
-        ``time`` (None: the record timestamp; a payload field holding a datetime or epoch
-        seconds; or a function of the value), ``right_time`` for the right side if it
-        differs. Both sides wait in the state until the watermark (largest time seen minus
-        ``lateness``) passes their time + 2·within + grace; a record coming after the
-        watermark passed its time + within + grace is late: reported to the exceptions
-        stream, not joined. Durations are seconds or timedeltas."""
-        from millstream.service._joins import join_streams
-        return join_streams(self, name, left, right, combine, within=within, output=output,
-                            time=time, right_time=right_time, lateness=lateness, grace=grace,
-                            exactly_once=exactly_once)
-
-    def join_asof(self, name: str, stream: Stream[V], table: Stream[T],
-                  combine: Callable[[V, T | None], O | None], *,
-                  output: Stream[O] | TableOutput, time: TimeField = None,
-                  table_time: TimeField | str = "same", lateness: float | timedelta = 0,
-                  grace: float | timedelta = 0, tolerance: float | timedelta | None = None,
-                  inner: bool = False, report_unmatched: bool = False,
-                  exactly_once: bool | None = None) -> Join:
-        """Declare service ``name``, an as-of join: each record of ``stream`` is combined
-        with the latest record of ``table`` with its key at or before its event time (and
-        no more than ``tolerance`` before it, if given), ``combine(value, row)`` with
-        ``row`` None when there is none (dropped with ``inner=True``). A record is joined
-        once the watermark (largest time seen minus ``lateness``) passes its time +
-        ``grace``, so the answer does not depend on which side came first; a record of
-        either side coming after that is late: reported, not used. ``time``/``table_time``
-        as for ``join_streams``."""
-        from millstream.service._joins import join_asof
-        return join_asof(self, name, stream, table, combine, output=output, time=time,
-                         table_time=table_time, lateness=lateness, grace=grace,
-                         tolerance=tolerance, inner=inner, report_unmatched=report_unmatched,
-                         exactly_once=exactly_once)
-
-    def rekey(self, name: str, stream: Stream[V], by: Callable[[V], str | bytes | int],
-              into: Stream[V] | str, *, partitions: int | None = None,
-              exactly_once: bool | None = None) -> Stream[V]:
-        """Declare service ``name`` re-sending every record of ``stream`` keyed by
-        ``by(value)`` into the intermediate stream ``into`` (a handle, or a name declared
-        here with ``stream``'s payload and ``partitions``, default the app's), and return
-        ``into``'s handle: join that instead, when ``stream`` is keyed by something else
-        or has another partition count than the join's other input."""
-        from millstream.service._joins import rekey
-        return rekey(self, name, stream, by, into, partitions=partitions,
-                     exactly_once=exactly_once)
-

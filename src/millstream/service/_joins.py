@@ -20,27 +20,28 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from millstream.codecs import Codec
 from millstream.errors import InvalidRequestError
-from millstream.runtime._copartition import check_declared, opener
-from millstream.runtime._joining import EventTime
-from millstream.runtime._joining_asof import AsofHistory
-from millstream.runtime._joining_interval import LEFT, RIGHT, IntervalBuffers
-from millstream.runtime._joining_operators import AsofJoin, IntervalJoin, TableJoin
 from millstream.service._stream import Stream
 from millstream.service._table_output import TableOutput
 
 if TYPE_CHECKING:
+    from millstream.codecs import Codec
     from millstream.service._app import App
     from millstream.service._context import Context
 
-__all__ = ["Join", "TimeField", "join_asof", "join_streams", "join_table", "rekey"]
+__all__ = ["Join", "Joins", "TimeField", "join_asof", "join_streams", "join_table", "rekey"]
 
 #: where a record's event time is: None (its timestamp), a payload field, or a function
 TimeField = str | Callable[[Any], object] | None
 Duration = float | int | timedelta
+V = TypeVar("V")
+T = TypeVar("T")
+O = TypeVar("O")  # noqa: E741
+
+#: the two sides, as the operators number them (``runtime._joining_interval``)
+_LEFT, _RIGHT = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +137,15 @@ def _prepare(app: App, name: str, first: object, second: object,
         raise InvalidRequestError(
             f"join {name!r}: {names[0]} and {names[1]} are both {a!r}; a join reads two "
             "different streams")
+    from millstream.runtime._copartition import check_declared
     check_declared(name, {a: app.streams[a].partitions, b: app.streams[b].partitions})
-    return a, b, {LEFT: app.streams[a].codec, RIGHT: app.streams[b].codec}
+    return a, b, {_LEFT: app.streams[a].codec, _RIGHT: app.streams[b].codec}
 
 
 def _declare(app: App, name: str, kind: str, inputs: tuple[str, str], output: object,
              operator: Callable[..., Any], exactly_once: bool | None,
              description: str) -> Join:
+    from millstream.runtime._copartition import opener
     outputs: list[TableOutput | str] = [
         output if isinstance(output, TableOutput) else _output(app, output, name)]
     app.service(name, inputs=list(inputs), outputs=outputs, stateful=True,
@@ -154,7 +157,8 @@ def _declare(app: App, name: str, kind: str, inputs: tuple[str, str], output: ob
 def join_table(app: App, name: str, stream: object, table: object, combine: object, *,
                output: object, inner: bool = False, report_unmatched: bool = False,
                exactly_once: bool | None = None) -> Join:
-    """Declare a stream–table join (see ``App.join_table``)."""
+    """Declare a stream–table join (see ``Joins.join_table``)."""
+    from millstream.runtime._joining_operators import TableJoin
     a, b, codecs = _prepare(app, name, stream, table, ("stream", "table"))
     operator = TableJoin(name, a, b, codecs, _combine(combine, name), _output(app, output, name),
                          inner=_flag(inner, "inner", name),
@@ -167,7 +171,10 @@ def join_streams(app: App, name: str, left: object, right: object, combine: obje
                  within: Duration, output: object, time: TimeField = None,
                  right_time: TimeField | str = "same", lateness: Duration = 0,
                  grace: Duration = 0, exactly_once: bool | None = None) -> Join:
-    """Declare a stream–stream join within a time interval (see ``App.join_streams``)."""
+    """Declare a stream–stream join within a time interval (see ``Joins.join_streams``)."""
+    from millstream.runtime._joining import EventTime
+    from millstream.runtime._joining_interval import IntervalBuffers
+    from millstream.runtime._joining_operators import IntervalJoin
     a, b, codecs = _prepare(app, name, left, right, ("left", "right"))
     first = _time(time, "time", name)
     second = first if right_time == "same" else _time(right_time, "right_time", name)
@@ -175,7 +182,7 @@ def join_streams(app: App, name: str, left: object, right: object, combine: obje
     buffers = IntervalBuffers(_millis(within, "within", name), _millis(grace, "grace", name))
     operator = IntervalJoin(name, a, b, codecs, _combine(combine, name),
                             _output(app, output, name),
-                            times={LEFT: EventTime(first, late), RIGHT: EventTime(second, late)},
+                            times={_LEFT: EventTime(first, late), _RIGHT: EventTime(second, late)},
                             buffers=buffers)
     return _declare(app, name, "streams", (a, b), output, operator, exactly_once,
                     f"joins {a} with {b} within {buffers.within / 1000:g} s (stream–stream)")
@@ -186,7 +193,10 @@ def join_asof(app: App, name: str, stream: object, table: object, combine: objec
               lateness: Duration = 0, grace: Duration = 0,
               tolerance: Duration | None = None, inner: bool = False,
               report_unmatched: bool = False, exactly_once: bool | None = None) -> Join:
-    """Declare an as-of join (see ``App.join_asof``)."""
+    """Declare an as-of join (see ``Joins.join_asof``)."""
+    from millstream.runtime._joining import EventTime
+    from millstream.runtime._joining_asof import AsofHistory
+    from millstream.runtime._joining_operators import AsofJoin
     a, b, codecs = _prepare(app, name, stream, table, ("stream", "table"))
     first = _time(time, "time", name)
     second = first if table_time == "same" else _time(table_time, "table_time", name)
@@ -194,7 +204,7 @@ def join_asof(app: App, name: str, stream: object, table: object, combine: objec
     history = AsofHistory(_millis(grace, "grace", name),
                           None if tolerance is None else _millis(tolerance, "tolerance", name))
     operator = AsofJoin(name, a, b, codecs, _combine(combine, name), _output(app, output, name),
-                        times={LEFT: EventTime(first, late), RIGHT: EventTime(second, late)},
+                        times={_LEFT: EventTime(first, late), _RIGHT: EventTime(second, late)},
                         history=history, inner=_flag(inner, "inner", name),
                         report=_flag(report_unmatched, "report_unmatched", name))
     return _declare(app, name, "asof", (a, b), output, operator, exactly_once,
@@ -223,7 +233,7 @@ class _Rekey:
 def rekey(app: App, name: str, stream: object, by: object, into: object, *,
           partitions: int | None = None, exactly_once: bool | None = None) -> Stream[Any]:
     """Declare a service re-sending ``stream`` keyed by ``by(value)`` into ``into`` (see
-    ``App.rekey``); returns ``into``'s handle."""
+    ``Joins.rekey``); returns ``into``'s handle."""
     source = _input(app, stream, "stream", name)
     if not callable(by):
         raise InvalidRequestError(
@@ -254,3 +264,74 @@ def rekey(app: App, name: str, stream: object, by: object, into: object, *,
                 exactly_once=exactly_once)(_Rekey(name, by, target.name))
     app.services[name].description = f"re-keys {source} into {target.name}"
     return target
+
+
+class Joins:
+    """``App``'s join methods (``App`` inherits them; each declares one service)."""
+
+    def join_table(self, name: str, stream: Stream[V], table: Stream[T],
+                   combine: Callable[[V, T | None], O | None], *,
+                   output: Stream[O] | TableOutput, inner: bool = False,
+                   report_unmatched: bool = False, exactly_once: bool | None = None) -> Join:
+        """Declare service ``name``, a stream–table join (Kafka Streams' KStream–KTable
+        join): ``table``'s records — the changelog a table is fed from, keyed by row key —
+        keep each key's current row; each record of ``stream`` is combined with its key's
+        current row, ``combine(value, row)`` (``row`` None when the key has none; with
+        ``inner=True`` such a record is dropped instead, and reported to the exceptions
+        stream if ``report_unmatched``), and what that returns goes to ``output`` keyed by
+        the key (None: nothing). Before the first record of each partition the join reads
+        ``table`` ahead to its end, so a join started on existing data sees the rows
+        already written. A tombstone (a None value) on ``table`` deletes the row, where the
+        table's payload can carry None. Both inputs must be co-partitioned (``rekey``)."""
+        return join_table(cast("App", self), name, stream, table, combine, output=output,
+                          inner=inner, report_unmatched=report_unmatched,
+                          exactly_once=exactly_once)
+
+    def join_streams(self, name: str, left: Stream[V], right: Stream[T],
+                     combine: Callable[[V, T], O | None], *, within: float | timedelta,
+                     output: Stream[O] | TableOutput, time: TimeField = None,
+                     right_time: TimeField | str = "same", lateness: float | timedelta = 0,
+                     grace: float | timedelta = 0, exactly_once: bool | None = None) -> Join:
+        """Declare service ``name``, a stream–stream join within a time interval (Kafka
+        Streams' windowed KStream–KStream inner join): records of ``left`` and ``right``
+        with one key whose event times are at most ``within`` apart are combined once per
+        pair, ``combine(left_value, right_value)``, into ``output``. Event time: ``time``
+        (None: the record timestamp; a payload field holding a datetime or epoch seconds;
+        or a function of the value), ``right_time`` for the right side if it differs. The
+        watermark is the largest time seen on the partition minus ``lateness``; a record
+        coming after it passed its time + within + ``grace`` is late (reported to the
+        exceptions stream, stage ``late``, not joined); a record is kept until the
+        watermark passes its time + 2·within + grace. Durations: seconds or timedeltas."""
+        return join_streams(cast("App", self), name, left, right, combine, within=within,
+                            output=output, time=time, right_time=right_time,
+                            lateness=lateness, grace=grace, exactly_once=exactly_once)
+
+    def join_asof(self, name: str, stream: Stream[V], table: Stream[T],
+                  combine: Callable[[V, T | None], O | None], *,
+                  output: Stream[O] | TableOutput, time: TimeField = None,
+                  table_time: TimeField | str = "same", lateness: float | timedelta = 0,
+                  grace: float | timedelta = 0, tolerance: float | timedelta | None = None,
+                  inner: bool = False, report_unmatched: bool = False,
+                  exactly_once: bool | None = None) -> Join:
+        """Declare service ``name``, an as-of join: each record of ``stream`` is combined
+        with the latest record of ``table`` with its key at or before its event time (and
+        at most ``tolerance`` before it, if given), ``combine(value, row)``, ``row`` None
+        when there is none (dropped with ``inner=True``). A record is joined once the
+        watermark passes its time + ``grace``, so the answer does not depend on which side
+        came first; a record of either side coming after that is late (reported, not
+        used). ``time``, ``table_time`` and ``lateness`` as for ``join_streams``."""
+        return join_asof(cast("App", self), name, stream, table, combine, output=output,
+                         time=time, table_time=table_time, lateness=lateness, grace=grace,
+                         tolerance=tolerance, inner=inner, report_unmatched=report_unmatched,
+                         exactly_once=exactly_once)
+
+    def rekey(self, name: str, stream: Stream[V], by: Callable[[V], str | bytes | int],
+              into: Stream[V] | str, *, partitions: int | None = None,
+              exactly_once: bool | None = None) -> Stream[V]:
+        """Declare service ``name`` re-sending every record of ``stream`` keyed by
+        ``by(value)`` into the intermediate stream ``into`` (a handle, or a name declared
+        here with ``stream``'s payload and ``partitions``, default the app's), and return
+        ``into``'s handle: join that instead when ``stream`` is keyed by something else or
+        has another partition count than the join's other input."""
+        return rekey(cast("App", self), name, stream, by, into, partitions=partitions,
+                     exactly_once=exactly_once)
