@@ -1,11 +1,14 @@
 """The joins' test apps: a shop whose orders are joined with its items' titles (stream–table),
 clicks with the ads shown (stream–stream) and trades with quotes (as-of).
 
-``app`` is also what the crash tests run in child processes (``millstream run
-tests.joins.apps:app <service>``): its joins checkpoint every 50 records so a kill lands
-between checkpoints."""
+``app`` is what the crash tests run in child processes (``millstream run
+tests.joins.apps:app titles``): the shop, exactly-once, in batches of 20;
+``MILLSTREAM_TEST_DELAY_MS`` slows each join so that a kill lands mid-stream."""
 
 from __future__ import annotations
+
+import os
+import time
 
 from pydantic import BaseModel
 
@@ -88,7 +91,23 @@ def market(grace: float = 0, lateness: float = 0, tolerance: float | None = None
     return app
 
 
-#: what the crash tests run: the shop, exactly-once, checkpointing every 50 records
-app = shop("exactly-once")
-app.services["titles"].checkpoint_records = 50
-app.services["titles"].max_batch = 20
+_DELAY = float(os.environ.get("MILLSTREAM_TEST_DELAY_MS", "0")) / 1000
+
+
+def slow_line(order: Order, item: Item | None) -> Line:
+    if _DELAY:
+        time.sleep(_DELAY)
+    return line(order, item)
+
+
+def _crash_app() -> App:
+    app = App("shop", partitions=2, processing="exactly-once")
+    orders = app.stream("orders", Order)
+    items = app.stream("items", Item)
+    app.join_table("titles", orders, items, slow_line, output=app.stream("lines", Line))
+    app.services["titles"].max_batch = 20
+    return app
+
+
+#: what the crash tests run
+app = _crash_app()
