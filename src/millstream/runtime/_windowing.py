@@ -7,6 +7,8 @@ shard per partition number — plain JSON data, checkpointed with the input offs
     {"wm": watermark ms | None, "next": the earliest end + grace of an open window | None,
      "n": records seen, "open": {window id: [key, start, end, accumulator, records]},
      "expire": heap of [end + grace + retention, window id] of closed windows,
+     "keys": {key: [window id of each open session]} (sessions only),
+     "counts": {key: records seen} (count windows only),
      "dirty": {window id: window (a closed one ends with True) | None (removed)}}
 
 ``dirty`` holds the windows changed since the last flush; ``flush`` (before the shard's
@@ -18,7 +20,9 @@ Rules (docs/internals/windows-design.md): watermark = largest event time − lat
 backwards; a window ``[start, end)`` closes when the watermark reaches ``end + grace``; a
 record all of whose windows are closed is late and goes to the exceptions stream (stage
 ``late``) naming them; a closed window's row is removed (a tombstone) when the watermark
-reaches ``end + grace + retention``. Count windows (``Counted``) close at their n-th record.
+reaches ``end + grace + retention``. A session ``[first, last + 1)`` takes a record less than
+``gap`` from it (merging the sessions it bridges, the merged rows removed by tombstones) and
+closes at ``last + gap + grace``. Count windows (``Counted``) close at their n-th record.
 """
 
 from __future__ import annotations
@@ -98,12 +102,16 @@ class WindowOperator:
     def __init__(self, declared: WindowedService, time: TimeOf) -> None:
         self.declared = declared
         window = declared.window
-        if not isinstance(window, Tumbling | Hopping | Counted):
+        if not isinstance(window, Tumbling | Hopping | Counted | Session):
             raise InvalidRequestError(
                 f"windowed service {declared.name!r}: {type(window).__name__} windows are "
-                "not available yet; use Tumbling, Hopping or Counted")
+                "not available yet; use Tumbling, Hopping, Session or Counted")
         self._window = window
-        self._spans = None if isinstance(window, Counted | Session) else window.spans
+        self._spans = (window.spans if isinstance(window, Tumbling | Hopping) else None)
+        #: a session ``[first, last + 1)`` closes ``gap`` after its last record: the end
+        #: plus this, plus grace, is when the watermark closes a window
+        self._extra = window.gap_ms - 1 if isinstance(window, Session) else 0
+        self._session = isinstance(window, Session)
         self._time = event_time_of(time)
         agg: Aggregate = declared.aggregate
         self._agg = agg
@@ -121,56 +129,110 @@ class WindowOperator:
     # -- records ----------------------------------------------------------------------------
 
     def __call__(self, value: Any, ctx: Context) -> None:
+        # Whatever can fail (the event time, the field, the aggregation) runs before the
+        # shard changes: a record the handler fails on leaves no trace in the state.
         record = ctx.record
         shard = ctx.state
         data = shard.data
         if "open" not in data:
             _new_shard(data)
-        shard.changed = True
-        data["n"] += 1
         raw = record.key
         key = raw.decode("utf-8", "replace") if raw is not None else ""
         agg = self._agg
         pick = agg.pick
         v = value if pick is None else pick(value)
         spans = self._spans
-        if spans is None:  # Counted: no time
-            self._count(data, key, raw, v, ctx)
+        if spans is None:
+            if not self._session:  # Counted: no time
+                self._count(data, key, raw, v, ctx)
+            else:
+                t = self._time(value, record.timestamp)
+                if self._sessions(data, key, raw, v, t, ctx):
+                    self._watermark(data, t, ctx)
+            data["n"] += 1
+            shard.changed = True
             return
         t = self._time(value, record.timestamp)
         wm = data["wm"]
         grace = self._grace
-        open_, dirty = data["open"], data["dirty"]
-        missed: list[tuple[int, int]] | None = None
+        open_ = data["open"]
         mine = spans(t)
+        hits: list[tuple[str, list[Any] | None, int, int, Any]] = []
         for start, end in mine:
             if wm is not None and end + grace <= wm:
-                if missed is None:
-                    missed = []
-                missed.append((start, end))
-                continue
+                continue  # closed
             wid = f"{key}/{start:015d}"
             w = open_.get(wid)
+            hits.append((wid, w, start, end,
+                         agg.add(agg.initial() if w is None else w[3], v, t)))
+        data["n"] += 1
+        shard.changed = True
+        if not hits:
+            assert wm is not None
+            ctx.report(LateRecord(key, t, mine, wm, grace))
+            return
+        dirty = data["dirty"]
+        for wid, w, start, end, acc in hits:
             if w is None:
-                w = open_[wid] = [key, start, end, agg.initial(), 0]
+                w = open_[wid] = [key, start, end, acc, 1]
                 nxt = data["next"]
                 if nxt is None or end + grace < nxt:
                     data["next"] = end + grace
-            w[3] = agg.add(w[3], v, t)
-            w[4] += 1
+            else:
+                w[3] = acc
+                w[4] += 1
             dirty[wid] = w
             if self._updates and self._output is not None:
                 ctx.emit(self._output, _row(w, agg, False), key=raw)
-        if missed is not None and len(missed) == len(mine):
-            assert wm is not None
-            ctx.report(LateRecord(key, t, missed, wm, grace))
-            return
+        self._watermark(data, t, ctx)
+
+    def _watermark(self, data: dict[str, Any], t: int, ctx: Context) -> None:
+        """A record at ``t`` moves the watermark (never back), closing what it passes."""
         mark = t - self._lateness
+        wm = data["wm"]
         if wm is None or mark > wm:
             data["wm"] = mark
             nxt = data["next"]
             if (nxt is not None and mark >= nxt) or data["expire"]:
                 self._close(data, mark, ctx.emit)
+
+    def _sessions(self, data: dict[str, Any], key: str, raw: bytes | None, v: Any, t: int,
+                  ctx: Context) -> bool:
+        """A record of a session window: it joins (and bridges) the key's open sessions
+        less than ``gap`` away, or starts one; False if it is late (no open session takes it
+        and one of its own would be closed already)."""
+        gap = self._window.gap_ms  # type: ignore[union-attr]
+        agg, grace = self._agg, self._grace
+        open_, dirty = data["open"], data["dirty"]
+        keys = data.setdefault("keys", {})
+        mine: list[str] = keys.get(key, [])
+        near = [wid for wid in mine
+                if open_[wid][1] - gap < t < open_[wid][2] - 1 + gap]
+        wm = data["wm"]
+        if not near and wm is not None and t + gap + grace <= wm:
+            ctx.report(LateRecord(key, t, [(t, t + 1)], wm, grace))
+            return False
+        start, end, acc, records = t, t + 1, None, 0
+        near.sort(key=lambda w: open_[w][1])
+        for wid in near:
+            w = open_[wid]
+            start, end = min(start, w[1]), max(end, w[2])
+            acc = w[3] if acc is None else agg.merge(acc, w[3])
+            records += w[4]
+        acc = agg.add(agg.initial() if acc is None else acc, v, t)
+        for wid in near:  # merged into one: their rows go (unless the merged one keeps it)
+            del open_[wid]
+            dirty[wid] = None
+        wid = f"{key}/{start:015d}"
+        w = open_[wid] = [key, start, end, acc, records + 1]
+        dirty[wid] = w
+        keys[key] = [*(x for x in mine if x not in near), wid]
+        nxt = data["next"]
+        if nxt is None or end + self._extra + grace < nxt:
+            data["next"] = end + self._extra + grace
+        if self._updates and self._output is not None:
+            ctx.emit(self._output, _row(w, agg, False), key=raw)
+        return True
 
     def _count(self, data: dict[str, Any], key: str, raw: bytes | None, v: Any,
                ctx: Context) -> None:
@@ -179,14 +241,15 @@ class WindowOperator:
         counts = data.setdefault("counts", {})
         seen = counts.get(key, 0)
         start = seen - seen % size
-        counts[key] = seen + 1
         wid = f"{key}/{start:015d}"
         open_ = data["open"]
         w = open_.get(wid)
+        acc = self._agg.add(self._agg.initial() if w is None else w[3], v, seen)
         if w is None:
-            w = open_[wid] = [key, start, start + size, self._agg.initial(), 0]
-        w[3] = self._agg.add(w[3], v, seen)
+            w = open_[wid] = [key, start, start + size, acc, 0]
+        w[3] = acc
         w[4] += 1
+        counts[key] = seen + 1
         if w[4] == size:
             del open_[wid]
             w.append(True)
@@ -200,26 +263,33 @@ class WindowOperator:
                emit: Callable[..., None]) -> None:
         """Close the open windows the watermark ``wm`` passed (their final results go out),
         and remove the closed windows whose retention it passed."""
-        grace, agg, output = self._grace, self._agg, self._output
+        grace, agg, output, extra = self._grace, self._agg, self._output, self._extra
         open_, dirty = data["open"], data["dirty"]
-        limit = wm - grace
+        limit = wm - grace - extra
         closing: list[tuple[int, str, str]] = []
         nxt: int | None = None
         for wid, w in open_.items():
             end = w[2]
             if end <= limit:
                 closing.append((end, w[0], wid))
-            elif nxt is None or end + grace < nxt:
-                nxt = end + grace
+            elif nxt is None or end + extra + grace < nxt:
+                nxt = end + extra + grace
         data["next"] = nxt
         expire = data["expire"]
         retention = self._retention
-        for end, _, wid in sorted(closing):
+        keys = data.get("keys")
+        for end, key, wid in sorted(closing):
             w = open_.pop(wid)
             w.append(True)
             dirty[wid] = w
+            if keys is not None:  # sessions: the key's open ones
+                left = [x for x in keys[key] if x != wid]
+                if left:
+                    keys[key] = left
+                else:
+                    del keys[key]
             if retention is not None:
-                heapq.heappush(expire, [end + grace + retention, wid])
+                heapq.heappush(expire, [end + extra + grace + retention, wid])
             if output is not None:
                 emit(output, _row(w, agg, True), key=w[0].encode())
         while expire and expire[0][0] <= wm:
@@ -259,7 +329,8 @@ class WindowOperator:
             self._activity[number] = (shard, count, now)
             return
         idle = self._idle
-        if idle is None or self._spans is None or (now - seen[2]) * 1000 < idle:
+        if idle is None or isinstance(self._window, Counted) \
+                or (now - seen[2]) * 1000 < idle:
             return
         mark = int(now * 1000) - self._lateness - idle
         wm = data["wm"]
