@@ -50,6 +50,7 @@ from millstream.service._handler import (
 from millstream.service._joins import Joins
 from millstream.service._stream import Stream, stream_name
 from millstream.service._table_output import TableOutput, table_output
+from millstream.service._windowed import declare_windowed
 from millstream.service._writer import Writer
 from millstream.streams._base import Retention
 
@@ -450,6 +451,10 @@ class App(Joins):
             return fn
 
         return decorate
+
+    #: ``app.windowed(name, stream, window=..., aggregate=..., ...)``: a windowed service
+    #: (``service._windowed.declare_windowed``; the guide is docs/guides/windows.md)
+    windowed = declare_windowed
 
     def open_writer(self, streams: StreamsBackend | str | None = None, *,
                     files: FileStore | None = None, timeout: float = 30.0) -> Writer:
