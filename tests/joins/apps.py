@@ -68,26 +68,28 @@ def shop(processing: str = "at-least-once", **options: object) -> App:
     return app
 
 
-def ads(within: float = 10, grace: float = 0, lateness: float = 0) -> App:
+def ads(within: float = 10, grace: float = 0, lateness: float = 0,
+        idle_timeout: float | None = 30) -> App:
     """shown ⋈ clicked within ``within`` s → pairs (stream–stream), on two partitions."""
     app = App("ads", partitions=2)
     shown = app.stream("shown", Event)
     clicked = app.stream("clicked", Event)
     pairs = app.stream("pairs", Pair)
     app.join_streams("clicks", shown, clicked, pair, within=within, output=pairs, time="at",
-                     grace=grace, lateness=lateness)
+                     grace=grace, lateness=lateness, idle_timeout=idle_timeout)
     return app
 
 
 def market(grace: float = 0, lateness: float = 0, tolerance: float | None = None,
-           inner: bool = False) -> App:
+           inner: bool = False, idle_timeout: float | None = 30) -> App:
     """trades as of quotes → answers (as-of), on two partitions."""
     app = App("market", partitions=2)
     trades = app.stream("trades", Event)
     quotes = app.stream("quotes", Event)
     answers = app.stream("answers", Answer)
     app.join_asof("prices", trades, quotes, answer, output=answers, time="at", grace=grace,
-                  lateness=lateness, tolerance=tolerance, inner=inner)
+                  lateness=lateness, tolerance=tolerance, inner=inner,
+                  idle_timeout=idle_timeout)
     return app
 
 

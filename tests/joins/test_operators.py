@@ -78,14 +78,15 @@ def interval(within: int, grace: int, lateness: int) -> IntervalJoin:
     codec = JsonCodec()
     return IntervalJoin("j", "L", "R", {LEFT: codec, RIGHT: codec}, pair, "out",
                         times={LEFT: EventTime(None, lateness), RIGHT: EventTime(None, lateness)},
-                        buffers=IntervalBuffers(within, grace))
+                        buffers=IntervalBuffers(within, grace), idle_ms=None)
 
 
 def asof(grace: int, lateness: int, tolerance: int | None, inner: bool) -> AsofJoin:
     codec = JsonCodec()
     return AsofJoin("j", "L", "R", {LEFT: codec, RIGHT: codec}, pair, "out",
                     times={LEFT: EventTime(None, lateness), RIGHT: EventTime(None, lateness)},
-                    history=AsofHistory(grace, tolerance), inner=inner, report=False)
+                    history=AsofHistory(grace, tolerance), inner=inner, report=False,
+                    idle_ms=None)
 
 
 # small times and durations, so that records often fall on the edges of each other's reach

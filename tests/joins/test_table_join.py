@@ -72,7 +72,7 @@ def test_an_inner_join_drops_a_record_without_a_row_and_reports_it_when_asked() 
         assert reported.message == (
             "no row of key b'z' in the table side of join 'titles' when this record came "
             "(an inner join drops it)")
-        assert reported.input["offset"] == 0
+        assert (reported.input["stream"], reported.input["offset"]) == ("orders", 1)
 
 
 def test_a_tombstone_on_the_table_deletes_the_row() -> None:

@@ -90,7 +90,10 @@ class AsofHistory:
         taken = []
         while waiting and waiting[0][0] < limit:
             taken.append(heapq.heappop(waiting))
-        shard[_WAITING] = waiting
+        if waiting:
+            shard[_WAITING] = waiting
+        else:
+            del shard[_WAITING]
         return taken
 
     @staticmethod

@@ -33,6 +33,7 @@ from millstream.runtime._joining_table import TableRows
 
 if TYPE_CHECKING:
     from millstream.service._context import Context
+    from millstream.service._operator import ShardOutput
 
 __all__ = ["AsofJoin", "IntervalJoin", "LateRecord", "TableJoin", "UnmatchedRecord"]
 
@@ -79,6 +80,12 @@ class _Operator:
         self._output = output
         # a handler's name, for logs and the checks made when it is declared
         self.__name__ = service
+
+    def flush(self, number: int, shard: Shard, out: ShardOutput) -> None:
+        """Nothing to emit before a checkpoint: a join's outputs go out with its records."""
+
+    def advance(self, number: int, shard: Shard, now: float, out: ShardOutput) -> None:
+        """Nothing moves with the clock (see the time joins')."""
 
     def _side(self, record: Record) -> int:
         """The side of a record of the service's retry stream (a replay): its original
@@ -178,17 +185,47 @@ class TableJoin(_Operator):
         return joined
 
 
+class _Idle:
+    """When each shard last had a record, by the records counted in memory: an idle shard's
+    watermark moves with the wall clock (``EventTime.idle``), never backwards."""
+
+    __slots__ = ("_count", "_idle", "_last", "_since")
+
+    def __init__(self, idle_ms: int | None) -> None:
+        self._idle = idle_ms
+        self._count = 0
+        self._last: dict[int, int] = {}  # shard number -> the count at its last record
+        self._since: dict[int, tuple[int, float]] = {}  # -> (that count, first seen at)
+
+    def saw(self, number: int) -> None:
+        self._count += 1
+        self._last[number] = self._count
+
+    def idle_for(self, number: int, now: float) -> int | None:
+        """The idle timeout (ms) when shard ``number`` has had no record for that long of
+        wall-clock time ``now`` (seconds), else None."""
+        if self._idle is None:
+            return None
+        last = self._last.get(number, 0)
+        since = self._since.get(number)
+        if since is None or since[0] != last:
+            self._since[number] = (last, now)
+            return None
+        return self._idle if (now - since[1]) * 1000 >= self._idle else None
+
+
 class IntervalJoin(_Operator):
     """Stream–stream: records of the two sides with one key whose times are at most
     ``within`` apart are combined, ``combine(left, right)``, once per pair."""
 
     def __init__(self, service: str, left: str, right: str, codecs: dict[int, Codec[Any]],
                  combine: Combine, output: str, *, times: dict[int, EventTime],
-                 buffers: IntervalBuffers) -> None:
+                 buffers: IntervalBuffers, idle_ms: int | None) -> None:
         super().__init__(service, {left: LEFT, right: RIGHT}, codecs, combine, output)
         self._times = times
         self._buffers = buffers
         self._clock = times[LEFT]  # both sides share the shard's watermark
+        self._idle = _Idle(idle_ms)
 
     def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> Any:
         record = ctx.record
@@ -197,6 +234,7 @@ class IntervalJoin(_Operator):
         if side is None:
             side = self._side(record)
         key = self._key(record, keys)
+        self._idle.saw(record.partition)
         buffers, clock = self._buffers, self._clock
         time_ms = self._times[side].of(value, record)
         watermark = clock.watermark(shard)
@@ -220,9 +258,11 @@ class IntervalJoin(_Operator):
         buffers.expire(shard, clock.see(shard, time_ms))
         return out or None
 
-    def advance(self, shard: Shard, now_ms: int, idle_ms: int) -> None:
-        """Time passed with no record: move the watermark (idle rule) and expire."""
-        self._buffers.expire(shard, self._clock.idle(shard, now_ms, idle_ms))
+    def advance(self, number: int, shard: Shard, now: float, out: ShardOutput) -> None:
+        """An idle shard's watermark moves with the clock: drop what no partner can reach."""
+        idle = self._idle.idle_for(number, now)
+        if idle is not None:
+            self._buffers.expire(shard, self._clock.idle(shard, int(now * 1000), idle))
 
 
 class AsofJoin(_Operator):
@@ -231,13 +271,15 @@ class AsofJoin(_Operator):
 
     def __init__(self, service: str, stream: str, table: str, codecs: dict[int, Codec[Any]],
                  combine: Combine, output: str, *, times: dict[int, EventTime],
-                 history: AsofHistory, inner: bool, report: bool) -> None:
+                 history: AsofHistory, inner: bool, report: bool,
+                 idle_ms: int | None) -> None:
         super().__init__(service, {stream: LEFT, table: RIGHT}, codecs, combine, output)
         self._times = times
         self._history = history
         self._clock = times[LEFT]
         self._inner = inner
         self._report = report
+        self._idle = _Idle(idle_ms)
 
     def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> None:
         record = ctx.record
@@ -246,6 +288,7 @@ class AsofJoin(_Operator):
         if side is None:
             side = self._side(record)
         key = self._key(record, keys)
+        self._idle.saw(record.partition)
         history, clock = self._history, self._clock
         time_ms = self._times[side].of(value, record)
         watermark = clock.watermark(shard)
@@ -258,15 +301,34 @@ class AsofJoin(_Operator):
             return
         packed = self._packers[side].pack(record.value)
         watermark = clock.see(shard, time_ms)
+        output = self._output
+
+        def emit(joined: Any, key: bytes) -> None:
+            ctx.emit(output, joined, key=key)
+
         if side == RIGHT:  # copied, not changed in place: applied before the user's code
             history.add_version(shard, key_text(key), time_ms, packed, watermark)
-            self.release(shard, watermark, ctx)
+            self.release(shard, watermark, emit, ctx.report)
         else:  # never released at once (it is not late): waits after the user's code ran
-            self.release(shard, watermark, ctx)
+            self.release(shard, watermark, emit, ctx.report)
             history.wait(shard, key_text(key), time_ms, packed)
 
-    def release(self, shard: Shard, watermark: int, ctx: Context) -> None:
-        """Join and emit the records the watermark released."""
+    def advance(self, number: int, shard: Shard, now: float, out: ShardOutput) -> None:
+        """An idle shard's watermark moves with the clock: answer the records it releases."""
+        idle = self._idle.idle_for(number, now)
+        if idle is None:
+            return
+        output = self._output
+
+        def emit(joined: Any, key: bytes) -> None:
+            out.emit(output, joined, key=key)
+
+        self.release(shard, self._clock.idle(shard, int(now * 1000), idle), emit, None)
+
+    def release(self, shard: Shard, watermark: int, emit: Callable[[Any, bytes], None],
+                report: Callable[[BaseException], None] | None) -> None:
+        """Join and emit the records the watermark released (an unmatched one of an inner
+        join is reported when asked and there is a record to report it with)."""
         history = self._history
         taken = history.take(shard, watermark)
         if not taken:
@@ -277,14 +339,14 @@ class AsofJoin(_Operator):
                 found, row = history.lookup(shard, key, time_ms)
                 value = unpack(packed)
                 if not found and self._inner:
-                    if self._report:
-                        ctx.report(UnmatchedRecord(
+                    if self._report and report is not None:
+                        report(UnmatchedRecord(
                             f"no version of key {key!r} at or before {_when(time_ms)} in "
                             f"join {self.service!r} (an inner join drops the record)"))
                     continue
                 joined = self._combine(value, unpack_row(row) if found else None)
                 if joined is not None:
-                    ctx.emit(self._output, joined, key=key_bytes(key))
+                    emit(joined, key_bytes(key))
         except BaseException:
             history.put_back(shard, taken)
             raise

@@ -70,6 +70,10 @@ def _millis(value: object, what: str, service: str, *, positive: bool = False) -
     return round(seconds * 1000)
 
 
+def _idle(value: object, service: str) -> int | None:
+    return None if value is None else _millis(value, "idle_timeout", service, positive=True)
+
+
 def _time(value: object, what: str, service: str) -> TimeField:
     if value is None or callable(value) or (isinstance(value, str) and value):
         return cast(TimeField, value)
@@ -170,7 +174,8 @@ def join_table(app: App, name: str, stream: object, table: object, combine: obje
 def join_streams(app: App, name: str, left: object, right: object, combine: object, *,
                  within: Duration, output: object, time: TimeField = None,
                  right_time: TimeField | str = "same", lateness: Duration = 0,
-                 grace: Duration = 0, exactly_once: bool | None = None) -> Join:
+                 grace: Duration = 0, idle_timeout: Duration | None = 30,
+                 exactly_once: bool | None = None) -> Join:
     """Declare a stream–stream join within a time interval (see ``Joins.join_streams``)."""
     from millstream.runtime._joining import EventTime
     from millstream.runtime._joining_interval import IntervalBuffers
@@ -183,7 +188,7 @@ def join_streams(app: App, name: str, left: object, right: object, combine: obje
     operator = IntervalJoin(name, a, b, codecs, _combine(combine, name),
                             _output(app, output, name),
                             times={_LEFT: EventTime(first, late), _RIGHT: EventTime(second, late)},
-                            buffers=buffers)
+                            buffers=buffers, idle_ms=_idle(idle_timeout, name))
     return _declare(app, name, "streams", (a, b), output, operator, exactly_once,
                     f"joins {a} with {b} within {buffers.within / 1000:g} s (stream–stream)")
 
@@ -192,7 +197,8 @@ def join_asof(app: App, name: str, stream: object, table: object, combine: objec
               output: object, time: TimeField = None, table_time: TimeField | str = "same",
               lateness: Duration = 0, grace: Duration = 0,
               tolerance: Duration | None = None, inner: bool = False,
-              report_unmatched: bool = False, exactly_once: bool | None = None) -> Join:
+              report_unmatched: bool = False, idle_timeout: Duration | None = 30,
+              exactly_once: bool | None = None) -> Join:
     """Declare an as-of join (see ``Joins.join_asof``)."""
     from millstream.runtime._joining import EventTime
     from millstream.runtime._joining_asof import AsofHistory
@@ -206,7 +212,8 @@ def join_asof(app: App, name: str, stream: object, table: object, combine: objec
     operator = AsofJoin(name, a, b, codecs, _combine(combine, name), _output(app, output, name),
                         times={_LEFT: EventTime(first, late), _RIGHT: EventTime(second, late)},
                         history=history, inner=_flag(inner, "inner", name),
-                        report=_flag(report_unmatched, "report_unmatched", name))
+                        report=_flag(report_unmatched, "report_unmatched", name),
+                        idle_ms=_idle(idle_timeout, name))
     return _declare(app, name, "asof", (a, b), output, operator, exactly_once,
                     f"joins {a} with the versions of {b} as of each record's time")
 
@@ -291,7 +298,9 @@ class Joins:
                      combine: Callable[[V, T], O | None], *, within: float | timedelta,
                      output: Stream[O] | TableOutput, time: TimeField = None,
                      right_time: TimeField | str = "same", lateness: float | timedelta = 0,
-                     grace: float | timedelta = 0, exactly_once: bool | None = None) -> Join:
+                     grace: float | timedelta = 0,
+                     idle_timeout: float | timedelta | None = 30,
+                     exactly_once: bool | None = None) -> Join:
         """Declare service ``name``, a stream–stream join within a time interval (Kafka
         Streams' windowed KStream–KStream inner join): records of ``left`` and ``right``
         with one key whose event times are at most ``within`` apart are combined once per
@@ -301,10 +310,13 @@ class Joins:
         watermark is the largest time seen on the partition minus ``lateness``; a record
         coming after it passed its time + within + ``grace`` is late (reported to the
         exceptions stream, stage ``late``, not joined); a record is kept until the
-        watermark passes its time + 2·within + grace. Durations: seconds or timedeltas."""
+        watermark passes its time + 2·within + grace. A partition with no record for
+        ``idle_timeout`` seconds of wall-clock time moves its watermark to now − lateness −
+        idle_timeout (None: never). Durations: seconds or timedeltas."""
         return join_streams(cast("App", self), name, left, right, combine, within=within,
                             output=output, time=time, right_time=right_time,
-                            lateness=lateness, grace=grace, exactly_once=exactly_once)
+                            lateness=lateness, grace=grace, idle_timeout=idle_timeout,
+                            exactly_once=exactly_once)
 
     def join_asof(self, name: str, stream: Stream[V], table: Stream[T],
                   combine: Callable[[V, T | None], O | None], *,
@@ -312,6 +324,7 @@ class Joins:
                   table_time: TimeField | str = "same", lateness: float | timedelta = 0,
                   grace: float | timedelta = 0, tolerance: float | timedelta | None = None,
                   inner: bool = False, report_unmatched: bool = False,
+                  idle_timeout: float | timedelta | None = 30,
                   exactly_once: bool | None = None) -> Join:
         """Declare service ``name``, an as-of join: each record of ``stream`` is combined
         with the latest record of ``table`` with its key at or before its event time (and
@@ -319,11 +332,12 @@ class Joins:
         when there is none (dropped with ``inner=True``). A record is joined once the
         watermark passes its time + ``grace``, so the answer does not depend on which side
         came first; a record of either side coming after that is late (reported, not
-        used). ``time``, ``table_time`` and ``lateness`` as for ``join_streams``."""
+        used). ``time``, ``table_time``, ``lateness`` and ``idle_timeout`` as for
+        ``join_streams``."""
         return join_asof(cast("App", self), name, stream, table, combine, output=output,
                          time=time, table_time=table_time, lateness=lateness, grace=grace,
                          tolerance=tolerance, inner=inner, report_unmatched=report_unmatched,
-                         exactly_once=exactly_once)
+                         idle_timeout=idle_timeout, exactly_once=exactly_once)
 
     def rekey(self, name: str, stream: Stream[V], by: Callable[[V], str | bytes | int],
               into: Stream[V] | str, *, partitions: int | None = None,
