@@ -7,23 +7,24 @@ decoded again with the stream's codec when a match needs it. Keys are the record
 text (``key_text``; bytes that are not UTF-8 survive the round trip).
 
 Event time (``EventTime``): a record's time is its stream timestamp or a payload field (a
-``datetime``, naive meaning UTC, or seconds since the epoch), in integer milliseconds. A
-shard's watermark is the largest time seen on it minus ``lateness``; it never goes back, and
-it is kept in the shard (``"~t"``), so it is checkpointed and replays identically.
+``datetime``, naive meaning UTC, or seconds since the epoch), in integer milliseconds, read
+as the windows read it (``_windowing.event_time_of``). A shard's watermark is the largest
+time seen on it minus ``lateness``; it never goes back, and it is kept in the shard
+(``"~t"``), so it is checkpointed and replays identically.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable, MutableMapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from millstream.codecs import Codec, JsonCodec, ModelCodec
-from millstream.errors import InvalidRequestError
 from millstream.records import Record
+from millstream.runtime._windowing import event_time_of
 
-__all__ = ["NO_TIME", "EventTime", "Packer", "Shard", "key_bytes", "key_text", "millis"]
+__all__ = ["NO_TIME", "EventTime", "Packer", "Shard", "key_bytes", "key_text"]
 
 #: what a join's state is: a shard (or any mapping of JSON values, in tests)
 Shard = MutableMapping[str, Any]
@@ -71,19 +72,6 @@ class Packer:
         return self._codec.decode(data, ())
 
 
-def millis(when: object, what: str) -> int:
-    """``when`` — a ``datetime`` (naive = UTC) or seconds since the epoch — in ms."""
-    if isinstance(when, datetime):
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return int(when.timestamp() * 1000)
-    if isinstance(when, int | float) and not isinstance(when, bool):
-        return round(when * 1000)
-    raise InvalidRequestError(
-        f"{what} is {when!r}, which is not a time: give a datetime or a number of seconds "
-        "since the epoch (or leave time=None to use the record's timestamp)")
-
-
 class EventTime:
     """Reads a record's event time and keeps a shard's watermark.
 
@@ -91,33 +79,16 @@ class EventTime:
     value returning a time; ``lateness``: how far (ms) the watermark trails the largest time
     seen."""
 
-    __slots__ = ("_field", "_of", "lateness")
+    __slots__ = ("_of", "lateness")
 
-    def __init__(self, field: str | Callable[[Any], object] | None, lateness_ms: int) -> None:
-        self._field = field
+    def __init__(self, field: str | Callable[[Any], datetime | int | float] | None,
+                 lateness_ms: int) -> None:
+        self._of = event_time_of(field)
         self.lateness = lateness_ms
-        self._of: Callable[[Any], object] | None
-        if field is None:
-            self._of = None
-        elif callable(field):
-            self._of = field
-        else:
-            name = field
-            self._of = (lambda value: value[name] if isinstance(value, dict)
-                        else getattr(value, name))
 
     def of(self, value: Any, record: Record) -> int:
         """``record``'s event time (ms); ``value`` is its decoded value."""
-        if self._of is None:
-            return record.timestamp
-        try:
-            when = self._of(value)
-        except (AttributeError, KeyError, TypeError) as exc:
-            raise InvalidRequestError(
-                f"the record's value has no time field {self._field!r} ({exc}); name the "
-                "field that holds its event time, or time=None for the record timestamp"
-            ) from exc
-        return millis(when, f"time field {self._field!r}")
+        return self._of(value, record.timestamp)
 
     def watermark(self, shard: Shard) -> int:
         """The shard's watermark: its largest time seen minus the lateness."""

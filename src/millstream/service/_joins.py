@@ -19,12 +19,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from millstream.errors import InvalidRequestError
 from millstream.service._stream import Stream
 from millstream.service._table_output import TableOutput
+from millstream.service._windows import duration_ms
 
 if TYPE_CHECKING:
     from millstream.codecs import Codec
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Join", "Joins", "TimeField", "join_asof", "join_streams", "join_table", "rekey"]
 
 #: where a record's event time is: None (its timestamp), a payload field, or a function
-TimeField = str | Callable[[Any], object] | None
+TimeField = str | Callable[[Any], datetime | int | float] | None
 Duration = float | int | timedelta
 V = TypeVar("V")
 T = TypeVar("T")
@@ -56,18 +57,12 @@ class Join:
 
 
 def _millis(value: object, what: str, service: str, *, positive: bool = False) -> int:
-    """A duration in ms; refuses what is not one (or ≤ 0 when ``positive``)."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidRequestError(
-            f"join {service!r}: {what}={value!r} must be a number of seconds or a timedelta")
-    if seconds < 0 or (positive and seconds <= 0) or seconds != seconds:
-        raise InvalidRequestError(
-            f"join {service!r}: {what}={value!r} must be {'>' if positive else '≥'} 0 seconds")
-    return round(seconds * 1000)
+    """A duration in ms, as the windows read one; refuses what is not one (or ≤ 0 when
+    ``positive``)."""
+    try:
+        return duration_ms(value, what, zero=not positive)
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"join {service!r}: {exc}") from None
 
 
 def _idle(value: object, service: str) -> int | None:
