@@ -102,12 +102,24 @@ def slow_line(order: Order, item: Item | None) -> Line:
     return line(order, item)
 
 
+def slow_pair(shown: Event, clicked: Event) -> Pair:
+    if _DELAY:
+        time.sleep(_DELAY)
+    return pair(shown, clicked)
+
+
 def _crash_app() -> App:
+    """The shop's join and the ads' (within 5 s, a grace so long no record is late), both
+    exactly-once, in batches of 20."""
     app = App("shop", partitions=2, processing="exactly-once")
     orders = app.stream("orders", Order)
     items = app.stream("items", Item)
     app.join_table("titles", orders, items, slow_line, output=app.stream("lines", Line))
-    app.services["titles"].max_batch = 20
+    app.join_streams("clicks", app.stream("shown", Event), app.stream("clicked", Event),
+                     slow_pair, within=5, grace=10**6, time="at",
+                     output=app.stream("pairs", Pair))
+    for service in app.services.values():
+        service.max_batch = 20
     return app
 
 
