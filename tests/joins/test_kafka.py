@@ -1,6 +1,7 @@
-"""The stream–table join on a real Kafka: exactly-once (its state checkpointed in Kafka
-transactions), the table side read ahead through a Kafka consumer, and partition counts
-checked against the broker at start."""
+"""The joins on a real Kafka, exactly-once (their state checkpointed in Kafka transactions):
+the stream–table join with its table side read ahead through a Kafka consumer, partition
+counts checked against the broker at start, and the interval join pairing every record
+once."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from millstream.runtime import ServiceRunner
 from millstream.service import App
 from millstream.streams._base import Streams
 from tests.joins import reference
-from tests.joins.apps import Item, Line, Order, line
+from tests.joins.apps import Event, Item, Line, Order, Pair, line, pair
 from tests.service.test_runtime import read_all, run_until
 
 pytestmark = pytest.mark.kafka
@@ -80,3 +81,29 @@ def test_inputs_with_other_partition_counts_on_kafka_are_refused_at_start(
         assert str(refused.value).startswith(
             f"join 'titles' cannot start: on the backend, 'orders-{suffix}' has 3 partitions "
             f"and 'items-{suffix}' has 2 ")
+
+
+def test_the_interval_join_on_kafka_pairs_every_record_once(kafka_bootstrap: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    app = App(f"k{suffix}", partitions=3, processing="exactly-once")
+    shown = app.stream(f"shown-{suffix}", Event)
+    clicked = app.stream(f"clicked-{suffix}", Event)
+    app.join_streams("clicks", shown, clicked, pair, within=5, grace=10**6, time="at",
+                     output=app.stream(f"pairs-{suffix}", Pair))
+    events = [reference.Event(side, f"u{n % 7}", (n * 7919) % 60_000,
+                              n if side == reference.LEFT else 1_000 + n)
+              for side in (reference.LEFT, reference.RIGHT) for n in range(150)]
+    with millstream.open_streams(url(kafka_bootstrap)) as streams:
+        runner = ServiceRunner(app, "clicks", streams, metrics_interval_s=60)
+        runner.prepare()
+        for side, stream in ((reference.LEFT, shown.name), (reference.RIGHT, clicked.name)):
+            send(streams, stream, [(e.key, Event(id=e.id, at=e.time / 1000))
+                                   for e in events if e.side == side])
+        run_until(runner, lambda r: r.statistics().records_in >= 300, timeout=120)
+        got = Counter(((r.key or b"").decode(), p.shown, p.clicked)
+                      for r in read_all(streams, f"pairs-{suffix}")
+                      for p in [Pair.model_validate_json(r.value or b"")])
+    expected, late = reference.interval_join(events, lambda key: 0, within=5_000,
+                                             grace=10**9, lateness=0)
+    assert late == [] and len(expected) > 50
+    assert got == Counter(expected)
