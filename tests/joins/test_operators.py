@@ -16,7 +16,7 @@ from millstream.records import Record
 from millstream.runtime._joining import EventTime
 from millstream.runtime._joining_asof import AsofHistory
 from millstream.runtime._joining_interval import LEFT, RIGHT, IntervalBuffers
-from millstream.runtime._joining_operators import AsofJoin, IntervalJoin, LateRecord
+from millstream.runtime._joining_operators import AsofJoin, IntervalJoin, LateJoinRecord
 from millstream.runtime._state import Shard
 from millstream.service import Context
 from tests.joins.reference import Event, asof_join, interval_join
@@ -61,7 +61,7 @@ class Driver:
         for emitted in self.ctx.emitted:  # emitted (the as-of join): each names its key
             assert isinstance(emitted.key, bytes)
             self.out.append((emitted.key.decode(), emitted.value["l"], emitted.value["r"]))
-        self.late += [event.id for r in self.ctx.reported if isinstance(r, LateRecord)]
+        self.late += [event.id for r in self.ctx.reported if isinstance(r, LateJoinRecord)]
 
 
 events = st.lists(

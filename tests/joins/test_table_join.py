@@ -68,7 +68,7 @@ def test_an_inner_join_drops_a_record_without_a_row_and_reports_it_when_asked() 
         assert lines(platform) == [(1, "Apple", b"a")]
         (reported,) = platform.exceptions("titles")
         assert reported.document["stage"] == "join"
-        assert reported.error_type == "millstream.service.UnmatchedRecord"
+        assert reported.error_type == "millstream.service.UnmatchedJoinRecord"
         assert reported.message == (
             "no row of key b'z' in the table side of join 'titles' when this record came "
             "(an inner join drops it)")

@@ -56,7 +56,7 @@ def test_a_record_after_the_watermark_passed_its_reach_is_reported_late() -> Non
         assert pairs(platform) == [(2, 10)]
         (late,) = platform.exceptions("clicks")
         assert late.document["stage"] == "late"
-        assert late.error_type == "millstream.service.LateRecord"
+        assert late.error_type == "millstream.service.LateJoinRecord"
         assert late.message == (
             "record at 1970-01-01T00:02:34.999+00:00 came after the watermark "
             "(1970-01-01T00:02:50.000+00:00) passed its time + within + grace: join 'clicks' "

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from millstream.service._context import Context
     from millstream.service._operator import ShardOutput
 
-__all__ = ["AsofJoin", "IntervalJoin", "LateRecord", "TableJoin", "UnmatchedRecord"]
+__all__ = ["AsofJoin", "IntervalJoin", "LateJoinRecord", "TableJoin", "UnmatchedJoinRecord"]
 
 #: the header a replayed record names its original stream in (``runtime._handling``)
 _REPLAY_STREAM = "millstream-replay-stream"
@@ -46,21 +46,23 @@ _MISSING: Final = object()
 Combine = Callable[[Any, Any], Any]
 
 
-class LateRecord(Exception):
-    """A join's input record came after the watermark passed what it could still join."""
+class LateJoinRecord(Exception):
+    """A join's input record came after the watermark passed what it could still join (a
+    window's late record is ``service.LateRecord``)."""
 
     #: the exceptions stream's stage for it (the runtime reads ``stage`` off what a handler
     #: reports)
     stage = "late"
 
 
-class UnmatchedRecord(Exception):
+class UnmatchedJoinRecord(Exception):
     """An inner join's record found nothing to join with (reported only when asked)."""
 
     stage = "join"
 
 
-for _cls in (LateRecord, UnmatchedRecord):  # exception records name the public module
+# exception records name an error by its class's module: the public one (once exported there)
+for _cls in (LateJoinRecord, UnmatchedJoinRecord):
     _cls.__module__ = "millstream.service"
 
 
@@ -175,7 +177,7 @@ class TableJoin(_Operator):
             rows[key] = row
         if row is None and self._inner:
             if self._report:
-                ctx.report(UnmatchedRecord(
+                ctx.report(UnmatchedJoinRecord(
                     f"no row of key {key!r} in the table side of join {self.service!r} "
                     "when this record came (an inner join drops it)"))
             cached.ready = True
@@ -239,7 +241,7 @@ class IntervalJoin(_Operator):
         time_ms = self._times[side].of(value, record)
         watermark = clock.watermark(shard)
         if buffers.late(time_ms, watermark):
-            ctx.report(LateRecord(
+            ctx.report(LateJoinRecord(
                 f"record at {_when(time_ms)} came after the watermark ({_when(watermark)}) "
                 f"passed its time + within + grace: join {self.service!r} can no longer match "
                 "it (a larger grace= keeps records waiting longer)"))
@@ -294,7 +296,7 @@ class AsofJoin(_Operator):
         watermark = clock.watermark(shard)
         if history.late(time_ms, watermark):
             what = "version" if side == RIGHT else "record"
-            ctx.report(LateRecord(
+            ctx.report(LateJoinRecord(
                 f"{what} at {_when(time_ms)} came after the watermark ({_when(watermark)}) "
                 f"passed its time + grace: join {self.service!r} has answered for that time "
                 "already (a larger grace= waits longer)"))
@@ -340,7 +342,7 @@ class AsofJoin(_Operator):
                 value = unpack(packed)
                 if not found and self._inner:
                     if self._report and report is not None:
-                        report(UnmatchedRecord(
+                        report(UnmatchedJoinRecord(
                             f"no version of key {key!r} at or before {_when(time_ms)} in "
                             f"join {self.service!r} (an inner join drops the record)"))
                     continue
