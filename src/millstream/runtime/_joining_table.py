@@ -70,19 +70,22 @@ class TableRows:
         start) up to its end now; how many. A record the codec cannot read is left out (the
         service reports it when its consumer delivers it)."""
         partitions = streams.admin().describe_stream(self._table).partitions
-        start, end = partitions[number].start, partitions[number].end
-        ahead = shard.get(_NEXT)
-        position = start if ahead is None else max(int(ahead), start)
-        if position >= end:
-            return 0
         sp = StreamPartition(self._table, number)
         applied = 0
-        deadline = time.monotonic() + self._timeout
         with streams.open_consumer() as reader:
             reader.subscribe([self._table])
-            reader.seek_to_end([StreamPartition(self._table, p) for p in range(len(partitions))
-                                if p != number])
+            # the end as this reader sees it (on Kafka, read_committed: the last stable
+            # offset, which an open transaction does not hold back forever)
+            reader.seek_to_end([StreamPartition(self._table, p)
+                                for p in range(len(partitions))])
+            end = reader.position(sp)
+            ahead = shard.get(_NEXT)
+            start = partitions[number].start
+            position = start if ahead is None else max(int(ahead), start)
+            if position >= end:
+                return 0
             reader.seek(sp, position)
+            deadline = time.monotonic() + self._timeout
             while reader.position(sp) < end:
                 if time.monotonic() > deadline:
                     raise CorruptDataError(
