@@ -1,24 +1,34 @@
 """The joins on a real Kafka, exactly-once (their state checkpointed in Kafka transactions):
-the stream–table join with its table side read ahead through a Kafka consumer, partition
-counts checked against the broker at start, and the interval join pairing every record
-once."""
+the stream–table join with its table side read ahead through a Kafka consumer, killed just
+before and just after a transaction commits and restarted with every order joined once,
+partition counts checked against the broker at start, and the interval join pairing every
+record once."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 import millstream
 from millstream.codecs import ModelCodec
 from millstream.errors import InvalidRequestError
+from millstream.faults import FAULT_EXIT_CODE
 from millstream.runtime import ServiceRunner
 from millstream.service import App
 from millstream.streams._base import Streams
 from tests.joins import reference
 from tests.joins.apps import Event, Item, Line, Order, Pair, line, pair
 from tests.service.test_runtime import read_all, run_until
+from tests.support.children import REPO
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -107,3 +117,89 @@ def test_the_interval_join_on_kafka_pairs_every_record_once(kafka_bootstrap: str
                                              grace=10**9, lateness=0)
     assert late == [] and len(expected) > 50
     assert got == Counter(expected)
+
+
+KILLED_APP = '''
+from millstream.service import App
+from tests.joins.apps import Item, Line, Order, slow_line
+
+app = App("kj{suffix}", partitions=2, processing="exactly-once")
+app.join_table("titles", app.stream("orders-{suffix}", Order),
+               app.stream("items-{suffix}", Item), slow_line,
+               output=app.stream("lines-{suffix}", Line))
+app.services["titles"].max_batch = 20
+'''
+ORDERS = 400
+
+
+def _start(tmp_path: Path, suffix: str, bootstrap: str, fault: str | None,
+           log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO), env.get("PYTHONPATH", "")])
+    env["MILLSTREAM_STREAMS"] = url(bootstrap)
+    env["MILLSTREAM_TEST_DELAY_MS"] = "2"
+    env.pop("MILLSTREAM_FAULT", None)
+    if fault:
+        env["MILLSTREAM_FAULT"] = fault
+    with open(log, "ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "millstream", "run", f"joinapp_{suffix}:app", "titles"],
+            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def read_lines(streams: Streams, stream: str) -> Counter[tuple[str, int, int | None]]:
+    """The joined lines as a read_committed reader sees them: until every order arrived,
+    then 2 s more (a duplicate would come after its original)."""
+    got: Counter[tuple[str, int, int | None]] = Counter()
+    with streams.open_consumer() as reader:
+        reader.subscribe([stream])
+        deadline = time.monotonic() + 60
+        quiet_until = None
+        while time.monotonic() < deadline:
+            for r in reader.poll(max_records=1000, timeout=0.2):
+                joined = Line.model_validate_json(r.value or b"")
+                got[(r.key or b"").decode(), joined.order,
+                    None if joined.title is None else int(joined.title.split()[1])] += 1
+            if sum(got.values()) >= ORDERS and quiet_until is None:
+                quiet_until = time.monotonic() + 2
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                break
+    return got
+
+
+@pytest.mark.parametrize("fault", [
+    "service.transaction.before_commit:4",   # outputs and rows in the open transaction
+    "service.transaction.after_commit:4",    # committed, nothing after it done
+])
+def test_a_join_killed_on_kafka_at_a_transaction_ends_with_every_order_joined_once(
+        kafka_bootstrap: str, tmp_path: Path, fault: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    (tmp_path / f"joinapp_{suffix}.py").write_text(KILLED_APP.format(suffix=suffix))
+    orders, items, group = f"orders-{suffix}", f"items-{suffix}", f"kj{suffix}.titles"
+    log = tmp_path / "service.log"
+    events = [reference.Event(reference.RIGHT, f"k{i}", 0, i) for i in range(20)]
+    events += [reference.Event(reference.LEFT, f"k{n % 23}", 0, n) for n in range(ORDERS)]
+    with millstream.open_streams(url(kafka_bootstrap)) as streams:
+        for name in (orders, items):
+            streams.admin().ensure_stream(name, 2)
+        send(streams, items, [(e.key, Item(title=f"item {e.id}"))
+                              for e in events if e.side == reference.RIGHT])
+        send(streams, orders, [(e.key, Order(id=e.id, item=e.key))
+                               for e in events if e.side == reference.LEFT])
+        crashed = _start(tmp_path, suffix, kafka_bootstrap, fault, log)
+        assert crashed.wait(120) == FAULT_EXIT_CODE, log.read_text()
+        assert committed(streams, group, orders) < ORDERS
+        proc = _start(tmp_path, suffix, kafka_bootstrap, None, log)
+        try:
+            wait_until(lambda: committed(streams, group, orders) >= ORDERS
+                       or proc.poll() is not None, 120, "the restarted join to finish")
+            assert proc.poll() is None, log.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, log.read_text()
+        assert read_lines(streams, f"lines-{suffix}") == Counter(reference.table_join(events))
+
+
+def committed(streams: Streams, group: str, stream: str) -> int:
+    info = streams.admin().describe_group(group)
+    return sum(p.committed or 0 for p in info.partitions if p.stream == stream)
