@@ -281,7 +281,8 @@ class Joins:
         current row, ``combine(value, row)`` (``row`` None when the key has none; with
         ``inner=True`` such a record is dropped instead, and reported to the exceptions
         stream if ``report_unmatched``), and what that returns goes to ``output`` keyed by
-        the key (None: nothing). Before the first record of each partition the join reads
+        the key (None: nothing); ``combine`` must not change ``row`` (one decoded row serves
+        every record of its key). Before the first record of each partition the join reads
         ``table`` ahead to its end, so a join started on existing data sees the rows
         already written. A tombstone (a None value) on ``table`` deletes the row, where the
         table's payload can carry None. Both inputs must be co-partitioned (``rekey``)."""
