@@ -6,7 +6,9 @@ Plain functions with no buffers, heaps or expiry — the definitions the runtime
 * ``table_join``: each stream-side record with the last table-side record of its key before
   it (in the order the shard handles them);
 * ``interval_join``: every pair of records of one key, one per side, neither of them late,
-  whose times are at most ``within`` apart;
+  whose times are at most ``within`` apart; for a left (outer) join also each left (each)
+  record that is not late, has no such partner, and whose time + 2·within + grace the final
+  watermark passed, alone;
 * ``asof_join``: each stream-side record that is not late and that the final watermark
   released, with the latest table-side version of its key at or before its time (the last one
   handled among equal times) that is not late, within ``tolerance``.
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Event", "asof_join", "interval_join", "table_join"]
+__all__ = ["Event", "asof_join", "interval_join", "none_last", "table_join"]
 
 LEFT, RIGHT = "left", "right"
 
@@ -72,19 +74,34 @@ def table_join(events: Iterable[Event], *, inner: bool = False
     return out
 
 
+def none_last(item: tuple[str, int | None, int | None]) -> tuple[str, int, int]:
+    return item[0], -1 if item[1] is None else item[1], -1 if item[2] is None else item[2]
+
+
 def interval_join(events: Iterable[Event], partition: Callable[[str], int], *, within: int,
-                  grace: int, lateness: int) -> tuple[list[tuple[str, int, int]], list[Event]]:
-    """(sorted (key, left id, right id) pairs, the late events in order of shard)."""
-    pairs: list[tuple[str, int, int]] = []
+                  grace: int, lateness: int, how: str = "inner",
+                  ) -> tuple[list[tuple[str, int | None, int | None]], list[Event]]:
+    """(sorted (key, left id or None, right id or None) outputs, the late events in order of
+    shard)."""
+    out: list[tuple[str, int | None, int | None]] = []
     late_all: list[Event] = []
+    alone = {"inner": (), "left": (LEFT,), "outer": (LEFT, RIGHT)}[how]
     for _, shard in sorted(_shards(events, partition).items()):
         on_time, late = _on_time(shard, lateness, within + grace)
         late_all += late
         lefts = [e for e in on_time if e.side == LEFT]
         rights = [e for e in on_time if e.side == RIGHT]
-        pairs += [(a.key, a.id, b.id) for a in lefts for b in rights
-                  if a.key == b.key and abs(a.time - b.time) <= within]
-    return sorted(pairs), late_all
+        out += [(a.key, a.id, b.id) for a in lefts for b in rights
+                if a.key == b.key and abs(a.time - b.time) <= within]
+        final = max(e.time for e in shard) - lateness
+        for event in on_time:
+            others = rights if event.side == LEFT else lefts
+            if (event.side in alone and final > event.time + 2 * within + grace
+                    and not any(o.key == event.key and abs(o.time - event.time) <= within
+                                for o in others)):
+                out.append((event.key, event.id, None) if event.side == LEFT
+                           else (event.key, None, event.id))
+    return sorted(out, key=none_last), late_all
 
 
 def asof_join(events: Iterable[Event], partition: Callable[[str], int], *, grace: int,

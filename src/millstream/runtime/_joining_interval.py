@@ -1,22 +1,26 @@
 """The state of a stream–stream join: both sides' records, kept until no partner can come.
 
 Records of one key match when their event times are at most ``within`` apart. Each side's
-records wait in the shard under ``"j<side>/<key>"`` as ``[time, packed value]`` lists, in the
-order they came. A record is **late** when the watermark ``W`` has passed ``t + within +
-grace``: every partner it could have had is itself late by then. A kept record is dropped
-once ``W`` passes ``t + 2·within + grace``: a partner that is not late has a time of at least
-``W − within − grace``, more than ``within`` after it (Kafka Streams keeps a join's window
-stores as long, for the same reason). So every pair of records that are not late meets
-exactly once — when the second of the two comes — whatever order the records come in.
+records wait in the shard under ``"j<side>/<key>"`` as ``[time, packed value, matched]``
+lists (``matched``: 1 once it met a partner), in the order they came. A record is **late**
+when the watermark ``W`` has passed ``t + within + grace``: every partner it could have had
+is itself late by then. A kept record is dropped once ``W`` passes ``t + 2·within + grace``:
+a partner that is not late has a time of at least ``W − within − grace``, more than
+``within`` after it (Kafka Streams keeps a join's window stores as long, for the same
+reason). So every pair of records that are not late meets exactly once — when the second of
+the two comes — whatever order the records come in; and a record dropped without having
+matched never will (a left or outer join emits it alone then).
 
 ``"j~"`` holds ``[time, side, key]`` for every kept record as a heap, so that expiry looks
-only at what expires. Lists are changed in place only after the handler's own code ran (see
-``join_operators``): a failed attempt leaves them as they were.
+only at what expires. The heap and the ``matched`` flags are changed in place only after the
+handler's own code ran, or put back if it fails (``_joining_operators``): a failed attempt
+leaves them as they were.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from typing import Any
 
 from millstream.runtime._joining import NO_TIME, Shard
@@ -43,49 +47,74 @@ class IntervalBuffers:
         """A record at ``time_ms`` can no longer meet a partner that is not late."""
         return watermark != NO_TIME and watermark > time_ms + self.within + self.grace
 
-    def partners(self, shard: Shard, side: int, key: str, time_ms: int) -> list[Any]:
-        """The kept packed values of the other side's records of ``key`` within reach of
-        ``time_ms``, in the order they came."""
+    def partners(self, shard: Shard, side: int, key: str, time_ms: int) -> list[list[Any]]:
+        """The kept entries (``[time, packed, matched]``) of the other side's records of
+        ``key`` within reach of ``time_ms``, in the order they came."""
         kept = shard.get(_PREFIX[1 - side] + key)
         if not kept:
             return []
         within = self.within
-        return [packed for t, packed in kept if -within <= t - time_ms <= within]
+        return [entry for entry in kept if -within <= entry[0] - time_ms <= within]
 
-    def keep(self, shard: Shard, side: int, key: str, time_ms: int, packed: Any) -> None:
-        """Keep a record of ``side`` until its partners' time has passed."""
+    def keep(self, shard: Shard, side: int, key: str, time_ms: int, packed: Any,
+             partners: list[list[Any]]) -> None:
+        """Keep a record of ``side`` until its partners' time has passed; it met
+        ``partners`` (marked as matched)."""
+        for entry in partners:
+            entry[2] = 1
         name = _PREFIX[side] + key
         kept = shard.get(name)
-        shard[name] = [[time_ms, packed]] if kept is None else [*kept, [time_ms, packed]]
+        entry = [time_ms, packed, 1 if partners else 0]
+        shard[name] = [entry] if kept is None else [*kept, entry]
         heap = shard.get(_HEAP)
         if heap is None:
             heap = []
         heapq.heappush(heap, [time_ms, side, key])
         shard[_HEAP] = heap
 
-    def expire(self, shard: Shard, watermark: int) -> int:
-        """Drop the kept records no partner can reach any more; how many."""
+    def expire(self, shard: Shard, watermark: int, matching: Sequence[list[Any]] = ()
+               ) -> tuple[list[list[Any]], list[tuple[int, str, Any]]]:
+        """Drop the kept records no partner can reach any more. Returns what was taken off
+        the heap (for ``put_back``) and ``(side, key, packed)`` of the dropped records that
+        never matched (``matching``: entries being matched right now count as matched)."""
         heap = shard.get(_HEAP)
         if not heap:
-            return 0
+            return [], []
         cutoff = watermark - self.horizon  # kept while t >= cutoff
         if heap[0][0] >= cutoff:
-            return 0
-        dropped = 0
-        touched: set[tuple[int, str]] = set()
+            return [], []
+        popped: list[list[Any]] = []
         while heap and heap[0][0] < cutoff:
-            _, side, key = heapq.heappop(heap)
-            touched.add((side, key))
-            dropped += 1
-        for side, key in touched:
+            popped.append(heapq.heappop(heap))
+        now_matched = {id(entry) for entry in matching}
+        unmatched: list[tuple[int, str, Any]] = []
+        for side, key in dict.fromkeys((side, key) for _, side, key in popped):
             name = _PREFIX[side] + key
-            left = [entry for entry in shard.get(name) or () if entry[0] >= cutoff]
+            left = []
+            for entry in shard.get(name) or ():
+                if entry[0] >= cutoff:
+                    left.append(entry)
+                elif not entry[2] and id(entry) not in now_matched:
+                    unmatched.append((side, key, entry[1]))
             if left:
                 shard[name] = left
             elif name in shard:
                 del shard[name]
         shard[_HEAP] = heap
-        return dropped
+        return popped, unmatched
+
+    @staticmethod
+    def put_back(shard: Shard, popped: list[list[Any]]) -> None:
+        """Undo ``expire``'s heap changes (the attempt failed; its other changes are
+        dropped with the attempt)."""
+        if not popped:
+            return
+        heap = shard.get(_HEAP)
+        if heap is None:
+            heap = []
+        for entry in popped:
+            heapq.heappush(heap, entry)
+        shard[_HEAP] = heap
 
     @staticmethod
     def kept(shard: Shard) -> int:

@@ -218,16 +218,20 @@ class _Idle:
 
 class IntervalJoin(_Operator):
     """Stream–stream: records of the two sides with one key whose times are at most
-    ``within`` apart are combined, ``combine(left, right)``, once per pair."""
+    ``within`` apart are combined, ``combine(left, right)``, once per pair; with ``how``
+    ``"left"`` (or ``"outer"``) a left (or any) record that met no partner is combined with
+    None once no partner can come any more."""
 
     def __init__(self, service: str, left: str, right: str, codecs: dict[int, Codec[Any]],
                  combine: Combine, output: str, *, times: dict[int, EventTime],
-                 buffers: IntervalBuffers, idle_ms: int | None) -> None:
+                 buffers: IntervalBuffers, idle_ms: int | None, how: str = "inner") -> None:
         super().__init__(service, {left: LEFT, right: RIGHT}, codecs, combine, output)
         self._times = times
         self._buffers = buffers
         self._clock = times[LEFT]  # both sides share the shard's watermark
         self._idle = _Idle(idle_ms)
+        #: the sides whose unmatched records are emitted alone
+        self._alone = {"inner": (), "left": (LEFT,), "outer": (LEFT, RIGHT)}[how]
 
     def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> Any:
         record = ctx.record
@@ -251,20 +255,55 @@ class IntervalJoin(_Operator):
         partners = buffers.partners(shard, side, text, time_ms)
         if partners:
             unpack = self._packers[1 - side].unpack
-            for packed in partners:
-                other = unpack(packed)
+            for entry in partners:
+                other = unpack(entry[1])
                 joined = combine(value, other) if side == LEFT else combine(other, value)
                 if joined is not None:
                     out.append(joined)
-        buffers.keep(shard, side, text, time_ms, self._packers[side].pack(record.value))
-        buffers.expire(shard, clock.see(shard, time_ms))
+        output = self._output
+
+        def emit(joined: Any, key: bytes) -> None:
+            ctx.emit(output, joined, key=key)
+
+        self._expire(shard, max(watermark, time_ms - clock.lateness), emit, partners)
+        # no user code from here on: the changes in place stay only if the attempt does
+        buffers.keep(shard, side, text, time_ms, self._packers[side].pack(record.value),
+                     partners)
+        clock.see(shard, time_ms)
         return out or None
 
+    def _expire(self, shard: Shard, watermark: int, emit: Callable[[Any, bytes], None],
+                matching: list[list[Any]]) -> None:
+        """Drop what no partner can reach at ``watermark``; emit the unmatched alone."""
+        popped, unmatched = self._buffers.expire(shard, watermark, matching)
+        alone = self._alone
+        if not unmatched or not alone:
+            return
+        try:
+            for side, key, packed in unmatched:
+                if side not in alone:
+                    continue
+                value = self._packers[side].unpack(packed)
+                joined = (self._combine(value, None) if side == LEFT
+                          else self._combine(None, value))
+                if joined is not None:
+                    emit(joined, key_bytes(key))
+        except BaseException:
+            self._buffers.put_back(shard, popped)
+            raise
+
     def advance(self, number: int, shard: Shard, now: float, out: ShardOutput) -> None:
-        """An idle shard's watermark moves with the clock: drop what no partner can reach."""
+        """An idle shard's watermark moves with the clock: drop what no partner can reach
+        (emitting the unmatched alone, for a left or outer join)."""
         idle = self._idle.idle_for(number, now)
-        if idle is not None:
-            self._buffers.expire(shard, self._clock.idle(shard, int(now * 1000), idle))
+        if idle is None:
+            return
+        output = self._output
+
+        def emit(joined: Any, key: bytes) -> None:
+            out.emit(output, joined, key=key)
+
+        self._expire(shard, self._clock.idle(shard, int(now * 1000), idle), emit, [])
 
 
 class AsofJoin(_Operator):

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from millstream.errors import InvalidRequestError
 from millstream.service._stream import Stream
@@ -63,6 +63,15 @@ def _millis(value: object, what: str, service: str, *, positive: bool = False) -
         return duration_ms(value, what, zero=not positive)
     except InvalidRequestError as exc:
         raise InvalidRequestError(f"join {service!r}: {exc}") from None
+
+
+def _how(value: object, service: str) -> str:
+    if value in ("inner", "left", "outer"):
+        return str(value)
+    raise InvalidRequestError(
+        f"join {service!r}: how={value!r} must be 'inner' (pairs only), 'left' (also each "
+        "left record that met no partner, with None) or 'outer' (also each record of either "
+        "side that met none)")
 
 
 def _idle(value: object, service: str) -> int | None:
@@ -170,7 +179,7 @@ def join_streams(app: App, name: str, left: object, right: object, combine: obje
                  within: Duration, output: object, time: TimeField = None,
                  right_time: TimeField | str = "same", lateness: Duration = 0,
                  grace: Duration = 0, idle_timeout: Duration | None = 30,
-                 exactly_once: bool | None = None) -> Join:
+                 how: str = "inner", exactly_once: bool | None = None) -> Join:
     """Declare a stream–stream join within a time interval (see ``Joins.join_streams``)."""
     from millstream.runtime._joining import EventTime
     from millstream.runtime._joining_interval import IntervalBuffers
@@ -183,7 +192,8 @@ def join_streams(app: App, name: str, left: object, right: object, combine: obje
     operator = IntervalJoin(name, a, b, codecs, _combine(combine, name),
                             _output(app, output, name),
                             times={_LEFT: EventTime(first, late), _RIGHT: EventTime(second, late)},
-                            buffers=buffers, idle_ms=_idle(idle_timeout, name))
+                            buffers=buffers, idle_ms=_idle(idle_timeout, name),
+                            how=_how(how, name))
     return _declare(app, name, "streams", (a, b), output, operator, exactly_once,
                     f"joins {a} with {b} within {buffers.within / 1000:g} s (stream–stream)")
 
@@ -296,13 +306,18 @@ class Joins:
                      right_time: TimeField | str = "same", lateness: float | timedelta = 0,
                      grace: float | timedelta = 0,
                      idle_timeout: float | timedelta | None = 30,
+                     how: Literal["inner", "left", "outer"] = "inner",
                      exactly_once: bool | None = None) -> Join:
         """Declare service ``name``, a stream–stream join within a time interval (Kafka
-        Streams' windowed KStream–KStream inner join): records of ``left`` and ``right``
-        with one key whose event times are at most ``within`` apart are combined once per
-        pair, ``combine(left_value, right_value)``, into ``output``. Event time: ``time``
-        (None: the record timestamp; a payload field holding a datetime or epoch seconds;
-        or a function of the value), ``right_time`` for the right side if it differs. The
+        Streams' windowed KStream–KStream join): records of ``left`` and ``right`` with one
+        key whose event times are at most ``within`` apart are combined once per pair,
+        ``combine(left_value, right_value)``, into ``output``; with ``how="left"`` each
+        left record that met no partner is also combined with None (``combine(left,
+        None)``), with ``"outer"`` each record of either side (``combine(None, right)``),
+        once no partner can come any more (leftJoin and outerJoin in Kafka Streams). Event
+        time: ``time`` (None: the record timestamp; a payload field holding a datetime or
+        epoch seconds; or a function of the value), ``right_time`` for the right side if it
+        differs. The
         watermark is the largest time seen on the partition minus ``lateness``; a record
         coming after it passed its time + within + ``grace`` is late (reported to the
         exceptions stream, stage ``late``, not joined); a record is kept until the
@@ -312,7 +327,7 @@ class Joins:
         return join_streams(cast("App", self), name, left, right, combine, within=within,
                             output=output, time=time, right_time=right_time,
                             lateness=lateness, grace=grace, idle_timeout=idle_timeout,
-                            exactly_once=exactly_once)
+                            how=how, exactly_once=exactly_once)
 
     def join_asof(self, name: str, stream: Stream[V], table: Stream[T],
                   combine: Callable[[V, T | None], O | None], *,
