@@ -37,8 +37,8 @@ class Event(BaseModel):
 
 
 class Pair(BaseModel):
-    shown: int
-    clicked: int
+    shown: int | None
+    clicked: int | None
 
 
 class Answer(BaseModel):
@@ -50,8 +50,8 @@ def line(order: Order, item: Item | None) -> Line:
     return Line(order=order.id, title=item.title if item else None)
 
 
-def pair(shown: Event, clicked: Event) -> Pair:
-    return Pair(shown=shown.id, clicked=clicked.id)
+def pair(shown: Event | None, clicked: Event | None) -> Pair:
+    return Pair(shown=shown.id if shown else None, clicked=clicked.id if clicked else None)
 
 
 def answer(trade: Event, quote: Event | None) -> Answer:
@@ -69,14 +69,15 @@ def shop(processing: str = "at-least-once", **options: object) -> App:
 
 
 def ads(within: float = 10, grace: float = 0, lateness: float = 0,
-        idle_timeout: float | None = 30) -> App:
+        idle_timeout: float | None = 30, how: str = "inner") -> App:
     """shown ⋈ clicked within ``within`` s → pairs (stream–stream), on two partitions."""
     app = App("ads", partitions=2)
     shown = app.stream("shown", Event)
     clicked = app.stream("clicked", Event)
     pairs = app.stream("pairs", Pair)
     app.join_streams("clicks", shown, clicked, pair, within=within, output=pairs, time="at",
-                     grace=grace, lateness=lateness, idle_timeout=idle_timeout)
+                     grace=grace, lateness=lateness, idle_timeout=idle_timeout,
+                     how=how)  # type: ignore[arg-type]
     return app
 
 
@@ -102,7 +103,7 @@ def slow_line(order: Order, item: Item | None) -> Line:
     return line(order, item)
 
 
-def slow_pair(shown: Event, clicked: Event) -> Pair:
+def slow_pair(shown: Event | None, clicked: Event | None) -> Pair:
     if _DELAY:
         time.sleep(_DELAY)
     return pair(shown, clicked)

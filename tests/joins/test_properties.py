@@ -84,23 +84,25 @@ def test_the_stream_table_join_matches_the_reference(drawn: list) -> None:  # ty
 
 
 @settings(max_examples=EXAMPLES)
-@given(steps, st.integers(0, 20), st.integers(0, 20), st.integers(0, 10))
+@given(steps, st.integers(0, 20), st.integers(0, 20), st.integers(0, 10),
+       st.sampled_from(["inner", "left", "outer"]))
 def test_the_interval_join_matches_the_reference(drawn: list, within: int,  # type: ignore[type-arg]
-                                                 grace: int, lateness: int) -> None:
+                                                 grace: int, lateness: int, how: str) -> None:
     steps_ = events_of(drawn)
-    with TestPlatform(ads(within=within / 10, grace=grace / 10,
-                          lateness=lateness / 10)) as platform:
+    with TestPlatform(ads(within=within / 10, grace=grace / 10, lateness=lateness / 10,
+                          how=how)) as platform:
         for side, events in steps_:
             for e in events:
                 platform.send("shown" if side == LEFT else "clicked",
                               Event(id=e.id, at=e.time / 1000), key=e.key)
             platform.run_until_idle("clicks")
-        got = sorted((r.key.decode() if r.key else "", v.shown, v.clicked)
-                     for r, v in zip(platform.records("pairs"), platform.values("pairs"),
-                                     strict=True))
+        got = sorted(((r.key.decode() if r.key else "", v.shown, v.clicked)
+                      for r, v in zip(platform.records("pairs"), platform.values("pairs"),
+                                      strict=True)), key=reference.none_last)
         inputs = [e for _, events in steps_ for e in events]
         expected, late = reference.interval_join(inputs, partition, within=within * 100,
-                                                 grace=grace * 100, lateness=lateness * 100)
+                                                 grace=grace * 100, lateness=lateness * 100,
+                                                 how=how)
         assert got == expected
         assert reported_ids(platform, "clicks") == sorted(e.id for e in late)
 

@@ -25,8 +25,9 @@ def step(platform: TestPlatform, service: str, stream: str,
     platform.run_until_idle(service)
 
 
-def pairs(platform: TestPlatform) -> list[tuple[int, int]]:
-    return sorted((p.shown, p.clicked) for p in platform.values("pairs"))
+def pairs(platform: TestPlatform) -> list[tuple[int | None, int | None]]:
+    return sorted(((p.shown, p.clicked) for p in platform.values("pairs")),
+                  key=lambda p: (p[0] or -1, p[1] or -1))
 
 
 def answers(platform: TestPlatform) -> list[tuple[int, int | None]]:
@@ -61,6 +62,27 @@ def test_a_record_after_the_watermark_passed_its_reach_is_reported_late() -> Non
             "record at 1970-01-01T00:02:34.999+00:00 came after the watermark "
             "(1970-01-01T00:02:50.000+00:00) passed its time + within + grace: join 'clicks' "
             "can no longer match it (a larger grace= keeps records waiting longer)")
+
+
+def test_a_left_join_emits_a_left_record_alone_once_no_partner_can_come() -> None:
+    with one_partition(ads(within=10, how="left")) as platform:
+        step(platform, "clicks", "shown", [("u", 1, 100), ("v", 2, 100)])
+        step(platform, "clicks", "clicked", [("u", 10, 105), ("w", 11, 100)])
+        # the watermark is 105: v@100 may still meet a click at up to 110
+        assert pairs(platform) == [(1, 10)]
+        step(platform, "clicks", "clicked", [("x", 12, 121)])
+        # 121 passed 100 + 2·within: v@100 met no partner and never will; a click alone
+        # (w@100) is not emitted by a left join
+        assert pairs(platform) == [(1, 10), (2, None)]
+        assert [r.key for r in platform.records("pairs")][-1] == b"v"
+
+
+def test_an_outer_join_emits_a_record_of_either_side_alone() -> None:
+    with one_partition(ads(within=10, how="outer")) as platform:
+        step(platform, "clicks", "shown", [("u", 1, 100), ("v", 2, 100)])
+        step(platform, "clicks", "clicked", [("u", 10, 105), ("w", 11, 100)])
+        step(platform, "clicks", "clicked", [("x", 12, 121)])
+        assert pairs(platform) == [(None, 11), (1, 10), (2, None)]
 
 
 def test_kept_records_are_dropped_once_no_partner_can_reach_them() -> None:

@@ -20,7 +20,6 @@ leaves them as they were.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
 from typing import Any
 
 from millstream.runtime._joining import NO_TIME, Shard
@@ -72,11 +71,12 @@ class IntervalBuffers:
         heapq.heappush(heap, [time_ms, side, key])
         shard[_HEAP] = heap
 
-    def expire(self, shard: Shard, watermark: int, matching: Sequence[list[Any]] = ()
+    def expire(self, shard: Shard, watermark: int
                ) -> tuple[list[list[Any]], list[tuple[int, str, Any]]]:
         """Drop the kept records no partner can reach any more. Returns what was taken off
         the heap (for ``put_back``) and ``(side, key, packed)`` of the dropped records that
-        never matched (``matching``: entries being matched right now count as matched)."""
+        never matched. (A record a partner is meeting now is not dropped now: it is within
+        ``within`` of a record that is not late.)"""
         heap = shard.get(_HEAP)
         if not heap:
             return [], []
@@ -86,7 +86,6 @@ class IntervalBuffers:
         popped: list[list[Any]] = []
         while heap and heap[0][0] < cutoff:
             popped.append(heapq.heappop(heap))
-        now_matched = {id(entry) for entry in matching}
         unmatched: list[tuple[int, str, Any]] = []
         for side, key in dict.fromkeys((side, key) for _, side, key in popped):
             name = _PREFIX[side] + key
@@ -94,7 +93,7 @@ class IntervalBuffers:
             for entry in shard.get(name) or ():
                 if entry[0] >= cutoff:
                     left.append(entry)
-                elif not entry[2] and id(entry) not in now_matched:
+                elif not entry[2]:
                     unmatched.append((side, key, entry[1]))
             if left:
                 shard[name] = left

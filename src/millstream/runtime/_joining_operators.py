@@ -265,17 +265,17 @@ class IntervalJoin(_Operator):
         def emit(joined: Any, key: bytes) -> None:
             ctx.emit(output, joined, key=key)
 
-        self._expire(shard, max(watermark, time_ms - clock.lateness), emit, partners)
+        self._expire(shard, max(watermark, time_ms - clock.lateness), emit)
         # no user code from here on: the changes in place stay only if the attempt does
         buffers.keep(shard, side, text, time_ms, self._packers[side].pack(record.value),
                      partners)
         clock.see(shard, time_ms)
         return out or None
 
-    def _expire(self, shard: Shard, watermark: int, emit: Callable[[Any, bytes], None],
-                matching: list[list[Any]]) -> None:
+    def _expire(self, shard: Shard, watermark: int,
+                emit: Callable[[Any, bytes], None]) -> None:
         """Drop what no partner can reach at ``watermark``; emit the unmatched alone."""
-        popped, unmatched = self._buffers.expire(shard, watermark, matching)
+        popped, unmatched = self._buffers.expire(shard, watermark)
         alone = self._alone
         if not unmatched or not alone:
             return
@@ -303,7 +303,7 @@ class IntervalJoin(_Operator):
         def emit(joined: Any, key: bytes) -> None:
             out.emit(output, joined, key=key)
 
-        self._expire(shard, self._clock.idle(shard, int(now * 1000), idle), emit, [])
+        self._expire(shard, self._clock.idle(shard, int(now * 1000), idle), emit)
 
 
 class AsofJoin(_Operator):
