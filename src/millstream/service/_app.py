@@ -47,6 +47,7 @@ from millstream.service._handler import (
     handler_function,
     is_async_handler,
 )
+from millstream.service._joins import Joins
 from millstream.service._stream import Stream, stream_name
 from millstream.service._table_output import TableOutput, table_output
 from millstream.service._windowed import declare_windowed
@@ -168,7 +169,7 @@ class ServiceSpec:
     concurrency: int = 1
 
 
-class App:
+class App(Joins):
     """A set of services and the streams between them.
 
     ``processing`` is the app's processing guarantee, for every service:
@@ -176,7 +177,8 @@ class App:
     write some outputs twice) or ``"exactly-once"`` (each service commits its outputs, state
     and input offsets in one transaction; choose it when any service keeps totals or counts,
     and see docs/services.md#delivery). A stateful exactly-once service that reads what an
-    at-least-once service writes is refused, naming both.
+    at-least-once service writes is refused, naming both. Joins (``join_table``,
+    ``join_streams``, ``join_asof``, ``rekey``) come from ``Joins``.
     """
 
     def __init__(self, name: str, *, partitions: int = 4,
@@ -485,4 +487,3 @@ class App:
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, services={sorted(self.services)})"
-
