@@ -192,8 +192,8 @@ class WindowOperator:
         wm = data["wm"]
         if wm is None or mark > wm:
             data["wm"] = mark
-            nxt = data["next"]
-            if (nxt is not None and mark >= nxt) or data["expire"]:
+            nxt, expire = data["next"], data["expire"]
+            if (nxt is not None and mark >= nxt) or (expire and expire[0][0] <= mark):
                 self._close(data, mark, ctx.emit)
 
     def _sessions(self, data: dict[str, Any], key: str, raw: bytes | None, v: Any, t: int,
@@ -267,14 +267,15 @@ class WindowOperator:
         open_, dirty = data["open"], data["dirty"]
         limit = wm - grace - extra
         closing: list[tuple[int, str, str]] = []
-        nxt: int | None = None
-        for wid, w in open_.items():
-            end = w[2]
-            if end <= limit:
-                closing.append((end, w[0], wid))
-            elif nxt is None or end + extra + grace < nxt:
-                nxt = end + extra + grace
-        data["next"] = nxt
+        if data["next"] is not None and wm >= data["next"]:  # else only expiries are due
+            nxt: int | None = None
+            for wid, w in open_.items():
+                end = w[2]
+                if end <= limit:
+                    closing.append((end, w[0], wid))
+                elif nxt is None or end + extra + grace < nxt:
+                    nxt = end + extra + grace
+            data["next"] = nxt
         expire = data["expire"]
         retention = self._retention
         keys = data.get("keys")
