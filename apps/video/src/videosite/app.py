@@ -5,6 +5,9 @@
             └► transcode ─► renditions ─┘     (the catalog: table videos)
                probe, thumbnail, transcode ─► status (Progress)
 
+    POST /api/views ─► views ─┬─► view-titles ─► titled-views ─► views-hourly (window table)
+                     videos ──┘  (the title the catalog has)     (views per video per hour)
+
 Every stream has the app's partition count and every record is keyed by the video id, so
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
 ``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
@@ -34,11 +37,11 @@ from millstream.service import App, Context
 from .analytics import AnalyticsDB
 from .config import analytics_db_url, media_limits
 from .join import VideoFailed, receive
-from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
+from .models import Probed, Progress, Thumbnails, TitledView, Transcoded, Upload, Video, View
 from .stages import run_probe, run_thumbnails, run_transcode
 
 __all__ = ["app", "catalog", "metrics", "probes", "renditions", "status", "thumbnails",
-           "uploads", "videos"]
+           "titled_views", "uploads", "videos", "views"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,10 @@ videos = app.stream("videos", Video)
 catalog = app.table("videos", Video, key="video_id", indexes=["status"])
 #: the platform's metrics stream (one partition), read by analytics
 metrics = app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
+#: the players' events as the site accepted them (POST /api/views), keyed by video id
+views = app.stream("views", View)
+#: the same events with the catalog's title of their video
+titled_views = app.stream("titled-views", TitledView)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
@@ -71,6 +78,8 @@ TRANSCODE_BATCH = 1
 #: with its checkpoints, so a video is in the catalog up to this long after its last stage
 #: (at the default 5 s: 2.5 s on average; a checkpoint with nothing changed writes nothing)
 JOIN_CHECKPOINT_S = 0.5
+#: the title join's checkpoint interval: its output is committed with its checkpoints
+TITLES_CHECKPOINT_S = 0.5
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
@@ -210,3 +219,17 @@ def analytics(value: Video | MetricsRecord, ctx: Context, db: AnalyticsDB) -> No
         db.record(value)
     elif value.app == app.name:
         db.record_metrics(f"{ctx.record.partition}/{ctx.record.offset}", value)
+
+
+@app.service("view-titles", inputs=[views, videos], outputs=[titled_views], stateful=True,
+             checkpoint_interval=TITLES_CHECKPOINT_S)
+def view_titles(value: View | Video, ctx: Context) -> TitledView | None:
+    """Adds to each view the title the catalog has for its video (a stream-table join).
+
+    Keeps each video's latest title from the videos stream (its partition's, in the
+    checkpointed state); a view whose video it has not seen yet goes on without one."""
+    if isinstance(value, Video):
+        ctx.state[value.video_id] = value.title
+        return None
+    title = ctx.state.get(value.video_id)
+    return TitledView(**value.model_dump(), title=title if isinstance(title, str) else None)
