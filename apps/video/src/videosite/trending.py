@@ -23,10 +23,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from millstream import NotFoundError
+from millstream.tables import Tables
+
 from .models import TitledView
 
 __all__ = ["HOP_S", "TABLE", "WINDOW_S", "HourCount", "Trending", "add_view",
-           "current_window", "no_views", "per_hour", "ranked"]
+           "current_window", "no_views", "per_hour", "ranked", "window_rows"]
 
 #: the windows: an hour long, one starting every five minutes
 WINDOW_S = 3600
@@ -72,6 +75,21 @@ class HourCount:
 
     start: int
     views: int
+
+
+def window_rows(tables: Tables, prefix: str = "") -> list[dict[str, Any]]:
+    """The rows of the window table whose key starts with ``prefix`` (a video's:
+    ``"<video id>/"``); none before the views service made its table."""
+    try:
+        table = tables.table(TABLE)
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while page := table.scan(prefix, after=after, limit=1000):
+            found.extend(doc for _, doc in page)
+            after = page[-1][0]
+        return found
+    except NotFoundError:
+        return []
 
 
 def ranked(rows: Iterable[Mapping[str, Any]], now_s: float, limit: int = 8

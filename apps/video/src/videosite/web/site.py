@@ -38,8 +38,7 @@ from millstream.service import AsyncWriter
 from millstream.tables import Tables
 from videosite.app import app, status
 from videosite.models import Progress, Video
-from videosite.trending import TABLE as VIEWS_TABLE
-from videosite.trending import HourCount, Trending, per_hour, ranked
+from videosite.trending import HourCount, Trending, per_hour, ranked, window_rows
 
 from ._throttle import Throttle
 from .settings import WebSettings
@@ -174,24 +173,10 @@ class Site:
 
     # -- views -------------------------------------------------------------------------------
 
-    def _window_rows(self, prefix: str = "") -> list[dict[str, Any]]:
-        """The view window rows whose key starts with ``prefix`` (none before the views
-        service made its table)."""
-        try:
-            table = self.tables.table(VIEWS_TABLE)
-            found: list[dict[str, Any]] = []
-            after: str | None = None
-            while page := table.scan(prefix, after=after, limit=1000):
-                found.extend(doc for _, doc in page)
-                after = page[-1][0]
-            return found
-        except NotFoundError:
-            return []
-
     def trending(self, now_s: float, limit: int = 8) -> list[Trending]:
         """The most viewed videos in the current window (``videosite.trending``), most
         first, with the catalog's title where the window row has none."""
-        found = ranked(self._window_rows(), now_s, limit)
+        found = ranked(window_rows(self.tables), now_s, limit)
         return [t if t.title is not None
                 else Trending(t.video_id, t.views, getattr(self.video(t.video_id), "title",
                                                            None))
@@ -200,7 +185,7 @@ class Site:
     def views_per_hour(self, video_id: str, now_s: float,
                        hours: int = 24) -> list[HourCount]:
         """One video's views in each of the last ``hours`` clock hours, oldest first."""
-        return per_hour(self._window_rows(f"{video_id}/"), now_s, hours)
+        return per_hour(window_rows(self.tables, f"{video_id}/"), now_s, hours)
 
     # -- progress ------------------------------------------------------------------------------
 
