@@ -149,7 +149,11 @@ function viewsChart() {
     width: Math.max(320, Math.min(box.clientWidth || 640, 900)), height: 180,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     legend: { show: false }, cursor: { show: false },
-    scales: { x: { time: true }, y: { range: () => [0, most + Math.ceil(most / 10)] } },
+    // each bar spans its hour: the last one ends an hour after its start
+    scales: {
+      x: { time: true, range: (u, min, max) => [min, max + 3600] },
+      y: { range: () => [0, most + Math.ceil(most / 10)] },
+    },
     axes: [{}, { label: "views", size: 50 }],
     series: [{}, {
       label: "views", stroke: "#2a7", fill: "rgba(34, 170, 119, 0.35)",
