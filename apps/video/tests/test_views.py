@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +26,14 @@ from fastapi.testclient import TestClient
 from millstream.files import FileRef
 from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
+from videosite._viewers import watch
 from videosite.app import app, titled_views, views
+from videosite.inprocess import free_port
 from videosite.models import TitledView, Video, View
 from videosite.trending import TABLE, HourCount, Trending, current_window, per_hour, ranked
 from videosite.web import create_app
 from videosite.web._throttle import Throttle, Verdict
+from videosite.web.server import build_server
 from videosite.web.viewing import ViewRefused, parse_view
 
 TOKEN = "views-token"
@@ -337,3 +342,40 @@ def test_a_video_page_shows_its_views_per_hour(pages: tuple[TestClient, Any]) ->
     assert series["start"] == [this_hour - h * HOUR_MS for h in range(23, -1, -1)]
     assert series["views"] == [0] * 21 + [5, 0, 3]
     assert '<script src="/static/vendor/uPlot.iife.min.js" defer></script>' in html
+
+
+# -- the demo's viewers, over HTTP ---------------------------------------------------------------
+
+
+def test_the_demos_viewers_wait_out_the_throttle_and_lose_no_event(site: Site) -> None:
+    video = site.platform.tables.table("videos").get(site.ready, Video)
+    assert video is not None and video.metadata is not None
+    site.clock.now = NOW + 5000.0
+    web = create_app(site.platform.url, site.platform.files, site.platform.tables,
+                     token=TOKEN, clock=site.clock, view_burst=3, view_rate=0.25)
+    server = build_server(web, host="127.0.0.1", port=free_port(), log_level="warning")
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the site's clock moves instead
+        waited.append(seconds)
+        site.clock.now += seconds
+
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        before = len(site.platform.values(views))
+        url = f"http://127.0.0.1:{server.config.port}"
+        assert watch(url, [video], plan=(4,), sleep=sleep) == {site.ready: 4}
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    # 8 events, 3 at once then one per 4 s: five waits of 4 s, none sent twice
+    assert waited == [4.0] * 5
+    sent = site.platform.values(views)[before:]
+    assert [v.event for v in sent] == ["start", "end"] * 4
+    assert [v.position_s for v in sent] == [0.0, round(video.metadata.duration_s, 3)] * 4
+    assert len({v.session for v in sent}) == 4

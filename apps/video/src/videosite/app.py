@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 
-from millstream import MillstreamError, NotFoundError
+from millstream import MillstreamError, NotFoundError, Retention
 from millstream.faults import fault_point
 from millstream.files import FileRef
 from millstream.runtime import METRICS_STREAM, MetricsRecord
@@ -58,10 +58,13 @@ videos = app.stream("videos", Video)
 catalog = app.table("videos", Video, key="video_id", indexes=["status"])
 #: the platform's metrics stream (one partition), read by analytics
 metrics = app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
+#: how long view events are kept: a week, longer than the view windows are (two days), so
+#: replaying what is kept rebuilds every window the table holds
+VIEWS_KEPT = Retention(max_age=7 * 86400)
 #: the players' events as the site accepted them (POST /api/views), keyed by video id
-views = app.stream("views", View)
+views = app.stream("views", View, retention=VIEWS_KEPT)
 #: the same events with the catalog's title of their video
-titled_views = app.stream("titled-views", TitledView)
+titled_views = app.stream("titled-views", TitledView, retention=VIEWS_KEPT)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
