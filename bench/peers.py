@@ -15,7 +15,11 @@ Quix Streams, a millstream service (``dict`` in, ``dict`` out, defaults, run in-
   count  the running count of records per user, output per record (100,000 records);
   io     a handler that waits 10 ms per record on I/O: synchronous handlers (the hand loop,
          Quix, millstream's ``def``) read 500 records, asynchronous ones (FastStream with
-         ``max_workers=64``, millstream's ``async def`` with ``concurrency=64``) 10,000.
+         ``max_workers=64``, millstream's ``async def`` with ``concurrency=64``) 10,000;
+  window a count per user over tumbling windows of 10 s of event time, results when each
+         window closes (200,000 records, 10 per user and window: 20,000 results; then one
+         more record per user, which closes the last window). FastStream has no windows and
+         is left out. Its rate is of input records: results per second × 10.
 
 FastStream reads a tenth of pass and count (20,000 and 10,000 records, the first ones of the
 same content, in topics of their own): its publisher waits for the broker's acknowledgement
@@ -44,7 +48,8 @@ machine; the pass-through targets print it beside the rate ratio).
 Targets printed (issue 13): the millstream pass-through ≥ 2× the fastest peer (Quix Streams,
 FastStream) and ≥ 0.85× the hand-written loop; the async 10 ms I/O handler with
 ``concurrency=64`` ≥ 0.8 × 6,400 records/s and ≥ 10× the same handler written synchronously
-(reported as not available while millstream has no async handlers).
+(reported as not available while millstream has no async handlers). Issue 14: millstream's
+tumbling-window count ≥ 2× Quix Streams'.
 """
 
 from __future__ import annotations
@@ -89,7 +94,10 @@ SYSTEMS = {
     "pass": ("hand", "quix", "millstream", "faststream"),
     "count": ("hand", "quix", "millstream", "faststream"),
     "io": ("hand", "quix", "millstream", "faststream", "millstream-async"),
+    "window": ("hand", "quix", "millstream"),
 }
+WINDOW_MS = peers_systems.WINDOW_MS
+PER_WINDOW = WINDOW_MS // USERS  # records of one user in one window (ids i, i + USERS, ...)
 ASYNC = {"faststream", "millstream-async"}  # read the larger io input
 
 LABEL = {"hand": "hand-written confluent-kafka", "quix": "Quix Streams",
@@ -97,6 +105,7 @@ LABEL = {"hand": "hand-written confluent-kafka", "quix": "Quix Streams",
          "millstream-async": "millstream async, concurrency=64"}
 TARGET_PEER, TARGET_HAND = 2.0, 0.85
 TARGET_ASYNC_RATE, TARGET_ASYNC_VS_SYNC = 0.8 * 6_400, 10.0
+TARGET_WINDOW_VS_QUIX = 2.0
 
 
 def input_kind(workload: str, system: str) -> str:
@@ -111,7 +120,15 @@ def input_kind(workload: str, system: str) -> str:
 def value_of(i: int) -> dict[str, Any]:
     """Input record ``i`` (~100 B as JSON); its key is its ``user``."""
     return {"id": i, "user": f"user-{i % USERS:04d}", "action": "purchase-item",
-            "amount": round(i % 1000 / 7, 2), "ts": 1_733_480_000_000 + i}
+            "amount": round(i % 1000 / 7, 2), "ts": peers_systems.BASE_TS + i}
+
+
+def window_outputs(n: int) -> int:
+    """How many window results ``n`` input records give: every user has ``PER_WINDOW``
+    records in each of the ``n // WINDOW_MS`` windows the input fills; the last ``USERS``
+    records (ids ``n`` … ``n + USERS − 1``, one per user) open the next window, which closes
+    every earlier one and never closes itself."""
+    return n // WINDOW_MS * USERS
 
 
 def expected_output(workload: str, i: int) -> dict[str, Any]:
@@ -290,8 +307,47 @@ def stop_child(proc: subprocess.Popen[bytes], run: Run) -> None:
         time.sleep(0.05)
 
 
+def verify_windows(broker: Broker, run: Run, topic: str) -> None:
+    """Every window result read back: each (user, window start) of the input exactly once,
+    counting ``PER_WINDOW`` records. The systems name the fields as they do (millstream's
+    window rows: ``key``, ``start``, ``value``); all are read as (user, start, count)."""
+    records = broker.read_all(topic)
+    seen: set[tuple[str, int]] = set()
+    bad: list[str] = []
+    for _key, value in records:
+        try:
+            out = json.loads(value or b"")
+            user = str(out["user"] if "user" in out else out["key"])
+            start = int(out["start"])
+            count = int(out["count"] if "count" in out else out["value"])
+        except (ValueError, KeyError, TypeError) as exc:
+            bad.append(f"unreadable output {value[:80]!r}: {exc}")
+            continue
+        if (user, start) in seen:
+            bad.append(f"window {user} @ {start} written twice")
+        seen.add((user, start))
+        if count != PER_WINDOW:
+            bad.append(f"window {user} @ {start}: count {count}, not {PER_WINDOW}")
+    if len(records) != run.n:
+        run.problems.append(f"{len(records):,} window results, not {run.n:,}")
+    base = peers_systems.BASE_TS
+    expected = {(f"user-{u:04d}", base + w * WINDOW_MS) for u in range(USERS)
+                for w in range(run.n // USERS)}
+    if expected - seen:
+        run.problems.append(f"{len(expected - seen):,} windows missing, e.g. "
+                            f"{min(expected - seen)}")
+    if seen - expected:
+        run.problems.append(f"{len(seen - expected):,} windows that should not be there, e.g. "
+                            f"{min(seen - expected)}")
+    if bad:
+        run.problems.append(f"{len(bad):,} wrong outputs, first: {bad[0]}")
+
+
 def verify(broker: Broker, run: Run, topic: str, first: int) -> None:
     """Every output record read back: each input id exactly once, each value what it must be."""
+    if run.workload == "window":
+        verify_windows(broker, run, topic)
+        return
     seen: set[int] = set()
     bad: list[str] = []
     records = broker.read_all(topic)
@@ -362,6 +418,8 @@ def run_system(broker: Broker, system: str, workload: str, rnd: int, source: str
         run.problems.append(f"exited with {proc.returncode} when stopped")
     if run.ok:
         run.rate, run.cpu_us, run.window_s = steady_state(samples, n)
+        if workload == "window":  # the rate of input records, which make the results
+            run.rate, run.cpu_us = run.rate * PER_WINDOW, run.cpu_us / PER_WINDOW
         if run.window_s < 10 * SAMPLE_S:
             run.notes.append(f"a steady window of only {run.window_s:.2f} s (too few "
                              "records, or outputs released in bursts): the rate is unreliable")
@@ -477,7 +535,7 @@ def targets(runs: list[Run], workloads: list[str]) -> list[dict[str, Any]]:
         lines.append({"target": what, "value": value, "goal": goal, "verdict": verdict,
                       "by_cpu": by_cpu})
 
-    print("\n  targets (issue 13)")
+    print("\n  targets (issues 13 and 14)")
     if "pass" in workloads:
         ms, hand = medians(runs, "pass", "millstream"), medians(runs, "pass", "hand")
         peers = [m for p in PEERS if (m := medians(runs, "pass", p))]
@@ -487,6 +545,11 @@ def targets(runs: list[Run], workloads: list[str]) -> list[dict[str, Any]]:
         line("pass-through: millstream / hand-written loop",
              ms[0] / hand[0] if ms and hand else None, TARGET_HAND,
              by_cpu=hand[1] / ms[1] if ms and hand else None)
+    if "window" in workloads:
+        ms, quix = medians(runs, "window", "millstream"), medians(runs, "window", "quix")
+        line("tumbling-window count: millstream / Quix Streams",
+             ms[0] / quix[0] if ms and quix else None, TARGET_WINDOW_VS_QUIX,
+             by_cpu=quix[1] / ms[1] if ms and quix else None)
     if "io" in workloads:
         sync, asy = medians(runs, "io", "millstream"), medians(runs, "io", "millstream-async")
         line("10 ms I/O: millstream async (concurrency=64)", asy[0] if asy else None,
@@ -523,8 +586,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="io records for the async handlers (default 10,000)")
     parser.add_argument("--io-sync-records", type=int,
                         help="io records for the synchronous handlers (default 500)")
-    parser.add_argument("--workloads", default="pass,count,io",
-                        help="comma-separated, of pass, count, io (default: all)")
+    parser.add_argument("--window-records", type=int,
+                        help="window records (default 200,000; a multiple of 10,000)")
+    parser.add_argument("--workloads", default="pass,count,io,window",
+                        help="comma-separated, of pass, count, io, window (default: all)")
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
     parser.add_argument("--logs", type=Path,
                         help="keep each child's output in this directory (default: dropped)")
@@ -541,7 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"pass": args.records or (50_000 if args.quick else 200_000),
              "count": args.count_records or (20_000 if args.quick else 100_000),
              "io": args.io_sync_records or (200 if args.quick else 500),
-             "io-async": args.io_records or (4_000 if args.quick else 10_000)}
+             "io-async": args.io_records or (4_000 if args.quick else 10_000),
+             "window": args.window_records or (50_000 if args.quick else 200_000)}
+    if sizes["window"] % WINDOW_MS:
+        raise SystemExit(f"--window-records={sizes['window']} must be a multiple of "
+                         f"{WINDOW_MS:,} (whole windows)")
     sizes["pass-small"], sizes["count-small"] = sizes["pass"] // 10, sizes["count"] // 10
     bootstrap = find_broker(args.kafka)
 
@@ -574,8 +643,13 @@ def main(argv: list[str] | None = None) -> int:
             kinds = sorted({input_kind(workload, s) for s in SYSTEMS[workload]})
             for kind in kinds:
                 topic = broker.create(f"in-{kind}")
-                broker.fill(topic, 0, sizes[kind])
-                sources[kind] = (topic, 0, sizes[kind])
+                if kind == "window":  # one more record per user opens the next window,
+                    # which closes the last full one; N counts window results
+                    broker.fill(topic, 0, sizes[kind] + USERS)
+                    sources[kind] = (topic, 0, window_outputs(sizes[kind]))
+                else:
+                    broker.fill(topic, 0, sizes[kind])
+                    sources[kind] = (topic, 0, sizes[kind])
         print(f"  input: {', '.join(f'{k} {v[2]:,}' for k, v in sources.items())} records of "
               f"~{len(json.dumps(value_of(100_000)))} B on {PARTITIONS} partitions, "
               f"{USERS:,} keys")

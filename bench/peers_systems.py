@@ -13,6 +13,11 @@ before for the value's ``user``, which is also the record's key):
          counting this one (1,000 users; what the state looks like is each system's own);
   io     the value, unchanged, after waiting 10 ms on "I/O" (``time.sleep(0.01)`` in a
          synchronous handler, ``await asyncio.sleep(0.01)`` in an async one).
+  window the count of records per user in tumbling windows of 10 s of event time (the
+         value's ``ts``, milliseconds), one result ``{"user", "start", "end", "count"}``
+         per user and window when the window closes (grace 0): the hand loop and
+         millstream close a window when its partition's largest event time reaches its
+         end, Quix Streams (its default, ``final()``) when the key's does.
 
 The systems:
 
@@ -25,7 +30,9 @@ The systems:
               default: at-least-once, commit every 5 s), JSON topics, ``app.dataframe(input)``;
               ``pass``: ``sdf.to_topic(output)``; ``count``: ``sdf.apply(fn, stateful=True)``
               with the count in its per-key state (RocksDB + changelog topic, durable);
-              ``io``: ``sdf.update(sleep)``; ``app.run()``.
+              ``io``: ``sdf.update(sleep)``; ``window``: ``tumbling_window(10 s).count()
+              .final()`` with a ``timestamp_extractor`` reading ``ts`` (state in RocksDB +
+              changelog topic, durable); ``app.run()``.
   millstream  ``App`` + ``@app.service(inputs={input: dict}, outputs={output: dict})``, all
               defaults (at-least-once, 500 records per poll, commit every 0.2 s, metrics on),
               run in-process by ``ServiceThreads``; ``count`` with ``stateful=True``
@@ -57,6 +64,8 @@ import time
 from typing import Any
 
 IO_WAIT_S = 0.010
+BASE_TS = 1_733_480_000_000  # ms; a multiple of WINDOW_MS: input i has event time BASE_TS + i
+WINDOW_MS = 10_000  # the tumbling window of the ``window`` workload
 CONCURRENCY = 64
 COMMIT_INTERVAL_S = 0.2
 
@@ -66,6 +75,37 @@ COMMIT_INTERVAL_S = 0.2
 
 def counted(value: dict[str, Any], count: int) -> dict[str, Any]:
     return {"id": value["id"], "user": value["user"], "count": count}
+
+
+def window_result(user: str, start: int, count: int) -> dict[str, Any]:
+    return {"user": user, "start": start, "end": start + WINDOW_MS, "count": count}
+
+
+class HandWindows:
+    """The ``window`` workload written by hand: per partition, counts by window start and
+    user, and the partition's largest event time; a window is emitted (and forgotten) once
+    that time reaches its end (grace 0, nothing late in this input). Not durable."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, dict[int, dict[str, int]]] = {}  # partition → start → user → n
+        self.latest: dict[int, int] = {}
+
+    def add(self, partition: int, value: dict[str, Any]) -> list[dict[str, Any]]:
+        ts = value["ts"]
+        windows = self.open.setdefault(partition, {})
+        if ts > self.latest.get(partition, -1):
+            self.latest[partition] = ts
+        start = ts - ts % WINDOW_MS
+        users = windows.get(start)
+        if users is None:
+            windows[start] = users = {}
+        user = value["user"]
+        users[user] = users.get(user, 0) + 1
+        closed: list[dict[str, Any]] = []
+        latest = self.latest[partition]
+        for done in [s for s in windows if s + WINDOW_MS <= latest]:
+            closed.extend(window_result(u, done, n) for u, n in windows.pop(done).items())
+        return closed
 
 
 # -- hand-written confluent-kafka loop -----------------------------------------------------------
@@ -82,11 +122,22 @@ def run_hand(cfg: dict[str, Any], stop: threading.Event) -> None:
     counts: dict[str, int] = {}
     loads, dumps, produce = json.loads, json.dumps, producer.produce
     next_commit = time.monotonic() + COMMIT_INTERVAL_S
+    windows = HandWindows()
     while not stop.is_set():
         for msg in consumer.consume(num_messages=500, timeout=0.1):
             if msg.error():
                 raise RuntimeError(f"consume failed: {msg.error()}")
             value = loads(msg.value())
+            if workload == "window":
+                for result in windows.add(msg.partition(), value):
+                    out = dumps(result).encode()
+                    while True:
+                        try:
+                            produce(out_topic, out, result["user"].encode())
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                continue
             if workload == "count":
                 user = value["user"]
                 counts[user] = n = counts.get(user, 0) + 1
@@ -124,7 +175,8 @@ def run_quix(cfg: dict[str, Any], stop: threading.Event) -> None:
     workload = cfg["workload"]
     app = Application(broker_address=cfg["bootstrap"], consumer_group=cfg["group"],
                       auto_offset_reset="earliest", state_dir=cfg["state_dir"])
-    inp = app.topic(cfg["input"], value_deserializer="json")
+    inp = app.topic(cfg["input"], value_deserializer="json",
+                    timestamp_extractor=lambda value, headers, ts, kind: value["ts"])
     out = app.topic(cfg["output"], value_serializer="json")
     sdf = app.dataframe(inp)
 
@@ -140,6 +192,10 @@ def run_quix(cfg: dict[str, Any], stop: threading.Event) -> None:
         sdf = sdf.apply(count, stateful=True)
     elif workload == "io":
         sdf = sdf.update(wait)
+    elif workload == "window":
+        sdf = sdf.tumbling_window(duration_ms=WINDOW_MS).count().final()
+        sdf = sdf.apply(lambda value, key, timestamp, headers: window_result(
+            key.decode(), value["start"], value["value"]), metadata=True)
     sdf.to_topic(out)
     app.run()
 

@@ -5,14 +5,15 @@ One JSON document per failed input record, on ``millstream.exceptions`` keyed by
     {"app", "service", "group", "instance", "version", "time_ms",
      "input": {"stream", "partition", "offset", "timestamp", "key_b64", "headers"},
      "value_b64": <the raw input, base64> | null, "value_size": n, "value_ref": null,
-     "stage": "decode" | "handle" | "encode" | "state" | "reported",
+     "stage": "decode" | "handle" | "encode" | "state" | "reported" | "late",
      "error": {"type": "module.Class", "message": ..., "traceback": ...},
      "attempts": n, "replay_of": <exception offset> | null}
 
 The raw input is stored whole up to ``INLINE_LIMIT`` bytes; a larger one is stored as its
 position only (``value_b64`` null, ``value_ref`` = ``stream/partition/offset``), and replay
 re-reads it from the input stream while the stream still retains it. Stage ``reported`` is
-an input the handler processed but reported with ``ctx.report`` (not a failure to process).
+an input the handler processed but reported with ``ctx.report`` (not a failure to process);
+stage ``late`` is a record a windowed service got after every window it belongs to closed.
 """
 
 from __future__ import annotations

@@ -40,6 +40,11 @@ REPLAY_STREAM_HEADER = "millstream-replay-stream"
 REPLAY_PARTITION_HEADER = "millstream-replay-partition"
 
 
+#: stages of records handled by design (``ctx.report``, a window's late record): logged at
+#: info, not counted as errors
+_BY_DESIGN = frozenset({"reported", "late"})
+
+
 class Interrupted(Exception):
     """Stop was requested while a record was being retried: leave it for the next run."""
 
@@ -168,8 +173,9 @@ class RecordHandler:
                 # the retry, so a failure to send it never runs the handler (and its outputs)
                 # again
                 if ctx is not None:
-                    for reported in ctx.reported:
-                        report(record, "reported", reported, attempt, replay_of)
+                    for reported in ctx.reported:  # a window operator's are stage "late"
+                        report(record, getattr(reported, "stage", "reported"), reported,
+                               attempt, replay_of)
                 return
 
         def handle(record: Record) -> None:
@@ -277,7 +283,7 @@ class RecordHandler:
         """Send ``record`` to the exceptions stream: ``stage`` says where it failed."""
         metrics = self._metrics
         metrics.exceptions += 1
-        if stage == "reported":  # handled by design: an exception record, not an error
+        if stage in _BY_DESIGN:  # handled by design: an exception record, not an error
             log.info("service %s reported %s/%d@%d: %s: %s", self._spec.name, record.stream,
                      record.partition, record.offset, type(error).__name__, error)
         else:

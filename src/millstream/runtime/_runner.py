@@ -16,7 +16,10 @@ Around the handler sits the universal microarchitecture:
 * counters, a processing-time histogram and lag are written to the metrics stream every
   ``metrics_interval_s`` and at shutdown (``statistics()`` reads them live);
 * a stateful service's state is sharded by partition and loaded when its partitions are
-  assigned (``ServiceState``); its delivery mode checkpoints it.
+  assigned (``ServiceState``); its delivery mode checkpoints it;
+* an operator handler (a windowed or joining service, ``service._operator``) also gets its
+  hooks called (``OperatorHooks``): ``flush`` by the delivery mode before a shard's
+  checkpoint or transaction, ``advance`` from the loop about once a second.
 
 ``stop()`` (the CLI calls it on SIGTERM/SIGINT) lets the record in hand finish, then the
 delivery mode makes everything durable and commits, final metrics are written and the
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
@@ -50,6 +53,7 @@ from millstream.runtime._handling import (
     RecordHandler,
 )
 from millstream.runtime._metrics import Metrics, Statistics
+from millstream.runtime._operator_hooks import OperatorHooks, operator_of
 from millstream.runtime._outputs import Encoder, Outputs
 from millstream.runtime._streams import ensure_app_streams
 from millstream.runtime._table_outputs import TableOutputs
@@ -137,6 +141,10 @@ class ServiceRunner:
             ctx=self.ctx if spec.takes_context else None, metrics=self.metrics, clock=clock,
             plumbing=plumbing, retry_stream=self.retry_stream,
             send_exception=self._send_exception, stopping=lambda: self._stopping)
+        operator = operator_of(spec)
+        #: an operator's flush and advance hooks (a windowed or joining service), or None
+        self._hooks = None if operator is None or self._state is None else OperatorHooks(
+            app, spec, operator, self._state, self._encoder, self._outputs, clock)
         self._stride = 1  # records per processing-time sample (see _process_batch)
         self._commit_ns = int(spec.commit_interval * 1e9)
         self._consumer: Any = None
@@ -147,7 +155,7 @@ class ServiceRunner:
         self.delivery: Delivery = delivery_for(
             spec, streams, Wiring(service, self._outputs, self._done, self.metrics,
                                   self._refused, self._release_pins,
-                                  spec.commit_interval),
+                                  spec.commit_interval, self._flush_shards),
             state=self._state, retry_stream=self.retry_stream,
             transactional_id=f"{self.group}.{instance}", partitions=self._partitions)
         #: the tables among its outputs, fed after each of its commits
@@ -205,6 +213,7 @@ class ServiceRunner:
             self._tables_out.catch_up()  # rows a crash left between a commit and its batch
             next_metrics = now + self._metrics_interval
             concurrent = self._concurrent
+            hooks = self._hooks
             while not self._stopping:
                 if concurrent is not None:  # an async handler: records in flight together
                     concurrent.step(consumer)
@@ -214,6 +223,8 @@ class ServiceRunner:
                     if batch:
                         self._process_batch(batch)
                 now = self.clock.monotonic()
+                if hooks is not None and hooks.maybe_advance(now):
+                    self.delivery.send()  # what the operator emitted as time moved on
                 self.delivery.tick(now)
                 if self._plumbing and now >= next_metrics:
                     self._emit_metrics(final=False)
@@ -303,6 +314,12 @@ class ServiceRunner:
         if self._live is None:
             self._live = self.streams.open_producer()
         self._live.send(stream, data, key=key_bytes, headers=headers)
+
+    def _flush_shards(self, numbers: Iterable[int] | None) -> None:
+        """An operator's ``flush`` for shards ``numbers`` (None: all), before their
+        checkpoint or transaction."""
+        if self._hooks is not None:
+            self._hooks.flush(numbers)
 
     def _partitions(self, stream: str) -> int:
         declared = next((d for d, a in self.output_streams.items() if a == stream), stream)

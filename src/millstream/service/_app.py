@@ -47,8 +47,10 @@ from millstream.service._handler import (
     handler_function,
     is_async_handler,
 )
+from millstream.service._joins import Joins
 from millstream.service._stream import Stream, stream_name
 from millstream.service._table_output import TableOutput, table_output
+from millstream.service._windowed import declare_windowed
 from millstream.service._writer import Writer
 from millstream.streams._base import Retention
 
@@ -167,7 +169,7 @@ class ServiceSpec:
     concurrency: int = 1
 
 
-class App:
+class App(Joins):
     """A set of services and the streams between them.
 
     ``processing`` is the app's processing guarantee, for every service:
@@ -175,7 +177,8 @@ class App:
     write some outputs twice) or ``"exactly-once"`` (each service commits its outputs, state
     and input offsets in one transaction; choose it when any service keeps totals or counts,
     and see docs/services.md#delivery). A stateful exactly-once service that reads what an
-    at-least-once service writes is refused, naming both.
+    at-least-once service writes is refused, naming both. Joins (``join_table``,
+    ``join_streams``, ``join_asof``, ``rekey``) come from ``Joins``.
     """
 
     def __init__(self, name: str, *, partitions: int = 4,
@@ -449,6 +452,10 @@ class App:
 
         return decorate
 
+    #: ``app.windowed(name, stream, window=..., aggregate=..., ...)``: a windowed service
+    #: (``service._windowed.declare_windowed``; the guide is docs/guides/windows.md)
+    windowed = declare_windowed
+
     def open_writer(self, streams: StreamsBackend | str | None = None, *,
                     files: FileStore | None = None, timeout: float = 30.0) -> Writer:
         """A ``Writer`` sending typed records to this app's streams from plain code (a
@@ -480,4 +487,3 @@ class App:
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, services={sorted(self.services)})"
-

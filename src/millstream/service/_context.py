@@ -32,6 +32,9 @@ __all__ = ["Context", "ReportedFailure"]
 class ReportedFailure(Exception):
     """What ``ctx.report("reason")`` records: a reason given by the handler itself."""
 
+    #: the exception record's stage (a window operator's late records say ``late``)
+    stage = "reported"
+
 
 # exception records name an error by its class's module: give the public one
 ReportedFailure.__module__ = "millstream.service"

@@ -111,6 +111,10 @@ class Wiring:
     #: every output so far is durable: release what waited for that (file pins)
     durable: Callable[[], None]
     commit_interval_s: float
+    #: an operator's ``flush`` for the given shard numbers (None: every owned one), called
+    #: before their checkpoint or the transaction that commits their offsets
+    #: (``runtime._operator_hooks``); does nothing for a service without an operator
+    flush_shards: Callable[[Iterable[int] | None], None] = lambda numbers: None
 
 
 class DeliveryBase:

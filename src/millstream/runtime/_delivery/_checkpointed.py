@@ -85,11 +85,12 @@ class Checkpointed(DeliveryBase):
         offsets (all shards unless ``numbers``)."""
         state, producer = self._state, self._producer
         assert producer is not None
+        chosen = list(state.shards) if numbers is None else [n for n in numbers
+                                                             if n in state.shards]
+        self._w.flush_shards(chosen)  # an operator's rows go out before its checkpoint
         self.send()
         producer.flush()
         fault_point("service.checkpoint.before_write")
-        chosen = list(state.shards) if numbers is None else [n for n in numbers
-                                                             if n in state.shards]
         commit: dict[StreamPartition, int] = {}
         for number in chosen:
             shard = state.shards[number]

@@ -4,11 +4,11 @@ Outputs, exception records, a stateful service's checkpoints and the input offse
 written in one transaction per commit interval: a crash anywhere leaves all of them or none,
 so after a restart every input's outputs and state changes appear exactly once for readers
 that read committed records (the embedded log's readers, and Kafka's ``read_committed``, the
-default). Order of a commit: send the waiting outputs into the transaction → add a
-checkpoint of every shard that changed or moved → commit the transaction with the offsets →
-release what waited for the outputs. Fault points ``service.transaction.before_commit`` /
-``service.transaction.after_commit``. Side effects outside the streams (files, calls to
-other systems) are not part of the transaction.
+default). Order of a commit: an operator's ``flush`` of every shard → send the waiting
+outputs into the transaction → add a checkpoint of every shard that changed or moved →
+commit the transaction with the offsets → release what waited for the outputs. Fault points
+``service.transaction.before_commit`` / ``service.transaction.after_commit``. Side effects
+outside the streams (files, calls to other systems) are not part of the transaction.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class Transactional(DeliveryBase):
         that changed or moved, and every input offset they match — all or nothing."""
         txn = self._txn
         assert txn is not None
+        self._w.flush_shards(None)  # an operator's rows join the transaction
         self.send()
         # every shard whose offsets moved gets a checkpoint in the same transaction, so on
         # restart state and committed offsets agree exactly

@@ -1,0 +1,169 @@
+"""The stream–table join through the runtime (``TestPlatform``, embedded log): exact outputs,
+inner joins, deletions, co-partitioning refused three ways, and re-keying."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import millstream
+from millstream.errors import InvalidRequestError
+from millstream.runtime import ServiceRunner
+from millstream.service import App
+from millstream.testing import TestPlatform
+from tests.joins.apps import Item, Line, Order, line, shop
+
+
+def lines(platform: TestPlatform) -> list[tuple[int, str | None, bytes | None]]:
+    return sorted((Line.model_validate_json(r.value or b"").order,
+                   Line.model_validate_json(r.value or b"").title, r.key)
+                  for r in platform.records("lines"))
+
+
+def test_each_record_gets_the_current_row_of_its_key() -> None:
+    app = shop()
+    with TestPlatform(app) as platform:
+        platform.send("items", Item(title="Apple"), key="a")
+        platform.send("items", Item(title="Banana"), key="b")
+        for order, item in [(1, "a"), (2, "b"), (3, "c")]:
+            platform.send("orders", Order(id=order, item=item), key=item)
+        platform.run_until_idle("titles")
+        assert lines(platform) == [(1, "Apple", b"a"), (2, "Banana", b"b"), (3, None, b"c")]
+
+        platform.send("items", Item(title="Apricot"), key="a")
+        platform.run_until_idle("titles")
+        platform.send("orders", Order(id=4, item="a"), key="a")
+        platform.run_until_idle("titles")
+        assert lines(platform)[-1] == (4, "Apricot", b"a")
+        assert platform.exceptions() == []
+
+
+def test_a_join_started_on_existing_data_sees_every_row_already_written() -> None:
+    # the orders come first on their stream and the service reads both streams interleaved:
+    # the table side is read ahead before a partition's first order, so none is missed
+    app = shop()
+    with TestPlatform(app) as platform:
+        for order in range(200):
+            key = "abcd"[order % 4]
+            platform.send("orders", Order(id=order, item=key), key=key)
+        for key in "abcd":
+            platform.send("items", Item(title=key.upper()), key=key)
+        platform.run_until_idle("titles")
+        assert lines(platform) == [(o, "abcd"[o % 4].upper(), "abcd"[o % 4].encode())
+                                   for o in range(200)]
+        # the rows read ahead are not applied again when the consumer reaches them
+        states = platform.state_by_partition("titles")
+        assert sorted(k for s in states.values() for k in s if k.startswith("t/")) == \
+            ["t/a", "t/b", "t/c", "t/d"]
+
+
+def test_an_inner_join_drops_a_record_without_a_row_and_reports_it_when_asked() -> None:
+    app = shop(inner=True, report_unmatched=True)
+    with TestPlatform(app) as platform:
+        platform.send("items", Item(title="Apple"), key="a")
+        platform.send("orders", Order(id=1, item="a"), key="a")
+        platform.send("orders", Order(id=2, item="z"), key="z")
+        platform.run_until_idle("titles")
+        assert lines(platform) == [(1, "Apple", b"a")]
+        (reported,) = platform.exceptions("titles")
+        assert reported.document["stage"] == "join"
+        assert reported.error_type == "millstream.service.UnmatchedRecord"
+        assert reported.message == (
+            "no row of key b'z' in the table side of join 'titles' when this record came "
+            "(an inner join drops it)")
+        assert reported.input["offset"] == 0
+
+
+def test_a_tombstone_on_the_table_deletes_the_row() -> None:
+    app = App("shop", partitions=2)
+    orders = app.stream("orders", Order)
+    items = app.stream("items", dict)  # JSON: its records can be tombstones
+    out = app.stream("lines", Line)
+    app.join_table("titles", orders, items,
+                   lambda o, i: Line(order=o.id, title=i["title"] if i else None), output=out)
+    with TestPlatform(app) as platform:
+        platform.send("items", {"title": "Apple"}, key="a")
+        platform.send("orders", Order(id=1, item="a"), key="a")
+        platform.run_until_idle("titles")
+        platform.send("items", None, key="a")
+        platform.run_until_idle("titles")
+        platform.send("orders", Order(id=2, item="a"), key="a")
+        platform.run_until_idle("titles")
+        assert [v.title for v in platform.values(out)] == ["Apple", None]
+        assert platform.state_by_partition("titles") == {
+            n: s for n, s in platform.state_by_partition("titles").items()}
+        assert not any(k == "t/a" for s in platform.state_by_partition("titles").values()
+                       for k in s)
+
+
+def test_inputs_declared_with_different_partition_counts_are_refused() -> None:
+    app = App("shop", partitions=2)
+    orders = app.stream("orders", Order)
+    items = app.stream("items", Item, partitions=3)
+    with pytest.raises(InvalidRequestError) as refused:
+        app.join_table("titles", orders, items, line, output=app.stream("lines", Line))
+    assert str(refused.value) == (
+        "join 'titles' reads 'orders' (2 partitions) and 'items' (3 partitions): a join "
+        "meets the records of a key in one partition number, so its inputs must have the "
+        "same partition count; declare them alike, or re-key it through an intermediate "
+        "stream: app.rekey('items-rekey', 'items', by=lambda value: ..., "
+        "into=app.stream('items-by-key', ..., partitions=2))")
+    assert "titles" not in app.services
+
+
+def test_inputs_with_different_partition_counts_on_the_backend_are_refused_at_start(
+        tmp_path: Path) -> None:
+    app = shop()  # declared with 2 partitions each
+    with millstream.open_streams(f"local:{tmp_path}") as streams:
+        streams.admin().ensure_stream("items", 3)  # made before, by something else
+        runner = ServiceRunner(app, "titles", streams)
+        with pytest.raises(InvalidRequestError) as refused:
+            runner.run(until=lambda _: True)
+        assert str(refused.value) == (
+            "join 'titles' cannot start: on the backend, 'orders' has 2 partitions and "
+            "'items' has 3 (a stream made before keeps its count, whatever the app "
+            "declares); a join meets the records of a key in one partition number, so its "
+            "inputs must have the same count: re-key it through an intermediate stream: "
+            "app.rekey('items-rekey', 'items', by=lambda value: ..., "
+            "into=app.stream('items-by-key', ..., partitions=2))")
+
+
+def test_a_record_whose_key_belongs_in_another_partition_fails_naming_app_rekey() -> None:
+    app = shop()
+    with TestPlatform(app) as platform:
+        platform.send("items", Item(title="Apple"), key="a")
+        # "a" partitions to 0 of 2; a producer that chose partition 1 itself
+        data, headers = app.streams["orders"].codec.encode(Order(id=1, item="a"))
+        with platform.streams.open_producer() as producer:
+            producer.send("orders", data, key=b"a", partition=1, headers=headers).wait()
+        platform.run_until_idle("titles")
+        assert platform.records("lines") == []
+        (failed,) = platform.exceptions("titles")
+        assert failed.document["stage"] == "handle"
+        assert failed.message == (
+            "record orders/1@0 has key b'a', which belongs in partition 0 of 2, not 1: join "
+            "'titles' needs its inputs keyed by the join key with the default partitioner "
+            "(was it sent keyed by something else, or to a chosen partition?); re-key it "
+            "through an intermediate stream: app.rekey('orders-rekey', 'orders', by=lambda "
+            "value: ..., into='orders-by-key')")
+
+
+def test_rekeying_through_an_intermediate_stream_makes_a_stream_joinable() -> None:
+    app = App("shop", partitions=2)
+    orders = app.stream("orders", Order)  # keyed by order id: not joinable with items
+    items = app.stream("items", Item)
+    by_item = app.rekey("orders-by-item", orders, by=lambda order: order.item,
+                        into="orders-by-item")
+    app.join_table("titles", by_item, items, line, output=app.stream("lines", Line))
+    with TestPlatform(app) as platform:
+        platform.send("items", Item(title="Apple"), key="a")
+        platform.send("items", Item(title="Banana"), key="b")
+        for order, item in [(1, "a"), (2, "b"), (3, "a")]:
+            platform.send("orders", Order(id=order, item=item), key=str(order))
+        platform.run_until_idle("orders-by-item")
+        platform.run_until_idle("titles")
+        assert lines(platform) == [(1, "Apple", b"a"), (2, "Banana", b"b"), (3, "Apple", b"a")]
+        assert [r.key for r in platform.records("orders-by-item")
+                if Order.model_validate_json(r.value or b"").id == 1] == [b"a"]
+        assert platform.exceptions() == []

@@ -1,0 +1,122 @@
+"""The stream–stream (interval) and as-of joins through the runtime (``TestPlatform``): exact
+outputs, late records on the exceptions stream, and state that does not grow with time.
+
+Records of the two inputs are read interleaved in no set order within one run; each test
+sends what must come first, lets the service read it (``run_until_idle``), then sends the
+rest, so the order the join sees is the one written here. One partition: every record moves
+the one watermark (the largest time seen minus lateness)."""
+
+from __future__ import annotations
+
+from millstream.service import App
+from millstream.testing import TestPlatform
+from tests.joins.apps import Answer, Event, ads, market
+
+
+def one_partition(app: App) -> TestPlatform:
+    return TestPlatform(app, partitions_override=1)
+
+
+def step(platform: TestPlatform, service: str, stream: str,
+         records: list[tuple[str, int, float]]) -> None:
+    """Send ``(key, id, at)`` records to ``stream`` and let ``service`` read them."""
+    for key, ident, at in records:
+        platform.send(stream, Event(id=ident, at=at), key=key)
+    platform.run_until_idle(service)
+
+
+def pairs(platform: TestPlatform) -> list[tuple[int, int]]:
+    return sorted((p.shown, p.clicked) for p in platform.values("pairs"))
+
+
+def answers(platform: TestPlatform) -> list[tuple[int, int | None]]:
+    return sorted((a.trade, a.quote) for a in platform.values("answers"))
+
+
+def test_records_of_a_key_within_the_interval_are_paired_once() -> None:
+    with one_partition(ads(within=10)) as platform:
+        step(platform, "clicks", "shown", [("u", 1, 100), ("v", 3, 100)])
+        step(platform, "clicks", "clicked", [("u", 10, 105), ("v", 12, 111)])
+        step(platform, "clicks", "shown", [("u", 2, 112)])
+        step(platform, "clicks", "clicked", [("u", 11, 115)])
+        # u: 1–10 (5 s), 2–10 (7 s), 2–11 (3 s), not 1–11 (15 s); v: 3–12 is 11 s apart
+        assert pairs(platform) == [(1, 10), (2, 10), (2, 11)]
+        assert {r.key for r in platform.records("pairs")} == {b"u"}
+        assert platform.exceptions() == []
+
+
+def test_a_record_after_the_watermark_passed_its_reach_is_reported_late() -> None:
+    with one_partition(ads(within=10, grace=5)) as platform:
+        step(platform, "clicks", "shown", [("u", 1, 100)])
+        step(platform, "clicks", "clicked", [("u", 10, 170)])
+        # the watermark is 170: a record at 155 may still meet a partner (170 ≤ 155 + 10 +
+        # 5), one at 154.999 may not
+        step(platform, "clicks", "shown", [("u", 2, 160), ("u", 3, 155),
+                                           ("u", 4, 154.999)])
+        assert pairs(platform) == [(2, 10)]
+        (late,) = platform.exceptions("clicks")
+        assert late.document["stage"] == "late"
+        assert late.error_type == "millstream.service.LateRecord"
+        assert late.message == (
+            "record at 1970-01-01T00:02:34.999+00:00 came after the watermark "
+            "(1970-01-01T00:02:50.000+00:00) passed its time + within + grace: join 'clicks' "
+            "can no longer match it (a larger grace= keeps records waiting longer)")
+
+
+def test_kept_records_are_dropped_once_no_partner_can_reach_them() -> None:
+    with one_partition(ads(within=10)) as platform:
+        step(platform, "clicks", "shown", [(f"k{i}", i, 100 + i) for i in range(50)])
+        (shard,) = platform.state_by_partition("clicks").values()
+        # the watermark is 149: kept while t ≥ 149 − 2·within, the 21 at 129..149
+        assert sorted(int(k[4:]) for k in shard if k.startswith("j0/")) == list(range(29, 50))
+        step(platform, "clicks", "clicked", [("k0", 99, 170)])
+        (shard,) = platform.state_by_partition("clicks").values()
+        assert sorted(k for k in shard if k.startswith("j")) == ["j1/k0", "j~"]
+        assert shard["j~"] == [[170_000, 1, "k0"]]
+
+
+def test_each_trade_gets_the_latest_quote_at_or_before_its_time() -> None:
+    with one_partition(market()) as platform:
+        step(platform, "prices", "quotes", [("t", 3, 50), ("s", 1, 100)])
+        step(platform, "prices", "trades", [("t", 12, 100), ("s", 10, 105)])
+        # the watermark is 105: trade 12 (at 100) is answered, trade 10 (at 105) waits
+        assert answers(platform) == [(12, 3)]
+        step(platform, "prices", "quotes", [("s", 2, 110)])
+        assert answers(platform) == [(10, 1), (12, 3)]
+        step(platform, "prices", "trades", [("s", 11, 112)])
+        step(platform, "prices", "quotes", [("s", 4, 112), ("s", 5, 120)])
+        # a quote at the trade's own time is its answer
+        assert answers(platform) == [(10, 1), (11, 4), (12, 3)]
+        assert [r.key for r in platform.records("answers")
+                if Answer.model_validate_json(r.value or b"").trade == 11] == [b"s"]
+        assert platform.exceptions() == []
+
+
+def test_a_quote_older_than_the_tolerance_is_no_answer_and_late_records_are_reported() -> None:
+    with one_partition(market(tolerance=5, grace=2)) as platform:
+        step(platform, "prices", "quotes", [("s", 1, 100)])
+        step(platform, "prices", "trades", [("s", 10, 104), ("s", 11, 106)])
+        step(platform, "prices", "quotes", [("s", 2, 120)])
+        assert answers(platform) == [(10, 1), (11, None)]
+        # the watermark is 120: a trade at 117.5 is late (120 > 117.5 + 2), at 118 not
+        step(platform, "prices", "trades", [("s", 12, 117.5), ("s", 13, 118)])
+        step(platform, "prices", "quotes", [("s", 3, 117)])  # late: not applied
+        late = platform.exceptions("prices")
+        assert [(e.document["stage"], e.input["stream"]) for e in late] == [
+            ("late", "trades"), ("late", "quotes")]
+        assert late[1].message == (
+            "version at 1970-01-01T00:01:57.000+00:00 came after the watermark "
+            "(1970-01-01T00:02:00.000+00:00) passed its time + grace: join 'prices' has "
+            "answered for that time already (a larger grace= waits longer)")
+        step(platform, "prices", "quotes", [("s", 4, 121)])
+        # trade 13 (118): quote 1 (100) is 18 s older than it, over the tolerance
+        assert answers(platform) == [(10, 1), (11, None), (13, None)]
+
+
+def test_an_inner_asof_join_drops_a_trade_without_a_quote() -> None:
+    with one_partition(market(inner=True, grace=1)) as platform:
+        step(platform, "prices", "trades", [("s", 10, 100)])
+        step(platform, "prices", "quotes", [("s", 1, 101), ("s", 2, 102)])
+        step(platform, "prices", "trades", [("s", 11, 101.5)])
+        step(platform, "prices", "quotes", [("s", 3, 110)])
+        assert answers(platform) == [(11, 1)]
