@@ -30,7 +30,15 @@ from videosite._viewers import watch
 from videosite.app import app, titled_views, views
 from videosite.inprocess import free_port
 from videosite.models import TitledView, Video, View
-from videosite.trending import TABLE, HourCount, Trending, current_window, per_hour, ranked
+from videosite.trending import (
+    TABLE,
+    HourCount,
+    Trending,
+    current_window,
+    per_hour,
+    ranked,
+    window_rows,
+)
 from videosite.web import create_app
 from videosite.web._throttle import Throttle, Verdict
 from videosite.web.server import build_server
@@ -379,3 +387,47 @@ def test_the_demos_viewers_wait_out_the_throttle_and_lose_no_event(site: Site) -
     assert [v.event for v in sent] == ["start", "end"] * 4
     assert [v.position_s for v in sent] == [0.0, round(video.metadata.duration_s, 3)] * 4
     assert len({v.session for v in sent}) == 4
+
+
+# -- the whole way: events → view-titles → views-hourly → the pages, on the site's real clock --
+
+
+def test_accepted_views_are_counted_in_each_hopping_window_and_shown_as_trending(
+        tmp_path: Path, clips: dict[str, Path]) -> None:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MILLSTREAM_HOME", str(tmp_path))
+        with TestPlatform(app, clock=SystemClock()) as platform:
+            web = create_app(platform.url, platform.files, platform.tables, token=TOKEN)
+            with TestClient(web) as client:
+                ready = upload(client, clips["tiny"], "Counted <clip>")
+                for service in STAGES:
+                    platform.run_until_idle(service, timeout=60.0)
+                sessions = [f"{n:016x}" for n in range(3)]
+                sent = [(s, e) for s in sessions for e in ("start", "end")][:5]  # one not ended
+                for session, event in sent:
+                    answer = client.post("/api/views", json={
+                        "video_id": ready, "event": event, "session": session,
+                        "position_s": 0.0 if event == "start" else 1.0})
+                    assert answer.status_code == 202, answer.text
+                for service in ("view-titles", "views-hourly"):
+                    platform.run_until_idle(service, timeout=30.0)
+                times = [(v.at, v.event) for v in platform.values(views)]
+                rows = window_rows(platform.tables, f"{ready}/")
+                gallery = client.get("/").text
+                page = client.get(f"/videos/{ready}").text
+    assert [e for _, e in times] == [e for _, e in sent]
+    expected: dict[int, tuple[int, int]] = {}  # window start -> (views, events)
+    for at, event in times:
+        ms = int(at * 1000)
+        for start in range((ms - 3_600_000) // 300_000 * 300_000 + 300_000, ms + 1, 300_000):
+            views_in, events_in = expected.get(start, (0, 0))
+            expected[start] = (views_in + (event == "start"), events_in + 1)
+    assert len(expected) in (12, 13)  # 13 only when the events straddle a five-minute mark
+    assert sorted((r["key"], r["start"], r["end"], r["value"], r["records"], r["closed"])
+                  for r in rows) == sorted(
+        (ready, start, start + 3_600_000, {"views": n, "title": "Counted <clip>"}, k, False)
+        for start, (n, k) in expected.items())
+    assert f'data-trending-id="{ready}" data-views="3"' in gallery
+    assert "Counted &lt;clip&gt;</span>\n    </a>\n    <span class=\"views\">3 views</span>" \
+        in gallery
+    assert '<span id="views-day">3 views</span>' in page

@@ -6,7 +6,8 @@
                probe, thumbnail, transcode ─► status (Progress)
 
     POST /api/views ─► views ─┬─► view-titles ─► titled-views ─► views-hourly (window table)
-                     videos ──┘  (the title the catalog has)     (views per video per hour)
+                     videos ──┘  (stream–table join:           (hopping windows: views per
+                                  the catalog's title)          video, an hour every 5 min)
 
 Every stream has the app's partition count and every record is keyed by the video id, so
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
@@ -32,16 +33,19 @@ from millstream import MillstreamError, NotFoundError, Retention
 from millstream.faults import fault_point
 from millstream.files import FileRef
 from millstream.runtime import METRICS_STREAM, MetricsRecord
-from millstream.service import App, Context
+from millstream.service import App, Context, Hopping, Reducer
 
 from .analytics import AnalyticsDB
 from .config import analytics_db_url, media_limits
 from .join import VideoFailed, receive
 from .models import Probed, Progress, Thumbnails, TitledView, Transcoded, Upload, Video, View
 from .stages import run_probe, run_thumbnails, run_transcode
+from .trending import HOP_S, WINDOW_S, add_view, no_views
+from .trending import TABLE as TRENDING_TABLE
 
 __all__ = ["app", "catalog", "metrics", "probes", "renditions", "status", "thumbnails",
-           "titled_views", "uploads", "videos", "views"]
+           "titled", "titled_views", "uploads", "videos", "view_titles", "views",
+           "views_hourly"]
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +85,13 @@ TRANSCODE_BATCH = 1
 #: with its checkpoints, so a video is in the catalog up to this long after its last stage
 #: (at the default 5 s: 2.5 s on average; a checkpoint with nothing changed writes nothing)
 JOIN_CHECKPOINT_S = 0.5
-#: the title join's checkpoint interval: its output is committed with its checkpoints
-TITLES_CHECKPOINT_S = 0.5
+#: the view windows: events up to 5 s out of order wait, a window takes events up to a
+#: minute after its end, is kept two days after it closed (the video page shows a day), and
+#: its row reaches the table at most a second after its events (with the checkpoints)
+VIEWS_LATENESS_S = 5
+VIEWS_GRACE_S = 60
+VIEWS_WINDOWS_KEPT_S = 2 * 86400
+VIEWS_CHECKPOINT_S = 1.0
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
@@ -224,15 +233,20 @@ def analytics(value: Video | MetricsRecord, ctx: Context, db: AnalyticsDB) -> No
         db.record_metrics(f"{ctx.record.partition}/{ctx.record.offset}", value)
 
 
-@app.service("view-titles", inputs=[views, videos], outputs=[titled_views], stateful=True,
-             checkpoint_interval=TITLES_CHECKPOINT_S)
-def view_titles(value: View | Video, ctx: Context) -> TitledView | None:
-    """Adds to each view the title the catalog has for its video (a stream-table join).
 
-    Keeps each video's latest title from the videos stream (its partition's, in the
-    checkpointed state); a view whose video it has not seen yet goes on without one."""
-    if isinstance(value, Video):
-        ctx.state[value.video_id] = value.title
-        return None
-    title = ctx.state.get(value.video_id)
-    return TitledView(**value.model_dump(), title=title if isinstance(title, str) else None)
+def titled(view: View, video: Video | None) -> TitledView:
+    """A view with its video's title as the catalog has it (None: not catalogued yet)."""
+    return TitledView(**view.model_dump(), title=video.title if video is not None else None)
+
+
+#: stream–table join: each view with the current catalog row of its video (the join keeps
+#: the rows of the videos stream, its partition's, in its state)
+view_titles = app.join_table("view-titles", views, videos, titled, output=titled_views)
+
+#: views per video over hopping windows of an hour every five minutes, by the site's time
+#: of each event (``videosite.trending``); an idle partition's windows still close
+views_hourly = app.windowed(
+    TRENDING_TABLE, titled_views, window=Hopping(size=WINDOW_S, every=HOP_S),
+    aggregate=Reducer(no_views, add_view), time="at", lateness=VIEWS_LATENESS_S,
+    grace=VIEWS_GRACE_S, idle_timeout=30, retention=VIEWS_WINDOWS_KEPT_S,
+    checkpoint_interval=VIEWS_CHECKPOINT_S)
