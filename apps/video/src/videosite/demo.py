@@ -135,11 +135,10 @@ def summary(rows: list[tuple[list[str], str]], elapsed: float, processed: int,
     return Group(table, *reasons)
 
 
-def trending_table(found: list[Trending], titles: dict[str, str], views: int) -> Table:
+def trending_table(found: list[Trending], titles: dict[str, str]) -> Table:
     """The "Trending now" table: rank, title (the window row's, else ``titles``), views."""
-    table = Table(title=f"Trending now: views in the last hour ({views} views sent through "
-                        "POST /api/views)", box=box.SIMPLE_HEAD, title_justify="left",
-                  pad_edge=False, show_edge=False)
+    table = Table(title="Trending now (views in the last hour)", box=box.SIMPLE_HEAD,
+                  title_justify="left", pad_edge=False, show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("video")
     table.add_column("views", justify="right")
@@ -156,8 +155,9 @@ def _trending(console: Console, site: InProcessSite, ready: list[Video]) -> bool
     with console.status("playing the videos through the HTTP API (POST /api/views)..."):
         sent = watch(site.url, ready)
         found = wait_counted(site.tables, sent, TRENDING_TIMEOUT_S)
-    console.print(trending_table(found, {v.video_id: v.title for v in ready},
-                                 sum(sent.values())))
+    console.print(f"\nplayed the ready videos {sum(sent.values())} times through the HTTP API "
+                  "(view events to POST /api/views)")
+    console.print(trending_table(found, {v.video_id: v.title for v in ready}))
     counted = {t.video_id: t.views for t in found} == sent
     if not counted:
         console.print(f"[red]the view windows did not count the views sent within "
@@ -219,14 +219,14 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
     rows = [_row(title, finished.get(vid), None) for vid, title in uploaded]
     rows += [_row(title, None, why) for title, why in refused.items()]
     console.print(summary(rows, elapsed, len(finished), console.width))
-    for error in site.errors:
-        console.print(f"[red]service error:[/] {error}")
-    for name, stats in site.statistics().items():
-        console.print(f"  {name:<10} {stats.records_in:>4} in  {stats.records_out:>4} out  "
-                      f"p50 {stats.processing['p50_ms']:8.1f} ms  {stats.exceptions} exceptions")
     ready = [finished[vid] for vid, _ in uploaded
              if vid in finished and finished[vid].status == "ready"]
     counted = _trending(console, site, ready)
+    for error in site.errors:
+        console.print(f"[red]service error:[/] {error}")
+    for name, stats in site.statistics().items():
+        console.print(f"  {name:<12} {stats.records_in:>4} in  {stats.records_out:>4} out  "
+                      f"p50 {stats.processing['p50_ms']:8.1f} ms  {stats.exceptions} exceptions")
     console.print(f"\n[bold]Look at:[/] {site.url}/   (API token: {site.token})")
     ok = len(finished) == len(uploaded) and not site.errors and counted
     if serve:
