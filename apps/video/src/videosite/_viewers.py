@@ -16,7 +16,7 @@ from millstream.tables import Tables
 
 from .client import ViewRefused, send_view
 from .models import Video
-from .trending import Trending, ranked, window_rows
+from .trending import Trending, current_rows, ranked
 
 __all__ = ["PROGRESS_EVERY_S", "VIEWS_PLAN", "wait_counted", "watch"]
 
@@ -64,7 +64,8 @@ def wait_counted(tables: Tables, sent: dict[str, int], timeout: float,
     ``timeout`` seconds passed: then what it counts)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = ranked(window_rows(tables), time.time(), limit=max(8, len(sent)))
+        now = time.time()
+        found = ranked(current_rows(tables, now), now, limit=max(8, len(sent)))
         if {t.video_id: t.views for t in found} == sent or time.monotonic() > deadline:
             return found
         time.sleep(interval)

@@ -29,7 +29,7 @@ from millstream.tables import Tables
 from .models import TitledView
 
 __all__ = ["HOP_S", "TABLE", "WINDOW_S", "HourCount", "Trending", "add_view",
-           "current_window", "no_views", "per_hour", "ranked", "window_rows"]
+           "current_rows", "current_window", "no_views", "per_hour", "ranked", "window_rows"]
 
 #: the windows: an hour long, one starting every five minutes
 WINDOW_S = 3600
@@ -75,6 +75,16 @@ class HourCount:
 
     start: int
     views: int
+
+
+def current_rows(tables: Tables, now_s: float) -> list[dict[str, Any]]:
+    """The rows of the window current at ``now_s`` (``current_window``), every video's:
+    a query on the rows' ``start`` (none before the views service made its table)."""
+    start, _ = current_window(now_s)
+    try:
+        return [doc for _, doc in tables.table(TABLE).query({"start": start})]
+    except NotFoundError:
+        return []
 
 
 def window_rows(tables: Tables, prefix: str = "") -> list[dict[str, Any]]:

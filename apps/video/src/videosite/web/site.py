@@ -38,7 +38,14 @@ from millstream.service import AsyncWriter
 from millstream.tables import Tables
 from videosite.app import app, status
 from videosite.models import Progress, Video
-from videosite.trending import HourCount, Trending, per_hour, ranked, window_rows
+from videosite.trending import (
+    HourCount,
+    Trending,
+    current_rows,
+    per_hour,
+    ranked,
+    window_rows,
+)
 
 from ._throttle import Throttle
 from .settings import WebSettings
@@ -176,7 +183,7 @@ class Site:
     def trending(self, now_s: float, limit: int = 8) -> list[Trending]:
         """The most viewed videos in the current window (``videosite.trending``), most
         first, with the catalog's title where the window row has none."""
-        found = ranked(window_rows(self.tables), now_s, limit)
+        found = ranked(current_rows(self.tables, now_s), now_s, limit)
         return [t if t.title is not None
                 else Trending(t.video_id, t.views, getattr(self.video(t.video_id), "title",
                                                            None))
