@@ -233,7 +233,6 @@ def analytics(value: Video | MetricsRecord, ctx: Context, db: AnalyticsDB) -> No
         db.record_metrics(f"{ctx.record.partition}/{ctx.record.offset}", value)
 
 
-
 def titled(view: View, video: Video | None) -> TitledView:
     """A view with its video's title as the catalog has it (None: not catalogued yet)."""
     return TitledView(**view.model_dump(), title=video.title if video is not None else None)

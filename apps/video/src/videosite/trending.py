@@ -5,8 +5,8 @@ stream ``titled-views`` over hopping windows an hour long that start every five 
 (``WINDOW_S``, ``HOP_S``), by the time the site accepted each event. Its table holds one row
 per video and window (``WindowRow``: ``{"key", "start", "end", "value", "records",
 "closed"}``, times in ms, key ``"<video id>/<start, 15 digits>"``); the value is
-``{"views": n, "title": t}`` (``no_views``, ``add_view``). ``ranked`` and ``per_hour``
-read the rows.
+``{"views": n, "title": t}`` (``no_views``, ``add_view``). ``current_rows`` and
+``window_rows`` read them from the table, ``ranked`` and ``per_hour`` make them pages.
 
 Two readings of the same rows:
 
