@@ -119,7 +119,7 @@ def declare_windowed(
         raise InvalidRequestError(
             f"windowed service {name!r}: time={time!r} must be None (the record "
             "timestamp), a payload field name or a function of the payload")
-    rows = app.table(table or name, WindowRow, indexes=["key"])
+    rows = app.table(table or name, WindowRow, indexes=["key", "start"])
     outputs: list[Stream[Any] | str | TableOutput] = [rows]
     if output is not None:
         out = app.streams.get(stream_name(output))
