@@ -37,6 +37,9 @@ The systems:
               defaults (at-least-once, 500 records per poll, commit every 0.2 s, metrics on),
               run in-process by ``ServiceThreads``; ``count`` with ``stateful=True``
               (``ctx.state``, checkpointed to Kafka, durable); ``io`` as a plain ``def``.
+              ``window``: ``app.windowed(input, window=Tumbling(10), aggregate=Count(),
+              time=ts / 1000, output=...)`` with its defaults (state checkpointed to Kafka,
+              its window table in SQLite in a temporary directory, fed after each commit).
   millstream-async  the ``io`` handler as ``async def`` with ``concurrency=64``.
   faststream  FastStream with its Kafka (aiokafka) broker: ``@broker.subscriber(input,
               group_id=..., auto_offset_reset="earliest")`` stacked on
@@ -221,6 +224,11 @@ def millstream_app(cfg: dict[str, Any]) -> Any:
             user = value["user"]
             ctx.state[user] = n = ctx.state.get(user, 0) + 1
             return counted(value, n)
+    elif workload == "window":
+        from millstream.service import Count, Tumbling, WindowRow
+        app.windowed("window", app.stream(cfg["input"], dict), window=Tumbling(WINDOW_MS / 1000),
+                     aggregate=Count(), time=lambda value: value["ts"] / 1000,
+                     output=app.stream(cfg["output"], WindowRow), table=f"{cfg['app']}-rows")
     elif system == "millstream-async":
         async def io_async(value: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(IO_WAIT_S)
@@ -241,11 +249,16 @@ def run_millstream(cfg: dict[str, Any], stop: threading.Event) -> None:
 
     app = millstream_app(cfg)
     url = f"kafka://{cfg['bootstrap']}"
-    threads = ServiceThreads(app, lambda: millstream.open_streams(url))
-    with threads:
-        while not stop.wait(0.05):
-            threads.raise_error()
-    threads.raise_error()
+    # a windowed service keeps its window table in SQLite in the run's state directory
+    tables = millstream.open_tables(f"sqlite:///{cfg['state_dir']}/tables.db")
+    threads = ServiceThreads(app, lambda: millstream.open_streams(url), tables=tables)
+    try:
+        with threads:
+            while not stop.wait(0.05):
+                threads.raise_error()
+        threads.raise_error()
+    finally:
+        tables.close()
 
 
 # -- FastStream ----------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def test_the_window_table_is_indexed_by_key_and_current_gives_a_keys_open_window
                            key=lambda c: c.user)
         platform.run_until_idle("counts")
         table = platform.tables.table("counts")
-        assert "key" in table.info().indexes
+        assert set(table.info().indexes) == {"key", "start"}
         assert [k for k, _ in table.query({"key": "b"})] == [
             "b/000000000030000", "b/000000000060000"]
         assert declared.current(platform.tables, "a") == [

@@ -4,7 +4,10 @@ The app is served by ``build_server`` on a free port in a thread, over a real em
 platform. A clip is uploaded through the API and processed; the video page must play a
 rendition (time advances, the decoded width is the rendition's) and switch quality; a second
 clip uploaded through the form (XHR with progress) shows up in the gallery as processing,
-and the gallery's polling script follows it to ready without a reload. Skipped without
+and the gallery's polling script follows it to ready without a reload. A third clip is
+played to its end: the player's start and end events reach stream ``views`` through
+``POST /api/views``, the view windows count them, and the gallery's "Trending now" row and
+the video page's views per hour (uPlot's chart) show exactly that one view. Skipped without
 Chromium or the playwright wheel, unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
 """
 
@@ -24,7 +27,7 @@ import pytest
 
 from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
-from videosite.app import app
+from videosite.app import app, views
 from videosite.web import create_app
 from videosite.web.server import build_server
 
@@ -36,6 +39,8 @@ TOKEN = "browser-token"
 STATUS_IS = """([id, text]) => document.querySelector(`[data-video-id='${id}'] .status`)
     .textContent.startsWith(text)"""
 STAGES = ("probe", "thumbnail", "transcode", "join")
+#: what turns view events into window rows
+VIEW_SERVICES = ("view-titles", "views-hourly")
 
 
 def _need(reason: str) -> None:
@@ -49,6 +54,7 @@ class Served:
     platform: TestPlatform
     base: str
     video_id: str
+    watched_id: str  # played to its end by one test only
 
 
 def _free_port() -> int:
@@ -75,14 +81,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
             time.sleep(0.02)
         base = f"http://127.0.0.1:{port}"
         try:
-            with clips["portrait"].open("rb") as f:
-                res = httpx2.post(f"{base}/api/videos", data={"title": "Portrait"},
-                                  files={"file": ("p.mp4", f, "video/mp4")},
-                                  headers={"Authorization": f"Bearer {TOKEN}"})
-            assert res.status_code == 202, res.text
+            ids = []
+            for clip, title in (("portrait", "Portrait"), ("tiny", "Watched to the end")):
+                with clips[clip].open("rb") as f:
+                    res = httpx2.post(f"{base}/api/videos", data={"title": title},
+                                      files={"file": (f"{clip}.mp4", f, "video/mp4")},
+                                      headers={"Authorization": f"Bearer {TOKEN}"})
+                assert res.status_code == 202, res.text
+                ids.append(res.json()["id"])
             for service in STAGES:
                 platform.run_until_idle(service, timeout=60.0)
-            yield Served(platform, base, res.json()["id"])
+            yield Served(platform, base, *ids)
         finally:
             server.should_exit = True
             thread.join(10)
@@ -188,3 +197,37 @@ def test_the_ops_page_asks_the_browser_for_the_token(served: Served, browser: An
         assert "Services" not in page.content()
     finally:
         wrong.close()
+
+
+def test_a_video_played_to_its_end_is_trending_with_one_view(served: Served,
+                                                              page: Any) -> None:
+    watched = served.watched_id
+
+    def events() -> list[tuple[str, str, float]]:
+        return [(v.event, v.session, v.position_s) for v in served.platform.values(views)
+                if v.video_id == watched]
+
+    page.goto(f"{served.base}/videos/{watched}")
+    assert page.inner_text("#views-day") == "0 views"
+    page.evaluate("document.getElementById('player').play()")
+    page.wait_for_function("() => document.getElementById('player').ended")
+    duration = page.evaluate("document.getElementById('player').duration")
+    got = served.platform.wait_until(lambda: len(events()) == 2 and events(), timeout=10.0,
+                                     message="the player's start and end events")
+    (start, session, at_start), (end, session_end, at_end) = got
+    assert (start, at_start, end, session_end, at_end) == ("start", 0.0, "end", session,
+                                                           duration)
+    assert len(session) == 16
+    for service in VIEW_SERVICES:
+        served.platform.run_until_idle(service, timeout=30.0)
+    page.goto(f"{served.base}/")
+    trend = page.locator(f"[data-trending-id='{watched}']")
+    assert trend.get_attribute("data-views") == "1"
+    assert trend.locator(".title").text_content() == "Watched to the end"
+    assert trend.locator(".views").text_content() == "1 view"
+    page.goto(f"{served.base}/videos/{watched}")
+    assert page.inner_text("#views-day") == "1 view"
+    assert page.eval_on_selector_all(".per-hour tbody td:last-child",
+                                     "cells => cells.map(c => c.textContent)") == ["1"]
+    page.wait_for_selector("#views-chart.drawn .uplot canvas")
+    assert len(events()) == 2  # reading the pages sent nothing

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import time
 
 from rich.console import Console
 
 from millstream.files import FileRef
 from millstream.tables import open_tables
+from videosite._viewers import VIEWS_PLAN
 from videosite.demo import SAMPLES, SUMMARY_COLUMNS, _row, main, summary
 from videosite.models import RenditionInfo, Video, VideoMetadata
+from videosite.trending import ranked, window_rows
 
 
 def test_the_demo_processes_every_sample_and_refuses_the_picture() -> None:
@@ -17,7 +20,11 @@ def test_the_demo_processes_every_sample_and_refuses_the_picture() -> None:
     assert main(["--no-serve", "--timeout", "120"]) == 0
     tables = open_tables()
     videos = [Video.model_validate(doc) for _, doc in tables.table("videos").scan()]
+    # its view events, sent through the HTTP API, counted by the view windows: trending
+    trending = [(t.title, t.views) for t in ranked(window_rows(tables), time.time())]
     tables.close()
+    assert VIEWS_PLAN == (4, 3, 2, 1)
+    assert trending == [(s.title, n) for s, n in zip(SAMPLES, VIEWS_PLAN, strict=True)]
     assert sorted(v.title for v in videos if v.status == "ready") == sorted(
         s.title for s in SAMPLES)
     # the picture is refused: at upload (415) through the HTTP API, or by the probe stage

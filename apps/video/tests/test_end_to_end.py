@@ -9,13 +9,15 @@ PostgreSQL, where analytics writes to PostgreSQL too.
 Clips are uploaded through the HTTP API, and each finished video is checked: the
 renditions' sizes, durations, audio, index position and bitrate band, and that every frame
 decodes with PyAV; the thumbnails are valid, distinct JPEGs; then the status API, a ranged
-media request, exactly one final ``videos`` record per video, and the analytics tables.
+media request, exactly one final ``videos`` record per video, the analytics tables, and
+views sent through the API counted by the view windows and shown as trending.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import tempfile
 import time
@@ -36,6 +38,7 @@ from tests.support.s3_fixtures import KEY, SECRET, S3Target
 
 import millstream
 from millstream.streams._reading import read_to_end
+from videosite._viewers import wait_counted, watch
 from videosite.analytics import AnalyticsDB
 from videosite.client import UploadRefused
 from videosite.config import analytics_db_url
@@ -310,3 +313,20 @@ def test_analytics_sees_every_video(run: Run) -> None:
         for clip, (ladder, audio, _) in EXPECT.items())
     assert rows == expected
 
+
+
+def test_views_sent_through_the_api_are_trending_with_their_titles(run: Run) -> None:
+    """The demo's viewers play the clips (2, 1, 0 times); view-titles (a stream–table join
+    with the catalog) and views-hourly (hopping windows) count them, and the gallery's
+    "Trending now" row shows exactly that, on this platform."""
+    assert run.site.url is not None
+    played = [run.videos[clip] for clip in EXPECT]
+    sent = watch(run.site.url, played, plan=(2, 1))
+    assert sent == {played[0].video_id: 2, played[1].video_id: 1}
+    found = wait_counted(run.site.tables, sent, timeout=60.0)
+    assert [(t.video_id, t.views, t.title) for t in found] == [
+        (played[0].video_id, 2, played[0].title), (played[1].video_id, 1, played[1].title)]
+    _, _, body = _get(run, "/")
+    html = body.decode()
+    assert re.findall(r'data-trending-id="(\w+)" data-views="(\d+)"', html) == [
+        (played[0].video_id, "2"), (played[1].video_id, "1")]

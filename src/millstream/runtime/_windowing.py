@@ -67,6 +67,15 @@ def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
             return value[name] if isinstance(value, dict) else getattr(value, name)
         what = f"field {name!r}"
 
+        def of_field(value: Any, timestamp: int) -> int:
+            """The common case first: a number in a model's or a dict's field."""
+            found = (value.get(name) if type(value) is dict
+                     else getattr(value, name, None))
+            kind = type(found)
+            if (kind is float or kind is int) and found == found:  # not NaN
+                return round(found * 1000)  # type: ignore[operator]
+            return of(value, timestamp)  # the rest, and the errors
+
     def of(value: Any, timestamp: int) -> int:
         try:
             found = get(value)
@@ -84,7 +93,7 @@ def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
             f"event time {what} is {found!r}; it must be a datetime or a number of seconds "
             "since the epoch")
 
-    return of
+    return of if callable(time) else of_field
 
 
 def _new_shard(data: dict[str, Any]) -> None:
@@ -108,6 +117,7 @@ class WindowOperator:
                 "not available yet; use Tumbling, Hopping, Session or Counted")
         self._window = window
         self._spans = (window.spans if isinstance(window, Tumbling | Hopping) else None)
+        self._tumbling = window.size_ms if isinstance(window, Tumbling) else 0
         #: a session ``[first, last + 1)`` closes ``gap`` after its last record: the end
         #: plus this, plus grace, is when the watermark closes a window
         self._extra = window.gap_ms - 1 if isinstance(window, Session) else 0
@@ -156,6 +166,37 @@ class WindowOperator:
         wm = data["wm"]
         grace = self._grace
         open_ = data["open"]
+        size = self._tumbling
+        if size:  # the common case, without the lists of the general one below
+            start = t - t % size
+            end = start + size
+            if wm is not None and end + grace <= wm:
+                data["n"] += 1
+                shard.changed = True
+                ctx.report(LateRecord(key, t, [(start, end)], wm, grace))
+                return
+            wid = f"{key}/{start:015d}"
+            w = open_.get(wid)
+            if w is None:
+                w = open_[wid] = [key, start, end, agg.add(agg.initial(), v, t), 1]
+                nxt = data["next"]
+                if nxt is None or end + grace < nxt:
+                    data["next"] = end + grace
+            else:
+                w[3] = agg.add(w[3], v, t)
+                w[4] += 1
+            data["n"] += 1
+            shard.changed = True
+            data["dirty"][wid] = w
+            if self._updates and self._output is not None:
+                ctx.emit(self._output, _row(w, agg, False), key=raw)
+            mark = t - self._lateness
+            if wm is None or mark > wm:
+                data["wm"] = mark
+                nxt, expire = data["next"], data["expire"]
+                if (nxt is not None and mark >= nxt) or (expire and expire[0][0] <= mark):
+                    self._close(data, mark, ctx.emit)
+            return
         mine = spans(t)
         hits: list[tuple[str, list[Any] | None, int, int, Any]] = []
         for start, end in mine:
@@ -192,8 +233,8 @@ class WindowOperator:
         wm = data["wm"]
         if wm is None or mark > wm:
             data["wm"] = mark
-            nxt = data["next"]
-            if (nxt is not None and mark >= nxt) or data["expire"]:
+            nxt, expire = data["next"], data["expire"]
+            if (nxt is not None and mark >= nxt) or (expire and expire[0][0] <= mark):
                 self._close(data, mark, ctx.emit)
 
     def _sessions(self, data: dict[str, Any], key: str, raw: bytes | None, v: Any, t: int,
@@ -267,14 +308,15 @@ class WindowOperator:
         open_, dirty = data["open"], data["dirty"]
         limit = wm - grace - extra
         closing: list[tuple[int, str, str]] = []
-        nxt: int | None = None
-        for wid, w in open_.items():
-            end = w[2]
-            if end <= limit:
-                closing.append((end, w[0], wid))
-            elif nxt is None or end + extra + grace < nxt:
-                nxt = end + extra + grace
-        data["next"] = nxt
+        if data["next"] is not None and wm >= data["next"]:  # else only expiries are due
+            nxt: int | None = None
+            for wid, w in open_.items():
+                end = w[2]
+                if end <= limit:
+                    closing.append((end, w[0], wid))
+                elif nxt is None or end + extra + grace < nxt:
+                    nxt = end + extra + grace
+            data["next"] = nxt
         expire = data["expire"]
         retention = self._retention
         keys = data.get("keys")

@@ -105,8 +105,12 @@ class _FieldAggregate(Aggregate):
         self.field = field
         self.pick = picker(field, f"{type(self).__name__}({field!r})")
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.field!r})"
+    def __repr__(self) -> str:  # a function by its name: the same text in every process
+        if self.field is None:
+            return f"{type(self).__name__}()"
+        shown = self.field if isinstance(self.field, str) else getattr(
+            self.field, "__name__", type(self.field).__name__)
+        return f"{type(self).__name__}({shown!r})"
 
 
 class Sum(_FieldAggregate):

@@ -82,7 +82,7 @@ def declare_windowed(
     output: Stream[Any] | str | None = None, table: str | None = None,
     retention: Seconds | None = 86400, exactly_once: bool | None = None,
     commit_interval: float = 0.2, checkpoint_interval: float = 5.0,
-    checkpoint_records: int = 10_000, max_batch: int = 500,
+    checkpoint_records: int = 100_000, max_batch: int = 500,
 ) -> WindowedService:
     """Declare service ``name`` aggregating ``stream`` per record key over ``window``
     (``Tumbling``, ``Hopping``, ``Counted``) with ``aggregate`` (``Count()``, ``Sum(f)``
@@ -119,7 +119,7 @@ def declare_windowed(
         raise InvalidRequestError(
             f"windowed service {name!r}: time={time!r} must be None (the record "
             "timestamp), a payload field name or a function of the payload")
-    rows = app.table(table or name, WindowRow, indexes=["key"])
+    rows = app.table(table or name, WindowRow, indexes=["key", "start"])
     outputs: list[Stream[Any] | str | TableOutput] = [rows]
     if output is not None:
         out = app.streams.get(stream_name(output))

@@ -5,6 +5,10 @@
             └► transcode ─► renditions ─┘     (the catalog: table videos)
                probe, thumbnail, transcode ─► status (Progress)
 
+    POST /api/views ─► views ─┬─► view-titles ─► titled-views ─► views-hourly (window table)
+                     videos ──┘  (stream–table join:           (hopping windows: views per
+                                  the catalog's title)          video, an hour every 5 min)
+
 Every stream has the app's partition count and every record is keyed by the video id, so
 the join — stateful, checkpointed — sees all parts of a video on one partition. Run it with
 ``millstream up videosite.app:app``; draw it with ``millstream graph videosite.app:app``.
@@ -25,20 +29,23 @@ from __future__ import annotations
 import logging
 import re
 
-from millstream import MillstreamError, NotFoundError
+from millstream import MillstreamError, NotFoundError, Retention
 from millstream.faults import fault_point
 from millstream.files import FileRef
 from millstream.runtime import METRICS_STREAM, MetricsRecord
-from millstream.service import App, Context
+from millstream.service import App, Context, Hopping, Reducer
 
 from .analytics import AnalyticsDB
 from .config import analytics_db_url, media_limits
 from .join import VideoFailed, receive
-from .models import Probed, Progress, Thumbnails, Transcoded, Upload, Video
+from .models import Probed, Progress, Thumbnails, TitledView, Transcoded, Upload, Video, View
 from .stages import run_probe, run_thumbnails, run_transcode
+from .trending import HOP_S, WINDOW_S, add_view, no_views
+from .trending import TABLE as TRENDING_TABLE
 
 __all__ = ["app", "catalog", "metrics", "probes", "renditions", "status", "thumbnails",
-           "uploads", "videos"]
+           "titled", "titled_views", "uploads", "videos", "view_titles", "views",
+           "views_hourly"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,13 @@ videos = app.stream("videos", Video)
 catalog = app.table("videos", Video, key="video_id", indexes=["status"])
 #: the platform's metrics stream (one partition), read by analytics
 metrics = app.stream(METRICS_STREAM, MetricsRecord, partitions=1)
+#: how long view events are kept: a week, longer than the view windows are (two days), so
+#: replaying what is kept rebuilds every window the table holds
+VIEWS_KEPT = Retention(max_age=7 * 86400)
+#: the players' events as the site accepted them (POST /api/views), keyed by video id
+views = app.stream("views", View, retention=VIEWS_KEPT)
+#: the same events with the catalog's title of their video
+titled_views = app.stream("titled-views", TitledView, retention=VIEWS_KEPT)
 
 #: how much the transcode's fraction must grow before another Progress record is sent
 PROGRESS_STEP = 0.1
@@ -71,6 +85,13 @@ TRANSCODE_BATCH = 1
 #: with its checkpoints, so a video is in the catalog up to this long after its last stage
 #: (at the default 5 s: 2.5 s on average; a checkpoint with nothing changed writes nothing)
 JOIN_CHECKPOINT_S = 0.5
+#: the view windows: events up to 5 s out of order wait, a window takes events up to a
+#: minute after its end, is kept two days after it closed (the video page shows a day), and
+#: its row reaches the table at most a second after its events (with the checkpoints)
+VIEWS_LATENESS_S = 5
+VIEWS_GRACE_S = 60
+VIEWS_WINDOWS_KEPT_S = 2 * 86400
+VIEWS_CHECKPOINT_S = 1.0
 #: the fault point (``MILLSTREAM_FAULT``) visited once per video when its transcode is half done
 HALFWAY_FAULT = "videosite.transcode.halfway"
 
@@ -210,3 +231,21 @@ def analytics(value: Video | MetricsRecord, ctx: Context, db: AnalyticsDB) -> No
         db.record(value)
     elif value.app == app.name:
         db.record_metrics(f"{ctx.record.partition}/{ctx.record.offset}", value)
+
+
+def titled(view: View, video: Video | None) -> TitledView:
+    """A view with its video's title as the catalog has it (None: not catalogued yet)."""
+    return TitledView(**view.model_dump(), title=video.title if video is not None else None)
+
+
+#: stream–table join: each view with the current catalog row of its video (the join keeps
+#: the rows of the videos stream, its partition's, in its state)
+view_titles = app.join_table("view-titles", views, videos, titled, output=titled_views)
+
+#: views per video over hopping windows of an hour every five minutes, by the site's time
+#: of each event (``videosite.trending``); an idle partition's windows still close
+views_hourly = app.windowed(
+    TRENDING_TABLE, titled_views, window=Hopping(size=WINDOW_S, every=HOP_S),
+    aggregate=Reducer(no_views, add_view), time="at", lateness=VIEWS_LATENESS_S,
+    grace=VIEWS_GRACE_S, idle_timeout=30, retention=VIEWS_WINDOWS_KEPT_S,
+    checkpoint_interval=VIEWS_CHECKPOINT_S)

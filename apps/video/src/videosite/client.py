@@ -1,10 +1,15 @@
-"""Uploading to a running site over HTTP(S) with the standard library (no extra dependency).
+"""Uploading to a running site, and sending view events, over HTTP(S) with the standard
+library (no extra dependency).
 
 ``upload(base_url, token, path, title)`` posts one file to ``POST /api/videos`` as
 ``multipart/form-data``, streaming it from disk, and returns the video id. A refusal raises
 ``UploadRefused`` with the HTTP status and the server's reason; a connection the server
 closed before answering (it does that to a body over its size limit) raises
 ``UploadFailed``; a title the site refuses raises ``videosite.titles.BadTitle`` first.
+
+``send_view(base_url, video_id, event, session, position_s)`` posts one player event to
+``POST /api/views`` as a player does; a refusal raises ``ViewRefused`` with the status, the
+reason and, when throttled (429), the seconds the site asks to wait.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from urllib.parse import urlsplit
 
 from .titles import check_title
 
-__all__ = ["UploadFailed", "UploadRefused", "upload"]
+__all__ = ["UploadFailed", "UploadRefused", "ViewRefused", "send_view", "upload"]
 
 CHUNK = 1 << 20
 
@@ -30,6 +35,17 @@ class UploadRefused(Exception):
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+
+
+class ViewRefused(Exception):
+    """The site refused a view event: HTTP ``status``, its ``reason``, and ``retry_after``
+    (seconds) when it said when to send again."""
+
+    def __init__(self, status: int, reason: str, retry_after: int | None) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class UploadFailed(OSError):
@@ -105,3 +121,31 @@ def upload(base_url: str, token: str, path: str | Path, title: str, *,
         detail = doc.get("detail") if isinstance(doc, dict) else None
         raise UploadRefused(answer.status, str(detail or answer.reason))
     return str(doc["id"])
+
+
+def send_view(base_url: str, video_id: str, event: str, session: str, position_s: float, *,
+              timeout: float = 30.0) -> float:
+    """Send one view event; the site's time for it (``at``). ``ViewRefused`` when the site
+    refuses it; ``OSError`` without an answer."""
+    body = json.dumps({"video_id": video_id, "event": event, "session": session,
+                       "position_s": position_s}).encode()
+    connection, prefix = _connection(base_url, timeout)
+    try:
+        connection.request("POST", f"{prefix}/api/views", body=body,
+                           headers={"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        data = answer.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"cannot send a view event to {base_url}: {exc}") from exc
+    finally:
+        connection.close()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = {}
+    if answer.status != 202:
+        detail = doc.get("detail") if isinstance(doc, dict) else None
+        wait = answer.getheader("Retry-After")
+        raise ViewRefused(answer.status, str(detail or answer.reason),
+                          int(wait) if wait is not None and wait.isdigit() else None)
+    return float(doc["at"])

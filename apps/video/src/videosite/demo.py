@@ -11,8 +11,11 @@ configured platform — the embedded default when nothing is configured, no serv
 3. uploads the clips through the HTTP API (``POST /api/videos``);
 4. shows a progress bar per video until each is ready or failed, then a summary (title, id,
    status, length, size, renditions, time to ready; the reasons of failures below it) that
-   fits an 80-column terminal, and the URL of the gallery; it keeps serving until
-   Ctrl-C (``--no-serve`` stops at once).
+   fits an 80-column terminal;
+5. plays the ready videos through the HTTP API as the player does (``POST /api/views``:
+   4 views of the first, 3 of the next ...), waits until the view windows count them and
+   shows "Trending now" as the gallery has it; then the URL of the gallery. It keeps
+   serving until Ctrl-C (``--no-serve`` stops at once).
 """
 
 from __future__ import annotations
@@ -31,12 +34,18 @@ from rich.text import Text
 
 import millstream
 
+from ._viewers import wait_counted, watch
 from .client import UploadFailed, UploadRefused
 from .inprocess import FINISHED, InProcessSite
 from .media.samples import make_clip
 from .models import Video
+from .trending import Trending
 
-__all__ = ["SAMPLES", "SUMMARY_COLUMNS", "main", "make_samples", "summary"]
+__all__ = ["SAMPLES", "SUMMARY_COLUMNS", "TRENDING_TIMEOUT_S", "main", "make_samples",
+           "summary", "trending_table"]
+
+#: how long the demo waits for the view windows to count the views it sent
+TRENDING_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,36 @@ def summary(rows: list[tuple[list[str], str]], elapsed: float, processed: int,
     return Group(table, *reasons)
 
 
+def trending_table(found: list[Trending], titles: dict[str, str]) -> Table:
+    """The "Trending now" table: rank, title (the window row's, else ``titles``), views."""
+    table = Table(title="Trending now (views in the last hour)", box=box.SIMPLE_HEAD,
+                  title_justify="left", pad_edge=False, show_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("video")
+    table.add_column("views", justify="right")
+    for rank, t in enumerate(found, 1):
+        table.add_row(str(rank), Text(t.title or titles.get(t.video_id, t.video_id)),
+                      str(t.views))
+    return table
+
+
+def _trending(console: Console, site: InProcessSite, ready: list[Video]) -> bool:
+    """Play the ready videos through the site, wait for the windows to count them, show
+    "Trending now"; whether it counts exactly the views sent."""
+    assert site.url is not None
+    with console.status("playing the videos through the HTTP API (POST /api/views)..."):
+        sent = watch(site.url, ready)
+        found = wait_counted(site.tables, sent, TRENDING_TIMEOUT_S)
+    console.print(f"\nplayed the ready videos {sum(sent.values())} times through the HTTP API "
+                  "(view events to POST /api/views)")
+    console.print(trending_table(found, {v.video_id: v.title for v in ready}))
+    counted = {t.video_id: t.views for t in found} == sent
+    if not counted:
+        console.print(f"[red]the view windows did not count the views sent within "
+                      f"{TRENDING_TIMEOUT_S:.0f} s[/]")
+    return counted
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="millstream-video demo",
                                      description=__doc__.split("\n\n")[0])
@@ -180,13 +219,16 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
     rows = [_row(title, finished.get(vid), None) for vid, title in uploaded]
     rows += [_row(title, None, why) for title, why in refused.items()]
     console.print(summary(rows, elapsed, len(finished), console.width))
+    ready = [finished[vid] for vid, _ in uploaded
+             if vid in finished and finished[vid].status == "ready"]
+    counted = _trending(console, site, ready)
     for error in site.errors:
         console.print(f"[red]service error:[/] {error}")
     for name, stats in site.statistics().items():
-        console.print(f"  {name:<10} {stats.records_in:>4} in  {stats.records_out:>4} out  "
+        console.print(f"  {name:<12} {stats.records_in:>4} in  {stats.records_out:>4} out  "
                       f"p50 {stats.processing['p50_ms']:8.1f} ms  {stats.exceptions} exceptions")
     console.print(f"\n[bold]Look at:[/] {site.url}/   (API token: {site.token})")
-    ok = len(finished) == len(uploaded) and not site.errors
+    ok = len(finished) == len(uploaded) and not site.errors and counted
     if serve:
         console.print("serving the site; Ctrl-C to stop")
         try:

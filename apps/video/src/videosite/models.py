@@ -9,6 +9,9 @@ is refused — so the join always completes::
             ├► thumbnail ─► thumbnails ─┼─► join ─► videos ─► catalog, analytics
             └► transcode ─► renditions ─┘
                         └─► status (Progress, while it runs)
+
+    POST /api/views ─► views ─► view-titles ─► titled-views ─► views-hourly (window table)
+                  (View)     (+ the catalog's title)         (hopping windows, views per video)
 """
 
 from __future__ import annotations
@@ -28,13 +31,18 @@ __all__ = [
     "StageTiming",
     "Status",
     "Thumbnails",
+    "TitledView",
     "Transcoded",
     "Upload",
     "Video",
     "VideoMetadata",
+    "View",
+    "ViewEvent",
 ]
 
 Status = Literal["processing", "ready", "failed"]
+#: what a player reports: a playback started, how far it got, that it ended (or was left)
+ViewEvent = Literal["start", "progress", "end"]
 #: why a stage refused a video: not a video container, over a limit, or FFmpeg failed
 ErrorKind = Literal["not_a_video", "rejected", "processing_error"]
 
@@ -172,3 +180,30 @@ class Video(BaseModel):
     uploaded_at: float
     finished_at: float | None = None
     stages: dict[str, StageTiming] = Field(default_factory=dict)
+
+
+class View(BaseModel):
+    """One player event (stream ``views``, keyed by the video id), as the site accepted it.
+
+    ``at`` is the server's clock when it accepted the event (seconds since the epoch): the
+    event time of the view windows, never a time the client claims. ``session`` is the
+    player's random id for one playback (start … end); ``position_s`` where in the video."""
+
+    schema_name: ClassVar[str] = "videosite.view"
+    schema_version: ClassVar[int] = 1
+
+    video_id: str
+    event: ViewEvent
+    session: str
+    position_s: float
+    at: float
+
+
+class TitledView(View):
+    """A view with the title the catalog had for its video (stream ``titled-views``);
+    ``title`` is None when the catalog had no row for the video when the view came."""
+
+    schema_name: ClassVar[str] = "videosite.titled-view"
+    schema_version: ClassVar[int] = 1
+
+    title: str | None = None

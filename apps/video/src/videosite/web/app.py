@@ -9,7 +9,7 @@ middleware sits outside the error handling, so errors carry them too).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from millstream import open_streams
 from millstream.files import FileStore, open_files
 from millstream.tables import Tables, open_tables
 
-from . import api, pages
+from . import api, pages, viewing
 from ._edge import CSP, HeadWithoutBody, SecurityHeaders
 from ._slashes import SlashRedirect
 from .settings import WebSettings
@@ -42,10 +42,12 @@ class _SiteApp(FastAPI):
 
 def create_app(streams_url: str | None = None, files: FileStore | None = None,
                tables: Tables | None = None, token: str | None = None,
-               settings: WebSettings | None = None, **overrides: Any) -> FastAPI:
+               settings: WebSettings | None = None, clock: Callable[[], float] | None = None,
+               **overrides: Any) -> FastAPI:
     """The web app. ``files``/``tables`` given are the caller's to close; the ones opened
     here (and the streams) close when the app shuts down. ``token`` (else
-    ``VIDEOSITE_API_TOKEN``) is what uploads need; ``overrides`` set other WebSettings."""
+    ``VIDEOSITE_API_TOKEN``) is what uploads need; ``overrides`` set other WebSettings.
+    ``clock`` (default ``time.time``) is the site's (``Site``)."""
     settings = settings or WebSettings.from_env(token=token, **overrides)
     streams = open_streams(streams_url)
     owned: list[Any] = []
@@ -55,7 +57,8 @@ def create_app(streams_url: str | None = None, files: FileStore | None = None,
     if tables is None:
         tables = open_tables()
         owned.append(tables)
-    site = Site(streams, files, tables, settings, owned=(*owned, streams))
+    site = Site(streams, files, tables, settings, owned=(*owned, streams),
+                **({} if clock is None else {"clock": clock}))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +73,7 @@ def create_app(streams_url: str | None = None, files: FileStore | None = None,
     web.router.default = SlashRedirect(web.router)
     web.state.site = site
     web.include_router(api.router)
+    web.include_router(viewing.router)
     web.include_router(pages.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")

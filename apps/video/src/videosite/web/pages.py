@@ -1,5 +1,9 @@
 """The server-rendered pages (gallery, video, upload, ops) and the media they show.
 
+The gallery leads with "Trending now" (the most viewed videos of the current view window)
+and a video page shows its views per clock hour over the last day: a list, and a chart the
+kept uPlot library draws from the page's data (``/static/vendor/``, fetched by the build).
+
 Templates are Jinja2 with autoescaping on: every title, file name and message is escaped,
 and a title is shown without control, line-separator and bidi-override characters
 (``videosite.titles.shown``), however it was stored.
@@ -11,6 +15,8 @@ never the uploaded original, with range support.
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +44,19 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
+def hour_utc(ms: int) -> str:
+    """The clock hour starting at ``ms`` (since the epoch), in UTC: '2026-12-06 14:00'."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:00")
+
+
+def views(count: int) -> str:
+    return f"{count} view" if count == 1 else f"{count} views"
+
+
 templates.filters["duration"] = duration
 templates.filters["shown"] = shown
+templates.filters["hour_utc"] = hour_utc
+templates.filters["views"] = views
 
 
 def render(name: str, **context: Any) -> HTMLResponse:
@@ -48,17 +65,25 @@ def render(name: str, **context: Any) -> HTMLResponse:
 
 @readable(router, "/", response_class=HTMLResponse)
 async def gallery(request: Request) -> HTMLResponse:
-    videos = await asyncio.to_thread(site_of(request).videos)
-    return render("gallery.html", videos=videos, title="Videos")
+    site = site_of(request)
+    videos = await asyncio.to_thread(site.videos)
+    trending = await asyncio.to_thread(site.trending, site.clock())
+    catalog = {v.video_id: v for v in videos}
+    return render("gallery.html", videos=videos, trending=trending, catalog=catalog,
+                  title="Videos")
 
 
 @readable(router, "/videos/{video_id}", response_class=HTMLResponse)
 async def video_page(video_id: str, request: Request) -> HTMLResponse:
-    video = (await asyncio.to_thread(site_of(request).video, video_id)
+    site = site_of(request)
+    video = (await asyncio.to_thread(site.video, video_id)
              if is_video_id(video_id) else None)
     if video is None:
         raise HTTPException(404, "no such video")
-    return render("video.html", video=video, title=shown(video.title))
+    hours = await asyncio.to_thread(site.views_per_hour, video_id, site.clock())
+    series = json.dumps({"start": [h.start for h in hours], "views": [h.views for h in hours]})
+    return render("video.html", video=video, title=shown(video.title), hours=hours,
+                  series=series, viewed=sum(h.views for h in hours), chart=True)
 
 
 @readable(router, "/upload", response_class=HTMLResponse)

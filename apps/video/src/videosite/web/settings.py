@@ -8,8 +8,10 @@ of an upload's form, and the largest header line of any part, default 4096) and
 ``VIDEOSITE_MAX_FORM_BYTES`` (all of an upload's body but the file's bytes: part headers,
 the title, boundaries, preamble and epilogue; default 65536), ``VIDEOSITE_RECORD_TIMEOUT_S``
 (longest wait for the streams to store an accepted upload's record before answering 503,
-default 30) and ``VIDEOSITE_OPS_PUBLIC`` (``true``: the ops page is open to anyone; by
-default it needs the API token).
+default 30), ``VIDEOSITE_OPS_PUBLIC`` (``true``: the ops page is open to anyone; by
+default it needs the API token), and the throttle on view events per client address
+(``POST /api/views``): ``VIDEOSITE_VIEW_BURST`` events at once (default 20), then
+``VIDEOSITE_VIEW_RATE`` per second (default 1; a player sends about one every 10 s).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _VARS = {
     "max_form_bytes": "VIDEOSITE_MAX_FORM_BYTES",
     "record_timeout_s": "VIDEOSITE_RECORD_TIMEOUT_S",
     "ops_public": "VIDEOSITE_OPS_PUBLIC",
+    "view_rate": "VIDEOSITE_VIEW_RATE",
+    "view_burst": "VIDEOSITE_VIEW_BURST",
 }
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
              "0": False, "false": False, "no": False, "off": False}
@@ -54,6 +58,8 @@ class WebSettings:
     max_form_bytes: int = 64 * 1024
     record_timeout_s: float = 30.0
     ops_public: bool = False
+    view_rate: float = 1.0
+    view_burst: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +38,16 @@ from millstream.service import AsyncWriter
 from millstream.tables import Tables
 from videosite.app import app, status
 from videosite.models import Progress, Video
+from videosite.trending import (
+    HourCount,
+    Trending,
+    current_rows,
+    per_hour,
+    ranked,
+    window_rows,
+)
 
+from ._throttle import Throttle
 from .settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -122,11 +133,15 @@ class OpsView:
 
 
 class Site:
-    """The platform as the web server uses it. ``close()`` closes what it opened itself."""
+    """The platform as the web server uses it. ``close()`` closes what it opened itself.
+    ``clock`` (seconds since the epoch) stamps view events and says which view window is
+    current."""
 
     def __init__(self, streams: Streams, files: FileStore, tables: Tables,
-                 settings: WebSettings, *, owned: tuple[Any, ...] = ()) -> None:
+                 settings: WebSettings, *, owned: tuple[Any, ...] = (),
+                 clock: Callable[[], float] = time.time) -> None:
         self.streams = streams
+        self.clock = clock
         self.files = files
         self.tables = tables
         self.settings = settings
@@ -140,6 +155,8 @@ class Site:
         self._exceptions: list[ExceptionRecord] = []
         self._metrics: MetricsView | None = None
         self._metrics_lock = threading.Lock()
+        #: view events per client address (POST /api/views)
+        self.view_throttle = Throttle(settings.view_rate, settings.view_burst, clock=clock)
 
     # -- the catalog ---------------------------------------------------------------------------
 
@@ -160,6 +177,22 @@ class Site:
     def uploaded(self, video_id: str) -> bool:
         """Whether an original was stored under this id (it may not be catalogued yet)."""
         return any(True for _ in self.files.list(f"uploads/{video_id}/"))
+
+    # -- views -------------------------------------------------------------------------------
+
+    def trending(self, now_s: float, limit: int = 8) -> list[Trending]:
+        """The most viewed videos in the current window (``videosite.trending``), most
+        first, with the catalog's title where the window row has none."""
+        found = ranked(current_rows(self.tables, now_s), now_s, limit)
+        return [t if t.title is not None
+                else Trending(t.video_id, t.views, getattr(self.video(t.video_id), "title",
+                                                           None))
+                for t in found]
+
+    def views_per_hour(self, video_id: str, now_s: float,
+                       hours: int = 24) -> list[HourCount]:
+        """One video's views in each of the last ``hours`` clock hours, oldest first."""
+        return per_hour(window_rows(self.tables, f"{video_id}/"), now_s, hours)
 
     # -- progress ------------------------------------------------------------------------------
 
