@@ -1,5 +1,5 @@
 """The joins on a real Kafka, exactly-once (their state checkpointed in Kafka transactions):
-the stream–table join with its table side read ahead through a Kafka consumer, killed just
+the stream–table join with its table side loaded through a Kafka consumer, killed just
 before and just after a transaction commits and restarted with every order joined once,
 partition counts checked against the broker at start, and the interval join pairing every
 record once."""
@@ -62,7 +62,7 @@ def test_the_stream_table_join_on_kafka_exactly_once(kafka_bootstrap: str) -> No
         runner.prepare()
         events = [reference.Event(reference.RIGHT, f"k{i}", 0, i) for i in range(10)]
         events += [reference.Event(reference.LEFT, f"k{n % 12}", 0, n) for n in range(300)]
-        # the orders first: the join reads the items ahead before its first order
+        # the orders first: the join loads the items before its first order
         send(streams, f"orders-{suffix}", [(e.key, Order(id=e.id, item=e.key))
                                            for e in events if e.side == reference.LEFT])
         send(streams, f"items-{suffix}", [(e.key, Item(title=f"item {e.id}"))

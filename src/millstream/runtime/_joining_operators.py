@@ -4,15 +4,14 @@ An operator is called like any stateful handler — ``(value, ctx, keys)``, ``ke
 co-partitioning check its service's lifespan opened (``runtime._copartition``) — and keeps
 what it must remember in ``ctx.state``, the shard of the record's partition number. Which
 input a record came from says which side of the join it is on. The join logic itself is in
-``_joining_interval`` and ``_joining_asof`` (and, for the stream–table join, here: a row per
-key); operators only read records, call the user's ``combine`` and say what is late.
+``_joining_interval``, ``_joining_asof`` and ``_joining_table``; operators only read records,
+call the user's ``combine`` and say what is late.
 
 The user's code runs before the state is changed in place, so that a failed attempt (its
 overlay dropped by the runtime) leaves the shard as it was.
 
-A stream–table join keeps each shard's rows decoded in memory too (``_Rows``), so that a
-record's row is not decoded again for every record of its key; the shard keeps the rows'
-bytes, which is what is checkpointed.
+A stream–table join keeps each shard's rows decoded in memory, not in the state: they are
+loaded from the table side when the shard is first used in a run (``_joining_table``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from millstream.codecs import Codec, header
 from millstream.errors import InvalidRequestError
@@ -29,7 +28,7 @@ from millstream.runtime._copartition import KeyCheck
 from millstream.runtime._joining import EventTime, Packer, Shard, key_bytes, key_text
 from millstream.runtime._joining_asof import AsofHistory
 from millstream.runtime._joining_interval import LEFT, RIGHT, IntervalBuffers
-from millstream.runtime._joining_table import TableRows
+from millstream.runtime._joining_table import Rows, TableRows
 
 if TYPE_CHECKING:
     from millstream.service._context import Context
@@ -39,9 +38,6 @@ __all__ = ["AsofJoin", "IntervalJoin", "LateJoinRecord", "TableJoin", "Unmatched
 
 #: the header a replayed record names its original stream in (``runtime._handling``)
 _REPLAY_STREAM = "millstream-replay-stream"
-#: rows kept decoded per shard before the memory copy starts again (the shard keeps all)
-_ROWS_IN_MEMORY = 100_000
-_MISSING: Final = object()
 
 Combine = Callable[[Any, Any], Any]
 
@@ -109,21 +105,11 @@ class _Operator:
         return key
 
 
-class _Rows:
-    """One shard's table rows, decoded, as far as they were needed (a cache of the shard),
-    and whether the table side was read ahead for it in this run."""
-
-    __slots__ = ("ready", "rows", "shard")
-
-    def __init__(self, shard: Shard) -> None:
-        self.shard = weakref.ref(shard)
-        self.rows: dict[bytes, Any] = {}
-        self.ready = False
-
-
 class TableJoin(_Operator):
     """Stream–table: each record of the stream side is combined with its key's current
-    table row (``None`` when it has none; dropped instead when ``inner``)."""
+    table row (``None`` when it has none; dropped instead when ``inner``). The rows are
+    kept in memory per shard, loaded from the table side when the shard is first used in a
+    run (``_joining_table``)."""
 
     def __init__(self, service: str, stream: str, table: str, codecs: dict[int, Codec[Any]],
                  combine: Combine, output: str, *, inner: bool, report: bool) -> None:
@@ -131,60 +117,45 @@ class TableJoin(_Operator):
         self._table = TableRows(table, codecs[RIGHT])
         self._inner = inner
         self._report = report
-        self._shards: dict[int, _Rows] = {}
-        self._last: _Rows | None = None
+        self._shards: dict[int, Rows] = {}
+        self._last: Rows | None = None
 
-    def _rows(self, shard: Shard) -> _Rows:
+    def _rows(self, shard: Shard) -> Rows:
+        """The rows of ``shard`` (the object: a shard loaded again gets them loaded again)."""
         last = self._last
         if last is not None and last.shard() is shard:
             return last
         found = self._shards.get(id(shard))
         if found is None or found.shard() is not shard:
-            found = self._shards[id(shard)] = _Rows(shard)
+            found = self._shards[id(shard)] = Rows(shard)
             weakref.finalize(shard, self._shards.pop, id(shard), None)
         self._last = found
         return found
 
     def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> Any:
         record = ctx.record
-        shard: Shard = ctx.state
         side = self._sides.get(record.stream)
         replay = side is None
         if side is None:
             side = self._side(record)
         key = self._key(record, keys)
-        cached = self._rows(shard)
-        rows = cached.rows
+        rows = self._rows(ctx.state)
+        if rows.next is None and not replay:  # the shard's first record in this run
+            self._table.load(ctx.streams, record.partition, rows)
         if side == RIGHT:  # the table's changelog: the key's row is now this (or none)
             if replay:
-                self._table.apply(shard, key, record.value, None)
-            elif self._table.fresh(shard, record.offset):
-                self._table.apply(shard, key, record.value, record.offset)
-            else:
-                return None  # read ahead already
-            if len(rows) >= _ROWS_IN_MEMORY:
-                rows.clear()
-            rows[key] = value
-            return None
-        if not cached.ready and not replay:  # the first record of this shard in this run
-            rows.clear()
-            self._table.read_ahead(ctx.streams, shard, record.partition)
-        row = rows.get(key, _MISSING)
-        if row is _MISSING:
-            _, row = self._table.row(shard, key)
-            if len(rows) >= _ROWS_IN_MEMORY:
-                rows.clear()
-            rows[key] = row
+                rows.apply(key, value, None)
+            elif rows.next is None or record.offset >= rows.next:
+                rows.apply(key, value, record.offset)
+            return None  # (else: loaded already)
+        row = rows.rows.get(key)
         if row is None and self._inner:
             if self._report:
                 ctx.report(UnmatchedJoinRecord(
                     f"no row of key {key!r} in the table side of join {self.service!r} "
                     "when this record came (an inner join drops it)"))
-            cached.ready = True
             return None
-        joined = self._combine(value, row)
-        cached.ready = True  # (after the user's code: a failed attempt reads ahead again)
-        return joined
+        return self._combine(value, row)
 
 
 class _Idle:

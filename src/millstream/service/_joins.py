@@ -292,10 +292,12 @@ class Joins:
         ``inner=True`` such a record is dropped instead, and reported to the exceptions
         stream if ``report_unmatched``), and what that returns goes to ``output`` keyed by
         the key (None: nothing); ``combine`` must not change ``row`` (one decoded row serves
-        every record of its key). Before the first record of each partition the join reads
-        ``table`` ahead to its end, so a join started on existing data sees the rows
-        already written. A tombstone (a None value) on ``table`` deletes the row, where the
-        table's payload can carry None. Both inputs must be co-partitioned (``rekey``)."""
+        every record of its key). The rows are kept in memory: the first time a partition
+        is handled in a run, the join loads its rows from ``table``'s start to its end (so
+        ``table`` must keep them: compacted, or retained forever), and a join started on
+        existing data sees the rows already written. A tombstone (a None value) on
+        ``table`` deletes the row, where the table's payload can carry None. Both inputs
+        must be co-partitioned (``rekey``)."""
         return join_table(cast("App", self), name, stream, table, combine, output=output,
                           inner=inner, report_unmatched=report_unmatched,
                           exactly_once=exactly_once)
