@@ -106,12 +106,13 @@ test-newest: newest-venv  ## the tests that need no external service, on the new
 demo: venv  ## the video site processing sample videos it generates, on the embedded log
 	$(PY) -m videosite.demo
 
-bench: venv  ## stream, service, files, tables and video site benchmarks (record results in docs/internals/benchmarks.md)
+bench: venv  ## stream, service, files, tables, windows and video site benchmarks (record results in docs/internals/benchmarks.md)
 	$(PY) bench/streams.py
 	$(PY) bench/services.py
 	$(PY) bench/files.py
 	$(PY) bench/tables.py
 	$(PY) bench/table_outputs.py
+	$(PY) bench/windows.py
 	$(PY) bench/video.py
 
 # bench/peers.py runs in a venv of its own, .venv-bench, with the `bench` extra (Quix Streams,

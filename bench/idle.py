@@ -25,8 +25,9 @@ embedded log woken by its writers (``wakeup=auto``, the default) and polling as 
 medians of each round's p50 and p99 and of their ratios to the same round's baseline.
 
 The line to compare with the target is the total in cores (CPU seconds / wall seconds) of the
-services the app declares (five: probe, thumbnail, transcode, join, analytics — issue 13
-said six; target ≤ 0.02 of a core for them together), printed with the machine's load.
+services the app declares (seven since issue 14: probe, thumbnail, transcode, join,
+analytics, view-titles, views-hourly; issue 13's target, for the five before the view
+services: ≤ 0.02 of a core together), printed with the machine's load.
 """
 
 from __future__ import annotations

@@ -189,4 +189,8 @@ def test_an_idle_partition_closes_its_windows_with_the_wall_clock_after_idle_tim
             assert platform.wait_for("results", 1) == [
                 WindowRow(key="a", start=window, end=window + 60_000, value=2, records=2,
                           closed=True)]
-        assert platform.state("counts")["wm"] == int(clock.time() * 1000) - 30_000
+        # the watermark that closed the window was checkpointed with it (an idle second that
+        # closes nothing moves it in memory only: no checkpoint is written for it)
+        state = platform.state("counts")
+        assert state["open"] == {}
+        assert window + 60_000 <= state["wm"] <= int(clock.time() * 1000) - 30_000

@@ -378,9 +378,11 @@ class WindowOperator:
         wm = data["wm"]
         if wm is not None and mark <= wm:
             return
-        data["wm"] = mark
-        shard.changed = True
-        self._close(data, mark, out.emit)
+        data["wm"] = mark  # kept with the next checkpoint that has a reason to be written
+        nxt, expire = data["next"], data["expire"]
+        if (nxt is not None and mark >= nxt) or (expire and expire[0][0] <= mark):
+            shard.changed = True  # something closes or expires: a checkpoint is due
+            self._close(data, mark, out.emit)
 
 
 def _row(w: list[Any], agg: Aggregate, closed: bool) -> WindowRow:

@@ -7,10 +7,13 @@ with the 32-bit murmur2 variant below (seed ``0x9747b28c``). The Kafka backend s
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["murmur2", "partition_for_key"]
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
+_LITTLE = sys.byteorder == "little"
 
 
 def murmur2(data: bytes) -> int:
@@ -18,12 +21,13 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = (0x9747B28C ^ length) & _MASK
     end = length - (length & 3)
-    for i in range(0, end, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
+    # the 4-byte blocks as little-endian words: one memoryview cast, not a bytes slice each
+    words = (memoryview(data)[:end].cast("I") if _LITTLE and end
+             else (int.from_bytes(data[i : i + 4], "little") for i in range(0, end, 4)))
+    for k in words:
         k = (k * _M) & _MASK
         k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
     rest = length & 3
     if rest == 3:
         h ^= data[end + 2] << 16

@@ -5,9 +5,9 @@ configured platform — the embedded default when nothing is configured, no serv
 
 1. generates a few sample clips with PyAV (different sizes, one portrait, one without audio),
    plus one file that is not a video, to show a refusal;
-2. starts every service of ``videosite.app`` (probe, thumbnail, transcode, join, catalog,
-   analytics) in this process, each in its own thread with its own consumer group, and the
-   web site (``InProcessSite``);
+2. starts every service of ``videosite.app`` (probe, thumbnail, transcode, join, analytics,
+   view-titles, views-hourly) in this process, each in its own thread with its own consumer
+   group, and the web site (``InProcessSite``);
 3. uploads the clips through the HTTP API (``POST /api/videos``);
 4. shows a progress bar per video until each is ready or failed, then a summary (title, id,
    status, length, size, renditions, time to ready; the reasons of failures below it) that
