@@ -40,9 +40,10 @@ REPLAY_STREAM_HEADER = "millstream-replay-stream"
 REPLAY_PARTITION_HEADER = "millstream-replay-partition"
 
 
-#: stages of records handled by design (``ctx.report``, a window's late record): logged at
-#: info, not counted as errors
-_BY_DESIGN = frozenset({"reported", "late"})
+#: stages of records handled by design (``ctx.report``, a window's or a join's late record,
+#: an inner join's unmatched record it was asked to report): logged at info, not counted as
+#: errors
+_BY_DESIGN = frozenset({"reported", "late", "join"})
 
 
 class Interrupted(Exception):
