@@ -650,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     broker.fill(topic, 0, sizes[kind])
                     sources[kind] = (topic, 0, sizes[kind])
-        print(f"  input: {', '.join(f'{k} {v[2]:,}' for k, v in sources.items())} records of "
+        written = {k: sizes[k] + (USERS if k == "window" else 0) for k in sources}
+        print(f"  input: {', '.join(f'{k} {n:,}' for k, n in written.items())} records of "
               f"~{len(json.dumps(value_of(100_000)))} B on {PARTITIONS} partitions, "
               f"{USERS:,} keys")
         with tempfile.TemporaryDirectory(prefix="peers-logs-") as tmp:
