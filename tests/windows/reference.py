@@ -82,6 +82,8 @@ def expected_windows(items: Sequence[Item], *, partitions: int, kind: str, size:
         wm: int | None = None
         if kind == "session":
             wm = _sessions(records, partition, gap, lateness, grace, windows, result)
+        elif kind == "sliding":
+            wm = _sliding(records, partition, size, lateness, grace, windows, result)
         else:
             for offset, item in enumerate(records):
                 taken = False
@@ -138,4 +140,45 @@ def _sessions(records: list[Item], partition: int, gap: int, lateness: int, grac
     for key, sessions in open_.items():
         for s in sessions:
             windows[(key, s[0])] = (s[1] + 1, s[2])
+    return wm
+
+
+def _sliding(records: list[Item], partition: int, size: int, lateness: int, grace: int,
+             windows: dict[tuple[str, int], tuple[int, list[Any]]],
+             result: Expected) -> int | None:
+    """Sliding windows of one partition, into ``windows``; returns the final watermark.
+
+    A window ``[s, s + size]`` exists once a record defines it: the one ending at a record,
+    the one just after a record once another record falls in it. It is made from every
+    accepted record of its key in it, if it is still open then; after that it takes the
+    records that come while it is open."""
+    wm: int | None = None
+    accepted: dict[str, list[tuple[int, Any]]] = {}
+    made: dict[tuple[str, int], list[Any]] = {}
+
+    def is_open(start: int) -> bool:
+        return wm is None or start + size + 1 + grace > wm
+
+    for offset, item in enumerate(records):
+        key, t = item.key, item.t
+        if wm is not None and t + size + 1 + grace <= wm:
+            result.late.append((partition, offset))
+            continue
+        for (k, start), values in made.items():  # existing open windows that contain t
+            if k == key and start <= t <= start + size and is_open(start):
+                values.append(item.value)
+        accepted.setdefault(key, []).append((t, item.value))
+        mine = accepted[key]
+        starts = {t - size}
+        if any(t < rt <= t + 1 + size for rt, _ in mine):
+            starts.add(t + 1)
+        starts |= {rt + 1 for rt, _ in mine if t - size - 1 <= rt < t}
+        for start in sorted(starts):
+            if (key, start) not in made and is_open(start):
+                made[(key, start)] = [v for rt, v in sorted(mine, key=lambda r: r[0])
+                                      if start <= rt <= start + size]
+        if wm is None or t - lateness > wm:
+            wm = t - lateness
+    for (key, start), values in made.items():
+        windows[(key, start)] = (start + size + 1, values)
     return wm

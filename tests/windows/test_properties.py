@@ -9,7 +9,17 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from millstream.service import Count, Hopping, Max, Mean, Min, Session, Sum, Tumbling
+from millstream.service import (
+    Count,
+    Hopping,
+    Max,
+    Mean,
+    Min,
+    Session,
+    Sliding,
+    Sum,
+    Tumbling,
+)
 from millstream.testing import TestPlatform
 from tests.windows.apps import Click, clicks_app
 from tests.windows.reference import Item, expected_windows
@@ -27,12 +37,14 @@ clicks_strategy = st.lists(
 
 @st.composite
 def windows(draw: st.DrawFn) -> tuple[str, dict[str, int]]:
-    kind = draw(st.sampled_from(["tumbling", "hopping", "session"]))
+    kind = draw(st.sampled_from(["tumbling", "hopping", "session", "sliding"]))
     if kind == "tumbling":
         return kind, {"size": draw(st.sampled_from([10_000, 30_000, 60_000]))}
     if kind == "hopping":
         every = draw(st.sampled_from([5_000, 10_000, 20_000]))
         return kind, {"size": every * draw(st.integers(1, 4)), "every": every}
+    if kind == "sliding":
+        return kind, {"size": draw(st.sampled_from([5_000, 10_000, 30_000]))}
     return kind, {"gap": draw(st.sampled_from([1_000, 10_000, 30_000]))}
 
 
@@ -41,6 +53,8 @@ def declare(kind: str, sizes: dict[str, int]) -> Any:
         return Tumbling(sizes["size"] / 1000)
     if kind == "hopping":
         return Hopping(sizes["size"] / 1000, sizes["every"] / 1000)
+    if kind == "sliding":
+        return Sliding(sizes["size"] / 1000)
     return Session(sizes["gap"] / 1000)
 
 

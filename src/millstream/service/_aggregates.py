@@ -22,7 +22,7 @@ from typing import Any
 from millstream.errors import InvalidRequestError
 
 __all__ = ["Aggregate", "Collect", "Count", "Latest", "Max", "Mean", "Min", "Reducer", "Sum",
-           "picker"]
+           "json_value", "picker"]
 
 #: a payload field name, a function of the payload, or None (the payload itself)
 Field = str | Callable[[Any], Any] | None
@@ -165,7 +165,7 @@ class Latest(_FieldAggregate):
     as ``[t, value]``."""
 
     def add(self, acc: Any, value: Any, t: int) -> Any:
-        return [t, _json(value)] if acc is None or t >= acc[0] else acc
+        return [t, json_value(value)] if acc is None or t >= acc[0] else acc
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else (b if b[0] >= a[0] else a)
@@ -188,7 +188,7 @@ class Collect(_FieldAggregate):
         return []
 
     def add(self, acc: list[Any], value: Any, t: int) -> list[Any]:
-        acc = [*acc, _json(value)]
+        acc = [*acc, json_value(value)]
         return acc if self.limit is None else acc[-self.limit:]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
@@ -228,7 +228,7 @@ class Reducer(Aggregate):
         return f"Reducer({getattr(self._add, '__name__', self._add)!r})"
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A payload value as JSON data (a model as its dict)."""
     dump = getattr(value, "model_dump", None)
     return dump(mode="json") if dump is not None else value
