@@ -35,6 +35,9 @@ AGGREGATES: dict[str, Callable[[list[Any]], Any]] = {
     "Min": min,
     "Max": max,
     "Mean": lambda values: sum(values) / len(values),
+    "Collect": list,  # arrival order (a session's merged values: its parts by start, then
+                      # the record that merged them; a sliding window made from kept
+                      # records: by event time, then arrival)
 }
 
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from millstream.service import (
+    Collect,
     Count,
     Hopping,
     Max,
@@ -24,7 +25,8 @@ from millstream.testing import TestPlatform
 from tests.windows.apps import Click, clicks_app
 from tests.windows.reference import Item, expected_windows
 
-AGGREGATIONS = {"Count": Count, "Sum": Sum, "Min": Min, "Max": Max, "Mean": Mean}
+AGGREGATIONS = {"Count": Count, "Sum": Sum, "Min": Min, "Max": Max, "Mean": Mean,
+                "Collect": Collect}
 
 clicks_strategy = st.lists(
     # key, event time (ms; mostly multiples of 5 s, so records land on window edges and
