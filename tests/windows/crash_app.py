@@ -2,9 +2,9 @@
 counts`` in child processes: hopping sums of clicks, exactly-once, names suffixed with
 ``$WINDOWS_SUFFIX`` (so runs sharing a Kafka broker do not meet).
 
-Each record's event time is read through a function that takes 0.3 ms, so a run lasts long
-enough for many commits (and a fault point's N-th visit comes mid-run). No idle timeout: the
-test's event times are in 1970 and the runs take wall-clock time.
+Each record's event time is read through a function that takes 0.3 ms (``$WINDOWS_SLOW_S``),
+so a run lasts long enough for many commits (and a fault point's N-th visit comes mid-run).
+No idle timeout: the test's event times are in 1970 and the runs take wall-clock time.
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ SETTINGS = {"kind": "hopping", "size": 30_000, "every": 10_000, "aggregate": "Su
             "lateness": 5_000, "grace": 5_000, "retention": 60_000}
 
 
+#: seconds each record's event time takes to read (``$WINDOWS_SLOW_S``, default 0.3 ms)
+SLOW_S = float(os.environ.get("WINDOWS_SLOW_S", "0.0003"))
+
+
 def slow_time(click: Click) -> float:
-    time.sleep(0.0003)
+    time.sleep(SLOW_S)
     return click.at
 
 

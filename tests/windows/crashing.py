@@ -58,28 +58,31 @@ class Child:
     suffix: str
     processing: str = "exactly-once"
     runs: int = 0
+    #: seconds each record takes (``crash_app.SLOW_S``)
+    slow_s: float = 0.0003
 
     @property
     def log(self) -> Path:
         return self.tmp_path / "service.log"
 
-    def start(self, fault: str | None) -> subprocess.Popen[bytes]:
+    def start(self, fault: str | None, instance: int = 0) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", ""))
                                             if p)
         env.update(MILLSTREAM_STREAMS=self.streams_url, MILLSTREAM_TABLES=self.tables_url,
                    MILLSTREAM_HOME=str(self.tmp_path / "home"), WINDOWS_SUFFIX=self.suffix,
-                   WINDOWS_PROCESSING=self.processing)
+                   WINDOWS_PROCESSING=self.processing, WINDOWS_SLOW_S=str(self.slow_s))
         env.pop("MILLSTREAM_FAULT", None)
         if fault:
             env["MILLSTREAM_FAULT"] = fault
         self.runs += 1
         with open(self.log, "ab") as sink:
-            sink.write(f"\n--- run {self.runs} (fault {fault}) ---\n".encode())
+            sink.write(f"\n--- run {self.runs} (fault {fault}, instance {instance}) ---\n"
+                       .encode())
             sink.flush()
             return subprocess.Popen(
                 [sys.executable, "-m", "millstream", "run", "tests.windows.crash_app:app",
-                 "counts", "--metrics-interval", "0.5"],
+                 "counts", "--metrics-interval", "0.5", "--instance-index", str(instance)],
                 cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
     def tail(self) -> str:
@@ -131,6 +134,33 @@ def crash_then_finish(child: Child, streams: Streams, tables: Tables, fault: str
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, child.tail()
     return died
+
+
+def join_mid_run(child: Child, streams: Streams, total: int, timeout: float = 180) -> int:
+    """Run one instance; once it has committed some input but not a third, start a second
+    one (the group rebalances: a partition moves with its open windows); run both to the
+    end and stop them. The number of inputs committed when the second joined."""
+    group = GROUP.format(suffix=child.suffix)
+    first = child.start(None, instance=0)
+    second = None
+    try:
+        wait_until(lambda: committed(streams, child.suffix) > 0, timeout,
+                   "the first instance to commit")
+        at_join = committed(streams, child.suffix)
+        second = child.start(None, instance=1)
+        wait_until(lambda: len(streams.admin().describe_group(group).members) == 2
+                   and all(m.partitions for m in streams.admin().describe_group(group).members),
+                   timeout, "both instances to hold a partition")
+        wait_until(lambda: committed(streams, child.suffix) >= total, timeout,
+                   "the two instances to commit every input")
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (first, second):
+            if proc is not None:
+                assert proc.wait(60) == 0, child.tail()
+    return at_join
 
 
 def outcome(streams: Streams, tables: Tables, suffix: str

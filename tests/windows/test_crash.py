@@ -15,6 +15,7 @@ from tests.windows.crashing import (
     Child,
     committed,
     crash_then_finish,
+    join_mid_run,
     outcome,
     reference,
     send,
@@ -84,3 +85,22 @@ def test_at_least_once_a_killed_windowed_service_still_ends_with_the_exact_table
     assert sorted({tuple(sorted(r.items())) for r in results}) == sorted(
         tuple(sorted(r.items())) for r in want.results)
     assert sorted(set(late)) == want.late
+
+
+def test_a_second_process_joining_mid_run_leaves_the_uninterrupted_runs_outcome(
+        tmp_path: Path) -> None:
+    streams_url = f"local:{tmp_path / 'log'}?session_timeout_ms=1500&heartbeat_interval_ms=300"
+    tables_url = "sqlite:///" + str(tmp_path / "tables.db").lstrip("/")
+    sent = traffic(N)
+    want = reference(sent)
+    with millstream.open_streams(streams_url) as streams, open_tables(tables_url) as tables:
+        from millstream.runtime._streams import ensure_app_streams
+        from tests.windows.crash_app import app
+        ensure_app_streams(app, streams)
+        send(streams, "", sent)
+        child = Child(tmp_path, streams_url, tables_url, "", slow_s=0.002)
+        assert join_mid_run(child, streams, len(sent)) < len(sent) // 2, child.tail()
+        table, results, late = outcome(streams, tables, "")
+    assert table == want.table
+    assert results == want.results
+    assert late == want.late

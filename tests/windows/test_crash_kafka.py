@@ -18,6 +18,7 @@ from tests.windows.crashing import (
     Child,
     committed,
     crash_then_finish,
+    join_mid_run,
     outcome,
     reference,
     send,
@@ -60,6 +61,29 @@ def test_on_kafka_a_killed_windowed_service_ends_as_an_uninterrupted_run(
                                  timeout=240)
         assert died >= 1, child.tail()
         assert committed(streams, suffix) == len(sent)
+        table, results, late = outcome(streams, tables, suffix)
+    assert table == want.table
+    assert results == want.results
+    assert late == want.late
+
+
+def test_on_kafka_a_second_process_joining_mid_run_loses_nothing(
+        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    suffix = f"-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("WINDOWS_SUFFIX", suffix)
+    importlib.reload(crash_app)
+    request.addfinalizer(lambda: (monkeypatch.undo(), importlib.reload(crash_app)))
+    tables_url = "sqlite:///" + str(tmp_path / "tables.db").lstrip("/")
+    sent = traffic(N)
+    want = reference(sent)
+    with millstream.open_streams(url(kafka_bootstrap)) as streams, \
+            open_tables(tables_url) as tables:
+        ensure_app_streams(crash_app.app, streams)
+        send(streams, suffix, sent)
+        child = Child(tmp_path, url(kafka_bootstrap), tables_url, suffix, slow_s=0.01)
+        assert join_mid_run(child, streams, len(sent), timeout=240) < len(sent) // 2, \
+            child.tail()
         table, results, late = outcome(streams, tables, suffix)
     assert table == want.table
     assert results == want.results
