@@ -35,6 +35,8 @@ AGGREGATES: dict[str, Callable[[list[Any]], Any]] = {
     "Min": min,
     "Max": max,
     "Mean": lambda values: sum(values) / len(values),
+    # (for Latest each value is (event time, value): the largest time, the later on a tie)
+    "Latest": lambda values: max(enumerate(values), key=lambda iv: (iv[1][0], iv[0]))[1][1],
     "Collect": list,  # arrival order (a session's merged values: its parts by start, then
                       # the record that merged them; a sliding window made from kept
                       # records: by event time, then arrival)
