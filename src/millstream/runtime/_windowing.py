@@ -54,8 +54,6 @@ __all__ = ["WindowOperator", "event_time_of"]
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-
-
 def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
     """``of(value, timestamp)``: a record's event time in ms, from its timestamp (``time`` is
     None), a payload field or a function of the payload."""
