@@ -108,5 +108,5 @@ def test_a_record_without_a_usable_event_time_or_value_fails_alone() -> None:
         assert [(e.stage, e.input["offset"], e.message) for e in failed] == [
             ("handle", 2, "event time field 'at' is 'yesterday'; it must be a datetime or a "
                           "number of seconds since the epoch"),
-            ("handle", 3, "Sum('level') takes numbers, not str 'high'"),
+            ("handle", 3, "Sum('level') takes finite numbers, not str 'high'"),
         ]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,7 @@ def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
                 found = found.replace(tzinfo=UTC)
             return round(found.timestamp() * 1000)
         if isinstance(found, int | float) and not isinstance(found, bool) \
-                and found == found:
+                and math.isfinite(found):
             return round(found * 1000)
         raise InvalidRequestError(
             f"event time {what} is {found!r}; it must be a datetime or a number of seconds "

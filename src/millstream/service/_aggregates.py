@@ -16,6 +16,7 @@ function of the payload; None means the payload itself.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -58,9 +59,12 @@ def picker(field: Field, what: str) -> Callable[[Any], Any] | None:
 
 
 def _number(value: Any, what: str) -> int | float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise InvalidRequestError(f"{what} takes numbers, not {type(value).__name__} {value!r}")
+    if isinstance(value, float) and math.isfinite(value):  # a table row holds no NaN
+        return value
+    raise InvalidRequestError(
+        f"{what} takes finite numbers, not {type(value).__name__} {value!r}")
 
 
 class Aggregate:
