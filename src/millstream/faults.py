@@ -43,6 +43,9 @@ lookup when nothing is armed. Points in use:
 - ``service.commit.after_flush`` / ``service.commit.after_commit``  around an at-least-once commit
 - ``service.transaction.before_commit`` / ``service.transaction.after_commit``  exactly-once
 - ``service.checkpoint.before_write`` / ``service.checkpoint.after_write``  state checkpoints
+- ``windows.flush.before_emit`` / ``windows.flush.after_emit``  a window operator's flush
+  (before a shard's checkpoint or transaction): no table row of its changed windows sent yet
+  / all of them sent, the checkpoint or commit not yet done
 - ``service.concurrent.full``     an async service's record began in its last free slot and
   reached its first ``await``: ``concurrency`` records are in their handlers (each time)
 - ``videosite.upload.before_send``  the video site stored (and probed) an upload's original,

@@ -38,7 +38,8 @@ SENT = [Click(user="a", at=t, amount=n) for t, n in
     (Collect(lambda c: c.amount * 10, limit=2), [-20, 70]),
     (Reducer(initial=list, add=lambda acc, c: [*acc, c.at]), [1.0, 3.0, 2.0, 50.0]),
     (Reducer(0, lambda acc, n: acc + n * n, field="amount"), 16 + 81 + 4 + 49),
-], ids=lambda v: repr(v) if not isinstance(v, int | float | list) else "")
+], ids=["Count", "Sum", "Min", "Max", "Mean", "Latest", "Collect", "Collect-limit",
+        "Reducer", "Reducer-field"])
 def test_each_aggregation_gives_its_value_for_a_closed_window(aggregate: Any,
                                                               value: Any) -> None:
     app = clicks_app(window=Tumbling(60), aggregate=aggregate, partitions=1)

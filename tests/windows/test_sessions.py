@@ -1,9 +1,10 @@
-"""Session windows: records of a key less than ``gap`` apart share a window; a record that
-bridges two sessions merges them (with the aggregation's ``merge``)."""
+"""Session and sliding windows. A key's records less than ``gap`` apart share a session; a
+record that bridges two sessions merges them (with the aggregation's ``merge``). Sliding
+windows are Kafka Streams': one per distinct set of records within ``size`` of each other."""
 
 from __future__ import annotations
 
-from millstream.service import Count, Reducer, Session, Sum, WindowRow
+from millstream.service import Count, Reducer, Session, Sliding, Sum, WindowRow
 from millstream.testing import TestPlatform
 from tests.windows.apps import Click, clicks_app
 from tests.windows.test_windows import row, table_rows
@@ -59,4 +60,21 @@ def test_a_reducer_without_merge_cannot_serve_session_windows_that_merge() -> No
         assert table_rows(platform) == {
             "a/000000000000000": row("a", 0, 1, 1, 1, False),
             "a/000000000012000": row("a", 12_000, 12_001, 1, 1, False),
+        }
+
+
+def test_sliding_windows_are_the_distinct_sets_of_records_within_size_of_each_other(
+        ) -> None:
+    app = clicks_app(window=Sliding(10), aggregate=Count(), partitions=1)
+    with TestPlatform(app) as platform:
+        platform.send_many("clicks", [Click(user="a", at=t) for t in (0, 5, 12)], key="a")
+        platform.run_until_idle("counts")
+        # [t − 10 s, t] ends at each record; [r + 1 ms, r + 1 ms + 10 s] starts after a
+        # record r once another falls in it; rows show [start, start + size + 1 ms)
+        assert table_rows(platform) == {
+            "a/-00000000010000": row("a", -10_000, 1, 1, 1, True),           # {0}
+            "a/-00000000005000": row("a", -5_000, 5_001, 2, 2, True),        # {0, 5}
+            "a/000000000000001": row("a", 1, 10_002, 1, 1, True),            # {5}
+            "a/000000000002000": row("a", 2_000, 12_001, 2, 2, False),       # {5, 12}
+            "a/000000000005001": row("a", 5_001, 15_002, 1, 1, False),       # {12}
         }

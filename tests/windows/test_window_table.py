@@ -83,3 +83,26 @@ def test_a_shadow_version_writes_its_own_window_table_with_the_same_contents() -
         shadow = dict(platform.tables.table(shadow_table("counts", "v2")).scan(limit=None))
         assert shadow == live and live
         assert dict(platform.tables.table("counts").scan(limit=None)) == live
+
+
+def test_on_postgresql_the_window_table_answers_sql(pg_url: str) -> None:
+    app = app_with_retention()
+    sent = traffic(400, seed=3)
+    with millstream.open_streams() as streams, open_tables(pg_url) as tables:
+        with app.open_writer(streams) as writer:
+            for click in sent:
+                writer.send("clicks", click, key=click.user)
+        runner = ServiceRunner(app, "counts", streams, tables=tables,
+                               files=millstream.open_files())
+        runner.run(until=lambda r: r.statistics().records_in >= len(sent))
+        live = dict(tables.table("counts").scan(limit=None))
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            """SELECT key, (doc->>'value')::int FROM "doc:counts"
+               WHERE doc->>'key' = 'u2' AND NOT (doc->>'closed')::boolean ORDER BY key"""
+        ).fetchall()
+    assert rows == sorted((k, d["value"]) for k, d in live.items()
+                          if d["key"] == "u2" and not d["closed"])
+    assert rows

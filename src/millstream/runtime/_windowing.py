@@ -7,7 +7,9 @@ shard per partition number — plain JSON data, checkpointed with the input offs
     {"wm": watermark ms | None, "next": the earliest end + grace of an open window | None,
      "n": records seen, "open": {window id: [key, start, end, accumulator, records]},
      "expire": heap of [end + grace + retention, window id] of closed windows,
-     "keys": {key: [window id of each open session]} (sessions only),
+     "keys": {key: [window id of each open window]} (sessions and sliding windows),
+     "records": {key: [[t, value], ...] in time order} (sliding windows: what a window
+                still to be made may need),
      "counts": {key: records seen} (count windows only),
      "dirty": {window id: window (a closed one ends with True) | None (removed)}}
 
@@ -22,20 +24,23 @@ record all of whose windows are closed is late and goes to the exceptions stream
 ``late``) naming them; a closed window's row is removed (a tombstone) when the watermark
 reaches ``end + grace + retention``. A session ``[first, last + 1)`` takes a record less than
 ``gap`` from it (merging the sessions it bridges, the merged rows removed by tombstones) and
-closes at ``last + gap + grace``. Count windows (``Counted``) close at their n-th record.
+closes at ``last + gap + grace``. Sliding windows (Kafka Streams') are made from the records
+they hold when a record defines them. Count windows (``Counted``) close at their n-th record.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from millstream.errors import InvalidRequestError
 from millstream.faults import fault_point
-from millstream.service._aggregates import Aggregate
+from millstream.service._aggregates import Aggregate, Count, json_value
 from millstream.service._window_rows import LateRecord, WindowRow
 from millstream.service._windows import Counted, Hopping, Session, Tumbling
 
@@ -48,8 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["WindowOperator", "event_time_of"]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
 
 
 def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
@@ -87,7 +90,7 @@ def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
                 found = found.replace(tzinfo=UTC)
             return round(found.timestamp() * 1000)
         if isinstance(found, int | float) and not isinstance(found, bool) \
-                and found == found:
+                and math.isfinite(found):
             return round(found * 1000)
         raise InvalidRequestError(
             f"event time {what} is {found!r}; it must be a datetime or a number of seconds "
@@ -111,10 +114,6 @@ class WindowOperator:
     def __init__(self, declared: WindowedService, time: TimeOf) -> None:
         self.declared = declared
         window = declared.window
-        if not isinstance(window, Tumbling | Hopping | Counted | Session):
-            raise InvalidRequestError(
-                f"windowed service {declared.name!r}: {type(window).__name__} windows are "
-                "not available yet; use Tumbling, Hopping, Session or Counted")
         self._window = window
         self._spans = (window.spans if isinstance(window, Tumbling | Hopping) else None)
         self._tumbling = window.size_ms if isinstance(window, Tumbling) else 0
@@ -153,11 +152,12 @@ class WindowOperator:
         v = value if pick is None else pick(value)
         spans = self._spans
         if spans is None:
-            if not self._session:  # Counted: no time
+            if isinstance(self._window, Counted):  # no time
                 self._count(data, key, raw, v, ctx)
             else:
                 t = self._time(value, record.timestamp)
-                if self._sessions(data, key, raw, v, t, ctx):
+                if (self._sessions(data, key, raw, v, t, ctx) if self._session
+                        else self._sliding(data, key, raw, v, t, ctx)):
                     self._watermark(data, t, ctx)
             data["n"] += 1
             shard.changed = True
@@ -275,6 +275,64 @@ class WindowOperator:
             ctx.emit(self._output, _row(w, agg, False), key=raw)
         return True
 
+    def _sliding(self, data: dict[str, Any], key: str, raw: bytes | None, v: Any, t: int,
+                 ctx: Context) -> bool:
+        """A record of a sliding window (inclusive ``[start, start + size]``, kept as
+        ``[start, start + size + 1)``): it counts in the key's open windows that contain it,
+        and makes the windows it defines — the one ending at it, the one just after it if a
+        record falls in that, and the one just after each earlier record it is the first to
+        fall in — each from the key's records in its span (kept while a window that may
+        still be made can need them). False if it is late: every window that could contain
+        it is closed."""
+        size = self._window.size_ms  # type: ignore[union-attr]
+        agg, grace, wm = self._agg, self._grace, data["wm"]
+        if wm is not None and t + size + 1 + grace <= wm:
+            ctx.report(LateRecord(key, t, [(t, t + size + 1)], wm, grace))
+            return False
+        kept = data.setdefault("records", {})
+        mine: list[list[Any]] = kept.get(key, [])
+        at = bisect.bisect_right([r[0] for r in mine], t)  # after equal times: arrival order
+        # kept in the state, so as JSON (a model as its dict; nothing for a count)
+        mine = [*mine[:at], [t, None if type(agg) is Count else json_value(v)], *mine[at:]]
+        open_, dirty = data["open"], data["dirty"]
+        keys = data.setdefault("keys", {})
+        wids: list[str] = keys.get(key, [])
+        updated: dict[str, list[Any]] = {}
+        for wid in wids:
+            w = open_[wid]
+            if w[1] <= t < w[2]:
+                updated[wid] = [w[0], w[1], w[2], agg.add(w[3], v, t), w[4] + 1]
+        starts = {t - size}  # the window ending at t
+        if any(t < r[0] <= t + 1 + size for r in mine):
+            starts.add(t + 1)  # the one just after t, which a later record is in
+        starts.update(r[0] + 1 for r in mine if t - size - 1 <= r[0] < t)
+        made: list[str] = []
+        for start in sorted(starts):
+            wid = f"{key}/{start:015d}"
+            end = start + size + 1
+            if wid in updated or wid in open_ or (wm is not None and end + grace <= wm):
+                continue  # it exists, or it would be closed already
+            acc, n = agg.initial(), 0
+            for rt, rv in mine:
+                if start <= rt < end:
+                    acc, n = agg.add(acc, rv, rt), n + 1
+            updated[wid] = [key, start, end, acc, n]
+            made.append(wid)
+        mark = t - self._lateness if wm is None else max(wm, t - self._lateness)
+        kept[key] = [r for r in mine if r[0] > mark - size - 1 - grace]
+        if made:
+            keys[key] = [*wids, *made]
+        for wid, w in updated.items():
+            if wid in made:
+                nxt = data["next"]
+                if nxt is None or w[2] + grace < nxt:
+                    data["next"] = w[2] + grace
+            open_[wid] = w
+            dirty[wid] = w
+            if self._updates and self._output is not None:
+                ctx.emit(self._output, _row(w, agg, False), key=raw)
+        return True
+
     def _count(self, data: dict[str, Any], key: str, raw: bytes | None, v: Any,
                ctx: Context) -> None:
         """A record of a count window: the key's open window takes it; the n-th closes it."""
@@ -334,6 +392,15 @@ class WindowOperator:
                 heapq.heappush(expire, [end + extra + grace + retention, wid])
             if output is not None:
                 emit(output, _row(w, agg, True), key=w[0].encode())
+        kept = data.get("records")
+        if kept and closing:  # sliding: records no window still to be made can need
+            oldest = wm - self._window.size_ms - 1 - grace  # type: ignore[union-attr]
+            for key in list(kept):
+                left = [r for r in kept[key] if r[0] > oldest]
+                if left:
+                    kept[key] = left
+                else:
+                    del kept[key]
         while expire and expire[0][0] <= wm:
             _, wid = heapq.heappop(expire)
             dirty[wid] = None

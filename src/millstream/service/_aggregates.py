@@ -16,13 +16,14 @@ function of the payload; None means the payload itself.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
 from millstream.errors import InvalidRequestError
 
 __all__ = ["Aggregate", "Collect", "Count", "Latest", "Max", "Mean", "Min", "Reducer", "Sum",
-           "picker"]
+           "json_value", "picker"]
 
 #: a payload field name, a function of the payload, or None (the payload itself)
 Field = str | Callable[[Any], Any] | None
@@ -58,9 +59,12 @@ def picker(field: Field, what: str) -> Callable[[Any], Any] | None:
 
 
 def _number(value: Any, what: str) -> int | float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise InvalidRequestError(f"{what} takes numbers, not {type(value).__name__} {value!r}")
+    if isinstance(value, float) and math.isfinite(value):  # a table row holds no NaN
+        return value
+    raise InvalidRequestError(
+        f"{what} takes finite numbers, not {type(value).__name__} {value!r}")
 
 
 class Aggregate:
@@ -169,7 +173,7 @@ class Latest(_FieldAggregate):
     as ``[t, value]``."""
 
     def add(self, acc: Any, value: Any, t: int) -> Any:
-        return [t, _json(value)] if acc is None or t >= acc[0] else acc
+        return [t, json_value(value)] if acc is None or t >= acc[0] else acc
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else (b if b[0] >= a[0] else a)
@@ -192,7 +196,7 @@ class Collect(_FieldAggregate):
         return []
 
     def add(self, acc: list[Any], value: Any, t: int) -> list[Any]:
-        acc = [*acc, _json(value)]
+        acc = [*acc, json_value(value)]
         return acc if self.limit is None else acc[-self.limit:]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
@@ -232,7 +236,7 @@ class Reducer(Aggregate):
         return f"Reducer({getattr(self._add, '__name__', self._add)!r})"
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A payload value as JSON data (a model as its dict)."""
     dump = getattr(value, "model_dump", None)
     return dump(mode="json") if dump is not None else value

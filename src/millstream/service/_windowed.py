@@ -85,10 +85,10 @@ def declare_windowed(
     checkpoint_records: int = 100_000, max_batch: int = 500,
 ) -> WindowedService:
     """Declare service ``name`` aggregating ``stream`` per record key over ``window``
-    (``Tumbling``, ``Hopping``, ``Counted``) with ``aggregate`` (``Count()``, ``Sum(f)``
-    ...), keeping one row per key and window in table ``table`` (default: ``name``) and,
-    with ``output``, sending results (``WindowRow``) there: each change
-    (``emit="updates"``) or once per window when it closes (``"final"``).
+    (``Tumbling``, ``Hopping``, ``Sliding``, ``Session``, ``Counted``) with ``aggregate``
+    (``Count()``, ``Sum(f)`` ...), keeping one row per key and window in table ``table``
+    (default: ``name``) and, with ``output``, sending results (``WindowRow``) there: each
+    change (``emit="updates"``) or once per window when it closes (``"final"``).
 
     Event time is the record's timestamp, or ``time``: a payload field or a function of
     the payload giving a ``datetime`` (naive = UTC) or seconds since the epoch. Each

@@ -6,7 +6,8 @@ keyed ``<record key>/<start, 15 digits>``.
 
 * ``Tumbling(size)`` — back to back: ``[floor(t/size)·size, +size)``.
 * ``Hopping(size, every)`` — every ``every`` a window of ``size``: each one containing t.
-* ``Sliding(size)`` — Kafka Streams' sliding windows (see ``Sliding``).
+* ``Sliding(size)`` — Kafka Streams' sliding windows, one per distinct set of records
+  (see ``Sliding``).
 * ``Session(gap)`` — per key, records less than ``gap`` apart share a window.
 * ``Counted(n)`` — per key, every ``n`` records make a window; no time, never late.
 """
@@ -90,9 +91,10 @@ class Hopping:
 
 @dataclass(frozen=True, slots=True)
 class Sliding:
-    """Kafka Streams' sliding windows of ``size``: a window ``[t − size, t]`` ends at each
-    record's time, and one starts just after it; a record counts in every such window that
-    contains it. (Not implemented yet: declaring one is refused.)"""
+    """Kafka Streams' sliding windows of ``size``: a window ``[t − size, t]`` (both ends
+    included) ends at each record's time, and one starts just after it when a record falls
+    in it; a record counts in every such window that contains it. Rows show them as
+    ``[start, start + size + 1)`` in milliseconds."""
 
     size: Seconds
     size_ms: int = field(init=False, repr=False, compare=False)

@@ -97,6 +97,9 @@ class Checkpointed(DeliveryBase):
             offsets = state.offsets(number)
             latest = state.store.latest(number)
             if not shard.changed and latest is not None and latest.offsets == offsets:
+                # its checkpoint holds these offsets: commit them if a crash came between
+                # that checkpoint and its commit (else nothing would, the shard being idle)
+                commit.update({StreamPartition(s, number): o for s, o in offsets.items()})
                 continue
             state.store.write(producer, number, offsets, shard.data, state.since_checkpoint)
             shard.changed = False
