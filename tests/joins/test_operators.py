@@ -16,9 +16,9 @@ from millstream.records import Record
 from millstream.runtime._joining import EventTime
 from millstream.runtime._joining_asof import AsofHistory
 from millstream.runtime._joining_interval import LEFT, RIGHT, IntervalBuffers
-from millstream.runtime._joining_operators import AsofJoin, IntervalJoin, LateJoinRecord
+from millstream.runtime._joining_operators import AsofJoin, IntervalJoin
 from millstream.runtime._state import Shard
-from millstream.service import Context
+from millstream.service import Context, LateJoinRecord
 from tests.joins.reference import Event, asof_join, interval_join, none_last
 
 KEYS = ["a", "b", "c"]  # a and c share a shard

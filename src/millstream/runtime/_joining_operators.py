@@ -29,6 +29,7 @@ from millstream.runtime._joining import EventTime, Packer, Shard, key_bytes, key
 from millstream.runtime._joining_asof import AsofHistory
 from millstream.runtime._joining_interval import LEFT, RIGHT, IntervalBuffers
 from millstream.runtime._joining_table import Rows, TableRows
+from millstream.service._join_errors import LateJoinRecord, UnmatchedJoinRecord
 
 if TYPE_CHECKING:
     from millstream.service._context import Context
@@ -40,26 +41,6 @@ __all__ = ["AsofJoin", "IntervalJoin", "LateJoinRecord", "TableJoin", "Unmatched
 _REPLAY_STREAM = "millstream-replay-stream"
 
 Combine = Callable[[Any, Any], Any]
-
-
-class LateJoinRecord(Exception):
-    """A join's input record came after the watermark passed what it could still join (a
-    window's late record is ``service.LateRecord``)."""
-
-    #: the exceptions stream's stage for it (the runtime reads ``stage`` off what a handler
-    #: reports)
-    stage = "late"
-
-
-class UnmatchedJoinRecord(Exception):
-    """An inner join's record found nothing to join with (reported only when asked)."""
-
-    stage = "join"
-
-
-# exception records name an error by its class's module: the public one (once exported there)
-for _cls in (LateJoinRecord, UnmatchedJoinRecord):
-    _cls.__module__ = "millstream.service"
 
 
 def _when(ms: int) -> str:

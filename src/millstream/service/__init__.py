@@ -27,6 +27,7 @@ from millstream.service._aggregates import (
 )
 from millstream.service._app import App, Emit, Lifespan, RetryPolicy, ServiceSpec
 from millstream.service._context import Context, ReportedFailure
+from millstream.service._joins import Join, LateJoinRecord, UnmatchedJoinRecord
 from millstream.service._operator import Operator, ShardOutput
 from millstream.service._shadow import shadow_group, shadow_stream, shadow_table
 from millstream.service._stream import Stream
@@ -37,8 +38,8 @@ from millstream.service._windows import Counted, Hopping, Session, Sliding, Tumb
 from millstream.service._writer import AsyncWriter, Writer
 
 __all__ = ["Aggregate", "App", "AsyncWriter", "Collect", "Context", "Count", "Counted", "Emit",
-           "Hopping", "LateRecord", "Latest", "Lifespan", "Max", "Mean", "Min", "Operator",
-           "Reducer", "ReportedFailure", "RetryPolicy", "ServiceSpec", "Session",
-           "ShardOutput", "Sliding", "Stream", "Sum", "TableOutput", "Tumbling",
-           "WindowRow", "WindowedService", "Writer", "shadow_group", "shadow_stream",
-           "shadow_table"]
+           "Hopping", "Join", "LateJoinRecord", "LateRecord", "Latest", "Lifespan", "Max", "Mean",
+           "Min", "Operator", "Reducer", "ReportedFailure", "RetryPolicy", "ServiceSpec",
+           "Session", "ShardOutput", "Sliding", "Stream", "Sum", "TableOutput", "Tumbling",
+           "UnmatchedJoinRecord", "WindowRow", "WindowedService", "Writer", "shadow_group",
+           "shadow_stream", "shadow_table"]

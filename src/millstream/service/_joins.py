@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     from millstream.service._app import App
     from millstream.service._context import Context
 
-__all__ = ["Join", "Joins", "TimeField", "join_asof", "join_streams", "join_table", "rekey"]
+from millstream.service._join_errors import LateJoinRecord, UnmatchedJoinRecord
+
+__all__ = ["Join", "Joins", "LateJoinRecord", "TimeField", "UnmatchedJoinRecord", "join_asof",
+           "join_streams", "join_table", "rekey"]
 
 #: where a record's event time is: None (its timestamp), a payload field, or a function
 TimeField = str | Callable[[Any], datetime | int | float] | None
