@@ -82,7 +82,8 @@ def ads(within: float = 10, grace: float = 0, lateness: float = 0,
 
 
 def market(grace: float = 0, lateness: float = 0, tolerance: float | None = None,
-           inner: bool = False, idle_timeout: float | None = 30) -> App:
+           inner: bool = False, idle_timeout: float | None = 30,
+           report_unmatched: bool = False) -> App:
     """trades as of quotes → answers (as-of), on two partitions."""
     app = App("market", partitions=2)
     trades = app.stream("trades", Event)
@@ -90,7 +91,7 @@ def market(grace: float = 0, lateness: float = 0, tolerance: float | None = None
     answers = app.stream("answers", Answer)
     app.join_asof("prices", trades, quotes, answer, output=answers, time="at", grace=grace,
                   lateness=lateness, tolerance=tolerance, inner=inner,
-                  idle_timeout=idle_timeout)
+                  idle_timeout=idle_timeout, report_unmatched=report_unmatched)
     return app
 
 

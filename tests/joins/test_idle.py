@@ -62,3 +62,30 @@ def test_an_idle_partition_drops_what_no_partner_can_reach_in_an_interval_join()
                 step()
         (shard,) = platform.state_by_partition("clicks").values()
         assert sorted(shard) == ["j~", "~t"] and shard["j~"] == []
+
+
+def test_an_inner_asof_record_the_idle_clock_releases_unmatched_is_reported() -> None:
+    clock = ManualClock()
+    start = clock.time()
+    with TestPlatform(market(grace=5, idle_timeout=30, inner=True, report_unmatched=True),
+                      clock=clock, partitions_override=1) as platform:
+        platform.send("trades", Event(id=10, at=start - 100), key="s")  # no quote comes
+        with platform.running("prices") as running:
+            runner = running.runners[0]
+            platform.wait_until(lambda: runner.statistics().records_in == 1)
+            step = stepper(platform, running, clock)
+            for _ in range(29):
+                step()
+            assert runner.statistics().exceptions == 0  # still waiting for the watermark
+            for _ in range(2):
+                step()
+            platform.wait_until(lambda: runner.statistics().exceptions == 1)
+            assert runner.statistics().errors == 0  # reported as asked: not an error
+        assert platform.values("answers") == []
+        (reported,) = platform.exceptions("prices")
+        assert reported.document["stage"] == "join"
+        assert reported.error_type == "millstream.service.UnmatchedJoinRecord"
+        assert reported.message.startswith("no version of key 's' at or before ")
+        # the idle clock released it, not a record: the exception names the shard
+        assert (reported.input["stream"], reported.input["partition"],
+                reported.input["offset"]) == ("trades", 0, -1)

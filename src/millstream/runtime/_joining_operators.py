@@ -316,12 +316,13 @@ class AsofJoin(_Operator):
         def emit(joined: Any, key: bytes) -> None:
             out.emit(output, joined, key=key)
 
-        self.release(shard, self._clock.idle(shard, int(now * 1000), idle), emit, None)
+        self.release(shard, self._clock.idle(shard, int(now * 1000), idle), emit, out.report)
 
     def release(self, shard: Shard, watermark: int, emit: Callable[[Any, bytes], None],
                 report: Callable[[BaseException], None] | None) -> None:
         """Join and emit the records the watermark released (an unmatched one of an inner
-        join is reported when asked and there is a record to report it with)."""
+        join is reported when asked: against the record being handled, or the shard when the
+        idle clock released it)."""
         history = self._history
         taken = history.take(shard, watermark)
         if not taken:

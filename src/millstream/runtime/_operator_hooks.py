@@ -9,7 +9,7 @@ offset -1), so a refused row is reported against the shard it came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from millstream._wellknown import WRITER_HEADER
@@ -19,6 +19,9 @@ from millstream.runtime._outputs import Encoder, Outputs
 from millstream.runtime._state import ServiceState
 from millstream.service._app import App, Emit, ServiceSpec
 from millstream.service._operator import Operator
+
+#: ``report(source, error)``: an error a hook reports, to the exceptions stream
+Report = Callable[[Record, BaseException], None]
 
 __all__ = ["ADVANCE_INTERVAL_S", "OperatorHooks", "operator_of"]
 
@@ -36,14 +39,15 @@ def operator_of(spec: ServiceSpec) -> Operator | None:
 class _ShardOutput:
     """A hook's ``ShardOutput`` for one shard."""
 
-    __slots__ = ("_encoder", "_headers", "_outputs", "_source")
+    __slots__ = ("_encoder", "_headers", "_outputs", "_report", "_source")
 
     def __init__(self, encoder: Encoder, outputs: Outputs, headers: dict[str, Headers],
-                 source: Record) -> None:
+                 source: Record, report: Report) -> None:
         self._encoder = encoder
         self._outputs = outputs
         self._headers = headers
         self._source = source
+        self._report = report
 
     def emit(self, stream: str, value: Any, *, key: bytes | str) -> None:
         self._outputs.rows.append(self._encoder.encode(self._source, Emit(stream, value, key)))
@@ -52,14 +56,18 @@ class _ShardOutput:
         self._outputs.rows.append((self._encoder.streams[stream], key, data,
                                    self._headers[stream], self._source))
 
+    def report(self, error: BaseException) -> None:
+        self._report(self._source, error)
+
 
 class OperatorHooks:
     """Runs ``operator``'s hooks over ``state``'s shards, appending what they emit to
     ``outputs`` (the delivery mode sends them with the rest)."""
 
     def __init__(self, app: App, spec: ServiceSpec, operator: Operator, state: ServiceState,
-                 encoder: Encoder, outputs: Outputs, clock: Clock) -> None:
+                 encoder: Encoder, outputs: Outputs, clock: Clock, report: Report) -> None:
         self._operator = operator
+        self._report = report
         self._state = state
         self._encoder = encoder
         self._outputs = outputs
@@ -77,7 +85,7 @@ class OperatorHooks:
 
     def _out(self, number: int) -> _ShardOutput:
         source = Record(self._input, number, -1, 0, None, None)
-        return _ShardOutput(self._encoder, self._outputs, self._headers, source)
+        return _ShardOutput(self._encoder, self._outputs, self._headers, source, self._report)
 
     def flush(self, numbers: Iterable[int] | None = None) -> None:
         """Call ``flush`` for the shards ``numbers`` (every owned one if None)."""

@@ -144,7 +144,9 @@ class ServiceRunner:
         operator = operator_of(spec)
         #: an operator's flush and advance hooks (a windowed or joining service), or None
         self._hooks = None if operator is None or self._state is None else OperatorHooks(
-            app, spec, operator, self._state, self._encoder, self._outputs, clock)
+            app, spec, operator, self._state, self._encoder, self._outputs, clock,
+            report=lambda source, error: self._handler.report(
+                source, getattr(error, "stage", "reported"), error, 1, None))
         self._stride = 1  # records per processing-time sample (see _process_batch)
         self._commit_ns = int(spec.commit_interval * 1e9)
         self._consumer: Any = None

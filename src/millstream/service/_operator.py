@@ -43,6 +43,12 @@ class ShardOutput(Protocol):
         tombstone — to output ``stream`` keyed by ``key``; the codec's headers are added."""
         ...
 
+    def report(self, error: BaseException) -> None:
+        """Send ``error`` to the exceptions stream as ``ctx.report`` does (its ``stage``
+        attribute, if any, is the record's stage), against the shard: the input named is
+        the shard's partition of the service's first input, at offset -1 (no record)."""
+        ...
+
 
 @runtime_checkable
 class Operator(Protocol):
