@@ -77,6 +77,19 @@ class _Operator:
                 f"{record.stream!r}, which is not one of its inputs ({', '.join(self._sides)})")
         return side
 
+    def _arrive(self, value: Any, ctx: Context, keys: KeyCheck | None, times: dict[int, EventTime],
+                clock: EventTime, idle: _Idle) -> tuple[Record, Shard, int, bytes, int, int]:
+        """What a timed join reads first of a record: (the record, its shard, its side, its
+        key, its event time, the shard's watermark before it)."""
+        record = ctx.record
+        shard: Shard = ctx.state
+        side = self._sides.get(record.stream)
+        if side is None:
+            side = self._side(record)
+        key = self._key(record, keys)
+        idle.saw(record.partition)
+        return record, shard, side, key, times[side].of(value, record), clock.watermark(shard)
+
     def _key(self, record: Record, keys: KeyCheck | None) -> bytes:
         key = record.key
         if key is None:
@@ -186,16 +199,9 @@ class IntervalJoin(_Operator):
         self._alone = {"inner": (), "left": (LEFT,), "outer": (LEFT, RIGHT)}[how]
 
     def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> Any:
-        record = ctx.record
-        shard: Shard = ctx.state
-        side = self._sides.get(record.stream)
-        if side is None:
-            side = self._side(record)
-        key = self._key(record, keys)
-        self._idle.saw(record.partition)
         buffers, clock = self._buffers, self._clock
-        time_ms = self._times[side].of(value, record)
-        watermark = clock.watermark(shard)
+        record, shard, side, key, time_ms, watermark = self._arrive(
+            value, ctx, keys, self._times, clock, self._idle)
         if buffers.late(time_ms, watermark):
             ctx.report(LateJoinRecord(
                 f"record at {_when(time_ms)} came after the watermark ({_when(watermark)}) "
@@ -275,16 +281,9 @@ class AsofJoin(_Operator):
         self._idle = _Idle(idle_ms)
 
     def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> None:
-        record = ctx.record
-        shard: Shard = ctx.state
-        side = self._sides.get(record.stream)
-        if side is None:
-            side = self._side(record)
-        key = self._key(record, keys)
-        self._idle.saw(record.partition)
         history, clock = self._history, self._clock
-        time_ms = self._times[side].of(value, record)
-        watermark = clock.watermark(shard)
+        record, shard, side, key, time_ms, watermark = self._arrive(
+            value, ctx, keys, self._times, clock, self._idle)
         if history.late(time_ms, watermark):
             what = "version" if side == RIGHT else "record"
             ctx.report(LateJoinRecord(
