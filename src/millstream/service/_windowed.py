@@ -70,8 +70,9 @@ class WindowedService:
         version's own table."""
         text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         name = self.table.name if shadow is None else shadow_table(self.table.name, shadow)
-        rows = [row for _, row in tables.table(name).query({"key": text}, model=WindowRow)
-                if closed or not row.closed]
+        where: dict[str, str | bool] = {"key": text} if closed else {"key": text,
+                                                                      "closed": False}
+        rows = [row for _, row in tables.table(name).query(where, model=WindowRow)]
         return sorted(rows, key=lambda row: row.start, reverse=True)
 
 
