@@ -163,6 +163,30 @@ def test_the_window_table_is_indexed_by_key_and_current_gives_a_keys_open_window
             60_000, 30_000, 0, -30_000]
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["checkpointed", "transactional"])
+def test_windows_the_idle_clock_closes_reach_the_table_while_the_service_runs(
+        exactly_once: bool) -> None:
+    app = clicks_app(window=Tumbling(60), aggregate=Count(), idle_timeout=30, partitions=1,
+                     exactly_once=exactly_once)
+    clock = ManualClock()
+    start = clock.time()
+    window = int((start - 100) * 1000 // 60_000 * 60_000)
+    with TestPlatform(app, clock=clock) as platform:
+        platform.send_many("clicks", clicks("a", start - 100, start - 95), key="a")
+        with platform.running("counts") as running:
+            runner = running.runners[0]
+            platform.wait_until(lambda: runner.statistics().records_in == 2)
+            table = platform.tables.table("counts")
+            for _ in range(40):  # the idle rule closes it; the next checkpoint (5 s) or
+                clock.advance(1)  # commit makes its row durable, and the table gets it
+                platform.wait_until(lambda: runner._hooks is not None
+                                    and runner._hooks.advanced_to == clock.time())
+            platform.wait_until(lambda: table.get(f"a/{window:015d}")["closed"] is True)
+            assert table.get(f"a/{window:015d}") == {
+                "key": "a", "start": window, "end": window + 60_000, "value": 2,
+                "records": 2, "closed": True}
+
+
 def test_an_idle_partition_closes_its_windows_with_the_wall_clock_after_idle_timeout(
         ) -> None:
     app = clicks_app(window=Tumbling(60), aggregate=Count(), idle_timeout=30, partitions=1)

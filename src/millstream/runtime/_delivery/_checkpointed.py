@@ -83,10 +83,11 @@ class Checkpointed(DeliveryBase):
     def _checkpoint(self, numbers: Iterable[int] | None = None) -> None:
         """Flush outputs, write checkpoints of the shards that moved, then commit their
         offsets (all shards unless ``numbers``)."""
-        state, producer = self._state, self._producer
+        state, producer, metrics = self._state, self._producer, self._w.metrics
         assert producer is not None
         chosen = list(state.shards) if numbers is None else [n for n in numbers
                                                              if n in state.shards]
+        sent = metrics.records_out
         self._w.flush_shards(chosen)  # an operator's rows go out before its checkpoint
         self.send()
         producer.flush()
@@ -113,3 +114,5 @@ class Checkpointed(DeliveryBase):
         commit = {sp: o for sp, o in commit.items() if self._committed_at.get(sp) != o}
         if commit:
             self._commit_offsets(commit)
+        elif metrics.records_out != sent:  # rows without new input (an operator's hook:
+            self._committed({})  # windows the idle clock closed) are durable: feed tables
