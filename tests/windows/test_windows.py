@@ -187,6 +187,32 @@ def test_windows_the_idle_clock_closes_reach_the_table_while_the_service_runs(
                 "records": 2, "closed": True}
 
 
+def test_records_stamped_by_the_platform_clock_give_their_event_time_to_timestamp_windows(
+        ) -> None:
+    # time=None: event time is the record's timestamp; TestPlatform.send(timestamp=) sets it
+    app = clicks_app(window=Tumbling(60), aggregate=Count(), idle_timeout=30, partitions=1,
+                     time=None)
+    clock = ManualClock()
+    start = clock.time()
+    with TestPlatform(app, clock=clock) as platform:
+        platform.send_many("clicks", clicks("a", 0, 0), key="a", timestamp=start - 100)
+        platform.send("clicks", Click(user="a", at=0), key="a", timestamp=start - 30)
+        with platform.running("counts") as running:
+            runner = running.runners[0]
+            platform.wait_until(lambda: runner.statistics().records_in == 3)
+            for _ in range(32):
+                clock.advance(1)
+                platform.wait_until(lambda: runner._hooks is not None
+                                    and runner._hooks.advanced_to == clock.time())
+            first = int((start - 100) * 1000 // 60_000 * 60_000)
+            second = int((start - 30) * 1000 // 60_000 * 60_000)
+            assert platform.wait_for("results", 2) == [
+                WindowRow(key="a", start=first, end=first + 60_000, value=2, records=2,
+                          closed=True),
+                WindowRow(key="a", start=second, end=second + 60_000, value=1, records=1,
+                          closed=True)]
+
+
 def test_an_idle_partition_closes_its_windows_with_the_wall_clock_after_idle_timeout(
         ) -> None:
     app = clicks_app(window=Tumbling(60), aggregate=Count(), idle_timeout=30, partitions=1)

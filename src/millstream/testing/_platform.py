@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -60,6 +61,8 @@ T = TypeVar("T")
 #: a stream's payload type, for the methods that take its handle
 P = TypeVar("P")
 KeyLike = bytes | str | None
+#: a record's timestamp: seconds since the epoch, a ``datetime`` (naive = UTC), or None (now)
+When = float | datetime | None
 
 #: Embedded-log options: a member that stops heartbeating loses its partitions in 1.5 s.
 _LOG_OPTIONS = "session_timeout_ms=1500&heartbeat_interval_ms=250&durability=process"
@@ -170,28 +173,34 @@ class TestPlatform:
 
     @overload
     def send(self, stream: Stream[P], value: P, *, key: KeyLike = None,
-             timeout: float = 5.0) -> Position: ...
+             timestamp: When = None, timeout: float = 5.0) -> Position: ...
 
     @overload
     def send(self, stream: str, value: Any, *, key: KeyLike = None,
-             timeout: float = 5.0) -> Position: ...
+             timestamp: When = None, timeout: float = 5.0) -> Position: ...
 
     def send(self, stream: Stream[Any] | str, value: Any, *, key: KeyLike = None,
-             timeout: float = 5.0) -> Position:
+             timestamp: When = None, timeout: float = 5.0) -> Position:
         """Encode ``value`` with the stream's declared codec (the stream by handle or name),
-        send it, wait until durable."""
+        send it, wait until durable. ``timestamp``: the record's timestamp — seconds since
+        the epoch or a ``datetime`` (naive = UTC), e.g. ``platform.clock.time()`` for a
+        windowed service that reads event time from timestamps; default: now, by the wall
+        clock (not the platform's)."""
         stream = stream_name(stream)
         declared = self._stream(stream)
         check_value(declared, value, "TestPlatform.send")
         data, headers = declared.codec.encode(value)
         return self._open_producer().send(stream, data, key=_key_bytes(key),
-                                          headers=headers).wait(timeout)
+                                          headers=headers,
+                                          timestamp=_millis(timestamp)).wait(timeout)
 
     def send_many(self, stream: Stream[Any] | str, values: Iterable[Any], *,
                   key: Callable[[Any], KeyLike] | KeyLike = None,
+                  timestamp: Callable[[Any], When] | When = None,
                   timeout: float = 5.0) -> list[Position]:
         """Send several values in order; ``key`` is one key for all or a function of the
-        value. Returns their positions once all are durable."""
+        value, and so is ``timestamp`` (as for ``send``). Returns their positions once all
+        are durable."""
         stream = stream_name(stream)
         declared = self._stream(stream)
         items = list(values)
@@ -201,9 +210,15 @@ class TestPlatform:
             check_value(declared, item, "TestPlatform.send_many")
         encoded = [declared.codec.encode(v) for v in items]
         keys = [_key_bytes(key(v) if callable(key) else key) for v in items]
-        return self._open_producer().send_batch(
-            stream, [d for d, _ in encoded], keys=keys, headers=[h for _, h in encoded],
-        ).wait(timeout)
+        producer = self._open_producer()
+        if timestamp is None:
+            return producer.send_batch(
+                stream, [d for d, _ in encoded], keys=keys, headers=[h for _, h in encoded],
+            ).wait(timeout)
+        handles = [producer.send(stream, data, key=k, headers=h, timestamp=_millis(
+            timestamp(v) if callable(timestamp) else timestamp))
+            for v, (data, h), k in zip(items, encoded, keys, strict=True)]
+        return [handle.wait(timeout) for handle in handles]
 
     # -- running services -------------------------------------------------------------------
 
@@ -466,6 +481,18 @@ class _Idle:
 
 def _key_bytes(key: KeyLike) -> bytes | None:
     return key.encode() if isinstance(key, str) else key
+
+
+def _millis(when: When) -> int | None:
+    if when is None:
+        return None
+    if isinstance(when, datetime):
+        return round((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return round(when * 1000)
+    raise InvalidRequestError(
+        f"timestamp={when!r}: give seconds since the epoch (e.g. platform.clock.time()) or a "
+        "datetime")
 
 
 def _with_partitions(app: App, override: int | Mapping[str, int] | None) -> App:
