@@ -110,3 +110,19 @@ def test_a_record_without_a_usable_event_time_or_value_fails_alone() -> None:
                           "number of seconds since the epoch"),
             ("handle", 3, "Sum('level') takes finite numbers, not str 'high'"),
         ]
+
+
+def test_a_field_the_payload_model_does_not_have_is_refused_when_declared() -> None:
+    app = App("decl", partitions=1)
+    readings = app.stream("readings", Reading)
+    assert refusal(lambda: app.windowed(
+        "w", readings, window=Tumbling(60), aggregate=Count(), time="ts")) == (
+        "windowed service 'w': time names field 'ts', which Reading (the payload of "
+        "'readings') does not have; its fields: sensor, at, level")
+    assert refusal(lambda: app.windowed(
+        "w", readings, window=Tumbling(60), aggregate=Sum("levels"), time="at")) == (
+        "windowed service 'w': aggregate Sum('levels') names field 'levels', which Reading "
+        "(the payload of 'readings') does not have; its fields: sensor, at, level")
+    assert app.services == {} and "w" not in app.tables  # nothing half-declared
+    dicts = app.stream("raw", dict)  # a dict payload: fields are known only per record
+    app.windowed("d", dicts, window=Tumbling(60), aggregate=Sum("levels"), time="ts")

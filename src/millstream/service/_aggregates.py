@@ -219,6 +219,7 @@ class Reducer(Aggregate):
         self._initial = initial
         self._add = add
         self._merge = merge
+        self.field = field
         self.pick = picker(field, "Reducer")
 
     def initial(self) -> Any:

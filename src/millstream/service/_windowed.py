@@ -120,6 +120,7 @@ def declare_windowed(
         raise InvalidRequestError(
             f"windowed service {name!r}: time={time!r} must be None (the record "
             "timestamp), a payload field name or a function of the payload")
+    _check_fields(app, name, stream, time, aggregate)
     rows = app.table(table or name, WindowRow, indexes=["key", "start"])
     outputs: list[Stream[Any] | str | TableOutput] = [rows]
     if output is not None:
@@ -152,3 +153,23 @@ def declare_windowed(
     spec.description = (
         f"{type(window).__name__} windows of {declared.input}, {aggregate!r}")
     return declared
+
+
+def _check_fields(app: App, name: str, stream: Stream[Any] | str, time: TimeOf,
+                  aggregate: Aggregate) -> None:
+    """A field named for the event time or the aggregate must be one of the input's model
+    (when the stream carries a pydantic model): refused when declared, not record by record."""
+    declared = app.streams.get(stream_name(stream))
+    if declared is None:
+        return
+    model = getattr(declared.codec, "model", None)
+    if model is None:
+        return
+    fields = model.model_fields
+    for what, field in (("time", time), (f"aggregate {aggregate!r}",
+                                         getattr(aggregate, "field", None))):
+        if isinstance(field, str) and field not in fields:
+            raise InvalidRequestError(
+                f"windowed service {name!r}: {what} names field {field!r}, which "
+                f"{model.__name__} (the payload of {declared.name!r}) does not have; its "
+                f"fields: {', '.join(fields)}")
