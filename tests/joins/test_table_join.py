@@ -163,3 +163,23 @@ def test_rekeying_through_an_intermediate_stream_makes_a_stream_joinable() -> No
         assert [r.key for r in platform.records("orders-by-item")
                 if Order.model_validate_json(r.value or b"").id == 1] == [b"a"]
         assert platform.exceptions() == []
+
+
+class Titled(Item):
+    sku: str
+
+
+def test_a_table_a_service_writes_can_be_the_table_side_as_declared() -> None:
+    app = App("shop", partitions=2)
+    orders = app.stream("orders", Order)
+    catalog = app.table("catalog", Titled, key="sku")  # its changelog stream: "catalog"
+    app.join_table("titles", orders, catalog,
+                   lambda o, t: Line(order=o.id, title=t.title if t else None),
+                   output=app.stream("lines", Line))
+    assert app.services["titles"].inputs == ("orders", "catalog")
+    with TestPlatform(app) as platform:
+        platform.send("catalog", Titled(sku="a", title="Apple"), key="a")
+        platform.send("orders", Order(id=1, item="a"), key="a")
+        platform.send("orders", Order(id=2, item="b"), key="b")
+        platform.run_until_idle("titles")
+        assert lines(platform) == [(1, "Apple", b"a"), (2, None, b"b")]

@@ -46,10 +46,10 @@ def test_settings_a_window_cannot_honour_are_refused_when_declared() -> None:
         "windowed service 'w': emit='always' must be 'final' (a result when a window "
         "closes) or 'updates' (a result at every change)")
     assert refusal(windowed(grace=-1)) == (
-        "grace=-1 must be ≥ 0 seconds, in whole milliseconds or more")
+        "windowed service 'w': grace=-1 must be ≥ 0 seconds, in whole milliseconds or more")
     assert refusal(windowed(lateness="5s")) == (
-        "lateness='5s' must be a number of seconds or a timedelta (e.g. 60 or "
-        "timedelta(minutes=1))")
+        "windowed service 'w': lateness='5s' must be a number of seconds or a timedelta "
+        "(e.g. 60 or timedelta(minutes=1))")
     assert refusal(lambda: Hopping(size=60, every=120)) == (
         "Hopping(size=60, every=120): every must be ≤ size (windows further apart than their "
         "size would leave records in none)")

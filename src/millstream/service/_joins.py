@@ -97,6 +97,8 @@ def _input(app: App, stream: object, what: str, service: str) -> str:
         return stream.name
     if isinstance(stream, str) and stream in app.streams:
         return stream
+    if isinstance(stream, TableOutput) and stream.stream in app.streams:
+        return stream.stream  # a table a service writes: its changelog stream
     raise InvalidRequestError(
         f"join {service!r}: {what} {stream!r} is not a declared stream; declare it with "
         "app.stream(name, Payload) and pass its handle")

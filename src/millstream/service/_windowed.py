@@ -121,6 +121,12 @@ def declare_windowed(
             f"windowed service {name!r}: time={time!r} must be None (the record "
             "timestamp), a payload field name or a function of the payload")
     _check_fields(app, name, stream, time, aggregate)
+    what = f"windowed service {name!r}: "  # durations, checked before anything is declared
+    lateness_ms = duration_ms(lateness, what + "lateness", zero=True)
+    grace_ms = duration_ms(grace, what + "grace", zero=True)
+    idle_ms = None if idle_timeout is None else duration_ms(idle_timeout, what + "idle_timeout")
+    retention_ms = (None if retention is None
+                    else duration_ms(retention, what + "retention", zero=True))
     rows = app.table(table or name, WindowRow, indexes=["key", "start"])
     outputs: list[Stream[Any] | str | TableOutput] = [rows]
     if output is not None:
@@ -135,12 +141,8 @@ def declare_windowed(
     declared = WindowedService(
         name=name, input=stream_name(stream), window=window, aggregate=aggregate,
         table=rows, output=None if output is None else stream_name(output), emit=emit,
-        lateness_ms=duration_ms(lateness, "lateness", zero=True),
-        grace_ms=duration_ms(grace, "grace", zero=True),
-        idle_timeout_ms=(None if idle_timeout is None
-                         else duration_ms(idle_timeout, "idle_timeout")),
-        retention_ms=None if retention is None else duration_ms(retention, "retention",
-                                                                zero=True))
+        lateness_ms=lateness_ms, grace_ms=grace_ms, idle_timeout_ms=idle_ms,
+        retention_ms=retention_ms)
     operator = WindowOperator(declared, time)
     app.service(name, inputs=[stream], outputs=outputs, stateful=True,
                 exactly_once=exactly_once,
