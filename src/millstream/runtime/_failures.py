@@ -109,8 +109,10 @@ class ExceptionRecord:
 
     @property
     def reported(self) -> bool:
-        """A ``ctx.report``: the input was processed; replaying it processes it again."""
-        return self.stage == "reported"
+        """Handled by design, not a failure: a ``ctx.report``, a window's or a join's late
+        record, an inner join's unmatched record reported as asked. The input was
+        processed; replaying it processes it again (a late record is late again)."""
+        return self.stage in ("reported", "late", "join")
 
     @property
     def attempts(self) -> int:
