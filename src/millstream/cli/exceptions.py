@@ -135,8 +135,8 @@ def show_command(state: CliState, ident: int) -> None:
 @click.option("--group", help="With --all: only this group's failures.")
 @click.option("--since", metavar="SPAN|TIME", help="With --all: only newer ones.")
 @click.option("--include-reported", is_flag=True,
-              help="With --all: also inputs a handler processed and reported (ctx.report); "
-                   "replaying them processes them again.")
+              help="With --all: also inputs handled by design and reported (ctx.report, "
+                   "late records, unmatched join records); replaying processes them again.")
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; send nothing.")
 @pass_state
 def replay_command(state: CliState, idents: tuple[int, ...], everything: bool,
@@ -146,8 +146,9 @@ def replay_command(state: CliState, idents: tuple[int, ...], everything: bool,
 
     Other groups reading the same input never see the records again. A record that fails
     again comes back as a new exception that names the one it replays. Inputs a handler
-    processed and only reported (stage ``reported``) were not failures: --all leaves them
-    out unless --include-reported, and naming one replays it with a warning.
+    processed and only reported (stages ``reported``, ``late`` and ``join``: ctx.report, a
+    window's or join's late record, an inner join's unmatched one) were not failures: --all
+    leaves them out unless --include-reported, and naming one replays it with a warning.
 
     \b
     Example:
