@@ -15,8 +15,10 @@ Plain functions with no buffers, heaps or expiry — the definitions the runtime
 
 An ``Event`` is one input record; a shard (a partition number) handles its events in the
 order given. Lateness is a property of that order: a record is late when the watermark —
-the largest time seen on its shard before it, minus ``lateness`` — has passed its time plus
-``within + grace`` (interval join) or ``grace`` (as-of).
+the smaller of the largest times seen on each input of its shard before it (none until both
+inputs have shown one), minus ``lateness`` — has passed its time plus ``within + grace``
+(interval join) or ``grace`` (as-of). The final watermark is the smaller of each input's
+largest time, minus ``lateness`` (none if an input has no record).
 """
 
 from __future__ import annotations
@@ -46,19 +48,34 @@ def _shards(events: Iterable[Event], partition: Callable[[str], int]) -> dict[in
     return shards
 
 
+def _watermark(largest: dict[str, int], lateness: int) -> int | None:
+    """The smaller of the inputs' largest times, minus ``lateness``; None until both have
+    one."""
+    return min(largest.values()) - lateness if len(largest) == 2 else None
+
+
 def _on_time(events: list[Event], lateness: int, allowed: int) -> tuple[list[Event],
                                                                           list[Event]]:
     """(not late, late) of one shard's events: late when the watermark before it passed its
     time + ``allowed``."""
     on_time, late = [], []
-    largest: int | None = None
+    largest: dict[str, int] = {}
     for event in events:
-        if largest is not None and largest - lateness > event.time + allowed:
+        mark = _watermark(largest, lateness)
+        if mark is not None and mark > event.time + allowed:
             late.append(event)
         else:
             on_time.append(event)
-        largest = event.time if largest is None else max(largest, event.time)
+        largest[event.side] = max(largest.get(event.side, event.time), event.time)
     return on_time, late
+
+
+def _final(events: list[Event], lateness: int) -> int | None:
+    """The watermark after all of one shard's events."""
+    largest: dict[str, int] = {}
+    for event in events:
+        largest[event.side] = max(largest.get(event.side, event.time), event.time)
+    return _watermark(largest, lateness)
 
 
 def table_join(events: Iterable[Event], *, inner: bool = False
@@ -93,10 +110,11 @@ def interval_join(events: Iterable[Event], partition: Callable[[str], int], *, w
         rights = [e for e in on_time if e.side == RIGHT]
         out += [(a.key, a.id, b.id) for a in lefts for b in rights
                 if a.key == b.key and abs(a.time - b.time) <= within]
-        final = max(e.time for e in shard) - lateness
+        final = _final(shard, lateness)
         for event in on_time:
             others = rights if event.side == LEFT else lefts
-            if (event.side in alone and final > event.time + 2 * within + grace
+            if (event.side in alone and final is not None
+                    and final > event.time + 2 * within + grace
                     and not any(o.key == event.key and abs(o.time - event.time) <= within
                                 for o in others)):
                 out.append((event.key, event.id, None) if event.side == LEFT
@@ -115,12 +133,12 @@ def asof_join(events: Iterable[Event], partition: Callable[[str], int], *, grace
     for _, shard in sorted(_shards(events, partition).items()):
         on_time, late = _on_time(shard, lateness, grace)
         late_all += late
-        final = max(e.time for e in shard) - lateness
+        final = _final(shard, lateness)
         versions = [(i, e) for i, e in enumerate(on_time) if e.side == RIGHT]
         for event in on_time:
             if event.side != LEFT:
                 continue
-            if not final > event.time + grace:
+            if final is None or not final > event.time + grace:
                 waiting.append(event)
                 continue
             candidates = [(v.time, i, v) for i, v in versions

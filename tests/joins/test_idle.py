@@ -44,7 +44,8 @@ def test_an_idle_partition_answers_the_records_waiting_in_an_asof_join() -> None
             # idle for 30 s: the watermark is now − 30 s, past the trade's time + grace
             assert platform.wait_for("answers", 1) == [Answer(trade=10, quote=1)]
         (shard,) = platform.state_by_partition("prices").values()
-        assert shard["~t"] == int(clock.time() * 1000) - 30_000
+        # both inputs idle: each input's time moved to now − 30 s
+        assert shard["~t0"] == shard["~t1"] == int(clock.time() * 1000) - 30_000
         assert "a~" not in shard
 
 
@@ -61,7 +62,7 @@ def test_an_idle_partition_drops_what_no_partner_can_reach_in_an_interval_join()
             for _ in range(31):
                 step()
         (shard,) = platform.state_by_partition("clicks").values()
-        assert sorted(shard) == ["j~", "~t"] and shard["j~"] == []
+        assert sorted(shard) == ["j~", "~t0", "~t1"] and shard["j~"] == []
 
 
 def test_an_inner_asof_record_the_idle_clock_releases_unmatched_is_reported() -> None:

@@ -3,8 +3,8 @@ outputs, late records on the exceptions stream, and state that does not grow wit
 
 Records of the two inputs are read interleaved in no set order within one run; each test
 sends what must come first, lets the service read it (``run_until_idle``), then sends the
-rest, so the order the join sees is the one written here. One partition: every record moves
-the one watermark (the largest time seen minus lateness)."""
+rest, so the order the join sees is the one written here. One partition, one watermark: the
+smaller of the two inputs' largest times seen, minus lateness (none until both have one)."""
 
 from __future__ import annotations
 
@@ -50,11 +50,13 @@ def test_a_record_after_the_watermark_passed_its_reach_is_reported_late() -> Non
     with one_partition(ads(within=10, grace=5)) as platform:
         step(platform, "clicks", "shown", [("u", 1, 100)])
         step(platform, "clicks", "clicked", [("u", 10, 170)])
+        # the watermark is 100 (shown is at 100): clicks far ahead make no shown record late
+        step(platform, "clicks", "shown", [("u", 5, 175)])
         # the watermark is 170: a record at 155 may still meet a partner (170 ≤ 155 + 10 +
         # 5), one at 154.999 may not
         step(platform, "clicks", "shown", [("u", 2, 160), ("u", 3, 155),
                                            ("u", 4, 154.999)])
-        assert pairs(platform) == [(2, 10)]
+        assert pairs(platform) == [(2, 10), (5, 10)]
         (late,) = platform.exceptions("clicks")
         assert late.document["stage"] == "late"
         assert late.error_type == "millstream.service.LateJoinRecord"
@@ -68,9 +70,11 @@ def test_a_left_join_emits_a_left_record_alone_once_no_partner_can_come() -> Non
     with one_partition(ads(within=10, how="left")) as platform:
         step(platform, "clicks", "shown", [("u", 1, 100), ("v", 2, 100)])
         step(platform, "clicks", "clicked", [("u", 10, 105), ("w", 11, 100)])
-        # the watermark is 105: v@100 may still meet a click at up to 110
+        # the watermark is 100: v@100 may still meet a click at up to 110
         assert pairs(platform) == [(1, 10)]
         step(platform, "clicks", "clicked", [("x", 12, 121)])
+        assert pairs(platform) == [(1, 10)]  # shown is still at 100: so is the watermark
+        step(platform, "clicks", "shown", [("y", 3, 121)])
         # 121 passed 100 + 2·within: v@100 met no partner and never will; a click alone
         # (w@100) is not emitted by a left join
         assert pairs(platform) == [(1, 10), (2, None)]
@@ -82,6 +86,7 @@ def test_an_outer_join_emits_a_record_of_either_side_alone() -> None:
         step(platform, "clicks", "shown", [("u", 1, 100), ("v", 2, 100)])
         step(platform, "clicks", "clicked", [("u", 10, 105), ("w", 11, 100)])
         step(platform, "clicks", "clicked", [("x", 12, 121)])
+        step(platform, "clicks", "shown", [("y", 3, 121)])
         assert pairs(platform) == [(None, 11), (1, 10), (2, None)]
 
 
@@ -89,25 +94,33 @@ def test_kept_records_are_dropped_once_no_partner_can_reach_them() -> None:
     with one_partition(ads(within=10)) as platform:
         step(platform, "clicks", "shown", [(f"k{i}", i, 100 + i) for i in range(50)])
         (shard,) = platform.state_by_partition("clicks").values()
-        # the watermark is 149: kept while t ≥ 149 − 2·within, the 21 at 129..149
-        assert sorted(int(k[4:]) for k in shard if k.startswith("j0/")) == list(range(29, 50))
+        # no click yet, no watermark: a click may still come for any of them
+        assert sorted(int(k[4:]) for k in shard if k.startswith("j0/")) == list(range(50))
         step(platform, "clicks", "clicked", [("k0", 99, 170)])
         (shard,) = platform.state_by_partition("clicks").values()
-        assert sorted(k for k in shard if k.startswith("j")) == ["j1/k0", "j~"]
-        assert shard["j~"] == [[170_000, 1, "k0"]]
+        # the watermark is 149: kept while t ≥ 149 − 2·within, the 21 at 129..149
+        assert sorted(int(k[4:]) for k in shard if k.startswith("j0/")) == list(range(29, 50))
+        step(platform, "clicks", "shown", [("k50", 50, 200)])
+        (shard,) = platform.state_by_partition("clicks").values()
+        # the watermark is 170: every shown record before 150 is gone
+        assert sorted(k for k in shard if k.startswith("j")) == ["j0/k50", "j1/k0", "j~"]
+        assert sorted(shard["j~"]) == [[170_000, 1, "k0"], [200_000, 0, "k50"]]
 
 
 def test_each_trade_gets_the_latest_quote_at_or_before_its_time() -> None:
     with one_partition(market()) as platform:
         step(platform, "prices", "quotes", [("t", 3, 50), ("s", 1, 100)])
         step(platform, "prices", "trades", [("t", 12, 100), ("s", 10, 105)])
+        # the watermark is 100 (quotes are at 100): a quote at 100 may still come
+        assert answers(platform) == []
+        step(platform, "prices", "quotes", [("s", 2, 110)])
         # the watermark is 105: trade 12 (at 100) is answered, trade 10 (at 105) waits
         assert answers(platform) == [(12, 3)]
-        step(platform, "prices", "quotes", [("s", 2, 110)])
-        assert answers(platform) == [(10, 1), (12, 3)]
         step(platform, "prices", "trades", [("s", 11, 112)])
+        assert answers(platform) == [(10, 1), (12, 3)]  # the watermark is 110
         step(platform, "prices", "quotes", [("s", 4, 112), ("s", 5, 120)])
-        # a quote at the trade's own time is its answer
+        step(platform, "prices", "trades", [("z", 13, 130)])
+        # the watermark is 120: a quote at the trade's own time (112) is its answer
         assert answers(platform) == [(10, 1), (11, 4), (12, 3)]
         assert [r.key for r in platform.records("answers")
                 if Answer.model_validate_json(r.value or b"").trade == 11] == [b"s"]
@@ -119,6 +132,9 @@ def test_a_quote_older_than_the_tolerance_is_no_answer_and_late_records_are_repo
         step(platform, "prices", "quotes", [("s", 1, 100)])
         step(platform, "prices", "trades", [("s", 10, 104), ("s", 11, 106)])
         step(platform, "prices", "quotes", [("s", 2, 120)])
+        step(platform, "prices", "trades", [("s", 14, 125)])
+        # the watermark is 120: trade 10 gets quote 1 (4 s older), trade 11's (6 s) is over
+        # the tolerance
         assert answers(platform) == [(10, 1), (11, None)]
         # the watermark is 120: a trade at 117.5 is late (120 > 117.5 + 2), at 118 not
         step(platform, "prices", "trades", [("s", 12, 117.5), ("s", 13, 118)])
@@ -141,4 +157,5 @@ def test_an_inner_asof_join_drops_a_trade_without_a_quote() -> None:
         step(platform, "prices", "quotes", [("s", 1, 101), ("s", 2, 102)])
         step(platform, "prices", "trades", [("s", 11, 101.5)])
         step(platform, "prices", "quotes", [("s", 3, 110)])
+        step(platform, "prices", "trades", [("s", 12, 110)])
         assert answers(platform) == [(11, 1)]

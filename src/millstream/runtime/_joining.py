@@ -8,9 +8,11 @@ text (``key_text``; bytes that are not UTF-8 survive the round trip).
 
 Event time (``EventTime``): a record's time is its stream timestamp or a payload field (a
 ``datetime``, naive meaning UTC, or seconds since the epoch), in integer milliseconds, read
-as the windows read it (``_windowing.event_time_of``). A shard's watermark is the largest
-time seen on it minus ``lateness``; it never goes back, and it is kept in the shard
-(``"~t"``), so it is checkpointed and replays identically.
+as the windows read it (``_windowing.event_time_of``). A shard keeps the largest time seen
+on each of its two inputs (``"~t0"``, ``"~t1"``); its watermark is the smaller of the two
+minus ``lateness`` (none until both inputs have shown a time), so an input read far ahead of
+the other — a backlog, a replay — does not make the other's records late. It never goes back,
+and it is kept in the shard, so it is checkpointed and replays identically.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ Shard = MutableMapping[str, Any]
 #: the watermark of a shard that has seen no record
 NO_TIME = -(2**62)
 
-#: the shard key holding the largest event time seen (int ms)
-_MAX_TIME = "~t"
+#: the shard keys holding the largest event time seen on each input (int ms)
+_MAX_TIME = ("~t0", "~t1")
 
 
 def key_text(key: bytes) -> str:
@@ -91,18 +93,33 @@ class EventTime:
         return self._of(value, record.timestamp)
 
     def watermark(self, shard: Shard) -> int:
-        """The shard's watermark: its largest time seen minus the lateness."""
-        seen = shard.get(_MAX_TIME)
-        return NO_TIME if seen is None else int(seen) - self.lateness
+        """The shard's watermark: the smaller of its inputs' largest times seen, minus the
+        lateness (``NO_TIME`` until both inputs have one)."""
+        first, second = shard.get(_MAX_TIME[0]), shard.get(_MAX_TIME[1])
+        if first is None or second is None:
+            return NO_TIME
+        return min(int(first), int(second)) - self.lateness
 
-    def see(self, shard: Shard, time_ms: int) -> int:
-        """Note a record at ``time_ms``; the watermark after it."""
-        seen = shard.get(_MAX_TIME)
+    def after(self, shard: Shard, side: int, time_ms: int) -> int:
+        """The watermark once a record of input ``side`` at ``time_ms`` is seen (nothing is
+        stored: ``see`` does that)."""
+        mine, other = shard.get(_MAX_TIME[side]), shard.get(_MAX_TIME[1 - side])
+        if other is None:
+            return NO_TIME
+        return min(time_ms if mine is None else max(int(mine), time_ms),
+                   int(other)) - self.lateness
+
+    def see(self, shard: Shard, side: int, time_ms: int) -> int:
+        """Note a record of input ``side`` at ``time_ms``; the watermark after it."""
+        name = _MAX_TIME[side]
+        seen = shard.get(name)
         if seen is None or time_ms > seen:
-            shard[_MAX_TIME] = seen = time_ms
-        return int(seen) - self.lateness
+            shard[name] = time_ms
+        return self.watermark(shard)
 
-    def idle(self, shard: Shard, now_ms: int, idle_ms: int) -> int:
-        """Move the watermark of a shard idle for ``idle_ms`` to ``now − lateness − idle``
-        (never back); the watermark after it."""
-        return self.see(shard, now_ms - idle_ms)
+    def idle(self, shard: Shard, sides: list[int], now_ms: int, idle_ms: int) -> int:
+        """Move the inputs ``sides``, idle for ``idle_ms``, to ``now − idle`` (never back);
+        the watermark after it."""
+        for side in sides:
+            self.see(shard, side, now_ms - idle_ms)
+        return self.watermark(shard)

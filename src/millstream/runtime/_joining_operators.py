@@ -87,7 +87,7 @@ class _Operator:
         if side is None:
             side = self._side(record)
         key = self._key(record, keys)
-        idle.saw(record.partition)
+        idle.saw(record.partition, side)
         return record, shard, side, key, times[side].of(value, record), clock.watermark(shard)
 
     def _key(self, record: Record, keys: KeyCheck | None) -> bytes:
@@ -153,32 +153,37 @@ class TableJoin(_Operator):
 
 
 class _Idle:
-    """When each shard last had a record, by the records counted in memory: an idle shard's
-    watermark moves with the wall clock (``EventTime.idle``), never backwards."""
+    """When each input of each shard last had a record, by the records counted in memory: an
+    idle input's time moves with the wall clock (``EventTime.idle``), never backwards."""
 
     __slots__ = ("_count", "_idle", "_last", "_since")
 
     def __init__(self, idle_ms: int | None) -> None:
         self._idle = idle_ms
         self._count = 0
-        self._last: dict[int, int] = {}  # shard number -> the count at its last record
-        self._since: dict[int, tuple[int, float]] = {}  # -> (that count, first seen at)
+        #: (shard number, side) -> the count at its last record
+        self._last: dict[tuple[int, int], int] = {}
+        #: -> (that count, when it was first seen)
+        self._since: dict[tuple[int, int], tuple[int, float]] = {}
 
-    def saw(self, number: int) -> None:
+    def saw(self, number: int, side: int) -> None:
         self._count += 1
-        self._last[number] = self._count
+        self._last[number, side] = self._count
 
-    def idle_for(self, number: int, now: float) -> int | None:
-        """The idle timeout (ms) when shard ``number`` has had no record for that long of
-        wall-clock time ``now`` (seconds), else None."""
+    def idle_sides(self, number: int, now: float) -> tuple[list[int], int]:
+        """(the inputs of shard ``number`` that have had no record for the idle timeout of
+        wall-clock time ``now`` (seconds), the timeout in ms); none without a timeout."""
         if self._idle is None:
-            return None
-        last = self._last.get(number, 0)
-        since = self._since.get(number)
-        if since is None or since[0] != last:
-            self._since[number] = (last, now)
-            return None
-        return self._idle if (now - since[1]) * 1000 >= self._idle else None
+            return [], 0
+        sides = []
+        for side in (LEFT, RIGHT):
+            last = self._last.get((number, side), 0)
+            since = self._since.get((number, side))
+            if since is None or since[0] != last:
+                self._since[number, side] = (last, now)
+            elif (now - since[1]) * 1000 >= self._idle:
+                sides.append(side)
+        return sides, self._idle
 
 
 class IntervalJoin(_Operator):
@@ -223,11 +228,11 @@ class IntervalJoin(_Operator):
         def emit(joined: Any, key: bytes) -> None:
             ctx.emit(output, joined, key=key)
 
-        self._expire(shard, max(watermark, time_ms - clock.lateness), emit)
+        self._expire(shard, clock.after(shard, side, time_ms), emit)
         # no user code from here on: the changes in place stay only if the attempt does
         buffers.keep(shard, side, text, time_ms, self._packers[side].pack(record.value),
                      partners)
-        clock.see(shard, time_ms)
+        clock.see(shard, side, time_ms)
         return out or None
 
     def _expire(self, shard: Shard, watermark: int,
@@ -251,17 +256,17 @@ class IntervalJoin(_Operator):
             raise
 
     def advance(self, number: int, shard: Shard, now: float, out: ShardOutput) -> None:
-        """An idle shard's watermark moves with the clock: drop what no partner can reach
+        """An idle input's time moves with the clock: drop what no partner can reach
         (emitting the unmatched alone, for a left or outer join)."""
-        idle = self._idle.idle_for(number, now)
-        if idle is None:
+        sides, idle = self._idle.idle_sides(number, now)
+        if not sides:
             return
         output = self._output
 
         def emit(joined: Any, key: bytes) -> None:
             out.emit(output, joined, key=key)
 
-        self._expire(shard, self._clock.idle(shard, int(now * 1000), idle), emit)
+        self._expire(shard, self._clock.idle(shard, sides, int(now * 1000), idle), emit)
 
 
 class AsofJoin(_Operator):
@@ -292,7 +297,7 @@ class AsofJoin(_Operator):
                 "already (a larger grace= waits longer)"))
             return
         packed = self._packers[side].pack(record.value)
-        watermark = clock.see(shard, time_ms)
+        watermark = clock.see(shard, side, time_ms)
         output = self._output
 
         def emit(joined: Any, key: bytes) -> None:
@@ -306,16 +311,17 @@ class AsofJoin(_Operator):
             history.wait(shard, key_text(key), time_ms, packed)
 
     def advance(self, number: int, shard: Shard, now: float, out: ShardOutput) -> None:
-        """An idle shard's watermark moves with the clock: answer the records it releases."""
-        idle = self._idle.idle_for(number, now)
-        if idle is None:
+        """An idle input's time moves with the clock: answer the records it releases."""
+        sides, idle = self._idle.idle_sides(number, now)
+        if not sides:
             return
         output = self._output
 
         def emit(joined: Any, key: bytes) -> None:
             out.emit(output, joined, key=key)
 
-        self.release(shard, self._clock.idle(shard, int(now * 1000), idle), emit, out.report)
+        self.release(shard, self._clock.idle(shard, sides, int(now * 1000), idle), emit,
+                     out.report)
 
     def release(self, shard: Shard, watermark: int, emit: Callable[[Any, bytes], None],
                 report: Callable[[BaseException], None] | None) -> None:
