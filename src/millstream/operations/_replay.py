@@ -120,7 +120,11 @@ def replay(streams: Streams, failures: Iterable[ExceptionRecord]) -> list[Replay
                        (REPLAY_PARTITION_HEADER, origin_partition.encode()))
             value = None if failure.document.get("value_null") else _original_value(
                 streams, failure)
+            # the original timestamp: a service that reads event time from it (a window, a
+            # join) must see the record's time, not the replay's
+            stamp = failure.input.get("timestamp")
             position = producer.send(target, value, key=failure.key(), headers=headers,
-                                     partition=0).wait()
+                                     partition=0,
+                                     timestamp=stamp if isinstance(stamp, int) else None).wait()
             done.append(Replayed(failure.id, failure.group, target, position.offset))
     return done
