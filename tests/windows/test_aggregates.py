@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from millstream.service import (
+    App,
     Collect,
     Count,
     Counted,
@@ -90,3 +93,43 @@ def test_a_closed_window_is_removed_from_the_table_and_the_shard_after_its_reten
         state = platform.state("counts")
         assert state["expire"] == [[225_000, "a/000000000060000"]]
         assert list(state["open"]) == ["a/000000000120000"]
+
+
+class Stamped(BaseModel):
+    user: str
+    at: datetime
+
+
+def stamped_app(aggregate: Any) -> App:
+    app = App("nj", partitions=1)
+    app.windowed("w", app.stream("ev", Stamped), window=Tumbling(60), aggregate=aggregate,
+                 time="at", output=app.stream("out", WindowRow))
+    return app
+
+
+def test_latest_and_collect_keep_a_datetime_as_its_json_text() -> None:
+    at = datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC)
+    for aggregate, value in ((Latest("at"), "2024-01-01T00:00:30Z"),
+                             (Collect("at"), ["2024-01-01T00:00:30Z"])):
+        with TestPlatform(stamped_app(aggregate)) as platform:
+            platform.send("ev", Stamped(user="a", at=at), key="a")
+            platform.run_until_idle("w")
+            (row_,) = [r for _, r in platform.tables.table("w").scan()]
+            assert row_["value"] == value
+            assert platform.exceptions() == []
+
+
+def test_a_reducer_returning_what_is_not_json_fails_that_record_alone() -> None:
+    at = datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC)
+    app = stamped_app(Reducer(list, lambda acc, v: {*acc, v.user} if v.user == "b"
+                              else [*acc, v.user]))
+    with TestPlatform(app) as platform:
+        platform.send_many("ev", [Stamped(user="a", at=at), Stamped(user="b", at=at),
+                                  Stamped(user="a", at=at)], key="k")
+        platform.run_until_idle("w")  # the service did not stop at its checkpoint
+        (row_,) = [r for _, r in platform.tables.table("w").scan()]
+        assert (row_["value"], row_["records"]) == (["a", "a"], 2)
+        (failed,) = platform.exceptions()
+        assert (failed.stage, failed.input["offset"]) == ("handle", 1)
+        assert failed.message.startswith("Reducer('<lambda>'): add returned set {'a', 'b'}, "
+                                         "which is not JSON")

@@ -16,9 +16,12 @@ function of the payload; None means the payload itself.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from millstream.errors import InvalidRequestError
 
@@ -226,18 +229,33 @@ class Reducer(Aggregate):
         return self._initial() if callable(self._initial) else copy.deepcopy(self._initial)
 
     def add(self, acc: Any, value: Any, t: int) -> Any:
-        return self._add(acc, value)
+        return self._checked(self._add(acc, value), "add")
 
     def merge(self, a: Any, b: Any) -> Any:
         if self._merge is None:
             return super().merge(a, b)
-        return self._merge(a, b)
+        return self._checked(self._merge(a, b), "merge")
+
+    def _checked(self, acc: Any, what: str) -> Any:
+        """``acc`` if it is JSON (the window's state is checkpointed as JSON); else the
+        record fails here, alone, before the state changes — not the service at its next
+        checkpoint."""
+        try:
+            json.dumps(acc)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(
+                f"{self!r}: {what} returned {type(acc).__name__} {acc!r:.80}, which is not "
+                f"JSON ({exc}); a window's accumulator is checkpointed as JSON: return a "
+                "dict, list, str, number, bool or None") from None
+        return acc
 
     def __repr__(self) -> str:
         return f"Reducer({getattr(self._add, '__name__', self._add)!r})"
 
 
 def json_value(value: Any) -> Any:
-    """A payload value as JSON data (a model as its dict)."""
-    dump = getattr(value, "model_dump", None)
-    return dump(mode="json") if dump is not None else value
+    """A payload value as JSON data: a model as its dict, a datetime, UUID, Decimal or enum
+    as pydantic writes it in JSON (the window's state is checkpointed as JSON)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    return to_jsonable_python(value)
