@@ -94,8 +94,9 @@ def declare_windowed(
     Event time is the record's timestamp, or ``time``: a payload field or a function of
     the payload giving a ``datetime`` (naive = UTC) or seconds since the epoch. Each
     partition's watermark is the largest event time seen minus ``lateness``; a window
-    closes when the watermark passes its end plus ``grace``; a record whose every window
-    closed goes to the exceptions stream with stage ``late``. A partition without records
+    ``[start, end)`` closes when the watermark reaches ``end + grace`` (watermark >=
+    ``end + grace``); a record whose every window closed goes to the exceptions stream with
+    stage ``late``. A partition without records
     for ``idle_timeout`` seconds of wall-clock time moves its watermark with the clock
     (None: never). A closed window's row is removed ``retention`` seconds of event time
     after it closed (None: kept). Durations are seconds or ``timedelta``. The rest is as
