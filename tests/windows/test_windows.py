@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from millstream.service import Count, Hopping, Sum, Tumbling, WindowRow
+from millstream.streams._partitioner import partition_for_key
 from millstream.testing import ManualClock, TestPlatform
 from tests.windows.apps import Click, clicks_app
 
@@ -271,3 +272,31 @@ def test_a_replayed_record_keeps_its_event_time() -> None:
             "a/000000000000000": row("a", 0, 60_000, 1, 1, True),
             "a/000000000060000": row("a", 60_000, 120_000, 1, 1, False)}
         assert [e.stage for e in platform.exceptions()] == ["late", "late"]
+
+
+def test_records_without_a_key_or_outside_their_keys_partition_fail_alone() -> None:
+    # a window groups by the record key within one partition: a keyless record, or one a
+    # producer put in another partition than its key's, would be counted apart from its key
+    app = clicks_app(window=Tumbling(60), aggregate=Count(), partitions=2)
+    with TestPlatform(app) as platform:
+        producer = platform.streams.open_producer()
+        codec = app.streams["clicks"].codec
+        home = partition_for_key(b"x", 2)
+        for key, partition in [(b"x", home), (b"x", home), (None, 0), (b"x", 1 - home)]:
+            data, headers = codec.encode(Click(user="x", at=1))
+            producer.send("clicks", data, key=key, partition=partition, headers=headers)
+        producer.flush()
+        producer.close()
+        platform.run_until_idle("counts")
+        assert table_rows(platform) == {"x/000000000000000": row("x", 0, 60_000, 2, 2, False)}
+        failed = sorted(platform.exceptions(), key=lambda e: e.input["partition"])
+        assert [(e.stage, e.input["partition"]) for e in failed] == sorted(
+            [("handle", 0), ("handle", 1 - home)], key=lambda f: f[1])
+        messages = {e.input["partition"]: e.message for e in failed}
+        assert messages[1 - home].startswith(
+            f"record clicks/{1 - home}@0 has key b'x', which belongs in partition {home} of 2, "
+            f"not {1 - home}: windowed service 'counts' needs its inputs keyed by the key it "
+            "groups by with the default partitioner")
+        assert any(m.startswith(f"record clicks/0@{0 if home == 1 else 2} has no key: "
+                                "windowed service 'counts' groups records by key; re-key it")
+                   for m in messages.values())

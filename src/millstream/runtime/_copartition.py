@@ -70,17 +70,18 @@ class KeyCheck:
 
     Called for every input record: a key's partition is computed once and remembered."""
 
-    __slots__ = ("_known", "_partitions", "_service")
+    __slots__ = ("_kind", "_known", "_partitions", "_service")
 
-    def __init__(self, service: str, partitions: int) -> None:
+    def __init__(self, service: str, partitions: int, kind: str = "join") -> None:
         self._service = service
         self._partitions = partitions
+        self._kind = kind  # "join" or "windowed service": how the messages name it
         self._known: dict[bytes, int] = {}
 
     def __call__(self, record: Record) -> None:
         key = record.key
         if key is None:
-            raise self.no_key(self._service, record)
+            raise self.no_key(self._service, record, self._kind)
         known = self._known.get(key)
         if known is None:
             known = partition_for_key(key, self._partitions)
@@ -91,24 +92,26 @@ class KeyCheck:
             raise InvalidRequestError(
                 f"record {record.stream}/{record.partition}@{record.offset} has key {key!r}, "
                 f"which belongs in partition {known} of {self._partitions}, not "
-                f"{record.partition}: join {self._service!r} needs its inputs keyed by the "
-                "join key with the default partitioner (was it sent keyed by something else, "
-                f"or to a chosen partition?); {rekey_hint(record.stream)}")
+                f"{record.partition}: {self._kind} {self._service!r} needs its inputs keyed by "
+                f"{'the join key' if self._kind == 'join' else 'the key it groups by'} with "
+                "the default partitioner (was it sent keyed by something else, or to a chosen "
+                f"partition?); {rekey_hint(record.stream)}")
 
     @staticmethod
-    def no_key(service: str, record: Record) -> InvalidRequestError:
+    def no_key(service: str, record: Record, kind: str = "join") -> InvalidRequestError:
+        what = "matches" if kind == "join" else "groups"
         return InvalidRequestError(
-            f"record {record.stream}/{record.partition}@{record.offset} has no key: join "
-            f"{service!r} matches records by key; {rekey_hint(record.stream)}")
+            f"record {record.stream}/{record.partition}@{record.offset} has no key: {kind} "
+            f"{service!r} {what} records by key; {rekey_hint(record.stream)}")
 
 
-def opener(service: str, inputs: tuple[str, ...]
+def opener(service: str, inputs: tuple[str, ...], kind: str = "join"
            ) -> Callable[[Any], AbstractContextManager[KeyCheck]]:
     """A service lifespan checking the backend's partition counts as the join starts; it
     gives the handler the ``KeyCheck`` to make per record."""
 
     @contextmanager
     def started(ctx: Any) -> Iterator[KeyCheck]:
-        yield KeyCheck(service, check_backend(ctx.streams, service, inputs))
+        yield KeyCheck(service, check_backend(ctx.streams, service, inputs), kind)
 
     return started

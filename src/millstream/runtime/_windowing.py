@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from millstream.errors import InvalidRequestError
 from millstream.faults import fault_point
+from millstream.runtime._copartition import KeyCheck
 from millstream.service._aggregates import Aggregate, Count, json_value
 from millstream.service._window_rows import LateRecord, WindowRow
 from millstream.service._windows import Counted, Hopping, Session, Tumbling
@@ -137,10 +138,12 @@ class WindowOperator:
 
     # -- records ----------------------------------------------------------------------------
 
-    def __call__(self, value: Any, ctx: Context) -> None:
-        # Whatever can fail (the event time, the field, the aggregation) runs before the
-        # shard changes: a record the handler fails on leaves no trace in the state.
+    def __call__(self, value: Any, ctx: Context, keys: KeyCheck | None = None) -> None:
+        # Whatever can fail (the key, the event time, the field, the aggregation) runs
+        # before the shard changes: a record the handler fails on leaves no trace in it.
         record = ctx.record
+        if keys is not None:  # keyed, and read from the partition its key belongs in
+            keys(record)
         shard = ctx.state
         data = shard.data
         if "open" not in data:

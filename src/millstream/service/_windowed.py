@@ -145,8 +145,10 @@ def declare_windowed(
         lateness_ms=lateness_ms, grace_ms=grace_ms, idle_timeout_ms=idle_ms,
         retention_ms=retention_ms)
     operator = WindowOperator(declared, time)
+    from millstream.runtime._copartition import opener
     app.service(name, inputs=[stream], outputs=outputs, stateful=True,
                 exactly_once=exactly_once,
+                lifespan=opener(name, (stream_name(stream),), "windowed service"),
                  max_batch=max_batch, commit_interval=commit_interval,
                  checkpoint_interval=checkpoint_interval,
                  checkpoint_records=checkpoint_records)(operator)

@@ -14,13 +14,11 @@ when a service stops, so ``lag``, ``state`` and ``metrics`` are exact after ``st
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -50,6 +48,7 @@ from millstream.streams import open_streams
 from millstream.streams._base import Producer, Streams
 from millstream.tables import Tables, open_tables
 from millstream.testing._clock import ManualClock
+from millstream.testing._given import KeyLike, When, key_bytes, millis, with_partitions
 from millstream.testing._reading import StreamReader, decode_record
 from millstream.testing._running import RunningService
 
@@ -60,9 +59,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: a stream's payload type, for the methods that take its handle
 P = TypeVar("P")
-KeyLike = bytes | str | None
-#: a record's timestamp: seconds since the epoch, a ``datetime`` (naive = UTC), or None (now)
-When = float | datetime | None
 
 #: Embedded-log options: a member that stops heartbeating loses its partitions in 1.5 s.
 _LOG_OPTIONS = "session_timeout_ms=1500&heartbeat_interval_ms=250&durability=process"
@@ -88,7 +84,7 @@ class TestPlatform:
     def __init__(self, app: App, *, clock: Clock | None = None,
                  partitions_override: int | Mapping[str, int] | None = None,
                  metrics_interval_s: float = 60.0) -> None:
-        self.app = _with_partitions(app, partitions_override)
+        self.app = with_partitions(app, partitions_override)
         self.clock: Clock = clock if clock is not None else ManualClock()
         self.metrics_interval_s = metrics_interval_s
         self.directory: Path | None = None
@@ -190,9 +186,9 @@ class TestPlatform:
         declared = self._stream(stream)
         check_value(declared, value, "TestPlatform.send")
         data, headers = declared.codec.encode(value)
-        return self._open_producer().send(stream, data, key=_key_bytes(key),
+        return self._open_producer().send(stream, data, key=key_bytes(key),
                                           headers=headers,
-                                          timestamp=_millis(timestamp)).wait(timeout)
+                                          timestamp=millis(timestamp)).wait(timeout)
 
     def send_many(self, stream: Stream[Any] | str, values: Iterable[Any], *,
                   key: Callable[[Any], KeyLike] | KeyLike = None,
@@ -209,13 +205,13 @@ class TestPlatform:
         for item in items:
             check_value(declared, item, "TestPlatform.send_many")
         encoded = [declared.codec.encode(v) for v in items]
-        keys = [_key_bytes(key(v) if callable(key) else key) for v in items]
+        keys = [key_bytes(key(v) if callable(key) else key) for v in items]
         producer = self._open_producer()
         if timestamp is None:
             return producer.send_batch(
                 stream, [d for d, _ in encoded], keys=keys, headers=[h for _, h in encoded],
             ).wait(timeout)
-        handles = [producer.send(stream, data, key=k, headers=h, timestamp=_millis(
+        handles = [producer.send(stream, data, key=k, headers=h, timestamp=millis(
             timestamp(v) if callable(timestamp) else timestamp))
             for v, (data, h), k in zip(items, encoded, keys, strict=True)]
         return [handle.wait(timeout) for handle in handles]
@@ -477,47 +473,3 @@ class _Idle:
         quiet = count == self._seen
         self._seen = count
         return quiet
-
-
-def _key_bytes(key: KeyLike) -> bytes | None:
-    return key.encode() if isinstance(key, str) else key
-
-
-def _millis(when: When) -> int | None:
-    if when is None:
-        return None
-    if isinstance(when, datetime):
-        return round((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
-    if isinstance(when, int | float) and not isinstance(when, bool):
-        return round(when * 1000)
-    raise InvalidRequestError(
-        f"timestamp={when!r}: give seconds since the epoch (e.g. platform.clock.time()) or a "
-        "datetime")
-
-
-def _with_partitions(app: App, override: int | Mapping[str, int] | None) -> App:
-    """A copy of ``app`` whose streams have the overridden partition counts."""
-    if override is None:
-        return app
-    counts = dict.fromkeys(app.streams, override) if isinstance(override, int) \
-        else dict(override)
-    unknown = sorted(set(counts) - set(app.streams))
-    if unknown:
-        raise InvalidRequestError(
-            f"partitions_override names stream(s) {', '.join(unknown)} that app {app.name!r} "
-            f"does not declare; its streams: {', '.join(sorted(app.streams))}"
-        )
-    for name, count in counts.items():
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise InvalidRequestError(f"partitions_override[{name!r}]={count!r} must be ≥ 1")
-    changed = copy.copy(app)
-    changed.streams = {name: Stream(name, spec.codec, counts.get(name, spec.partitions))
-                       for name, spec in app.streams.items()}
-    for service in app.services.values():
-        found = {changed.streams[s].partitions for s in service.inputs}
-        if service.stateful and len(found) > 1:
-            raise InvalidRequestError(
-                f"partitions_override gives the inputs of stateful service {service.name!r} "
-                "different partition counts; its inputs must stay co-partitioned"
-            )
-    return changed
