@@ -183,3 +183,36 @@ def test_a_table_a_service_writes_can_be_the_table_side_as_declared() -> None:
         platform.send("orders", Order(id=2, item="b"), key="b")
         platform.run_until_idle("titles")
         assert lines(platform) == [(1, "Apple", b"a"), (2, None, b"b")]
+
+
+_FAIL_ONCE = {"on": True}
+
+
+def _flaky_line(order: Order, item: Item | None) -> Line:
+    if _FAIL_ONCE["on"] and order.id == 1:
+        raise RuntimeError("downstream hiccup")
+    return Line(order=order.id, title=item.title if item else None)
+
+
+def test_a_replayed_order_first_in_a_run_gets_its_partitions_rows() -> None:
+    from millstream.operations._replay import list_exceptions, replay
+    from millstream.streams._partitioner import partition_for_key
+
+    key = next(k for k in ("k1", "k2", "k3", "k4") if partition_for_key(k.encode(), 2) == 1)
+    app = App("shop", partitions=2)
+    orders, items = app.stream("orders", Order), app.stream("items", Item)
+    app.join_table("titles", orders, items, _flaky_line, output=app.stream("lines", Line))
+    with TestPlatform(app) as platform:
+        platform.send("items", Item(title="item 1"), key=key)
+        platform.send("orders", Order(id=0, item=key), key=key)
+        platform.send("orders", Order(id=1, item=key), key=key)
+        platform.run_until_idle("titles")
+        assert [v.title for v in platform.values("lines")] == ["item 1"]
+        _FAIL_ONCE["on"] = False
+        failed = list_exceptions(platform.streams, service="titles")
+        assert [f.input["partition"] for f in failed] == [1]
+        replay(platform.streams, failed)
+        platform.run_until_idle("titles")  # a new run: the replay is its first record
+        # read from the retry stream's partition 0, joined with partition 1's rows
+        assert [(v.order, v.title) for v in platform.values("lines")] == [
+            (0, "item 1"), (1, "item 1")]

@@ -39,6 +39,7 @@ __all__ = ["AsofJoin", "IntervalJoin", "LateJoinRecord", "TableJoin", "Unmatched
 
 #: the header a replayed record names its original stream in (``runtime._handling``)
 _REPLAY_STREAM = "millstream-replay-stream"
+_REPLAY_PARTITION = "millstream-replay-partition"
 
 Combine = Callable[[Any, Any], Any]
 
@@ -134,8 +135,10 @@ class TableJoin(_Operator):
             side = self._side(record)
         key = self._key(record, keys)
         rows = self._rows(ctx.state)
-        if rows.next is None and not replay:  # the shard's first record in this run
-            self._table.load(ctx.streams, record.partition, rows)
+        if rows.next is None:  # the shard's first record in this run: load its rows
+            number = (int(header(record.headers, _REPLAY_PARTITION) or 0) if replay
+                      else record.partition)  # a replay names the partition it came from
+            self._table.load(ctx.streams, number, rows)
         if side == RIGHT:  # the table's changelog: the key's row is now this (or none)
             if replay:
                 rows.apply(key, value, None)

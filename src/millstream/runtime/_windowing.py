@@ -126,6 +126,7 @@ class WindowOperator:
         agg: Aggregate = declared.aggregate
         self._agg = agg
         self._table = declared.table.stream
+        self._input = declared.input
         self._output = declared.output
         self._updates = declared.emit == "updates"
         self._lateness = declared.lateness_ms
@@ -142,8 +143,8 @@ class WindowOperator:
         # Whatever can fail (the key, the event time, the field, the aggregation) runs
         # before the shard changes: a record the handler fails on leaves no trace in it.
         record = ctx.record
-        if keys is not None:  # keyed, and read from the partition its key belongs in
-            keys(record)
+        if keys is not None and record.stream == self._input:  # keyed, and read from the
+            keys(record)  # partition its key belongs in (a replay comes from elsewhere)
         shard = ctx.state
         data = shard.data
         if "open" not in data:
