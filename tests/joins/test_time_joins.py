@@ -159,3 +159,29 @@ def test_an_inner_asof_join_drops_a_trade_without_a_quote() -> None:
         step(platform, "prices", "quotes", [("s", 3, 110)])
         step(platform, "prices", "trades", [("s", 12, 110)])
         assert answers(platform) == [(11, 1)]
+
+
+def _answer_or_bug(trade: Event, quote: Event | None) -> object:
+    if trade.id == 13:
+        return 5  # a bug in the user's combine: not an Answer
+    return Answer(trade=trade.id, quote=quote.id if quote else None)
+
+
+def test_a_released_record_whose_answer_cannot_be_sent_stays_kept_and_is_not_lost() -> None:
+    app = App("market", partitions=1)
+    app.join_asof("prices", app.stream("trades", Event), app.stream("quotes", Event),
+                  _answer_or_bug, output=app.stream("answers", Answer), time="at", grace=0)
+    with TestPlatform(app) as platform:
+        step(platform, "prices", "quotes", [("s", 1, 100)])
+        step(platform, "prices", "trades", [("s", 10, 101), ("s", 13, 102)])
+        step(platform, "prices", "quotes", [("s", 2, 110)])  # the watermark 102: answers 10
+        step(platform, "prices", "trades", [("s", 14, 111)])  # 110: releases 13, which fails
+        assert answers(platform) == [(10, 1)]
+        (failed,) = platform.exceptions("prices")
+        assert (failed.stage, failed.input["stream"], failed.input["offset"]) == (
+            "handle", "trades", 2)
+        assert failed.message.startswith("stream 'answers' carries Answer, but ctx.emit in "
+                                         "service 'prices' was given an int")
+        # the failed attempt took nothing away: trade 13 still waits (fix, then replay 14)
+        (shard,) = platform.state_by_partition("prices").values()
+        assert [entry[0] for entry in shard["a~"]] == [102_000]

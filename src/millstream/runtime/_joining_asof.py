@@ -87,7 +87,8 @@ class AsofHistory:
         if not waiting or not watermark > waiting[0][0] + self.grace:
             return []
         limit = watermark - self.grace
-        taken = []
+        waiting = list(waiting)  # a copy: the stored one stays whole if the attempt fails
+        taken = []  # after this (an answer that cannot be encoded, then a retry)
         while waiting and waiting[0][0] < limit:
             taken.append(heapq.heappop(waiting))
         if waiting:

@@ -83,7 +83,8 @@ class IntervalBuffers:
         cutoff = watermark - self.horizon  # kept while t >= cutoff
         if heap[0][0] >= cutoff:
             return [], []
-        popped: list[list[Any]] = []
+        heap = list(heap)  # a copy: the stored one stays whole if the attempt fails after
+        popped: list[list[Any]] = []  # this (an output that cannot be encoded, a retry)
         while heap and heap[0][0] < cutoff:
             popped.append(heapq.heappop(heap))
         unmatched: list[tuple[int, str, Any]] = []
