@@ -176,3 +176,21 @@ def test_a_version_at_the_records_own_time_that_is_not_late_is_its_answer() -> N
                   Event("left", "c", 9, 4)]:  # the watermark: min(9, 8) = 8 > 5 + 2
         driver.feed(event)
     assert driver.out == [("a", 0, 2)]
+
+
+def test_a_tombstone_is_no_row_from_its_time_on_in_an_asof_join() -> None:
+    # k: a row at 100, deleted at 200; records at 150 and 300; a row again at 400
+    driver = Driver(asof(0, 0, None, True))  # inner: a record with no row is dropped
+    feed = [("right", 100, {"id": 1}), ("right", 200, None), ("left", 150, {"id": 10}),
+            ("left", 300, {"id": 11}), ("right", 400, {"id": 2}), ("left", 500, {"id": 12})]
+    for side, t, value in feed:
+        shard = driver.shards.setdefault(0, Shard())
+        data = None if value is None else json.dumps(value).encode()
+        record = Record(STREAMS[side], 0, 0, t, b"k", data)
+        driver.ctx._begin(record, shard, 1)
+        shard.begin()
+        driver.operator(value, driver.ctx, None)
+        shard.keep()
+        driver.out += [(e.value["l"], e.value["r"]) for e in driver.ctx.emitted]
+    # 150 had row 1; 300 had none (deleted at 200): dropped; 500 waits for the watermark
+    assert driver.out == [(10, 1)]

@@ -66,6 +66,8 @@ class AsofHistory:
         if at < 0:
             return False, None
         when, packed = versions[at]
+        if packed is None:  # a tombstone: from its time on the key has no row
+            return False, None
         if self.tolerance is not None and time_ms - when > self.tolerance:
             return False, None
         return True, packed
