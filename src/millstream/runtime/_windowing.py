@@ -5,6 +5,7 @@ still open, moves the shard's watermark and closes the windows it passed. Its st
 shard per partition number — plain JSON data, checkpointed with the input offsets::
 
     {"wm": watermark ms | None, "next": the earliest end + grace of an open window | None,
+     "due": heap of [end + grace, window id] of the open windows (stale entries skipped),
      "n": records seen, "open": {window id: [key, start, end, accumulator, records]},
      "expire": heap of [end + grace + retention, window id] of closed windows,
      "keys": {key: [window id of each open window]} (sessions and sliding windows),
@@ -100,9 +101,33 @@ def event_time_of(time: TimeOf) -> Callable[[Any, int], int]:
     return of if callable(time) else of_field
 
 
+def _schedule(data: dict[str, Any], at: int, wid: str) -> None:
+    """Note that window ``wid`` closes when the watermark reaches ``at``."""
+    due = data.get("due")
+    if due is None:
+        due = data["due"] = []
+    heapq.heappush(due, [at, wid])
+    nxt = data["next"]
+    if nxt is None or at < nxt:
+        data["next"] = at
+
+
+def _due(data: dict[str, Any], after_end: int) -> list[list[Any]]:
+    """The shard's heap of ``[closing time, window id]`` (stale entries are skipped when
+    popped), made from the open windows when a shard has none, or again when stale entries
+    outnumber the open windows."""
+    due: list[list[Any]] | None = data.get("due")
+    open_ = data["open"]
+    if due is None or len(due) > 2 * len(open_) + 64:
+        due = data["due"] = [[w[2] + after_end, wid] for wid, w in open_.items()]
+        heapq.heapify(due)
+    return due
+
+
 def _new_shard(data: dict[str, Any]) -> None:
     data["wm"] = None
     data["next"] = None
+    data["due"] = []
     data["n"] = 0
     data["open"] = {}
     data["expire"] = []
@@ -183,9 +208,7 @@ class WindowOperator:
             w = open_.get(wid)
             if w is None:
                 w = open_[wid] = [key, start, end, agg.add(agg.initial(), v, t), 1]
-                nxt = data["next"]
-                if nxt is None or end + grace < nxt:
-                    data["next"] = end + grace
+                _schedule(data, end + grace, wid)
             else:
                 w[3] = agg.add(w[3], v, t)
                 w[4] += 1
@@ -220,9 +243,7 @@ class WindowOperator:
         for wid, w, start, end, acc in hits:
             if w is None:
                 w = open_[wid] = [key, start, end, acc, 1]
-                nxt = data["next"]
-                if nxt is None or end + grace < nxt:
-                    data["next"] = end + grace
+                _schedule(data, end + grace, wid)
             else:
                 w[3] = acc
                 w[4] += 1
@@ -272,9 +293,7 @@ class WindowOperator:
         w = open_[wid] = [key, start, end, acc, records + 1]
         dirty[wid] = w
         keys[key] = [*(x for x in mine if x not in near), wid]
-        nxt = data["next"]
-        if nxt is None or end + self._extra + grace < nxt:
-            data["next"] = end + self._extra + grace
+        _schedule(data, end + self._extra + grace, wid)
         if self._updates and self._output is not None:
             ctx.emit(self._output, _row(w, agg, False), key=raw)
         return True
@@ -328,9 +347,7 @@ class WindowOperator:
             keys[key] = [*wids, *made]
         for wid, w in updated.items():
             if wid in made:
-                nxt = data["next"]
-                if nxt is None or w[2] + grace < nxt:
-                    data["next"] = w[2] + grace
+                _schedule(data, w[2] + grace, wid)
             open_[wid] = w
             dirty[wid] = w
             if self._updates and self._output is not None:
@@ -368,17 +385,18 @@ class WindowOperator:
         and remove the closed windows whose retention it passed."""
         grace, agg, output, extra = self._grace, self._agg, self._output, self._extra
         open_, dirty = data["open"], data["dirty"]
-        limit = wm - grace - extra
         closing: list[tuple[int, str, str]] = []
         if data["next"] is not None and wm >= data["next"]:  # else only expiries are due
-            nxt: int | None = None
-            for wid, w in open_.items():
-                end = w[2]
-                if end <= limit:
-                    closing.append((end, w[0], wid))
-                elif nxt is None or end + extra + grace < nxt:
-                    nxt = end + extra + grace
-            data["next"] = nxt
+            due = _due(data, extra + grace)
+            taken: set[str] = set()
+            while due and due[0][0] <= wm:  # closing times, earliest first: no scan
+                at, wid = heapq.heappop(due)
+                w = open_.get(wid)
+                if w is None or w[2] + extra + grace != at or wid in taken:
+                    continue  # merged away, closed, its session grew, or noted twice
+                taken.add(wid)
+                closing.append((w[2], w[0], wid))
+            data["next"] = due[0][0] if due else None
         expire = data["expire"]
         retention = self._retention
         keys = data.get("keys")
