@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -68,6 +69,11 @@ def test_list_show_and_replay_to_the_failing_service_only() -> None:
 
     shown = json.loads(invoke("exceptions", "show", str(ids[0])))
     assert shown["service"] == "billing" and shown["attempts"] == 2
+    # the input decoded beside its base64: the order as JSON, its key as text
+    assert shown["value"] == {"id": 3, "total": 3.0}
+    assert base64.b64decode(shown["value_b64"]) == json.dumps(
+        shown["value"], separators=(",", ":")).encode()
+    assert shown["key_text"] == "3"
     assert "no tax rate for order" in shown["error"]["message"]
     assert shown["error"]["traceback"].count("Traceback") == 1
 
@@ -146,3 +152,13 @@ def test_list_names_a_shadows_failures_as_the_shadows() -> None:
     only_shadow = invoke("exceptions", "list", "--group", "shop.billing.shadow.v2")
     assert [line.split()[3:6] for line in only_shadow.splitlines()
             if line.strip()[:1].isdigit()] == [["billing", "(shadow", "v2)"]]
+
+
+def test_show_decodes_json_text_and_bytes_for_people() -> None:
+    from millstream.cli.exceptions import decoded
+
+    assert decoded("value", b'{"id": 1, "tags": ["a"]}') == {"value": {"id": 1, "tags": ["a"]}}
+    assert decoded("value", b"not json \xc3\xa9") == {"value_text": "not json é"}
+    assert decoded("value", b"\x00\xff\x10") == {"value_hex": "00ff10"}
+    assert decoded("key", b"123", as_json=False) == {"key_text": "123"}
+    assert decoded("key", None) == {}

@@ -110,7 +110,9 @@ def list_command(state: CliState, service: str | None, group: str | None, since:
 @click.argument("ident", metavar="ID", type=click.IntRange(min=0))
 @pass_state
 def show_command(state: CliState, ident: int) -> None:
-    """Print one failure whole, traceback included, as JSON.
+    """Print one failure whole, traceback included, as JSON; its key and input value are
+    shown decoded beside their base64 (``key``/``value`` as JSON when they are JSON, else
+    ``*_text`` when UTF-8, else ``*_hex``).
 
     \b
     Example:
@@ -122,9 +124,31 @@ def show_command(state: CliState, ident: int) -> None:
     if not found:
         raise NotFoundError(f"no exception with id {ident}; `millstream exceptions list` "
                             "shows the ids")
-    doc = dict(found[0].document)
+    failure = found[0]
+    doc = dict(failure.document)
     doc["id"] = ident
+    doc.update(decoded("key", failure.key(), as_json=False))
+    if failure.document.get("value_b64") is not None:
+        doc.update(decoded("value", failure.value()))
     click.echo(json.dumps(doc, indent=2))
+
+
+def decoded(name: str, data: bytes | None, *, as_json: bool = True) -> dict[str, object]:
+    """``data`` made readable beside its base64: ``name`` holds the JSON it is (a payload as
+    a service wrote it; not for ``as_json=False``), else ``<name>_text`` the UTF-8 text, else
+    ``<name>_hex`` the bytes in hex; nothing for no data."""
+    if data is None:
+        return {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {f"{name}_hex": data.hex()}
+    if as_json:
+        try:
+            return {name: json.loads(text)}
+        except ValueError:
+            pass
+    return {f"{name}_text": text}
 
 
 @exceptions_group.command("replay")
