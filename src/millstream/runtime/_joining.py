@@ -18,6 +18,7 @@ and it is kept in the shard, so it is checkpointed and replays identically.
 from __future__ import annotations
 
 import base64
+import heapq
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from millstream.codecs import Codec, JsonCodec, ModelCodec
 from millstream.records import Record
 from millstream.runtime._windowing import event_time_of
 
-__all__ = ["NO_TIME", "EventTime", "Packer", "Shard", "key_bytes", "key_text"]
+__all__ = ["NO_TIME", "EventTime", "Packer", "Shard", "key_bytes", "key_text", "push_back"]
 
 #: what a join's state is: a shard (or any mapping of JSON values, in tests)
 Shard = MutableMapping[str, Any]
@@ -36,6 +37,17 @@ NO_TIME = -(2**62)
 
 #: the shard keys holding the largest event time seen on each input (int ms)
 _MAX_TIME = ("~t0", "~t1")
+
+
+def push_back(shard: Shard, name: str, entries: list[list[Any]]) -> None:
+    """Push ``entries`` back onto the heap the shard keeps under ``name`` (what an attempt
+    took off it, when the attempt failed)."""
+    if not entries:
+        return
+    heap = list(shard.get(name) or ())
+    for entry in entries:
+        heapq.heappush(heap, entry)
+    shard[name] = heap
 
 
 def key_text(key: bytes) -> str:

@@ -22,7 +22,7 @@ from bisect import bisect_right
 from operator import itemgetter
 from typing import Any
 
-from millstream.runtime._joining import NO_TIME, Shard
+from millstream.runtime._joining import NO_TIME, Shard, push_back
 
 __all__ = ["AsofHistory"]
 
@@ -102,14 +102,7 @@ class AsofHistory:
     @staticmethod
     def put_back(shard: Shard, taken: list[list[Any]]) -> None:
         """Make the records ``take`` returned wait again."""
-        if not taken:
-            return
-        waiting = shard.get(_WAITING)
-        if waiting is None:
-            waiting = []
-        for entry in taken:
-            heapq.heappush(waiting, entry)
-        shard[_WAITING] = waiting
+        push_back(shard, _WAITING, taken)
 
     @staticmethod
     def waiting(shard: Shard) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from millstream.runtime._joining import NO_TIME, Shard
+from millstream.runtime._joining import NO_TIME, Shard, push_back
 
 __all__ = ["LEFT", "RIGHT", "IntervalBuffers"]
 
@@ -107,14 +107,7 @@ class IntervalBuffers:
     def put_back(shard: Shard, popped: list[list[Any]]) -> None:
         """Undo ``expire``'s heap changes (the attempt failed; its other changes are
         dropped with the attempt)."""
-        if not popped:
-            return
-        heap = shard.get(_HEAP)
-        if heap is None:
-            heap = []
-        for entry in popped:
-            heapq.heappush(heap, entry)
-        shard[_HEAP] = heap
+        push_back(shard, _HEAP, popped)
 
     @staticmethod
     def kept(shard: Shard) -> int:
