@@ -7,8 +7,10 @@ clip uploaded through the form (XHR with progress) shows up in the gallery as pr
 and the gallery's polling script follows it to ready without a reload. A third clip is
 played to its end: the player's start and end events reach stream ``views`` through
 ``POST /api/views``, the view windows count them, and the gallery's "Trending now" row and
-the video page's views per hour (uPlot's chart) show exactly that one view. Skipped without
-Chromium or the playwright wheel, unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
+the video page's views per hour (uPlot's chart) show exactly that one view. Every page is
+photographed, wide and at a phone's width, into ``.cache/screenshots/video/`` (look at
+them after a change of the design). Skipped without Chromium or the playwright wheel,
+unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx2
 import pytest
 
@@ -41,6 +44,28 @@ STATUS_IS = """([id, text]) => document.querySelector(`[data-video-id='${id}'] .
 STAGES = ("probe", "thumbnail", "transcode", "join")
 #: what turns view events into window rows
 VIEW_SERVICES = ("view-titles", "views-hourly")
+#: where the pages' screenshots go (the repository's .cache), and the two widths they have
+SHOTS = Path(__file__).resolve().parents[3] / ".cache" / "screenshots" / "video"
+WIDE = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+#: more clips for the gallery: (clip, title); and one cut in half, which fails
+GALLERY = (("wide", "Harbour at dawn"), ("landscape", "Street corner"),
+           ("rotated", "Silent clip, rotated 90°"))
+CUT_SHORT = "Cut short (half of the file)"
+
+
+#: a stage list's items as [stage, state, state in words]
+STAGE_STATES = """ls => ls.map(l => [l.dataset.stage, l.dataset.state,
+    l.querySelector('.state').textContent])"""
+
+
+def _shoot(page: Any, name: str) -> None:
+    """The whole page, as ``.cache/screenshots/video/<name>.png``, once its images loaded
+    (those below the fold too: lazy ones are made eager, as scrolling down would)."""
+    page.eval_on_selector_all("img[loading=lazy]", "is => is.forEach(i => i.loading = 'eager')")
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def _need(reason: str) -> None:
@@ -55,6 +80,25 @@ class Served:
     base: str
     video_id: str
     watched_id: str  # played to its end by one test only
+    failed_id: str  # a file cut in half: it fails in the transcode
+
+
+def _cut_short(source: Path, folder: Path) -> Path:
+    """The first half of ``source`` remuxed with its index first: it opens and passes the
+    upload's checks, and fails as truncated in the transcode."""
+    whole = folder / "faststart.mp4"
+    with av.open(str(source)) as src, av.open(str(whole), "w", format="mp4",
+                                              options={"movflags": "faststart"}) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    cut = folder / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    return cut
 
 
 def _free_port() -> int:
@@ -80,10 +124,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.02)
         base = f"http://127.0.0.1:{port}"
+        files = {**clips, "cut": _cut_short(clips["wide"], home)}
         try:
             ids = []
-            for clip, title in (("portrait", "Portrait"), ("tiny", "Watched to the end")):
-                with clips[clip].open("rb") as f:
+            for clip, title in (("portrait", "Portrait"), ("tiny", "Watched to the end"),
+                                ("cut", CUT_SHORT), *GALLERY):
+                with files[clip].open("rb") as f:
                     res = httpx2.post(f"{base}/api/videos", data={"title": title},
                                       files={"file": (f"{clip}.mp4", f, "video/mp4")},
                                       headers={"Authorization": f"Bearer {TOKEN}"})
@@ -91,7 +137,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
                 ids.append(res.json()["id"])
             for service in STAGES:
                 platform.run_until_idle(service, timeout=60.0)
-            yield Served(platform, base, *ids)
+            yield Served(platform, base, *ids[:3])
         finally:
             server.should_exit = True
             thread.join(10)
@@ -167,10 +213,27 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
     for service in ("probe", "thumbnail"):
         served.platform.run_until_idle(service, timeout=30.0)
     page.wait_for_function(STATUS_IS, arg=[new_id, "processing 67%"])
+    # each stage's state, live: in words, and as the attribute the colours and icons follow
+    assert card.locator(".stages li").evaluate_all(STAGE_STATES) == [
+        ["probe", "done", "done"], ["thumbnail", "done", "done"],
+        ["transcode", "waiting", "waiting"], ["join", "waiting", "waiting"]]
+    assert card.locator(".status").get_attribute("data-status") == "processing"
+    assert card.locator("progress").evaluate("p => p.value") == pytest.approx(2 / 3)
+    page.set_viewport_size(WIDE)
+    _shoot(page, "gallery-processing")
     for service in ("transcode", "join"):
         served.platform.run_until_idle(service, timeout=30.0)
     page.wait_for_function(STATUS_IS, arg=[new_id, "ready"])
-    assert card.locator("progress").count() == 0
+    assert card.locator("progress").count() == 0 and card.locator(".stages").count() == 0
+    # finished without a reload: the poster, the length and the rungs the API gives
+    doc = httpx2.get(f"{served.base}/api/videos/{new_id}").json()
+    assert card.locator(".status").get_attribute("data-status") == "ready"
+    page.wait_for_function("id => document.querySelector(`[data-video-id='${id}'] .thumb img`)"
+                           "?.naturalWidth > 0", arg=new_id)
+    assert card.locator(".thumb img").get_attribute("src") == f"/media/{new_id}/poster.jpg"
+    assert card.locator(".duration").text_content() == "0:01"
+    assert card.locator(".rungs").text_content() == " · ".join(
+        r["name"] for r in doc["renditions"])
 
 
 def test_the_ops_page_asks_the_browser_for_the_token(served: Served, browser: Any) -> None:
@@ -231,3 +294,66 @@ def test_a_video_played_to_its_end_is_trending_with_one_view(served: Served,
                                      "cells => cells.map(c => c.textContent)") == ["1"]
     page.wait_for_selector("#views-chart.drawn .uplot canvas")
     assert len(events()) == 2  # reading the pages sent nothing
+
+
+def _box(page: Any, selector: str) -> dict[str, float]:
+    box: dict[str, float] = page.locator(selector).bounding_box()
+    return box
+
+
+@pytest.mark.parametrize("screen", ["wide", "phone"])
+def test_every_page_reflows_from_a_phone_to_a_wide_screen(served: Served, browser: Any,
+                                                           screen: str) -> None:
+    size = WIDE if screen == "wide" else PHONE
+    context = browser.new_context(viewport=size, http_credentials={"username": "operator",
+                                                                   "password": TOKEN})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.set_default_timeout(15_000)
+        page.goto(f"{served.base}/")
+        # the gallery's grid: five columns of cards at 1440 px, one on a phone
+        columns = page.evaluate("getComputedStyle(document.querySelector('.gallery'))"
+                                ".gridTemplateColumns.split(' ').length")
+        assert columns == (5 if screen == "wide" else 1)
+        # the thumbnails keep 16:9 whatever the clip's shape (a portrait one among them)
+        ratios = page.eval_on_selector_all(".card .thumb", "ts => ts.map(t => { "
+                                           "const r = t.getBoundingClientRect(); "
+                                           "return r.width / r.height; })")
+        catalogued = len(list(served.platform.tables.table("videos").scan()))
+        assert ratios == [pytest.approx(16 / 9, abs=0.01)] * catalogued and catalogued >= 6
+        failed = page.locator(f"[data-video-id='{served.failed_id}']")
+        reason = httpx2.get(f"{served.base}/api/videos/{served.failed_id}").json()["reason"]
+        assert failed.locator(".status").text_content() == "failed"
+        assert failed.locator(".reason").text_content() == reason and "truncated" in reason
+        _shoot(page, f"gallery-{screen}")
+
+        page.goto(f"{served.base}/videos/{served.video_id}")
+        page.wait_for_selector("#views-chart.drawn .uplot canvas")
+        player, details = _box(page, ".screen"), _box(page, ".details")
+        if screen == "wide":  # the details beside the player, the player the larger
+            assert details["x"] >= player["x"] + player["width"]
+            assert player["width"] > 2 * details["width"]
+        else:  # below it, both the page's width
+            assert details["y"] >= player["y"] + player["height"]
+            assert player["width"] == details["width"]
+        chart = _box(page, "#views-chart canvas")
+        assert chart["width"] <= _box(page, "#views-chart")["width"]
+        _shoot(page, f"player-{screen}")
+
+        page.goto(f"{served.base}/upload")
+        assert _box(page, "input[name=title]")["width"] <= size["width"] - 32
+        _shoot(page, f"upload-{screen}")
+
+        page.goto(f"{served.base}/ops")
+        page.wait_for_function("() => document.querySelector('.topology img').naturalWidth > 0")
+        _shoot(page, f"ops-{screen}")
+        # no page is wider than the screen (nothing to scroll sideways)
+        for path in ("/", f"/videos/{served.video_id}", "/upload", "/ops"):
+            page.goto(f"{served.base}{path}")
+            assert page.evaluate("document.documentElement.scrollWidth") <= size["width"], path
+    finally:
+        context.close()
+    assert errors == []

@@ -236,5 +236,5 @@ def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) ->
         latest = {m.run: m.totals.records_in for m in web.platform.metrics(service)}
         row = re.search(rf"<tr><td>{service}</td>.*?</tr>", page, re.DOTALL)
         assert row is not None and sum(latest.values()) >= 2
-        assert row.group().endswith(f"<td>{sum(latest.values())}</td></tr>")
+        assert row.group().endswith(f"<td class=\"num\">{sum(latest.values())}</td></tr>")
     assert "None." in page  # no exceptions

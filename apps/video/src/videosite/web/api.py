@@ -172,6 +172,7 @@ def describe(site: Site, video_id: str) -> dict[str, Any] | None:
         "renditions": [{"name": r.name, "width": r.width, "height": r.height,
                         "url": f"/media/{video_id}/{r.name}.mp4"} for r in video.renditions],
         "hls": f"/media/{video_id}/master.m3u8" if video.hls_master else None,
+        "poster": f"/media/{video_id}/poster.jpg" if video.poster else None,
         "uploaded_at": video.uploaded_at, "finished_at": video.finished_at,
     }
 

@@ -22,7 +22,7 @@ from millstream import open_streams
 from millstream.files import FileStore, open_files
 from millstream.tables import Tables, open_tables
 
-from . import api, pages, viewing
+from . import api, ops, pages, viewing
 from ._edge import CSP, HeadWithoutBody, SecurityHeaders
 from ._slashes import SlashRedirect
 from .settings import WebSettings
@@ -75,6 +75,7 @@ def create_app(streams_url: str | None = None, files: FileStore | None = None,
     web.include_router(api.router)
     web.include_router(viewing.router)
     web.include_router(pages.router)
+    web.include_router(ops.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
     return web

@@ -1,4 +1,5 @@
-"""The server-rendered pages (gallery, video, upload, ops) and the media they show.
+"""The server-rendered pages (gallery, video, upload) and the media they show; the ops page
+is ``ops``'s.
 
 The gallery leads with "Trending now" (the most viewed videos of the current view window)
 and a video page shows its views per clock hour over the last day: a list, and a chart the
@@ -26,11 +27,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from videosite.titles import shown
 
-from .api import check_ops_access, is_video_id, readable, site_of
+from ._stages import percent, stage_states
+from .api import is_video_id, readable, site_of
 from .ranges import serve_file
 from .site import MEDIA_TYPES, media_files
 
-__all__ = ["router"]
+__all__ = ["render", "router", "templates"]
 
 router = APIRouter()
 templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -53,10 +55,26 @@ def views(count: int) -> str:
     return f"{count} view" if count == 1 else f"{count} views"
 
 
+def when(seconds: float) -> str:
+    """A moment (seconds since the epoch) in UTC, to the minute: '2026-12-06 14:05 UTC'."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def size(count: int) -> str:
+    """A byte count as the upload form says it: '1 GiB', '512 MiB', '300 KiB', '12 bytes'."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.3g} {unit}"
+    return f"{count} bytes"
+
+
 templates.filters["duration"] = duration
 templates.filters["shown"] = shown
 templates.filters["hour_utc"] = hour_utc
 templates.filters["views"] = views
+templates.filters["when"] = when
+templates.filters["percent"] = percent
+templates.filters["stage_states"] = stage_states
 
 
 def render(name: str, **context: Any) -> HTMLResponse:
@@ -69,8 +87,10 @@ async def gallery(request: Request) -> HTMLResponse:
     videos = await asyncio.to_thread(site.videos)
     trending = await asyncio.to_thread(site.trending, site.clock())
     catalog = {v.video_id: v for v in videos}
+    progress = {v.video_id: await asyncio.to_thread(site.progress, v.video_id)
+                for v in videos if v.status == "processing"}
     return render("gallery.html", videos=videos, trending=trending, catalog=catalog,
-                  title="Videos")
+                  progress=progress, title="Videos", page="gallery")
 
 
 @readable(router, "/videos/{video_id}", response_class=HTMLResponse)
@@ -82,24 +102,17 @@ async def video_page(video_id: str, request: Request) -> HTMLResponse:
         raise HTTPException(404, "no such video")
     hours = await asyncio.to_thread(site.views_per_hour, video_id, site.clock())
     series = json.dumps({"start": [h.start for h in hours], "views": [h.views for h in hours]})
+    progress = (await asyncio.to_thread(site.progress, video_id)
+                if video.status == "processing" else {})
     return render("video.html", video=video, title=shown(video.title), hours=hours,
-                  series=series, viewed=sum(h.views for h in hours), chart=True)
+                  series=series, viewed=sum(h.views for h in hours), chart=True,
+                  progress=progress, page="video")
 
 
 @readable(router, "/upload", response_class=HTMLResponse)
-async def upload_page() -> HTMLResponse:
-    return render("upload.html", title="Upload")
-
-
-@readable(router, "/ops", response_class=HTMLResponse)
-async def ops_page(request: Request) -> HTMLResponse:
-    """The services' metrics and the latest exceptions (with their messages and ids): only
-    with the API token, unless ``ops_public``."""
-    site = site_of(request)
-    check_ops_access(request, site)
-    view = await asyncio.to_thread(site.ops)
-    services = view.metrics.services if view.metrics is not None else ()
-    return render("ops.html", services=services, exceptions=view.exceptions, title="Ops")
+async def upload_page(request: Request) -> HTMLResponse:
+    return render("upload.html", title="Upload", page="upload",
+                  max_upload=size(site_of(request).settings.max_upload_bytes))
 
 
 @readable(router, "/media/{video_id}/{name}")

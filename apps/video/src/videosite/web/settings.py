@@ -11,7 +11,9 @@ the title, boundaries, preamble and epilogue; default 65536), ``VIDEOSITE_RECORD
 default 30), ``VIDEOSITE_OPS_PUBLIC`` (``true``: the ops page is open to anyone; by
 default it needs the API token), and the throttle on view events per client address
 (``POST /api/views``): ``VIDEOSITE_VIEW_BURST`` events at once (default 20), then
-``VIDEOSITE_VIEW_RATE`` per second (default 1; a player sends about one every 10 s).
+``VIDEOSITE_VIEW_RATE`` per second (default 1; a player sends about one every 10 s), and
+``VIDEOSITE_CONSOLE_URL``: where the ops page links to the millstream console (default
+``http://127.0.0.1:8765/``, where ``millstream console`` serves it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _VARS = {
     "ops_public": "VIDEOSITE_OPS_PUBLIC",
     "view_rate": "VIDEOSITE_VIEW_RATE",
     "view_burst": "VIDEOSITE_VIEW_BURST",
+    "console_url": "VIDEOSITE_CONSOLE_URL",
 }
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
              "0": False, "false": False, "no": False, "off": False}
@@ -60,13 +63,14 @@ class WebSettings:
     ops_public: bool = False
     view_rate: float = 1.0
     view_burst: int = 20
+    console_url: str = "http://127.0.0.1:8765/"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any
                  ) -> WebSettings:
         """The defaults, each overridden by its ``VIDEOSITE_*`` variable, then by
         ``overrides`` (keyword arguments that are not None)."""
-        return from_env(cls, _VARS, environ, overrides, text={"token"})
+        return from_env(cls, _VARS, environ, overrides, text={"token", "console_url"})
 
 
 _S = TypeVar("_S")

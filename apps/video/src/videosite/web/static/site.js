@@ -4,18 +4,75 @@
 // forbids them).
 "use strict";
 
-const STAGES = ["probe", "thumbnail", "transcode"];
+// The stages that report progress on the status stream, and every stage a video goes
+// through (the join has no progress of its own: it waits for the three). The server draws
+// the same (videosite/web/_stages.py) for the first paint.
+const WORKERS = ["probe", "thumbnail", "transcode"];
+const FINISHED = ["ready", "failed"];
 
 function fraction(progress) {
   let sum = 0;
-  for (const stage of STAGES) sum += progress[stage] ? progress[stage].fraction : 0;
-  return sum / STAGES.length;
+  for (const stage of WORKERS) sum += progress[stage] ? Math.min(1, progress[stage].fraction) : 0;
+  return sum / WORKERS.length;
+}
+
+function stageStates(status, progress) {
+  const states = {};
+  for (const stage of WORKERS) {
+    const p = progress[stage];
+    if (!p) states[stage] = ["waiting", "waiting"];
+    else if (p.fraction < 1) states[stage] = ["running", Math.round(p.fraction * 100) + "%"];
+    else if ((p.message || "").startsWith("failed")) states[stage] = ["failed", "failed"];
+    else states[stage] = ["done", "done"];
+  }
+  if (status === "ready") states.join = ["done", "done"];
+  else if (status === "failed") states.join = ["failed", "failed"];
+  else if (WORKERS.every((s) => states[s][0] === "done" || states[s][0] === "failed")) {
+    states.join = ["running", "joining"];
+  } else states.join = ["waiting", "waiting"];
+  return states;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function minutes(seconds) {
+  const whole = Math.round(seconds);
+  return Math.floor(whole / 60) + ":" + String(whole % 60).padStart(2, "0");
+}
+
+// A gallery card whose video finished: its poster, length, size and rungs as the server
+// would draw them, without a reload.
+function finishCard(item, doc) {
+  const thumb = item.querySelector(".thumb");
+  const meta = item.querySelector(".card-meta");
+  if (doc.poster && thumb && thumb.querySelector(".noposter")) {
+    const img = element("img");
+    img.src = doc.poster;
+    img.alt = "";
+    img.width = 320;
+    img.height = 180;
+    thumb.querySelector(".noposter").replaceWith(img);
+  }
+  const length = item.querySelector(".duration");
+  if (length && doc.metadata) length.textContent = minutes(doc.metadata.duration_s);
+  if (meta && doc.metadata && !meta.querySelector(".size")) {
+    meta.appendChild(element("span", "size", doc.metadata.width + "×" + doc.metadata.height));
+  }
+  if (meta && doc.renditions && doc.renditions.length && !meta.querySelector(".rungs")) {
+    meta.appendChild(element("span", "rungs", doc.renditions.map((r) => r.name).join(" · ")));
+  }
+  if (doc.reason && !item.querySelector(".reason")) item.appendChild(element("p", "reason", doc.reason));
 }
 
 function followStatus() {
   const items = document.querySelectorAll("[data-video-id][data-status]");
   for (const item of items) {
-    if (item.dataset.status === "ready" || item.dataset.status === "failed") continue;
+    if (FINISHED.includes(item.dataset.status)) continue;
     const poll = async () => {
       let doc;
       try {
@@ -23,15 +80,34 @@ function followStatus() {
         if (!res.ok) return setTimeout(poll, 3000);
         doc = await res.json();
       } catch (err) { return setTimeout(poll, 3000); }
+      const progress = doc.progress || {};
+      const finished = FINISHED.includes(doc.status);
+      const wasProcessing = !FINISHED.includes(item.dataset.status);
       item.dataset.status = doc.status;
       const label = item.classList.contains("status") ? item : item.querySelector(".status");
-      const bar = item.querySelector("progress");
-      const done = Math.round(fraction(doc.progress || {}) * 100);
-      if (label) label.textContent = doc.status === "ready" || doc.status === "failed"
-        ? doc.status : doc.status + " " + done + "%";
-      if (bar) bar.value = fraction(doc.progress || {});
-      if (doc.status === "ready" || doc.status === "failed") {
+      const scope = item.classList.contains("status") ? item.closest(".panel") || document : item;
+      const bar = scope.querySelector("progress");
+      const stages = scope.querySelector(".stages");
+      const done = Math.round(fraction(progress) * 100);
+      if (label) {
+        label.dataset.status = doc.status;
+        label.textContent = finished ? doc.status : doc.status + " " + done + "%";
+      }
+      if (bar) bar.value = fraction(progress);
+      if (stages) {
+        const states = stageStates(doc.status, progress);
+        for (const li of stages.querySelectorAll("li[data-stage]")) {
+          const [state, text] = states[li.dataset.stage] || ["waiting", "waiting"];
+          li.dataset.state = state;
+          li.querySelector(".state").textContent = text;
+        }
+      }
+      if (finished) {
         if (bar) bar.remove();
+        if (stages) stages.remove();
+        if (item.classList.contains("card")) finishCard(item, doc);
+        // the player page: what a finished video shows (the player) is the server's to draw
+        else if (wasProcessing && item.dataset.reloadWhenDone !== undefined) location.reload();
         return;
       }
       setTimeout(poll, 1500);
@@ -72,6 +148,7 @@ function uploadForm() {
     xhr.upload.addEventListener("progress", (e) => {
       if (e.lengthComputable) bar.value = e.loaded / e.total;
     });
+    out.classList.remove("refused");
     xhr.addEventListener("load", () => {
       let doc = {};
       try { doc = JSON.parse(xhr.responseText); } catch (err) { doc = {}; }
@@ -82,10 +159,14 @@ function uploadForm() {
         link.textContent = "Uploaded: processing (" + doc.id + ")";
         out.appendChild(link);
       } else {
+        out.classList.add("refused");
         out.textContent = "Refused (" + xhr.status + "): " + (doc.detail || xhr.statusText);
       }
     });
-    xhr.addEventListener("error", () => { out.textContent = "The upload failed."; });
+    xhr.addEventListener("error", () => {
+      out.classList.add("refused");
+      out.textContent = "The upload failed.";
+    });
     xhr.send(data);
   });
 }
@@ -144,9 +225,11 @@ function viewsChart() {
   const box = document.getElementById("views-chart");
   if (!box || typeof uPlot === "undefined") return;
   const data = JSON.parse(box.dataset.hours);
+  // the box's width, whole pixels down: the chart never sticks out of it
+  const width = () => Math.max(240, Math.floor(box.getBoundingClientRect().width) || 640);
   const most = Math.max(1, ...data.views);
   const options = {
-    width: Math.max(320, Math.min(box.clientWidth || 640, 900)), height: 180,
+    width: width(), height: 200,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     legend: { show: false }, cursor: { show: false },
     // each bar spans its hour: the last one ends an hour after its start
@@ -160,8 +243,14 @@ function viewsChart() {
       paths: uPlot.paths.bars({ size: [0.8], align: 1 }), points: { show: false },
     }],
   };
-  new uPlot(options, [data.start.map((ms) => ms / 1000), data.views], box);
+  const chart = new uPlot(options, [data.start.map((ms) => ms / 1000), data.views], box);
   box.classList.add("drawn");
+  // the page reflows (a phone turned, a window resized): the chart takes its box's width
+  let pending = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => chart.setSize({ width: width(), height: 200 }), 100);
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {

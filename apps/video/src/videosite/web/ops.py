@@ -1,0 +1,56 @@
+"""The ops page (``GET /ops``): each service's health, rates and latency from
+``millstream.metrics``, the app's topology, the latest exceptions, and a link to the
+millstream console (``VIDEOSITE_CONSOLE_URL``).
+
+The page shows services' exception messages and record ids, so it needs the API token unless
+``VIDEOSITE_OPS_PUBLIC`` opens it (``check_ops_access``); so does the topology drawing.
+The health badges use the console's own stylesheet, served at ``/console-static`` (see
+``app.create_app``), so a service looks the same here and there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from millstream.observe import to_svg
+from videosite.app import app
+
+from .api import check_ops_access, readable, site_of
+from .pages import render
+
+__all__ = ["SVG_CSP", "router"]
+
+router = APIRouter()
+#: the drawing's own policy: its <style> element applies (an image runs no script)
+SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+@cache
+def topology_svg() -> str:
+    """The video site's topology (its services, streams and tables), drawn once."""
+    return to_svg(app)
+
+
+@readable(router, "/ops", response_class=HTMLResponse)
+async def ops_page(request: Request) -> HTMLResponse:
+    """The services' metrics and the latest exceptions (with their messages and ids): only
+    with the API token, unless ``ops_public``."""
+    site = site_of(request)
+    check_ops_access(request, site)
+    view = await asyncio.to_thread(site.ops)
+    services = view.metrics.services if view.metrics is not None else ()
+    return render("ops.html", services=services, exceptions=view.exceptions, title="Ops",
+                  page="ops", console_url=site.settings.console_url)
+
+
+@readable(router, "/ops/topology.svg")
+async def topology(request: Request) -> Response:
+    """The topology drawing the ops page shows (an image: same access as the page)."""
+    check_ops_access(request, site_of(request))
+    return Response(topology_svg(), media_type="image/svg+xml",
+                    headers={"content-security-policy": SVG_CSP,
+                             "cache-control": "private, max-age=300"})
