@@ -3,21 +3,72 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
+import httpx2
+import pytest
 from rich.console import Console
 
 from millstream.files import FileRef
 from millstream.tables import open_tables
 from videosite._viewers import VIEWS_PLAN
+from videosite.app import app
 from videosite.demo import SAMPLES, SUMMARY_COLUMNS, _row, main, summary
+from videosite.inprocess import free_port
 from videosite.models import RenditionInfo, Video, VideoMetadata
 from videosite.trending import ranked, window_rows
 
 
-def test_the_demo_processes_every_sample_and_refuses_the_picture() -> None:
-    # on the per-test home and working directory the shared fixtures give every test
-    assert main(["--no-serve", "--timeout", "120"]) == 0
+def _overview_services(doc: dict[str, object]) -> set[str]:
+    """The services the console's /api/overview names."""
+    services = doc["services"]
+    assert isinstance(services, list)
+    return {str(s["name"]) for s in services}
+
+
+def test_the_demo_processes_every_sample_and_refuses_the_picture(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # on the per-test home and working directory the shared fixtures give every test; the
+    # demo serves (the site and the console) until told to stop, as until Ctrl-C
+    site_port, console_port = free_port(0), free_port(0)
+    site, console = f"http://127.0.0.1:{site_port}", f"http://127.0.0.1:{console_port}"
+    stop = threading.Event()
+    status: list[int] = []
+    demo = threading.Thread(target=lambda: status.append(main(
+        ["--timeout", "120", "--port", str(site_port), "--console-port", str(console_port)],
+        stop=stop)), name="demo")
+    demo.start()
+    try:
+        out = ""
+        deadline = time.monotonic() + 300
+        while "serving the site and the console" not in out:
+            assert demo.is_alive() and time.monotonic() < deadline, out
+            time.sleep(0.2)
+            out += capsys.readouterr().out
+        lines = [line.strip() for line in out.splitlines()]
+        # the summary names both, side by side
+        assert f"The site:    {site}/   (API token: demo-token)" in lines
+        assert f"The console: {console}/   (the services, live)" in lines
+        # the console answers, and its overview names every service of the demo once each
+        # has reported its metrics (every 5 s)
+        assert httpx2.get(f"{console}/").status_code == 200
+        expected = set(app.services)
+        named: set[str] = set()
+        until = time.monotonic() + 30
+        while named != expected and time.monotonic() < until:
+            answer = httpx2.get(f"{console}/api/overview")
+            assert answer.status_code == 200
+            named = _overview_services(answer.json())
+            time.sleep(0.5)
+        assert named == expected
+        # the site's ops page links to this console
+        ops = httpx2.get(f"{site}/ops", headers={"Authorization": "Bearer demo-token"})
+        assert f'id="console-link" href="{console}/"' in ops.text
+    finally:
+        stop.set()
+        demo.join(120)
+    assert not demo.is_alive() and status == [0]
     tables = open_tables()
     videos = [Video.model_validate(doc) for _, doc in tables.table("videos").scan()]
     # its view events, sent through the HTTP API, counted by the view windows: trending

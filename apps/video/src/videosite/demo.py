@@ -14,14 +14,17 @@ configured platform — the embedded default when nothing is configured, no serv
    fits an 80-column terminal;
 5. plays the ready videos through the HTTP API as the player does (``POST /api/views``:
    4 views of the first, 3 of the next ...), waits until the view windows count them and
-   shows "Trending now" as the gallery has it; then the URL of the gallery. It keeps
-   serving until Ctrl-C (``--no-serve`` stops at once).
+   shows "Trending now" as the gallery has it; then the URL of the gallery and, beside it,
+   that of the millstream console, which it serves in this process too (on 8765 if free:
+   the services' topology, rates, lag and exceptions, live). It keeps serving both until
+   Ctrl-C (``--no-serve`` stops at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +37,10 @@ from rich.text import Text
 
 import millstream
 
+from ._console import CONSOLE_PORT, open_console
 from ._viewers import wait_counted, watch
 from .client import UploadFailed, UploadRefused
-from .inprocess import FINISHED, InProcessSite
+from .inprocess import FINISHED, InProcessSite, free_port
 from .media.samples import make_clip
 from .models import Video
 from .trending import Trending
@@ -165,7 +169,9 @@ def _trending(console: Console, site: InProcessSite, ready: list[Video]) -> bool
     return counted
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) -> int:
+    """The demo; its exit status (0: every video processed and every view counted).
+    Serving ends at Ctrl-C, or when ``stop`` is set."""
     parser = argparse.ArgumentParser(prog="millstream-video demo",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-serve", action="store_true",
@@ -174,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for the videos")
     parser.add_argument("--port", type=int, default=int(os.environ.get("VIDEOSITE_PORT", "0")),
                         help="port of the web site (default: 8000 if free, else any)")
+    parser.add_argument("--console-port", type=int,
+                        default=int(os.environ.get("MILLSTREAM_CONSOLE_PORT", "0")),
+                        help=f"port of the millstream console (default: {CONSOLE_PORT} if "
+                             "free, else any)")
     args = parser.parse_args(argv)
     console = Console()
     config = millstream.load_config()
@@ -182,12 +192,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"data under {config.home}")
     with console.status("generating sample clips with PyAV..."):
         samples = make_samples(config.home / "demo-clips")
-    with InProcessSite(token=token, port=args.port) as site:
-        return _run(console, site, samples, args.timeout, serve=not args.no_serve)
+    console_port = args.console_port or free_port(CONSOLE_PORT)
+    console_url = f"http://127.0.0.1:{console_port}/"
+    # the console's actions need a token of 8 characters or more: a shorter one leaves it
+    # read-only
+    console_token = token if len(token) >= 8 else None
+    with InProcessSite(token=token, port=args.port, console_url=console_url) as site, \
+            open_console(config.streams, port=console_port, token=console_token) as served:
+        return _run(console, site, samples, args.timeout, console_url=served.url,
+                    serve=None if args.no_serve else (stop or threading.Event()))
 
 
 def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
-         timeout: float, *, serve: bool) -> int:
+         timeout: float, *, console_url: str, serve: threading.Event | None) -> int:
+    """Upload, follow, summarise and play; then, with ``serve``, serve until Ctrl-C or
+    until ``serve`` is set."""
     started = time.monotonic()
     uploaded: list[tuple[str, str]] = []  # (id, title)
     refused: dict[str, str] = {}  # title -> why
@@ -227,15 +246,17 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
     for name, stats in site.statistics().items():
         console.print(f"  {name:<12} {stats.records_in:>4} in  {stats.records_out:>4} out  "
                       f"p50 {stats.processing['p50_ms']:8.1f} ms  {stats.exceptions} exceptions")
-    console.print(f"\n[bold]Look at:[/] {site.url}/   (API token: {site.token})")
+    console.print(f"\n[bold]The site:[/]    {site.url}/   (API token: {site.token})")
+    console.print(f"[bold]The console:[/] {console_url}/   (the services, live)")
     ok = len(finished) == len(uploaded) and not site.errors and counted
-    if serve:
-        console.print("serving the site; Ctrl-C to stop")
+    if serve is not None:
+        console.print("serving the site and the console; Ctrl-C to stop")
         try:
-            while True:
-                time.sleep(1)
+            while not serve.wait(1):
+                pass
         except KeyboardInterrupt:
-            console.print("stopping")
+            pass
+        console.print("stopping")
     return 0 if ok else 1
 
 

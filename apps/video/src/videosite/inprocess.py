@@ -56,9 +56,10 @@ class InProcessSite:
     """Every service of ``videosite.app`` in a thread with its own consumer group, and —
     with ``serve`` — the web server on ``127.0.0.1:port`` (0: 8000 if free, else any).
     ``instances`` runs that many instances of a service (one group), e.g. ``{"transcode": 2}``.
-    ``limits`` are the server's (default: ``ServerLimits.from_env()``). Metrics go out every
-    ``metrics_interval_s`` (5 s, as ``millstream run``: each record is work for analytics,
-    idle or not).
+    ``limits`` are the server's (default: ``ServerLimits.from_env()``); ``console_url`` is
+    where the ops page links to the console (default: ``VIDEOSITE_CONSOLE_URL``). Metrics go
+    out every ``metrics_interval_s`` (5 s, as ``millstream run``: each record is work for
+    analytics, idle or not).
 
     Use as a context manager, or ``start()`` then ``stop()``. A service that dies is
     reported in ``errors``; the others keep running."""
@@ -67,8 +68,9 @@ class InProcessSite:
                  metrics_interval_s: float = 5.0, poll_timeout_s: float = 0.1,
                  services: Iterable[str] | None = None,
                  instances: Mapping[str, int] | None = None,
-                 limits: ServerLimits | None = None) -> None:
+                 limits: ServerLimits | None = None, console_url: str | None = None) -> None:
         self.token = token
+        self._console_url = console_url
         self.config = millstream.load_config()
         self.files: FileStore = open_files()
         self.tables: Tables = open_tables()
@@ -113,7 +115,7 @@ class InProcessSite:
 
         port = self._port or free_port()
         web = create_app(self.config.streams, files=self.files, tables=self.tables,
-                         token=self.token)
+                         token=self.token, console_url=self._console_url)
         self._server = build_server(web, host="127.0.0.1", port=port, limits=self._limits,
                                     log_level="warning")
         self._web_thread = threading.Thread(target=self._server.run, name="web", daemon=True)

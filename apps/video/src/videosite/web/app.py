@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from millstream import open_streams
+from millstream.console import STATIC as CONSOLE_STATIC
 from millstream.files import FileStore, open_files
 from millstream.tables import Tables, open_tables
 
@@ -78,4 +79,6 @@ def create_app(streams_url: str | None = None, files: FileStore | None = None,
     web.include_router(ops.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="static")
+    # the console's stylesheet and scripts: the ops page shows health as the console does
+    web.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     return web

@@ -23,8 +23,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
 
+from millstream.console import STATIC as CONSOLE_STATIC
 from videosite.titles import shown
 
 from ._stages import percent, stage_states
@@ -35,8 +36,14 @@ from .site import MEDIA_TYPES, media_files
 __all__ = ["render", "router", "templates"]
 
 router = APIRouter()
-templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                        autoescape=select_autoescape(default=True, default_for_string=True))
+#: the site's own templates, and the console's under ``console/`` (the ops page uses its
+#: pieces: ``{% import "console/_pieces.html" as console %}``)
+templates = Environment(
+    loader=ChoiceLoader([
+        FileSystemLoader(Path(__file__).parent / "templates"),
+        PrefixLoader({"console": FileSystemLoader(CONSOLE_STATIC.parent / "templates")}),
+    ]),
+    autoescape=select_autoescape(default=True, default_for_string=True))
 
 
 def duration(seconds: float | None) -> str:
