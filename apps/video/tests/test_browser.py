@@ -262,6 +262,28 @@ def test_the_ops_page_asks_the_browser_for_the_token(served: Served, browser: An
         wrong.close()
 
 
+def test_the_ops_page_shows_health_as_the_console_does_and_links_to_it(
+        served: Served, browser: Any) -> None:
+    context = browser.new_context(http_credentials={"username": "operator",
+                                                    "password": TOKEN})
+    try:
+        page = context.new_page()
+        page.goto(f"{served.base}/ops")
+        # every service's health is the console's badge, styled by the console's own sheet
+        badges = page.eval_on_selector_all(
+            "table.ops tbody tr", "rows => rows.map(r => [r.cells[0].textContent, "
+            "r.cells[1].querySelector('.badge').className, r.cells[1].textContent])")
+        assert {name for name, _, _ in badges} >= set(STAGES)
+        assert all(cls == f"badge status-{text}" for _, cls, text in badges)
+        stopped = page.eval_on_selector(".badge.status-stopped",
+                                        "b => getComputedStyle(b).backgroundColor")
+        assert stopped == "rgb(226, 232, 240)"  # the console's --idle-bg, #e2e8f0
+        assert page.get_attribute("#console-link", "href") == "http://127.0.0.1:8765/"
+        page.wait_for_function("() => document.querySelector('.topology img').naturalWidth > 0")
+    finally:
+        context.close()
+
+
 def test_a_video_played_to_its_end_is_trending_with_one_view(served: Served,
                                                               page: Any) -> None:
     watched = served.watched_id

@@ -238,3 +238,22 @@ def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) ->
         assert row is not None and sum(latest.values()) >= 2
         assert row.group().endswith(f"<td class=\"num\">{sum(latest.values())}</td></tr>")
     assert "None." in page  # no exceptions
+
+
+def test_the_ops_page_draws_the_topology_and_serves_the_consoles_stylesheet(
+        web: Web, processed: dict[str, str]) -> None:
+    assert web.client.get("/ops/topology.svg").status_code == 401  # as the page: the token
+    drawing = web.client.get("/ops/topology.svg", headers=AUTH)
+    assert drawing.status_code == 200
+    assert drawing.headers["content-type"] == "image/svg+xml"
+    # its own policy: its <style> applies, nothing else loads or runs
+    assert drawing.headers["content-security-policy"] == \
+        "default-src 'none'; style-src 'unsafe-inline'"
+    drawn = set(re.findall(r'<g class="service" data-service="([^"]+)"', drawing.text))
+    assert drawn == set(app.services)
+    page = web.client.get("/ops", headers=AUTH).text
+    assert '<img src="/ops/topology.svg"' in page
+    assert '<link rel="stylesheet" href="/console-static/console.css">' in page
+    sheet = web.client.get("/console-static/console.css")
+    assert sheet.status_code == 200 and ".badge.status-running" in sheet.text
+    assert 'href="http://127.0.0.1:8765/"' in page  # the console's default address
