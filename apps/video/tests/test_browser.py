@@ -193,6 +193,7 @@ def test_the_video_page_plays_and_switches_quality(served: Served, page: Any) ->
 
 
 def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: Any,
+                                                         browser: Any,
                                                          clips: dict[str, Path]) -> None:
     page.goto(f"{served.base}/upload")
     page.fill("input[name=title]", "From the <form>")
@@ -221,8 +222,26 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
     assert card.locator("progress").evaluate("p => p.value") == pytest.approx(2 / 3)
     page.set_viewport_size(WIDE)
     _shoot(page, "gallery-processing")
+    # its own page says the same where the player will be, and reloads once it is ready
+    watch = browser.new_page()
+    errors: list[str] = []
+    watch.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    watch.on("pageerror", lambda e: errors.append(str(e)))
+    watch.set_viewport_size(WIDE)
+    watch.goto(f"{served.base}/videos/{new_id}")
+    assert watch.locator(".details .stages li").evaluate_all(STAGE_STATES) == [
+        ["probe", "done", "done"], ["thumbnail", "done", "done"],
+        ["transcode", "waiting", "waiting"], ["join", "waiting", "waiting"]]
+    assert watch.locator(".details .status").text_content() == "processing 67%"
+    assert watch.locator("#player").count() == 0
+    _shoot(watch, "player-processing")
     for service in ("transcode", "join"):
         served.platform.run_until_idle(service, timeout=30.0)
+    watch.wait_for_selector("#player")
+    assert watch.locator(".details .status").text_content() == "ready"
+    assert watch.locator(".details .stages").count() == 0
+    watch.close()
+    assert errors == []
     page.wait_for_function(STATUS_IS, arg=[new_id, "ready"])
     assert card.locator("progress").count() == 0 and card.locator(".stages").count() == 0
     # finished without a reload: the poster, the length and the rungs the API gives
