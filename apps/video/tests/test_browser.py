@@ -32,6 +32,7 @@ from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app, views
 from videosite.web import create_app
+from videosite.web.ops import NUMBERS
 from videosite.web.server import build_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -285,8 +286,11 @@ def test_the_ops_page_shows_health_as_the_console_does_and_links_to_it(
         served: Served, browser: Any) -> None:
     context = browser.new_context(http_credentials={"username": "operator",
                                                     "password": TOKEN})
+    errors: list[str] = []
     try:
         page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{served.base}/ops")
         # every service's health is the console's badge, styled by the console's own sheet
         badges = page.eval_on_selector_all(
@@ -298,9 +302,19 @@ def test_the_ops_page_shows_health_as_the_console_does_and_links_to_it(
                                         "b => getComputedStyle(b).backgroundColor")
         assert stopped == "rgb(226, 232, 240)"  # the console's --idle-bg, #e2e8f0
         assert page.get_attribute("#console-link", "href") == "http://127.0.0.1:8765/"
+        # live: the rows again from /api/ops, cell for cell
+        page.wait_for_selector("#ops-live.live.ok")
+        shown = page.eval_on_selector_all(
+            "table.ops tbody tr", "rows => rows.map(r => [r.cells[0].textContent, "
+            "...[...r.querySelectorAll('[data-field]')].map(c => c.textContent)])")
+        answer = httpx2.get(f"{served.base}/api/ops", headers={"Authorization":
+                                                               f"Bearer {TOKEN}"}).json()
+        assert shown == [[r["name"], r["status"], *(r[f] for f in NUMBERS)]
+                         for r in answer["services"]]
         page.wait_for_function("() => document.querySelector('.topology img').naturalWidth > 0")
     finally:
         context.close()
+    assert errors == []
 
 
 def test_a_video_played_to_its_end_is_trending_with_one_view(served: Served,

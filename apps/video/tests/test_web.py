@@ -236,8 +236,16 @@ def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) ->
         latest = {m.run: m.totals.records_in for m in web.platform.metrics(service)}
         row = re.search(rf"<tr><td>{service}</td>.*?</tr>", page, re.DOTALL)
         assert row is not None and sum(latest.values()) >= 2
-        assert row.group().endswith(f"<td class=\"num\">{sum(latest.values())}</td></tr>")
+        assert row.group().endswith(
+            f'<td class="num" data-field="total_in">{sum(latest.values())}</td></tr>')
     assert "None." in page  # no exceptions
+    # the same rows as JSON, for the page's script: the same access
+    assert web.client.get("/api/ops").status_code == 401
+    found = {r["name"]: r for r in web.client.get("/api/ops", headers=AUTH).json()["services"]}
+    for service in ("probe", "thumbnail", "transcode", "join"):
+        latest = {m.run: m.totals.records_in for m in web.platform.metrics(service)}
+        assert found[service]["total_in"] == str(sum(latest.values()))
+        assert found[service]["status"] in ("running", "stalled", "silent", "stopped")
 
 
 def test_the_ops_page_draws_the_topology_and_serves_the_consoles_stylesheet(

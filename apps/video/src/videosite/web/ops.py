@@ -1,6 +1,7 @@
 """The ops page (``GET /ops``): each service's health, rates and latency from
 ``millstream.metrics``, the app's topology, the latest exceptions, and a link to the
-millstream console (``VIDEOSITE_CONSOLE_URL``).
+millstream console (``VIDEOSITE_CONSOLE_URL``). ``GET /api/ops`` gives the same rows as
+JSON; the page's script fetches it every 2 s to stay live.
 
 The page shows services' exception messages and record ids, so it needs the API token unless
 ``VIDEOSITE_OPS_PUBLIC`` opens it (``check_ops_access``); so does the topology drawing.
@@ -11,22 +12,42 @@ The health badges use the console's own stylesheet, served at ``/console-static`
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from functools import cache
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from millstream.observe import to_svg
+from millstream.observe import ServiceView, to_svg
 from videosite.app import app
 
 from .api import check_ops_access, readable, site_of
 from .pages import render
 
-__all__ = ["SVG_CSP", "router"]
+__all__ = ["NUMBERS", "SVG_CSP", "router", "rows"]
 
 router = APIRouter()
 #: the drawing's own policy: its <style> element applies (an image runs no script)
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+#: the numeric columns of a service's row, in the page's order
+NUMBERS = ("instances", "in_s", "p50_ms", "p99_ms", "errors", "exceptions", "lag",
+           "total_in")
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def rows(services: Iterable[ServiceView]) -> list[dict[str, str]]:
+    """One row a service, its cells as the page shows them: ``name``, ``status`` (running,
+    stalled, silent or stopped) and ``NUMBERS``."""
+    return [{"name": s.service or s.group, "status": s.status,
+             "instances": f"{s.alive}/{len(s.instances)}", "in_s": f"{s.rate_in:.1f}",
+             "p50_ms": _ms(s.percentile_ms(0.5)), "p99_ms": _ms(s.percentile_ms(0.99)),
+             "errors": str(s.errors), "exceptions": str(s.exceptions), "lag": str(s.lag),
+             "total_in": str(s.totals.records_in)} for s in services]
 
 
 @cache
@@ -43,8 +64,19 @@ async def ops_page(request: Request) -> HTMLResponse:
     check_ops_access(request, site)
     view = await asyncio.to_thread(site.ops)
     services = view.metrics.services if view.metrics is not None else ()
-    return render("ops.html", services=services, exceptions=view.exceptions, title="Ops",
-                  page="ops", console_url=site.settings.console_url)
+    return render("ops.html", services=rows(services), numbers=NUMBERS,
+                  exceptions=view.exceptions, title="Ops", page="ops",
+                  console_url=site.settings.console_url)
+
+
+@readable(router, "/api/ops")
+async def ops_rows(request: Request) -> JSONResponse:
+    """The ops page's service rows (``rows``), for its script: the same access."""
+    site = site_of(request)
+    check_ops_access(request, site)
+    view = await asyncio.to_thread(site.ops)
+    services = view.metrics.services if view.metrics is not None else ()
+    return JSONResponse({"services": rows(services)}, headers={"Cache-Control": "no-store"})
 
 
 @readable(router, "/ops/topology.svg")

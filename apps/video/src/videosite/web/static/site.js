@@ -253,7 +253,50 @@ function viewsChart() {
   });
 }
 
+// The ops page: its service rows again every OPS_POLL_MS from GET /api/ops (the same
+// cells, and the console's badge class for the health).
+const OPS_POLL_MS = 2000;
+
+function followOps() {
+  const table = document.querySelector("table.ops");
+  const live = document.getElementById("ops-live");
+  if (!table || !live) return;
+  const say = (ok, text) => {
+    live.hidden = false;
+    live.className = ok ? "live ok" : "live failing";
+    live.textContent = text;
+  };
+  const poll = async () => {
+    try {
+      const res = await fetch("/api/ops", { headers: { Accept: "application/json" } });
+      if (!res.ok) throw new Error("the site answered " + res.status);
+      const doc = await res.json();
+      const found = new Map(doc.services.map((s) => [s.name, s]));
+      for (const row of table.tBodies[0].rows) {
+        const service = found.get(row.cells[0].textContent);
+        if (!service) continue;
+        for (const cell of row.querySelectorAll("[data-field]")) {
+          const field = cell.dataset.field;
+          if (field !== "status") {
+            cell.textContent = service[field];
+            continue;
+          }
+          const badge = cell.querySelector(".badge");
+          badge.className = "badge status-" + service.status;
+          badge.textContent = service.status;
+        }
+      }
+      say(true, "live: updated " + new Date().toLocaleTimeString());
+    } catch (err) {
+      say(false, "not updating: " + err.message);
+    }
+    setTimeout(poll, OPS_POLL_MS);
+  };
+  setTimeout(poll, OPS_POLL_MS);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  followOps();
   followStatus();
   qualitySwitch();
   uploadForm();
