@@ -553,7 +553,7 @@ def test_a_video_over_the_limits_fails_and_the_others_are_processed(
     page = web.client.get(f"/videos/{processed['too long']}")
     assert page.status_code == 200
     assert 'data-status="failed"' in page.text
-    assert f'<span class="reason">{escape(doc["reason"])}</span>' in page.text
+    assert f'<p class="reason">{escape(doc["reason"])}</p>' in page.text
     good = web.client.get(f"/api/videos/{processed['good']}").json()
     assert good["status"] == "ready" and good["reason"] is None
     assert good["title"] == HTML_TITLE
