@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from millstream.console._series import bucket_width, series
+from millstream.console._series import bucket_width, parse_since, series
+from millstream.errors import InvalidRequestError
 from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics_record import Counters, MetricsRecord, RecordedHistogram
 
@@ -131,3 +132,12 @@ def test_a_bucket_width_can_be_given_and_buckets_align_on_its_multiples():
         "rates": {"in": [], "out": [], "errors": [], "exceptions": []}}
     with pytest.raises(ValueError, match="bucket_ms must be above 0, got 0"):
         series(records, bucket_ms=0)
+
+
+def test_since_is_read_from_seconds_and_bad_text_is_refused_naming_it():
+    assert parse_since(None) is None
+    assert parse_since(" ") is None
+    assert parse_since("1765000000.5") == 1765000000.5
+    for bad in ("yesterday", "-1", "nan", "inf"):
+        with pytest.raises(InvalidRequestError, match=f"since={bad!r} is not a time"):
+            parse_since(bad)

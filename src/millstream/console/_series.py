@@ -27,15 +27,17 @@ How records become points:
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from millstream.errors import InvalidRequestError
 from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics_record import MetricsRecord
 
-__all__ = ["RATES", "Series", "bucket_width", "series"]
+__all__ = ["RATES", "Series", "bucket_width", "parse_since", "partition_order", "series"]
 
 #: The rate series, by their name in ``Series.rates`` and the counter they come from.
 RATES = {"in": "records_in", "out": "records_out", "errors": "errors",
@@ -147,9 +149,25 @@ def _lag(records: Iterable[MetricsRecord], width: int, first: int,
             if seen is None or record.time_ms >= seen[0]:
                 points[index] = (record.time_ms, lag)
     return {partition: [p[1] if p is not None else None for p in newest[partition]]
-            for partition in sorted(newest, key=_partition_order)}
+            for partition in sorted(newest, key=partition_order)}
 
 
-def _partition_order(name: str) -> tuple[str, int]:
+def partition_order(name: str) -> tuple[str, int]:
+    """The sort key of a ``stream/partition`` name: by stream, then partition number."""
     stream, _, number = name.rpartition("/")
     return (stream, int(number)) if number.isdigit() else (name, -1)
+
+
+def parse_since(text: str | None) -> float | None:
+    """A ``since`` query parameter: seconds since the epoch, None when absent or empty.
+    Raises ``InvalidRequestError`` naming the text."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidRequestError(
+            f"since={text!r} is not a time: give seconds since the epoch (e.g. 1765000000)")
+    return value

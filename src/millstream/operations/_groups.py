@@ -20,7 +20,8 @@ from millstream.errors import InvalidRequestError, NotFoundError
 from millstream.records import StreamPartition
 from millstream.streams._base import Streams
 
-__all__ = ["ResetTarget", "describe_target", "offsets_at", "parse_reset_target", "reset_group"]
+__all__ = ["ResetTarget", "describe_target", "offsets_at", "parse_reset_target", "parse_time",
+           "reset_group"]
 
 ResetTarget = Literal["earliest", "latest"] | int | tuple[Literal["time"], int]
 
@@ -29,31 +30,42 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_reset_target(text: str, *, now: float | None = None) -> ResetTarget:
-    """``beginning``/``earliest``, ``end``/``latest``, an offset (an integer ≥ 0), an ISO time
-    (``2026-11-27T10:00``, local time unless it names its offset) or a span ago (``30m``,
-    ``2h``, ``1d``; ``now`` is seconds since the epoch, the clock's by default). Raises
-    ``InvalidRequestError`` naming the text and what is accepted."""
-    given = text.strip()
-    lowered = given.lower()
+    """``beginning``/``earliest``, ``end``/``latest``, an offset (an integer ≥ 0), or a time
+    (``parse_time``). Raises ``InvalidRequestError`` naming the text and what is accepted."""
+    lowered = text.strip().lower()
     if lowered in ("earliest", "beginning"):
         return "earliest"
     if lowered in ("latest", "end"):
         return "latest"
     if lowered.isdigit():
         return int(lowered)
-    span = _SPAN.fullmatch(lowered)
+    try:
+        return ("time", parse_time(text, now=now))
+    except InvalidRequestError:
+        raise InvalidRequestError(
+            f"{text!r} is not 'beginning', 'end', an offset (an integer ≥ 0), a time like "
+            "2026-11-27T10:00 or a span ago like 30m") from None
+
+
+def parse_time(text: str, *, now: float | None = None, assume_utc: bool = False) -> int:
+    """A time as epoch milliseconds: a span ago (``30m``, ``2h``, ``1d``, before ``now``,
+    seconds since the epoch, the clock's by default) or an ISO time (``2026-11-27T10:00``:
+    local time unless it names its offset, or UTC with ``assume_utc``). Raises
+    ``InvalidRequestError`` naming the text."""
+    given = text.strip()
+    span = _SPAN.fullmatch(given.lower())
     if span:
         start = time.time() if now is None else now
-        return ("time", int((start - int(span[1]) * _UNIT_S[span[2]]) * 1000))
+        return int((start - int(span[1]) * _UNIT_S[span[2]]) * 1000)
     try:
         moment = dt.datetime.fromisoformat(given)
     except ValueError:
         raise InvalidRequestError(
-            f"{text!r} is not 'beginning', 'end', an offset (an integer ≥ 0), a time like "
-            "2026-11-27T10:00 or a span ago like 30m") from None
+            f"{text!r} is not a time: give an ISO time like 2026-11-27T10:00 or a span ago "
+            "like 30m") from None
     if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return ("time", int(moment.timestamp() * 1000))
+        moment = moment.replace(tzinfo=dt.UTC) if assume_utc else moment.astimezone()
+    return int(moment.timestamp() * 1000)
 
 
 def describe_target(target: ResetTarget) -> str:
