@@ -43,11 +43,12 @@ def test_one_instance_gives_its_interval_counts_per_second_in_the_buckets_they_c
                rec(12_000, records_in=30), rec(13_500, 1500, records_in=30, records_out=3)]
     s = series(records)
     assert s.bucket_s == 1.0
-    # from the earliest record's bucket to the last one ended by 13.5 s (13 s is still filling)
-    assert s.times == [10.0, 11.0, 12.0]
-    assert s.rates["in"] == [20.0, 30.0, 20.0]  # 30 over 1.5 s: 20 of them in [12, 13)
-    assert s.rates["out"] == [40.0, 0.0, 2.0]
-    assert s.rates["errors"] == [0.0, 0.0, 0.0]
+    # from where the earliest record's interval began (9 s) to the last bucket ended by
+    # 13.5 s ([13, 14) is still filling)
+    assert s.times == [9.0, 10.0, 11.0, 12.0]
+    assert s.rates["in"] == [5.0, 20.0, 30.0, 20.0]  # 30 over 1.5 s: 20 of them in [12, 13)
+    assert s.rates["out"] == [0.0, 40.0, 0.0, 2.0]
+    assert s.rates["errors"] == [0.0, 0.0, 0.0, 0.0]
 
 
 def test_two_instances_out_of_step_are_summed_each_spread_over_its_own_interval():
@@ -56,14 +57,14 @@ def test_two_instances_out_of_step_are_summed_each_spread_over_its_own_interval(
     b = [rec(10_500, instance="b", records_in=20), rec(11_500, instance="b", records_in=20),
          rec(12_500, instance="b", records_in=40)]
     s = series(sorted(a + b, key=lambda r: r.time_ms))
-    assert s.times == [10.0, 11.0, 12.0]
-    # [10, 11): a's 10 + half of b's record at 10.5 (10) + half of b's at 11.5 (10)
+    assert s.times == [9.0, 10.0, 11.0, 12.0]
+    # [9, 10): a's first (100) + half of b's first, at 10.5 (10)
+    # [10, 11): a's 10 + b's other half (10) + half of b's at 11.5 (10)
     # [11, 12): a's 10 + b's other half (10) + half of b's at 12.5 (20)
     # [12, 13): a's 10 + b's other half (20) and nothing yet for [12.5, 13)
-    assert s.rates["in"] == [30.0, 40.0, 30.0]
-    # the area is what was counted from 10 s to 13 s: a's last three records (30), the half
-    # of b's first after 10 s (10) and b's other two (60)
-    assert sum(v or 0 for v in s.rates["in"]) * s.bucket_s == 100.0
+    assert s.rates["in"] == [110.0, 30.0, 40.0, 30.0]
+    # the area is everything the records counted: a's 130 and b's 80
+    assert sum(v or 0 for v in s.rates["in"]) * s.bucket_s == 210.0
 
 
 def test_a_restart_is_a_new_run_whose_counts_add_and_a_stop_leaves_buckets_without_value():
@@ -74,10 +75,20 @@ def test_a_restart_is_a_new_run_whose_counts_add_and_a_stop_leaves_buckets_witho
                   rec(16_000, run="r2", records_in=60),
                   rec(17_000, run="r2", records_in=70)]
     s = series(first_run + second_run)
-    assert s.times == [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0]
-    assert s.rates["in"] == [10.0, 4.0, None, None, 50.0, 60.0, 70.0]
-    assert s.rates["errors"] == [4.0, 0.0, None, None, 1.0, 0.0, 0.0]
-    assert s.rates["exceptions"] == [2.0, 0.0, None, None, 0.0, 0.0, 0.0]
+    assert s.times == [9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0]
+    assert s.rates["in"] == [10.0, 10.0, 4.0, None, None, 50.0, 60.0, 70.0]
+    assert s.rates["errors"] == [2.0, 4.0, 0.0, None, None, 1.0, 0.0, 0.0]
+    assert s.rates["exceptions"] == [1.0, 2.0, 0.0, None, None, 0.0, 0.0, 0.0]
+
+
+def test_once_every_run_has_stopped_the_last_bucket_is_shown_too():
+    records = [rec(10_000, records_in=10), rec(11_000, records_in=10),
+               rec(11_500, 500, final=True, records_in=5)]
+    s = series(records)
+    assert s.times == [9.0, 10.0, 11.0]
+    assert s.rates["in"] == [10.0, 10.0, 5.0]
+    running = series([*records[:2], rec(11_500, 500, run="r2", records_in=5)])
+    assert running.times == [9.0, 10.0]
 
 
 def test_latency_comes_from_the_merged_histograms_not_from_averaged_percentiles():
@@ -88,11 +99,11 @@ def test_latency_comes_from_the_merged_histograms_not_from_averaged_percentiles(
                rec(12_000, instance="a", records_in=1, times_us=((2015, 1),)),
                rec(13_000, instance="a")]
     s = series(records)
-    assert s.times == [10.0, 11.0, 12.0]
+    assert s.times == [9.0, 10.0, 11.0, 12.0]
     # [11, 12): 100 records merged, 90 of them 1.007 ms: p50 1.007, p99 8.063
     # (averaging a's and b's own p99s would say 4.535)
-    assert s.p50_ms == [None, 1.007, 2.015]
-    assert s.p99_ms == [None, 8.063, 2.015]
+    assert s.p50_ms == [None, None, 1.007, 2.015]
+    assert s.p99_ms == [None, None, 8.063, 2.015]
 
 
 def test_lag_per_partition_is_the_newest_report_in_each_bucket_in_partition_order():
@@ -103,17 +114,17 @@ def test_lag_per_partition_is_the_newest_report_in_each_bucket_in_partition_orde
                rec(12_100, instance="b", lag={"orders/2": 0, "orders/10": 9}),
                rec(13_000, instance="b")]
     s = series(records)
-    assert s.times == [10.0, 11.0, 12.0]
+    assert s.times == [9.0, 10.0, 11.0, 12.0]
     assert list(s.lag) == ["orders/0", "orders/2", "orders/10"]
-    assert s.lag == {"orders/0": [5, 4, None], "orders/2": [3, None, 0],
-                     "orders/10": [2, None, 9]}
+    assert s.lag == {"orders/0": [None, 5, 4, None], "orders/2": [None, 3, None, 0],
+                     "orders/10": [None, 2, None, 9]}
 
 
 def test_since_keeps_the_buckets_starting_at_or_after_it_with_the_same_values():
     records = [rec(t, records_in=t // 1000) for t in range(10_000, 16_000, 1000)]
     whole = series(records)
-    assert whole.times == [10.0, 11.0, 12.0, 13.0, 14.0]
-    assert whole.rates["in"] == [11.0, 12.0, 13.0, 14.0, 15.0]
+    assert whole.times == [9.0, 10.0, 11.0, 12.0, 13.0, 14.0]
+    assert whole.rates["in"] == [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
     tail = series(records, since=12.5)
     assert tail.times == [13.0, 14.0]
     assert tail.rates["in"] == [14.0, 15.0]
@@ -125,8 +136,8 @@ def test_a_bucket_width_can_be_given_and_buckets_align_on_its_multiples():
     records = [rec(t, records_in=10) for t in range(10_000, 17_000, 1000)]
     s = series(records, bucket_ms=5000)
     assert s.bucket_s == 5.0
-    assert s.times == [10.0]  # [15, 20) is still filling at 16 s
-    assert s.rates["in"] == [10.0]
+    assert s.times == [5.0, 10.0]  # [15, 20) is still filling at 16 s
+    assert s.rates["in"] == [2.0, 10.0]  # [5, 10): the first record's 10, over 5 s
     assert series([], bucket_ms=2000).to_json() == {
         "bucket_s": 2.0, "times": [], "p50_ms": [], "p99_ms": [], "lag": {},
         "rates": {"in": [], "out": [], "errors": [], "exceptions": []}}

@@ -9,9 +9,10 @@ How records become points:
 * **Buckets.** The axis is cut into buckets ``bucket_ms`` wide, aligned on multiples of it
   since the epoch (so two requests agree on them); a point's time is its bucket's start. The
   width is the metrics interval (``bucket_width``: the median ``interval_ms`` of the records,
-  rounded to whole seconds, at least one second). Buckets run from the one holding the
-  earliest record's time to the last one that has ended by the newest record's time (the
-  bucket still filling is left out until it has ended).
+  rounded to whole seconds, at least one second). Buckets run from the one where the
+  earliest record's interval began to the last one that has ended by the newest record's
+  time: the bucket still filling is left out until it has ended, unless every run has
+  stopped (its newest record is final), when nothing more will come.
 * **Rates** (records in and out, errors, exceptions per second). A record counts its
   instance's events in the ``interval_ms`` before its ``time_ms``; they are spread evenly over
   that span, so a bucket gets the share of each record's count that falls inside it, summed
@@ -86,8 +87,10 @@ def series(records: Sequence[MetricsRecord], *, bucket_ms: int | None = None,
         raise ValueError(f"bucket_ms must be above 0, got {bucket_ms}")
     if not records:
         return Series(width / 1000, [], {name: [] for name in RATES}, [], [], {})
-    first = min(r.time_ms for r in records) // width
-    end = max(r.time_ms for r in records) // width  # the bucket still filling: left out
+    first = min(r.time_ms - max(r.interval_ms, 0) for r in records) // width
+    end = max(r.time_ms for r in records) // width  # the bucket still filling: left out ...
+    if _stopped(records):  # ... unless nothing will fill it any more
+        end += 1
     if since is not None:
         first = max(first, -(-round(since * 1000) // width))
     count = max(end - first, 0)
@@ -98,6 +101,16 @@ def series(records: Sequence[MetricsRecord], *, bucket_ms: int | None = None,
                   [round((first + i) * width / 1000, _DIGITS) for i in range(count)],
                   _rates(records, width, first, count), *_latency(records, width, first, count),
                   lag=_lag(records, width, first, count))
+
+
+def _stopped(records: Iterable[MetricsRecord]) -> bool:
+    """True when every run's newest record is final (written by a clean stop)."""
+    newest: dict[tuple[str, str], MetricsRecord] = {}
+    for record in records:
+        key = (record.instance, record.run)
+        if key not in newest or record.time_ms >= newest[key].time_ms:
+            newest[key] = record
+    return all(r.final for r in newest.values())
 
 
 def _rates(records: Iterable[MetricsRecord], width: int, first: int,
