@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from millstream.console._series import bucket_width, parse_since, series
+from millstream.console._series import bucket_width, parse_since, series, start_s
 from millstream.errors import InvalidRequestError
 from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics_record import Counters, MetricsRecord, RecordedHistogram
@@ -43,6 +43,8 @@ def test_one_instance_gives_its_interval_counts_per_second_in_the_buckets_they_c
                rec(12_000, records_in=30), rec(13_500, 1500, records_in=30, records_out=3)]
     s = series(records)
     assert s.bucket_s == 1.0
+    assert start_s(records) == 9.0
+    assert start_s([]) == 0
     # from where the earliest record's interval began (9 s) to the last bucket ended by
     # 13.5 s ([13, 14) is still filling)
     assert s.times == [9.0, 10.0, 11.0, 12.0]

@@ -38,7 +38,8 @@ from millstream.errors import InvalidRequestError
 from millstream.runtime._histogram import Histogram
 from millstream.runtime._metrics_record import MetricsRecord
 
-__all__ = ["RATES", "Series", "bucket_width", "parse_since", "partition_order", "series"]
+__all__ = ["RATES", "Series", "bucket_width", "parse_since", "partition_order", "series",
+           "start_s"]
 
 #: The rate series, by their name in ``Series.rates`` and the counter they come from.
 RATES = {"in": "records_in", "out": "records_out", "errors": "errors",
@@ -101,6 +102,12 @@ def series(records: Sequence[MetricsRecord], *, bucket_ms: int | None = None,
                   [round((first + i) * width / 1000, _DIGITS) for i in range(count)],
                   _rates(records, width, first, count), *_latency(records, width, first, count),
                   lag=_lag(records, width, first, count))
+
+
+def start_s(records: Iterable[MetricsRecord]) -> float:
+    """Where the earliest record's interval began, in seconds since the epoch (0 if there
+    is no record): the series' first bucket holds this time."""
+    return min((r.time_ms - max(r.interval_ms, 0) for r in records), default=0) / 1000
 
 
 def _stopped(records: Iterable[MetricsRecord]) -> bool:

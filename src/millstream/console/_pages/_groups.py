@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from millstream.console._context import ConsoleContext, context
 from millstream.console._render import json_answer, render
 from millstream.console._security import action
-from millstream.console._series import parse_since, series
+from millstream.console._series import parse_since, series, start_s
 from millstream.errors import InvalidRequestError, MillstreamError, NotFoundError
 from millstream.operations._groups import ResetTarget, describe_target, parse_time, reset_group
 from millstream.records import StreamPartition
@@ -67,9 +67,14 @@ def group_answer(ctx: ConsoleContext, group: str, since: float | None = None) ->
     info = _describe(ctx, group)
     records = ctx.history.records(group)
     lag_series: dict[str, Any] | None = None
+    reporting = False  # an instance of the service is writing metrics now
     if records:
         full = series(records, since=since)
         lag_series = {"bucket_s": full.bucket_s, "times": full.times, "lag": full.lag}
+        try:
+            reporting = ctx.history.snapshot().get(group).alive > 0
+        except KeyError:
+            reporting = False
     return {
         "group": group, "lag": info.lag,
         "members": [{"member": m.member_id, "client": m.client,
@@ -79,8 +84,8 @@ def group_answer(ctx: ConsoleContext, group: str, since: float | None = None) ->
                         "start": p.start, "end": p.end, "lag": p.lag, "owner": p.owner}
                        for p in info.partitions],
         "streams": sorted({p.stream for p in info.partitions}),
-        "series": lag_series,
-        "start_s": min((r.time_ms for r in records), default=0) / 1000,
+        "series": lag_series, "reporting": reporting,
+        "start_s": start_s(records),
     }
 
 

@@ -22,7 +22,7 @@ from millstream.console._checkpoints import StateSizes
 from millstream.console._context import ConsoleContext, context
 from millstream.console._limits import MAX_SCAN
 from millstream.console._render import json_answer, render
-from millstream.console._series import parse_since, partition_order, series
+from millstream.console._series import parse_since, partition_order, series, start_s
 from millstream.errors import NotFoundError
 from millstream.observe import ServiceView
 
@@ -69,7 +69,7 @@ def service_answer(ctx: ConsoleContext, sizes: StateSizes, group: str,
     return {
         "group": group, "app": view.app, "service": view.service, "status": view.status,
         "series": series(records, since=since).to_json(),
-        "start_s": min((r.time_ms for r in records), default=0) / 1000,
+        "start_s": start_s(records),
         "summary": {
             "rate_in": round(view.rate_in, 3), "rate_out": round(view.rate_out, 3),
             "p50_ms": p50, "p99_ms": p99, "lag": view.lag, "errors": view.errors,

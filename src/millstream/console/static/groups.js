@@ -6,6 +6,9 @@
 "use strict";
 (function () {
   const REPLACE = 5;
+  // The time axis ticks whole seconds at the least (a short history would tick every 0.2 s).
+  const X_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400];
+  const axes = (yValues) => ({ axes: [{ incrs: X_INCRS }, { size: 60, values: yValues }] });
 
   function partitionKey(name) {
     const cut = name.lastIndexOf("/");
@@ -66,8 +69,9 @@
       if (chart && keys.join("\n") === names) { chart.set(rows); return; }
       names = keys.join("\n");
       if (chart) { chart.plot.destroy(); el.textContent = ""; }
-      chart = Console.chart(el, { height: 240, series: keys.map((label) => ({ label })),
-                                  yValues: (u, splits) => splits.map(count) }, rows);
+      const yValues = (u, splits) => splits.map(count);
+      chart = Console.chart(el, { height: 240, series: keys.map((label) => ({ label })), yValues,
+                                  uplot: axes(yValues) }, rows);
     }
 
     function fill(answer) {
@@ -115,5 +119,20 @@
     });
   }
 
+  // The time-or-offset field is for "time" and "offset" only.
+  function valueField() {
+    const to = document.querySelector("form.action select[name=to]");
+    const value = document.querySelector("form.action input[name=value]");
+    if (!to || !value) return;
+    const sync = () => {
+      value.disabled = to.value !== "time" && to.value !== "offset";
+      value.placeholder = to.value === "time" ? "2026-12-06T17:00 (UTC) or 30m ago"
+        : to.value === "offset" ? "an offset, e.g. 1500" : "not needed";
+    };
+    to.addEventListener("change", sync);
+    sync();
+  }
+
   document.addEventListener("DOMContentLoaded", start);
+  document.addEventListener("DOMContentLoaded", valueField);
 })();

@@ -6,6 +6,9 @@
 "use strict";
 (function () {
   const REPLACE = 5; // buckets re-asked every poll: the last ones may still change
+  // The time axis ticks whole seconds at the least (a short history would tick every 0.2 s).
+  const X_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400];
+  const axes = (yValues) => ({ axes: [{ incrs: X_INCRS }, { size: 60, values: yValues }] });
 
   function partitionKey(name) {
     const cut = name.lastIndexOf("/");
@@ -83,8 +86,12 @@
       lag: (s) => [s.times].concat(Object.keys(s.lag).sort(byPartition).map((k) => s.lag[k])),
     };
     const options = {
-      rates: { series: [{ label: "in" }, { label: "out" }], yValues: axis((v) => Console.fmt.rate(v)) },
-      latency: { series: [{ label: "p50" }, { label: "p99" }], yValues: axis((v) => `${+v.toFixed(2)} ms`) },
+      rates: { series: [{ label: "in" }, { label: "out", dash: [6, 4] }], yValues: axis((v) => Console.fmt.rate(v)) },
+      // a bucket that timed no record has no point: the line joins its neighbours, and the
+      // points show where the values are (the runtime times fast records one in many)
+      latency: { series: [{ label: "p50", spanGaps: true, points: { show: true, size: 5 } },
+                          { label: "p99", stroke: "#ea580c", spanGaps: true, points: { show: true, size: 5 } }],
+                 yValues: axis((v) => `${+v.toFixed(3)}`) },
       errors: { series: [{ label: "errors", stroke: "#dc2626" }, { label: "exceptions", stroke: "#9333ea" }],
                 yValues: axis((v) => Console.fmt.rate(v)) },
     };
@@ -99,11 +106,11 @@
         lagNames = names.join("\n");
         opts = { series: names.map((label) => ({ label })), yValues: axis(count) };
         if (charts.lag) { charts.lag.plot.destroy(); el.textContent = ""; }
-        charts.lag = Console.chart(el, Object.assign({ height: 220 }, opts), rows.lag(s));
+        charts.lag = Console.chart(el, Object.assign({ height: 220, uplot: axes(opts.yValues) }, opts), rows.lag(s));
         return;
       }
       if (charts[name]) charts[name].set(rows[name](s));
-      else charts[name] = Console.chart(el, Object.assign({ height: 220 }, opts), rows[name](s));
+      else charts[name] = Console.chart(el, Object.assign({ height: 220, uplot: axes(opts.yValues) }, opts), rows[name](s));
     }
     function drawAll() { for (const name of ["rates", "latency", "lag", "errors"]) draw(name, series); }
 
