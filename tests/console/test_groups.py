@@ -12,7 +12,9 @@ import httpx2
 import pytest
 from pydantic import BaseModel
 
+from millstream.console._pages._groups import reset_target
 from millstream.console._series import series
+from millstream.errors import InvalidRequestError
 from millstream.records import StreamPartition
 from millstream.runtime._clock import SystemClock
 from millstream.service import App, Context
@@ -212,3 +214,41 @@ def test_a_reset_is_refused_while_the_group_has_live_members(
                                 "then reset again; nothing was changed")
         assert _committed(platform, "audit") == before
     context.close()
+
+
+def test_the_reset_forms_target_is_the_beginning_the_end_an_offset_or_a_utc_time() -> None:
+    assert reset_target("beginning", "ignored") == "earliest"
+    assert reset_target("end", "") == "latest"
+    assert reset_target("offset", " 42 ") == 42
+    assert reset_target("time", "2026-12-06T17:00") == ("time", 1796576400000)
+    assert reset_target("time", "2026-12-06T18:00+01:00") == ("time", 1796576400000)
+    with pytest.raises(InvalidRequestError, match="'yesterday' is not a time: give an ISO"):
+        reset_target("time", "yesterday")
+    with pytest.raises(InvalidRequestError, match="reset to 'start'\\? Choose one of "
+                                                  "beginning, end, time, offset"):
+        reset_target("start", "")
+
+
+def test_a_reset_to_a_time_or_of_one_partition_to_an_offset_through_the_bearer_token(
+    platform: TestPlatform, served: Served
+) -> None:
+    starts, per_new = _starts(platform), _per_partition(NEW)
+    url = f"{served.url}/groups/audit/reset"
+    bearer = {"authorization": f"Bearer {served.token}"}
+    an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3600))
+    answer = httpx2.post(url, headers=bearer, data={
+        "confirm": "audit", "stream": "orders", "to": "time", "value": an_hour_ago})
+    assert answer.status_code == 200
+    # the first record at or after an hour ago is the first new order: the retained start
+    assert _committed(platform, "audit") == {("orders", 0): starts[0], ("orders", 1): starts[1]}
+    answer = httpx2.post(url, headers=bearer, data={
+        "confirm": "audit", "stream": "orders", "partition": "1", "to": "offset",
+        "value": str(starts[1] + per_new[1])})
+    assert answer.status_code == 200
+    assert "group audit now reads from offset" in answer.text
+    assert _committed(platform, "audit") == {("orders", 0): starts[0],
+                                             ("orders", 1): starts[1] + per_new[1]}
+    answer = httpx2.post(url, headers=bearer, data={
+        "confirm": "audit", "stream": "orders", "partition": "7", "to": "end"})
+    assert answer.status_code == 400
+    assert "stream &#39;orders&#39; has no partition 7: its partitions are 0..1" in answer.text

@@ -30,7 +30,7 @@ from millstream.operations._groups import ResetTarget, describe_target, parse_ti
 from millstream.records import StreamPartition
 from millstream.streams._info import GroupInfo
 
-__all__ = ["group_answer", "groups_answer", "routes"]
+__all__ = ["TARGETS", "group_answer", "groups_answer", "reset_target", "routes"]
 
 #: the reset form's choices: its ``to`` field → what it means
 TARGETS = {"beginning": "the first retained record", "end": "the end: skip what is there",
