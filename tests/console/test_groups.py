@@ -252,3 +252,20 @@ def test_a_reset_to_a_time_or_of_one_partition_to_an_offset_through_the_bearer_t
         "confirm": "audit", "stream": "orders", "partition": "7", "to": "end"})
     assert answer.status_code == 400
     assert "stream &#39;orders&#39; has no partition 7: its partitions are 0..1" in answer.text
+
+
+def test_a_group_that_writes_no_metrics_has_its_lag_sampled_while_the_page_is_open(
+    platform: TestPlatform, served: Served, page: Any
+) -> None:
+    lags = {p.partition: p.lag for p in platform.streams.admin().describe_group(
+        "audit").partitions}
+    page.goto(f"{served.url}/groups/audit")
+    assert page.locator("#lag-source").text_content() == (
+        "This group writes no metrics (it is not a service's group): the chart samples its lag "
+        "every poll since this page opened.")
+    page.wait_for_function("() => window.groupPage && window.groupPage.series.times.length >= 3")
+    data = page.evaluate("document.getElementById('chart-lag').chart.data"
+                         ".map((a) => Array.from(a))")
+    times, lag0, lag1 = data
+    assert len(times) >= 3 and times == sorted(times)
+    assert set(lag0) == {lags[0]} and set(lag1) == {lags[1]}
