@@ -117,9 +117,10 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
         lag_names = ["millstream.retry.shop.totals/0", "orders/0", "orders/1"]
         assert list(expected["lag"]) == lag_names
         assert _chart(page, "lag") == [times, *(expected["lag"][n] for n in lag_names)]
-        # the area under records in/s is every order the service handled
+        # the area under records in/s is every order the service handled (each bucket's rate
+        # is rounded to 3 decimals: the sum is within half a thousandth per bucket)
         area = sum(v for v in expected["rates"]["in"] if v is not None) * expected["bucket_s"]
-        assert round(area, 6) == 150
+        assert abs(area - 150) <= 0.0005 * len(times)
         assert expected["bucket_s"] == 1.0
         assert len(times) >= 5
 
