@@ -211,3 +211,25 @@ def test_replaying_a_filters_worth_replays_exactly_those(
     assert sorted(s.order_id for s in shipments) == list(range(10))
     assert page.locator("#pending-count").inner_text() == "0"
     assert column(page, 8) == ["replayed"] * 3
+
+
+def test_a_replay_that_fails_again_links_to_its_new_exception(
+        page: Any, served: Served, platform: TestPlatform) -> None:
+    ident = ids_of(platform, "billing", "negative total")[0]  # not fixed: it fails again
+    answer = httpx2.post(f"{served.url}/exceptions/{ident}/replay",
+                         data={"confirm": str(ident)},
+                         headers={"authorization": f"Bearer {served.token}"},
+                         follow_redirects=False, timeout=10)
+    assert (answer.status_code, answer.headers["location"]) == (
+        303, f"/exceptions/{ident}?replayed={ident}")
+    platform.wait_until(lambda: any(f.document.get("replay_of") == ident
+                                    for f in platform.exceptions("billing")), timeout=20)
+    again = next(f.id for f in platform.exceptions("billing")
+                 if f.document.get("replay_of") == ident)
+    page.goto(f"{served.url}/exceptions/{ident}")
+    assert page.locator("#replayed-where").inner_text() == (
+        f"yes: to millstream.retry.shop.billing at offset 1; failed again as exception {again}")
+    page.goto(f"{served.url}/exceptions/{again}")
+    assert page.locator("#facts").inner_text().count(f"exception {ident}") == 1
+    assert page.locator("#input-value pre").inner_text() == json.dumps(
+        {"id": 5, "customer": "c2", "total": -1.0}, indent=2)

@@ -192,6 +192,17 @@ def test_the_live_tail_shows_a_record_sent_after_the_page_loaded(
         '{\n  "late": true\n}'
     assert page.locator('#partitions tr[data-partition="0"] [data-field=end]').inner_text() \
         == "5"
+    # paused, the tail fetches no records; resumed, it catches up
+    page.click("#pause")
+    page.wait_for_timeout(500)  # a fetch already under way may still land
+    with platform.streams.open_producer() as producer:
+        producer.send("raw", b"while paused", key=b"new")
+    page.wait_for_selector('#partitions tr[data-partition="0"] [data-field=end]:text-is("6")')
+    page.wait_for_timeout(2500)
+    assert rows(page)[0] == "[0] @ 4"
+    page.click("#pause")
+    page.wait_for_selector('#records tr.record[data-offset="5"]', timeout=10_000)
+    assert rows(page)[:2] == ["[0] @ 5", "[0] @ 4"]
     page.goto(f"{served.url}/streams/orders")
     screenshot(page, "stream")
 
