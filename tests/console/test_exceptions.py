@@ -233,3 +233,12 @@ def test_a_replay_that_fails_again_links_to_its_new_exception(
     assert page.locator("#facts").inner_text().count(f"exception {ident}") == 1
     assert page.locator("#input-value pre").inner_text() == json.dumps(
         {"id": 5, "customer": "c2", "total": -1.0}, indent=2)
+
+
+def test_an_exception_that_does_not_exist_is_a_404_naming_the_ids(
+        served: Served, platform: TestPlatform) -> None:
+    last = max(f.id for f in platform.exceptions())
+    answer = httpx2.get(f"{served.url}/exceptions/999", headers={"accept": "application/json"},
+                        timeout=10)
+    assert (answer.status_code, answer.json()) == (404, {
+        "error": f"there is no exception 999: the exceptions stream holds ids 0 to {last}"})

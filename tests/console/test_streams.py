@@ -229,3 +229,11 @@ def test_a_script_in_a_payload_is_shown_as_text_and_never_run(page: Any,
         assert record.locator("td.key code").inner_text() == "<b>key</b>"
         assert page.evaluate("window.pwned") is None
         assert page.locator("#records script, #records img, #records b").count() == 0
+
+
+def test_a_stream_that_does_not_exist_is_a_404_naming_it(served: Served) -> None:
+    for path in ("/streams/nope", "/api/streams/nope"):
+        answer = httpx2.get(f"{served.url}{path}", headers={"accept": "application/json"},
+                            timeout=10)
+        assert answer.status_code == 404
+        assert "nope" in answer.json()["error"]

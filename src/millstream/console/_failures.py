@@ -141,8 +141,9 @@ def read_one(streams: Streams, ident: int) -> ExceptionRecord:
                     if failure is not None and failure.id == ident:
                         return failure
         kept = ", ".join(f"{p.start} to {p.end - 1}" for p in info.partitions if p.end > p.start)
-        raise NotFoundError(f"there is no exception {ident}: the exceptions stream holds ids "
-                            f"{kept or 'none yet'}")
+        if kept:
+            raise NotFoundError(f"there is no exception {ident}: the exceptions stream holds "
+                                f"ids {kept}")
     raise NotFoundError(f"there is no exception {ident}: no service has failed yet")
 
 
