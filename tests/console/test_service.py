@@ -87,6 +87,10 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
     with served_console(platform) as served:
         page.goto(f"{served.url}/services/{GROUP}")
         assert page.locator("h1").text_content() == "totals"
+        assert " ".join(page.locator("#flow").text_content().split()) == (
+            "reads orders → writes totals")
+        assert page.locator("#flow a").evaluate_all("(links) => links.map((a) => a.href)") == [
+            f"{served.url}/streams/orders", f"{served.url}/streams/totals"]
         page.wait_for_function(DRAWN)
         page.evaluate("window.notReloaded = true")
         before = _page_series(page)["times"]

@@ -58,7 +58,8 @@ def _require(ctx: ConsoleContext, group: str) -> ServiceView:
 def service_answer(ctx: ConsoleContext, sizes: StateSizes, group: str,
                    since: float | None = None) -> dict[str, Any]:
     """What the Service page shows of ``group``, as JSON: ``series`` (from ``since`` if
-    given), ``summary``, ``instances``, ``partitions``, ``state``."""
+    given), ``summary``, ``instances``, ``partitions``, ``state``, and the streams and stores
+    it reads, writes and uses (``inputs``, ``outputs``, ``stores``)."""
     view = _require(ctx, group)
     records = ctx.history.records(group)
     started = {(r.instance, r.run): r.started_ms for r in records}
@@ -66,8 +67,13 @@ def service_answer(ctx: ConsoleContext, sizes: StateSizes, group: str,
     owners = {p: i.instance for i in view.instances if i.up for p in i.assigned}
     sizes.refresh(ctx.streams)
     state = sizes.of(group)
+    newest = max(records, key=lambda r: r.time_ms, default=None)
     return {
         "group": group, "app": view.app, "service": view.service, "status": view.status,
+        # what it reads, writes and uses, as its newest record says
+        "inputs": list(newest.inputs) if newest else [],
+        "outputs": list(newest.outputs) if newest else [],
+        "stores": list(newest.stores) if newest else [],
         "series": series(records, since=since).to_json(),
         "start_s": start_s(records),
         "summary": {
