@@ -37,7 +37,9 @@ app = App("shop", partitions=2)
 
 @app.service(inputs={"orders": Order}, outputs={"totals": Total}, stateful=True)
 def totals(order: Order, ctx: Context) -> Total:
-    """A running total per customer, kept as the service's state."""
+    """A running total per customer, kept as the service's state; refuses one customer."""
+    if order.customer == "refused":
+        raise ValueError(f"order {order.amount} of a refused customer")
     ctx.state[order.customer] = ctx.state.get(order.customer, 0) + order.amount
     return Total(customer=order.customer, total=ctx.state[order.customer])
 
@@ -96,7 +98,10 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
         before = _page_series(page)["times"]
 
         _send(platform, 120, 30)  # new points come while the page is open
-        wait_until(lambda: _handled(platform) == 150, 15, "150 orders counted in the metrics")
+        platform.send_many("orders", [Order(customer="refused", amount=n) for n in (1, 2)],
+                           key="refused")  # each tried 3 times, then an exception record
+        wait_until(lambda: sum(r.interval.exceptions for r in _records(platform)) == 2, 15,
+                   "the two refused orders given up on")
         page.wait_for_function(f"() => window.servicePage.series.times.length > {len(before)}")
         assert page.evaluate("window.notReloaded") is True
         kept = max(len(before) - 5, 0)  # the last five buckets are asked again every poll
@@ -121,10 +126,15 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
         lag_names = ["millstream.retry.shop.totals/0", "orders/0", "orders/1"]
         assert list(expected["lag"]) == lag_names
         assert _chart(page, "lag") == [times, *(expected["lag"][n] for n in lag_names)]
-        # the area under records in/s is every order the service handled (each bucket's rate
-        # is rounded to 3 decimals: the sum is within half a thousandth per bucket)
-        area = sum(v for v in expected["rates"]["in"] if v is not None) * expected["bucket_s"]
-        assert abs(area - 150) <= 0.0005 * len(times)
+        # the area under each rate is what the service counted: 152 orders read (the two
+        # refused ones once each), 3 failures each of those, 2 given up on (each bucket's rate
+        # is rounded to 3 decimals: an area is within half a thousandth per bucket)
+        def area(name: str) -> float:
+            return sum(v for v in expected["rates"][name] if v is not None) * expected["bucket_s"]
+
+        assert abs(area("in") - 152) <= 0.0005 * len(times)
+        assert abs(area("errors") - 6) <= 0.0005 * len(times)
+        assert abs(area("exceptions") - 2) <= 0.0005 * len(times)
         assert expected["bucket_s"] == 1.0
         assert len(times) >= 5
 
@@ -137,7 +147,7 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
         assert [c.strip() for c in rows.nth(0).locator("td").all_text_contents()][:4] == [
             record[0], record[1], records[-1].version, "stopped"]
         assert records[-1].version == "1"
-        assert rows.nth(0).locator("td").nth(6).text_content() == "150"
+        assert rows.nth(0).locator("td").nth(6).text_content() == "152"
         parts = page.locator("#partitions tbody tr")
         assert [[c.strip() for c in parts.nth(i).locator("td").all_text_contents()]
                 for i in range(parts.count())] == [[n, "–", "0"] for n in lag_names]
@@ -151,7 +161,7 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
         assert answer["state"]["bytes"] == sum(sizes.values())
         assert page.locator("[data-field=state_bytes]").text_content() == fmt_bytes(
             sum(sizes.values()))
-        assert answer["summary"]["records_in"] == 150
+        assert answer["summary"]["records_in"] == 152
         screenshot(page, "service")
 
 
