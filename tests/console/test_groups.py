@@ -113,6 +113,15 @@ def test_the_groups_page_lists_every_group_with_members_streams_and_lag(
     assert page.locator(f"#groups tr[data-group='{GROUP}'] a").nth(1).get_attribute(
         "href") == f"/services/{GROUP}"
     screenshot(page, "groups")
+    # the list stays live: audit's lag follows its offsets without a reload
+    page.evaluate("window.notReloaded = true")
+    admin, starts = platform.streams.admin(), _starts(platform)
+    admin.reset_offsets("audit", "orders", "latest")
+    audit_lag = page.locator("#groups tr[data-group='audit'] td").nth(3)
+    wait_until(lambda: audit_lag.text_content() == "0", 10, "audit's lag shown as 0")
+    admin.reset_offsets("audit", "orders", {0: starts[0] + 2, 1: starts[1] + 3})
+    wait_until(lambda: audit_lag.text_content() == str(len(NEW) - 5), 10, "audit's lag back")
+    assert page.evaluate("window.notReloaded") is True
 
 
 def test_resetting_a_stopped_group_to_the_beginning_commits_the_start_offsets(

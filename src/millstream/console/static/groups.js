@@ -1,4 +1,5 @@
-// A group's page: the lag-per-partition chart and the tables, kept live. For a service's
+// The groups list, refilled from /api/groups every poll; and a group's page: the
+// lag-per-partition chart and the tables, kept live. For a service's
 // group the chart is its metrics records' lag (the server's buckets: each poll asks for the
 // last few again with ?since= and replaces them, appending the new ones); for any other group
 // each poll adds one sample of the lag the group's offsets show now. The chart's data is
@@ -133,6 +134,47 @@
     sync();
   }
 
+  // The list of groups (/groups): its rows from each poll's answer.
+  function list() {
+    const body = document.querySelector("#groups tbody");
+    if (!body) return;
+    const empty = body.querySelector("tr.empty");
+    const emptyRow = empty ? empty.cloneNode(true) : null;
+    Console.poll("/api/groups", (answer) => {
+      Console.text(document.querySelector("[data-field=count]"), String(answer.groups.length));
+      if (!answer.groups.length) { if (emptyRow) body.replaceChildren(emptyRow.cloneNode(true)); return; }
+      body.replaceChildren(...answer.groups.map((g) => {
+        const row = document.createElement("tr");
+        row.dataset.group = g.group;
+        const name = document.createElement("a");
+        name.className = "mono";
+        name.href = `/groups/${encodeURIComponent(g.group)}`;
+        name.textContent = g.group;
+        const first = document.createElement("td");
+        first.appendChild(name);
+        row.appendChild(first);
+        cell(row, String(g.members), "num");
+        cell(row, g.streams.join(", ") || "–", "mono");
+        cell(row, Console.fmt.int(g.lag), "num");
+        const last = document.createElement("td");
+        if (g.service) {
+          const link = document.createElement("a");
+          link.href = `/services/${encodeURIComponent(g.group)}`;
+          link.textContent = "charts";
+          last.appendChild(link);
+        } else {
+          const none = document.createElement("span");
+          none.className = "muted";
+          none.textContent = "–";
+          last.appendChild(none);
+        }
+        row.appendChild(last);
+        return row;
+      }));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", start);
   document.addEventListener("DOMContentLoaded", valueField);
+  document.addEventListener("DOMContentLoaded", list);
 })();
