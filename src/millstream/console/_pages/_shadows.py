@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from millstream._wellknown import DEPLOYMENTS
 from millstream.console._context import ConsoleContext, context
 from millstream.console._limits import MAX_SCAN
+from millstream.console._pages._outcomes import outcome, redirect_with
 from millstream.console._render import json_answer, render
 from millstream.console._security import action
 from millstream.errors import NotFoundError
@@ -145,9 +147,9 @@ def _target(ctx: ConsoleContext, group: str) -> ShadowTarget:
                         "/shadows")
 
 
-def _shadow_page(request: Request, group: str, *,
-                 promoted: dict[str, Any] | None = None) -> Response:
+def _shadow_page(request: Request, group: str) -> Response:
     ctx = context(request)
+    promoted: dict[str, Any] | None = outcome(request)
     target = _target(ctx, group)
     diffs = [_diff_view(r) for r in diff_shadow(ctx.streams, target, examples=EXAMPLES,
                                                  max_records=MAX_SCAN)]
@@ -156,7 +158,8 @@ def _shadow_page(request: Request, group: str, *,
         request, "shadow.html", title=f"Shadow {target.version} of {target.service}",
         active="shadows", group=group, target=target, diffs=diffs, examples=EXAMPLES,
         max_scan=MAX_SCAN, identical=all(d["identical"] for d in diffs),
-        shadow_status=_status(ctx, group), production_status=_status(ctx, target.group), promoted=promoted, history=history)
+        shadow_status=_status(ctx, group), production_status=_status(ctx, target.group),
+        promoted=promoted, history=history)
 
 
 async def shadows_page(request: Request) -> Response:
@@ -181,8 +184,7 @@ async def promote_action(request: Request) -> Response:
     def run() -> dict[str, Any]:
         return promote_shadow(ctx.streams, _target(ctx, group))
 
-    record = await run_in_threadpool(run)
-    return await run_in_threadpool(_shadow_page, request, group, promoted=record)
+    return redirect_with(f"/shadows/{quote(group, safe='')}", await run_in_threadpool(run))
 
 
 routes: list[BaseRoute] = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from millstream.console._context import ConsoleContext, context
 from millstream.console._limits import MAX_PAYLOAD, MAX_RECORDS
+from millstream.console._pages._outcomes import outcome, redirect_with
 from millstream.console._render import json_answer, render
 from millstream.console._security import action
 from millstream.errors import InvalidRequestError, MillstreamError, NotFoundError
@@ -109,8 +111,9 @@ def _snapshots(ctx: ConsoleContext, name: str) -> tuple[list[dict[str, Any]], in
     return shown, len(refs), None
 
 
-def _table_page(request: Request, name: str, *, done: str | None = None) -> Response:
+def _table_page(request: Request, name: str) -> Response:
     ctx = context(request)
+    done = outcome(request)
     status = table_status(ctx.tables, ctx.streams, name)
     table = ctx.tables.table(name)
     prefix = request.query_params.get("prefix", "")
@@ -134,9 +137,8 @@ def _table_page(request: Request, name: str, *, done: str | None = None) -> Resp
     fields = request.query_params.getlist("field") or [""]
     values = request.query_params.getlist("value") or [""]
     return render(
-        request, "table.html", title=f"Table {name}", active="tables",
-        status=400 if query_error else 200, name=name, table=_status_json(status),
-        offsets=_offsets(status.info.offsets),
+        request, "table.html", title=f"Table {name}", active="tables", name=name,
+        table=_status_json(status), offsets=_offsets(status.info.offsets),
         documents=[_document(k, d) for k, d in rows], columns=_columns(rows), more=more,
         next_after=rows[-1][0] if rows and more and answer is None else None,
         prefix=prefix, after=after, querying=answer is not None or bool(query_error),
@@ -186,8 +188,7 @@ async def snapshot_action(request: Request) -> Response:
         return (f"Snapshot taken: {info.documents} document(s) at offsets "
                 f"{_offsets(info.offsets)}, written to {info.ref.url} (sha256 {info.sha256}).")
 
-    done = await run_in_threadpool(take)
-    return await run_in_threadpool(_table_page, request, name, done=done)
+    return redirect_with(f"/tables/{quote(name)}", await run_in_threadpool(take))
 
 
 async def restore_action(request: Request) -> Response:
@@ -206,8 +207,7 @@ async def restore_action(request: Request) -> Response:
         return (f"Restored {name!r} from {info.ref.url}: {info.documents} document(s), "
                 f"offsets {_offsets(info.offsets)}. A running feed continues from there.")
 
-    done = await run_in_threadpool(restore)
-    return await run_in_threadpool(_table_page, request, name, done=done)
+    return redirect_with(f"/tables/{quote(name)}", await run_in_threadpool(restore))
 
 
 async def rebuild_action(request: Request) -> Response:
@@ -224,8 +224,7 @@ async def rebuild_action(request: Request) -> Response:
                 f"replayed, {stats.upserts} upsert(s), {stats.deletes} delete(s), "
                 f"{stats.skipped} skipped; offsets {_offsets(stats.offsets)}.")
 
-    done = await run_in_threadpool(run)
-    return await run_in_threadpool(_table_page, request, name, done=done)
+    return redirect_with(f"/tables/{quote(name)}", await run_in_threadpool(run))
 
 
 routes: list[BaseRoute] = [
