@@ -268,3 +268,17 @@ def test_an_unknown_table_is_a_404_naming_it(served: Served, browser: Any) -> No
     assert page.locator(".message").text_content().startswith(
         f"table 'nope' does not exist in {context_tables(served)}")
     page.context.close()
+
+
+def test_a_rebuild_into_another_existing_table_is_refused(served: Served,
+                                                          platform: TestPlatform) -> None:
+    other = platform.tables.ensure_table("kept")
+    other.put("k", {"mine": True})
+    answer = httpx2.post(f"{served.url}/tables/{TABLE}/rebuild",
+                         data={"confirm": TABLE, "into": "kept"},
+                         headers={"accept": "application/json",
+                                  "authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert (answer.status_code, answer.json()) == (400, {"error": (
+        "table 'kept' exists: rebuilding 'order_status' into it would replace its documents; "
+        "name a new table, or rebuild 'kept' from its own page")})
+    assert dict(other.scan(limit=None)) == {"k": {"mine": True}}

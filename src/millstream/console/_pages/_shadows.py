@@ -12,6 +12,7 @@ what ``millstream diff`` and ``millstream promote`` call. A promotion goes throu
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -159,7 +160,7 @@ def _shadow_page(request: Request, group: str) -> Response:
         active="shadows", group=group, target=target, diffs=diffs, examples=EXAMPLES,
         max_scan=MAX_SCAN, identical=all(d["identical"] for d in diffs),
         shadow_status=_status(ctx, group), production_status=_status(ctx, target.group),
-        promoted=promoted, history=history)
+        promoted=promoted, history=history, compared_ms=int(time.time() * 1000))
 
 
 async def shadows_page(request: Request) -> Response:

@@ -219,6 +219,10 @@ async def rebuild_action(request: Request) -> Response:
     def run() -> str:
         _exists(ctx, name)
         target = None if into == name else into
+        if target is not None and target in ctx.tables.list_tables():
+            raise InvalidRequestError(
+                f"table {target!r} exists: rebuilding {name!r} into it would replace its "
+                f"documents; name a new table, or rebuild {target!r} from its own page")
         stats = rebuild(ctx.streams, ctx.tables, name, into=target)
         return (f"Rebuilt {target or name!r} from its stream: {stats.records} record(s) "
                 f"replayed, {stats.upserts} upsert(s), {stats.deletes} delete(s), "
