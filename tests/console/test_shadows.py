@@ -125,6 +125,7 @@ def test_the_diff_shows_exactly_the_changed_field_with_its_old_and_new_values(
             for r in diff.locator("table.changes tbody tr").all()]
     # by key, as bytes: b"12" < b"3" < b"6" < b"9"; only n differs: 2·id before, 3·id after
     assert rows == [[str(i), "1", "n", str(2 * i), str(3 * i)] for i in (12, 3, 6, 9)]
+    screenshot(page, "shadow")
 
 
 def test_promote_is_refused_while_the_services_run(served: Served, browser: Any,
@@ -198,7 +199,7 @@ def test_promote_through_the_browser_hands_the_shadows_offsets_and_state_to_prod
     assert shown == [["items", p, str(o)] for p, o in offsets.items()]
     page.reload()
     assert len(deployments(platform)) == 1
-    screenshot(page, "shadow")
+    screenshot(page, "shadow-promoted")
     page.goto(f"{served.url}/shadows")
     row = page.locator(f"tr[data-group='{SHADOW}'] [data-field=promoted]")
     assert row.text_content().startswith("20")  # the promotion's time

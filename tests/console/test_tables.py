@@ -53,6 +53,11 @@ def listed(offsets: Mapping[StreamPartition, int]) -> str:
     return ", ".join(f"{sp}={o}" for sp, o in sorted(offsets.items()))
 
 
+def replay(platform: TestPlatform) -> dict[str, dict[str, Any]]:
+    """The table its stream gives: each order's last record, by id."""
+    return {o.id: o.model_dump() for o in platform.values(orders)}
+
+
 def wait_rows(platform: TestPlatform, expected: dict[str, dict[str, Any]]) -> None:
     platform.wait_until(lambda: docs(platform) == expected, timeout=15)
 
@@ -188,10 +193,7 @@ def test_a_rebuild_through_the_browser_replays_the_stream(served: Served,
                                                           platform: TestPlatform,
                                                           page: Any) -> None:
     platform.tables.table(TABLE).put("stray", {"id": "stray", "status": "not in the stream"})
-    replayed: dict[str, dict[str, Any]] = {}
-    for record in platform.records(orders):
-        order = Order.model_validate_json(record.value or b"")
-        replayed[order.id] = order.model_dump()
+    replayed = replay(platform)
     records = len(platform.records(orders))
     sign_in(page, served, next_path=f"/tables/{TABLE}")
     _act(page, "#rebuild form", TABLE)
@@ -282,3 +284,21 @@ def test_a_rebuild_into_another_existing_table_is_refused(served: Served,
         "table 'kept' exists: rebuilding 'order_status' into it would replace its documents; "
         "name a new table, or rebuild 'kept' from its own page")})
     assert dict(other.scan(limit=None)) == {"k": {"mine": True}}
+
+
+def test_a_rebuild_into_a_new_name_builds_a_copy_and_leaves_the_table_serving(
+        served: Served, platform: TestPlatform) -> None:
+    platform.tables.table(TABLE).put("stray", {"id": "stray"})
+    live = docs(platform)
+    answer = httpx2.post(f"{served.url}/tables/{TABLE}/rebuild",
+                         data={"confirm": TABLE, "into": "order_status-copy"},
+                         headers={"authorization": f"Bearer {TOKEN}"}, timeout=30,
+                         follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith(f"/tables/{TABLE}?outcome=")
+    replayed = replay(platform)
+    copy = platform.tables.table("order_status-copy")
+    assert dict(copy.scan(limit=None)) == replayed
+    assert copy.info().feed == TABLE
+    assert docs(platform) == live  # the table itself untouched, stray document and all
+    platform.tables.table(TABLE).delete("stray")
