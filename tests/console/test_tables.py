@@ -54,8 +54,8 @@ def listed(offsets: Mapping[StreamPartition, int]) -> str:
 
 
 def replay(platform: TestPlatform) -> dict[str, dict[str, Any]]:
-    """The table its stream gives: each order's last record, by id."""
-    return {o.id: o.model_dump() for o in platform.values(orders)}
+    """The table its stream (its feed, order_status) gives: each order's last row, by id."""
+    return {o.id: o.model_dump() for o in platform.values(TABLE)}
 
 
 def wait_rows(platform: TestPlatform, expected: dict[str, dict[str, Any]]) -> None:
@@ -194,7 +194,7 @@ def test_a_rebuild_through_the_browser_replays_the_stream(served: Served,
                                                           page: Any) -> None:
     platform.tables.table(TABLE).put("stray", {"id": "stray", "status": "not in the stream"})
     replayed = replay(platform)
-    records = len(platform.records(orders))
+    records = len(platform.records(TABLE))
     sign_in(page, served, next_path=f"/tables/{TABLE}")
     _act(page, "#rebuild form", TABLE)
     assert page.locator("#done").text_content() == (
