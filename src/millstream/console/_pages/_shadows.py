@@ -63,9 +63,8 @@ def _named(ctx: ConsoleContext, target: ShadowTarget) -> ShadowTarget:
     """``target`` as the shadow's newest metrics record names it (its service, app, inputs
     and outputs), when the history holds one; else as found on the platform."""
     for record in ctx.history.records(target.shadow_group)[-1:]:
-        inputs = tuple(getattr(record, "inputs", ())) or target.inputs
-        written = tuple(getattr(record, "outputs", ()))
-        outputs = tuple(production_name(s) for s in written) or target.outputs
+        inputs = record.inputs or target.inputs
+        outputs = tuple(production_name(s) for s in record.outputs) or target.outputs
         return replace(target, service=record.service or target.service,
                        app=record.app or target.app, inputs=inputs, outputs=outputs)
     return target
