@@ -68,6 +68,8 @@ def platform() -> Iterator[TestPlatform]:
         service = platform.start("track")
         platform.send_many(orders, FIRST, key=lambda o: o.id)
         wait_rows(platform, {o.id: o.model_dump() for o in FIRST})
+        notes = platform.tables.ensure_table("notes")  # a table no stream feeds
+        notes.put("n1", {"text": "<b>not bold</b>"})
         yield platform
         service.stop()
 
@@ -84,12 +86,20 @@ def cells(page: Any, selector: str) -> list[list[str]]:
 
 
 def test_the_list_shows_every_table_its_feed_position_and_lag(served: Served,
+                                                               platform: TestPlatform,
                                                                page: Any) -> None:
     page.goto(f"{served.url}/tables")
-    row = page.locator(f"tr[data-table='{TABLE}']")
-    assert [c.strip() for c in row.locator("td").all_text_contents()] == [
-        TABLE, "12", TABLE, "12", "up to date", "status"]
+    assert cells(page, "#tables tbody tr") == [
+        ["notes", "1", "none", "0", "–", "–"],
+        [TABLE, "12", TABLE, "12", "up to date", "status"]]
     page.wait_for_selector("[data-live-status].ok")  # the counts are polled live
+    api = httpx2.get(f"{served.url}/api/tables", timeout=10).json()
+    assert api["tables"][1] == {
+        "name": TABLE, "documents": 12, "indexes": ["status"], "feed": TABLE, "behind": 0,
+        "problem": None, "position": 12,
+        "partitions": [{"partition": p, "offset": o, "end": o} for p, o in
+                       sorted((sp.partition, o) for sp, o in
+                              platform.tables.table(TABLE).offsets().items())]}
     screenshot(page, "tables")
 
 
@@ -103,6 +113,9 @@ def test_a_table_shows_its_documents_with_their_exact_values(served: Served,
     assert [r[:5] for r in rows] == [[o.id, o.id, o.customer, o.status, str(o.amount)]
                                      for o in FIRST]
     assert page.locator("#table-cards [data-field=documents]").text_content() == "12"
+    page.goto(f"{served.url}/tables/notes")  # a document's text is shown as text
+    assert cells(page, "#docs tbody tr")[0][:2] == ["n1", "<b>not bold</b>"]
+    assert page.locator("#docs b").count() == 0
     later = page.goto(f"{served.url}/tables/{TABLE}?after=o-10")
     assert later.status == 200
     assert page.locator("#docs tbody tr").evaluate_all(
@@ -173,8 +186,8 @@ def test_a_snapshot_taken_then_restored_through_the_browser_brings_its_rows_back
     platform.send_many(orders, changed, key=lambda o: o.id)
     after = {**before, **{o.id: o.model_dump() for o in changed}}
     wait_rows(platform, after)
-    page.reload()
-    assert page.locator("#table-cards [data-field=documents]").text_content() == "15"
+    # the page follows without a reload (polled every 2 s)
+    page.wait_for_selector("#table-cards [data-field=documents]:text-is('15')")
 
     _act(page, "form[action$='/restore']", TABLE)
     assert page.locator("#done").text_content() == (
