@@ -130,6 +130,8 @@ def _table_page(request: Request, name: str) -> Response:
         query_error = str(exc)
     if answer is not None:
         rows, more = answer.rows, answer.limited
+    elif query_error:  # a query that could not run: no documents rather than others
+        rows, more = [], False
     else:
         rows = table.scan(prefix, after=after, limit=PAGE + 1)
         rows, more = rows[:PAGE], len(rows) > PAGE
@@ -138,7 +140,7 @@ def _table_page(request: Request, name: str) -> Response:
     values = request.query_params.getlist("value") or [""]
     return render(
         request, "table.html", title=f"Table {name}", active="tables", name=name,
-        table=_status_json(status), offsets=_offsets(status.info.offsets),
+        table=_status_json(status),
         documents=[_document(k, d) for k, d in rows], columns=_columns(rows), more=more,
         next_after=rows[-1][0] if rows and more and answer is None else None,
         prefix=prefix, after=after, querying=answer is not None or bool(query_error),
