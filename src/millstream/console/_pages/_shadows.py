@@ -29,6 +29,7 @@ from millstream.console._pages._outcomes import outcome, redirect_with
 from millstream.console._render import json_answer, render
 from millstream.console._security import action
 from millstream.errors import NotFoundError
+from millstream.observe import Snapshot
 from millstream.operations._shadow import (
     ShadowTarget,
     StreamDiff,
@@ -49,10 +50,11 @@ PROMOTIONS = 20
 VALUE = 2000
 
 
-def _status(ctx: ConsoleContext, group: str) -> str:
-    """The group's health from its metrics, else from its members: running or stopped."""
+def _status(ctx: ConsoleContext, group: str, health: Snapshot | None = None) -> str:
+    """The group's health from its metrics (``health``, else the history's now), else from
+    its members: running or stopped."""
     try:
-        return str(ctx.history.snapshot().get(group).status)
+        return str((health or ctx.history.snapshot()).get(group).status)
     except KeyError:
         pass
     members = ctx.streams.admin().describe_group(group).members
@@ -91,6 +93,7 @@ def _promotions(ctx: ConsoleContext) -> list[dict[str, Any]]:
 
 def _overview(ctx: ConsoleContext) -> dict[str, Any]:
     promotions = _promotions(ctx)
+    health = ctx.history.snapshot()
     shadows = []
     for target in find_shadows(ctx.streams):
         target = _named(ctx, target)
@@ -99,8 +102,8 @@ def _overview(ctx: ConsoleContext) -> dict[str, Any]:
             "group": target.shadow_group, "production": target.group, "app": target.app,
             "service": target.service, "version": target.version,
             "inputs": list(target.inputs), "outputs": list(target.outputs),
-            "status": _status(ctx, target.shadow_group),
-            "production_status": _status(ctx, target.group),
+            "status": _status(ctx, target.shadow_group, health),
+            "production_status": _status(ctx, target.group, health),
             "lag": ctx.streams.admin().describe_group(target.shadow_group).lag,
             "promoted_ms": promoted[0].get("time_ms") if promoted else None})
     return {"shadows": shadows, "promotions": promotions}
