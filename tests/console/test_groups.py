@@ -200,11 +200,8 @@ def test_a_reset_without_the_token_or_with_a_wrong_confirmation_is_refused_and_c
 
 
 def test_a_reset_is_refused_while_the_group_has_live_members(
-    platform: TestPlatform, served: Served, browser: Any
+    platform: TestPlatform, served: Served, page: Any
 ) -> None:
-    # its own page: the 409 answer is a "failed resource" the page fixture would refuse
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
     before = _committed(platform, "audit")
     sign_in(page, served, next_path="/groups/audit")
     with platform.streams.open_consumer("audit") as member:
@@ -223,7 +220,6 @@ def test_a_reset_is_refused_while_the_group_has_live_members(
         assert message.endswith("): stop its consumers (or wait for their session to expire), "
                                 "then reset again; nothing was changed")
         assert _committed(platform, "audit") == before
-    context.close()
 
 
 def test_the_reset_forms_target_is_the_beginning_the_end_an_offset_or_a_utc_time() -> None:

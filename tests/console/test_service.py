@@ -165,10 +165,7 @@ def test_the_charts_hold_the_metrics_streams_points_and_grow_without_a_reload(
         screenshot(page, "service")
 
 
-def test_an_unknown_group_is_a_404_page_naming_it(platform: TestPlatform, browser: Any) -> None:
-    # its own page: the 404 answer is itself a "failed resource" the page fixture refuses
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
+def test_an_unknown_group_is_a_404_page_naming_it(platform: TestPlatform, page: Any) -> None:
     with served_console(platform) as served:
         answer = page.goto(f"{served.url}/services/no.such-service")
         assert answer.status == 404
@@ -183,4 +180,3 @@ def test_an_unknown_group_is_a_404_page_naming_it(platform: TestPlatform, browse
         assert (bad.status_code, bad.json()) == (400, {
             "error": "since='soon' is not a time: give seconds since the epoch "
                      "(e.g. 1765000000)"})
-    context.close()
