@@ -38,7 +38,11 @@ WRITTEN_BEFORE = (
 #: the wire keys of a record, in the order the runtime writes them
 WIRE_KEYS = ["format", "kind", "app", "service", "group", "instance", "run", "version",
              "time_ms", "started_ms", "interval_ms", "totals", "interval", "processing",
-             "histogram", "processing_total", "lag", "assigned", "final"]
+             "histogram", "processing_total", "lag", "assigned", "inputs", "outputs", "stores",
+             "streams_in", "streams_out", "final"]
+#: the fields added since, as a record without them reads (and is written again)
+TOPOLOGY_DEFAULTS = {"inputs": [], "outputs": [], "stores": [], "streams_in": {},
+                     "streams_out": {}}
 
 
 def written_before() -> dict[str, Any]:
@@ -63,8 +67,10 @@ def test_a_record_written_before_the_type_existed_reads_field_for_field() -> Non
     assert record.histogram.histogram().percentile(0.5) == 20
     # the same object, already decoded (a JSON codec's value), reads the same
     assert MetricsRecord.parse(written_before()) == record
-    # written again, it is the same object plus its format number
-    assert record.to_dict() == {"format": 1, **written_before()}
+    # written again, it is the same object plus its format number and the fields added since
+    assert record.to_dict() == {"format": 1, **written_before(), **TOPOLOGY_DEFAULTS}
+    assert (record.inputs, record.outputs, record.stores, record.streams_in,
+            record.streams_out) == ((), (), (), {}, {})
     assert list(record.to_dict()) == WIRE_KEYS
 
 
@@ -93,9 +99,15 @@ def test_only_group_instance_and_time_are_required() -> None:
 
 def test_what_the_runtime_writes_round_trips_through_the_stream_bytes() -> None:
     clock = ManualClock(1_764_979_140.0)
-    metrics = Metrics("shop", "billing", "shop.billing", "3", clock=clock, instance=2)
-    metrics.record_batch([20_000] * 6 + [30_000] * 4, 1, 10)
-    metrics.records_out, metrics.errors, metrics.retries = 9, 1, 1
+    metrics = Metrics("shop", "billing", "shop.billing", "3", clock=clock, instance=2,
+                      inputs=["orders"], outputs=["invoices", "totals"],
+                      stores=["files", "tables:totals"])
+    metrics.record_batch([20_000] * 6 + [30_000] * 4, 1, 10,
+                         {"orders": 8, "millstream.retry.shop.billing": 2})
+    metrics.count_out("invoices", 6)
+    metrics.count_out("totals", 2)
+    metrics.count_out("invoices", 1)
+    metrics.errors, metrics.retries = 1, 1
     metrics.lag = {StreamPartition("orders", 1): 0, StreamPartition("orders", 0): 6}
     metrics.assigned = [StreamPartition("orders", 0), StreamPartition("orders", 1)]
     clock.advance(5)
@@ -115,11 +127,21 @@ def test_what_the_runtime_writes_round_trips_through_the_stream_bytes() -> None:
     assert record.processing_total == ProcessingTotal(count=10, total_us=240)
     assert (record.lag, record.assigned) == ({"orders/0": 6, "orders/1": 0},
                                              ("orders/0", "orders/1"))
+    assert (record.inputs, record.outputs, record.stores) == (
+        ("orders",), ("invoices", "totals"), ("files", "tables:totals"))
+    assert (record.streams_in, record.streams_out) == (
+        {"millstream.retry.shop.billing": 2, "orders": 8}, {"invoices": 7, "totals": 2})
     assert list(record.to_dict()) == WIRE_KEYS
-    # the next record's interval starts after this one
+    # the next record's interval starts after this one: the per-stream counts too
+    metrics.count_in({"orders": 3})
+    metrics.count_out("totals", 3)
     clock.advance(5)
     later = metrics.record(final=True)
-    assert (later.interval, later.interval_ms, later.final) == (Counters(), 5000, True)
+    assert (later.interval, later.interval_ms, later.final) == (
+        Counters(records_in=3, records_out=3), 5000, True)
+    assert (later.streams_in, later.streams_out) == (
+        {"millstream.retry.shop.billing": 0, "orders": 3}, {"invoices": 0, "totals": 3})
+    assert (later.totals.records_in, later.totals.records_out) == (13, 12)
     assert later.processing_total == ProcessingTotal(count=10, total_us=240)
 
 

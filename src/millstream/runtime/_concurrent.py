@@ -102,6 +102,7 @@ class Concurrent:
         self._awaiting = 0  # of those, the ones whose handler has begun
         self.held = 0
         self._durations: list[int] = []
+        self._read: dict[str, int] = {}  # the finished records of _durations, per stream
         self._released = False  # something went to the outputs since the last send
         self._wake: asyncio.Future[None] | None = None
         self._fatal: BaseException | None = None
@@ -314,6 +315,8 @@ class Concurrent:
             return
         if entry.done:
             self._durations.append(time.perf_counter_ns() - entry.started_ns)
+            read = self._read
+            read[entry.record.stream] = read.get(entry.record.stream, 0) + 1
         busy = self._busy
         key = entry.key
         if key is not None:
@@ -363,10 +366,11 @@ class Concurrent:
         """Hand the released outputs to the delivery mode, count the finished records."""
         if self._durations:
             durations, self._durations = self._durations, []
+            read, self._read = self._read, {}
             if self._plumbing:
-                self._metrics.record_batch(durations, 1, len(durations))
+                self._metrics.record_batch(durations, 1, len(durations), read)
             else:
-                self._metrics.records_in += len(durations)
+                self._metrics.count_in(read)
         if self._released:
             self._released = False
             self._send()

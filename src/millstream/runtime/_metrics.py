@@ -10,6 +10,11 @@ as the JSON object. ``final`` is true on the record a run writes when it stops c
 ``instance`` names the process (and slot) for people and Prometheus; ``run`` tells apart two
 runs that share one (a runner started again in the same process, a container restarted with
 the same host name and pid), so neither's totals hide the other's.
+
+Each record also names what the service declares (``inputs``, ``outputs``, ``stores``) and
+counts records per stream: the loop passes a batch's count per input stream to
+``record_batch`` (``counts_in`` makes it: one dict entry for a batch of one stream), the
+delivery modes call ``count_out`` once per stream written per send.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +38,24 @@ from millstream.runtime._metrics_record import (
     ProcessingTotal,
     RecordedHistogram,
 )
+from millstream.streams._base import RecordBatch
 
-__all__ = ["Metrics", "Statistics", "instance_id"]
+__all__ = ["Metrics", "Statistics", "counts_in", "instance_id"]
 
 
 def instance_id(index: int = 0) -> str:
     """``host:pid``, plus ``#index`` for a second or later instance in one process."""
     base = f"{socket.gethostname()}:{os.getpid()}"
     return base if index == 0 else f"{base}#{index}"
+
+
+def counts_in(batch: RecordBatch, handled: int) -> dict[str, int]:
+    """How many of the first ``handled`` records of ``batch`` come from each stream — without
+    a pass over the records when the batch holds one stream's records (the common case)."""
+    names = {sp.stream for sp in batch.ends()}
+    if len(names) == 1:
+        return {names.pop(): handled}
+    return dict(Counter(batch.streams()[:handled]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +81,8 @@ class Metrics:
     """Counters and histograms of one service instance."""
 
     def __init__(self, app: str, service: str, group: str, version: str, *,
-                 clock: Clock = SYSTEM_CLOCK, instance: int = 0) -> None:
+                 clock: Clock = SYSTEM_CLOCK, instance: int = 0, inputs: Iterable[str] = (),
+                 outputs: Iterable[str] = (), stores: Iterable[str] = ()) -> None:
         self._clock = clock
         # the runner's thread records; statistics() may read from another thread
         self._lock = threading.Lock()
@@ -73,6 +91,8 @@ class Metrics:
                          "instance": instance_id(instance), "version": version}
         #: this run's id in its metrics records (exception records name the instance only)
         self.run = uuid.uuid4().hex[:12]
+        #: what the service declares, named in every record
+        self.inputs, self.outputs, self.stores = tuple(inputs), tuple(outputs), tuple(stores)
         self.records_in = 0
         self.records_out = 0
         self.errors = 0
@@ -86,11 +106,20 @@ class Metrics:
         self._last_totals = Counters()
         self.lag: dict[StreamPartition, int] = {}
         self.assigned: list[StreamPartition] = []
+        #: records read from / written to each stream since start
+        self.streams_in: dict[str, int] = {}
+        self.streams_out: dict[str, int] = {}
+        self._last_in: dict[str, int] = {}
+        self._last_out: dict[str, int] = {}
 
-    def record_batch(self, durations_ns: list[int], weight: int, records: int) -> None:
+    def record_batch(self, durations_ns: list[int], weight: int, records: int,
+                     streams: Mapping[str, int] | None = None) -> None:
         """Count a batch of ``records`` processed records and the processing times sampled
-        from it, each standing for ``weight`` records."""
+        from it, each standing for ``weight`` records; ``streams``: how many of the records
+        came from each stream (``counts_in``)."""
         with self._lock:
+            if streams:
+                self._add_in(streams)
             if weight == 1 or len(durations_ns) <= 1:
                 self.histogram.record_many_ns(durations_ns, max(records, 1)
                                               if len(durations_ns) == 1 else weight)
@@ -99,6 +128,23 @@ class Metrics:
                 self.histogram.record_many_ns(durations_ns[-1:],
                                               records - weight * (len(durations_ns) - 1))
             self.records_in += records
+
+    def count_in(self, streams: Mapping[str, int]) -> None:
+        """Count records processed without timing them: how many came from each stream."""
+        with self._lock:
+            self.records_in += sum(streams.values())
+            self._add_in(streams)
+
+    def _add_in(self, streams: Mapping[str, int]) -> None:
+        counts = self.streams_in
+        for name, n in streams.items():
+            counts[name] = counts.get(name, 0) + n
+
+    def count_out(self, stream: str, records: int) -> None:
+        """Count ``records`` records written to ``stream`` (one call per stream and send)."""
+        self.records_out += records
+        counts = self.streams_out
+        counts[stream] = counts.get(stream, 0) + records
 
     def totals(self) -> Counters:
         return Counters(records_in=self.records_in, records_out=self.records_out,
@@ -117,6 +163,8 @@ class Metrics:
     def _record(self, final: bool, advance: bool) -> MetricsRecord:
         now = int(self._clock.time() * 1000)
         totals = self.totals()
+        # copies: the delivery mode counts outputs without the lock
+        streams_in, streams_out = dict(self.streams_in), dict(self.streams_out)
         who = self.identity
         record = MetricsRecord(
             app=who["app"], service=who["service"], group=who["group"],
@@ -131,9 +179,13 @@ class Metrics:
                 total_us=self.total_histogram.total + self.histogram.total),
             lag={f"{sp.stream}/{sp.partition}": n for sp, n in sorted(self.lag.items())},
             assigned=tuple(f"{sp.stream}/{sp.partition}" for sp in self.assigned),
+            inputs=self.inputs, outputs=self.outputs, stores=self.stores,
+            streams_in=_since(streams_in, self._last_in),
+            streams_out=_since(streams_out, self._last_out),
             final=final,
         )
         if advance:
+            self._last_in, self._last_out = streams_in, streams_out
             self.total_histogram.merge(self.histogram)
             self.histogram = Histogram()
             self._last_ms = now
@@ -154,3 +206,8 @@ class Metrics:
             document=record.to_dict(),
             undelivered=self.undelivered,
         )
+
+
+def _since(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Per stream, the count in ``now`` less the one in ``before`` (streams sorted)."""
+    return {name: n - before.get(name, 0) for name, n in sorted(now.items())}

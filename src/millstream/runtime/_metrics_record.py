@@ -14,11 +14,22 @@ wire it is one JSON object per record::
      "histogram": {"buckets": {"<index>": n}, "count", "total_us", "max_us"},      # interval
      "processing_total": {"count", "total_us"},                            # since start
      "lag": {"stream/partition": records}, "assigned": ["stream/partition", ...],
+     "inputs": ["orders"], "outputs": ["invoices", "totals"], "stores": ["tables:totals"],
+     "streams_in": {"orders": n, "millstream.retry.shop.bill": n},                 # interval
+     "streams_out": {"invoices": n, "totals": n},                                   # interval
      "final": false}
+
+``inputs``, ``outputs`` and ``stores`` are what the service declares (its input streams, the
+streams it writes — a table output's changelog stream among them, a shadow's streams under
+their shadow names — and the stores it uses, ``tables:<name>`` for a table it feeds), so a
+reader can draw the topology of an app it never imported. ``streams_in`` and ``streams_out``
+count the records read from and written to each stream in the interval (a stream the run has
+not touched yet is absent); they add up to ``interval``'s ``in`` and ``out``.
 
 Compatibility: records written before the format had a number carry no ``format`` and are
 format 1; older ones have no ``run`` or ``processing_total`` either (read as ``""`` and None).
-A missing counter or field reads as its default, and fields this reader does not know are
+A missing counter or field reads as its default (the topology fields and per-stream counts
+read as empty in records older than them), and fields this reader does not know are
 ignored, so adding a field with a default keeps the format's number. Only ``group``,
 ``instance`` and ``time_ms`` are required. A record of a later format, or with a field of the
 wrong type, raises ``DecodeError`` naming the field and the value found.
@@ -171,6 +182,16 @@ class MetricsRecord(_Frozen):
     lag: dict[str, int] = {}
     #: the partitions the instance owned, as ``stream/partition``
     assigned: tuple[str, ...] = ()
+    #: the streams the service reads, as declared
+    inputs: tuple[str, ...] = ()
+    #: the streams it writes (a table output's stream among them), as written
+    outputs: tuple[str, ...] = ()
+    #: the stores it uses (``files``, ``tables:<name>``), its table outputs among them
+    stores: tuple[str, ...] = ()
+    #: records read from each stream in the interval (its retry stream too)
+    streams_in: dict[str, int] = {}
+    #: records written to each stream in the interval
+    streams_out: dict[str, int] = {}
     #: written by a clean stop, after the run's last commit
     final: bool = False
 

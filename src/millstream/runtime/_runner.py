@@ -52,7 +52,7 @@ from millstream.runtime._handling import (
     Interrupted,
     RecordHandler,
 )
-from millstream.runtime._metrics import Metrics, Statistics
+from millstream.runtime._metrics import Metrics, Statistics, counts_in
 from millstream.runtime._operator_hooks import OperatorHooks, operator_of
 from millstream.runtime._outputs import Encoder, Outputs
 from millstream.runtime._streams import ensure_app_streams
@@ -112,8 +112,10 @@ class ServiceRunner:
         #: which of the service's parallel instances this is (0 .. N-1); names its
         #: transactional id, so two live instances must not share it
         self.instance = instance
-        self.metrics = Metrics(app.name, service, self.group, self.version, clock=clock,
-                               instance=instance)
+        self.metrics = Metrics(
+            app.name, service, self.group, self.version, clock=clock, instance=instance,
+            inputs=spec.inputs, outputs=self.output_streams.values(),
+            stores=dict.fromkeys([*spec.uses, *(f"tables:{t.name}" for t in spec.tables)]))
         self._metrics_interval = metrics_interval_s
         self._plumbing = plumbing
         self._poll_timeout = poll_timeout_s
@@ -290,7 +292,7 @@ class ServiceRunner:
         else:
             self._done_up_to(batch, handled)
         if timing and handled:
-            self.metrics.record_batch(durations, stride, handled)
+            self.metrics.record_batch(durations, stride, handled, counts_in(batch, handled))
             per_record = (clock() - batch_start) // handled
             self._stride = 1 if per_record >= SAMPLE_BELOW_NS else SAMPLE_STRIDE
         if self._state is not None:

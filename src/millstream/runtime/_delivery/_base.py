@@ -104,7 +104,7 @@ class Wiring:
     outputs: Outputs
     #: the runner's progress: next offset per input partition (stream, partition number)
     done: dict[tuple[str, int], int]
-    #: counts records sent (``records_out``)
+    #: counts records sent (``records_out``, per stream)
     metrics: Metrics
     #: an output the producer refused (too large): reported as its input's failure
     refused: Callable[[Record, BaseException], None]
@@ -158,9 +158,11 @@ class DeliveryBase:
         streams, keys, values, headers, _ = zip(*rows, strict=True)
         first = streams[0]
         sent: set[str] = set()  # streams whose rows write_batch took (it takes all or none)
+        count = self._w.metrics.count_out
         try:
             if streams.count(first) == len(rows):
                 producer.write_batch(first, values, keys=keys, headers=headers)
+                count(first, len(rows))
             else:
                 for name in dict.fromkeys(streams):
                     chosen = [row for row in rows if row[0] == name]
@@ -168,24 +170,21 @@ class DeliveryBase:
                                          keys=[r[1] for r in chosen],
                                          headers=[r[3] for r in chosen])
                     sent.add(name)
+                    count(name, len(chosen))
         except RecordTooLargeError:
             left = [row for row in rows if row[0] not in sent]  # never send a row twice
-            self._w.metrics.records_out += (len(rows) - len(left)
-                                            + self._write_one_by_one(left))
-            return
-        self._w.metrics.records_out += len(rows)
+            self._write_one_by_one(left)
 
-    def _write_one_by_one(self, rows: list[Row]) -> int:
+    def _write_one_by_one(self, rows: list[Row]) -> None:
         assert self._producer is not None
         write, record = self._producer.write, self._w.outputs.record
-        sent = 0
+        count = self._w.metrics.count_out
         for stream, key, value, headers, source in rows:
             try:
                 write(stream, value, key=key, headers=headers)
-                sent += 1
+                count(stream, 1)
             except RecordTooLargeError as exc:
                 self._w.refused(record(source), exc)
-        return sent
 
     def _moved(self, only: Iterable[StreamPartition] | None = None,
                keep: Callable[[StreamPartition], bool] | None = None

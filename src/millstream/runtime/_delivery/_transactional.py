@@ -13,6 +13,7 @@ outside the streams (files, calls to other systems) are not part of the transact
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from millstream._wellknown import CHECKPOINTS, EXCEPTIONS
@@ -65,7 +66,13 @@ class Transactional(DeliveryBase):
                          else record(source).partition % self._partitions(stream))
             except RecordTooLargeError as exc:
                 self._w.refused(record(source), exc)
-        self._w.metrics.records_out += len(rows)
+        count = self._w.metrics.count_out
+        streams = [row[0] for row in rows]
+        if streams.count(streams[0]) == len(streams):
+            count(streams[0], len(streams))
+        else:
+            for stream, n in Counter(streams).items():
+                count(stream, n)
 
     def send_exception(self, value: bytes, key: bytes) -> None:
         assert self._txn is not None

@@ -1,0 +1,97 @@
+"""Each metrics record names what its service declares (``inputs``, ``outputs``, ``stores``)
+and counts the records it read from and wrote to each stream in its interval
+(``streams_in``, ``streams_out``), in every delivery mode and for async handlers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from millstream.runtime import MetricsRecord
+from millstream.service import App, Emit
+from millstream.testing import TestPlatform
+
+
+class Order(BaseModel):
+    id: int
+    amount: int
+
+
+class Line(BaseModel):
+    id: int
+    note: str
+
+
+def make_app(mode: str) -> App:
+    """Two inputs (``orders`` with 3 partitions, ``refunds``) and two outputs (``big``,
+    ``small``) plus a table output (``ledger``): an order goes to ``big`` or ``small`` by
+    amount and to the ledger; a refund goes to ``small`` only."""
+    app = App("counts")
+    orders = app.stream("orders", Order, partitions=3)
+    refunds = app.stream("refunds", Order)
+    big = app.stream("big", Line)
+    small = app.stream("small", Line)
+    ledger = app.table("ledger", Order, key="id")
+
+    def route(value: Order, ctx: Any) -> list[Emit]:
+        line = Line(id=value.id, note=ctx.record.stream)
+        if ctx.record.stream == "refunds":
+            return [Emit("small", line)]
+        return [Emit("big" if value.amount >= 50 else "small", line), Emit("ledger", value)]
+
+    if mode == "async":
+        async def split(value: Order, ctx: Any) -> list[Emit]:
+            return route(value, ctx)
+        handler: Any = split
+    else:
+        def split(value: Order, ctx: Any) -> list[Emit]:  # type: ignore[misc]
+            return route(value, ctx)
+        handler = split
+    app.service("split", inputs=[orders, refunds], outputs=[big, small, ledger],
+                uses=["files"], exactly_once=mode == "exactly-once")(handler)
+    return app
+
+
+def summed(records: list[MetricsRecord], field: str) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for record in records:
+        total.update(getattr(record, field))
+    return {name: n for name, n in total.items() if n}
+
+
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once", "async"])
+def test_metrics_records_count_each_input_and_output_stream_exactly(mode: str) -> None:
+    app = make_app(mode)
+    orders = [Order(id=i, amount=(i * 37) % 100) for i in range(120)]
+    refunds = [Order(id=1000 + i, amount=5) for i in range(17)]
+    with TestPlatform(app) as platform:
+        platform.send_many("orders", orders, key=lambda o: str(o.id))
+        platform.send_many("refunds", refunds, key=lambda o: str(o.id))
+        stats = platform.run_until_idle("split")
+        records = platform.metrics("split")
+    big = sum(o.amount >= 50 for o in orders)
+    assert (stats.records_in, stats.records_out) == (137, 137 + 120)
+    assert summed(records, "streams_in") == {"orders": 120, "refunds": 17}
+    assert summed(records, "streams_out") == {"big": big, "small": 120 - big + 17,
+                                              "ledger": 120}
+    # the per-stream counts add up to the interval's counters in every record
+    for record in records:
+        assert sum(record.streams_in.values()) == record.interval.records_in
+        assert sum(record.streams_out.values()) == record.interval.records_out
+        assert (record.inputs, record.outputs, record.stores) == (
+            ("orders", "refunds"), ("big", "small", "ledger"), ("files", "tables:ledger"))
+
+
+def test_a_shadow_names_the_streams_it_writes_and_counts_them() -> None:
+    app = make_app("at-least-once")
+    with TestPlatform(app) as platform:
+        platform.send_many("refunds", [Order(id=i, amount=1) for i in range(4)])
+        platform.run_until_idle("split", shadow="v2")
+        (record,) = platform.metrics("split")
+    assert (record.group, record.inputs, record.outputs) == (
+        "counts.split.shadow.v2", ("orders", "refunds"),
+        ("big.shadow.v2", "small.shadow.v2", "ledger.shadow.v2"))
+    assert (record.streams_in, record.streams_out) == ({"refunds": 4}, {"small.shadow.v2": 4})
