@@ -24,7 +24,7 @@ from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
 from videosite.app import app
 from videosite.models import Upload, Video
-from videosite.web import create_app
+from videosite.web import WebSettings, create_app
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -231,10 +231,13 @@ def test_titles_are_escaped_and_pages_carry_the_csp(web: Web, processed: dict[st
 def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) -> None:
     page = web.client.get("/ops", headers=AUTH).text
     for service in ("probe", "thumbnail", "transcode", "join"):
-        assert f"<td>{service}</td>" in page
+        # its name links to its page on the console
+        cell = (f'<td><a href="http://127.0.0.1:8765/services/videosite.{service}">{service}'
+                '</a></td>')
+        assert cell in page
         # its last cell: records read, over the latest metrics record of each run
         latest = {m.run: m.totals.records_in for m in web.platform.metrics(service)}
-        row = re.search(rf"<tr><td>{service}</td>.*?</tr>", page, re.DOTALL)
+        row = re.search(rf"<tr>{re.escape(cell)}.*?</tr>", page, re.DOTALL)
         assert row is not None and sum(latest.values()) >= 2
         assert row.group().endswith(
             f'<td class="num" data-field="total_in">{sum(latest.values())}</td></tr>')
@@ -265,3 +268,17 @@ def test_the_ops_page_draws_the_topology_and_serves_the_consoles_stylesheet(
     sheet = web.client.get("/console-static/console.css")
     assert sheet.status_code == 200 and ".badge.status-running" in sheet.text
     assert 'href="http://127.0.0.1:8765/"' in page  # the console's default address
+
+
+def test_the_ops_page_links_to_the_console_at_its_configured_address(
+        web: Web, processed: dict[str, str]) -> None:
+    assert WebSettings.from_env({"VIDEOSITE_CONSOLE_URL": "https://console.example/"}
+                                ).console_url == "https://console.example/"
+    assert WebSettings().console_url == "http://127.0.0.1:8765/"
+    # given without its trailing slash, the links still go under it
+    with TestClient(create_app(web.platform.url, web.platform.files, web.platform.tables,
+                               token=TOKEN, console_url="https://console.example/ms")) as site:
+        page = site.get("/ops", headers=AUTH).text
+    assert 'id="console-link" href="https://console.example/ms/"' in page
+    assert ('<a href="https://console.example/ms/services/videosite.transcode">transcode</a>'
+            in page)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from functools import cache
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -42,8 +43,10 @@ def _ms(value: float | None) -> str:
 
 def rows(services: Iterable[ServiceView]) -> list[dict[str, str]]:
     """One row a service, its cells as the page shows them: ``name``, ``status`` (running,
-    stalled, silent or stopped) and ``NUMBERS``."""
-    return [{"name": s.service or s.group, "status": s.status,
+    stalled, silent or stopped) and ``NUMBERS``; and ``page``, its page on the console
+    (relative to the console's address)."""
+    return [{"name": s.service or s.group, "page": f"services/{quote(s.group, safe='')}",
+             "status": s.status,
              "instances": f"{s.alive}/{len(s.instances)}", "in_s": f"{s.rate_in:.1f}",
              "p50_ms": _ms(s.percentile_ms(0.5)), "p99_ms": _ms(s.percentile_ms(0.99)),
              "errors": str(s.errors), "exceptions": str(s.exceptions), "lag": str(s.lag),
@@ -66,7 +69,7 @@ async def ops_page(request: Request) -> HTMLResponse:
     services = view.metrics.services if view.metrics is not None else ()
     return render("ops.html", services=rows(services), numbers=NUMBERS,
                   exceptions=view.exceptions, title="Ops", page="ops",
-                  console_url=site.settings.console_url)
+                  console_url=site.settings.console_url.rstrip("/") + "/")
 
 
 @readable(router, "/api/ops")
