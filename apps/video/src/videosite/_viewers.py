@@ -1,5 +1,6 @@
 """The demo's viewers: view events for ready videos, sent through the site's HTTP API as the
-player sends them, and the wait until the view windows count them.
+player sends them, and the wait until the view windows count them; and its audience, which
+goes on watching while the demo serves, so that the console shows the services at work.
 
 Each view is a playback: ``start``, a ``progress`` every 10 s of the video, ``end`` at its
 length. The site's throttle applies (every event comes from this process's address): a
@@ -8,7 +9,9 @@ refused event is sent again after the ``Retry-After`` the site gives, so none is
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -18,7 +21,10 @@ from .client import ViewRefused, send_view
 from .models import Video
 from .trending import Trending, current_rows, ranked
 
-__all__ = ["PROGRESS_EVERY_S", "VIEWS_PLAN", "wait_counted", "watch"]
+__all__ = ["AUDIENCE_EVERY_S", "PROGRESS_EVERY_S", "VIEWS_PLAN", "keep_watching",
+           "wait_counted", "watch"]
+
+log = logging.getLogger(__name__)
 
 #: views of the ready videos, in order: the first gets 4, the next 3 ...
 VIEWS_PLAN = (4, 3, 2, 1)
@@ -26,6 +32,9 @@ VIEWS_PLAN = (4, 3, 2, 1)
 PROGRESS_EVERY_S = 10
 #: how many times one event is sent again after a 429
 RETRIES = 10
+#: the audience plays one video every this many seconds (its start and end events: under
+#: the site's default throttle of one event a second per address)
+AUDIENCE_EVERY_S = 3.0
 
 
 def _send(url: str, video_id: str, event: str, session: str, position_s: float,
@@ -69,3 +78,27 @@ def wait_counted(tables: Tables, sent: dict[str, int], timeout: float,
         if {t.video_id: t.views for t in found} == sent or time.monotonic() > deadline:
             return found
         time.sleep(interval)
+
+
+def keep_watching(url: str, videos: Sequence[Video], stop: threading.Event, *,
+                  every_s: float = AUDIENCE_EVERY_S) -> threading.Thread:
+    """Start a thread that plays ``videos`` in turn through the site at ``url``, one every
+    ``every_s`` seconds, until ``stop`` is set (join it then). A refusal or a site that no
+    longer answers ends it, logged."""
+
+    def pause(seconds: float) -> None:  # a throttled event waits, unless told to stop
+        stop.wait(seconds)
+
+    def run() -> None:
+        turn = 0
+        while videos and not stop.wait(every_s):
+            try:
+                watch(url, [videos[turn % len(videos)]], [1], sleep=pause)
+            except (ViewRefused, OSError) as exc:
+                log.warning("the demo's audience stops: %s", exc)
+                return
+            turn += 1
+
+    thread = threading.Thread(target=run, name="audience", daemon=True)
+    thread.start()
+    return thread

@@ -17,7 +17,9 @@ configured platform — the embedded default when nothing is configured, no serv
    shows "Trending now" as the gallery has it; then the URL of the gallery and, beside it,
    that of the millstream console, which it serves in this process too (on 8765 if free:
    the services' topology, rates, lag and exceptions, live). It keeps serving both until
-   Ctrl-C (``--no-serve`` stops at once).
+   Ctrl-C (``--no-serve`` stops at once), and meanwhile an audience goes on playing the
+   ready videos, one every few seconds, so that the console shows the services at work
+   (``--no-audience``: none).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from rich.text import Text
 import millstream
 
 from ._console import CONSOLE_PORT, open_console
-from ._viewers import wait_counted, watch
+from ._viewers import AUDIENCE_EVERY_S, keep_watching, wait_counted, watch
 from .client import UploadFailed, UploadRefused
 from .inprocess import FINISHED, InProcessSite, free_port
 from .media.samples import make_clip
@@ -178,6 +180,10 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
                         help="stop once every video is processed instead of serving the site")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for the videos")
+    parser.add_argument("--no-audience", action="store_true",
+                        help="while serving, play no videos (by default one every "
+                             f"{AUDIENCE_EVERY_S:g} s, so the console shows the services "
+                             "at work)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("VIDEOSITE_PORT", "0")),
                         help="port of the web site (default: 8000 if free, else any)")
     parser.add_argument("--console-port", type=int,
@@ -200,13 +206,15 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
     with InProcessSite(token=token, port=args.port, console_url=console_url) as site, \
             open_console(config.streams, port=console_port, token=console_token) as served:
         return _run(console, site, samples, args.timeout, console_url=served.url,
-                    serve=None if args.no_serve else (stop or threading.Event()))
+                    serve=None if args.no_serve else (stop or threading.Event()),
+                    audience=not args.no_audience)
 
 
 def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
-         timeout: float, *, console_url: str, serve: threading.Event | None) -> int:
+         timeout: float, *, console_url: str, serve: threading.Event | None,
+         audience: bool = True) -> int:
     """Upload, follow, summarise and play; then, with ``serve``, serve until Ctrl-C or
-    until ``serve`` is set."""
+    until ``serve`` is set, an ``audience`` playing the ready videos meanwhile."""
     started = time.monotonic()
     uploaded: list[tuple[str, str]] = []  # (id, title)
     refused: dict[str, str] = {}  # title -> why
@@ -250,14 +258,29 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
     console.print(f"[bold]The console:[/] {console_url}/   (the services, live)")
     ok = len(finished) == len(uploaded) and not site.errors and counted
     if serve is not None:
-        console.print("serving the site and the console; Ctrl-C to stop")
-        try:
-            while not serve.wait(1):
-                pass
-        except KeyboardInterrupt:
-            pass
-        console.print("stopping")
+        _serve(console, site, ready if audience else [], serve)
     return 0 if ok else 1
+
+
+def _serve(console: Console, site: InProcessSite, ready: list[Video],
+           stop: threading.Event) -> None:
+    """Serve until Ctrl-C or ``stop``; an audience plays ``ready`` meanwhile."""
+    assert site.url is not None
+    quiet = threading.Event()
+    audience = keep_watching(site.url, ready, quiet) if ready else None
+    console.print("serving the site and the console; Ctrl-C to stop")
+    if ready:
+        console.print(f"meanwhile an audience plays a ready video every {AUDIENCE_EVERY_S:g} s "
+                      "(--no-audience: none)")
+    try:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        pass
+    console.print("stopping")
+    quiet.set()
+    if audience is not None:
+        audience.join(30)
 
 
 if __name__ == "__main__":
