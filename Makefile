@@ -186,31 +186,35 @@ clean:  ## remove the venv, caches and build output (keeps .millstream/, your da
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 \
 	  | xargs -0 rm -rf
 
-# --- the video site's chart library (issue 14, views) -------------------------------------------
-# uPlot draws the video page's views per hour. The build fetches the pinned release with npm
-# (`npm pack`), checks its SHA-512 against the one pinned here and unpacks the minified script,
-# its stylesheet and its licence into the site's static files (static/vendor/, not in git; the
-# wheel takes them as artifacts). `make demo` and `make test` fetch it when it is missing.
+# --- web assets: the console's and the video site's chart library (issues 14, 15) --------------
+# uPlot draws the console's charts and the video page's views per hour. The build fetches the
+# pinned release with npm (`npm pack`), checks its SHA-512 against the one pinned here and
+# unpacks the minified script, its stylesheet and its licence into the static files of the
+# console (src/millstream/console/static/vendor/) and of the video site (static/vendor/); not
+# in git, the wheels take them as artifacts. `make demo` and `make test` fetch them when missing.
 UPLOT_VERSION := 1.6.32
 UPLOT_SHA512  := 2883159c6ebccefbb95d751b0b82d010f9e1c0ec41b8bc96d401eda66e882935c89a46cb824332fa369b8cb8122cc6ac36e186cd09bf7a9ded3a4c93c6989023
+CONSOLE_VENDOR := src/millstream/console/static/vendor
 VIDEO_VENDOR  := apps/video/src/videosite/web/static/vendor
-UPLOT_FILES   := $(VIDEO_VENDOR)/uPlot.iife.min.js $(VIDEO_VENDOR)/uPlot.min.css $(VIDEO_VENDOR)/uPlot.LICENSE
+UPLOT_STAMPS  := $(CONSOLE_VENDOR)/.uplot-$(UPLOT_VERSION) $(VIDEO_VENDOR)/.uplot-$(UPLOT_VERSION)
 
-.PHONY: video-assets
-video-assets: $(VIDEO_VENDOR)/.uplot-$(UPLOT_VERSION)  ## fetch the video site's chart library (uPlot, from npm) into its static files
+.PHONY: web-assets video-assets
+web-assets: $(UPLOT_STAMPS)  ## fetch the console's and the video site's chart library (uPlot, from npm) into their static files
+video-assets: web-assets
 
-$(VIDEO_VENDOR)/.uplot-$(UPLOT_VERSION):
-	@command -v npm >/dev/null || { echo "error: npm is needed to fetch uPlot $(UPLOT_VERSION) for the video site's charts; on Debian/Ubuntu: apt-get install npm" >&2; exit 1; }
+$(UPLOT_STAMPS) &:
+	@command -v npm >/dev/null || { echo "error: npm is needed to fetch uPlot $(UPLOT_VERSION) for the console's and the video site's charts; on Debian/Ubuntu: apt-get install npm" >&2; exit 1; }
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	(cd "$$tmp" && npm pack --silent "uplot@$(UPLOT_VERSION)" >/dev/null); \
 	got=$$(sha512sum "$$tmp/uplot-$(UPLOT_VERSION).tgz" | cut -d' ' -f1); \
 	if [[ "$$got" != "$(UPLOT_SHA512)" ]]; then \
 	  echo "error: uplot-$(UPLOT_VERSION).tgz has SHA-512 $$got, not the pinned $(UPLOT_SHA512)" >&2; exit 1; fi; \
 	tar -xzf "$$tmp/uplot-$(UPLOT_VERSION).tgz" -C "$$tmp" package/dist/uPlot.iife.min.js package/dist/uPlot.min.css package/LICENSE; \
-	mkdir -p $(VIDEO_VENDOR); \
-	cp "$$tmp/package/dist/uPlot.iife.min.js" "$$tmp/package/dist/uPlot.min.css" $(VIDEO_VENDOR)/; \
-	cp "$$tmp/package/LICENSE" $(VIDEO_VENDOR)/uPlot.LICENSE; \
-	rm -f $(VIDEO_VENDOR)/.uplot-*; touch $@; \
-	echo "fetched uPlot $(UPLOT_VERSION) into $(VIDEO_VENDOR)"
+	for dir in $(CONSOLE_VENDOR) $(VIDEO_VENDOR); do \
+	  mkdir -p $$dir; \
+	  cp "$$tmp/package/dist/uPlot.iife.min.js" "$$tmp/package/dist/uPlot.min.css" $$dir/; \
+	  cp "$$tmp/package/LICENSE" $$dir/uPlot.LICENSE; \
+	  rm -f $$dir/.uplot-*; touch $$dir/.uplot-$(UPLOT_VERSION); done; \
+	echo "fetched uPlot $(UPLOT_VERSION) into $(CONSOLE_VENDOR) and $(VIDEO_VENDOR)"
 
-demo test test-newest: video-assets
+demo test test-newest: web-assets

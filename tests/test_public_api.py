@@ -77,6 +77,16 @@ PUBLIC_API: dict[str, list[str]] = {
         "header",
     ],
     "millstream.config": ["KEYS", "PlatformConfig", "load_config"],
+    "millstream.console": [
+        "ConsoleContext",
+        "DEFAULT_KEEP",
+        "MetricsHistory",
+        "STATIC",
+        "ServedConsole",
+        "build_app",
+        "build_server",
+        "create_app",
+    ],
     "millstream.errors": [
         "AlreadyExistsError",
         "ClosedError",

@@ -17,6 +17,7 @@ from rich.logging import RichHandler
 
 from millstream import __version__
 from millstream.cli.config import config_group, doctor
+from millstream.cli.console import console_command
 from millstream.cli.exceptions import exceptions_group
 from millstream.cli.files import files_group
 from millstream.cli.graph import graph_command
@@ -120,6 +121,7 @@ cli.add_command(run_command_cli)
 cli.add_command(up_command)
 cli.add_command(exceptions_group)
 cli.add_command(graph_command)
+cli.add_command(console_command)
 cli.add_command(top_command)
 cli.add_command(metrics_group)
 cli.add_command(diff_command)

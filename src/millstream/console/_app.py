@@ -1,0 +1,123 @@
+"""The console's Starlette app: its pages' routes, sign-in, static files, error pages and the
+security headers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from millstream.console import _pages as pages
+from millstream.console._context import ConsoleContext, context
+from millstream.console._history import DEFAULT_KEEP, MetricsHistory
+from millstream.console._render import json_answer, render
+from millstream.console._security import (
+    SESSION_COOKIE,
+    SecurityHeaders,
+    same_origin,
+    session_value,
+    token_matches,
+)
+from millstream.errors import MillstreamError, NotFoundError
+from millstream.streams._base import Streams
+
+if TYPE_CHECKING:
+    from millstream.files import FileStore
+    from millstream.tables import Tables
+
+__all__ = ["STATIC", "build_app", "create_app"]
+
+STATIC = Path(__file__).with_name("static")
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or \
+        "application/json" in request.headers.get("accept", "")
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        status, message = exc.status_code, str(exc.detail)
+    elif isinstance(exc, NotFoundError):
+        status, message = 404, str(exc)
+    else:  # a MillstreamError: bad input or a store that refused, said in its own words
+        status, message = 400, str(exc)
+    if _wants_json(request):
+        return json_answer({"error": message}, status)
+    return render(request, "error.html", title=f"{status}", status=status, message=message)
+
+
+def _local(path: str) -> str:
+    """``path`` when it is a path on this console, else ``/`` (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
+async def signin_page(request: Request) -> Response:
+    return render(request, "signin.html", title="Sign in",
+                  next=_local(request.query_params.get("next", "/")), failed=False)
+
+
+async def signin(request: Request) -> Response:
+    ctx = context(request)
+    if ctx.token is None:
+        raise HTTPException(403, "the console is read-only: start it with --token to allow "
+                                 "actions")
+    if not same_origin(request):
+        raise HTTPException(403, "sign in from the console's own page")
+    form = await request.form()
+    target = _local(str(form.get("next", "/")))
+    if not token_matches(str(form.get("token", "")), ctx.token):
+        # the form again, saying so (200: the browser shows it as the page it is)
+        return render(request, "signin.html", title="Sign in", next=target, failed=True)
+    answer = RedirectResponse(target, status_code=303)
+    answer.set_cookie(SESSION_COOKIE, session_value(ctx.token), httponly=True,
+                      samesite="strict", secure=request.url.scheme == "https", path="/")
+    return answer
+
+
+async def signout(request: Request) -> Response:
+    if not same_origin(request):
+        raise HTTPException(403, "sign out from the console's own page")
+    answer = RedirectResponse("/", status_code=303)
+    answer.delete_cookie(SESSION_COOKIE, path="/")
+    return answer
+
+
+def build_app(ctx: ConsoleContext) -> Starlette:
+    """The console for ``ctx``: every page's routes, sign-in, and ``/static``."""
+    routes: list[BaseRoute] = [
+        Route("/signin", signin_page, methods=["GET"]),
+        Route("/signin", signin, methods=["POST"]),
+        Route("/signout", signout, methods=["POST"]),
+        *pages.routes(),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
+                    exception_handlers={HTTPException: _error, MillstreamError: _error})
+    app.state.console = ctx
+    return app
+
+
+def create_app(streams: Streams, *, token: str | None = None, keep: float = DEFAULT_KEEP,
+               open_files: Callable[[], FileStore] | None = None,
+               open_tables: Callable[[], Tables] | None = None, streams_url: str = "",
+               clock: Callable[[], float] = time.time) -> Starlette:
+    """The console for ``streams``: read-only unless ``token`` is given; its charts keep the
+    last ``keep`` seconds of metrics (read from the stream at once, then tailed). Close it
+    with ``app.state.console.close()``."""
+    if token is not None and len(token) < 8:
+        raise ValueError("the console's token must be 8 characters or more (it guards the "
+                         "actions); pick a longer one")
+    history = MetricsHistory(streams, keep=keep, clock=clock).start()
+    ctx = ConsoleContext(streams=streams, history=history, token=token, open_files=open_files,
+                         open_tables=open_tables, streams_url=streams_url)
+    return build_app(ctx)

@@ -1,0 +1,49 @@
+"""The console's tests drive headless Chromium (``/usr/bin/chromium``) with Playwright; no
+browser is downloaded. Without Chromium or the playwright wheel they skip, unless
+``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail). ``page`` fails its test on any console
+error of the page (a CSP violation, a script error, a failed load)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import _no_service
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium, one for the test module."""
+    if not CHROMIUM.exists():
+        _no_service(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _no_service("the playwright wheel is not installed (pip install playwright)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page, 1280×800; console errors fail the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert errors == [], f"console errors on the page: {errors}"

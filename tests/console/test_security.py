@@ -1,0 +1,149 @@
+"""The console's guard: the CSP and its companions on every answer, sign-in with the token,
+and ``action()`` — read-only without a token, refused without the session or the bearer
+token, without the CSRF field, from another origin, or with a wrong confirmation; allowed
+with all of them. A test-only action route counts what got through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from millstream.console._render import json_answer
+from millstream.console._security import CSP, SESSION_COOKIE, action, csrf_value, session_value
+from millstream.runtime._clock import SystemClock
+from millstream.service import App
+from millstream.testing import TestPlatform
+from tests.console._serving import TOKEN, Served, screenshot, served_console, sign_in
+
+
+class Ping(BaseModel):
+    n: int
+
+
+app = App("guarded", partitions=1)
+
+
+@app.service(inputs={"pings": Ping}, outputs={"pongs": Ping})
+def pong(ping: Ping) -> Ping:
+    return ping
+
+
+DONE: list[str] = []
+
+
+async def _act(request: Request) -> Response:
+    form = await action(request, confirm="target-1")
+    DONE.append(str(form.get("what", "")))
+    return json_answer({"done": len(DONE)})
+
+
+def _with_test_action(served: Served) -> None:
+    served.app.router.routes.insert(0, Route("/test-action", _act, methods=["POST"]))
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[TestPlatform]:
+    with TestPlatform(app, clock=SystemClock(), metrics_interval_s=1.0) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def guarded(platform: TestPlatform) -> Iterator[Served]:
+    with served_console(platform, token=TOKEN) as served:
+        _with_test_action(served)
+        yield served
+
+
+@pytest.fixture(scope="module")
+def read_only(platform: TestPlatform) -> Iterator[Served]:
+    with served_console(platform, token=None) as served:
+        _with_test_action(served)
+        yield served
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    DONE.clear()
+
+
+def _post(served: Served, *, data: dict[str, str], cookies: dict[str, str] | None = None,
+          headers: dict[str, str] | None = None) -> httpx2.Response:
+    return httpx2.post(f"{served.url}/test-action", data=data, cookies=cookies or {},
+                       headers={"accept": "application/json", **(headers or {})}, timeout=10)
+
+
+def test_every_answer_carries_the_csp_and_its_companions(guarded: Served) -> None:
+    for path in ("/signin", "/static/console.css", "/no-such-page"):
+        answer = httpx2.get(f"{guarded.url}{path}", timeout=10)
+        assert answer.headers["content-security-policy"] == CSP, path
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert "'unsafe-inline'" not in CSP and "script-src 'self';" in CSP
+
+
+def test_a_read_only_console_refuses_every_action(read_only: Served) -> None:
+    answer = _post(read_only, data={"confirm": "target-1", "what": "x"},
+                   headers={"authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 403
+    assert answer.json() == {"error": "the console is read-only: start it with --token to "
+                                      "allow actions"}
+    assert DONE == []
+
+
+def test_an_action_without_the_token_is_refused_and_does_nothing(guarded: Served) -> None:
+    answer = _post(guarded, data={"confirm": "target-1", "what": "x"})
+    assert (answer.status_code, answer.json()) == (
+        403, {"error": "actions need the console's token: sign in at /signin"})
+    wrong = _post(guarded, data={"confirm": "target-1"},
+                  headers={"authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 403
+    assert DONE == []
+
+
+def test_a_session_needs_the_csrf_field_and_the_console_origin(guarded: Served) -> None:
+    cookie = {SESSION_COOKIE: session_value(TOKEN)}
+    origin = {"origin": guarded.url}
+    no_csrf = _post(guarded, data={"confirm": "target-1"}, cookies=cookie, headers=origin)
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.json()["error"]
+    elsewhere = _post(guarded, data={"confirm": "target-1", "csrf": csrf_value(TOKEN)},
+                      cookies=cookie, headers={"origin": "http://evil.example"})
+    assert elsewhere.status_code == 403 and "Origin" in elsewhere.json()["error"]
+    no_origin = _post(guarded, data={"confirm": "target-1", "csrf": csrf_value(TOKEN)},
+                      cookies=cookie)
+    assert no_origin.status_code == 403
+    assert DONE == []
+    ok = _post(guarded, data={"confirm": "target-1", "csrf": csrf_value(TOKEN), "what": "a"},
+               cookies=cookie, headers=origin)
+    assert (ok.status_code, ok.json(), DONE) == (200, {"done": 1}, ["a"])
+
+
+def test_a_wrong_confirmation_is_refused_naming_what_to_type(guarded: Served) -> None:
+    answer = _post(guarded, data={"confirm": "target-2"},
+                   headers={"authorization": f"Bearer {TOKEN}"})
+    assert (answer.status_code, answer.json()) == (
+        400, {"error": "confirmation 'target-2' does not match: type 'target-1' to confirm"})
+    ok = _post(guarded, data={"confirm": " target-1 ", "what": "b"},
+               headers={"authorization": f"Bearer {TOKEN}"})
+    assert (ok.status_code, DONE) == (200, ["b"])
+
+
+def test_signing_in_sets_an_http_only_strict_cookie_not_the_token(guarded: Served,
+                                                                  page: Any) -> None:
+    page.goto(f"{guarded.url}/signin")
+    page.fill("input[name=token]", "wrong-token-given")
+    page.click("form[action='/signin'] button[type=submit]")
+    assert page.locator("[role=alert]").text_content() == "That is not the console's token."
+    screenshot(page, "signin")
+    sign_in(page, guarded, next_path="/signin")
+    (cookie,) = page.context.cookies()
+    assert (cookie["name"], cookie["value"], cookie["httpOnly"], cookie["sameSite"]) == (
+        SESSION_COOKIE, session_value(TOKEN), True, "Strict")
+    assert TOKEN not in cookie["value"]
+    assert page.locator("form[action='/signout']").count() == 1
