@@ -206,8 +206,8 @@ def test_a_cycle_is_cut_and_still_layered() -> None:
     steps = path.get("d", "").split()
     start, end = float(steps[0][1:].split(",")[0]), float(steps[-1].split(",")[0])
     nodes = drawn_nodes(root)
-    feedback, score = box(nodes["stream:feedback"]), box(nodes["service:score"])
-    assert (start, end) == (feedback[0], score[0] + score[2])
+    feedback, scorer = box(nodes["stream:feedback"]), box(nodes["service:score"])
+    assert (start, end) == (feedback[0], scorer[0] + scorer[2])
 
 
 # -- text ------------------------------------------------------------------------------------
