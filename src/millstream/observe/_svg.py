@@ -122,11 +122,13 @@ def _size(node: Node, health: Mapping[str, str] | None) -> tuple[float, float]:
 def topology_svg(topo: Topology, *, title: str | None = None, standalone: bool = True,
                  rates: Mapping[Edge, str] | None = None,
                  health: Mapping[str, str] | None = None,
+                 links: Mapping[str, str] | None = None,
                  direction: Direction = "LR") -> str:
     """``topo`` as SVG. ``rates``: label every input and output edge (with the text given,
     "–" where none); ``health``: each service's health word as a badge (and class
-    ``health-<word>``), "silent" where none. ``standalone``: a document with its own style
-    and ``title`` (default: the app's name)."""
+    ``health-<word>``), "silent" where none; ``links``: node id → the address a click on
+    the node opens. ``standalone``: a document with its own style and ``title`` (default:
+    the app's name)."""
     labels = None
     if rates is not None:
         widest = max([WIDEST_RATE, *rates.values()], key=lambda t: text_width(t, _LABEL_PX))
@@ -153,8 +155,10 @@ def topology_svg(topo: Topology, *, title: str | None = None, standalone: bool =
                            None if rates is None else rates.get(route.edge, "–")))
     parts.append('</g><g class="nodes">')
     for node in topo.nodes:
-        parts.append(_node(topo, node, laid.boxes[node.id],
-                           None if health is None else health.get(node.name, "silent")))
+        drawn = _node(topo, node, laid.boxes[node.id],
+                      None if health is None else health.get(node.name, "silent"))
+        href = None if links is None else links.get(node.id)
+        parts.append(drawn if href is None else f'<a href="{_attr(href)}">{drawn}</a>')
     parts.append("</g></g></svg>")
     return "\n".join(parts) + "\n"
 

@@ -31,7 +31,8 @@ from millstream.service._shadow import shadow_suffix
 if TYPE_CHECKING:
     from millstream.runtime._metrics_record import MetricsRecord
 
-__all__ = ["PLATFORM_STREAMS", "Edge", "Node", "Topology", "topology", "topology_from_metrics"]
+__all__ = ["PLATFORM_STREAMS", "Edge", "Node", "Topology", "reporting_services", "topology",
+           "topology_from_metrics"]
 
 Kind = Literal["service", "stream", "store"]
 EdgeKind = Literal["input", "output", "uses"]
@@ -143,11 +144,10 @@ def topology(app: App, *, include_platform: bool = False) -> Topology:
     return Topology(app.name, tuple(nodes), tuple(edges))
 
 
-def topology_from_metrics(records: Iterable[MetricsRecord], *,
-                          include_platform: bool = False) -> Topology:
-    """The topology of every app that reports metrics, from each group's latest record in
-    ``records``. A service is named by its service name, or by its group when two groups
-    (two apps) share that name; ``Topology.app`` names the apps, comma-separated."""
+def reporting_services(records: Iterable[MetricsRecord]) -> dict[str, MetricsRecord]:
+    """Each service that reports in ``records`` by its name in ``topology_from_metrics``
+    (its service name, or its group when two groups share the name), with its group's latest
+    record; sorted by app and service, shadow versions left out."""
     latest: dict[str, MetricsRecord] = {}
     for record in records:
         if record.version and record.group.endswith(shadow_suffix(record.version)):
@@ -158,7 +158,15 @@ def topology_from_metrics(records: Iterable[MetricsRecord], *,
     chosen = sorted(latest.values(), key=lambda r: (r.app, r.service, r.group))
     names = [r.service or r.group for r in chosen]
     shared = {n for n in names if names.count(n) > 1}
-    services = [(r.group if n in shared else n, r) for n, r in zip(names, chosen, strict=True)]
+    return {r.group if n in shared else n: r for n, r in zip(names, chosen, strict=True)}
+
+
+def topology_from_metrics(records: Iterable[MetricsRecord], *,
+                          include_platform: bool = False) -> Topology:
+    """The topology of every app that reports metrics, from each group's latest record in
+    ``records``. A service is named by its service name, or by its group when two groups
+    (two apps) share that name; ``Topology.app`` names the apps, comma-separated."""
+    services = list(reporting_services(records).items())
 
     def kept(stream: str) -> bool:
         return include_platform or not is_platform_stream(stream)
