@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,12 +20,17 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 from millstream.cli.main import cli
+from millstream.console._pages._overview import MAX_WIDTH, Overview, ServiceRow
 from millstream.console._render import fmt_rate
-from millstream.observe import topology_from_metrics
+from millstream.observe import topology, topology_from_metrics
+from millstream.observe._svg import topology_svg
+from millstream.runtime import MetricsRecord
 from millstream.runtime._clock import SystemClock
 from millstream.service import App, RetryPolicy
 from millstream.testing import TestPlatform
 from tests.console._serving import SCREENSHOTS, Served, screenshot, served_console
+from tests.observe.test_layout import assert_clean
+from videosite.app import app as video
 
 
 class Order(BaseModel):
@@ -233,3 +239,32 @@ def test_the_video_sites_graph_has_no_overlapping_labels_in_the_browser(page: An
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 2000, "height": 700})
     page.locator("svg").screenshot(path=str(SCREENSHOTS / "graph.png"))
+
+
+def test_a_graph_too_wide_for_the_page_is_drawn_top_to_bottom_and_stays_clean() -> None:
+    records = [MetricsRecord(
+        group=s.group, instance="h:1", time_ms=1, app=video.name, service=s.name,
+        inputs=s.inputs, outputs=s.outputs,
+        stores=tuple(dict.fromkeys([*s.uses, *(f"tables:{t.name}" for t in s.tables)])))
+        for s in video.services.values()]
+    topo = topology_from_metrics(records)
+    declared = topology(video)
+    assert {e for e in topo.edges} == {e for e in declared.edges
+                                       if "millstream.metrics" not in e.source}
+    rows = {name: ServiceRow(name, video.name, f"videosite.{name}", "running", 1, 1, 2.0, 2.0,
+                             0, 0, 0) for name in video.services}
+    view = Overview(1, topo, rows, {e: 1234.5 for e in topo.edges if e.kind != "uses"})
+    root = ET.fromstring(view.svg())
+    # left to right it would be wider than the page: it is drawn top to bottom
+    wide = ET.fromstring(topology_svg(topo, rates={e: "1.2K/s" for e in topo.edges},
+                                      standalone=False))
+    assert float(root.get("width", "0")) <= MAX_WIDTH < float(wide.get("width", "0"))
+    boxes = {g.get("data-id"): g.find("{http://www.w3.org/2000/svg}rect")
+             for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-id")}
+    probe, join = (boxes[f"service:{n}"] for n in ("probe", "join"))
+    assert probe is not None and join is not None
+    assert float(probe.get("y", "0")) + float(probe.get("height", "0")) < float(join.get("y", "0"))
+    rates = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")
+             if t.get("class") == "rate"]
+    assert rates == ["1.2K/s"] * sum(e.kind != "uses" for e in topo.edges)
+    assert_clean(root)

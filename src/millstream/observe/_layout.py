@@ -37,6 +37,9 @@ Point = tuple[float, float]
 #: space between two boxes of one layer, and between two layers
 NODE_GAP = 20.0
 LAYER_GAP = 56.0
+#: ... when the edges have labels: every edge then crosses a layer of labels, which spaces
+#: the layers of nodes already
+LABELLED_LAYER_GAP = 36.0
 #: space between two separate parts of the graph, and around the whole
 PART_GAP = 32.0
 #: how much room an edge passing through a layer keeps there (across the layer)
@@ -159,7 +162,7 @@ def layout(topo: Topology, size: Callable[[Node], tuple[float, float]], *,
     for part_vertices, part_edges, back in parts:
         core = _GraphCore(part_vertices, part_edges)
         sug = SugiyamaLayout(core)
-        sug.xspace, sug.yspace = NODE_GAP, LAYER_GAP
+        sug.xspace, sug.yspace = NODE_GAP, LABELLED_LAYER_GAP if labels else LAYER_GAP
         sug.dw, sug.dh = LANE, LANE
         roots = [v for v in part_vertices
                  if not any(e.v[1] is v and e not in back for e in part_edges)]
