@@ -179,8 +179,21 @@ def test_the_overview_shows_the_running_system_live(page: Any,
         "trs => trs.map(tr => [tr.dataset.service, tr.querySelector('.badge').textContent])")
     assert sorted(map(tuple, rows)) == [("archive", "stopped"), ("audit", "erroring"),
                             ("check", "running")]
-    # a stopped service has no rate
+    # a stopped service has no rate; records flowing are drawn so
     assert label(page, "stream:checked>service:archive") == "–"
+    flowing = page.eval_on_selector_all("svg.topology .edge.flowing",
+                                        "gs => gs.map(g => g.dataset.id)")
+    assert "stream:orders>service:check" in flowing
+    assert "stream:checked>service:archive" not in flowing
+    # a service opens its page, a stream its own
+    links = page.eval_on_selector_all(
+        "svg.topology a", "as => as.map(a => [a.querySelector('.node').dataset.id, "
+                          "a.getAttribute('href')])")
+    assert sorted(map(tuple, links)) == [
+        ("service:archive", "/services/shop.archive"), ("service:audit", "/services/shop.audit"),
+        ("service:check", "/services/shop.check"), ("stream:archived", "/streams/archived"),
+        ("stream:audited", "/streams/audited"), ("stream:checked", "/streams/checked"),
+        ("stream:orders", "/streams/orders")]
 
     # the edge's label is the rate of check's latest record: read what the page shows until
     # the history's newest record and the page agree (both move every second)
