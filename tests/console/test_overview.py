@@ -281,3 +281,16 @@ def test_a_graph_too_wide_for_the_page_is_drawn_top_to_bottom_and_stays_clean() 
              if t.get("class") == "rate"]
     assert rates == ["1.2K/s"] * sum(e.kind != "uses" for e in topo.edges)
     assert_clean(root)
+
+
+def test_before_any_service_reports_the_page_says_how_to_start_them() -> None:
+    with TestPlatform(App("quiet"), clock=SystemClock()) as platform, \
+            served_console(platform, token=None) as served:
+        page = httpx2.get(f"{served.url}/", timeout=10)
+        answer = httpx2.get(f"{served.url}/api/overview", timeout=10).json()
+    assert page.status_code == 200
+    assert "No service has written metrics in the last 60 minutes" in page.text
+    assert (answer["services"], answer["edges"], answer["apps"]) == ({}, {}, "")
+    root = ET.fromstring(answer["graph"])
+    assert [g for g in root.iter("{http://www.w3.org/2000/svg}g")
+            if "node" in g.get("class", "").split()] == []
