@@ -185,3 +185,50 @@ def test_reset_by_time_and_for_every_stream_of_the_group(run: Invoke, streams: S
     committed = {(p.stream, p.partition): p.committed for p in admin.describe_group(
         "g").partitions}
     assert committed == {("a", 0): 5, ("a", 1): 5, ("b", 0): 10}
+
+
+def test_reset_one_partition_keeps_the_others_committed_offsets(
+    run: Invoke, streams: Streams
+) -> None:
+    admin = streams.admin()
+    admin.create_stream("log", 3)
+    with streams.open_producer() as producer:
+        for i in range(12):
+            producer.send("log", f"r{i}".encode(), partition=i % 3)
+    run("tail", "log", "--group", "g")  # reads and commits all: 4 per partition
+    out = run("groups", "reset", "g", "log", "--partition", "1", "--to", "beginning").stdout
+    assert out.splitlines()[0] == "group g now reads log from:"
+    assert [r for r in rows(out) if r[0].isdigit()] == [["1", "0"]]  # only partition 1
+    committed = {p.partition: p.committed for p in admin.describe_group("g").partitions}
+    assert committed == {0: 4, 1: 0, 2: 4}
+    run("groups", "reset", "g", "log", "--partition", "2", "--to", "3")
+    committed = {p.partition: p.committed for p in admin.describe_group("g").partitions}
+    assert committed == {0: 4, 1: 0, 2: 3}
+
+
+def test_reset_one_partition_is_refused_without_a_stream_or_a_committed_offset_to_keep(
+    run: Invoke, streams: Streams
+) -> None:
+    admin = streams.admin()
+    admin.create_stream("log", 2)
+    result = run("groups", "reset", "g", "--partition", "0", "--to", "end", code=1)
+    assert result.stderr.startswith(
+        "error: partition 0 of which stream? Name the stream to reset one partition")
+    result = run("groups", "reset", "g", "log", "--partition", "5", "--to", "end", code=1)
+    assert result.stderr.startswith(
+        "error: stream 'log' has no partition 5: its partitions are 0..1")
+    admin.reset_offsets("g", "log", {0: 0, 1: 0})
+    run("groups", "reset", "g", "log", "--partition", "0", "--to", "end")
+    admin.create_stream("other", 2)
+    with streams.open_producer() as producer:
+        producer.send("other", b"x", partition=0)
+    with streams.open_consumer("h") as consumer:  # commits partition 0 only
+        consumer.subscribe(["other"])
+        while consumer.poll(max_records=10, timeout=0.2):
+            pass
+        consumer.commit({StreamPartition("other", 0): 1})
+    result = run("groups", "reset", "h", "other", "--partition", "0", "--to", "beginning",
+                 code=1)
+    assert result.stderr.startswith(
+        "error: group 'h' has no committed offset on 'other' partition(s) 1, so resetting "
+        "only partition 0 would have to invent one; reset the whole stream instead")

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 
@@ -67,7 +68,7 @@ def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
 def sign_in(page: Any, served: Served, *, next_path: str = "/") -> None:
     """Sign ``page`` in with the console's token through the sign-in form."""
     assert served.token is not None, "this console was started read-only"
-    page.goto(f"{served.url}/signin?next={next_path}")
+    page.goto(f"{served.url}/signin?next={quote(next_path, safe='/')}")
     page.fill("input[name=token]", served.token)
     page.click("form[action='/signin'] button[type=submit]")
     page.wait_for_url(f"{served.url}{next_path}")

@@ -147,3 +147,19 @@ def test_signing_in_sets_an_http_only_strict_cookie_not_the_token(guarded: Serve
         SESSION_COOKIE, session_value(TOKEN), True, "Strict")
     assert TOKEN not in cookie["value"]
     assert page.locator("form[action='/signout']").count() == 1
+
+
+def test_an_unknown_stream_or_page_is_a_404_page_and_markup_in_a_name_is_text(
+        guarded: Served, page: Any) -> None:
+    answer = page.goto(f"{guarded.url}/streams/no-such-stream")
+    assert answer.status == 404
+    assert "'no-such-stream'" in page.locator(".error-page .message").text_content()
+    screenshot(page, "error-404")
+    bad = page.goto(f"{guarded.url}/streams/bad-<b>name")
+    assert bad.status == 400
+    assert "'bad-<b>name'" in page.locator(".error-page .message").text_content()  # as text
+    assert page.locator(".error-page b").count() == 0
+    nowhere = page.goto(f"{guarded.url}/nowhere/at/all")
+    assert nowhere.status == 404
+    assert page.locator(".error-page .message").text_content() == (
+        "the console has no page at /nowhere/at/all")

@@ -158,7 +158,10 @@ class _Reader:
     def _run(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            # a line without its newline is the last one of a killed child, cut mid-print
+            # ("rec 3 120 " without its value): not a record it read
+            if line.endswith("\n"):
+                self.lines.append(line[:-1])
 
     def close(self) -> None:
         if self.proc.poll() is None:

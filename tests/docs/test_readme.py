@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 COMMANDS = """\
-make demo     # create .venv, install, run the video site on sample clips it makes; prints the URL
+make demo     # create .venv, install, run the video site on sample clips it makes; prints the URLs
 make test     # create .venv, install, start the services the tests need, run the whole suite
 """
 

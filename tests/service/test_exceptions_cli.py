@@ -152,13 +152,3 @@ def test_list_names_a_shadows_failures_as_the_shadows() -> None:
     only_shadow = invoke("exceptions", "list", "--group", "shop.billing.shadow.v2")
     assert [line.split()[3:6] for line in only_shadow.splitlines()
             if line.strip()[:1].isdigit()] == [["billing", "(shadow", "v2)"]]
-
-
-def test_show_decodes_json_text_and_bytes_for_people() -> None:
-    from millstream.cli.exceptions import decoded
-
-    assert decoded("value", b'{"id": 1, "tags": ["a"]}') == {"value": {"id": 1, "tags": ["a"]}}
-    assert decoded("value", b"not json \xc3\xa9") == {"value_text": "not json é"}
-    assert decoded("value", b"\x00\xff\x10") == {"value_hex": "00ff10"}
-    assert decoded("key", b"123", as_json=False) == {"key_text": "123"}
-    assert decoded("key", None) == {}

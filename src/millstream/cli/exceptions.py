@@ -11,6 +11,7 @@ import click
 
 from millstream._wellknown import EXCEPTIONS
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
+from millstream.console._decode import fields
 from millstream.errors import NotFoundError
 from millstream.operations._replay import list_exceptions, replay, replayed_ids
 from millstream.service._shadow import is_shadow
@@ -111,8 +112,9 @@ def list_command(state: CliState, service: str | None, group: str | None, since:
 @pass_state
 def show_command(state: CliState, ident: int) -> None:
     """Print one failure whole, traceback included, as JSON; its key and input value are
-    shown decoded beside their base64 (``key``/``value`` as JSON when they are JSON, else
-    ``*_text`` when UTF-8, else ``*_hex``).
+    shown decoded beside their base64 (``value`` as JSON when it is JSON, else ``*_text``
+    when UTF-8 text, else ``*_hex``; the key as text or hex), as the console shows them:
+    past 64 KiB only the first 64 KiB, with ``*_size`` and ``*_shown`` in bytes.
 
     \b
     Example:
@@ -127,28 +129,10 @@ def show_command(state: CliState, ident: int) -> None:
     failure = found[0]
     doc = dict(failure.document)
     doc["id"] = ident
-    doc.update(decoded("key", failure.key(), as_json=False))
+    doc.update(fields("key", failure.key(), as_json=False))
     if failure.document.get("value_b64") is not None:
-        doc.update(decoded("value", failure.value()))
+        doc.update(fields("value", failure.value()))
     click.echo(json.dumps(doc, indent=2))
-
-
-def decoded(name: str, data: bytes | None, *, as_json: bool = True) -> dict[str, object]:
-    """``data`` made readable beside its base64: ``name`` holds the JSON it is (a payload as
-    a service wrote it; not for ``as_json=False``), else ``<name>_text`` the UTF-8 text, else
-    ``<name>_hex`` the bytes in hex; nothing for no data."""
-    if data is None:
-        return {}
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {f"{name}_hex": data.hex()}
-    if as_json:
-        try:
-            return {name: json.loads(text)}
-        except ValueError:
-            pass
-    return {f"{name}_text": text}
 
 
 @exceptions_group.command("replay")

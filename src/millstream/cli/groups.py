@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from millstream.cli.exceptions import parse_since
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
-from millstream.errors import NotFoundError
-from millstream.streams._base import Streams
+from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.operations._groups import ResetTarget, parse_reset_target, reset_group
 
 __all__ = ["ResetParam", "groups_group"]
-
-ResetTarget = Literal["earliest", "latest"] | int | tuple[Literal["time"], int]
 
 
 if TYPE_CHECKING:
@@ -32,30 +29,10 @@ class ResetParam(_ResetTargetBase):
                 ctx: click.Context | None) -> ResetTarget:
         if isinstance(value, int | tuple):
             return value
-        text = str(value).strip().lower()
-        if text in ("earliest", "beginning"):
-            return "earliest"
-        if text in ("latest", "end"):
-            return "latest"
-        if text.isdigit():
-            return int(text)
         try:
-            moment = parse_since(str(value).strip())
-        except click.BadParameter:
-            moment = None
-        if moment is None:
-            self.fail(f"{value!r} is not 'beginning', 'end', an offset (an integer ≥ 0), a time "
-                      "like 2026-11-27T10:00 or a span ago like 30m", param, ctx)
-        return ("time", moment)
-
-
-def offsets_at(streams: Streams, stream: str, timestamp_ms: int) -> dict[int, int]:
-    """Per partition, the offset of the first record at or after ``timestamp_ms`` (the end if
-    none)."""
-    with streams.open_consumer() as reader:
-        reader.subscribe([stream])
-        reader.seek_to_timestamp(timestamp_ms)
-        return {sp.partition: reader.position(sp) for sp in reader.assignment()}
+            return parse_reset_target(str(value))
+        except InvalidRequestError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.group("groups")
@@ -135,8 +112,12 @@ def describe(state: CliState, group: str) -> None:
               help="The first retained record, the end (skip everything so far), an offset "
                    "every partition holds, or a time: ISO (2026-11-27T10:00) or a span ago "
                    "(30m, 2h, 1d) — the first record written at or after it.")
+@click.option("--partition", type=click.IntRange(min=0), default=None,
+              help="Reset only this partition of STREAM; the others keep their committed "
+                   "offsets.")
 @pass_state
-def reset(state: CliState, group: str, stream: str | None, target: ResetTarget) -> None:
+def reset(state: CliState, group: str, stream: str | None, target: ResetTarget,
+          partition: int | None) -> None:
     """Set where GROUP next reads STREAM (every stream it has read, if omitted).
 
     Stop the group's consumers first: a group with live members is refused. Resetting to the
@@ -146,21 +127,10 @@ def reset(state: CliState, group: str, stream: str | None, target: ResetTarget) 
     Example:
       millstream groups reset billing orders --to beginning
       millstream groups reset billing --to 2h
+      millstream groups reset billing orders --partition 2 --to 1500
     """
     with open_streams(state) as streams:
-        admin = streams.admin()
-        if stream is None:
-            names = sorted({p.stream for p in admin.describe_group(group).partitions})
-            if not names:
-                raise NotFoundError(
-                    f"group {group!r} has read no stream yet; name the stream to reset")
-        else:
-            names = [stream]
-        results = {}
-        for name in names:
-            to: Literal["earliest", "latest"] | int | dict[int, int]
-            to = offsets_at(streams, name, target[1]) if isinstance(target, tuple) else target
-            results[name] = admin.reset_offsets(group, name, to)
+        results = reset_group(streams, group, target, stream=stream, partition=partition)
     out = console()
     for name, offsets in results.items():
         out.print(f"group {group} now reads {name} from:")

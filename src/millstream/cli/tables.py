@@ -12,11 +12,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from millstream.cli.shared import CliState, console, open_streams, pass_state, table
-from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.errors import NotFoundError
 from millstream.files._base import FileStore
+from millstream.operations._tables import (
+    find_snapshot,
+    parse_condition,
+    query_table,
+    table_statuses,
+)
 from millstream.records import StreamPartition
 from millstream.tables import Tables, open_tables
-from millstream.tables._base import Scalar
 
 __all__ = ["tables_group"]
 
@@ -78,29 +83,17 @@ def list_tables(ctx: click.Context, state: CliState) -> None:
     Example:
       millstream tables list
     """
-    with _open(ctx) as tables:
-        infos = [tables.table(name).info() for name in tables.list_tables()]
-    if not infos:
+    with _open(ctx) as tables, open_streams(state) as streams:
+        statuses = table_statuses(tables, streams)
+    if not statuses:
         click.echo("no tables yet; a materializer creates its table when it starts", err=True)
         return
-    lags: dict[str, str] = {}
-    with open_streams(state) as streams:
-        admin = streams.admin()
-        for info in infos:
-            if info.feed is None:
-                continue
-            try:
-                stream = admin.describe_stream(info.feed)
-            except NotFoundError:
-                lags[info.name] = "stream gone"
-                continue
-            behind = sum(p.end - info.offsets.get(StreamPartition(info.feed, p.partition), 0)
-                         for p in stream.partitions)
-            lags[info.name] = str(behind)
     t = table("Table", ">Documents", "Indexes", "Feed", ">Behind")
-    for info in infos:
+    for status in statuses:
+        info = status.info
+        behind = status.problem or ("-" if status.behind is None else str(status.behind))
         t.add_row(info.name, str(info.documents), ", ".join(info.indexes) or "-",
-                  info.feed or "-", lags.get(info.name, "-"))
+                  info.feed or "-", behind)
     console().print(t)
 
 
@@ -144,20 +137,6 @@ def scan(ctx: click.Context, table_name: str, prefix: str, limit: int, after: st
         click.echo(_dump({"key": key, "value": doc}))
 
 
-def _condition(text: str) -> tuple[str, Scalar]:
-    field, eq, raw = text.partition("=")
-    if not eq or not field:
-        raise InvalidRequestError(f"condition {text!r} is not FIELD=VALUE")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw  # not JSON: a plain string
-    if isinstance(value, list | dict):
-        raise InvalidRequestError(f"condition {text!r}: compare with a string, number, "
-                                  "true, false or null")
-    return field, value
-
-
 @tables_group.command("query")
 @click.argument("table_name", metavar="TABLE")
 @click.argument("conditions", nargs=-1, required=True, metavar="FIELD=VALUE...")
@@ -174,11 +153,13 @@ def query(ctx: click.Context, table_name: str, conditions: tuple[str, ...], limi
       millstream tables query orders status=paid
       millstream tables query orders customer='"42"' paid=true --limit 5
     """
-    where = dict(_condition(c) for c in conditions)
+    where = dict(parse_condition(c) for c in conditions)
     with _open(ctx) as tables:
-        rows = tables.table(table_name).query(where, limit=limit)
-    for key, doc in rows:
+        answer = query_table(tables.table(table_name), where, limit=limit)
+    for key, doc in answer.rows:
         click.echo(_dump({"key": key, "value": doc}))
+    if answer.hint:
+        click.echo(f"no document matched: {answer.hint}", err=True)
 
 
 @tables_group.command("snapshot")
@@ -225,11 +206,11 @@ def restore(ctx: click.Context, table_name: str, snapshot_name: str | None,
       millstream tables restore orders
       millstream tables restore orders-v2 tables/orders/snapshots/NAME.jsonl.gz
     """
-    from millstream.tables._snapshot import latest_snapshot, restore_snapshot
+    from millstream.tables._snapshot import restore_snapshot
 
     files = _open_files(files_url)
     try:
-        ref = files.stat(snapshot_name) if snapshot_name else latest_snapshot(files, table_name)
+        ref = find_snapshot(files, table_name, snapshot_name)
         with _open(ctx) as tables:
             if not yes and table_name in tables.list_tables():
                 click.confirm(f"replace every document of table {table_name!r} by the snapshot "

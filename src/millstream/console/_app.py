@@ -47,6 +47,8 @@ def _wants_json(request: Request) -> bool:
 async def _error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
+        if status == 404 and message == "Not Found":  # no route: say which path
+            message = f"the console has no page at {request.url.path}"
     elif isinstance(exc, NotFoundError):
         status, message = 404, str(exc)
     else:  # a MillstreamError: bad input or a store that refused, said in its own words

@@ -27,7 +27,7 @@ from millstream.runtime._handling import REPLAY_PARTITION_HEADER, REPLAY_STREAM_
 from millstream.streams._base import Streams
 from millstream.streams._reading import read_to_end
 
-__all__ = ["Replayed", "list_exceptions", "replay", "replayed_ids"]
+__all__ = ["Replayed", "list_exceptions", "replay", "replayed_ids", "replays"]
 
 
 def list_exceptions(streams: Streams, *, group: str | None = None,
@@ -54,14 +54,20 @@ def list_exceptions(streams: Streams, *, group: str | None = None,
 
 def replayed_ids(streams: Streams, group: str) -> set[int]:
     """Ids of the exceptions already re-submitted to ``group``."""
+    return set(replays(streams, group))
+
+
+def replays(streams: Streams, group: str) -> dict[int, int]:
+    """The exceptions already re-submitted to ``group``: each id, and the offset in its
+    retry stream where it went (the latest, if it was replayed more than once)."""
     stream = retry_stream(group)
     if stream not in streams.admin().list_streams():
-        return set()
-    done = set()
+        return {}
+    done: dict[int, int] = {}
     for record in read_to_end(streams, stream):
         for name, value in record.headers:
             if name == REPLAY_HEADER and value is not None:
-                done.add(int(value))
+                done[int(value)] = record.offset
     return done
 
 

@@ -4,17 +4,23 @@ A shadow version of a service (``millstream run app SERVICE --shadow v2``) reads
 input in its own group (``<group>.shadow.v2``) and writes every output to
 ``<stream>.shadow.v2``, so production never sees it.
 
-``diff`` pairs the two output streams record by record: the n-th record with a given key in
-production against the n-th record with that key in the shadow (a service processes a key's
-records in order, so equal code gives equal sequences per key). JSON values are compared as
-documents, field by field; others as bytes. On a stream several services write, only the
-records whose ``millstream-writer`` header names the service are compared; the others are
-counted as ``other_writers``.
+What diff and promote need to know of the service is a ``ShadowTarget``: made from the App
+by ``ShadowTarget.of_app`` (``millstream diff`` and ``promote``, which load the app), or
+found on the platform by ``find_shadows`` (the console, which has no app: the shadow groups,
+their streams and the metrics they report say it).
 
-``promote`` makes the shadow production: with both groups stopped, production's group takes
-over the shadow's committed input offsets (so the promoted code continues where the shadow
-got to, re-processing nothing) and, for a stateful service, the shadow's checkpoints; a
-record of the promotion goes to ``millstream.deployments``. Run the new code as production
+``diff_shadow`` pairs the two output streams record by record: the n-th record with a given
+key in production against the n-th record with that key in the shadow (a service processes a
+key's records in order, so equal code gives equal sequences per key). JSON values are
+compared as documents, field by field; others as bytes. On a stream several services write,
+only the records whose ``millstream-writer`` header names the service are compared; the
+others are counted as ``other_writers``. ``max_records`` bounds how much of each stream is
+read (evenly over its partitions, from their start) and the result says when it stopped.
+
+``promote_shadow`` makes the shadow production: with both groups stopped, production's group
+takes over the shadow's committed input offsets (so the promoted code continues where the
+shadow got to, re-processing nothing) and, for a stateful service, the shadow's checkpoints;
+a record of the promotion goes to ``millstream.deployments``. Run the new code as production
 afterwards (``millstream run new_module:app SERVICE``).
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,16 +38,55 @@ from millstream._wellknown import (
     DEPLOYMENTS,
     WRITER_HEADER,
     ensure_platform_stream,
+    is_platform_stream,
 )
 from millstream.codecs import header
 from millstream.errors import InvalidRequestError, NotFoundError
+from millstream.records import Record
 from millstream.runtime._state import CheckpointStore
 from millstream.service._app import App
-from millstream.service._shadow import shadow_group, shadow_stream
+from millstream.service._shadow import (
+    SHADOW_INFIX,
+    is_shadow,
+    production_name,
+    shadow_group,
+    shadow_stream,
+)
 from millstream.streams._base import Streams
-from millstream.streams._reading import read_to_end
+from millstream.streams._reading import read_ranges
 
-__all__ = ["Difference", "StreamDiff", "diff_outputs", "promote"]
+__all__ = ["Difference", "ShadowTarget", "StreamDiff", "diff_outputs", "diff_shadow",
+           "find_shadows", "promote", "promote_shadow"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowTarget:
+    """A service and one of its shadow versions, as diff and promote need them."""
+
+    service: str
+    #: production's consumer group (the shadow's is ``shadow_group``)
+    group: str
+    version: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    app: str = ""
+    #: the outputs other services write too (their records name their writer); None when
+    #: not known: then a production record is compared unless its header names another
+    shared: frozenset[str] | None = None
+    #: None when not known: the shadow's checkpoints are copied if it has any
+    stateful: bool | None = None
+
+    @property
+    def shadow_group(self) -> str:
+        return shadow_group(self.group, self.version)
+
+    @classmethod
+    def of_app(cls, app: App, service: str, version: str) -> ShadowTarget:
+        """The shadow ``version`` of ``service`` as ``app`` declares the service."""
+        spec = app.get(service)
+        shared = frozenset(s for s in spec.outputs if len(app.writers_of(s)) > 1)
+        return cls(service, spec.group, version, spec.inputs, spec.outputs, app.name, shared,
+                   spec.stateful)
 
 
 @dataclass
@@ -70,6 +116,8 @@ class StreamDiff:
     only_shadow: int = 0
     fields: Counter[str] = field(default_factory=Counter)
     examples: list[Difference] = field(default_factory=list)
+    #: True when ``max_records`` stopped the reading before a stream's end
+    truncated: bool = False
 
     @property
     def identical(self) -> bool:
@@ -85,14 +133,25 @@ def _decode(value: bytes | None) -> Any:
         return value
 
 
-def _by_key(streams: Streams, stream: str, writer: str | None
-            ) -> tuple[dict[bytes | None, list[Any]], int, int]:
-    """The stream's values by key, how many there are and how many were skipped as written
-    by another service than ``writer`` (None: keep every record)."""
+def _records(streams: Streams, stream: str, max_records: int | None
+             ) -> tuple[Iterator[Record], bool]:
+    """The records to compare of ``stream``: all, or the first of each partition up to
+    ``max_records`` in all; and whether that left some out."""
+    info = streams.admin().describe_stream(stream)
+    each = None if max_records is None else max(max_records // max(len(info.partitions), 1), 1)
+    ranges = {p.partition: (p.start, p.end if each is None else min(p.end, p.start + each))
+              for p in info.partitions}
+    cut = any(ranges[p.partition][1] < p.end for p in info.partitions)
+    return read_ranges(streams, stream, ranges), cut
+
+
+def _by_key(records: Iterator[Record], keep: Any) -> tuple[dict[bytes | None, list[Any]], int,
+                                                            int]:
+    """The values by key, how many there are and how many ``keep(writer)`` left out."""
     grouped: dict[bytes | None, list[Any]] = {}
     count = skipped = 0
-    for record in read_to_end(streams, stream):
-        if writer is not None and header(record.headers, WRITER_HEADER) != writer:
+    for record in records:
+        if not keep(header(record.headers, WRITER_HEADER)):
             skipped += 1
             continue
         grouped.setdefault(record.key, []).append(_decode(record.value))
@@ -106,26 +165,38 @@ def _fields(a: Any, b: Any) -> tuple[str, ...]:
     return ("(value)",)
 
 
-def diff_outputs(streams: Streams, app: App, service: str, version: str, *,
-                 examples: int = 5) -> list[StreamDiff]:
-    """Compare each output stream of ``service`` with its shadow ``version``."""
-    spec = app.get(service)
-    if not spec.outputs:
-        raise InvalidRequestError(f"service {service!r} has no output streams to compare")
+def _keeper(target: ShadowTarget, stream: str) -> Any:
+    """Which production records of ``stream`` are the service's, by their writer header."""
+    service = target.service
+    if target.shared is None:
+        return lambda writer: writer is None or writer == service
+    if stream in target.shared:
+        return lambda writer: writer == service
+    return lambda writer: True
+
+
+def diff_shadow(streams: Streams, target: ShadowTarget, *, examples: int = 5,
+                max_records: int | None = None) -> list[StreamDiff]:
+    """Compare each output stream of ``target.service`` with its shadow's; read at most
+    ``max_records`` of each stream when given."""
+    if not target.outputs:
+        raise InvalidRequestError(f"service {target.service!r} has no output streams to compare")
     existing = set(streams.admin().list_streams())
     results = []
-    for stream in spec.outputs:
-        shadow = shadow_stream(stream, version)
+    for stream in target.outputs:
+        shadow = shadow_stream(stream, target.version)
         if shadow not in existing:
             raise NotFoundError(
                 f"there is no {shadow!r}: run the shadow first (millstream run MODULE:APP "
-                f"{service} --shadow {version})")
+                f"{target.service} --shadow {target.version})")
         result = StreamDiff(stream, shadow)
-        shared = len(app.writers_of(stream)) > 1
+        production_records, cut_a = _records(streams, stream, max_records)
+        shadow_records, cut_b = _records(streams, shadow, max_records)
+        result.truncated = cut_a or cut_b
         prod, result.production_records, result.other_writers = _by_key(
-            streams, stream, service if shared else None)
-        shad, result.shadow_records, _ = _by_key(streams, shadow, None)
-        for key in prod.keys() | shad.keys():
+            production_records, _keeper(target, stream))
+        shad, result.shadow_records, _ = _by_key(shadow_records, lambda writer: True)
+        for key in sorted(prod.keys() | shad.keys(), key=lambda k: (k is not None, k or b"")):
             a, b = prod.get(key, []), shad.get(key, [])
             for n in range(max(len(a), len(b))):
                 if n >= len(b):
@@ -144,11 +215,16 @@ def diff_outputs(streams: Streams, app: App, service: str, version: str, *,
     return results
 
 
-def promote(streams: Streams, app: App, service: str, version: str) -> dict[str, Any]:
+def diff_outputs(streams: Streams, app: App, service: str, version: str, *,
+                 examples: int = 5) -> list[StreamDiff]:
+    """Compare each output stream of ``service`` with its shadow ``version``."""
+    return diff_shadow(streams, ShadowTarget.of_app(app, service, version), examples=examples)
+
+
+def promote_shadow(streams: Streams, target: ShadowTarget) -> dict[str, Any]:
     """Hand the shadow's input offsets (and state) to production's group; see the module
     docstring. Returns the deployment record written."""
-    spec = app.get(service)
-    production, shadow = spec.group, shadow_group(spec.group, version)
+    production, shadow, version = target.group, target.shadow_group, target.version
     admin = streams.admin()
     for group in (production, shadow):
         live = admin.describe_group(group).members
@@ -159,7 +235,7 @@ def promote(streams: Streams, app: App, service: str, version: str) -> dict[str,
     shadow_info = admin.describe_group(shadow)
     committed = {(p.stream, p.partition): p.committed for p in shadow_info.partitions}
     offsets: dict[str, dict[int, int]] = {}
-    for stream in spec.inputs:
+    for stream in target.inputs:
         info = admin.describe_stream(stream)
         chosen: dict[int, int] = {}
         for part in info.partitions:
@@ -175,22 +251,58 @@ def promote(streams: Streams, app: App, service: str, version: str) -> dict[str,
     for stream, chosen in offsets.items():
         admin.reset_offsets(production, stream, chosen)
     copied = 0
-    if spec.stateful:
+    if target.stateful is not False and target.inputs:
         source = CheckpointStore(streams, shadow)
         source.refresh()
-        target = CheckpointStore(streams, production)
+        destination = CheckpointStore(streams, production)
+        partitions = admin.describe_stream(target.inputs[0]).partition_count
         with streams.open_producer() as producer:
-            for number in range(app.streams[spec.inputs[0]].partitions):
+            for number in range(partitions):
                 latest = source.latest(number)
                 if latest is not None:
-                    producer.send(CHECKPOINTS, target.encode(number, latest.offsets,
-                                                             latest.state, latest.records),
-                                  key=target.key(number))
+                    producer.send(CHECKPOINTS, destination.encode(
+                        number, latest.offsets, latest.state, latest.records),
+                        key=destination.key(number))
                     copied += 1
-    record = {"kind": "promotion", "app": app.name, "service": service, "version": version,
-              "from_group": shadow, "to_group": production, "offsets": offsets,
-              "checkpoints": copied, "time_ms": int(time.time() * 1000)}
+    record = {"kind": "promotion", "app": target.app, "service": target.service,
+              "version": version, "from_group": shadow, "to_group": production,
+              "offsets": offsets, "checkpoints": copied, "time_ms": int(time.time() * 1000)}
     ensure_platform_stream(admin, DEPLOYMENTS)
     with streams.open_producer() as producer:
         producer.send(DEPLOYMENTS, json.dumps(record).encode(), key=production.encode()).wait()
     return record
+
+
+def promote(streams: Streams, app: App, service: str, version: str) -> dict[str, Any]:
+    """Make ``service``'s shadow ``version`` production (``promote_shadow``)."""
+    return promote_shadow(streams, ShadowTarget.of_app(app, service, version))
+
+
+def find_shadows(streams: Streams) -> list[ShadowTarget]:
+    """The shadow versions the platform holds, found without the app: one per consumer group
+    named ``<group>.shadow.<version>``, by group. Its service and app come from production's
+    group (``<app>.<service>``); its inputs are the streams either group has read (but the
+    platform's own); its outputs the streams ``S`` for which ``S.shadow.<version>`` exists.
+    Whether an output is shared, or the service stateful, is not known (see ``ShadowTarget``)."""
+    admin = streams.admin()
+    names = admin.list_groups()
+    existing = admin.list_streams()
+    found = []
+    for group in names:
+        if not is_shadow(group):
+            continue
+        production = production_name(group)
+        version = group.rsplit(SHADOW_INFIX, 1)[1]
+        app, _, service = production.rpartition(".")
+        read: set[str] = set()
+        for name in (group, production):
+            if name == group or name in names:
+                read.update(p.stream for p in admin.describe_group(name).partitions)
+        suffix = SHADOW_INFIX + version
+        outputs = tuple(sorted(s.removesuffix(suffix) for s in existing
+                               if s.endswith(suffix) and not is_platform_stream(s)))
+        inputs = tuple(sorted(s for s in read if not is_platform_stream(s)
+                              and not is_shadow(s)))
+        found.append(ShadowTarget(service or production, production, version, inputs, outputs,
+                                  app))
+    return found

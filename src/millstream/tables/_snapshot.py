@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -38,6 +38,7 @@ __all__ = [
     "latest_snapshot",
     "list_snapshots",
     "restore_snapshot",
+    "snapshot_header",
     "snapshot_prefix",
     "write_snapshot",
 ]
@@ -137,12 +138,48 @@ def _damaged(where: str, why: str) -> CorruptDataError:
                             "another snapshot, or rebuild the table from its stream")
 
 
-def _lines(stream: BinaryIO, where: str) -> Iterator[bytes]:
+def _lines(stream: BinaryIO, where: str) -> Generator[bytes, None, None]:
     try:
         with gzip.GzipFile(fileobj=stream, mode="rb") as unpacked:
             yield from unpacked
     except (OSError, EOFError, zlib.error) as exc:
         raise _damaged(where, f"not a readable gzip stream: {exc}") from exc
+
+
+def _header(first: bytes, where: str
+            ) -> tuple[dict[str, Any], dict[StreamPartition, int], int, tuple[str, ...],
+                       str | None]:
+    """The header line's object, offsets, document count, indexes and feed."""
+    try:
+        header: dict[str, Any] = json.loads(first)
+        if header.get("format") != FORMAT:
+            raise ValueError("not a table snapshot")
+        if header.get("version") != VERSION:
+            raise ValueError(f"format version {header.get('version')!r}, this millstream "
+                             f"reads {VERSION}")
+        offsets = {StreamPartition(s, int(p)): int(o) for s, p, o in header["offsets"]}
+        expected = int(header["documents"])
+        indexes = tuple(str(f) for f in header["indexes"])
+        feed = header["feed"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _damaged(where, f"bad header: {exc}") from exc
+    return header, offsets, expected, indexes, feed
+
+
+def snapshot_header(files: FileStore, snapshot: FileRef | str) -> SnapshotInfo:
+    """What ``snapshot`` says of itself in its header (its table, documents, offsets, time),
+    reading only its first line; the documents and the trailer are not read or checked, so
+    ``content_sha256`` is empty (``restore_snapshot`` checks them)."""
+    ref = files.stat(snapshot)
+    with files.open(ref) as stream:
+        lines = _lines(stream, ref.url)
+        try:
+            first = next(lines, b"")
+        finally:
+            lines.close()
+    header, offsets, expected, indexes, feed = _header(first, ref.url)
+    return SnapshotInfo(ref, str(header.get("table", "")), expected, "",
+                        int(header.get("created_ms", 0)), feed, indexes, offsets)
 
 
 def restore_snapshot(files: FileStore, snapshot: FileRef | str, tables: Tables, *,
@@ -157,19 +194,7 @@ def restore_snapshot(files: FileStore, snapshot: FileRef | str, tables: Tables, 
     with files.open(ref) as stream:
         lines = _lines(stream, where)
         first = next(lines, b"")
-        try:
-            header: dict[str, Any] = json.loads(first)
-            if header.get("format") != FORMAT:
-                raise ValueError("not a table snapshot")
-            if header.get("version") != VERSION:
-                raise ValueError(f"format version {header.get('version')!r}, this millstream "
-                                 f"reads {VERSION}")
-            offsets = {StreamPartition(s, int(p)): int(o) for s, p, o in header["offsets"]}
-            expected = int(header["documents"])
-            indexes = tuple(str(f) for f in header["indexes"])
-            feed = header["feed"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _damaged(where, f"bad header: {exc}") from exc
+        header, offsets, expected, indexes, feed = _header(first, where)
         target_name = table or str(header["table"])
         target = tables.ensure_table(target_name, indexes=indexes)
         digest = hashlib.sha256(first)
