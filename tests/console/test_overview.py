@@ -220,6 +220,10 @@ def test_the_overview_shows_the_running_system_live(page: Any,
     page.wait_for_timeout(300)
     screenshot(page, "overview")
 
+    # a click on a service opens its page
+    page.click('svg.topology [data-id="service:check"]')
+    page.wait_for_url(f"{served.url}/services/shop.check")
+
 
 def test_the_api_answers_the_rates_and_health_and_the_drawing_when_it_changed(
         system: tuple[TestPlatform, Served]) -> None:
