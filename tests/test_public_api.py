@@ -123,6 +123,7 @@ PUBLIC_API: dict[str, list[str]] = {
     "millstream.observe": [
         "CONTENT_TYPE",
         "Edge",
+        "Health",
         "InstanceStatus",
         "InstanceView",
         "MetricsServer",
@@ -136,6 +137,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "to_svg",
         "to_text",
         "topology",
+        "topology_from_metrics",
     ],
     "millstream.operations": [
         "Child",

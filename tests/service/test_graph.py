@@ -96,17 +96,27 @@ def parse(svg: str) -> ET.Element:
     return root
 
 
-def arrows(root: ET.Element) -> list[tuple[str, str, str, str]]:
-    """(stream, from, to, label) of every drawn arrow."""
-    out = []
+def drawn_edges(root: ET.Element) -> Counter[tuple[str, str, str]]:
+    """(kind, from, to) of every drawn edge, each with its route."""
+    out: Counter[tuple[str, str, str]] = Counter()
     for g in root.iter(f"{SVG}g"):
         if "edge" in g.get("class", "").split():
-            label = g.find(f"{SVG}text[@class='stream-label']")
-            assert label is not None
-            assert g.find(f"{SVG}path[@class='stream']") is not None
-            out.append((g.get("data-stream", ""), g.get("data-from", ""), g.get("data-to", ""),
-                        label.text or ""))
+            assert g.find(f"{SVG}path[@class='route']") is not None
+            assert g.get("data-id") == f"{g.get('data-from')}>{g.get('data-to')}"
+            out[g.get("data-kind", ""), g.get("data-from", ""), g.get("data-to", "")] += 1
     return out
+
+
+def drawn_nodes(root: ET.Element) -> dict[str, ET.Element]:
+    """Each drawn node's group by its id."""
+    return {g.get("data-id", ""): g for g in root.iter(f"{SVG}g")
+            if "node" in g.get("class", "").split()}
+
+
+def box(g: ET.Element) -> tuple[float, float, float, float]:
+    rect = g.find(f"{SVG}rect")
+    assert rect is not None
+    return tuple(float(rect.get(a, "nan")) for a in ("x", "y", "width", "height"))  # type: ignore[return-value]
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -186,12 +196,18 @@ def test_a_cycle_is_cut_and_still_layered() -> None:
     assert topo.node("stream:feedback").layer == 4
 
     root = parse(to_svg(app))
-    assert sorted(a[:3] for a in arrows(root)) == [
-        ("done", "service:judge", "sink:done"),
-        ("feedback", "service:judge", "service:score"),
-        ("scored", "service:score", "service:judge"),
-        ("seeds", "source:seeds", "service:score"),
-    ]
+    assert drawn_edges(root) == edges_of(app)
+    # the edge that closes the cycle runs backwards: from feedback's left side to the right
+    # side of score
+    back = next(g for g in root.iter(f"{SVG}g")
+                if g.get("data-id") == "stream:feedback>service:score")
+    path = back.find(f"{SVG}path")
+    assert path is not None
+    steps = path.get("d", "").split()
+    start, end = float(steps[0][1:].split(",")[0]), float(steps[-1].split(",")[0])
+    nodes = drawn_nodes(root)
+    feedback, scorer = box(nodes["stream:feedback"]), box(nodes["service:score"])
+    assert (start, end) == (feedback[0], scorer[0] + scorer[2])
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -214,55 +230,63 @@ def test_text_with_platform_streams_shows_them_as_outputs() -> None:
 # -- SVG -------------------------------------------------------------------------------------
 
 
-def test_svg_draws_boxes_cylinders_and_one_labelled_arrow_per_stream_hop() -> None:
-    root = parse(to_svg(video_app()))
-    rects = list(root.iter(f"{SVG}rect"))
-    assert len(rects) == 4
-    assert all("service" in r.get("class", "").split() for r in rects)
-    stores = [p for p in root.iter(f"{SVG}path") if p.get("class") == "store"]
-    assert len(stores) == 2
-    assert [g.get("data-store") for g in root.iter(f"{SVG}g")
-            if g.get("class") == "store"] == ["files", "tables:videos"]
-    assert sorted(arrows(root)) == sorted([
-        ("likes", "source:likes", "service:catalog", "likes"),
-        ("uploads", "source:uploads", "service:probe", "uploads"),
-        ("probes", "service:probe", "service:thumbnail", "probes"),
-        ("probes", "service:probe", "service:catalog", "probes"),
-        ("thumbs", "service:thumbnail", "service:catalog", "thumbs"),
-        ("catalog", "service:catalog", "service:indexer", "catalog"),
-        ("search-index", "service:indexer", "sink:search-index", "search-index"),
-    ])
-    uses = sorted((line.get("data-service"), line.get("data-store"))
-                  for line in root.iter(f"{SVG}line"))
-    assert uses == [("catalog", "tables:videos"), ("probe", "files"), ("thumbnail", "files")]
-    circles = Counter(c.get("class") for c in root.iter(f"{SVG}circle"))
-    assert circles == Counter({"source": 2, "sink": 1, "uses": 3})
-
-
-def test_svg_columns_follow_the_layers_and_marks_show_on_the_boxes() -> None:
-    root = parse(to_svg(video_app()))
-    x = {}
+def test_svg_draws_every_node_and_edge_of_the_model_once() -> None:
+    app = video_app()
+    root = parse(to_svg(app))
+    nodes = drawn_nodes(root)
+    assert list(nodes) == [n.id for n in topology(app).nodes]
+    assert drawn_edges(root) == edges_of(app)
+    assert Counter(g.get("class") for g in nodes.values()) == Counter({
+        "node service exactly-once": 2, "node service stateful exactly-once": 1,
+        "node service": 1, "node stream source": 2, "node stream": 3, "node stream sink": 1,
+        "node store": 2})
+    # each node: one box (a rect) and its name; a stream its payload and partitions too
+    assert [[t.text for t in g.iter(f"{SVG}text")] for g in nodes.values()] == [
+        ["probe", "exactly-once"], ["thumbnail", "exactly-once"],
+        ["catalog", "stateful · exactly-once"], ["indexer"],
+        ["likes", "json, 4 partitions"], ["uploads", "bytes, 4 partitions"],
+        ["probes", "Probe v1, 4 partitions"], ["thumbs", "bytes, 4 partitions"],
+        ["catalog", "bytes, 4 partitions"], ["search-index", "bytes, 4 partitions"],
+        ["files"], ["tables:videos"]]
+    assert all(len(g.findall(f"{SVG}rect")) == 1 for g in nodes.values())
+    # inputs and outputs are arrows, a store's use a line without a head
     for g in root.iter(f"{SVG}g"):
-        if g.get("class") == "service":
-            rect = g.find(f"{SVG}rect")
-            assert rect is not None
-            x[g.get("data-service")] = float(rect.get("x", "nan"))
-            if g.get("data-service") == "catalog":
-                assert rect.get("class") == "service stateful exactly-once"
-                texts = [t.text for t in g.iter(f"{SVG}text")]
-                assert texts == ["catalog", "stateful · exactly-once"]
+        if "edge" in g.get("class", "").split():
+            path = g.find(f"{SVG}path")
+            assert path is not None
+            assert (path.get("marker-end") is None) == (g.get("data-kind") == "uses")
+
+
+def test_svg_layers_run_left_to_right_and_nothing_overlaps() -> None:
+    root = parse(to_svg(video_app()))
+    nodes = drawn_nodes(root)
+    x = {i.split(":", 1)[1]: box(g)[0] for i, g in nodes.items() if i.startswith("service:")}
     assert x["probe"] < x["thumbnail"] < x["catalog"] < x["indexer"]
+    rects = [box(g) for g in nodes.values()]
+    assert not overlapping(rects)
+
+
+def overlapping(rects: list[tuple[float, float, float, float]]
+                ) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """The pairs of rectangles (x, y, width, height) that share more than an edge."""
+    return [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:]
+            if a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3]
+            and b[1] < a[1] + a[3]]
 
 
 def test_svg_platform_streams_are_optional_and_dashed() -> None:
-    plain = arrows(parse(to_svg(video_app())))
-    full = arrows(parse(to_svg(video_app(), include_platform=True)))
-    added = Counter(a[0] for a in full) - Counter(a[0] for a in plain)
-    assert added == Counter({"millstream.metrics": 4, "millstream.exceptions": 4,
-                             "millstream.checkpoints": 1})
+    plain = drawn_edges(parse(to_svg(video_app())))
     root = parse(to_svg(video_app(), include_platform=True))
-    platform = [g for g in root.iter(f"{SVG}g") if g.get("class") == "edge platform"]
+    added = drawn_edges(root) - plain
+    assert Counter(to for _, _, to in added) == Counter({
+        "stream:millstream.metrics": 4, "stream:millstream.exceptions": 4,
+        "stream:millstream.checkpoints": 1})
+    platform = [g for g in root.iter(f"{SVG}g") if g.get("class") == "edge output platform"]
     assert len(platform) == 9
+    assert [g.get("data-id") for g in root.iter(f"{SVG}g")
+            if g.get("class") == "node stream platform sink"] == [
+        "stream:millstream.metrics", "stream:millstream.exceptions",
+        "stream:millstream.checkpoints"]
 
 
 def test_svg_escapes_every_text() -> None:
@@ -281,18 +305,23 @@ def test_svg_escapes_every_text() -> None:
     title = root.find(f"{SVG}title")
     assert title is not None
     assert title.text == '<script>alert("title")</script>'
-    service = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "service")
-    assert service.get("data-service") == "a_b-c"
+    nodes = drawn_nodes(root)
+    service = nodes["service:a_b-c"]
+    assert service.get("data-name") == "a_b-c"
     tip = service.find(f"{SVG}title")
     assert tip is not None
     assert tip.text == 'a_b-c — Runs <script>alert("doc")</script> & more.'
-    store = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "store")
-    assert store.get("data-store") == "tables:<x>"
+    store = nodes["store:tables:<x>"]
+    assert store.get("data-name") == "tables:<x>"
+    assert [t.text for t in store.iter(f"{SVG}text")] == ["tables:<x>"]
+    uses = next(g for g in root.iter(f"{SVG}g") if g.get("data-kind") == "uses")
+    assert uses.get("data-id") == "service:a_b-c>store:tables:<x>"
 
 
 def test_svg_of_an_app_without_services_is_still_a_document() -> None:
     root = parse(to_svg(App("empty")))
     assert not list(root.iter(f"{SVG}rect"))
+    assert [t.text for t in root.iter(f"{SVG}text")] == ["empty"]
     assert to_text(App("empty")) == "empty: 0 services, 0 streams, 0 stores\n"
 
 
@@ -339,7 +368,7 @@ def test_graph_prints_svg_to_stdout(app_module: str) -> None:
     for args in (["--format", "svg"], ["--svg", "-"]):
         result = invoke(f"{app_module}:app", *args)
         root = parse(result.stdout)
-        assert len(list(root.iter(f"{SVG}rect"))) == 4
+        assert list(drawn_nodes(root)) == [n.id for n in topology(video_app()).nodes]
 
 
 def test_graph_writes_svg_to_a_file_with_platform_streams(app_module: str,

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from millstream.records import Record
 from millstream.runtime import MetricsRecord
+from millstream.runtime._metrics import counts_in
 from millstream.service import App, Emit
+from millstream.streams._batch import RecordList, ends_of
 from millstream.testing import TestPlatform
 
 
@@ -95,3 +98,16 @@ def test_a_shadow_names_the_streams_it_writes_and_counts_them() -> None:
         "counts.split.shadow.v2", ("orders", "refunds"),
         ("big.shadow.v2", "small.shadow.v2", "ledger.shadow.v2"))
     assert (record.streams_in, record.streams_out) == ({"refunds": 4}, {"small.shadow.v2": 4})
+
+
+def test_a_batch_is_counted_per_stream_whole_or_part_way() -> None:
+    def batch(*streams: str) -> RecordList:
+        records = [Record(s, 0, i, 0, None, b"", ()) for i, s in enumerate(streams)]
+        return RecordList(records, ends_of(records, lambda sp: 99))
+
+    one = batch("orders", "orders", "orders")
+    assert counts_in(one, 3) == {"orders": 3}
+    assert counts_in(one, 2) == {"orders": 2}  # left part-way: the records handled
+    mixed = batch("orders", "refunds", "orders", "millstream.retry.counts.split")
+    assert counts_in(mixed, 4) == {"orders": 2, "refunds": 1, "millstream.retry.counts.split": 1}
+    assert counts_in(mixed, 2) == {"orders": 1, "refunds": 1}

@@ -64,11 +64,16 @@ def header_constants() -> dict[str, str]:
 
 
 #: Header-like literals in the source that are not record headers: HTTP headers of the
-#: metrics endpoint `top` reads, and the keys of a table snapshot's first line.
+#: metrics endpoint `top` reads and of the console's requests (with the defaults of their
+#: lookups), and the keys of a table snapshot's first line.
 NOT_RECORD_HEADERS = {
     "src/millstream/observe/_prometheus.py": {"Content-Type", "Content-Length"},
     "src/millstream/tables/_snapshot.py": {"feed", "created_ms", "format", "version",
-                                          "documents", "table", "offsets", "indexes"},
+                                          "documents", "table", "offsets", "indexes", ""},
+    "src/millstream/console/_app.py": {"accept", ""},
+    "src/millstream/console/_security.py": {"authorization", "content-length", "origin",
+                                            "referer", "sec-fetch-site", "same-origin", "",
+                                            " "},
 }
 
 

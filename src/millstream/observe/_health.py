@@ -13,6 +13,9 @@ service is stalled when one of its running instances is, running when one runs. 
 runs, the instance heard from last decides: *stopped* if it stopped cleanly (a run killed
 earlier and restarted does not make a clean stop look silent), *silent* if it went quiet.
 Totals add up every instance seen, so restarts and parallel instances all count.
+
+A service's ``health`` is its status, except that a service with an instance up (running or
+stalled) whose latest interval counted errors or exceptions is *erroring*.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from millstream.runtime._metrics_record import Counters, MetricsRecord
 __all__ = [
     "SILENT_FACTOR",
     "SILENT_FLOOR_MS",
+    "Health",
     "InstanceStatus",
     "InstanceView",
     "ServiceView",
@@ -45,6 +49,8 @@ SILENT_FACTOR = 3
 SILENT_FLOOR_MS = 10_000
 
 InstanceStatus = Literal["running", "stalled", "silent", "stopped"]
+#: a service's status, or ``erroring``: up, with errors or exceptions in its latest interval
+Health = Literal["running", "stalled", "silent", "stopped", "erroring"]
 
 
 def silence_threshold_ms(latest: MetricsRecord, previous: MetricsRecord | None = None,
@@ -177,6 +183,15 @@ class ServiceView:
         if self.alive == 0:
             return "silent" if self.silent else "stopped"
         return "stalled" if self.stalled else "running"
+
+    @property
+    def health(self) -> Health:
+        """``status``, or ``erroring`` when an instance is up and its latest interval counted
+        errors or exceptions."""
+        status = self.status
+        if status in ("running", "stalled") and (self.errors or self.exceptions):
+            return "erroring"
+        return status
 
     def percentile_ms(self, q: float) -> float | None:
         """Processing time (ms) at quantile ``q`` over the latest intervals; None if empty."""

@@ -9,18 +9,30 @@ past its latest writer, so services sit on odd layers and streams on even ones. 
 where a depth-first walk (streams in declaration order first) closes it. The platform streams
 every service writes (metrics, exceptions, and checkpoints for stateful services) are left out
 unless ``include_platform``. ``_drawing`` renders the model as text and SVG.
+
+``topology_from_metrics(records)`` is the same model for a running system, from the metrics
+records its services write (each names its inputs, outputs and stores): the services of
+every app that reports, without importing any. Each group's latest record says what it
+reads and writes; shadow versions are left out (they write their own copies of production's
+streams), and so are the platform streams unless ``include_platform``. What the app's
+declarations alone know (payloads, partitions, stateful, docstrings) is not there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from millstream._wellknown import CHECKPOINTS, EXCEPTIONS, METRICS
+from millstream._wellknown import CHECKPOINTS, EXCEPTIONS, METRICS, is_platform_stream
 from millstream.service._app import App
+from millstream.service._shadow import shadow_suffix
 
-__all__ = ["PLATFORM_STREAMS", "Edge", "Node", "Topology", "topology"]
+if TYPE_CHECKING:
+    from millstream.runtime._metrics_record import MetricsRecord
+
+__all__ = ["PLATFORM_STREAMS", "Edge", "Node", "Topology", "reporting_services", "topology",
+           "topology_from_metrics"]
 
 Kind = Literal["service", "stream", "store"]
 EdgeKind = Literal["input", "output", "uses"]
@@ -130,6 +142,61 @@ def topology(app: App, *, include_platform: bool = False) -> Topology:
                           platform=s in PLATFORM_STREAMS))
     nodes += [Node("store", s, detail=details[s]) for s in stores]
     return Topology(app.name, tuple(nodes), tuple(edges))
+
+
+def reporting_services(records: Iterable[MetricsRecord]) -> dict[str, MetricsRecord]:
+    """Each service that reports in ``records`` by its name in ``topology_from_metrics``
+    (its service name, or its group when two groups share the name), with its group's latest
+    record; sorted by app and service, shadow versions left out."""
+    latest: dict[str, MetricsRecord] = {}
+    for record in records:
+        if record.version and record.group.endswith(shadow_suffix(record.version)):
+            continue  # a shadow version: production's group draws the service
+        known = latest.get(record.group)
+        if known is None or record.time_ms >= known.time_ms:
+            latest[record.group] = record
+    chosen = sorted(latest.values(), key=lambda r: (r.app, r.service, r.group))
+    names = [r.service or r.group for r in chosen]
+    shared = {n for n in names if names.count(n) > 1}
+    return {r.group if n in shared else n: r for n, r in zip(names, chosen, strict=True)}
+
+
+def topology_from_metrics(records: Iterable[MetricsRecord], *,
+                          include_platform: bool = False) -> Topology:
+    """The topology of every app that reports metrics, from each group's latest record in
+    ``records``. A service is named by its service name, or by its group when two groups
+    (two apps) share that name; ``Topology.app`` names the apps, comma-separated."""
+    services = list(reporting_services(records).items())
+
+    def kept(stream: str) -> bool:
+        return include_platform or not is_platform_stream(stream)
+
+    edges: list[Edge] = []
+    stream_names: list[str] = []
+    stores: list[str] = []
+    for name, record in services:
+        sid = f"service:{name}"
+        inputs = [s for s in dict.fromkeys(record.inputs) if kept(s)]
+        outputs = [s for s in dict.fromkeys(record.outputs) if kept(s)]
+        if include_platform:
+            outputs += [s for s in (METRICS, EXCEPTIONS) if s not in outputs]
+        for s in [*inputs, *outputs]:
+            if s not in stream_names:
+                stream_names.append(s)
+        edges += [Edge("input", f"stream:{s}", sid) for s in inputs]
+        edges += [Edge("output", sid, f"stream:{s}") for s in outputs]
+        for store in dict.fromkeys(record.stores):
+            if store not in stores:
+                stores.append(store)
+            edges.append(Edge("uses", sid, f"store:{store}"))
+    layers = _layers([f"stream:{s}" for s in stream_names]
+                     + [f"service:{n}" for n, _ in services], edges)
+    nodes = [Node("service", n, layers[f"service:{n}"]) for n, _ in services]
+    nodes += [Node("stream", s, layers[f"stream:{s}"], platform=is_platform_stream(s))
+              for s in stream_names]
+    nodes += [Node("store", s) for s in stores]
+    apps = ", ".join(sorted({r.app for _, r in services if r.app}))
+    return Topology(apps, tuple(nodes), tuple(edges))
 
 
 def _layers(order: list[str], edges: Iterable[Edge]) -> dict[str, int]:

@@ -15,6 +15,7 @@ group's name typed to confirm), and refused while the group has live members.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from millstream.console._context import ConsoleContext, context
+from millstream.console._pages._outcomes import outcome, redirect_with
 from millstream.console._render import json_answer, render
 from millstream.console._security import action
 from millstream.console._series import parse_since, series, start_s
@@ -113,7 +115,9 @@ def groups_api(request: Request) -> Response:
 
 
 def group_page(request: Request) -> Response:
-    return _page(request, request.path_params["group"])
+    done = outcome(request)  # after a reset: what it did (post, redirect, get)
+    return _page(request, request.path_params["group"],
+                 done=done if isinstance(done, str) else None)
 
 
 def group_api(request: Request) -> Response:
@@ -181,7 +185,7 @@ async def reset(request: Request) -> Response:
         raise
     except MillstreamError as exc:
         return await run_in_threadpool(_page, request, group, status=400, failed=str(exc))
-    return await run_in_threadpool(_page, request, group, done=_said(group, target, results))
+    return redirect_with(f"/groups/{quote(group, safe='')}", _said(group, target, results))
 
 
 routes: list[BaseRoute] = [

@@ -9,7 +9,6 @@ from an offset or a time, or a search by key. Every read is bounded (``console/_
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -33,6 +32,7 @@ from millstream.console._decode import show_record
 from millstream.console._limits import MAX_RECORDS
 from millstream.console._render import fmt_time, json_answer, render
 from millstream.errors import InvalidRequestError
+from millstream.operations._groups import parse_time
 from millstream.records import Record
 from millstream.streams._base import Streams
 from millstream.streams._info import StreamInfo
@@ -68,20 +68,10 @@ def _int(request: Request, name: str) -> int | None:
 
 
 def _time_ms(text: str) -> int:
-    """``2026-12-06T17:40:03`` (UTC when it names no zone), any ISO time, or milliseconds
-    since the epoch."""
+    """``2026-12-06T17:40:03`` (UTC when it names no zone), any ISO time, a span ago such as
+    ``30m``, or milliseconds since the epoch."""
     text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidRequestError(
-            f"time {text!r} is not an ISO time such as 2026-12-06T17:40:03 (UTC unless it "
-            "names a zone) or milliseconds since 1970") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
+    return int(text) if text.isdigit() else parse_time(text, assume_utc=True)
 
 
 def _key(request: Request) -> bytes:

@@ -69,6 +69,21 @@
     time(ms) { return new Date(ms).toISOString().replace("T", " ").slice(0, 19); },
   };
 
+  // uPlot options for a time axis that ticks whole seconds at the least (a short history
+  // would tick every 0.2 s), and a y axis 60 px wide showing values with yValues.
+  const X_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400];
+  const axes = (yValues) => ({ axes: [{ incrs: X_INCRS }, { size: 60, values: yValues }] });
+
+  // Sorts "stream/partition" names by stream, then by partition number.
+  function partitionKey(name) {
+    const cut = name.lastIndexOf("/");
+    return [name.slice(0, cut), Number(name.slice(cut + 1))];
+  }
+  function byPartition(a, b) {
+    const [sa, pa] = partitionKey(a), [sb, pb] = partitionKey(b);
+    return sa < sb ? -1 : sa > sb ? 1 : pa - pb;
+  }
+
   // Text into an element: never HTML.
   function text(el, value) { if (el) el.textContent = value; }
 
@@ -84,5 +99,5 @@
   }
   document.addEventListener("DOMContentLoaded", armConfirmations);
 
-  window.Console = { poll, pageData, chart, fmt, text, PALETTE };
+  window.Console = { poll, pageData, chart, fmt, text, PALETTE, axes, byPartition };
 })();

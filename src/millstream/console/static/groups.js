@@ -7,18 +7,7 @@
 "use strict";
 (function () {
   const REPLACE = 5;
-  // The time axis ticks whole seconds at the least (a short history would tick every 0.2 s).
-  const X_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400];
-  const axes = (yValues) => ({ axes: [{ incrs: X_INCRS }, { size: 60, values: yValues }] });
-
-  function partitionKey(name) {
-    const cut = name.lastIndexOf("/");
-    return [name.slice(0, cut), Number(name.slice(cut + 1))];
-  }
-  function byPartition(a, b) {
-    const [sa, pa] = partitionKey(a), [sb, pb] = partitionKey(b);
-    return sa < sb ? -1 : sa > sb ? 1 : pa - pb;
-  }
+  const { axes, byPartition } = Console;
   const nulls = (n) => new Array(n).fill(null);
 
   // base's points before tail's first, then tail's; partitions missing on a side are nulls.
