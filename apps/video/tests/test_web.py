@@ -260,7 +260,8 @@ def test_the_ops_page_draws_the_topology_and_serves_the_consoles_stylesheet(
     # its own policy: its <style> applies, nothing else loads or runs
     assert drawing.headers["content-security-policy"] == \
         "default-src 'none'; style-src 'unsafe-inline'"
-    drawn = set(re.findall(r'<g class="service" data-service="([^"]+)"', drawing.text))
+    drawn = set(re.findall(r'<g class="node service[^"]*" data-id="service:([^"]+)"',
+                           drawing.text))
     assert drawn == set(app.services)
     page = web.client.get("/ops", headers=AUTH).text
     assert '<img src="/ops/topology.svg"' in page
