@@ -42,11 +42,12 @@ def _ms(value: float | None) -> str:
 
 
 def rows(services: Iterable[ServiceView]) -> list[dict[str, str]]:
-    """One row a service, its cells as the page shows them: ``name``, ``status`` (running,
-    stalled, silent or stopped) and ``NUMBERS``; and ``page``, its page on the console
+    """One row a service, its cells as the page shows them: ``name``, ``status`` (its
+    health as the console says it: running, stalled, silent, stopped or erroring) and
+    ``NUMBERS``; and ``page``, its page on the console
     (relative to the console's address)."""
     return [{"name": s.service or s.group, "page": f"services/{quote(s.group, safe='')}",
-             "status": s.status,
+             "status": s.health,
              "instances": f"{s.alive}/{len(s.instances)}", "in_s": f"{s.rate_in:.1f}",
              "p50_ms": _ms(s.percentile_ms(0.5)), "p99_ms": _ms(s.percentile_ms(0.99)),
              "errors": str(s.errors), "exceptions": str(s.exceptions), "lag": str(s.lag),
