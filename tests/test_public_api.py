@@ -83,6 +83,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "MetricsHistory",
         "STATIC",
         "ServedConsole",
+        "TEMPLATES",
         "build_app",
         "build_server",
         "create_app",

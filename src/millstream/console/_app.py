@@ -114,8 +114,10 @@ def create_app(streams: Streams, *, token: str | None = None, keep: float = DEFA
                open_tables: Callable[[], Tables] | None = None, streams_url: str = "",
                clock: Callable[[], float] = time.time) -> Starlette:
     """The console for ``streams``: read-only unless ``token`` is given; its charts keep the
-    last ``keep`` seconds of metrics (read from the stream at once, then tailed). Close it
-    with ``app.state.console.close()``."""
+    last ``keep`` seconds of metrics (read from the stream at once, then tailed).
+    ``open_files`` and ``open_tables`` are called at first use and what they return belongs
+    to the console: ``app.state.console.close()`` stops the history and closes the tables
+    (give openers of handles of its own, not ones shared elsewhere)."""
     if token is not None and len(token) < 8:
         raise ValueError("the console's token must be 8 characters or more (it guards the "
                          "actions); pick a longer one")

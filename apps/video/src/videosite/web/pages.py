@@ -25,7 +25,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
 
-from millstream.console import STATIC as CONSOLE_STATIC
+from millstream.console import TEMPLATES as CONSOLE_TEMPLATES
 from videosite.titles import shown
 
 from ._stages import percent, stage_states
@@ -41,7 +41,7 @@ router = APIRouter()
 templates = Environment(
     loader=ChoiceLoader([
         FileSystemLoader(Path(__file__).parent / "templates"),
-        PrefixLoader({"console": FileSystemLoader(CONSOLE_STATIC.parent / "templates")}),
+        PrefixLoader({"console": FileSystemLoader(CONSOLE_TEMPLATES)}),
     ]),
     autoescape=select_autoescape(default=True, default_for_string=True))
 
