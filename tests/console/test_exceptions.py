@@ -195,16 +195,25 @@ def test_replaying_one_after_a_fix_makes_the_service_process_it(
 def test_replaying_a_filters_worth_replays_exactly_those(
         page: Any, served: Served, platform: TestPlatform) -> None:
     NO_ADDRESS.clear()  # the fix is deployed
+    wanted = sorted(ids_of(platform, "shipping", "no address"))
+    # a replay takes only what its page showed (up to the newest id there): with the first
+    # id as that newest, one exception matches, and a confirmation of 3 is refused
+    stale = httpx2.post(f"{served.url}/exceptions/replay?service=shipping&stage=handle",
+                        data={"confirm": "3", "upto": str(wanted[0])},
+                        headers={"authorization": f"Bearer {served.token}",
+                                 "accept": "application/json"}, timeout=10)
+    assert (stale.status_code, stale.json()) == (
+        400, {"error": "confirmation '3' does not match: type '1' to confirm"})
     sign_in(page, served, next_path="/exceptions")
     page.goto(f"{served.url}/exceptions?service=shipping&stage=handle")
     assert page.locator("#matching-count").inner_text() == "3"
     form = page.locator("form[action='/exceptions/replay?service=shipping&stage=handle']")
     assert form.locator("input[name=confirm]").get_attribute("data-expect") == "3"
     assert form.locator("label.confirm code").inner_text() == "3"
+    assert form.locator("input[name=upto]").get_attribute("value") == str(wanted[-1])
     form.locator("input[name=confirm]").fill("3")
     form.locator("button[type=submit]").click()
     page.wait_for_url("**replayed=**")
-    wanted = sorted(ids_of(platform, "shipping", "no address"))
     assert page.locator("#replayed").inner_text().startswith(
         f"Replayed 3 exceptions: {', '.join(map(str, wanted))}")
     shipments = platform.wait_for("shipments", 10)

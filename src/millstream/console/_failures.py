@@ -9,7 +9,7 @@ A summary keeps what a row shows (never the input value or the traceback), so a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from millstream._wellknown import EXCEPTIONS
@@ -128,6 +128,21 @@ def scan(streams: Streams, *, max_scan: int = MAX_SCAN) -> Scan:
             found.append(summary(failure))
     found.sort(key=lambda s: s.id)
     return Scan(tuple(found), info.records, first - start)
+
+
+def read_many(streams: Streams, ids: Sequence[int]) -> list[ExceptionRecord]:
+    """The exceptions ``ids``, oldest first: a read of the offsets from the first id to the
+    last only (never the whole stream)."""
+    wanted = set(ids)
+    if not wanted:
+        return []
+    found = []
+    for record in read_to_end(streams, EXCEPTIONS, start=min(wanted), stop=max(wanted) + 1):
+        if record.offset in wanted:
+            failure = parse_exception(record)
+            if failure is not None:
+                found.append(failure)
+    return found
 
 
 def read_one(streams: Streams, ident: int) -> ExceptionRecord:

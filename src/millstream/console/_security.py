@@ -32,7 +32,8 @@ from millstream.console._context import context
 from millstream.console._limits import MAX_FORM_BYTES
 
 __all__ = ["CSP", "HEADERS", "SESSION_COOKIE", "ActionRefused", "SecurityHeaders", "action",
-           "csrf_value", "same_origin", "session_value", "signed_in", "token_matches"]
+           "authorize", "confirmed", "csrf_value", "same_origin", "session_value", "signed_in",
+           "token_matches"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; form-action 'self'; base-uri 'none'; "
@@ -88,10 +89,9 @@ def same_origin(request: Request) -> bool:
     return (parts.scheme, parts.netloc) == (request.url.scheme, request.url.netloc)
 
 
-async def action(request: Request, *, confirm: str) -> FormData:
-    """The form of an action on ``confirm`` (a group, stream, table, shadow or exception id)
-    once the token, the CSRF check and the typed confirmation allow it; else ``ActionRefused``
-    (403, or 400 for a wrong confirmation) saying why."""
+async def authorize(request: Request) -> FormData:
+    """The form of an action once the token and, for a session, the origin and the CSRF field
+    allow it; else ``ActionRefused`` (403) saying why. Nothing is read or done before this."""
     token = context(request).token
     if token is None:
         raise ActionRefused(403, "the console is read-only: start it with --token to allow "
@@ -101,22 +101,35 @@ async def action(request: Request, *, confirm: str) -> FormData:
         raise ActionRefused(413, f"the form is {length} bytes; an action's form takes at most "
                                  f"{MAX_FORM_BYTES}")
     if _bearer(request, token):
-        form = await request.form()
-    elif signed_in(request):
-        if not same_origin(request):
-            raise ActionRefused(403, "the action did not come from this console's pages "
-                                     "(Origin/Referer): use the console's own form")
-        form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), csrf_value(token)):
-            raise ActionRefused(403, "the form's CSRF field is missing or stale: reload the "
-                                     "page and try again")
-    else:
+        return await request.form()
+    if not signed_in(request):
         raise ActionRefused(403, "actions need the console's token: sign in at /signin")
+    if not same_origin(request):
+        raise ActionRefused(403, "the action did not come from this console's pages "
+                                 "(Origin/Referer): use the console's own form")
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get("csrf", "")), csrf_value(token)):
+        raise ActionRefused(403, "the form's CSRF field is missing or stale: reload the "
+                                 "page and try again")
+    return form
+
+
+def confirmed(form: FormData, confirm: str) -> None:
+    """Refuse (400) unless the form's ``confirm`` field is ``confirm``, as typed."""
     typed = str(form.get("confirm", "")).strip()
     if typed != confirm:
         shown = typed if len(typed) <= 80 else typed[:77] + "..."
         raise ActionRefused(400, f"confirmation {shown!r} does not match: type {confirm!r} to "
                                  f"confirm")
+
+
+async def action(request: Request, *, confirm: str) -> FormData:
+    """The form of an action on ``confirm`` (a group, stream, table, shadow or exception id)
+    once the token, the CSRF check and the typed confirmation allow it; else ``ActionRefused``
+    (403, or 400 for a wrong confirmation) saying why. An action whose confirmation depends on
+    what it reads calls ``authorize`` first, then reads, then ``confirmed``."""
+    form = await authorize(request)
+    confirmed(form, confirm)
     return form
 
 

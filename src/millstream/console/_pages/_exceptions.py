@@ -23,12 +23,20 @@ from starlette.routing import BaseRoute, Route
 from millstream._wellknown import EXCEPTIONS, retry_stream
 from millstream.console._context import context
 from millstream.console._decode import show
-from millstream.console._failures import Filter, Scan, Summary, read_one, replayed_in, scan
+from millstream.console._failures import (
+    Filter,
+    Scan,
+    Summary,
+    read_many,
+    read_one,
+    replayed_in,
+    scan,
+)
 from millstream.console._limits import MAX_RECORDS, MAX_SCAN
 from millstream.console._render import json_answer, render
-from millstream.console._security import action
-from millstream.errors import InvalidRequestError, NotFoundError
-from millstream.operations._replay import list_exceptions, replay
+from millstream.console._security import action, authorize, confirmed
+from millstream.errors import InvalidRequestError
+from millstream.operations._replay import replay
 from millstream.streams._base import Streams
 
 __all__ = ["routes"]
@@ -109,32 +117,42 @@ async def replay_one(request: Request) -> Response:
     streams = context(request).streams
 
     def work() -> None:
-        found = list_exceptions(streams, ids=[ident])
-        if not found:
-            raise NotFoundError(f"there is no exception {ident}; nothing was replayed")
-        replay(streams, found)
+        replay(streams, [read_one(streams, ident)])  # NotFoundError naming the ids there are
 
     await run_in_threadpool(work)
     return RedirectResponse(f"/exceptions/{ident}?replayed={ident}", status_code=303)
 
 
+def _upto(form: Any) -> int:
+    """The newest exception id the page showed (its form's ``upto``): a replay takes none
+    that arrived after the page was drawn."""
+    text = str(form.get("upto", "")).strip()
+    if not text.isdigit():
+        raise InvalidRequestError(f"upto {text!r} is not an exception id; replay from the "
+                                  "exceptions page's own form")
+    return int(text)
+
+
 async def replay_matching(request: Request) -> Response:
     chosen = _filter(request)
+    form = await authorize(request)  # nothing is read for who may not act
+    upto = _upto(form)
     streams = context(request).streams
 
     def pending() -> list[Summary]:
         found = scan(streams)
-        return _pending(found, chosen, replayed_in(streams, {s.group for s in found.summaries}))
+        done = replayed_in(streams, {s.group for s in found.summaries})
+        return [s for s in _pending(found, chosen, done) if s.id <= upto]
 
     before = await run_in_threadpool(pending)
-    await action(request, confirm=str(len(before)))
+    confirmed(form, str(len(before)))
     if not before:
         raise InvalidRequestError("nothing to replay: every exception matching this filter "
                                   "was replayed already or was reported, not failed")
     ids = [s.id for s in before]
 
     def work() -> None:
-        replay(streams, list_exceptions(streams, ids=ids))
+        replay(streams, read_many(streams, ids))
 
     await run_in_threadpool(work)
     query = chosen.query()
