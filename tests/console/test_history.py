@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,48 @@ def test_without_a_metrics_stream_it_waits_and_says_it_replayed(streams: Streams
 def test_keep_must_be_positive(streams: Streams) -> None:
     with pytest.raises(ValueError, match=r"keep=0: the history must keep some seconds"):
         MetricsHistory(streams, keep=0)
+
+
+def test_a_consumer_opened_again_after_an_error_goes_on_where_it_stopped(
+        streams: Streams) -> None:
+    ms = round(time.time() * 1000)
+    _write(streams, [_record("shop.orders", "h:1", ms - 5000 + i * 1000, i) for i in range(3)])
+    history = MetricsHistory(streams, keep=3600, poll_timeout=0.1)
+    opened = []
+    real_open = history._open
+
+    def open_and_count() -> Any:
+        consumer = real_open()
+        opened.append(consumer)
+        return consumer
+
+    history._open = open_and_count  # type: ignore[method-assign]
+    history.start()
+    try:
+        assert history.replayed.wait(10)
+        assert [r.interval.records_in for r in history.records("shop.orders")] == [0, 1, 2]
+        def failing_poll(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("injected: the broker went away")
+
+        opened[-1].poll = failing_poll  # the next poll fails: the thread opens another
+        deadline = time.monotonic() + 10
+        while len(opened) < 2 or history.error is not None:
+            assert time.monotonic() < deadline, "the history did not reopen its consumer"
+            time.sleep(0.05)
+        _write(streams, [_record("shop.orders", "h:1", ms + 1000, 3)])
+        while len(history.records("shop.orders")) < 4:
+            assert time.monotonic() < deadline, "the record after the reopening was not read"
+            time.sleep(0.05)
+        time.sleep(0.5)  # time to read anything twice, if it did
+        assert [r.interval.records_in for r in history.records("shop.orders")] == [0, 1, 2, 3]
+    finally:
+        history.stop()
+
+
+def test_a_record_from_a_clock_far_ahead_is_left_out(streams: Streams) -> None:
+    clock = [1_000_000.0]
+    history = MetricsHistory(streams, keep=60, clock=lambda: clock[0])
+    now_ms = round(clock[0] * 1000)
+    history.add(_record("shop.orders", "h:1", now_ms + 60_000, 1))  # a minute ahead: kept
+    history.add(_record("shop.orders", "h:2", now_ms + 3_600_000, 2))  # an hour: left out
+    assert [r.interval.records_in for r in history.records("shop.orders")] == [1]

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from millstream.console._app import redacted
 from millstream.console._render import json_answer
 from millstream.console._security import CSP, SESSION_COOKIE, action, csrf_value, session_value
 from millstream.runtime._clock import SystemClock
@@ -163,3 +164,24 @@ def test_an_unknown_stream_or_page_is_a_404_page_and_markup_in_a_name_is_text(
     assert nowhere.status == 404
     assert page.locator(".error-page .message").text_content() == (
         "the console has no page at /nowhere/at/all")
+
+
+def test_a_request_naming_another_host_is_refused(guarded: Served) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends its
+    own name as Host; the console answers only to its loopback names."""
+    port = guarded.url.rsplit(":", 1)[1]
+    for host, status in ((f"evil.example:{port}", 400), (f"localhost:{port}", 200),
+                         (f"127.0.0.1:{port}", 200)):
+        answer = httpx2.get(f"{guarded.url}/signin", headers={"host": host}, timeout=10)
+        assert answer.status_code == status, host
+        assert answer.headers["content-security-policy"] == CSP
+    refused = httpx2.post(f"{guarded.url}/test-action", data={"confirm": "target-1"},
+                          headers={"host": "evil.example", "origin": "http://evil.example",
+                                   "authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert refused.status_code == 400 and DONE == []
+
+
+def test_the_streams_url_is_shown_without_its_query_or_credentials() -> None:
+    assert redacted("kafka://user:secret@broker:9092?sasl.password=hunter2&acks=all") == (
+        "kafka://broker:9092")
+    assert redacted("local:/tmp/x?durability=process") == "local:/tmp/x"

@@ -44,6 +44,8 @@ def test_the_demo_processes_every_sample_and_refuses_the_picture(
         # the summary names both, side by side
         assert f"The site:    {site}/   (API token: demo-token)" in lines
         assert f"The console: {console}/   (the services, live)" in lines
+        (said,) = [line for line in lines if "its token (to act)" in line]
+        assert re.fullmatch(r"its token \(to act\): [0-9a-f]{24}", said.strip()), said
         # the trending videos as the demo printed them: the views it sent, exactly
         shown = re.findall(r"^\s*(\d)\s+(.+?)\s+(\d+)$", out, re.MULTILINE)
         assert [(int(rank), title, int(count)) for rank, title, count in shown] == [

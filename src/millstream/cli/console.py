@@ -40,12 +40,16 @@ def parse_span(text: str) -> float:
               help="Allow actions (reset a group, replay exceptions, restore a table, promote "
                    "a shadow) to who signs in with TOKEN (8 characters or more; or set "
                    "MILLSTREAM_CONSOLE_TOKEN). Without it the console is read-only.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="A host name the console answers to besides this machine's loopback names "
+                   "(repeat it; '*' for any). Requests naming another host are refused (400), "
+                   "so a page elsewhere cannot reach the console through DNS rebinding.")
 @click.option("--history", "history", default="1h", show_default=True, metavar="SPAN",
               help="How much of the metrics stream the charts keep, read back at start "
                    "(30m, 1h, 6h…).")
 @pass_state
 def console_command(state: CliState, host: str, port: int, token: str | None,
-                    history: str) -> None:
+                    allow_hosts: tuple[str, ...], history: str) -> None:
     """Serve the web console for the configured platform (or --streams).
 
     The overview draws every app that reports metrics, with live rates and health; pages
@@ -58,18 +62,25 @@ def console_command(state: CliState, host: str, port: int, token: str | None,
       millstream console --port 9000 --token "$(openssl rand -hex 16)"
     """
     from millstream.console import build_server, create_app  # the web stack: only here
+    from millstream.console._app import LOOPBACK, redacted
 
     keep = parse_span(history)
     if token is not None and len(token) < 8:
         raise click.BadParameter("the token must be 8 characters or more", param_hint="--token")
     config = load_config(streams=state.streams_url)
     streams = millstream.open_streams(config.streams)
+    everywhere = host in ("0.0.0.0", "::", "")
+    allowed = [*LOOPBACK, *([] if everywhere or host in LOOPBACK else [host]), *allow_hosts]
     app = create_app(streams, token=token, keep=keep, streams_url=config.streams,
                      open_files=lambda: millstream.open_files(config.files),
-                     open_tables=lambda: millstream.open_tables(config.tables))
+                     open_tables=lambda: millstream.open_tables(config.tables),
+                     allowed_hosts=allowed)
     mode = "actions need the token" if token else "read-only (no --token)"
-    click.echo(f"millstream console on http://{host}:{port}/ for {config.streams} — {mode}; "
-               f"Ctrl-C stops it")
+    click.echo(f"millstream console on http://{host}:{port}/ for {redacted(config.streams)} — "
+               f"{mode}; Ctrl-C stops it")
+    if everywhere and not allow_hosts:
+        click.echo(f"note: listening on every interface, the console answers only to "
+                   f"{', '.join(LOOPBACK)}; name the host people reach it by with --allow-host")
     try:
         build_server(app, host=host, port=port, log_level="warning").run()
     finally:

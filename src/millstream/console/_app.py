@@ -4,13 +4,15 @@ security headers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from millstream.files import FileStore
     from millstream.tables import Tables
 
-__all__ = ["STATIC", "build_app", "create_app"]
+__all__ = ["LOOPBACK", "STATIC", "build_app", "create_app", "redacted"]
 
 STATIC = Path(__file__).with_name("static")
 
@@ -94,8 +96,22 @@ async def signout(request: Request) -> Response:
     return answer
 
 
-def build_app(ctx: ConsoleContext) -> Starlette:
-    """The console for ``ctx``: every page's routes, sign-in, and ``/static``."""
+#: the names a console answers to by default: this machine's loopback (a page elsewhere whose
+#: name was re-pointed at 127.0.0.1 — DNS rebinding — is refused: its Host is its own name)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def redacted(url: str) -> str:
+    """``url`` without its query and credentials (a Kafka URL's query may hold a SASL
+    password): what the pages and the command line show."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def build_app(ctx: ConsoleContext, *, allowed_hosts: Sequence[str] = LOOPBACK) -> Starlette:
+    """The console for ``ctx``: every page's routes, sign-in, and ``/static``; it answers
+    only requests whose Host is one of ``allowed_hosts`` (``"*"``: any)."""
     routes: list[BaseRoute] = [
         Route("/signin", signin_page, methods=["GET"]),
         Route("/signin", signin, methods=["POST"]),
@@ -103,7 +119,9 @@ def build_app(ctx: ConsoleContext) -> Starlette:
         *pages.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
+    app = Starlette(routes=routes, middleware=[
+        Middleware(SecurityHeaders),
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
                     exception_handlers={HTTPException: _error, MillstreamError: _error})
     app.state.console = ctx
     return app
@@ -112,16 +130,19 @@ def build_app(ctx: ConsoleContext) -> Starlette:
 def create_app(streams: Streams, *, token: str | None = None, keep: float = DEFAULT_KEEP,
                open_files: Callable[[], FileStore] | None = None,
                open_tables: Callable[[], Tables] | None = None, streams_url: str = "",
-               clock: Callable[[], float] = time.time) -> Starlette:
+               clock: Callable[[], float] = time.time,
+               allowed_hosts: Sequence[str] = LOOPBACK) -> Starlette:
     """The console for ``streams``: read-only unless ``token`` is given; its charts keep the
     last ``keep`` seconds of metrics (read from the stream at once, then tailed).
     ``open_files`` and ``open_tables`` are called at first use and what they return belongs
     to the console: ``app.state.console.close()`` stops the history and closes the tables
-    (give openers of handles of its own, not ones shared elsewhere)."""
+    (give openers of handles of its own, not ones shared elsewhere). It answers requests for
+    ``allowed_hosts`` only (the names in their Host header; default: the loopback names).
+    ``streams_url`` is shown without its query or credentials."""
     if token is not None and len(token) < 8:
         raise ValueError("the console's token must be 8 characters or more (it guards the "
                          "actions); pick a longer one")
     history = MetricsHistory(streams, keep=keep, clock=clock).start()
     ctx = ConsoleContext(streams=streams, history=history, token=token, open_files=open_files,
-                         open_tables=open_tables, streams_url=streams_url)
-    return build_app(ctx)
+                         open_tables=open_tables, streams_url=redacted(streams_url))
+    return build_app(ctx, allowed_hosts=allowed_hosts)

@@ -72,6 +72,8 @@ class ConsoleContext:
         with self._lock:
             if self._tables is not None and self.open_tables is not None:
                 self._tables.close()
+            if self._files is not None and self.open_files is not None:
+                self._files.close()
             self._tables = None
             self._files = None
 

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: How much of the metrics stream the console keeps, in seconds: an hour.
 DEFAULT_KEEP = 3600.0
+#: A record stamped more than this many seconds ahead of the console's clock is left out: it
+#: would never leave the window and would stretch every chart to its time.
+FUTURE = 300.0
 
 
 class MetricsHistory:
@@ -50,6 +53,9 @@ class MetricsHistory:
         self._lock = threading.Lock()
         self._by_group: dict[str, deque[MetricsRecord]] = {}
         self._table = MetricsTable()
+        #: the next offset to read of each partition of the stream, so that a consumer opened
+        #: again after an error goes on where the last one stopped (no record twice)
+        self._next: dict[StreamPartition, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: set once the records of the last ``keep`` seconds have been read (or there are none)
@@ -64,10 +70,11 @@ class MetricsHistory:
     def add(self, record: MetricsRecord) -> None:
         """Take one record (records of a group come in time order; an older one is dropped
         from the health model but kept in the group's series)."""
-        cutoff = round((self.clock() - self.keep) * 1000)
+        now = self.clock()
+        cutoff = round((now - self.keep) * 1000)
         with self._lock:
-            if record.time_ms < cutoff:
-                return
+            if record.time_ms < cutoff or record.time_ms > (now + FUTURE) * 1000:
+                return  # too old to keep, or from a clock far ahead (it would never expire)
             self._table.add(record)
             records = self._by_group.setdefault(record.group, deque())
             records.append(record)
@@ -96,7 +103,9 @@ class MetricsHistory:
         cutoff = round((self.clock() - self.keep) * 1000)
         with self._lock:
             if group is not None:
-                return [r for r in self._by_group.get(group, ()) if r.time_ms >= cutoff]
+                kept = [r for r in self._by_group.get(group, ()) if r.time_ms >= cutoff]
+                kept.sort(key=lambda r: r.time_ms)  # instances' records arrive interleaved
+                return kept
             every = [r for records in self._by_group.values() for r in records
                      if r.time_ms >= cutoff]
         every.sort(key=lambda r: r.time_ms)
@@ -141,7 +150,12 @@ class MetricsHistory:
         since_ms = max(round((self.clock() - self.keep) * 1000), 0)
 
         def start(partitions: list[StreamPartition]) -> None:
-            consumer.seek_to_timestamp(since_ms, partitions)
+            fresh = [sp for sp in partitions if sp not in self._next]
+            for sp in partitions:
+                if sp in self._next:
+                    consumer.seek(sp, self._next[sp])
+            if fresh:
+                consumer.seek_to_timestamp(since_ms, fresh)
 
         try:
             consumer.subscribe([self.stream], on_assign=start)
@@ -166,6 +180,8 @@ class MetricsHistory:
                 records = consumer.poll(max_records=500, timeout=self.poll_timeout)
                 for record in records:
                     self.add_bytes(record.value)
+                    self._next[StreamPartition(record.stream, record.partition)] = \
+                        record.offset + 1
                 if not records and not self.replayed.is_set() \
                         and sum(consumer.lag().values()) == 0:
                     self.replayed.set()

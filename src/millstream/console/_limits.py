@@ -3,7 +3,7 @@ loads whole. Pages cut at these bounds and say that they did."""
 
 from __future__ import annotations
 
-__all__ = ["MAX_FORM_BYTES", "MAX_PAYLOAD", "MAX_RECORDS", "MAX_SCAN", "POLL_MS"]
+__all__ = ["MAX_DIFF", "MAX_FORM_BYTES", "MAX_PAYLOAD", "MAX_RECORDS", "MAX_SCAN", "POLL_MS"]
 
 #: bytes of one payload shown (the rest is cut, with the full size said)
 MAX_PAYLOAD = 64 * 1024
@@ -11,6 +11,8 @@ MAX_PAYLOAD = 64 * 1024
 MAX_RECORDS = 200
 #: records one search reads before it stops and says where it stopped
 MAX_SCAN = 100_000
+#: records of each side a shadow's diff compares (it holds their values while it compares)
+MAX_DIFF = 10_000
 #: bytes of an action's form
 MAX_FORM_BYTES = 64 * 1024
 #: how often the pages' scripts fetch fresh data, in milliseconds

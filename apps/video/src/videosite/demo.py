@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -200,18 +201,21 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
         samples = make_samples(config.home / "demo-clips")
     console_port = args.console_port or free_port(CONSOLE_PORT)
     console_url = f"http://127.0.0.1:{console_port}/"
-    # the console's actions need a token of 8 characters or more: a shorter one leaves it
-    # read-only
-    console_token = token if len(token) >= 8 else None
+    # the console's actions (reset, replay, restore, promote) need a token of its own: one
+    # made for this run (or MILLSTREAM_CONSOLE_TOKEN), printed with the console's URL — never
+    # a well-known one
+    console_token = os.environ.get("MILLSTREAM_CONSOLE_TOKEN") or secrets.token_hex(12)
     with InProcessSite(token=token, port=args.port, console_url=console_url) as site, \
             open_console(config.streams, port=console_port, token=console_token) as served:
         return _run(console, site, samples, args.timeout, console_url=served.url,
+                    console_token=console_token,
                     serve=None if args.no_serve else (stop or threading.Event()),
                     audience=not args.no_audience)
 
 
 def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
-         timeout: float, *, console_url: str, serve: threading.Event | None,
+         timeout: float, *, console_url: str, console_token: str,
+         serve: threading.Event | None,
          audience: bool = True) -> int:
     """Upload, follow, summarise and play; then, with ``serve``, serve until Ctrl-C or
     until ``serve`` is set, an ``audience`` playing the ready videos meanwhile."""
@@ -256,6 +260,7 @@ def _run(console: Console, site: InProcessSite, samples: list[tuple[Path, str]],
                       f"p50 {stats.processing['p50_ms']:8.1f} ms  {stats.exceptions} exceptions")
     console.print(f"\n[bold]The site:[/]    {site.url}/   (API token: {site.token})")
     console.print(f"[bold]The console:[/] {console_url}/   (the services, live)")
+    console.print(f"             its token (to act): {console_token}")
     ok = len(finished) == len(uploaded) and not site.errors and counted
     if serve is not None:
         _serve(console, site, ready if audience else [], serve)

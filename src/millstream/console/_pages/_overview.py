@@ -161,7 +161,7 @@ def _row(name: str, newest: MetricsRecord, view: ServiceView | None) -> ServiceR
                       view.errors, view.exceptions)
 
 
-async def overview_page(request: Request) -> Response:
+def overview_page(request: Request) -> Response:  # sync: the layout runs in a thread
     ctx = context(request)
     view = overview(ctx.history)
     return render(request, "overview.html", title="Overview", active="overview",
@@ -169,7 +169,7 @@ async def overview_page(request: Request) -> Response:
                   rows=list(view.services.items()), keep_s=ctx.history.keep)
 
 
-async def overview_api(request: Request) -> Response:
+def overview_api(request: Request) -> Response:
     """The overview as JSON; with ``?have=<signature>`` of another topology, its drawing."""
     view = overview(context(request).history)
     answer = view.to_json()

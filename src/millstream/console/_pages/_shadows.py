@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from millstream._wellknown import DEPLOYMENTS
 from millstream.console._context import ConsoleContext, context
-from millstream.console._limits import MAX_SCAN
+from millstream.console._limits import MAX_DIFF
 from millstream.console._pages._outcomes import outcome, redirect_with
 from millstream.console._render import json_answer, render
 from millstream.console._security import action
@@ -155,12 +155,12 @@ def _shadow_page(request: Request, group: str) -> Response:
     promoted: dict[str, Any] | None = outcome(request)
     target = _target(ctx, group)
     diffs = [_diff_view(r) for r in diff_shadow(ctx.streams, target, examples=EXAMPLES,
-                                                 max_records=MAX_SCAN)]
+                                                 max_records=MAX_DIFF)]
     history = [p for p in _promotions(ctx) if p.get("from_group") == group]
     return render(
         request, "shadow.html", title=f"Shadow {target.version} of {target.service}",
         active="shadows", group=group, target=target, diffs=diffs, examples=EXAMPLES,
-        max_scan=MAX_SCAN, identical=all(d["identical"] for d in diffs),
+        max_scan=MAX_DIFF, identical=all(d["identical"] for d in diffs),
         shadow_status=_status(ctx, group), production_status=_status(ctx, target.group),
         promoted=promoted, history=history, compared_ms=int(time.time() * 1000))
 
