@@ -74,6 +74,20 @@ def test_the_demo_processes_every_sample_and_refuses_the_picture(
         assert {name: row["health"] for name, row in services.items()} == dict.fromkeys(
             expected, "running")
         assert working(), services
+        # the audience plays a ready video every few seconds while the demo serves: wait
+        # until its views are counted on top of the plan's (the views-hourly windows write
+        # their rows every second), then stop
+        def views_counted() -> int:
+            tables = open_tables()
+            try:
+                return sum(t.views for t in ranked(window_rows(tables), time.time()))
+            finally:
+                tables.close()
+
+        until = time.monotonic() + 60
+        while views_counted() <= sum(VIEWS_PLAN):
+            assert time.monotonic() < until, "the audience's views were not counted in 60 s"
+            time.sleep(0.5)
         # the site's ops page links to this console
         ops = httpx2.get(f"{site}/ops", headers={"Authorization": "Bearer demo-token"})
         assert f'id="console-link" href="{console}/"' in ops.text
