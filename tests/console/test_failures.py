@@ -65,3 +65,19 @@ def test_a_scan_sums_up_filters_and_counts_the_exceptions() -> None:
         replay(platform.streams, list_exceptions(platform.streams, ids=[1, 3]))
         assert replayed_in(platform.streams, ["shop.billing", ""]) == {
             "shop.billing": {1: 0, 3: 1}}
+
+
+def test_replays_read_only_the_newest_records_of_a_retry_stream_when_bounded() -> None:
+    import millstream
+    from millstream._wellknown import REPLAY_HEADER, retry_stream
+    from millstream.operations._replay import replays
+
+    with millstream.open_streams("local:") as streams:
+        stream = retry_stream("shop.billing")
+        streams.admin().ensure_stream(stream, partitions=1)
+        with streams.open_producer() as producer:
+            for ident in (7, 9, 11):
+                producer.send(stream, b"{}", headers=((REPLAY_HEADER, str(ident).encode()),))
+            producer.flush()
+        assert replays(streams, "shop.billing") == {7: 0, 9: 1, 11: 2}
+        assert replays(streams, "shop.billing", last=2) == {9: 1, 11: 2}

@@ -163,5 +163,7 @@ def read_one(streams: Streams, ident: int) -> ExceptionRecord:
 
 
 def replayed_in(streams: Streams, groups: Iterable[str]) -> dict[str, dict[int, int]]:
-    """For each group: the ids replayed to it and where each went in its retry stream."""
-    return {group: replays(streams, group) for group in sorted(set(groups)) if group}
+    """For each group: the ids replayed to it and where each went in its retry stream (read
+    from its newest ``MAX_SCAN`` records: an older replay is not shown as one)."""
+    return {group: replays(streams, group, last=MAX_SCAN) for group in sorted(set(groups))
+            if group}

@@ -25,7 +25,7 @@ from millstream.records import Headers
 from millstream.runtime._failures import ExceptionRecord, parse_exception
 from millstream.runtime._handling import REPLAY_PARTITION_HEADER, REPLAY_STREAM_HEADER
 from millstream.streams._base import Streams
-from millstream.streams._reading import read_to_end
+from millstream.streams._reading import read_ranges, read_to_end
 
 __all__ = ["Replayed", "list_exceptions", "replay", "replayed_ids", "replays"]
 
@@ -57,14 +57,18 @@ def replayed_ids(streams: Streams, group: str) -> set[int]:
     return set(replays(streams, group))
 
 
-def replays(streams: Streams, group: str) -> dict[int, int]:
+def replays(streams: Streams, group: str, *, last: int | None = None) -> dict[int, int]:
     """The exceptions already re-submitted to ``group``: each id, and the offset in its
-    retry stream where it went (the latest, if it was replayed more than once)."""
+    retry stream where it went (the latest, if it was replayed more than once). ``last``:
+    read only that many of the newest records of each partition (a bounded read)."""
     stream = retry_stream(group)
     if stream not in streams.admin().list_streams():
         return {}
     done: dict[int, int] = {}
-    for record in read_to_end(streams, stream):
+    info = streams.admin().describe_stream(stream)
+    ranges = {p.partition: (p.start if last is None else max(p.start, p.end - last), p.end)
+              for p in info.partitions}
+    for record in read_ranges(streams, stream, ranges):
         for name, value in record.headers:
             if name == REPLAY_HEADER and value is not None:
                 done[int(value)] = record.offset
