@@ -143,3 +143,17 @@ def test_a_record_from_a_clock_far_ahead_is_left_out(streams: Streams) -> None:
     history.add(_record("shop.orders", "h:1", now_ms + 60_000, 1))  # a minute ahead: kept
     history.add(_record("shop.orders", "h:2", now_ms + 3_600_000, 2))  # an hour: left out
     assert [r.interval.records_in for r in history.records("shop.orders")] == [1]
+
+
+def test_instances_that_left_the_window_are_forgotten_by_the_health_model(
+        streams: Streams) -> None:
+    from millstream.console import _history
+
+    clock = [1_000_000.0]
+    history = MetricsHistory(streams, keep=60, clock=lambda: clock[0])
+    history.add(_record("shop.gone", "h:9", round(clock[0] * 1000), 1))
+    clock[0] += 120  # shop.gone's only record is now two minutes old
+    for i in range(_history._FORGET_EVERY):
+        history.add(_record("shop.orders", "h:1", round(clock[0] * 1000) + i, i))
+    assert [s.group for s in history.snapshot().services] == ["shop.orders"]
+    assert history.groups() == ["shop.orders"]

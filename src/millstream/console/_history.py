@@ -32,6 +32,8 @@ DEFAULT_KEEP = 3600.0
 #: A record stamped more than this many seconds ahead of the console's clock is left out: it
 #: would never leave the window and would stretch every chart to its time.
 FUTURE = 300.0
+#: every so many records added, instances whose latest record left the window are forgotten
+_FORGET_EVERY = 500
 
 
 class MetricsHistory:
@@ -53,6 +55,7 @@ class MetricsHistory:
         self._lock = threading.Lock()
         self._by_group: dict[str, deque[MetricsRecord]] = {}
         self._table = MetricsTable()
+        self._added = 0
         #: the next offset to read of each partition of the stream, so that a consumer opened
         #: again after an error goes on where the last one stopped (no record twice)
         self._next: dict[StreamPartition, int] = {}
@@ -80,6 +83,14 @@ class MetricsHistory:
             records.append(record)
             while records and records[0].time_ms < cutoff:
                 records.popleft()
+            self._added += 1
+            if self._added % _FORGET_EVERY == 0:  # runs that left the window: not shown
+                self._table.forget(cutoff)
+                for group, kept in list(self._by_group.items()):
+                    while kept and kept[0].time_ms < cutoff:
+                        kept.popleft()
+                    if not kept:
+                        del self._by_group[group]
 
     def add_bytes(self, value: bytes | None) -> None:
         if value is None:

@@ -79,6 +79,13 @@ class MetricsTable:
             track.processed_us = record.processing_total.total_us
         return True
 
+    def forget(self, before_ms: int) -> int:
+        """Drop the instances whose latest record is older than ``before_ms``; how many."""
+        old = [key for key, track in self._tracks.items() if track.latest.time_ms < before_ms]
+        for key in old:
+            del self._tracks[key]
+        return len(old)
+
     def add_bytes(self, value: bytes | None) -> bool:
         """Take one record value (JSON); False if it is not a metrics record."""
         try:

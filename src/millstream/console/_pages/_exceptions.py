@@ -32,7 +32,7 @@ from millstream.console._failures import (
     replayed_in,
     scan,
 )
-from millstream.console._limits import MAX_RECORDS, MAX_SCAN
+from millstream.console._limits import MAX_PAYLOAD, MAX_RECORDS, MAX_SCAN
 from millstream.console._render import json_answer, render
 from millstream.console._security import action, authorize, confirmed
 from millstream.errors import InvalidRequestError
@@ -64,6 +64,15 @@ def _listing(streams: Streams, chosen: Filter) -> dict[str, Any]:
     return {"found": found, "matching": matching, "shown": matching[-MAX_RECORDS:][::-1],
             "done": done, "pending": _pending(found, chosen, done),
             "pending_all": _pending(found, Filter(), done), "facets": found.facets()}
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut at ``MAX_PAYLOAD`` bytes, saying so (a traceback can be huge)."""
+    data = text.encode()
+    if len(data) <= MAX_PAYLOAD:
+        return text
+    return (data[:MAX_PAYLOAD].decode(errors="ignore")
+            + f"\n… cut: showing the first {MAX_PAYLOAD:,} of {len(data):,} bytes")
 
 
 def _replayed_note(request: Request) -> list[int]:
@@ -105,7 +114,7 @@ def exception_page(request: Request) -> Response:
         request, "exception.html", title=f"Exception {failure.id}", active="exceptions",
         failure=failure, doc=failure.document, key=show(failure.key(), as_json=False),
         value=value, headers=[(n, show(v, as_json=False)) for n, v in failure.headers()],
-        traceback=str(failure.document.get("error", {}).get("traceback", "")),
+        traceback=_bounded(str(failure.document.get("error", {}).get("traceback", ""))),
         replayed_at=done.get(failure.id), retry=retry_stream(failure.group) if failure.group
         else "", again=again, input=where, just_replayed=bool(_replayed_note(request)),
         short_type=failure.error_type.rpartition(".")[2])

@@ -73,7 +73,7 @@ def _document(key: str, doc: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(doc, ensure_ascii=False, indent=2)
     cut = len(text.encode()) > MAX_PAYLOAD
     shown = text.encode()[:MAX_PAYLOAD].decode(errors="ignore") if cut else text
-    return {"key": key, "doc": doc, "json": shown, "size": len(text.encode()), "cut": cut,
+    return {"key": key, "json": shown, "size": len(text.encode()), "cut": cut,
             "cells": {f: _cell(v) for f, v in doc.items()}}
 
 
