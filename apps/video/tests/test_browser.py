@@ -15,7 +15,6 @@ unless ``MILLSTREAM_REQUIRE_SERVICES=1`` (then they fail).
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import av
 import httpx2
 import pytest
+from tests.support.browser import chromium
 
 from millstream.runtime._clock import SystemClock
 from millstream.testing import TestPlatform
@@ -35,9 +35,6 @@ from videosite.web import create_app
 from videosite.web.ops import NUMBERS
 from videosite.web.server import build_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "browser-token"
 #: the status label of a gallery card starts with the text (a function: the CSP forbids eval)
 STATUS_IS = """([id, text]) => document.querySelector(`[data-video-id='${id}'] .status`)
@@ -67,12 +64,6 @@ def _shoot(page: Any, name: str) -> None:
     page.wait_for_function("() => [...document.images].every(i => i.complete)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def _need(reason: str) -> None:
-    if os.environ.get("MILLSTREAM_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (MILLSTREAM_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -146,18 +137,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
 
 @pytest.fixture(scope="module")
 def browser(served: Served) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _need(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("the playwright wheel is not installed (pip install playwright)")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
