@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from millstream.cli.streams import format_retention
 from millstream.console._browse import (
     Page,
     Search,
@@ -36,6 +35,7 @@ from millstream.operations._groups import parse_time
 from millstream.records import Record
 from millstream.streams._base import Streams
 from millstream.streams._info import StreamInfo
+from millstream.streams._words import format_retention
 
 __all__ = ["record_view", "routes"]
 
