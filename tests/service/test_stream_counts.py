@@ -111,3 +111,38 @@ def test_a_batch_is_counted_per_stream_whole_or_part_way() -> None:
     mixed = batch("orders", "refunds", "orders", "millstream.retry.counts.split")
     assert counts_in(mixed, 4) == {"orders": 2, "refunds": 1, "millstream.retry.counts.split": 1}
     assert counts_in(mixed, 2) == {"orders": 1, "refunds": 1}
+
+
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once", "async"])
+def test_records_sent_with_emit_now_are_counted_as_they_are_sent(mode: str) -> None:
+    app = App("progress")
+    orders = app.stream("orders", Order, partitions=2)
+    progress = app.stream("progress", Line)
+    done = app.stream("done", Line)
+
+    def handle(value: Order, ctx: Any) -> Emit:
+        for step in range(value.amount):  # progress at once, the result when it succeeds
+            ctx.emit_now(progress, Line(id=value.id, note=f"step {step}"))
+        return Emit(done, Line(id=value.id, note="done"))
+
+    if mode == "async":
+        async def work(value: Order, ctx: Any) -> Emit:
+            return handle(value, ctx)
+        handler: Any = work
+    else:
+        def work(value: Order, ctx: Any) -> Emit:  # type: ignore[misc]
+            return handle(value, ctx)
+        handler = work
+    app.service("work", inputs=[orders], outputs=[progress, done],
+                exactly_once=mode == "exactly-once")(handler)
+    sent = [Order(id=i, amount=i % 4) for i in range(30)]
+    with TestPlatform(app) as platform:
+        platform.send_many("orders", sent, key=lambda o: str(o.id))
+        stats = platform.run_until_idle("work")
+        records = platform.metrics("work")
+        steps = len(platform.records(progress))
+    assert steps == sum(o.amount for o in sent) == 43
+    assert (stats.records_in, stats.records_out) == (30, 30 + 43)
+    assert summed(records, "streams_out") == {"progress": 43, "done": 30}
+    for record in records:
+        assert sum(record.streams_out.values()) == record.interval.records_out

@@ -14,7 +14,8 @@ the same host name and pid), so neither's totals hide the other's.
 Each record also names what the service declares (``inputs``, ``outputs``, ``stores``) and
 counts records per stream: the loop passes a batch's count per input stream to
 ``record_batch`` (``counts_in`` makes it: one dict entry for a batch of one stream), the
-delivery modes call ``count_out`` once per stream written per send.
+delivery modes call ``count_out`` once per stream written per send, and ``ctx.emit_now``
+once per record it sends.
 """
 
 from __future__ import annotations
@@ -141,10 +142,12 @@ class Metrics:
             counts[name] = counts.get(name, 0) + n
 
     def count_out(self, stream: str, records: int) -> None:
-        """Count ``records`` records written to ``stream`` (one call per stream and send)."""
-        self.records_out += records
-        counts = self.streams_out
-        counts[stream] = counts.get(stream, 0) + records
+        """Count ``records`` records written to ``stream`` (one call per stream and send, or
+        per ``ctx.emit_now``, which an async handler's thread makes)."""
+        with self._lock:
+            self.records_out += records
+            counts = self.streams_out
+            counts[stream] = counts.get(stream, 0) + records
 
     def totals(self) -> Counters:
         return Counters(records_in=self.records_in, records_out=self.records_out,
@@ -163,7 +166,7 @@ class Metrics:
     def _record(self, final: bool, advance: bool) -> MetricsRecord:
         now = int(self._clock.time() * 1000)
         totals = self.totals()
-        # copies: the delivery mode counts outputs without the lock
+        # copies: the next interval counts from them
         streams_in, streams_out = dict(self.streams_in), dict(self.streams_out)
         who = self.identity
         record = MetricsRecord(

@@ -318,6 +318,7 @@ class ServiceRunner:
         if self._live is None:
             self._live = self.streams.open_producer()
         self._live.send(stream, data, key=key_bytes, headers=headers)
+        self.metrics.count_out(stream, 1)
 
     def _flush_shards(self, numbers: Iterable[int] | None) -> None:
         """An operator's ``flush`` for shards ``numbers`` (None: all), before their
