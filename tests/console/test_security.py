@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import time
+
 import httpx2
 import pytest
 from pydantic import BaseModel
@@ -17,7 +19,16 @@ from starlette.routing import Route
 
 from millstream.console._app import redacted
 from millstream.console._render import json_answer
-from millstream.console._security import CSP, SESSION_COOKIE, action, csrf_value, session_value
+from millstream.console._limits import SESSION_S
+from millstream.console._security import (
+    CSP,
+    SESSION_COOKIE,
+    action,
+    csrf_value,
+    session_valid,
+    session_value,
+)
+from millstream.console._signins import SignInGuard
 from millstream.runtime._clock import SystemClock
 from millstream.service import App
 from millstream.testing import TestPlatform
@@ -45,8 +56,13 @@ async def _act(request: Request) -> Response:
     return json_answer({"done": len(DONE)})
 
 
+async def _fail(request: Request) -> Response:
+    raise RuntimeError("a bug with <b>details</b> the answer must not show")
+
+
 def _with_test_action(served: Served) -> None:
     served.app.router.routes.insert(0, Route("/test-action", _act, methods=["POST"]))
+    served.app.router.routes.insert(0, Route("/test-bug", _fail, methods=["GET"]))
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +160,10 @@ def test_signing_in_sets_an_http_only_strict_cookie_not_the_token(guarded: Serve
     screenshot(page, "signin")
     sign_in(page, guarded, next_path="/signin")
     (cookie,) = page.context.cookies()
-    assert (cookie["name"], cookie["value"], cookie["httpOnly"], cookie["sameSite"]) == (
-        SESSION_COOKIE, session_value(TOKEN), True, "Strict")
-    assert TOKEN not in cookie["value"]
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+        SESSION_COOKIE, True, "Strict")
+    assert session_valid(cookie["value"], TOKEN) and TOKEN not in cookie["value"]
+    assert abs(cookie["expires"] - (time.time() + SESSION_S)) < 60  # the browser drops it too
     assert page.locator("form[action='/signout']").count() == 1
 
 
@@ -185,3 +202,65 @@ def test_the_streams_url_is_shown_without_its_query_or_credentials() -> None:
     assert redacted("kafka://user:secret@broker:9092?sasl.password=hunter2&acks=all") == (
         "kafka://broker:9092")
     assert redacted("local:/tmp/x?durability=process") == "local:/tmp/x"
+
+
+def test_a_session_ends_twelve_hours_after_sign_in(guarded: Served) -> None:
+    now = time.time()
+    origin = {"origin": guarded.url}
+    form = {"confirm": "target-1", "csrf": csrf_value(TOKEN), "what": "late"}
+    for issued, status in ((now - SESSION_S - 1, 403), (now + 3600, 403),
+                           (now - SESSION_S + 60, 200)):
+        answer = _post(guarded, data=form, headers=origin,
+                       cookies={SESSION_COOKIE: session_value(TOKEN, issued)})
+        assert answer.status_code == status, issued
+    assert DONE == ["late"]
+    # a session's time cannot be moved: the HMAC covers it
+    forged = session_value(TOKEN, now - SESSION_S - 1).replace(
+        str(int(now - SESSION_S - 1)), str(int(now)), 1)
+    assert not session_valid(forged, TOKEN)
+    assert not session_valid(session_value("another-token", now), TOKEN)
+
+
+def test_wrong_tokens_from_one_address_are_throttled_right_token_included(
+        platform: TestPlatform) -> None:
+    with served_console(platform, token=TOKEN) as served:
+        clock = [1000.0]
+        served.app.state.console.signins = SignInGuard(tries=3, window_s=60.0,
+                                                       clock=lambda: clock[0])
+
+        def sign_in_with(token: str) -> httpx2.Response:
+            return httpx2.post(f"{served.url}/signin", data={"token": token, "next": "/"},
+                               headers={"origin": served.url, "accept": "application/json"},
+                               follow_redirects=False, timeout=10)
+
+        for i in range(3):  # at 1000, 1010, 1020: each answered with the form again
+            assert sign_in_with(f"wrong-{i}").status_code == 200
+            clock[0] += 10.0
+        clock[0] += 10.0  # 1040
+        refused = sign_in_with(TOKEN)
+        assert (refused.status_code, refused.headers["retry-after"], refused.json()) == (
+            429, "20", {"error": "3 wrong tokens from 127.0.0.1 within 60 s: try again in "
+                                 "20 s"})
+        assert refused.headers["content-security-policy"] == CSP
+        assert SESSION_COOKIE not in refused.cookies
+        clock[0] += 20.0  # 1060: the first wrong token is a window old, one more try
+        assert sign_in_with("wrong-again").status_code == 200
+        assert sign_in_with(TOKEN).status_code == 429
+        clock[0] += 60.0
+        right = sign_in_with(TOKEN)
+        assert right.status_code == 303 and session_valid(right.cookies[SESSION_COOKIE], TOKEN)
+
+
+def test_a_bug_is_a_500_page_with_the_security_headers_and_no_details(
+        guarded: Served, page: Any) -> None:
+    answer = httpx2.get(f"{guarded.url}/test-bug", headers={"accept": "application/json"},
+                        timeout=10)
+    assert (answer.status_code, answer.json()) == (500, {
+        "error": "the console failed on this request (RuntimeError); its log has the "
+                 "details"})
+    assert answer.headers["content-security-policy"] == CSP
+    assert answer.headers["x-frame-options"] == "DENY"
+    shown = httpx2.get(f"{guarded.url}/test-bug", timeout=10)
+    assert shown.status_code == 500 and "details</b>" not in shown.text
+    assert "the console failed on this request (RuntimeError)" in shown.text
+    assert shown.headers["content-security-policy"] == CSP

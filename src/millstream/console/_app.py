@@ -3,6 +3,7 @@ security headers."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,15 +15,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from millstream.console import _pages as pages
 from millstream.console._context import ConsoleContext, context
 from millstream.console._history import DEFAULT_KEEP, MetricsHistory
+from millstream.console._limits import SESSION_S
 from millstream.console._render import json_answer, render
 from millstream.console._security import (
+    HEADERS,
     SESSION_COOKIE,
     SecurityHeaders,
     same_origin,
@@ -56,8 +59,28 @@ async def _error(request: Request, exc: Exception) -> Response:
     else:  # a MillstreamError: bad input or a store that refused, said in its own words
         status, message = 400, str(exc)
     if _wants_json(request):
-        return json_answer({"error": message}, status)
-    return render(request, "error.html", title=f"{status}", status=status, message=message)
+        answer = json_answer({"error": message}, status)
+    else:
+        answer = render(request, "error.html", title=f"{status}", status=status,
+                        message=message)
+    if isinstance(exc, HTTPException) and exc.headers:
+        answer.headers.update(exc.headers)
+    return answer
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    """A bug (500): said without its details, and with the security headers (this answer
+    comes from outside the middleware that adds them). Starlette raises the exception on
+    after this answer, so the server logs its traceback."""
+    message = (f"the console failed on this request ({type(exc).__name__}); its log has "
+               "the details")
+    try:
+        answer = (json_answer({"error": message}, 500) if _wants_json(request) else
+                  render(request, "error.html", title="500", status=500, message=message))
+    except Exception:  # the page itself failed: plain words
+        answer = PlainTextResponse(message, status_code=500)
+    answer.headers.update(HEADERS)
+    return answer
 
 
 def _local(path: str) -> str:
@@ -77,14 +100,23 @@ async def signin(request: Request) -> Response:
                                  "actions")
     if not same_origin(request):
         raise HTTPException(403, "sign in from the console's own page")
+    address = request.client.host if request.client is not None else "?"
+    wait = ctx.signins.wait(address)
+    if wait > 0:  # the token is not even looked at
+        seconds = math.ceil(wait)
+        raise HTTPException(429, f"{ctx.signins.tries} wrong tokens from {address} within "
+                                 f"{ctx.signins.window_s:.0f} s: try again in {seconds} s",
+                            headers={"retry-after": str(seconds)})
     form = await request.form()
     target = _local(str(form.get("next", "/")))
     if not token_matches(str(form.get("token", "")), ctx.token):
+        ctx.signins.failed(address)
         # the form again, saying so (200: the browser shows it as the page it is)
         return render(request, "signin.html", title="Sign in", next=target, failed=True)
     answer = RedirectResponse(target, status_code=303)
-    answer.set_cookie(SESSION_COOKIE, session_value(ctx.token), httponly=True,
-                      samesite="strict", secure=request.url.scheme == "https", path="/")
+    answer.set_cookie(SESSION_COOKIE, session_value(ctx.token), max_age=SESSION_S,
+                      httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                      path="/")
     return answer
 
 
@@ -122,7 +154,8 @@ def build_app(ctx: ConsoleContext, *, allowed_hosts: Sequence[str] = LOOPBACK) -
     app = Starlette(routes=routes, middleware=[
         Middleware(SecurityHeaders),
         Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
-                    exception_handlers={HTTPException: _error, MillstreamError: _error})
+                    exception_handlers={HTTPException: _error, MillstreamError: _error,
+                                        Exception: _crash})
     app.state.console = ctx
     return app
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from millstream.console._history import MetricsHistory
+from millstream.console._signins import SignInGuard
 from millstream.errors import ConfigError
 from millstream.streams._base import Streams
 
@@ -38,6 +39,8 @@ class ConsoleContext:
     open_tables: Callable[[], Tables] | None = None
     #: what the console serves, for the header: "local:", "kafka://…"
     streams_url: str = ""
+    #: wrong tokens per address (sign-in is refused for a while after too many)
+    signins: SignInGuard = field(default_factory=SignInGuard)
     _files: FileStore | None = field(default=None, init=False, repr=False)
     _tables: Tables | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)

@@ -5,7 +5,9 @@ your proxy) and acts only for who holds the token given with ``--token``:
 
 * without a token the console is read-only: every action is refused (403);
 * a person signs in at ``/signin`` with the token; the answer sets an HttpOnly, SameSite=Strict
-  cookie holding an HMAC of the token (never the token itself);
+  cookie holding the sign-in time and an HMAC of it keyed by the token (never the token
+  itself), good for ``SESSION_S``; wrong tokens from one address are throttled
+  (``_signins``);
 * an action is a POST that carries that cookie, the CSRF field ``csrf`` (another HMAC of the
   token, put in every form of a signed-in page) and comes from this console's own origin
   (``Origin``, else ``Referer``); a script may send ``Authorization: Bearer <token>`` instead
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData
@@ -29,11 +32,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from millstream.console._context import context
-from millstream.console._limits import MAX_FORM_BYTES
+from millstream.console._limits import MAX_FORM_BYTES, SESSION_S
 
 __all__ = ["CSP", "HEADERS", "SESSION_COOKIE", "ActionRefused", "SecurityHeaders", "action",
-           "authorize", "confirmed", "csrf_value", "same_origin", "session_value", "signed_in",
-           "token_matches"]
+           "authorize", "confirmed", "csrf_value", "same_origin", "session_valid", "session_value",
+           "signed_in", "token_matches"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; form-action 'self'; base-uri 'none'; "
@@ -52,9 +55,24 @@ def _mac(token: str, purpose: str) -> str:
     return hmac.new(token.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
-def session_value(token: str) -> str:
-    """The session cookie's value for ``token``."""
-    return _mac(token, "millstream console session")
+def session_value(token: str, issued: float | None = None) -> str:
+    """The session cookie's value for ``token``, issued at ``issued`` (epoch seconds; now when
+    not given): the time and an HMAC of it, so a session ends ``SESSION_S`` after sign-in."""
+    at = int(time.time() if issued is None else issued)
+    return f"{at}.{_mac(token, f'millstream console session {at}')}"
+
+
+def session_valid(value: str, token: str, now: float | None = None) -> bool:
+    """True when ``value`` is a session cookie of ``token`` issued less than ``SESSION_S``
+    ago (and not in the future, give or take a minute of clock step)."""
+    issued, _, mac = value.partition(".")
+    if not issued.isdigit() or len(issued) > 12:
+        return False
+    expected = _mac(token, f"millstream console session {issued}")
+    if not hmac.compare_digest(mac, expected):
+        return False
+    age = (time.time() if now is None else now) - int(issued)
+    return -60 <= age < SESSION_S
 
 
 def csrf_value(token: str) -> str:
@@ -70,7 +88,7 @@ def signed_in(request: Request) -> bool:
     """True when the request carries the session cookie of this console's token."""
     token = context(request).token
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    return token is not None and hmac.compare_digest(cookie, session_value(token))
+    return token is not None and session_valid(cookie, token)
 
 
 def _bearer(request: Request, token: str) -> bool:
