@@ -5,10 +5,9 @@ with all of them. A test-only action route counts what got through."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
-
-import time
 
 import httpx2
 import pytest
@@ -18,8 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from millstream.console._app import redacted
-from millstream.console._render import json_answer
 from millstream.console._limits import SESSION_S
+from millstream.console._render import json_answer
 from millstream.console._security import (
     CSP,
     SESSION_COOKIE,
