@@ -132,7 +132,7 @@ def test_promote_is_refused_while_the_services_run(served: Served, browser: Any,
                                                     platform: TestPlatform) -> None:
     page = browser.new_context().new_page()  # its 400 is expected: not the failing `page`
     sign_in(page, served, next_path=f"/shadows/{SHADOW}")
-    page.fill("#promote input[name=confirm]", SHADOW)
+    page.fill("#promote input[name=confirm]", "shop.scorer")
     with page.expect_navigation() as navigation:
         page.click("#promote button[type=submit]")
     assert navigation.value.status == 400
@@ -144,15 +144,17 @@ def test_promote_is_refused_while_the_services_run(served: Served, browser: Any,
 
 
 def test_promote_is_refused_without_the_token(served: Served, platform: TestPlatform) -> None:
-    answer = httpx2.post(f"{served.url}/shadows/{SHADOW}/promote", data={"confirm": SHADOW},
+    answer = httpx2.post(f"{served.url}/shadows/{SHADOW}/promote",
+                         data={"confirm": "shop.scorer"},
                          headers={"accept": "application/json"}, timeout=10)
     assert (answer.status_code, answer.json()) == (
         403, {"error": "actions need the console's token: sign in at /signin"})
-    wrong = httpx2.post(f"{served.url}/shadows/{SHADOW}/promote", data={"confirm": "v2"},
-                        headers={"accept": "application/json",
-                                 "authorization": f"Bearer {TOKEN}"}, timeout=10)
-    assert (wrong.status_code, wrong.json()) == (
-        400, {"error": f"confirmation 'v2' does not match: type '{SHADOW}' to confirm"})
+    for typed in ("v2", SHADOW):  # the shadow's own group is not what is overwritten
+        wrong = httpx2.post(f"{served.url}/shadows/{SHADOW}/promote", data={"confirm": typed},
+                            headers={"accept": "application/json",
+                                     "authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert (wrong.status_code, wrong.json()) == (400, {
+            "error": f"confirmation '{typed}' does not match: type 'shop.scorer' to confirm"})
     assert deployments(platform) == []
 
 
@@ -173,7 +175,7 @@ def test_promote_through_the_browser_hands_the_shadows_offsets_and_state_to_prod
     assert sum(v or 0 for v in handed.values()) == 15
 
     sign_in(page, served, next_path=f"/shadows/{SHADOW}")
-    page.fill("#promote input[name=confirm]", SHADOW)
+    page.fill("#promote input[name=confirm]", "shop.scorer")
     page.click("#promote button[type=submit]")
     page.wait_for_selector("#promoted")
     assert "?outcome=" in page.url  # shown by a GET: reloading it does not promote again

@@ -5,8 +5,8 @@ shadow's outputs against production's, field by field, with its promotion
 The console has no app: shadows are found on the platform (``operations._shadow
 .find_shadows``: their groups and streams; the metrics history names their service when it
 has their records). The diff and the promotion are ``diff_shadow`` and ``promote_shadow``,
-what ``millstream diff`` and ``millstream promote`` call. A promotion goes through
-``action(request, confirm=<the shadow's group>)``.
+what ``millstream diff`` and ``millstream promote`` call. A promotion is confirmed with the
+name of what it overwrites: production's group.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from millstream.console._context import ConsoleContext, context
 from millstream.console._limits import MAX_DIFF
 from millstream.console._pages._outcomes import outcome, redirect_with
 from millstream.console._render import json_answer, render
-from millstream.console._security import action
+from millstream.console._security import authorize, confirmed
 from millstream.errors import NotFoundError
 from millstream.observe import Snapshot
 from millstream.operations._shadow import (
@@ -181,13 +181,13 @@ async def shadow_page(request: Request) -> Response:
 
 async def promote_action(request: Request) -> Response:
     group = request.path_params["group"]
-    await action(request, confirm=group)
+    form = await authorize(request)  # nothing is read before the token check
     ctx = context(request)
-
-    def run() -> dict[str, Any]:
-        return promote_shadow(ctx.streams, _target(ctx, group))
-
-    return redirect_with(f"/shadows/{quote(group, safe='')}", await run_in_threadpool(run))
+    target = await run_in_threadpool(_target, ctx, group)
+    # what a promotion overwrites is production's group: that is the name typed
+    confirmed(form, target.group)
+    return redirect_with(f"/shadows/{quote(group, safe='')}",
+                         await run_in_threadpool(promote_shadow, ctx.streams, target))
 
 
 routes: list[BaseRoute] = [
