@@ -3,8 +3,9 @@
 The app is served by ``build_server`` on a free port in a thread, over a real embedded
 platform. A clip is uploaded through the API and processed; the video page must play a
 rendition (time advances, the decoded width is the rendition's) and switch quality; a second
-clip uploaded through the form (XHR with progress) shows up in the gallery as processing,
-and the gallery's polling script follows it to ready without a reload. A third clip is
+clip uploaded through the form (XHR with progress) shows up in a gallery opened before it
+was catalogued, as processing, and the gallery's polling script follows it to ready without
+a reload. A third clip is
 played to its end: the player's start and end events reach stream ``views`` through
 ``POST /api/views``, the view windows count them, and the gallery's "Trending now" row and
 the video page's views per hour (uPlot's chart) show exactly that one view. Every page is
@@ -185,9 +186,15 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
     page.wait_for_selector("#upload-result a")
     assert page.evaluate("document.getElementById('upload-progress').value") == 1
     new_id = page.get_attribute("#upload-result a", "href").rsplit("/", 1)[-1]
-    for service in ("join",):  # catalogued as processing, nothing processed yet
-        served.platform.run_until_idle(service, timeout=30.0)
     page.goto(f"{served.base}/")
+    before = page.eval_on_selector_all("ul.gallery > li", "ls => ls.map(l => l.dataset.videoId)")
+    assert new_id not in before and len(before) == 6  # not catalogued yet
+    served.platform.run_until_idle("join", timeout=30.0)  # catalogued as processing
+    # the open gallery takes it in without a reload, in its place: first, the newest
+    page.wait_for_selector(f"[data-video-id='{new_id}']")
+    assert page.eval_on_selector_all(
+        "ul.gallery > li", "ls => ls.map(l => l.dataset.videoId)") == [new_id, *before] == [
+        v["id"] for v in httpx2.get(f"{served.base}/api/videos").json()["videos"]]
     card = page.locator(f"[data-video-id='{new_id}']")
     assert card.locator(".title").text_content() == "From the <form>"
     assert page.locator(f"[data-video-id='{served.video_id}'] .status").text_content() \

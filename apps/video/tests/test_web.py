@@ -228,6 +228,35 @@ def test_titles_are_escaped_and_pages_carry_the_csp(web: Web, processed: dict[st
         "text/javascript")
 
 
+def test_the_catalog_list_and_its_cards_as_the_gallery_draws_them(
+        web: Web, processed: dict[str, str]) -> None:
+    listed = web.client.get("/api/videos").json()["videos"]
+    videos = {v.video_id: v for v in web.platform.values("videos")}
+    assert [v["id"] for v in listed] == sorted(
+        videos, key=lambda i: videos[i].uploaded_at, reverse=True)
+    assert {v["id"]: (v["status"], v["uploaded_at"]) for v in listed} == {
+        i: (v.status, v.uploaded_at) for i, v in videos.items()}
+    # the cards asked for, exactly as the gallery draws them (an unknown id left out)
+    ids = [processed["portrait"], "0123456789abcdef", processed["landscape"]]
+    cards = web.client.get(f"/fragments/cards?ids={','.join(ids)}")
+    assert cards.status_code == 200 and "content-security-policy" in cards.headers
+    drawn = re.findall(r'<li class="card" data-video-id="([0-9a-f]{16})"', cards.text)
+    assert drawn == [processed["portrait"], processed["landscape"]]
+    gallery = web.client.get("/").text
+    for video_id in drawn:
+        card = re.search(rf'<li class="card" data-video-id="{video_id}".*?</li>', cards.text,
+                         re.S)
+        assert card is not None and card.group(0) in gallery
+    assert XSS not in cards.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in cards.text
+    # bad input: named, nothing drawn
+    bad = web.client.get("/fragments/cards?ids=0123456789abcdef,../../etc")
+    assert (bad.status_code, bad.json()) == (
+        400, {"detail": "'../../etc' is not a video id (16 hex digits)"})
+    many = web.client.get("/fragments/cards?ids=" + ",".join(["0123456789abcdef"] * 51))
+    assert (many.status_code, many.json()) == (
+        400, {"detail": "51 ids asked for; at most 50 at once"})
+
+
 def test_the_ops_page_shows_the_services(web: Web, processed: dict[str, str]) -> None:
     page = web.client.get("/ops", headers=AUTH).text
     for service in ("probe", "thumbnail", "transcode", "join"):

@@ -1,5 +1,6 @@
-"""The JSON API: ``POST /api/videos`` (upload, needs the API token) and
-``GET /api/videos/{id}`` (status, progress per stage and metadata)."""
+"""The JSON API: ``POST /api/videos`` (upload, needs the API token), ``GET /api/videos``
+(the catalog's newest, as the gallery lists them) and ``GET /api/videos/{id}`` (status,
+progress per stage and metadata)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,16 @@ def describe(site: Site, video_id: str) -> dict[str, Any] | None:
         "poster": f"/media/{video_id}/poster.jpg" if video.poster else None,
         "uploaded_at": video.uploaded_at, "finished_at": video.finished_at,
     }
+
+
+@readable(router, "/videos", name="video_list")
+async def video_list(request: Request) -> JSONResponse:
+    """The newest videos of the catalog (as the gallery shows them), newest first: id,
+    status and upload time, for a gallery already open to find the ones it has not shown."""
+    videos = await asyncio.to_thread(site_of(request).videos)
+    return JSONResponse({"videos": [
+        {"id": v.video_id, "status": v.status, "uploaded_at": v.uploaded_at} for v in videos
+    ]}, headers={"Cache-Control": "no-store"})
 
 
 @readable(router, "/videos/{video_id}", name="video_status")

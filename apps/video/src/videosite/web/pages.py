@@ -100,6 +100,36 @@ async def gallery(request: Request) -> HTMLResponse:
                   progress=progress, title="Videos", page="gallery")
 
 
+#: cards one /fragments/cards answer draws at most
+MAX_CARDS = 50
+
+
+@readable(router, "/fragments/cards", response_class=HTMLResponse)
+async def cards(request: Request, ids: str = "") -> HTMLResponse:
+    """The gallery cards of the videos ``ids`` (comma-separated, at most ``MAX_CARDS``), as
+    the gallery draws them: an open gallery adds the ones it has not shown. Ids with no
+    video yet are left out."""
+    wanted = [part for part in ids.split(",") if part]
+    bad = next((part for part in wanted if not is_video_id(part)), None)
+    if bad is not None:
+        raise HTTPException(400, f"{bad[:40]!r} is not a video id (16 hex digits)")
+    if len(wanted) > MAX_CARDS:
+        raise HTTPException(400, f"{len(wanted)} ids asked for; at most {MAX_CARDS} at once")
+    site = site_of(request)
+
+    def draw() -> str:
+        card = templates.get_template("_card.html")
+        drawn = []
+        for video_id in dict.fromkeys(wanted):
+            video = site.video(video_id)
+            if video is not None:
+                progress = site.progress(video_id) if video.status == "processing" else {}
+                drawn.append(card.render(video=video, p=progress))
+        return "".join(drawn)
+
+    return HTMLResponse(await asyncio.to_thread(draw), headers={"Cache-Control": "no-store"})
+
+
 @readable(router, "/videos/{video_id}", response_class=HTMLResponse)
 async def video_page(video_id: str, request: Request) -> HTMLResponse:
     site = site_of(request)

@@ -1,7 +1,7 @@
-// The site's own script: live status on the gallery and video pages, the quality switch,
-// the upload form's progress, the player's view events and the views-per-hour chart (drawn
-// by uPlot, /static/vendor/, when the page loads it). No inline scripts anywhere (the CSP
-// forbids them).
+// The site's own script: live status on the gallery and video pages, new uploads on an open
+// gallery, the quality switch, the upload form's progress, the player's view events and the
+// views-per-hour chart (drawn by uPlot, /static/vendor/, when the page loads it). No inline
+// scripts anywhere (the CSP forbids them).
 "use strict";
 
 // The stages that report progress on the status stream, and every stage a video goes
@@ -70,50 +70,90 @@ function finishCard(item, doc) {
 }
 
 function followStatus() {
-  const items = document.querySelectorAll("[data-video-id][data-status]");
-  for (const item of items) {
-    if (FINISHED.includes(item.dataset.status)) continue;
-    const poll = async () => {
-      let doc;
-      try {
-        const res = await fetch("/api/videos/" + encodeURIComponent(item.dataset.videoId));
-        if (!res.ok) return setTimeout(poll, 3000);
-        doc = await res.json();
-      } catch (err) { return setTimeout(poll, 3000); }
-      const progress = doc.progress || {};
-      const finished = FINISHED.includes(doc.status);
-      const wasProcessing = !FINISHED.includes(item.dataset.status);
-      item.dataset.status = doc.status;
-      const label = item.classList.contains("status") ? item : item.querySelector(".status");
-      const scope = item.classList.contains("status") ? item.closest(".panel") || document : item;
-      const bar = scope.querySelector("progress");
-      const stages = scope.querySelector(".stages");
-      const done = Math.round(fraction(progress) * 100);
-      if (label) {
-        label.dataset.status = doc.status;
-        label.textContent = finished ? doc.status : doc.status + " " + done + "%";
+  for (const item of document.querySelectorAll("[data-video-id][data-status]")) follow(item);
+}
+
+// One processing video's badge, bar and stages, every 1.5 s until it is finished.
+function follow(item) {
+  if (FINISHED.includes(item.dataset.status)) return;
+  const poll = async () => {
+    let doc;
+    try {
+      const res = await fetch("/api/videos/" + encodeURIComponent(item.dataset.videoId));
+      if (!res.ok) return setTimeout(poll, 3000);
+      doc = await res.json();
+    } catch (err) { return setTimeout(poll, 3000); }
+    const progress = doc.progress || {};
+    const finished = FINISHED.includes(doc.status);
+    const wasProcessing = !FINISHED.includes(item.dataset.status);
+    item.dataset.status = doc.status;
+    const label = item.classList.contains("status") ? item : item.querySelector(".status");
+    const scope = item.classList.contains("status") ? item.closest(".panel") || document : item;
+    const bar = scope.querySelector("progress");
+    const stages = scope.querySelector(".stages");
+    const done = Math.round(fraction(progress) * 100);
+    if (label) {
+      label.dataset.status = doc.status;
+      label.textContent = finished ? doc.status : doc.status + " " + done + "%";
+    }
+    if (bar) bar.value = fraction(progress);
+    if (stages) {
+      const states = stageStates(doc.status, progress);
+      for (const li of stages.querySelectorAll("li[data-stage]")) {
+        const [state, text] = states[li.dataset.stage] || ["waiting", "waiting"];
+        li.dataset.state = state;
+        li.querySelector(".state").textContent = text;
       }
-      if (bar) bar.value = fraction(progress);
-      if (stages) {
-        const states = stageStates(doc.status, progress);
-        for (const li of stages.querySelectorAll("li[data-stage]")) {
-          const [state, text] = states[li.dataset.stage] || ["waiting", "waiting"];
-          li.dataset.state = state;
-          li.querySelector(".state").textContent = text;
-        }
+    }
+    if (finished) {
+      if (bar) bar.remove();
+      if (stages) stages.remove();
+      if (item.classList.contains("card")) finishCard(item, doc);
+      // the player page: what a finished video shows (the player) is the server's to draw
+      else if (wasProcessing && item.dataset.reloadWhenDone !== undefined) location.reload();
+      return;
+    }
+    setTimeout(poll, 1500);
+  };
+  poll();
+}
+
+// An open gallery takes in the videos uploaded since it was drawn: every GALLERY_POLL_MS it
+// asks for the catalog's ids (GET /api/videos), and the cards of those it does not show
+// come drawn by the server (GET /fragments/cards), each put in its place by upload time.
+const GALLERY_POLL_MS = 3000;
+
+function followGallery() {
+  const gallery = document.querySelector("ul.gallery");
+  if (!gallery) return;
+  const poll = async () => {
+    try {
+      const res = await fetch("/api/videos", { headers: { Accept: "application/json" } });
+      if (res.ok) {
+        const shown = new Set(Array.from(gallery.children, (li) => li.dataset.videoId));
+        const fresh = (await res.json()).videos.filter((v) => !shown.has(v.id)).slice(0, 50);
+        if (fresh.length) await addCards(gallery, fresh.map((v) => v.id));
       }
-      if (finished) {
-        if (bar) bar.remove();
-        if (stages) stages.remove();
-        if (item.classList.contains("card")) finishCard(item, doc);
-        // the player page: what a finished video shows (the player) is the server's to draw
-        else if (wasProcessing && item.dataset.reloadWhenDone !== undefined) location.reload();
-        return;
-      }
-      setTimeout(poll, 1500);
-    };
-    poll();
+    } catch (err) { /* the next poll tries again */ }
+    setTimeout(poll, GALLERY_POLL_MS);
+  };
+  setTimeout(poll, GALLERY_POLL_MS);
+}
+
+async function addCards(gallery, ids) {
+  const res = await fetch("/fragments/cards?ids=" + ids.join(","));
+  if (!res.ok) return;
+  const drawn = document.createElement("template");
+  drawn.innerHTML = await res.text();  // the server's template, escaped as every page is
+  for (const card of Array.from(drawn.content.querySelectorAll("li.card"))) {
+    if (gallery.querySelector(`[data-video-id="${card.dataset.videoId}"]`)) continue;
+    const at = Number(card.dataset.uploadedAt);
+    const after = Array.from(gallery.children).find((li) => Number(li.dataset.uploadedAt) < at);
+    gallery.insertBefore(card, after || null);
+    follow(card);
   }
+  const empty = document.getElementById("no-videos");
+  if (empty && gallery.children.length) empty.remove();
 }
 
 function qualitySwitch() {
@@ -298,6 +338,7 @@ function followOps() {
 document.addEventListener("DOMContentLoaded", () => {
   followOps();
   followStatus();
+  followGallery();
   qualitySwitch();
   uploadForm();
   viewEvents();
