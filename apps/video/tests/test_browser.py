@@ -299,7 +299,25 @@ def test_the_ops_page_shows_health_as_the_console_does_and_links_to_it(
                                                                f"Bearer {TOKEN}"}).json()
         assert shown == [[r["name"], r["status"], *(r[f] for f in NUMBERS)]
                          for r in answer["services"]]
-        page.wait_for_function("() => document.querySelector('.topology img').naturalWidth > 0")
+        # the topology: each service's health as its row says it, coloured by the console's
+        # sheet, and kept live from the same rows (a badge changed here is put right again)
+        topology = """() => Object.fromEntries([...document.querySelectorAll(
+            'svg.topology g.service')].map(g => [g.dataset.id.slice(8),
+            [[...g.classList].find(c => c.startsWith('health-')).slice(7),
+             g.querySelector('.badge-text').textContent]]))"""
+        rows = {r["name"]: r["status"] for r in answer["services"]}
+        assert page.evaluate(topology) == {name: [rows.get(name, "silent")] * 2
+                                           for name in app.services}
+        assert page.eval_on_selector("g.service[data-id='service:probe'] rect.box",
+                                     "r => getComputedStyle(r).strokeDasharray") == "5px, 3px"
+        page.evaluate("""() => { const g = document.querySelector(
+            "g.service[data-id='service:probe']"); g.classList.replace(
+            'health-stopped', 'health-erroring'); g.querySelector('.badge-text')
+            .textContent = 'erroring'; }""")
+        page.wait_for_function(f"() => ({topology})().probe[0] === 'stopped'")
+        assert page.evaluate(topology)["probe"] == ["stopped", "stopped"]
+        assert page.get_attribute("a:has(> g.service[data-id='service:probe'])", "href") == (
+            "http://127.0.0.1:8765/services/videosite.probe")
     finally:
         context.close()
     assert errors == []
@@ -391,7 +409,6 @@ def test_every_page_reflows_from_a_phone_to_a_wide_screen(served: Served, browse
         _shoot(page, f"upload-{screen}")
 
         page.goto(f"{served.base}/ops")
-        page.wait_for_function("() => document.querySelector('.topology img').naturalWidth > 0")
         _shoot(page, f"ops-{screen}")
         # no page is wider than the screen (nothing to scroll sideways)
         for path in ("/", f"/videos/{served.video_id}", "/upload", "/ops"):

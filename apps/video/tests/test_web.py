@@ -293,8 +293,18 @@ def test_the_ops_page_draws_the_topology_and_serves_the_consoles_stylesheet(
                            drawing.text))
     assert drawn == set(app.services)
     page = web.client.get("/ops", headers=AUTH).text
-    assert '<img src="/ops/topology.svg"' in page
+    # in the page: each service with its health as its row says it, linked to the console
+    statuses = {r["name"]: r["status"] for r in web.client.get(
+        "/api/ops", headers=AUTH).json()["services"]}
+    inline = {name: health for health, name in re.findall(
+        r'<g class="node service[^"]* health-(\w+)" data-id="service:([^"]+)"', page)}
+    assert inline == {name: statuses.get(name, "silent") for name in app.services}
+    assert set(statuses) >= {"probe", "thumbnail", "transcode", "join"}
+    links = re.findall(r'<a href="([^"]+)"><g class="node service', page)
+    assert sorted(links) == sorted(f"http://127.0.0.1:8765/services/{spec.group}"
+                                   for spec in app.services.values())
     assert '<link rel="stylesheet" href="/console-static/console.css">' in page
+    assert '<link rel="stylesheet" href="/console-static/overview.css">' in page
     sheet = web.client.get("/console-static/console.css")
     assert sheet.status_code == 200 and ".badge.status-running" in sheet.text
     assert 'href="http://127.0.0.1:8765/"' in page  # the console's default address

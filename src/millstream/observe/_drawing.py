@@ -8,6 +8,8 @@ model from ``topology(app)``; the platform streams are drawn only with ``include
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from millstream.observe._svg import topology_svg
 from millstream.observe._topology import Node, topology
 from millstream.service._app import App
@@ -70,10 +72,16 @@ def to_text(app: App, *, include_platform: bool = False) -> str:
 # -- SVG ----------------------------------------------------------------------------------------
 
 
-def to_svg(app: App, *, include_platform: bool = False, title: str | None = None) -> str:
+def to_svg(app: App, *, include_platform: bool = False, title: str | None = None,
+           health: Mapping[str, str] | None = None, links: Mapping[str, str] | None = None,
+           standalone: bool = True) -> str:
     """A self-contained SVG document of the topology (``title`` defaults to the app's name):
     every service, stream and store a ``<g class="node …" data-id="<kind>:<name>">`` with its
     box, every input, output and use a ``<g class="edge …" data-id=…>`` with its route (see
-    ``_svg``)."""
+    ``_svg``). ``health``: service name → its health word, drawn as a badge and the class
+    ``health-<word>`` ("silent" where none); ``links``: node id → where a click on it goes.
+    Not ``standalone``: an ``<svg>`` to put in a page, styled by the page (the console's
+    ``overview.css`` styles it)."""
     return topology_svg(topology(app, include_platform=include_platform),
-                        title=title if title is not None else app.name)
+                        title=title if title is not None else app.name, health=health,
+                        links=links, standalone=standalone)

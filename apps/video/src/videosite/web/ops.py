@@ -1,12 +1,13 @@
 """The ops page (``GET /ops``): each service's health, rates and latency from
-``millstream.metrics``, the app's topology, the latest exceptions, and a link to the
-millstream console (``VIDEOSITE_CONSOLE_URL``). ``GET /api/ops`` gives the same rows as
-JSON; the page's script fetches it every 2 s to stay live.
+``millstream.metrics``, the app's topology with each service's health, the latest
+exceptions, and a link to the millstream console (``VIDEOSITE_CONSOLE_URL``).
+``GET /api/ops`` gives the same rows as JSON; the page's script fetches it every 2 s to stay
+live, the table's cells and the topology's health badges alike.
 
 The page shows services' exception messages and record ids, so it needs the API token unless
 ``VIDEOSITE_OPS_PUBLIC`` opens it (``check_ops_access``); so does the topology drawing.
-The health badges use the console's own stylesheet, served at ``/console-static`` (see
-``app.create_app``), so a service looks the same here and there.
+The health badges and the topology use the console's own stylesheets, served at
+``/console-static`` (see ``app.create_app``), so a service looks the same here and there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from markupsafe import Markup
 
 from millstream.observe import ServiceView, to_svg
 from videosite.app import app
@@ -60,6 +62,17 @@ def topology_svg() -> str:
     return to_svg(app)
 
 
+def live_topology(shown: list[dict[str, str]], console_url: str) -> Markup:
+    """The app's topology to put in the page: each service with its health as ``shown``
+    says it (the page's script keeps it live from the same rows) and a link to its page on
+    the console; styled by the console's ``overview.css``."""
+    health = {row["name"]: row["status"] for row in shown}
+    links = {f"service:{name}": console_url + f"services/{quote(spec.group, safe='')}"
+             for name, spec in app.services.items()}
+    # to_svg escaped every name and address in it
+    return Markup(to_svg(app, health=health, links=links, standalone=False))
+
+
 @readable(router, "/ops", response_class=HTMLResponse)
 async def ops_page(request: Request) -> HTMLResponse:
     """The services' metrics and the latest exceptions (with their messages and ids): only
@@ -67,10 +80,11 @@ async def ops_page(request: Request) -> HTMLResponse:
     site = site_of(request)
     check_ops_access(request, site)
     view = await asyncio.to_thread(site.ops)
-    services = view.metrics.services if view.metrics is not None else ()
-    return render("ops.html", services=rows(services), numbers=NUMBERS,
+    services = rows(view.metrics.services if view.metrics is not None else ())
+    console_url = site.settings.console_url.rstrip("/") + "/"
+    return render("ops.html", services=services, numbers=NUMBERS,
                   exceptions=view.exceptions, title="Ops", page="ops",
-                  console_url=site.settings.console_url.rstrip("/") + "/")
+                  console_url=console_url, topology=live_topology(services, console_url))
 
 
 @readable(router, "/api/ops")

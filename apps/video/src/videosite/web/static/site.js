@@ -294,8 +294,22 @@ function viewsChart() {
 }
 
 // The ops page: its service rows again every OPS_POLL_MS from GET /api/ops (the same
-// cells, and the console's badge class for the health).
+// cells, and the console's badge class for the health), and each service's health in the
+// topology.
 const OPS_POLL_MS = 2000;
+
+// A service's health in the topology: its class (the console's overview.css colours it)
+// and the word in its badge.
+const HEALTH = ["running", "stalled", "silent", "stopped", "erroring"];
+
+function showHealth(name, status) {
+  const node = document.querySelector(`svg.topology g.service[data-id="service:${CSS.escape(name)}"]`);
+  if (!node) return;
+  for (const word of HEALTH) node.classList.remove("health-" + word);
+  node.classList.add("health-" + status);
+  const text = node.querySelector(".badge-text");
+  if (text) text.textContent = status;
+}
 
 function followOps() {
   const table = document.querySelector("table.ops");
@@ -326,6 +340,7 @@ function followOps() {
           badge.textContent = service.status;
         }
       }
+      for (const service of doc.services) showHealth(service.name, service.status);
       say(true, "live: updated " + new Date().toLocaleTimeString());
     } catch (err) {
       say(false, "not updating: " + err.message);
