@@ -225,6 +225,8 @@ def test_replaying_a_filters_worth_replays_exactly_those(
 def test_a_replay_that_fails_again_links_to_its_new_exception(
         page: Any, served: Served, platform: TestPlatform) -> None:
     ident = ids_of(platform, "billing", "negative total")[0]  # not fixed: it fails again
+    page.goto(f"{served.url}/exceptions?service=billing")  # open before the replay
+    drawn = column(page, 1)
     answer = httpx2.post(f"{served.url}/exceptions/{ident}/replay",
                          data={"confirm": str(ident)},
                          headers={"authorization": f"Bearer {served.token}"},
@@ -235,6 +237,16 @@ def test_a_replay_that_fails_again_links_to_its_new_exception(
                                     for f in platform.exceptions("billing")), timeout=20)
     again = next(f.id for f in platform.exceptions("billing")
                  if f.document.get("replay_of") == ident)
+    # the open list says so within a poll, and its link draws it again with the new one
+    link = page.locator("#new-note a")
+    link.wait_for()
+    assert link.inner_text() == "1 new since this page was drawn: show it"
+    assert column(page, 1) == drawn  # the rows stay as drawn until then
+    link.click()
+    page.wait_for_function(f"() => !!document.querySelector('#exceptions tr[data-id=\"{again}\"]')")
+    assert (page.url, column(page, 1)) == (f"{served.url}/exceptions?service=billing",
+                                           [str(again), *drawn])
+    assert page.locator("#new-note").inner_text() == ""
     page.goto(f"{served.url}/exceptions/{ident}")
     assert page.locator("#replayed-where").inner_text() == (
         f"yes: to millstream.retry.shop.billing at offset 1; failed again as exception {again}")
