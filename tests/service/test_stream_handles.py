@@ -306,6 +306,15 @@ def test_the_test_kit_sends_and_reads_by_handle_and_refuses_a_wrong_value() -> N
         assert refusal(lambda: platform.send(orders, Refund(order_id=1))) == (  # type: ignore[arg-type]
             "stream 'orders' carries Order, but TestPlatform.send was given a Refund; send an "
             "Order to it, or declare another stream for Refund values")
+        # a key that is not str or bytes is refused naming it, and nothing is sent
+        assert refusal(lambda: platform.send_many(
+            orders, [Order(id=9, total=1.0)], key=lambda o: o.id)) == (  # type: ignore[arg-type]
+            "key=9 (int): a record's key is a str or bytes (or None); convert it, e.g. "
+            "key=str(order.id), or key=lambda v: str(v.id) in send_many")
+        assert refusal(lambda: platform.send(orders, Order(id=9, total=1.0), key=9)) == (  # type: ignore[arg-type]
+            "key=9 (int): a record's key is a str or bytes (or None); convert it, e.g. "
+            "key=str(order.id), or key=lambda v: str(v.id) in send_many")
+        assert platform.records(orders) == []
         platform.send(orders, Order(id=1, total=2.0))
         platform.send_many(orders, [Order(id=2, total=3.0)])
         platform.run_until_idle("billing")

@@ -19,7 +19,15 @@ When = float | datetime | None
 
 
 def key_bytes(key: KeyLike) -> bytes | None:
-    return key.encode() if isinstance(key, str) else key
+    """``key`` as a record's key; ``InvalidRequestError`` naming it unless str, bytes or
+    None."""
+    if isinstance(key, str):
+        return key.encode()
+    if key is None or isinstance(key, bytes):
+        return key
+    raise InvalidRequestError(
+        f"key={key!r} ({type(key).__name__}): a record's key is a str or bytes (or None); "
+        "convert it, e.g. key=str(order.id), or key=lambda v: str(v.id) in send_many")
 
 
 def millis(when: When) -> int | None:
