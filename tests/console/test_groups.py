@@ -277,3 +277,34 @@ def test_a_group_that_writes_no_metrics_has_its_lag_sampled_while_the_page_is_op
     times, lag0, lag1 = data
     assert len(times) >= 3 and times == sorted(times)
     assert set(lag0) == {lags[0]} and set(lag1) == {lags[1]}
+
+
+def test_a_group_whose_name_holds_a_slash_has_its_page_and_is_reset(
+    platform: TestPlatform, served: Served, page: Any
+) -> None:
+    name = "team/audit"  # Kafka allows "/" in a group's name
+    starts = _starts(platform)
+    with platform.streams.open_consumer(name) as consumer:
+        consumer.subscribe(["orders"])
+        wait_until(lambda: consumer.assignment(), 10, "team/audit's partitions")
+        consumer.commit({StreamPartition("orders", 0): starts[0] + 1,
+                         StreamPartition("orders", 1): starts[1] + 1})
+    wait_until(lambda: not platform.streams.admin().describe_group(name).members, 10,
+               "team/audit to have no live member")
+    page.goto(f"{served.url}/groups")
+    link = page.locator(f"#groups tr[data-group='{name}'] a").first
+    assert link.get_attribute("href") == "/groups/team%2Faudit"
+    link.click()
+    page.wait_for_url("**/groups/team%2Faudit")
+    assert page.locator("h1").text_content() == f"Group {name}"
+    api = httpx2.get(f"{served.url}/api/groups/team%2Faudit", timeout=10).json()
+    assert api["group"] == name
+    answer = httpx2.post(f"{served.url}/groups/team%2Faudit/reset",
+                         headers={"authorization": f"Bearer {served.token}"},
+                         data={"confirm": name, "stream": "orders", "to": "end"},
+                         follow_redirects=False, timeout=10)
+    assert (answer.status_code, answer.headers["location"].split("?")[0]) == (
+        303, "/groups/team%2Faudit")
+    ends = {p.partition: p.end for p in platform.streams.admin().describe_stream(
+        "orders").partitions}
+    assert _committed(platform, name) == {("orders", 0): ends[0], ("orders", 1): ends[1]}

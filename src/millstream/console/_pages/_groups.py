@@ -191,7 +191,8 @@ async def reset(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/groups", groups_page, methods=["GET"]),
     Route("/api/groups", groups_api, methods=["GET"]),
-    Route("/groups/{group}", group_page, methods=["GET"]),
-    Route("/api/groups/{group}", group_api, methods=["GET"]),
-    Route("/groups/{group}/reset", reset, methods=["POST"]),
+    # a group's name may hold "/" (Kafka allows it; the server decodes %2F before routing)
+    Route("/groups/{group:path}/reset", reset, methods=["POST"]),
+    Route("/groups/{group:path}", group_page, methods=["GET"]),
+    Route("/api/groups/{group:path}", group_api, methods=["GET"]),
 ]
