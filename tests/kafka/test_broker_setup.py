@@ -108,6 +108,9 @@ def test_topics_are_created_and_deleted_and_never_made_on_the_fly(kafka_bootstra
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     topic = _topic()
     _create(admin, topic, partitions=4)
+    # created on the controller; the broker's metadata cache learns of it a moment later
+    wait_until(lambda: topic in admin.list_topics(timeout=10).topics, 30,
+               "the created topic to reach the metadata")
     assert len(admin.list_topics(timeout=10).topics[topic].partitions) == 4
     admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
     wait_until(lambda: topic not in admin.list_topics(timeout=10).topics, 30,
