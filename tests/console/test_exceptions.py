@@ -241,6 +241,7 @@ def test_a_replay_that_fails_again_links_to_its_new_exception(
     link = page.locator("#new-note a")
     link.wait_for()
     assert link.inner_text() == "1 new since this page was drawn: show it"
+    screenshot(page, "exceptions-new")
     assert column(page, 1) == drawn  # the rows stay as drawn until then
     link.click()
     page.wait_for_function(f"() => !!document.querySelector('#exceptions tr[data-id=\"{again}\"]')")

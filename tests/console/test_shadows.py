@@ -133,6 +133,7 @@ def test_promote_is_refused_while_the_services_run(served: Served, browser: Any,
     page = browser.new_context().new_page()  # its 400 is expected: not the failing `page`
     sign_in(page, served, next_path=f"/shadows/{SHADOW}")
     page.fill("#promote input[name=confirm]", "shop.scorer")
+    screenshot(page, "shadow-promote-form")
     with page.expect_navigation() as navigation:
         page.click("#promote button[type=submit]")
     assert navigation.value.status == 400
