@@ -263,3 +263,28 @@ def test_a_bug_is_a_500_page_with_the_security_headers_and_no_details(
     assert shown.status_code == 500 and "details</b>" not in shown.text
     assert "the console failed on this request (RuntimeError)" in shown.text
     assert shown.headers["content-security-policy"] == CSP
+
+
+def test_digits_that_are_not_ascii_and_non_ascii_cookies_are_refused_not_a_500(
+        guarded: Served) -> None:
+    """``"²".isdigit()`` is True but ``int("²")`` fails, and ``hmac.compare_digest`` refuses
+    str with non-ASCII characters: each is bad input, answered as such."""
+    for name, value in (("offset", "²"), ("partition", "³")):
+        answer = httpx2.get(f"{guarded.url}/streams/pings?{name}={value}", timeout=10)
+        assert answer.status_code == 400
+        assert (f"{name} &#39;{value}&#39; is not a whole number ≥ 0; give one such as 0 or "
+                "42") in answer.text
+    after = httpx2.get(f"{guarded.url}/api/streams/pings?after=0:²", timeout=10)
+    assert (after.status_code, after.json()) == (400, {
+        "error": "position '0:²' is not PARTITION:OFFSET, such as 0:42"})
+    listed = httpx2.get(f"{guarded.url}/exceptions?replayed=²&count=²", timeout=10)
+    assert listed.status_code == 200
+    for cookie, csrf in (("é.x", csrf_value(TOKEN)), (session_value(TOKEN), "é")):
+        # raw bytes: a client may send any (httpx2 would refuse a non-ASCII cookie)
+        answer = httpx2.post(f"{guarded.url}/test-action",
+                             data={"confirm": "target-1", "csrf": csrf}, timeout=10,
+                             headers={"accept": "application/json", "origin": guarded.url,
+                                      "cookie": f"{SESSION_COOKIE}={cookie}".encode()})
+        assert answer.status_code == 403, (cookie, csrf)
+    assert not session_valid("²." + "0" * 64, TOKEN)
+    assert DONE == []

@@ -13,6 +13,7 @@ import pytest
 
 import millstream
 from millstream import InvalidRequestError
+from millstream.errors import ConfigError
 from millstream.streams._kafka import KafkaOptions, parse_kafka_url
 
 NOWHERE = "kafka://127.0.0.1:1"
@@ -95,3 +96,13 @@ def test_settings_as_safe_as_the_default_are_quiet(
             millstream.open_streams(f"{NOWHERE}?{query}") as streams:
         streams.open_producer().close(timeout=1)
     assert _warnings(caplog) == []
+
+
+def test_a_port_or_timeout_in_digits_int_cannot_read_is_not_a_crash() -> None:
+    """``"²".isdigit()`` is True but ``int("²")`` fails: such a port is refused naming it;
+    such a timeout is not a number the safety check reads, and goes on to librdkafka, which
+    refuses it when a producer opens."""
+    with pytest.raises(ConfigError, match=r"broker '127.0.0.1:²' in .* has no valid port"):
+        parse_kafka_url("kafka://127.0.0.1:²")
+    options = parse_kafka_url(NOWHERE + "?message.timeout.ms=²")
+    assert options.producer()["message.timeout.ms"] == "²"

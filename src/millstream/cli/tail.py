@@ -55,9 +55,9 @@ class StartParam(_StartBase):
             return Start("beginning")
         if text.lower() in ("end", "latest"):
             return Start("end")
-        if text.isdigit():
+        if text.isdecimal():
             return Start("offset", int(text))
-        if text.startswith("-") and text[1:].isdigit():
+        if text.startswith("-") and text[1:].isdecimal():
             self.fail(f"{text} is negative; offsets start at 0", param, ctx)
         try:
             moment = datetime.fromisoformat(text)

@@ -84,7 +84,7 @@ class StateSizes:
 
     def _take(self, key: bytes | None, value: bytes | None) -> None:
         group, _, number = (key or b"").decode(errors="replace").rpartition("/")
-        if not group or not number.isdigit():
+        if not group or not number.isdecimal():
             return
         partition = int(number)
         if value is None:  # a tombstone: the checkpoint was deleted

@@ -65,8 +65,10 @@ def session_value(token: str, issued: float | None = None) -> str:
 def session_valid(value: str, token: str, now: float | None = None) -> bool:
     """True when ``value`` is a session cookie of ``token`` issued less than ``SESSION_S``
     ago (and not in the future, give or take a minute of clock step)."""
+    if not value.isascii():  # a cookie is whatever the client sends
+        return False
     issued, _, mac = value.partition(".")
-    if not issued.isdigit() or len(issued) > 12:
+    if not issued.isdecimal() or len(issued) > 12:
         return False
     expected = _mac(token, f"millstream console session {issued}")
     if not hmac.compare_digest(mac, expected):
@@ -115,7 +117,7 @@ async def authorize(request: Request) -> FormData:
         raise ActionRefused(403, "the console is read-only: start it with --token to allow "
                                  "actions")
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_FORM_BYTES:
+    if length is not None and length.isdecimal() and int(length) > MAX_FORM_BYTES:
         raise ActionRefused(413, f"the form is {length} bytes; an action's form takes at most "
                                  f"{MAX_FORM_BYTES}")
     if _bearer(request, token):
@@ -126,7 +128,7 @@ async def authorize(request: Request) -> FormData:
         raise ActionRefused(403, "the action did not come from this console's pages "
                                  "(Origin/Referer): use the console's own form")
     form = await request.form()
-    if not hmac.compare_digest(str(form.get("csrf", "")), csrf_value(token)):
+    if not hmac.compare_digest(str(form.get("csrf", "")).encode(), csrf_value(token).encode()):
         raise ActionRefused(403, "the form's CSRF field is missing or stale: reload the "
                                  "page and try again")
     return form

@@ -175,7 +175,7 @@ def _lag(records: Iterable[MetricsRecord], width: int, first: int,
 def partition_order(name: str) -> tuple[str, int]:
     """The sort key of a ``stream/partition`` name: by stream, then partition number."""
     stream, _, number = name.rpartition("/")
-    return (stream, int(number)) if number.isdigit() else (name, -1)
+    return (stream, int(number)) if number.isdecimal() else (name, -1)
 
 
 def parse_since(text: str | None) -> float | None:

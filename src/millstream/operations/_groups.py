@@ -37,7 +37,7 @@ def parse_reset_target(text: str, *, now: float | None = None) -> ResetTarget:
         return "earliest"
     if lowered in ("latest", "end"):
         return "latest"
-    if lowered.isdigit():
+    if lowered.isdecimal():
         return int(lowered)
     try:
         return ("time", parse_time(text, now=now))

@@ -147,5 +147,5 @@ def send_view(base_url: str, video_id: str, event: str, session: str, position_s
         detail = doc.get("detail") if isinstance(doc, dict) else None
         wait = answer.getheader("Retry-After")
         raise ViewRefused(answer.status, str(detail or answer.reason),
-                          int(wait) if wait is not None and wait.isdigit() else None)
+                          int(wait) if wait is not None and wait.isdecimal() else None)
     return float(doc["at"])

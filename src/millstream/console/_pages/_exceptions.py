@@ -77,7 +77,7 @@ def _bounded(text: str) -> str:
 
 def _replayed_note(request: Request) -> list[int]:
     text = request.query_params.get("replayed", "")
-    return [int(part) for part in text.split(",") if part.strip().isdigit()][:_NAMED]
+    return [int(part) for part in text.split(",") if part.strip().isdecimal()][:_NAMED]
 
 
 def exceptions_page(request: Request) -> Response:
@@ -87,7 +87,7 @@ def exceptions_page(request: Request) -> Response:
     return render(request, "exceptions.html", title="Exceptions", active="exceptions",
                   chosen=chosen, max_scan=MAX_SCAN, max_records=MAX_RECORDS,
                   replayed=_replayed_note(request),
-                  replayed_count=int(count) if count.isdigit() else 0, **values)
+                  replayed_count=int(count) if count.isdecimal() else 0, **values)
 
 
 def exceptions_api(request: Request) -> Response:
@@ -136,7 +136,7 @@ def _upto(form: Any) -> int:
     """The newest exception id the page showed (its form's ``upto``): a replay takes none
     that arrived after the page was drawn."""
     text = str(form.get("upto", "")).strip()
-    if not text.isdigit():
+    if not text.isdecimal():
         raise InvalidRequestError(f"upto {text!r} is not an exception id; replay from the "
                                   "exceptions page's own form")
     return int(text)

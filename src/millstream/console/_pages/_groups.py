@@ -132,7 +132,7 @@ def reset_target(to: str, value: str) -> ResetTarget:
     if to == "end":
         return "latest"
     if to == "offset":
-        if not value.strip().isdigit():
+        if not value.strip().isdecimal():
             raise InvalidRequestError(
                 f"offset {value!r} is not an offset: give an integer ≥ 0 that every partition "
                 "reset holds (the partitions table shows their ranges)")
@@ -146,7 +146,7 @@ def reset_target(to: str, value: str) -> ResetTarget:
 def _partition(text: str) -> int | None:
     if not text.strip():
         return None
-    if not text.strip().isdigit():
+    if not text.strip().isdecimal():
         raise InvalidRequestError(
             f"partition {text!r} is not a partition number: give an integer ≥ 0, or leave it "
             "empty to reset every partition")

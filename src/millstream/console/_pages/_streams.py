@@ -61,7 +61,7 @@ def _int(request: Request, name: str) -> int | None:
     text = request.query_params.get(name, "").strip()
     if not text:
         return None
-    if not text.isdigit():
+    if not text.isdecimal():
         raise InvalidRequestError(f"{name} {text!r} is not a whole number ≥ 0; give one "
                                   f"such as 0 or 42")
     return int(text)
@@ -71,7 +71,7 @@ def _time_ms(text: str) -> int:
     """``2026-12-06T17:40:03`` (UTC when it names no zone), any ISO time, a span ago such as
     ``30m``, or milliseconds since the epoch."""
     text = text.strip()
-    return int(text) if text.isdigit() else parse_time(text, assume_utc=True)
+    return int(text) if text.isdecimal() else parse_time(text, assume_utc=True)
 
 
 def _key(request: Request) -> bytes:
@@ -88,7 +88,7 @@ def _key(request: Request) -> bytes:
 
 def _position(text: str, what: str) -> tuple[int, int]:
     partition, sep, offset = text.partition(":")
-    if not (sep and partition.isdigit() and offset.isdigit()):
+    if not (sep and partition.isdecimal() and offset.isdecimal()):
         raise InvalidRequestError(f"{what} {text!r} is not PARTITION:OFFSET, such as 0:42")
     return int(partition), int(offset)
 

@@ -53,8 +53,8 @@ _UNSAFE: dict[str, Callable[[str], bool]] = {
     # are in flight during a broker failover; librdkafka then bumps the idempotent producer's
     # epoch and may write in-flight records twice, acknowledged ones included (librdkafka
     # issue 4953; seen in tests/kafka/test_faults.py with 3 s). 0 means no timeout.
-    "message.timeout.ms": lambda v: v.isdigit() and 0 < int(v) < 300_000,
-    "delivery.timeout.ms": lambda v: v.isdigit() and 0 < int(v) < 300_000,
+    "message.timeout.ms": lambda v: v.isdecimal() and 0 < int(v) < 300_000,
+    "delivery.timeout.ms": lambda v: v.isdecimal() and 0 < int(v) < 300_000,
 }
 # Producer-only and consumer-only librdkafka properties, so one mapping can serve both.
 _PRODUCER_ONLY = {"acks", "enable.idempotence", "partitioner", "linger.ms", "batch.size",
@@ -127,7 +127,7 @@ def parse_kafka_url(url: str, options: Mapping[str, str] | None = None) -> Kafka
         )
     for host in hosts.split(","):
         port = host.rsplit(":", 1)[1]
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not port.isdecimal() or not 0 < int(port) < 65536:
             raise ConfigError(f"broker {host!r} in {url!r} has no valid port (1-65535)")
     props: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
     props.update({str(k): str(v) for k, v in (options or {}).items()})

@@ -72,7 +72,7 @@ def _numbers(db: Path) -> list[int]:
     except FileNotFoundError:
         return []
     return sorted(int(n[len(prefix):]) for n in names
-                  if n.startswith(prefix) and n[len(prefix):].isdigit())
+                  if n.startswith(prefix) and n[len(prefix):].isdecimal())
 
 
 def _current(conn: sqlite3.Connection) -> int:

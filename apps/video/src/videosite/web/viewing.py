@@ -100,7 +100,7 @@ def parse_view(body: bytes, at: float) -> View:
 
 async def _body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+    if declared is not None and declared.isdecimal() and int(declared) > MAX_BODY:
         raise ViewRefused(413, f"a view event is at most {MAX_BODY} bytes, not {declared}")
     body = b""
     async for chunk in request.stream():
