@@ -314,9 +314,11 @@ def test_objects_of_records_waiting_for_an_earlier_one_stay_pinned_until_their_o
 def test_a_service_holding_all_it_may_still_polls_so_its_group_keeps_it() -> None:
     # all records on one key: the first awaits 4 s while the next ones fill what the service
     # may hold (max(4 × 2, max_batch=1) = 8); the group drops a member that does not poll for
-    # 1.5 s, so the service polls anyway (and hands back what came) at least once a second
+    # 3 s, so the service polls anyway (and hands back what came) at least once a second
+    # (KEEPALIVE_S). 3 s, not 1.5 s: a loaded machine may hold the runner's thread or the
+    # heartbeat thread up for a second or two
     app = App("full", partitions=1)
-    url = "local:?max_poll_interval_ms=1500&heartbeat_interval_ms=200&session_timeout_ms=1500"
+    url = "local:?max_poll_interval_ms=3000&heartbeat_interval_ms=200&session_timeout_ms=3000"
 
     @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=2,
                  max_batch=1)
