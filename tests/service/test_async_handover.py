@@ -18,6 +18,7 @@ import millstream
 from millstream.runtime import ServiceRunner
 from millstream.service import App
 from tests.service.test_runtime import Invoice, Order, read_all, send_orders
+from tests.support.waiting import wait_until
 
 N = 120
 
@@ -27,15 +28,27 @@ def test_a_partition_revoked_with_records_in_flight_hands_over_each_record_once(
         tmp_path: Path, processing: str) -> None:
     app = App("handover", partitions=2, processing=processing)
     handled: Counter[tuple[str, int]] = Counter()
+    # the records that start after the first ten stay in flight until the second instance is
+    # in the group: the first then still has records in flight and left to read when it
+    # hands a partition over (without this it could finish all 120, 0.4 s of work, before a
+    # loaded machine let the second join, and the second would handle none)
+    joined = threading.Event()
+    began = [0]  # records started before the join (all on the first instance's loop)
 
     @app.service(inputs={"orders": Order}, outputs={"invoices": Invoice}, concurrency=16,
                  commit_interval=0.05)
     async def bill(order: Order) -> Invoice:
+        if not joined.is_set():
+            began[0] += 1
+            while began[0] > 10 and not joined.is_set():
+                await asyncio.sleep(0.005)
         await asyncio.sleep(0.05)
         handled[threading.current_thread().name, order.id] += 1
         return Invoice(order_id=order.id, amount=order.total)
 
-    url = f"local:{tmp_path}?session_timeout_ms=1500&heartbeat_interval_ms=100"
+    # a session long enough that no stall of a heartbeat thread expires a member (its
+    # partitions would then move without a revocation, and at-least-once may repeat records)
+    url = f"local:{tmp_path}?session_timeout_ms=30000&heartbeat_interval_ms=100"
     with millstream.open_streams(url) as streams:
         first = ServiceRunner(app, "bill", streams, metrics_interval_s=60)
         first.prepare()
@@ -55,6 +68,11 @@ def test_a_partition_revoked_with_records_in_flight_hands_over_each_record_once(
         while first.metrics.records_in < 10 and time.monotonic() < deadline:
             time.sleep(0.005)  # the first holds both partitions, records in flight on both
         threads[1].start()  # joins: one partition moves while records are in flight on it
+        try:
+            wait_until(lambda: len(admin.describe_group("handover.bill").members) == 2, 60,
+                       "the second instance to join the group")
+        finally:
+            joined.set()
         for t in threads:
             t.join(90)
         assert all_committed(first)

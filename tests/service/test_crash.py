@@ -162,7 +162,11 @@ def test_stateful_kill_mid_stream_restores_state_and_rereads_at_most_one_interva
 
 def test_stateful_state_moves_with_its_partition_when_a_second_instance_joins(
         tmp_path: Path) -> None:
-    env = {"MILLSTREAM_TEST_TRACE": "1", "MILLSTREAM_TEST_DELAY_MS": "3"}
+    # no member dies here, so nothing waits for a lease to run out: a long session, so that
+    # a heartbeat thread a loaded machine holds up for 1.5 s does not expire a live member
+    # (its partition would move without the checkpoint at revocation)
+    env = {"MILLSTREAM_TEST_TRACE": "1", "MILLSTREAM_TEST_DELAY_MS": "3",
+           "MILLSTREAM_STREAMS": "local:?session_timeout_ms=30000&heartbeat_interval_ms=300"}
     with millstream.open_streams(STREAMS_URL) as streams:
         produce_items(streams)
         first = start("summer", tmp_path / "a.out", extra_env=env)

@@ -22,6 +22,7 @@ import pytest
 
 import millstream
 from millstream.records import StreamPartition
+from millstream.streams._local import _wakeup
 from millstream.streams._local._wakeup import RECHECK_S
 from millstream.streams._local.consumer import IDLE_AFTER_S, IDLE_SLEEP_S
 
@@ -29,8 +30,12 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="inotify and /proc are Linux's")
 
 ROUND_TRIPS = 150
-#: a round trip whose ring was lost takes RECHECK_S; every one must be well under it
-ROUND_TRIP_BOUND_S = RECHECK_S / 2
+#: the round-trip test stretches the recheck (RECHECK_S, 1 s) to this in both processes, so
+#: that a lost ring (a side asleep until its recheck) stands far apart from a thread a loaded
+#: machine held up for a second or two
+LONG_RECHECK_S = 10.0
+#: a round trip whose ring was lost takes LONG_RECHECK_S; every one must be well under it
+ROUND_TRIP_BOUND_S = LONG_RECHECK_S / 2
 
 
 def wakeups() -> int:
@@ -93,7 +98,9 @@ def test_wakeup_is_auto_or_poll() -> None:
 #: after a pause of 0–3 ms (so some answers land between the test's look and its wait)
 PINGER = textwrap.dedent("""
     import random, sys, time, millstream
+    from millstream.streams._local import _wakeup
     url, n = sys.argv[1], int(sys.argv[2])
+    _wakeup.RECHECK_S = float(sys.argv[3])
     with millstream.open_streams(url) as streams:
         producer = streams.open_producer()
         consumer = streams.open_consumer(group="pinger")
@@ -117,7 +124,8 @@ def ping_pong(url: str) -> list[float]:
     with millstream.open_streams(url) as streams:
         streams.admin().ensure_stream("pings", 1)
         streams.admin().ensure_stream("pongs", 1)
-        child = subprocess.Popen([sys.executable, "-c", PINGER, url, str(ROUND_TRIPS)],
+        child = subprocess.Popen([sys.executable, "-c", PINGER, url, str(ROUND_TRIPS),
+                                  str(_wakeup.RECHECK_S)],
                                  stdout=subprocess.PIPE, text=True)
         try:
             assert child.stdout is not None and child.stdout.readline() == "ready\n"
@@ -146,16 +154,21 @@ def ping_pong(url: str) -> list[float]:
 
 @pytest.mark.parametrize("wakeup", ["auto", "poll"])
 def test_records_from_another_process_wake_an_idle_consumer_every_time(
-        tmp_path: Path, wakeup: str) -> None:
+        tmp_path: Path, wakeup: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wakeup, "RECHECK_S", LONG_RECHECK_S)  # here and in the pinger
     trips = ping_pong(f"local:{tmp_path}?durability=process&wakeup={wakeup}")
     assert len(trips) == ROUND_TRIPS
-    # a lost ring would leave one side asleep until its recheck (RECHECK_S = 1 s)
+    # a lost ring would leave one side asleep until its recheck (LONG_RECHECK_S)
     assert max(trips[1:]) < ROUND_TRIP_BOUND_S, sorted(trips)[-5:]
     assert statistics.median(trips) < 0.05
 
 
 def test_an_idle_member_hands_its_partitions_over_as_soon_as_another_joins(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the recheck stretched from 1 s to 4 s (still under the first member's 5 s poll, which
+    # the join must cut short), so that the bound, half of it, leaves a loaded machine 2 s
+    recheck = 4.0
+    monkeypatch.setattr(_wakeup, "RECHECK_S", recheck)
     url = f"local:{tmp_path}"
     with millstream.open_streams(url) as streams:
         streams.admin().ensure_stream("shared", 2)
@@ -178,4 +191,4 @@ def test_an_idle_member_hands_its_partitions_over_as_soon_as_another_joins(
                 polling.join(10)
     # the first member released partition 1 when the join rang the group's bell, not at
     # its next recheck
-    assert took < RECHECK_S / 2
+    assert took < recheck / 2

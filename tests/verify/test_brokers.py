@@ -57,7 +57,7 @@ def test_the_next_broker_kill_waits_until_the_restarted_node_serves(tmp_path: Pa
     # restarted) had logged since its restart that it serves
     kills: list[tuple[int, list[bool], bool | None]] = []
     try:
-        while time.monotonic() - t0 < 14 and len(kills) < 3:
+        while time.monotonic() - t0 < 60 and len(kills) < 3:  # ~5 s, more on a loaded machine
             before = brokers.kills
             previous = kills[-1][0] if kills else None
             served = cluster.started(previous) if previous is not None else None

@@ -89,7 +89,9 @@ def test_at_least_once_a_killed_windowed_service_still_ends_with_the_exact_table
 
 def test_a_second_process_joining_mid_run_leaves_the_uninterrupted_runs_outcome(
         tmp_path: Path) -> None:
-    streams_url = f"local:{tmp_path / 'log'}?session_timeout_ms=1500&heartbeat_interval_ms=300"
+    # no member dies here, so nothing waits for a lease to run out: a long session, so that
+    # a heartbeat thread a loaded machine holds up for 1.5 s does not expire a live member
+    streams_url = f"local:{tmp_path / 'log'}?session_timeout_ms=30000&heartbeat_interval_ms=300"
     tables_url = "sqlite:///" + str(tmp_path / "tables.db").lstrip("/")
     sent = traffic(N)
     want = reference(sent)
