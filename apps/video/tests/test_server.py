@@ -31,8 +31,8 @@ LIMITS = ServerLimits(max_connections=50, header_timeout_s=1.0, min_body_rate=10
                       body_rate_window_s=1.0, send_timeout_s=1.0, keep_alive_s=5,
                       linger_s=1.0, linger_bytes=64 * 1024)
 #: the longest the rate check may take past its window: one tick (window / 8), plus slack
-#: for a loaded machine
-SLACK_S = 1.5
+#: for a loaded machine (whose server thread may be held up a second or two)
+SLACK_S = 3.0
 
 
 @pytest.fixture(scope="module")
