@@ -101,7 +101,8 @@
     });
     C.poll(() => paused ? base : `${base}?after=${encodeURIComponent(after)}`, (answer) => {
       updateStream(answer.stream);
-      if (answer.after === undefined) return;
+      // paused: records of a fetch made before the pause are left for the resume to fetch
+      if (answer.after === undefined || paused) return;
       after = answer.after;
       if (answer.records.length) {
         const empty = document.getElementById("empty");
