@@ -5,7 +5,8 @@ Linux), so while nothing comes the consumer's thread does not wake — not for o
 records nor for its group's heartbeats — and a record from another process still arrives at
 once, every time. Where notification is unavailable, or ``wakeup=poll`` is set, the poll
 checks every ``IDLE_SLEEP_S`` instead. Wake-ups are counted as the polling thread's voluntary
-context switches (each one a sleep that ended), which a loaded machine does not change.
+context switches (each one a sleep that ended, or a wait for the GIL, which a loaded machine
+makes a few more of).
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ def test_an_idle_consumer_sleeps_through_heartbeats_and_other_streams_records(
     woke, records = idle_poll_wakeups(f"local:{tmp_path}?heartbeat_interval_ms=50")
     assert records == []
     # 2 s: a recheck every RECHECK_S (1 s); polling would wake 1 / IDLE_SLEEP_S = 200 times a
-    # second, and a wake per heartbeat or per record of "busy" would be 40 each
-    assert woke <= 2 / RECHECK_S + 4
+    # second, and a wake per heartbeat or per record of "busy" would be 40 each. The slack
+    # (12) is for waits on the GIL, which the heartbeat and writer threads hold now and then
+    # and a loaded machine makes longer (10 wake-ups were seen under four busy processes)
+    assert woke <= 2 / RECHECK_S + 12
 
 
 def test_with_wakeup_poll_an_idle_consumer_checks_every_idle_sleep(tmp_path: Path) -> None:
