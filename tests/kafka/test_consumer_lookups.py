@@ -22,9 +22,10 @@ from millstream import StreamPartition
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 12
-#: what a lookup of every partition may take: about two fetch waits; each partition's own
-#: wait behind the fetch (before the fix) added up to 5.5 s and more
-BOUND_S = 1.5
+#: what a lookup of every partition may take: a few fetch waits, for a loaded machine (it
+#: takes well under one); each partition's own wait behind the fetch (before the fix) added
+#: up to 5.5 s and more
+BOUND_S = 3.0
 
 
 def test_seeks_and_lag_of_a_caught_up_consumer_do_not_wait_for_its_fetch(
