@@ -10,7 +10,9 @@ the connection after a bounded drain, and Transfer-Encoding with Content-Length 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import socket
 import threading
 import time
@@ -22,8 +24,10 @@ from typing import Any
 import pytest
 from tests.support.platform_fixtures import isolate
 
+from millstream.files import open_files
 from videosite.cli import main
 from videosite.inprocess import InProcessSite, free_port
+from videosite.web.ranges import serve_file
 from videosite.web.server import ServerLimits, build_server
 
 TOKEN = "secret"
@@ -433,3 +437,49 @@ def test_the_commands_refuse_a_limit_that_is_not_above_zero_naming_it(
     assert capsys.readouterr().err == ("millstream-video serve: VIDEOSITE_HEADER_TIMEOUT_S "
                                        "(ServerLimits.header_timeout_s) must be above 0, "
                                        "not -1.0\n")
+
+
+def _open_under(folder: Path) -> list[str]:
+    """The files under ``folder`` this process holds open."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc/self/fd")
+def test_a_medium_whose_client_goes_away_is_closed_at_once(tmp_path: Path) -> None:
+    """A client that leaves in the middle of a 32 MiB medium: the server closes the object
+    as the response ends, not when the garbage collector finds it (with the collector off
+    here, a generator caught in a cycle with its cancelled frame held it open)."""
+    folder = tmp_path / "files"
+    store = open_files(folder.as_uri())
+    ref = store.put("v/360p.mp4", os.urandom(32 * 1024 * 1024), content_type="video/mp4")
+
+    async def media(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        await serve_file(store, ref, {"video/mp4"})(scope, receive, send)
+
+    gc.disable()
+    try:
+        with _serving(media) as port:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /v HTTP/1.1\r\nHost: t\r\n\r\n")
+                got = 0
+                while got < 1024 * 1024:  # the first MiB, then away
+                    got += len(sock.recv(65536))
+                assert _open_under(folder) != []  # being read
+            deadline = time.monotonic() + 20
+            while _open_under(folder) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _open_under(folder) == []
+    finally:
+        gc.enable()
+    store.close()

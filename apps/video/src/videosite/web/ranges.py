@@ -11,15 +11,21 @@ answers 304 with no body, before any range is looked at. ``HEAD`` answers the he
 ``GET`` would, without reading the object. The content type comes from the object's stored
 metadata, and only from an allow-list: anything else is sent as
 ``application/octet-stream`` for download, so stored bytes are never rendered as a page.
-The body is read in chunks on worker threads.
+The body is read in chunks on worker threads, and the object is closed as soon as the
+response ends, whether it finished or its client went away.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from typing import Any, BinaryIO
 
+import anyio
+import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from millstream.files import FileRef, FileStore
 
@@ -86,15 +92,53 @@ def matches_etag(if_none_match: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))
 
 
-def _chunks(files: FileStore, ref: FileRef, start: int, end: int | None) -> Iterator[bytes]:
-    """The bytes in pieces; a whole read (``end`` None) is verified against the SHA-256, and
-    a mismatch aborts the response rather than finish it with bad bytes."""
-    with files.open(ref, start=start, end=end) as stream:
-        while True:
-            data = stream.read(CHUNK)
-            if not data:
-                return
-            yield data
+class _Body(Iterator[bytes]):
+    """The bytes in pieces, read on worker threads (the object is opened by the first);
+    a whole read (``end`` None) is verified against the SHA-256, and a mismatch aborts the
+    response rather than finish it with bad bytes. ``close()`` closes the object at once —
+    the response calls it however it ended, a client gone mid-way included (a generator
+    would hold the object open until the garbage collector found it)."""
+
+    def __init__(self, files: FileStore, ref: FileRef, start: int, end: int | None) -> None:
+        self._files, self._ref, self._span = files, ref, (start, end)
+        self._stream: BinaryIO | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # a read in a worker thread, close from the response
+
+    def __next__(self) -> bytes:
+        with self._lock:
+            if self._closed:
+                raise StopIteration
+            if self._stream is None:
+                start, end = self._span
+                self._stream = self._files.open(self._ref, start=start, end=end)
+            data = self._stream.read(CHUNK)
+        if not data:
+            self.close()
+            raise StopIteration
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """A ``StreamingResponse`` of a ``_Body`` that closes it when it ends, however."""
+
+    def __init__(self, body: _Body, **options: Any) -> None:
+        super().__init__(body, **options)
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):  # also when the client's going cancelled it
+                await anyio.to_thread.run_sync(self._body.close)
 
 
 def serve_file(files: FileStore, ref: FileRef, allowed_types: set[str], *,
@@ -125,6 +169,6 @@ def serve_file(files: FileStore, ref: FileRef, allowed_types: set[str], *,
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     if head:
         return Response(status_code=status, headers=headers, media_type=content_type)
-    return StreamingResponse(_chunks(files, ref, start, end if span else None),
-                             status_code=status,
-                             headers=headers, media_type=content_type)
+    return _ClosingStreamingResponse(_Body(files, ref, start, end if span else None),
+                                     status_code=status, headers=headers,
+                                     media_type=content_type)
