@@ -51,7 +51,7 @@ from videosite.pipeline import new_video_id, submit
 from videosite.titles import BadTitle
 from videosite.web import WebSettings, create_app
 from videosite.web.upload import Received, UploadRefused, receive_upload
-from videosite_testing import STARVED, ffmpeg_allocations_at_most
+from videosite_testing import STARVED, faststart, ffmpeg_allocations_at_most, half
 
 TOKEN = "bad-input-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -104,25 +104,6 @@ def _audio_only(path: Path, format: str | None = None) -> Path:
     return path
 
 
-def _faststart(source: Path, target: Path) -> Path:
-    """``source`` remuxed with its index (moov) before the media data."""
-    with av.open(str(source)) as src, av.open(str(target), "w", format="mp4",
-                                              options={"movflags": "faststart"}) as dst:
-        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
-        for packet in src.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            dst.mux(packet)
-    return target
-
-
-def _half(source: Path, target: Path) -> Path:
-    data = source.read_bytes()
-    target.write_bytes(data[:len(data) // 2])
-    return target
-
-
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
               ) -> dict[str, Path]:
@@ -140,7 +121,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]
         "random bytes": noise,
         "PNG renamed": png,
         "JPEG renamed": jpeg,
-        "truncated MP4": _half(clips["landscape"], folder / "truncated.mp4"),
+        "truncated MP4": half(clips["landscape"], folder / "truncated.mp4"),
         "audio-only MP4": _audio_only(folder / "audio.mp4"),
         "audio-only M4A": _audio_only(folder / "audio.m4a", format="ipod"),
     }
@@ -503,7 +484,7 @@ def in_pipeline(web: Web, clips: dict[str, Path], tmp_path_factory: pytest.TempP
     """A good clip (titled with HTML), one over the pipeline's duration limit and a
     truncated MP4 whose index comes first (so it opens and passes the upload's checks)."""
     folder = tmp_path_factory.mktemp("pipeline-files")
-    truncated = _half(_faststart(clips["tiny"], folder / "fs.mp4"), folder / "cut.mp4")
+    truncated = half(faststart(clips["tiny"], folder / "fs.mp4"), folder / "cut.mp4")
     ids = {}
     for name, path, title in (("good", clips["landscape"], HTML_TITLE),
                               ("too long", clips["wide"], "three seconds"),

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx2
 import pytest
 from tests.support.browser import chromium
@@ -35,6 +34,7 @@ from videosite.app import app, views
 from videosite.web import create_app
 from videosite.web.ops import NUMBERS
 from videosite.web.server import build_server
+from videosite_testing import faststart, half
 
 TOKEN = "browser-token"
 #: the status label of a gallery card starts with the text (a function: the CSP forbids eval)
@@ -79,19 +79,7 @@ class Served:
 def _cut_short(source: Path, folder: Path) -> Path:
     """The first half of ``source`` remuxed with its index first: it opens and passes the
     upload's checks, and fails as truncated in the transcode."""
-    whole = folder / "faststart.mp4"
-    with av.open(str(source)) as src, av.open(str(whole), "w", format="mp4",
-                                              options={"movflags": "faststart"}) as dst:
-        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
-        for packet in src.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            dst.mux(packet)
-    cut = folder / "cut.mp4"
-    data = whole.read_bytes()
-    cut.write_bytes(data[:len(data) // 2])
-    return cut
+    return half(faststart(source, folder / "faststart.mp4"), folder / "cut.mp4")
 
 
 def _free_port() -> int:
@@ -142,14 +130,21 @@ def browser(served: Served) -> Iterator[Any]:
         yield launched
 
 
+def _errors_of(page: Any) -> list[str]:
+    """The list ``page``'s console errors and script errors go into as they happen (CSP
+    violations and failed loads among them)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 @pytest.fixture
 def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     """A fresh page; console errors (CSP violations and failed loads among them) fail the
     test. A screenshot of the last state is kept in the test's tmp_path."""
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    errors = _errors_of(page)
     page.set_default_timeout(15_000)
     yield page
     page.screenshot(path=str(tmp_path / "last.png"))
@@ -213,9 +208,7 @@ def test_an_upload_through_the_form_is_followed_to_ready(served: Served, page: A
     _shoot(page, "gallery-processing")
     # its own page says the same where the player will be, and reloads once it is ready
     watch = browser.new_page()
-    errors: list[str] = []
-    watch.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    watch.on("pageerror", lambda e: errors.append(str(e)))
+    errors = _errors_of(watch)
     watch.set_viewport_size(WIDE)
     watch.goto(f"{served.base}/videos/{new_id}")
     assert watch.locator(".details .stages li").evaluate_all(STAGE_STATES) == [
@@ -274,11 +267,9 @@ def test_the_ops_page_shows_health_as_the_console_does_and_links_to_it(
         served: Served, browser: Any) -> None:
     context = browser.new_context(http_credentials={"username": "operator",
                                                     "password": TOKEN})
-    errors: list[str] = []
     try:
         page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        errors = _errors_of(page)
         page.goto(f"{served.base}/ops")
         # every service's health is the console's badge, styled by the console's own sheet
         badges = page.eval_on_selector_all(
@@ -368,11 +359,9 @@ def test_every_page_reflows_from_a_phone_to_a_wide_screen(served: Served, browse
     size = WIDE if screen == "wide" else PHONE
     context = browser.new_context(viewport=size, http_credentials={"username": "operator",
                                                                    "password": TOKEN})
-    errors: list[str] = []
     try:
         page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        errors = _errors_of(page)
         page.set_default_timeout(15_000)
         page.goto(f"{served.base}/")
         # the gallery's grid: five columns of cards at 1440 px, one on a phone

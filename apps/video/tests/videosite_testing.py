@@ -6,12 +6,14 @@ import ctypes
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import av
 
 from millstream.runtime import ServiceRunner
 
-__all__ = ["FFMPEG_MAX_ALLOC", "STARVED", "Idle", "ffmpeg_allocations_at_most"]
+__all__ = ["FFMPEG_MAX_ALLOC", "STARVED", "Idle", "faststart", "ffmpeg_allocations_at_most",
+           "half"]
 
 #: FFmpeg's allocation limit by default (``max_alloc_size`` in libavutil/mem.c)
 FFMPEG_MAX_ALLOC = 2**31 - 1
@@ -54,3 +56,23 @@ def ffmpeg_allocations_at_most(size: int) -> Iterator[None]:
         yield
     finally:
         lib.av_max_alloc(FFMPEG_MAX_ALLOC)
+
+
+def faststart(source: Path, target: Path) -> Path:
+    """``source`` remuxed with its index (moov) before the media data."""
+    with av.open(str(source)) as src, av.open(str(target), "w", format="mp4",
+                                              options={"movflags": "faststart"}) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    return target
+
+
+def half(source: Path, target: Path) -> Path:
+    """The first half of ``source``'s bytes, as ``target``."""
+    data = source.read_bytes()
+    target.write_bytes(data[:len(data) // 2])
+    return target
