@@ -1,5 +1,6 @@
 """The worker fleet of ``millstream verify``: a worker that dies by itself is restarted, but
-at most once a second per slot, and why it died is kept."""
+at most once a second per slot, and why it died is kept; a worker stopped as soon as it was
+started still stops cleanly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 import time
 from pathlib import Path
 
+import millstream
 from millstream._verify.fleet import RESTART_PAUSE_S, Fleet
+from millstream._verify.history import Stopped, read_history
 
 
 def test_a_worker_that_cannot_start_is_restarted_at_most_once_a_second(tmp_path: Path) -> None:
@@ -52,3 +55,23 @@ def test_a_worker_that_died_by_itself_is_reported_with_its_last_error_line(
         "millstream.errors.ConfigError: streams URL 'nope:' has scheme 'nope'")
     assert sorted(p.name for p in tmp_path.glob("*.err")) == ["consumer-2.0.err",
                                                               "consumer-2.1.err"]
+
+
+def test_workers_stopped_as_soon_as_started_each_stop_cleanly(tmp_path: Path) -> None:
+    """A stop right after a (re)start waits for each worker to begin, so that it stops
+    cleanly instead of dying of SIGTERM while importing, without a history: a short run whose
+    restarted producers died so had no producer that ran to its end (seen in CI)."""
+    url = f"local:{tmp_path / 'log'}"
+    with millstream.open_streams(url) as streams:
+        streams.admin().create_stream("s", partitions=2)
+    fleet = Fleet(url, "s", tmp_path, dict(os.environ))
+    for slot in range(2):
+        fleet.start("producer", slot)
+        fleet.start("consumer", slot)
+    fleet.stop(60)
+    assert fleet.exits == []
+    names = sorted(p.name for p in tmp_path.glob("*.jsonl"))
+    assert names == ["consumer-0.0.jsonl", "consumer-1.0.jsonl",
+                     "producer-0.0.jsonl", "producer-1.0.jsonl"]
+    for name in names:
+        assert read_history(tmp_path / name).events[-1] == Stopped(), name

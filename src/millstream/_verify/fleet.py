@@ -20,10 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RESTART_PAUSE_S", "Exit", "Fleet", "Worker"]
+__all__ = ["BEGIN_WAIT_S", "RESTART_PAUSE_S", "Exit", "Fleet", "Worker"]
 
 #: The least time between two starts of a slot whose worker keeps ending on its own.
 RESTART_PAUSE_S = 1.0
+#: How long a stop waits for a worker started just before it to begin (its history file
+#: created, its SIGTERM handler installed): a worker SIGTERMed while still importing dies
+#: without a trace, and a short run whose restarted producers all died so has no producer
+#: that stopped cleanly (seen in CI: a 4 s run, both producers killed and restarted).
+BEGIN_WAIT_S = 30.0
 
 
 @dataclass
@@ -108,9 +113,10 @@ class Fleet:
             self.start(worker.role, worker.slot)
 
     def stop(self, grace: float, role: str | None = None) -> None:
-        """SIGTERM every worker (of ``role``, if given), SIGKILL those still running after
-        ``grace`` seconds."""
+        """SIGTERM every worker (of ``role``, if given) once it has begun (at most
+        ``BEGIN_WAIT_S`` seconds), SIGKILL those still running ``grace`` seconds later."""
         stopping = [w for w in self.workers if role is None or w.role == role]
+        _wait_until_begun(stopping, BEGIN_WAIT_S)
         for worker in stopping:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.proc.pid, signal.SIGTERM)
@@ -138,6 +144,17 @@ class Fleet:
 
     def histories(self) -> list[Path]:
         return sorted(self.folder.glob("*.jsonl"))
+
+
+def _wait_until_begun(workers: list[Worker], timeout: float) -> None:
+    """Wait until each of ``workers`` has created its history file (a worker does so after
+    installing its SIGTERM handler) or ended, at most ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    waiting = list(workers)
+    while waiting and time.monotonic() < deadline:
+        waiting = [w for w in waiting if w.proc.poll() is None and not w.history.exists()]
+        if waiting:
+            time.sleep(0.02)
 
 
 def _last_line(worker: Worker) -> str:

@@ -92,7 +92,7 @@ def run_producer(url: str, stream: str, history: Path, name: str,
                  parent: int | None = None) -> None:
     """Send ``NAME:SEQ`` values (never one value twice) until stopped, recording each send
     before it is handed to the producer and each acknowledgement or failure after."""
-    stop = _Stop(parent)
+    stop = _Stop(parent)  # before the history file: the fleet takes the file as "ready to stop"
     with HistoryWriter(history) as out, millstream.open_streams(url) as streams:
         producer = streams.open_producer()
         seq = 0
@@ -124,7 +124,7 @@ def run_consumer(url: str, stream: str, history: Path, name: str,
     """Poll as a member of the run's group until stopped, recording every assignment change,
     every non-empty poll, and every commit the backend confirmed (after each poll, the offsets
     after the records just recorded); assignments and commits with the time they happened."""
-    stop = _Stop(parent)
+    stop = _Stop(parent)  # before the history file, as in run_producer
     with HistoryWriter(history) as out, millstream.open_streams(url) as streams:
         consumer = streams.open_consumer(stream + GROUP_SUFFIX, offset_reset="earliest")
         try:
