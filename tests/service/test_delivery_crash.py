@@ -36,8 +36,10 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess
 
-# short leases so a killed member's partitions move on quickly
-STREAMS_URL = "local:?session_timeout_ms=1500&heartbeat_interval_ms=300"
+# short leases so a killed member's partitions move on quickly, yet twice the 1.5 s first used:
+# a live member whose heartbeats a loaded machine holds up for 1.5 s would lose its lease, and
+# the rebalance that follows would not be the one the test stages
+STREAMS_URL = "local:?session_timeout_ms=3000&heartbeat_interval_ms=500"
 
 
 def start(service: str, out: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
