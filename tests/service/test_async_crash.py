@@ -28,7 +28,7 @@ from millstream.codecs import ModelCodec
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.streams._base import Streams
 from tests.support.apps import Item
-from tests.support.children import REPO
+from tests.support.children import REPO, log_size, running_since
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess
@@ -148,9 +148,12 @@ def finish(streams: Streams, url: str, service: str, suffix: str, out: Path, ite
            group: str) -> None:
     """Restart ``service`` without a fault until its group committed every item, then stop it
     cleanly."""
+    err = out.with_suffix(".err")
+    since = log_size(err)
     proc = start(url, service, suffix, out)
     try:
-        wait_until(lambda: sum(committed(streams, group, items).values()) >= M
+        wait_until(lambda: (sum(committed(streams, group, items).values()) >= M
+                            and running_since(err, since))
                    or proc.poll() is not None, 120, f"{group} to commit all {M} items")
         assert proc.poll() is None, out.with_suffix(".err").read_text()
     finally:

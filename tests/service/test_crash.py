@@ -26,7 +26,7 @@ from millstream.runtime._state import CheckpointStore
 from millstream.streams._base import Streams
 from tests.service.test_runtime import read_all
 from tests.support.apps import Doubled, Item, app
-from tests.support.children import REPO
+from tests.support.children import REPO, log_size, running_since
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess
@@ -69,10 +69,12 @@ def committed(streams: Streams, group: str) -> int:
 def run_to_end(streams: Streams, service: str, group: str, out: Path,
                extra_env: dict[str, str] | None = None) -> None:
     """Run the service until its group committed every item, then stop it with SIGTERM."""
+    err = out.with_suffix(".err")
+    since = log_size(err)
     proc = start(service, out, extra_env=extra_env)
     try:
-        wait_until(lambda: committed(streams, group) >= N or proc.poll() is not None, 60,
-                   f"{group} to commit all {N} items")
+        wait_until(lambda: (committed(streams, group) >= N and running_since(err, since))
+                   or proc.poll() is not None, 60, f"{group} to commit all {N} items")
         assert proc.poll() is None, out.with_suffix(".err").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)

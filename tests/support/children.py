@@ -18,7 +18,26 @@ from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO", "Child"]
+__all__ = ["REPO", "Child", "log_size", "running_since"]
+
+#: what ``millstream run`` prints once its SIGTERM handler is installed
+RUNNING_LINE = " running as group "
+
+
+def log_size(log: Path) -> int:
+    """How many bytes ``log`` holds (0 if it does not exist): where a run about to be started
+    and appending to it begins."""
+    return log.stat().st_size if log.exists() else 0
+
+
+def running_since(log: Path, start: int) -> bool:
+    """Whether a ``millstream run`` writing its stderr to ``log`` from byte ``start`` on has
+    installed its SIGTERM handler. A stop sent before that (while it imports) kills it with
+    exit -15 instead of stopping it cleanly: a run started when its work was already done
+    must be waited for before it is stopped."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        return RUNNING_LINE.encode() in f.read()
 
 
 class Child:
