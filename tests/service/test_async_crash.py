@@ -13,7 +13,6 @@ point ``service.concurrent.full`` (every slot held by a record awaiting in its h
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,8 +27,7 @@ from millstream.codecs import ModelCodec
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.streams._base import Streams
 from tests.support.apps import Item
-from tests.support.children import REPO, log_size, running_since
-from tests.support.waiting import wait_until
+from tests.support.children import REPO, run_until_then_stop
 
 pytestmark = pytest.mark.multiprocess
 
@@ -148,18 +146,9 @@ def finish(streams: Streams, url: str, service: str, suffix: str, out: Path, ite
            group: str) -> None:
     """Restart ``service`` without a fault until its group committed every item, then stop it
     cleanly."""
-    err = out.with_suffix(".err")
-    since = log_size(err)
-    proc = start(url, service, suffix, out)
-    try:
-        wait_until(lambda: (sum(committed(streams, group, items).values()) >= M
-                            and running_since(err, since))
-                   or proc.poll() is not None, 120, f"{group} to commit all {M} items")
-        assert proc.poll() is None, out.with_suffix(".err").read_text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
-    assert code == 0, out.with_suffix(".err").read_text()
+    run_until_then_stop(lambda: start(url, service, suffix, out), out.with_suffix(".err"),
+                        lambda: sum(committed(streams, group, items).values()) >= M, 120,
+                        f"{group} to commit all {M} items")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

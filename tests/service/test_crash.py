@@ -26,7 +26,7 @@ from millstream.runtime._state import CheckpointStore
 from millstream.streams._base import Streams
 from tests.service.test_runtime import read_all
 from tests.support.apps import Doubled, Item, app
-from tests.support.children import REPO, log_size, running_since
+from tests.support.children import REPO, run_until_then_stop
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess
@@ -70,17 +70,9 @@ def committed(streams: Streams, group: str) -> int:
 def run_to_end(streams: Streams, service: str, group: str, out: Path,
                extra_env: dict[str, str] | None = None) -> None:
     """Run the service until its group committed every item, then stop it with SIGTERM."""
-    err = out.with_suffix(".err")
-    since = log_size(err)
-    proc = start(service, out, extra_env=extra_env)
-    try:
-        wait_until(lambda: (committed(streams, group) >= N and running_since(err, since))
-                   or proc.poll() is not None, 60, f"{group} to commit all {N} items")
-        assert proc.poll() is None, out.with_suffix(".err").read_text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-    assert code == 0, out.with_suffix(".err").read_text()
+    run_until_then_stop(lambda: start(service, out, extra_env=extra_env),
+                        out.with_suffix(".err"), lambda: committed(streams, group) >= N, 60,
+                        f"{group} to commit all {N} items", stop_timeout=30)
 
 
 def crash(service: str, fault: str, out: Path, extra_env: dict[str, str] | None = None) -> None:

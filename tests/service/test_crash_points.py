@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -34,7 +33,7 @@ import millstream
 from millstream.faults import FAULT_EXIT_CODE
 from millstream.runtime import CheckpointStore
 from millstream.streams import Streams
-from tests.support.children import REPO, log_size, running_since
+from tests.support.children import REPO, run_until_then_stop
 from tests.support.waiting import wait_until
 
 N = 1_000
@@ -117,16 +116,8 @@ class Scenario:
         assert f"fault point {fault.split(':')[0]!r} reached" in self.log.read_text()
 
     def run_until(self, service: str, done: Callable[[], bool]) -> None:
-        since = log_size(self.log)
-        proc = self.start(service)
-        try:
-            wait_until(lambda: (done() and running_since(self.log, since))
-                       or proc.poll() is not None, 180, f"{service} to finish")
-            assert proc.poll() is None, self.log.read_text()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(60)
-        assert code == 0, self.log.read_text()
+        run_until_then_stop(lambda: self.start(service), self.log, done, 180,
+                            f"{service} to finish")
 
 
 def committed(streams: Streams, group: str, stream: str) -> int:

@@ -11,30 +11,42 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO", "Child", "log_size", "running_since"]
+__all__ = ["REPO", "Child", "run_until_then_stop"]
 
 #: what ``millstream run`` prints once its SIGTERM handler is installed
 RUNNING_LINE = " running as group "
 
 
-def log_size(log: Path) -> int:
-    """How many bytes ``log`` holds (0 if it does not exist): where a run about to be started
-    and appending to it begins."""
-    return log.stat().st_size if log.exists() else 0
+def run_until_then_stop(start: Callable[[], subprocess.Popen[bytes]], log: Path,
+                        done: Callable[[], bool], timeout: float, what: str,
+                        stop_timeout: float = 60) -> None:
+    """Start a ``millstream run`` (``start``; its stderr appended to ``log``), wait until
+    ``done()`` and it runs, then stop it with SIGTERM: it must exit 0.
+
+    "It runs" is its running line in what it wrote to ``log``, printed once its SIGTERM
+    handler is installed. A stop sent before that (while it imports) kills it with exit -15
+    instead of stopping it cleanly, and a run started when its work was already done is
+    ``done()`` at once."""
+    since = log.stat().st_size if log.exists() else 0
+    proc = start()
+    try:
+        wait_until(lambda: (done() and _running_since(log, since)) or proc.poll() is not None,
+                   timeout, what)
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(stop_timeout)
+    assert code == 0, log.read_text()
 
 
-def running_since(log: Path, start: int) -> bool:
-    """Whether a ``millstream run`` writing its stderr to ``log`` from byte ``start`` on has
-    installed its SIGTERM handler. A stop sent before that (while it imports) kills it with
-    exit -15 instead of stopping it cleanly: a run started when its work was already done
-    must be waited for before it is stopped."""
+def _running_since(log: Path, start: int) -> bool:
     with open(log, "rb") as f:
         f.seek(start)
         return RUNNING_LINE.encode() in f.read()
